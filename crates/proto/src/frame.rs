@@ -1,0 +1,811 @@
+//! Frames: the byte layout of every request and response, and the error codes.
+//!
+//! Owns: encoding typed requests/responses into exactly [`FRAME_LEN`] bytes and decoding
+//! them back, rejecting every non-canonical input (wrong length, unknown version or kind,
+//! non-zero reserved bytes or padding, out-of-range counts) with a specific [`Error`].
+//! Must never panic on any input, never allocate more than one frame's worth per decoded
+//! frame, and never accept two byte strings as the same value (the encoding is canonical).
+//!
+//! Layout (see `docs/PROTOCOL-wire.md` for the normative table): byte 0 version, byte 1 kind,
+//! bytes 2..4 reserved (zero), then a [`BODY_LEN`]-byte body whose used prefix depends on the
+//! kind and whose remainder is zero.
+
+use crate::types::{
+    DeleteIds, Delivery, ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, SecretBatch,
+};
+use crate::{
+    BODY_LEN, Error, FRAME_LEN, HEADER_LEN, MAX_DELETE_IDS, MAX_SECRETS, MAX_VERSION, MIN_VERSION,
+    VERSION,
+};
+
+mod kind {
+    pub const PING: u8 = 0x01;
+    pub const DEPOSIT: u8 = 0x02;
+    pub const FETCH: u8 = 0x03;
+    pub const DELETE: u8 = 0x04;
+    pub const SUBSCRIBE: u8 = 0x05;
+
+    pub const PONG: u8 = 0x81;
+    pub const DEPOSITED: u8 = 0x82;
+    pub const ENVELOPE: u8 = 0x83;
+    pub const FETCH_DONE: u8 = 0x84;
+    pub const DELETED: u8 = 0x85;
+    pub const SUBSCRIBED: u8 = 0x86;
+    pub const ERROR: u8 = 0xff;
+
+    pub fn is_request(k: u8) -> bool {
+        matches!(k, PING | DEPOSIT | FETCH | DELETE | SUBSCRIBE)
+    }
+    pub fn is_response(k: u8) -> bool {
+        matches!(
+            k,
+            PONG | DEPOSITED | ENVELOPE | FETCH_DONE | DELETED | SUBSCRIBED | ERROR
+        )
+    }
+}
+
+/// A request from a client to a relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Liveness and parameters; answered by [`Response::Pong`].
+    Ping,
+    /// Store `envelope` in `mailbox`; answered by [`Response::Deposited`] once durable.
+    Deposit {
+        /// Destination mailbox pseudonym.
+        mailbox: MailboxId,
+        /// The ciphertext.
+        envelope: Envelope,
+    },
+    /// Read stored envelopes with ids greater than `after` from the mailboxes the secrets open;
+    /// answered by zero or more [`Response::Envelope`] then one [`Response::FetchDone`].
+    Fetch {
+        /// Cursor: only envelopes with an id strictly greater are returned (0 for all).
+        after: EnvelopeId,
+        /// The fetch secrets.
+        secrets: SecretBatch,
+    },
+    /// Delete (acknowledge) envelopes of the mailbox `secret` opens; answered by
+    /// [`Response::Deleted`], or an error if none of the ids was deleted.
+    Delete {
+        /// The fetch secret of the mailbox.
+        secret: FetchSecret,
+        /// The envelopes to delete.
+        ids: DeleteIds,
+    },
+    /// Push every envelope committed to these mailboxes from now on; answered by
+    /// [`Response::Subscribed`] and then a [`Response::Envelope`] per arrival.
+    Subscribe {
+        /// The fetch secrets.
+        secrets: SecretBatch,
+    },
+}
+
+/// Relay parameters, carried by [`Response::Pong`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pong {
+    /// Oldest protocol version the relay speaks.
+    pub min_version: u8,
+    /// Newest protocol version the relay speaks.
+    pub max_version: u8,
+    /// Envelopes one mailbox may hold.
+    pub mailbox_quota: u32,
+    /// Seconds an envelope is kept before it expires.
+    pub expiry_secs: u64,
+}
+
+/// A response from a relay to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong(Pong),
+    /// The deposit is durably committed under this id.
+    Deposited(EnvelopeId),
+    /// One stored envelope (fetch result or push).
+    Envelope(Delivery),
+    /// End of a fetch answer.
+    FetchDone {
+        /// How many envelopes this fetch returned.
+        returned: u32,
+        /// More envelopes are stored after the last one returned: fetch again with it as cursor.
+        more: bool,
+    },
+    /// Result of a delete in which at least one id was deleted.
+    Deleted {
+        /// Ids deleted now.
+        deleted: u16,
+        /// Ids not found and older than the relay's expiry horizon.
+        expired: u16,
+        /// Ids not found otherwise (already deleted, never existed, other mailbox).
+        unknown: u16,
+    },
+    /// The subscription is active for this many mailboxes.
+    Subscribed {
+        /// Number of mailboxes subscribed.
+        count: u16,
+    },
+    /// The request failed.
+    Error(ErrorFrame),
+}
+
+/// An error answer: a code and a code-specific argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorFrame {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// `UnsupportedVersion`: `min << 8 | max` of the relay; `RateLimited`: milliseconds to
+    /// wait; otherwise 0.
+    pub arg: u32,
+}
+
+impl ErrorFrame {
+    /// An error with argument 0.
+    #[must_use]
+    pub fn new(code: ErrorCode) -> Self {
+        Self { code, arg: 0 }
+    }
+
+    /// The `UnsupportedVersion` answer advertising this build's version range.
+    #[must_use]
+    pub fn unsupported_version() -> Self {
+        Self {
+            code: ErrorCode::UnsupportedVersion,
+            arg: (u32::from(MIN_VERSION) << 8) | u32::from(MAX_VERSION),
+        }
+    }
+}
+
+/// Error codes on the wire (u16, big-endian). Codes below 0x0100 mean the request frame was
+/// malformed; the others are refusals of a well-formed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 0x0001: the stream ended before a whole frame.
+    Truncated,
+    /// 0x0002: more bytes followed the one request frame of a stream.
+    Oversized,
+    /// 0x0003: unknown frame kind.
+    UnknownKind,
+    /// 0x0004: a response kind was sent as a request.
+    UnexpectedKind,
+    /// 0x0005: a reserved field was not zero.
+    ReservedNotZero,
+    /// 0x0006: padding was not zero.
+    PaddingNotZero,
+    /// 0x0007: a count was zero or above its maximum.
+    BadCount,
+    /// 0x0008: a field held an invalid value.
+    BadField,
+    /// 0x0010: protocol version not supported; the argument carries the relay's range.
+    UnsupportedVersion,
+    /// 0x0100: the mailbox holds its quota of envelopes.
+    MailboxFull,
+    /// 0x0101: the relay's global storage quota is reached.
+    RelayFull,
+    /// 0x0200: too many requests on this connection; the argument is milliseconds to wait.
+    RateLimited,
+    /// 0x0300: no named envelope exists in that mailbox.
+    UnknownEnvelope,
+    /// 0x0301: the named envelopes are older than the expiry horizon and are gone.
+    Expired,
+    /// 0x0400: the relay failed internally (storage); retry later.
+    Internal,
+    /// 0x0401: the relay is shutting down; reconnect later.
+    ShuttingDown,
+    /// 0x0402: a subscription fell too far behind and was dropped; fetch to catch up.
+    Lagged,
+    /// 0x0403: too many concurrent subscriptions on this connection.
+    TooManySubscriptions,
+    /// A code this build does not know (sent by a newer relay).
+    Unrecognized(u16),
+}
+
+impl ErrorCode {
+    /// The wire value.
+    #[must_use]
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::Truncated => 0x0001,
+            Self::Oversized => 0x0002,
+            Self::UnknownKind => 0x0003,
+            Self::UnexpectedKind => 0x0004,
+            Self::ReservedNotZero => 0x0005,
+            Self::PaddingNotZero => 0x0006,
+            Self::BadCount => 0x0007,
+            Self::BadField => 0x0008,
+            Self::UnsupportedVersion => 0x0010,
+            Self::MailboxFull => 0x0100,
+            Self::RelayFull => 0x0101,
+            Self::RateLimited => 0x0200,
+            Self::UnknownEnvelope => 0x0300,
+            Self::Expired => 0x0301,
+            Self::Internal => 0x0400,
+            Self::ShuttingDown => 0x0401,
+            Self::Lagged => 0x0402,
+            Self::TooManySubscriptions => 0x0403,
+            Self::Unrecognized(v) => v,
+        }
+    }
+
+    /// From the wire value; unknown values become [`ErrorCode::Unrecognized`].
+    #[must_use]
+    pub fn from_u16(v: u16) -> Self {
+        match v {
+            0x0001 => Self::Truncated,
+            0x0002 => Self::Oversized,
+            0x0003 => Self::UnknownKind,
+            0x0004 => Self::UnexpectedKind,
+            0x0005 => Self::ReservedNotZero,
+            0x0006 => Self::PaddingNotZero,
+            0x0007 => Self::BadCount,
+            0x0008 => Self::BadField,
+            0x0010 => Self::UnsupportedVersion,
+            0x0100 => Self::MailboxFull,
+            0x0101 => Self::RelayFull,
+            0x0200 => Self::RateLimited,
+            0x0300 => Self::UnknownEnvelope,
+            0x0301 => Self::Expired,
+            0x0400 => Self::Internal,
+            0x0401 => Self::ShuttingDown,
+            0x0402 => Self::Lagged,
+            0x0403 => Self::TooManySubscriptions,
+            other => Self::Unrecognized(other),
+        }
+    }
+
+    /// A short stable name, safe for logs and metric labels.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Oversized => "oversized",
+            Self::UnknownKind => "unknown_kind",
+            Self::UnexpectedKind => "unexpected_kind",
+            Self::ReservedNotZero => "reserved_not_zero",
+            Self::PaddingNotZero => "padding_not_zero",
+            Self::BadCount => "bad_count",
+            Self::BadField => "bad_field",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::MailboxFull => "mailbox_full",
+            Self::RelayFull => "relay_full",
+            Self::RateLimited => "rate_limited",
+            Self::UnknownEnvelope => "unknown_envelope",
+            Self::Expired => "expired",
+            Self::Internal => "internal",
+            Self::ShuttingDown => "shutting_down",
+            Self::Lagged => "lagged",
+            Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::Unrecognized(_) => "unrecognized",
+        }
+    }
+}
+
+/// Builds frames: header, then the body written field by field from offset 0.
+struct Writer {
+    frame: Box<[u8; FRAME_LEN]>,
+    pos: usize,
+}
+
+impl Writer {
+    fn new(kind: u8) -> Self {
+        let mut frame = Box::new([0u8; FRAME_LEN]);
+        frame[0] = VERSION;
+        frame[1] = kind;
+        Self {
+            frame,
+            pos: HEADER_LEN,
+        }
+    }
+    // Encoding only writes typed values whose sizes are bounded by construction
+    // (SecretBatch, DeleteIds), so every write fits in BODY_LEN.
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.pos + bytes.len();
+        if let Some(dst) = self.frame.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos = end;
+    }
+    fn finish(self) -> Box<[u8; FRAME_LEN]> {
+        self.frame
+    }
+}
+
+/// Reads a body field by field; checks that the unread rest is zero at the end.
+struct Reader<'a> {
+    body: &'a [u8; BODY_LEN],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        // Callers read at most the fixed layouts below, all shorter than BODY_LEN; a read past
+        // the end yields zeros rather than a panic and is caught by tests of every layout.
+        if let Some(src) = self.body.get(self.pos..self.pos + N) {
+            out.copy_from_slice(src);
+        }
+        self.pos += N;
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.take())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.take())
+    }
+    fn reserved16(&mut self) -> Result<(), Error> {
+        if self.u16() == 0 {
+            Ok(())
+        } else {
+            Err(Error::ReservedNotZero)
+        }
+    }
+    fn count(&mut self, max: usize) -> Result<usize, Error> {
+        let count = usize::from(self.u16());
+        if count == 0 || count > max {
+            return Err(Error::BadCount { count, max });
+        }
+        Ok(count)
+    }
+    fn envelope(&mut self) -> Envelope {
+        Envelope::new(Box::new(self.take::<ENVELOPE_LEN>()))
+    }
+    fn finish(self) -> Result<(), Error> {
+        let rest = self.body.get(self.pos..).unwrap_or(&[]);
+        if rest.iter().all(|&b| b == 0) {
+            Ok(())
+        } else {
+            Err(Error::PaddingNotZero)
+        }
+    }
+}
+
+/// Checks length, version and header; returns (kind, body).
+fn split(buf: &[u8]) -> Result<(u8, &[u8; BODY_LEN]), Error> {
+    let frame: &[u8; FRAME_LEN] = buf.try_into().map_err(|_| {
+        if buf.len() < FRAME_LEN {
+            Error::Truncated(buf.len())
+        } else {
+            Error::Oversized(buf.len())
+        }
+    })?;
+    let [version, kind, r0, r1, ..] = *frame;
+    if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    if !kind::is_request(kind) && !kind::is_response(kind) {
+        return Err(Error::UnknownKind(kind));
+    }
+    if r0 != 0 || r1 != 0 {
+        return Err(Error::ReservedNotZero);
+    }
+    let body: &[u8; BODY_LEN] = frame
+        .get(HEADER_LEN..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Truncated(buf.len()))?;
+    Ok((kind, body))
+}
+
+fn read_secrets(r: &mut Reader<'_>, count: usize) -> Result<SecretBatch, Error> {
+    let secrets = (0..count)
+        .map(|_| FetchSecret::from_bytes(r.take()))
+        .collect();
+    SecretBatch::new(secrets)
+}
+
+/// Decodes one request frame (`buf` must be exactly [`FRAME_LEN`] bytes).
+///
+/// # Errors
+/// A specific [`Error`] for every malformed input; [`Error::code`] gives the wire code.
+pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
+    let (k, body) = split(buf)?;
+    if !kind::is_request(k) {
+        return Err(Error::UnexpectedKind(k));
+    }
+    let mut r = Reader { body, pos: 0 };
+    let req = match k {
+        kind::PING => Request::Ping,
+        kind::DEPOSIT => Request::Deposit {
+            mailbox: MailboxId(r.take()),
+            envelope: r.envelope(),
+        },
+        kind::FETCH => {
+            let after = EnvelopeId(r.u64());
+            let count = r.count(MAX_SECRETS)?;
+            r.reserved16()?;
+            Request::Fetch {
+                after,
+                secrets: read_secrets(&mut r, count)?,
+            }
+        }
+        kind::DELETE => {
+            let secret = FetchSecret::from_bytes(r.take());
+            let count = r.count(MAX_DELETE_IDS)?;
+            r.reserved16()?;
+            let ids = (0..count).map(|_| EnvelopeId(r.u64())).collect();
+            Request::Delete {
+                secret,
+                ids: DeleteIds::new(ids)?,
+            }
+        }
+        kind::SUBSCRIBE => {
+            let count = r.count(MAX_SECRETS)?;
+            r.reserved16()?;
+            Request::Subscribe {
+                secrets: read_secrets(&mut r, count)?,
+            }
+        }
+        other => return Err(Error::UnknownKind(other)),
+    };
+    r.finish()?;
+    Ok(req)
+}
+
+/// Decodes one response frame (`buf` must be exactly [`FRAME_LEN`] bytes).
+///
+/// # Errors
+/// A specific [`Error`] for every malformed input.
+pub fn decode_response(buf: &[u8]) -> Result<Response, Error> {
+    let (k, body) = split(buf)?;
+    if !kind::is_response(k) {
+        return Err(Error::UnexpectedKind(k));
+    }
+    let mut r = Reader { body, pos: 0 };
+    let resp = match k {
+        kind::PONG => {
+            let min_version = r.u8();
+            let max_version = r.u8();
+            r.reserved16()?;
+            Response::Pong(Pong {
+                min_version,
+                max_version,
+                mailbox_quota: r.u32(),
+                expiry_secs: r.u64(),
+            })
+        }
+        kind::DEPOSITED => Response::Deposited(EnvelopeId(r.u64())),
+        kind::ENVELOPE => Response::Envelope(Delivery {
+            mailbox: MailboxId(r.take()),
+            id: EnvelopeId(r.u64()),
+            envelope: r.envelope(),
+        }),
+        kind::FETCH_DONE => {
+            let returned = r.u32();
+            let more = match r.u8() {
+                0 => false,
+                1 => true,
+                _ => return Err(Error::BadField("more")),
+            };
+            Response::FetchDone { returned, more }
+        }
+        kind::DELETED => Response::Deleted {
+            deleted: r.u16(),
+            expired: r.u16(),
+            unknown: r.u16(),
+        },
+        kind::SUBSCRIBED => Response::Subscribed { count: r.u16() },
+        kind::ERROR => {
+            let code = ErrorCode::from_u16(r.u16());
+            r.reserved16()?;
+            Response::Error(ErrorFrame { code, arg: r.u32() })
+        }
+        other => return Err(Error::UnknownKind(other)),
+    };
+    r.finish()?;
+    Ok(resp)
+}
+
+fn put_secrets(w: &mut Writer, secrets: &SecretBatch) {
+    // SecretBatch holds 1..=MAX_SECRETS (128) entries, so the count fits in u16.
+    let n = u16::try_from(secrets.secrets().len()).unwrap_or(u16::MAX);
+    w.put(&n.to_be_bytes());
+    w.put(&[0, 0]);
+    for s in secrets.secrets() {
+        w.put(s.as_bytes());
+    }
+}
+
+impl Request {
+    /// Encodes this request into one frame.
+    #[must_use]
+    pub fn encode(&self) -> Box<[u8; FRAME_LEN]> {
+        match self {
+            Self::Ping => Writer::new(kind::PING).finish(),
+            Self::Deposit { mailbox, envelope } => {
+                let mut w = Writer::new(kind::DEPOSIT);
+                w.put(mailbox.as_bytes());
+                w.put(envelope.as_bytes());
+                w.finish()
+            }
+            Self::Fetch { after, secrets } => {
+                let mut w = Writer::new(kind::FETCH);
+                w.put(&after.0.to_be_bytes());
+                put_secrets(&mut w, secrets);
+                w.finish()
+            }
+            Self::Delete { secret, ids } => {
+                let mut w = Writer::new(kind::DELETE);
+                w.put(secret.as_bytes());
+                // DeleteIds holds 1..=MAX_DELETE_IDS (512) entries.
+                let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
+                w.put(&n.to_be_bytes());
+                w.put(&[0, 0]);
+                for id in ids.ids() {
+                    w.put(&id.0.to_be_bytes());
+                }
+                w.finish()
+            }
+            Self::Subscribe { secrets } => {
+                let mut w = Writer::new(kind::SUBSCRIBE);
+                put_secrets(&mut w, secrets);
+                w.finish()
+            }
+        }
+    }
+
+    /// A short stable name of the command, safe for logs and metric labels.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Deposit { .. } => "deposit",
+            Self::Fetch { .. } => "fetch",
+            Self::Delete { .. } => "delete",
+            Self::Subscribe { .. } => "subscribe",
+        }
+    }
+}
+
+impl Response {
+    /// Encodes this response into one frame.
+    #[must_use]
+    pub fn encode(&self) -> Box<[u8; FRAME_LEN]> {
+        match self {
+            Self::Pong(p) => {
+                let mut w = Writer::new(kind::PONG);
+                w.put(&[p.min_version, p.max_version, 0, 0]);
+                w.put(&p.mailbox_quota.to_be_bytes());
+                w.put(&p.expiry_secs.to_be_bytes());
+                w.finish()
+            }
+            Self::Deposited(id) => {
+                let mut w = Writer::new(kind::DEPOSITED);
+                w.put(&id.0.to_be_bytes());
+                w.finish()
+            }
+            Self::Envelope(d) => {
+                let mut w = Writer::new(kind::ENVELOPE);
+                w.put(d.mailbox.as_bytes());
+                w.put(&d.id.0.to_be_bytes());
+                w.put(d.envelope.as_bytes());
+                w.finish()
+            }
+            Self::FetchDone { returned, more } => {
+                let mut w = Writer::new(kind::FETCH_DONE);
+                w.put(&returned.to_be_bytes());
+                w.put(&[u8::from(*more)]);
+                w.finish()
+            }
+            Self::Deleted {
+                deleted,
+                expired,
+                unknown,
+            } => {
+                let mut w = Writer::new(kind::DELETED);
+                w.put(&deleted.to_be_bytes());
+                w.put(&expired.to_be_bytes());
+                w.put(&unknown.to_be_bytes());
+                w.finish()
+            }
+            Self::Subscribed { count } => {
+                let mut w = Writer::new(kind::SUBSCRIBED);
+                w.put(&count.to_be_bytes());
+                w.finish()
+            }
+            Self::Error(e) => {
+                let mut w = Writer::new(kind::ERROR);
+                w.put(&e.code.to_u16().to_be_bytes());
+                w.put(&[0, 0]);
+                w.put(&e.arg.to_be_bytes());
+                w.finish()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn env(b: u8) -> Envelope {
+        Envelope::new(Box::new([b; ENVELOPE_LEN]))
+    }
+    fn secrets(n: usize) -> SecretBatch {
+        SecretBatch::new(
+            (0..n)
+                .map(|i| FetchSecret::from_bytes([u8::try_from(i % 256).unwrap(); 32]))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn all_requests() -> Vec<Request> {
+        vec![
+            Request::Ping,
+            Request::Deposit {
+                mailbox: MailboxId([7; 32]),
+                envelope: env(0x55),
+            },
+            Request::Fetch {
+                after: EnvelopeId(42),
+                secrets: secrets(MAX_SECRETS),
+            },
+            Request::Fetch {
+                after: EnvelopeId(0),
+                secrets: secrets(1),
+            },
+            Request::Delete {
+                secret: FetchSecret::from_bytes([9; 32]),
+                ids: DeleteIds::new((0..MAX_DELETE_IDS as u64).map(EnvelopeId).collect()).unwrap(),
+            },
+            Request::Subscribe {
+                secrets: secrets(MAX_SECRETS),
+            },
+        ]
+    }
+
+    fn all_responses() -> Vec<Response> {
+        let mut v = vec![
+            Response::Pong(Pong {
+                min_version: 1,
+                max_version: 1,
+                mailbox_quota: 256,
+                expiry_secs: 604_800,
+            }),
+            Response::Deposited(EnvelopeId(u64::MAX)),
+            Response::Envelope(Delivery {
+                mailbox: MailboxId([3; 32]),
+                id: EnvelopeId(17),
+                envelope: env(0xaa),
+            }),
+            Response::FetchDone {
+                returned: 3,
+                more: true,
+            },
+            Response::Deleted {
+                deleted: 1,
+                expired: 2,
+                unknown: 3,
+            },
+            Response::Subscribed { count: 128 },
+            Response::Error(ErrorFrame::unsupported_version()),
+            Response::Error(ErrorFrame {
+                code: ErrorCode::Unrecognized(0x7777),
+                arg: 5,
+            }),
+        ];
+        for c in 0..0x500u16 {
+            let code = ErrorCode::from_u16(c);
+            if !matches!(code, ErrorCode::Unrecognized(_)) {
+                assert_eq!(code.to_u16(), c);
+                v.push(Response::Error(ErrorFrame { code, arg: 1 }));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn requests_round_trip_and_are_one_size() {
+        for req in all_requests() {
+            let bytes = req.encode();
+            assert_eq!(bytes.len(), FRAME_LEN);
+            assert_eq!(decode_request(&bytes[..]).unwrap(), req);
+            assert_eq!(
+                decode_response(&bytes[..]),
+                Err(Error::UnexpectedKind(bytes[1]))
+            );
+        }
+    }
+
+    #[test]
+    fn responses_round_trip_and_are_one_size() {
+        for resp in all_responses() {
+            let bytes = resp.encode();
+            assert_eq!(decode_response(&bytes[..]).unwrap(), resp);
+            assert_eq!(
+                decode_request(&bytes[..]),
+                Err(Error::UnexpectedKind(bytes[1]))
+            );
+        }
+    }
+
+    #[test]
+    fn specific_errors() {
+        let good = Request::Ping.encode();
+        assert_eq!(decode_request(&good[..10]), Err(Error::Truncated(10)));
+        assert_eq!(decode_request(&[]), Err(Error::Truncated(0)));
+        let mut long = good.to_vec();
+        long.push(0);
+        assert_eq!(decode_request(&long), Err(Error::Oversized(FRAME_LEN + 1)));
+
+        let mut f = good.clone();
+        f[0] = 2;
+        assert_eq!(decode_request(&f[..]), Err(Error::UnsupportedVersion(2)));
+        assert_eq!(
+            Error::UnsupportedVersion(2).code(),
+            Some(ErrorCode::UnsupportedVersion)
+        );
+        let mut f = good.clone();
+        f[1] = 0x42;
+        assert_eq!(decode_request(&f[..]), Err(Error::UnknownKind(0x42)));
+        let mut f = good.clone();
+        f[3] = 1;
+        assert_eq!(decode_request(&f[..]), Err(Error::ReservedNotZero));
+        let mut f = good.clone();
+        f[FRAME_LEN - 1] = 1;
+        assert_eq!(decode_request(&f[..]), Err(Error::PaddingNotZero));
+
+        let fetch = Request::Fetch {
+            after: EnvelopeId(0),
+            secrets: secrets(2),
+        }
+        .encode();
+        let mut f = fetch.clone();
+        f[HEADER_LEN + 8..HEADER_LEN + 10].copy_from_slice(&0u16.to_be_bytes());
+        assert_eq!(
+            decode_request(&f[..]),
+            Err(Error::BadCount {
+                count: 0,
+                max: MAX_SECRETS
+            })
+        );
+        let mut f = fetch.clone();
+        f[HEADER_LEN + 8..HEADER_LEN + 10].copy_from_slice(&129u16.to_be_bytes());
+        assert!(matches!(
+            decode_request(&f[..]),
+            Err(Error::BadCount { count: 129, .. })
+        ));
+        // Claiming one secret while carrying two: the second is non-zero padding.
+        let mut f = fetch.clone();
+        f[HEADER_LEN + 8..HEADER_LEN + 10].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(decode_request(&f[..]), Err(Error::PaddingNotZero));
+
+        let mut f = Response::FetchDone {
+            returned: 0,
+            more: false,
+        }
+        .encode();
+        f[HEADER_LEN + 4] = 2;
+        assert_eq!(decode_response(&f[..]), Err(Error::BadField("more")));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..FRAME_LEN + 8)) {
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_frames_never_panics_and_is_canonical(idx in 0..FRAME_LEN, val in any::<u8>(), which in 0usize..6) {
+            let mut f = all_requests()[which].encode();
+            f[idx] = val;
+            if let Ok(req) = decode_request(&f[..]) {
+                prop_assert_eq!(&req.encode()[..], &f[..]);
+            }
+            let mut f = all_responses()[which].encode();
+            f[idx] = val;
+            if let Ok(resp) = decode_response(&f[..]) {
+                prop_assert_eq!(&resp.encode()[..], &f[..]);
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Replays every test vector in `tests/vectors/`: frames must decode to exactly the expected
+//! value and re-encode to the same bytes; `fail_*` vectors must be rejected with the named
+//! error code. The vectors are produced by `tests/vectors/generate.py`, an independent
+//! implementation of docs/PROTOCOL-wire.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
+
+use std::fs;
+use std::path::Path;
+
+use hush_proto::{RelayAddress, Request, Response, decode_request, decode_response};
+use sha2::{Digest, Sha256};
+
+fn h(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+fn describe_request(r: &Request) -> String {
+    match r {
+        Request::Ping => "ping".into(),
+        Request::Deposit { mailbox, envelope } => format!(
+            "deposit mailbox={} envelope_sha256={}",
+            h(mailbox.as_bytes()),
+            h(&Sha256::digest(envelope.as_bytes()))
+        ),
+        Request::Fetch { after, secrets } => format!(
+            "fetch after={} secrets={}",
+            after.0,
+            secrets
+                .secrets()
+                .iter()
+                .map(|s| h(s.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Request::Delete { secret, ids } => format!(
+            "delete secret={} ids={}",
+            h(secret.as_bytes()),
+            ids.ids()
+                .iter()
+                .map(|i| i.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Request::Subscribe { secrets } => format!(
+            "subscribe secrets={}",
+            secrets
+                .secrets()
+                .iter()
+                .map(|s| h(s.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => panic!("unknown request {other:?}"),
+    }
+}
+
+fn describe_response(r: &Response) -> String {
+    match r {
+        Response::Pong(p) => format!(
+            "pong min={} max={} quota={} expiry={}",
+            p.min_version, p.max_version, p.mailbox_quota, p.expiry_secs
+        ),
+        Response::Deposited(id) => format!("deposited id={}", id.0),
+        Response::Envelope(d) => format!(
+            "envelope mailbox={} id={} envelope_sha256={}",
+            h(d.mailbox.as_bytes()),
+            d.id.0,
+            h(&Sha256::digest(d.envelope.as_bytes()))
+        ),
+        Response::FetchDone { returned, more } => {
+            format!("fetch_done returned={returned} more={more}")
+        }
+        Response::Deleted {
+            deleted,
+            expired,
+            unknown,
+        } => format!("deleted deleted={deleted} expired={expired} unknown={unknown}"),
+        Response::Subscribed { count } => format!("subscribed count={count}"),
+        Response::Error(e) => format!("error code=0x{:04x} arg={}", e.code.to_u16(), e.arg),
+        other => panic!("unknown response {other:?}"),
+    }
+}
+
+#[test]
+fn replay_all_vectors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut seen = 0;
+    let mut fails = 0;
+    let mut entries: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let text = fs::read_to_string(&path).unwrap();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("{name}: missing {k}"))
+                .to_owned()
+        };
+        let direction = field("direction");
+        let expect = field("expect");
+        let got = match direction.as_str() {
+            "address" => match field("address").parse::<RelayAddress>() {
+                Ok(a) => {
+                    assert_eq!(
+                        a.to_string(),
+                        field("address"),
+                        "{name}: address round trip"
+                    );
+                    format!(
+                        "address pin={} host={} port={}",
+                        h(&a.pin.0),
+                        a.host,
+                        a.port
+                    )
+                }
+                Err(_) => "error bad_address".to_owned(),
+            },
+            "request" | "response" => {
+                let bytes = hex::decode(field("frame")).unwrap();
+                let decoded = if direction == "request" {
+                    decode_request(&bytes).map(|r| {
+                        assert_eq!(&r.encode()[..], &bytes[..], "{name}: canonical re-encode");
+                        describe_request(&r)
+                    })
+                } else {
+                    decode_response(&bytes).map(|r| {
+                        assert_eq!(&r.encode()[..], &bytes[..], "{name}: canonical re-encode");
+                        describe_response(&r)
+                    })
+                };
+                match decoded {
+                    Ok(d) => d,
+                    Err(e) => format!("error {}", e.code().unwrap().name()),
+                }
+            }
+            other => panic!("{name}: bad direction {other}"),
+        };
+        assert_eq!(got, expect, "vector {name}");
+        assert_eq!(
+            name.starts_with("fail_"),
+            expect.starts_with("error ") && !expect.starts_with("error code="),
+            "{name}: fail_ vectors and only they must be rejected"
+        );
+        seen += 1;
+        fails += usize::from(name.starts_with("fail_"));
+    }
+    assert!(
+        seen >= 40 && fails >= 25,
+        "too few vectors: {seen} ({fails} fail_)"
+    );
+}
