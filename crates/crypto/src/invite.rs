@@ -1,0 +1,389 @@
+//! Invites: how two people who share nothing but an out-of-band channel start a relationship.
+//!
+//! An [`Invite`] is the public half, carried as a short `hush:` link (and QR code). The
+//! [`InviterSecrets`] are the inviter's private half. A one-time invite makes exactly one
+//! relationship; a contact address (a published tip line) makes one per invitee.
+//!
+//! The ML-KEM-768 key (1184 bytes) is deliberately *not* in the link: the invitee sends its
+//! own encapsulation key in the first message and the inviter encapsulates in its reply
+//! (docs/PROTOCOL.md, "Why the link holds no ML-KEM key"). This module parses and prints
+//! links and keeps the inviter's secrets; the key agreement is in [`crate::handshake`].
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand_core::CryptoRng;
+
+use crate::handshake::HandshakeId;
+use crate::mailbox::{Direction, FetchSecret, fetch_secret};
+use crate::primitives::{
+    DOMAIN_INVITE_CHECKSUM, DhKeyPair, Fingerprint, INFO_INVITE_MAILBOX, INFO_INVITE_SEAL, Key32,
+    hkdf, sha256,
+};
+use crate::wire::{Put, Reader};
+use crate::{Error, PROTOCOL_VERSION};
+
+/// The scheme prefix of invite links.
+pub const LINK_PREFIX: &str = "hush:";
+const CHECKSUM_LEN: usize = 4;
+const MAX_HOST_LEN: usize = 253;
+
+/// One-time invite or multi-use contact address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InviteKind {
+    /// Creates exactly one relationship; its prekey is deleted after first use.
+    OneTime,
+    /// A published address; every invitee gets a separate relationship.
+    ContactAddress,
+}
+
+impl InviteKind {
+    fn byte(self) -> u8 {
+        match self {
+            Self::OneTime => 1,
+            Self::ContactAddress => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, Error> {
+        match b {
+            1 => Ok(Self::OneTime),
+            2 => Ok(Self::ContactAddress),
+            _ => Err(Error::InvalidInvite("unknown invite kind")),
+        }
+    }
+}
+
+/// Where a relay is and which certificate key it must present.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayLocator {
+    /// SHA-256 of the relay certificate's SubjectPublicKeyInfo (DER).
+    pub pin: [u8; 32],
+    /// Host name or IP literal (ASCII, at most 253 bytes).
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+}
+
+impl RelayLocator {
+    /// The relay address form `hush://<base64url pin>@host:port`.
+    pub fn to_address(&self) -> String {
+        format!(
+            "hush://{}@{}:{}",
+            URL_SAFE_NO_PAD.encode(self.pin),
+            self.host,
+            self.port
+        )
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.put(&self.pin);
+        out.put_u16(self.port);
+        // Constructors guarantee host.len() <= MAX_HOST_LEN < 256.
+        out.put_u8(self.host.len() as u8);
+        out.put(self.host.as_bytes());
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Option<Result<Self, Error>> {
+        let pin = r.array()?;
+        let port = r.u16()?;
+        let len = r.u8()?;
+        let host = r.take(usize::from(len))?;
+        Some(Self::new(pin, host, port))
+    }
+
+    /// Validates the host (non-empty printable ASCII without spaces, '/', '@').
+    pub fn new(pin: [u8; 32], host: &[u8], port: u16) -> Result<Self, Error> {
+        let ok = !host.is_empty()
+            && host.len() <= MAX_HOST_LEN
+            && host
+                .iter()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'?' | b'#'));
+        if !ok {
+            return Err(Error::InvalidInvite("bad relay host"));
+        }
+        let host =
+            String::from_utf8(host.to_vec()).map_err(|_| Error::InvalidInvite("bad relay host"))?;
+        Ok(Self { pin, host, port })
+    }
+}
+
+impl std::fmt::Debug for RelayLocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hosts and ports identify people's infrastructure: keep them out of debug logs.
+        f.write_str("RelayLocator(..)")
+    }
+}
+
+/// The public half of an invite, as parsed from a link.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub(crate) kind: InviteKind,
+    /// Inviter's identity key for relationships made through this invite (IK_B).
+    pub(crate) identity: [u8; 32],
+    /// Inviter's prekey (SPK_B): one-time for one-time invites.
+    pub(crate) prekey: [u8; 32],
+    /// Shared with whoever holds the link: names the handshake mailbox and seals init
+    /// envelopes so the relay sees only random bytes.
+    pub(crate) invite_secret: Key32,
+    pub(crate) relay: RelayLocator,
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("kind", &self.kind)
+            .field("identity", &Fingerprint(&self.identity))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Invite {
+    /// One-time invite or contact address.
+    pub fn kind(&self) -> InviteKind {
+        self.kind
+    }
+
+    /// The inviter's relay, where the handshake message goes.
+    pub fn relay(&self) -> &RelayLocator {
+        &self.relay
+    }
+
+    /// Handshake mailbox fetch secret of `epoch` (the invitee deposits to its id).
+    pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
+        fetch_secret(
+            &invite_mailbox_root(&self.invite_secret),
+            Direction::Handshake,
+            epoch,
+        )
+    }
+
+    /// The binary form, without checksum.
+    fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(200);
+        out.put_u8(PROTOCOL_VERSION);
+        out.put_u8(self.kind.byte());
+        out.put(&self.identity);
+        out.put(&self.prekey);
+        out.put(self.invite_secret.as_bytes());
+        self.relay.encode(&mut out);
+        out
+    }
+
+    /// Bytes of the invite that enter the handshake transcript:
+    /// version || kind || IK_B || SPK_B.
+    pub(crate) fn transcript_part(&self) -> [u8; 66] {
+        let mut t = [0u8; 66];
+        t[0] = PROTOCOL_VERSION;
+        t[1] = self.kind.byte();
+        t[2..34].copy_from_slice(&self.identity);
+        t[34..66].copy_from_slice(&self.prekey);
+        t
+    }
+
+    /// The `hush:` link.
+    pub fn to_link(&self) -> String {
+        let mut bin = self.body();
+        let sum = sha256(&[DOMAIN_INVITE_CHECKSUM, &bin]);
+        bin.put(&sum[..CHECKSUM_LEN]);
+        format!("{LINK_PREFIX}{}", URL_SAFE_NO_PAD.encode(bin))
+    }
+
+    /// Parses a `hush:` link; surrounding white space is ignored.
+    pub fn parse(link: &str) -> Result<Self, Error> {
+        let link = link.trim();
+        let b64 = link
+            .strip_prefix(LINK_PREFIX)
+            .ok_or(Error::InvalidInvite("missing hush: prefix"))?;
+        let bin = URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| Error::InvalidInvite("not base64url"))?;
+        let mut r = Reader::new(&bin);
+        const TRUNC: Error = Error::InvalidInvite("truncated");
+        let version = r.u8().ok_or(TRUNC)?;
+        if version != PROTOCOL_VERSION {
+            return Err(Error::InvalidInvite("unsupported invite version"));
+        }
+        let kind = InviteKind::from_byte(r.u8().ok_or(TRUNC)?)?;
+        let identity = r.array().ok_or(TRUNC)?;
+        let prekey = r.array().ok_or(TRUNC)?;
+        let invite_secret = Key32(r.array().ok_or(TRUNC)?);
+        let relay = RelayLocator::decode(&mut r).ok_or(TRUNC)??;
+        let body_len = bin.len() - r.rest().len();
+        let mut r = Reader::new(&bin[body_len..]);
+        let sum = r.take(CHECKSUM_LEN).ok_or(TRUNC)?;
+        if !r.is_empty() {
+            return Err(Error::InvalidInvite("trailing bytes"));
+        }
+        let want = sha256(&[DOMAIN_INVITE_CHECKSUM, &bin[..body_len]]);
+        if sum != &want[..CHECKSUM_LEN] {
+            return Err(Error::InviteChecksum);
+        }
+        Ok(Self {
+            kind,
+            identity,
+            prekey,
+            invite_secret,
+            relay,
+        })
+    }
+}
+
+pub(crate) fn invite_mailbox_root(invite_secret: &Key32) -> Key32 {
+    Key32(*hkdf::<32>(
+        None,
+        invite_secret.as_bytes(),
+        &[INFO_INVITE_MAILBOX],
+    ))
+}
+
+pub(crate) fn invite_seal_key(invite_secret: &Key32) -> Key32 {
+    Key32(*hkdf::<32>(
+        None,
+        invite_secret.as_bytes(),
+        &[INFO_INVITE_SEAL],
+    ))
+}
+
+/// The inviter's private half of an invite. Store it (encrypted) until the invite is used
+/// (one-time) or retired (contact address).
+#[derive(Clone)]
+pub struct InviterSecrets {
+    pub(crate) kind: InviteKind,
+    pub(crate) identity: DhKeyPair,
+    /// `None` once a one-time invite has been used.
+    pub(crate) prekey: Option<DhKeyPair>,
+    pub(crate) invite_secret: Key32,
+    pub(crate) relay: RelayLocator,
+    /// Handshakes already accepted through this invite: a replayed first message is
+    /// recognised here and never creates a second relationship.
+    pub(crate) accepted: Vec<HandshakeId>,
+}
+
+impl std::fmt::Debug for InviterSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviterSecrets")
+            .field("kind", &self.kind)
+            .field("identity", &Fingerprint(&self.identity.public()))
+            .field("used", &self.prekey.is_none())
+            .field("accepted", &self.accepted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const SECRETS_VERSION: u8 = 1;
+
+impl InviterSecrets {
+    /// Makes a new invite. Draws 96 random bytes: identity key, prekey, invite secret.
+    pub fn generate(kind: InviteKind, relay: RelayLocator, rng: &mut impl CryptoRng) -> Self {
+        let identity = DhKeyPair::generate(rng);
+        let prekey = DhKeyPair::generate(rng);
+        let invite_secret = Key32::random(rng);
+        Self {
+            kind,
+            identity,
+            prekey: Some(prekey),
+            invite_secret,
+            relay,
+            accepted: Vec::new(),
+        }
+    }
+
+    /// One-time invite or contact address.
+    pub fn kind(&self) -> InviteKind {
+        self.kind
+    }
+
+    /// The public invite to hand out; `InviteAlreadyUsed` once a one-time invite was used.
+    pub fn invite(&self) -> Result<Invite, Error> {
+        let prekey = self.prekey.as_ref().ok_or(Error::InviteAlreadyUsed)?;
+        Ok(Invite {
+            kind: self.kind,
+            identity: self.identity.public(),
+            prekey: prekey.public(),
+            invite_secret: self.invite_secret.clone(),
+            relay: self.relay.clone(),
+        })
+    }
+
+    /// Fetch secret of the handshake mailbox in `epoch`: the inviter watches it.
+    pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
+        fetch_secret(
+            &invite_mailbox_root(&self.invite_secret),
+            Direction::Handshake,
+            epoch,
+        )
+    }
+
+    /// Relay this invite points to.
+    pub fn relay(&self) -> &RelayLocator {
+        &self.relay
+    }
+
+    /// Number of relationships made through this invite.
+    pub fn accepted_count(&self) -> usize {
+        self.accepted.len()
+    }
+
+    /// Versioned serialisation for the client's encrypted store.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(256));
+        out.put_u8(SECRETS_VERSION);
+        out.put_u8(self.kind.byte());
+        out.put(self.identity.secret_bytes().as_bytes());
+        match &self.prekey {
+            Some(p) => {
+                out.put_u8(1);
+                out.put(p.secret_bytes().as_bytes());
+            }
+            None => out.put_u8(0),
+        }
+        out.put(self.invite_secret.as_bytes());
+        self.relay.encode(&mut out);
+        out.put_u32(self.accepted.len() as u32);
+        for id in &self.accepted {
+            out.put(&id.0);
+        }
+        out
+    }
+
+    /// Inverse of [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        const E: Error = Error::InvalidState("truncated invite secrets");
+        let mut r = Reader::new(bytes);
+        let version = r.u8().ok_or(E)?;
+        if version != SECRETS_VERSION {
+            return Err(Error::UnsupportedStateVersion(version));
+        }
+        let kind = InviteKind::from_byte(r.u8().ok_or(E)?)
+            .map_err(|_| Error::InvalidState("unknown invite kind"))?;
+        let identity = DhKeyPair::from_secret(&Key32(r.array().ok_or(E)?));
+        let prekey = match r.u8().ok_or(E)? {
+            0 => None,
+            1 => Some(DhKeyPair::from_secret(&Key32(r.array().ok_or(E)?))),
+            _ => return Err(Error::InvalidState("bad option tag")),
+        };
+        let invite_secret = Key32(r.array().ok_or(E)?);
+        let relay = RelayLocator::decode(&mut r)
+            .ok_or(E)?
+            .map_err(|_| Error::InvalidState("bad relay"))?;
+        let n = r.u32().ok_or(E)? as usize;
+        if n > bytes.len() / 32 {
+            return Err(E);
+        }
+        let mut accepted = Vec::with_capacity(n);
+        for _ in 0..n {
+            accepted.push(HandshakeId(r.array().ok_or(E)?));
+        }
+        if !r.is_empty() {
+            return Err(Error::InvalidState("trailing bytes"));
+        }
+        Ok(Self {
+            kind,
+            identity,
+            prekey,
+            invite_secret,
+            relay,
+            accepted,
+        })
+    }
+}

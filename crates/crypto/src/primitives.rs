@@ -1,0 +1,320 @@
+//! Thin, named wrappers over the primitives: X25519, ML-KEM-768, HKDF/HMAC-SHA256,
+//! ChaCha20-Poly1305 and XChaCha20-Poly1305.
+//!
+//! Every KDF of the protocol lives here with its info string, so that docs/PROTOCOL.md and
+//! the code can be compared line by line. Nothing here knows about sessions or the wire.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use ml_kem::MlKem768;
+use ml_kem::kem::Decapsulate;
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::Error;
+
+/// Length of an AEAD tag (Poly1305).
+pub(crate) const TAG_LEN: usize = 16;
+/// Length of an XChaCha20-Poly1305 nonce.
+pub(crate) const XNONCE_LEN: usize = 24;
+/// ML-KEM-768 encapsulation key length (FIPS 203).
+pub(crate) const KEM_EK_LEN: usize = 1184;
+/// ML-KEM-768 ciphertext length (FIPS 203).
+pub(crate) const KEM_CT_LEN: usize = 1088;
+/// ML-KEM-768 seed (d || z) length, the form in which we store decapsulation keys.
+pub(crate) const KEM_SEED_LEN: usize = 64;
+
+// Info strings (domain separation). docs/PROTOCOL.md lists each with its use.
+pub(crate) const INFO_X3DH: &[u8] = b"hush/v1/x3dh";
+pub(crate) const INFO_RATCHET: &[u8] = b"hush/v1/ratchet";
+pub(crate) const INFO_PQ_MIX: &[u8] = b"hush/v1/pq-mix";
+pub(crate) const INFO_MESSAGE: &[u8] = b"hush/v1/message";
+pub(crate) const INFO_INVITE_SEAL: &[u8] = b"hush/v1/invite-seal";
+pub(crate) const INFO_INVITE_MAILBOX: &[u8] = b"hush/v1/invite-mailbox";
+pub(crate) const INFO_MAILBOX: &[u8] = b"hush/v1/mailbox";
+pub(crate) const INFO_SAFETY: &[u8] = b"hush/v1/safety-number";
+pub(crate) const DOMAIN_TRANSCRIPT: &[u8] = b"hush/v1/transcript";
+pub(crate) const DOMAIN_HANDSHAKE_ID: &[u8] = b"hush/v1/handshake-id";
+pub(crate) const DOMAIN_INVITE_CHECKSUM: &[u8] = b"hush/v1/invite-checksum";
+
+/// 32 bytes of secret key material, zeroized on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Key32(pub(crate) [u8; 32]);
+
+impl Key32 {
+    pub(crate) fn random(rng: &mut impl CryptoRng) -> Self {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for Key32 {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for Key32 {}
+
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key32(<redacted>)")
+    }
+}
+
+/// An X25519 key pair whose secret is zeroized on drop.
+#[derive(Clone)]
+pub(crate) struct DhKeyPair {
+    secret: x25519_dalek::StaticSecret,
+    public: [u8; 32],
+}
+
+impl DhKeyPair {
+    /// Draws 32 bytes from `rng` as the private scalar (clamped by X25519 itself).
+    pub(crate) fn generate(rng: &mut impl CryptoRng) -> Self {
+        let k = Key32::random(rng);
+        Self::from_secret(&k)
+    }
+
+    pub(crate) fn from_secret(secret: &Key32) -> Self {
+        let secret = x25519_dalek::StaticSecret::from(secret.0);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        Self { secret, public }
+    }
+
+    pub(crate) fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    pub(crate) fn secret_bytes(&self) -> Key32 {
+        Key32(self.secret.to_bytes())
+    }
+
+    /// X25519(own secret, peer public). The all-zero output of a low-order peer key is
+    /// rejected: it would make the agreement independent of our secret.
+    pub(crate) fn dh(&self, peer_public: &[u8; 32]) -> Result<Key32, Error> {
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*peer_public));
+        if !shared.was_contributory() {
+            return Err(Error::InvalidPeerKey);
+        }
+        Ok(Key32(shared.to_bytes()))
+    }
+}
+
+impl std::fmt::Debug for DhKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhKeyPair")
+            .field("public", &Fingerprint(&self.public))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prints only "4 bytes of SHA-256" of a public value, enough to tell keys apart in debug
+/// output without printing the key itself.
+pub(crate) struct Fingerprint<'a>(pub(crate) &'a [u8]);
+
+impl std::fmt::Debug for Fingerprint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = sha256(&[b"hush/v1/debug-fingerprint", self.0]);
+        write!(f, "#{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    }
+}
+
+/// ML-KEM-768 decapsulation key, held as its 64-byte seed (FIPS 203 section 7.1 form).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct KemSeed(pub(crate) [u8; KEM_SEED_LEN]);
+
+impl KemSeed {
+    pub(crate) fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut s = [0u8; KEM_SEED_LEN];
+        rng.fill_bytes(&mut s);
+        Self(s)
+    }
+
+    fn decapsulation_key(&self) -> ml_kem::DecapsulationKey768 {
+        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(self.0))
+    }
+
+    /// The encapsulation key (1184 bytes) to send to the peer.
+    pub(crate) fn encapsulation_key(&self) -> Vec<u8> {
+        use ml_kem::kem::KeyExport;
+        self.decapsulation_key()
+            .encapsulation_key()
+            .to_bytes()
+            .to_vec()
+    }
+
+    pub(crate) fn decapsulate(&self, ct: &[u8]) -> Result<Key32, Error> {
+        let ct = ml_kem::ml_kem_768::Ciphertext::try_from(ct).map_err(|_| Error::InvalidPeerKey)?;
+        let ss = self.decapsulation_key().decapsulate(&ct);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ss.as_slice());
+        Ok(Key32(out))
+    }
+}
+
+impl std::fmt::Debug for KemSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KemSeed(<redacted>)")
+    }
+}
+
+/// Encapsulates to a peer's ML-KEM-768 key with 32 bytes of randomness `m` from `rng`.
+/// Returns (ciphertext, shared secret).
+pub(crate) fn kem_encapsulate(
+    ek: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<(Vec<u8>, Key32), Error> {
+    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
+        .map_err(|_| Error::InvalidPeerKey)?;
+    let ek = ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
+    let mut m = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(m.as_mut());
+    let (ct, ss) = ek.encapsulate_deterministic(&ml_kem::B32::from(*m));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ss.as_slice());
+    Ok((ct.to_vec(), Key32(out)))
+}
+
+/// Checks that bytes form a valid ML-KEM-768 encapsulation key (FIPS 203 input check).
+pub(crate) fn kem_check_encapsulation_key(ek: &[u8]) -> Result<(), Error> {
+    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
+        .map_err(|_| Error::InvalidPeerKey)?;
+    ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
+    let _ = std::marker::PhantomData::<MlKem768>;
+    Ok(())
+}
+
+/// SHA-256 over the concatenation of `parts`.
+pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// HKDF-SHA256 (RFC 5869): extract with `salt` (None = 32 zero bytes), expand with `info`.
+pub(crate) fn hkdf<const N: usize>(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[&[u8]],
+) -> Zeroizing<[u8; N]> {
+    let hk = Hkdf::<Sha256>::new(salt, ikm);
+    let mut okm = Zeroizing::new([0u8; N]);
+    // N is at most a few hundred bytes at every call site, far below 255 * 32.
+    let _ = hk.expand_multi_info(info, okm.as_mut());
+    okm
+}
+
+/// Splits a buffer of 32-byte blocks into keys.
+pub(crate) fn split32<const N: usize>(okm: &[u8]) -> [Key32; N] {
+    std::array::from_fn(|i| {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&okm[i * 32..(i + 1) * 32]);
+        Key32(k)
+    })
+}
+
+/// KDF_RK (Double Ratchet, with header encryption): from root key and DH output to
+/// (new root key, chain key, next header key).
+pub(crate) fn kdf_rk(rk: &Key32, dh_out: &Key32) -> [Key32; 3] {
+    let okm = hkdf::<96>(Some(rk.as_bytes()), dh_out.as_bytes(), &[INFO_RATCHET]);
+    split32(okm.as_ref())
+}
+
+/// Mixes the ML-KEM shared secret into the root key.
+pub(crate) fn kdf_pq(rk: &Key32, ss: &Key32) -> Key32 {
+    let okm = hkdf::<32>(Some(rk.as_bytes()), ss.as_bytes(), &[INFO_PQ_MIX]);
+    Key32(*okm)
+}
+
+/// KDF_CK: chain key to (next chain key, message key), HMAC-SHA256 with constants 0x02/0x01.
+pub(crate) fn kdf_ck(ck: &Key32) -> (Key32, Key32) {
+    let mk = hmac(ck, &[0x01]);
+    let next = hmac(ck, &[0x02]);
+    (next, mk)
+}
+
+fn hmac(key: &Key32, data: &[u8]) -> Key32 {
+    // HMAC accepts keys of any length; 32 bytes can never fail.
+    let mut mac = match <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return Key32([0u8; 32]),
+    };
+    mac.update(data);
+    Key32(mac.finalize().into_bytes().into())
+}
+
+/// Message key to (AEAD key, 12-byte nonce).
+fn message_key_material(mk: &Key32) -> Zeroizing<[u8; 44]> {
+    hkdf::<44>(None, mk.as_bytes(), &[INFO_MESSAGE])
+}
+
+/// The AEAD instance and nonce of a message key.
+fn body_cipher(mk: &Key32) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
+    let km = message_key_material(mk);
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&km[..32]);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&km[32..44]);
+    (
+        ChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key)),
+        chacha20poly1305::Nonce::from(nonce),
+    )
+}
+
+/// ChaCha20-Poly1305 under a message key, in place; returns the tag.
+pub(crate) fn seal_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    let (cipher, nonce) = body_cipher(mk);
+    match cipher.encrypt_inout_detached(&nonce, &ad.concat(), buf.into()) {
+        Ok(tag) => tag.into(),
+        // Only possible for inputs beyond 256 GiB; envelopes are 4 KiB.
+        Err(_) => [0u8; TAG_LEN],
+    }
+}
+
+/// Inverse of [`seal_body`].
+pub(crate) fn open_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
+    let (cipher, nonce) = body_cipher(mk);
+    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Error::BodyAuthFailed)?;
+    cipher
+        .decrypt_inout_detached(&nonce, &ad.concat(), buf.into(), &tag)
+        .map_err(|_| Error::BodyAuthFailed)
+}
+
+fn header_cipher(key: &Key32) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&chacha20poly1305::Key::from(key.0))
+}
+
+/// XChaCha20-Poly1305 with an explicit 24-byte nonce, in place; returns the tag.
+pub(crate) fn xseal(key: &Key32, nonce: &[u8; XNONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    let nonce = chacha20poly1305::XNonce::from(*nonce);
+    match header_cipher(key).encrypt_inout_detached(&nonce, &[], buf.into()) {
+        Ok(tag) => tag.into(),
+        Err(_) => [0u8; TAG_LEN],
+    }
+}
+
+/// Inverse of [`xseal`]; `false` when authentication fails (buffer content is then garbage).
+pub(crate) fn xopen(key: &Key32, nonce: &[u8], buf: &mut [u8], tag: &[u8]) -> bool {
+    let Ok(tag) = chacha20poly1305::Tag::try_from(tag) else {
+        return false;
+    };
+    let Ok(nonce) = chacha20poly1305::XNonce::try_from(nonce) else {
+        return false;
+    };
+    header_cipher(key)
+        .decrypt_inout_detached(&nonce, &[], buf.into(), &tag)
+        .is_ok()
+}

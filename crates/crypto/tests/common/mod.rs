@@ -1,0 +1,59 @@
+//! Shared helpers for hush-crypto's integration tests.
+#![allow(dead_code)] // each test file uses a different subset
+
+use hush_crypto::handshake::InitOutcome;
+use hush_crypto::{Envelope, Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+pub fn relay() -> RelayLocator {
+    RelayLocator::new([9u8; 32], b"relay.example", 4433).unwrap()
+}
+
+/// A pair that has completed the handshake and one round trip (PQ mixed on both sides).
+pub struct Pair {
+    pub inviter: Session,
+    pub invitee: Session,
+    pub rng: ChaCha20Rng,
+}
+
+pub fn new_inviter(kind: InviteKind, rng: &mut ChaCha20Rng) -> (InviterSecrets, Invite) {
+    let secrets = InviterSecrets::generate(kind, relay(), rng);
+    let link = secrets.invite().unwrap().to_link();
+    let invite = Invite::parse(&link).unwrap();
+    (secrets, invite)
+}
+
+pub fn expect_new(outcome: InitOutcome) -> (Session, Vec<u8>) {
+    match outcome {
+        InitOutcome::New { session, payload } => (*session, payload),
+        InitOutcome::Existing(_) => panic!("expected a new relationship"),
+    }
+}
+
+pub fn established(seed: u64) -> Pair {
+    let mut rng = rng(seed);
+    let (mut secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let mut invitee = invite.accept(&mut rng).unwrap();
+    let env = invitee.encrypt(b"hello", &mut rng).unwrap();
+    let (mut inviter, first) = expect_new(secrets.handle_init(&env, &mut rng).unwrap());
+    assert_eq!(first, b"hello");
+    let env = inviter.encrypt(b"welcome", &mut rng).unwrap();
+    assert_eq!(invitee.decrypt(&env, &mut rng).unwrap(), b"welcome");
+    let env = invitee.encrypt(b"thanks", &mut rng).unwrap();
+    assert_eq!(inviter.decrypt(&env, &mut rng).unwrap(), b"thanks");
+    assert!(invitee.post_quantum() && inviter.post_quantum());
+    Pair {
+        inviter,
+        invitee,
+        rng,
+    }
+}
+
+pub fn send(from: &mut Session, text: &[u8], rng: &mut ChaCha20Rng) -> Envelope {
+    from.encrypt(text, rng).unwrap()
+}

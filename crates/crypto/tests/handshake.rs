@@ -1,0 +1,239 @@
+//! Handshake and session behaviour end to end, without any network.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::*;
+use hush_crypto::handshake::InitOutcome;
+use hush_crypto::mailbox::epoch_of;
+use hush_crypto::payload::Payload;
+use hush_crypto::{Error, InviteKind, Session};
+
+#[test]
+fn one_time_invite_full_flow_with_early_messages() {
+    let mut rng = rng(1);
+    let (mut secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let mut alice = invite.accept(&mut rng).unwrap();
+    assert!(alice.awaiting_reply());
+    assert!(!alice.post_quantum());
+
+    // The invitee writes three times before the inviter is online.
+    let early: Vec<_> = (0..3)
+        .map(|i| send(&mut alice, format!("early {i}").as_bytes(), &mut rng))
+        .collect();
+    // They arrive out of order.
+    let (mut bob, first) = expect_new(secrets.handle_init(&early[2], &mut rng).unwrap());
+    assert_eq!(first, b"early 2");
+    for (i, env) in [(0, &early[0]), (1, &early[1])] {
+        match secrets.handle_init(env, &mut rng).unwrap() {
+            InitOutcome::Existing(opened) => {
+                assert_eq!(opened.handshake_id(), bob.handshake_id());
+                assert_eq!(
+                    bob.handle_init(&opened, &mut rng).unwrap(),
+                    format!("early {i}").as_bytes()
+                );
+            }
+            InitOutcome::New { .. } => panic!("second relationship from one handshake"),
+        }
+    }
+    assert_eq!(bob.handshake_id(), alice.handshake_id());
+    assert_eq!(bob.safety_number(), alice.safety_number());
+
+    // Reply; the invitee leaves the init phase and the PQ secret gets mixed in.
+    let reply = send(&mut bob, b"reply", &mut rng);
+    assert_eq!(alice.decrypt(&reply, &mut rng).unwrap(), b"reply");
+    assert!(!alice.awaiting_reply());
+    assert!(alice.post_quantum());
+    assert!(!bob.post_quantum());
+    let env = send(&mut alice, b"after", &mut rng);
+    assert_eq!(bob.decrypt(&env, &mut rng).unwrap(), b"after");
+    assert!(bob.post_quantum());
+
+    for round in 0..5 {
+        let e = send(&mut bob, format!("b{round}").as_bytes(), &mut rng);
+        assert_eq!(
+            alice.decrypt(&e, &mut rng).unwrap(),
+            format!("b{round}").as_bytes()
+        );
+        let e = send(&mut alice, format!("a{round}").as_bytes(), &mut rng);
+        assert_eq!(
+            bob.decrypt(&e, &mut rng).unwrap(),
+            format!("a{round}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn replayed_first_message_never_creates_a_second_relationship() {
+    let mut rng = rng(2);
+    let (mut secrets, invite) = new_inviter(InviteKind::ContactAddress, &mut rng);
+    let mut alice = invite.accept(&mut rng).unwrap();
+    let env = send(&mut alice, b"hi", &mut rng);
+    let (mut bob, _) = expect_new(secrets.handle_init(&env, &mut rng).unwrap());
+    assert_eq!(secrets.accepted_count(), 1);
+    for _ in 0..3 {
+        match secrets.handle_init(&env, &mut rng).unwrap() {
+            InitOutcome::Existing(opened) => {
+                assert_eq!(
+                    bob.handle_init(&opened, &mut rng),
+                    Err(Error::MessageReplayed)
+                );
+            }
+            InitOutcome::New { .. } => panic!("replay created a relationship"),
+        }
+    }
+    assert_eq!(secrets.accepted_count(), 1);
+    // Also after the inviter's secrets went through storage.
+    let mut restored = hush_crypto::InviterSecrets::from_bytes(&secrets.to_bytes()).unwrap();
+    assert!(matches!(
+        restored.handle_init(&env, &mut rng).unwrap(),
+        InitOutcome::Existing(_)
+    ));
+}
+
+#[test]
+fn one_time_invite_refuses_a_second_invitee() {
+    let mut rng = rng(3);
+    let (mut secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let mut alice = invite.accept(&mut rng).unwrap();
+    let mut carol = invite.accept(&mut rng).unwrap();
+    let a = send(&mut alice, b"a", &mut rng);
+    let c = send(&mut carol, b"c", &mut rng);
+    expect_new(secrets.handle_init(&a, &mut rng).unwrap());
+    assert_eq!(
+        secrets.handle_init(&c, &mut rng).unwrap_err(),
+        Error::InviteAlreadyUsed
+    );
+    assert_eq!(secrets.invite().unwrap_err(), Error::InviteAlreadyUsed);
+}
+
+#[test]
+fn contact_address_makes_separate_unlinkable_relationships() {
+    let mut rng = rng(4);
+    let (mut secrets, invite) = new_inviter(InviteKind::ContactAddress, &mut rng);
+    let mut s1 = invite.accept(&mut rng).unwrap();
+    let mut s2 = invite.accept(&mut rng).unwrap();
+    let e1 = send(&mut s1, b"one", &mut rng);
+    let e2 = send(&mut s2, b"two", &mut rng);
+    let (mut j1, p1) = expect_new(secrets.handle_init(&e1, &mut rng).unwrap());
+    let (mut j2, p2) = expect_new(secrets.handle_init(&e2, &mut rng).unwrap());
+    assert_eq!((p1.as_slice(), p2.as_slice()), (&b"one"[..], &b"two"[..]));
+    assert_ne!(j1.handshake_id(), j2.handshake_id());
+    assert_ne!(s1.safety_number(), s2.safety_number());
+    let r1 = send(&mut j1, b"r1", &mut rng);
+    let r2 = send(&mut j2, b"r2", &mut rng);
+    assert_eq!(s1.decrypt(&r1, &mut rng).unwrap(), b"r1");
+    assert_eq!(s2.decrypt(&r2, &mut rng).unwrap(), b"r2");
+    // Each source's session cannot read the other's messages.
+    assert_eq!(s1.decrypt(&r2, &mut rng), Err(Error::HeaderUndecryptable));
+    let now = 1_800_000_000;
+    let epoch = epoch_of(now);
+    let m1 = s1.receive_mailboxes(epoch, now)[0].1.mailbox_id();
+    let m2 = s2.receive_mailboxes(epoch, now)[0].1.mailbox_id();
+    assert_ne!(m1, m2);
+}
+
+#[test]
+fn mailboxes_match_between_the_two_sides_and_rotate() {
+    let mut p = established(5);
+    let now = 1_800_000_000;
+    let e = epoch_of(now);
+    let (_, to_inviter) = p.invitee.deposit_target(now);
+    let fetch = &p.inviter.receive_mailboxes(e, now)[0].1;
+    assert_eq!(fetch.mailbox_id(), to_inviter);
+    let (_, next_hour) = p.invitee.deposit_target(now + 3600);
+    assert_ne!(to_inviter, next_hour);
+
+    // Moving the inviter's receive direction.
+    let control = p.inviter.move_receive_mailbox(None, now, &mut p.rng);
+    let env = p.inviter.encrypt(&control, &mut p.rng).unwrap();
+    let payload = p.invitee.decrypt(&env, &mut p.rng).unwrap();
+    let Payload::MailboxMove(mv) = Payload::decode(&payload).unwrap() else {
+        panic!("expected a mailbox move")
+    };
+    p.invitee.apply_peer_mailbox_move(&mv);
+    let (_, moved) = p.invitee.deposit_target(now);
+    assert_ne!(moved, to_inviter);
+    let fetch = p.inviter.receive_mailboxes(e, now);
+    assert_eq!(
+        fetch.len(),
+        2,
+        "old root is still fetched for in-flight envelopes"
+    );
+    assert_eq!(fetch[0].1.mailbox_id(), moved);
+    assert_eq!(fetch[1].1.mailbox_id(), to_inviter);
+    let later = now + hush_crypto::session::RETIRED_ROOT_SECONDS + 1;
+    assert_eq!(p.inviter.receive_mailboxes(epoch_of(later), later).len(), 1);
+}
+
+#[test]
+fn state_survives_serialisation_mid_conversation() {
+    let mut p = established(6);
+    let e1 = send(&mut p.inviter, b"one", &mut p.rng);
+    let e2 = send(&mut p.inviter, b"two", &mut p.rng);
+    assert_eq!(p.invitee.decrypt(&e2, &mut p.rng).unwrap(), b"two");
+    let bytes = p.invitee.to_bytes();
+    let mut restored = Session::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.to_bytes().as_slice(), bytes.as_slice());
+    assert_eq!(restored.skipped_keys(), 1);
+    assert_eq!(restored.decrypt(&e1, &mut p.rng).unwrap(), b"one");
+    let back = send(&mut restored, b"three", &mut p.rng);
+    assert_eq!(p.inviter.decrypt(&back, &mut p.rng).unwrap(), b"three");
+}
+
+#[test]
+fn damaged_state_is_rejected_not_misread() {
+    let p = established(7);
+    let bytes = p.invitee.to_bytes();
+    for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            Session::from_bytes(&bytes[..cut]).is_err(),
+            "truncated at {cut}"
+        );
+    }
+    let mut v = bytes.to_vec();
+    v[0] = 99;
+    assert_eq!(
+        Session::from_bytes(&v).unwrap_err(),
+        Error::UnsupportedStateVersion(99)
+    );
+    let mut v = bytes.to_vec();
+    v.push(0);
+    assert!(Session::from_bytes(&v).is_err());
+}
+
+#[test]
+fn failed_decryption_changes_nothing() {
+    let mut p = established(8);
+    let env = send(&mut p.inviter, b"x", &mut p.rng);
+    let before = p.invitee.to_bytes();
+    let mut bad = env.as_bytes().to_vec();
+    bad[4000] ^= 1;
+    let bad = hush_crypto::Envelope::from_bytes(&bad).unwrap();
+    assert_eq!(
+        p.invitee.decrypt(&bad, &mut p.rng),
+        Err(Error::BodyAuthFailed)
+    );
+    assert_eq!(p.invitee.to_bytes().as_slice(), before.as_slice());
+    assert_eq!(p.invitee.decrypt(&env, &mut p.rng).unwrap(), b"x");
+}
+
+#[test]
+fn capacity_is_enforced_and_reported() {
+    let mut p = established(9);
+    let cap = p.inviter.payload_capacity();
+    assert_eq!(cap, 3996);
+    let err = p
+        .inviter
+        .encrypt(&vec![0; cap + 1], &mut p.rng)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::PayloadTooLong {
+            len: cap + 1,
+            capacity: cap
+        }
+    );
+    let env = p.inviter.encrypt(&vec![7; cap], &mut p.rng).unwrap();
+    assert_eq!(p.invitee.decrypt(&env, &mut p.rng).unwrap(), vec![7; cap]);
+}
