@@ -271,6 +271,6 @@ mod tests {
         }
         .encode();
         assert!(Payload::decode(&bad).is_err());
-        assert!(fragment(1, &vec![0; 10], FRAGMENT_OVERHEAD).is_err());
+        assert!(fragment(1, &[0; 10], FRAGMENT_OVERHEAD).is_err());
     }
 }

@@ -317,25 +317,25 @@ impl Ratchet {
         }
 
         // 2. The current receiving chain.
-        if let (Some(hkr), Some(ckr)) = (&self.hkr, &self.ckr) {
-            if let Some(header) = open_header(hkr, region).transpose()? {
-                if Some(header.dh) != self.dhr {
-                    return Err(Error::MalformedBody("header key does not match chain"));
-                }
-                if header.n < self.nr {
-                    return Err(Error::MessageReplayed);
-                }
-                let (ckr, mk, skipped) = skip_to(ckr, hkr, self.nr, header.n)?;
-                let (payload, _) = open_and_parse(&mk, &aad, body_ct, tag)?;
-                return Ok(Pending {
-                    payload,
-                    skipped,
-                    kind: PendingKind::Current {
-                        ckr,
-                        nr: header.n + 1,
-                    },
-                });
+        if let (Some(hkr), Some(ckr)) = (&self.hkr, &self.ckr)
+            && let Some(header) = open_header(hkr, region).transpose()?
+        {
+            if Some(header.dh) != self.dhr {
+                return Err(Error::MalformedBody("header key does not match chain"));
             }
+            if header.n < self.nr {
+                return Err(Error::MessageReplayed);
+            }
+            let (ckr, mk, skipped) = skip_to(ckr, hkr, self.nr, header.n)?;
+            let (payload, _) = open_and_parse(&mk, &aad, body_ct, tag)?;
+            return Ok(Pending {
+                payload,
+                skipped,
+                kind: PendingKind::Current {
+                    ckr,
+                    nr: header.n + 1,
+                },
+            });
         }
 
         // 3. The next header key: the peer turned the ratchet.
@@ -343,13 +343,13 @@ impl Ratchet {
             return Err(Error::HeaderUndecryptable);
         };
         let mut skipped = Vec::new();
-        if let (Some(hkr), Some(ckr)) = (&self.hkr, &self.ckr) {
-            if header.pn > self.nr {
-                let (_, _, mut old) = skip_to(ckr, hkr, self.nr, header.pn)?;
-                // skip_to also derived the key for message `pn`, which was never sent.
-                old.pop();
-                skipped.extend(old);
-            }
+        if let (Some(hkr), Some(ckr)) = (&self.hkr, &self.ckr)
+            && header.pn > self.nr
+        {
+            // Messages nr..pn of the old chain were sent but not received yet. (The key
+            // skip_to returns for index pn itself belongs to no message and is dropped.)
+            let (_, _, old) = skip_to(ckr, hkr, self.nr, header.pn)?;
+            skipped.extend(old);
         }
         let mut rk = self.rk.clone();
         let mut pq = self.pq.clone();

@@ -210,10 +210,10 @@ impl Session {
             self.recv.relay.clone(),
             fetch_secret(&self.recv.root, dir, epoch),
         )];
-        if let Some((route, until)) = &self.recv_retired {
-            if unix_seconds < *until {
-                out.push((route.relay.clone(), fetch_secret(&route.root, dir, epoch)));
-            }
+        if let Some((route, until)) = &self.recv_retired
+            && unix_seconds < *until
+        {
+            out.push((route.relay.clone(), fetch_secret(&route.root, dir, epoch)));
         }
         out
     }

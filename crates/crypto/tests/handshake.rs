@@ -237,3 +237,21 @@ fn capacity_is_enforced_and_reported() {
     let env = p.inviter.encrypt(&vec![7; cap], &mut p.rng).unwrap();
     assert_eq!(p.invitee.decrypt(&env, &mut p.rng).unwrap(), vec![7; cap]);
 }
+
+#[test]
+fn late_messages_of_a_previous_chain_still_decrypt() {
+    let mut p = established(10);
+    let m: Vec<_> = (0..3)
+        .map(|i| send(&mut p.invitee, format!("old {i}").as_bytes(), &mut p.rng))
+        .collect();
+    assert_eq!(p.inviter.decrypt(&m[0], &mut p.rng).unwrap(), b"old 0");
+    let r = send(&mut p.inviter, b"turn", &mut p.rng);
+    assert_eq!(p.invitee.decrypt(&r, &mut p.rng).unwrap(), b"turn");
+    // The invitee's new chain announces PN = 3 (counting m[0..3] of its previous chain).
+    let n = send(&mut p.invitee, b"new chain", &mut p.rng);
+    assert_eq!(p.inviter.decrypt(&n, &mut p.rng).unwrap(), b"new chain");
+    assert_eq!(p.inviter.skipped_keys(), 2);
+    assert_eq!(p.inviter.decrypt(&m[2], &mut p.rng).unwrap(), b"old 2");
+    assert_eq!(p.inviter.decrypt(&m[1], &mut p.rng).unwrap(), b"old 1");
+    assert_eq!(p.inviter.skipped_keys(), 0);
+}
