@@ -1,0 +1,366 @@
+//! The relay client: connect to a relay by its `hush://` address and speak hush-proto.
+//!
+//! Owns: resolving the address, the pinned TLS 1.3 QUIC connection, and one request per
+//! bidirectional stream with typed results. Used by the end-to-end tests, the load
+//! generator and hush-core's relay transport.
+//! Must never connect without verifying the pin, never log or print fetch secrets, mailbox ids
+//! or envelope bytes, and never treat a relay error frame as success.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_proto::{
+    ALPN, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame, FRAME_LEN, FetchSecret, Host,
+    MAX_SECRETS, MailboxId, Pong, RelayAddress, Request, Response, SecretBatch, decode_response,
+};
+use quinn::{RecvStream, SendStream};
+
+use crate::Error;
+use crate::tls;
+
+/// Keep-alive a client sends so that idle subscriptions survive the relay's idle timeout.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One page of a fetch.
+#[derive(Debug)]
+pub struct FetchPage {
+    /// Envelopes in id order.
+    pub deliveries: Vec<Delivery>,
+    /// More are stored after the last one: fetch again with its id as `after`.
+    pub more: bool,
+}
+
+/// Counts from a delete in which at least one id was deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// Deleted now.
+    pub deleted: u16,
+    /// Missing and older than the relay's expiry horizon.
+    pub expired: u16,
+    /// Missing otherwise.
+    pub unknown: u16,
+}
+
+/// A connection to one relay. Cheap to share by reference; requests run concurrently.
+#[derive(Debug)]
+pub struct RelayClient {
+    conn: quinn::Connection,
+    // Kept so that a client made by `connect` owns its socket.
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+/// Builds a client endpoint bound to an ephemeral UDP port, to share among many connections.
+///
+/// # Errors
+/// [`Error::Io`] if the socket cannot be bound.
+pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, Error> {
+    quinn::Endpoint::client(bind).map_err(|e| Error::io("binding a client UDP socket", e))
+}
+
+async fn resolve(addr: &RelayAddress) -> Result<SocketAddr, Error> {
+    match &addr.host {
+        Host::Ip(ip) => Ok(SocketAddr::new(*ip, addr.port)),
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), addr.port))
+            .await
+            .map_err(|e| Error::Connect(format!("resolving the relay host: {e}")))?
+            .next()
+            .ok_or_else(|| Error::Connect("relay host has no address".into())),
+    }
+}
+
+impl RelayClient {
+    /// Connects with its own UDP socket.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] / [`Error::Connection`] if the relay is unreachable, presents another
+    /// key than the pin, or does not speak `hush/1`.
+    pub async fn connect(addr: &RelayAddress) -> Result<Self, Error> {
+        let remote = resolve(addr).await?;
+        let bind: SocketAddr = if remote.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|_| Error::Connect("bind".into()))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| Error::Connect("bind".into()))?
+        };
+        let endpoint = client_endpoint(bind)?;
+        let mut c = Self::connect_with_alpn(&endpoint, addr, ALPN).await?;
+        c._endpoint = Some(endpoint);
+        Ok(c)
+    }
+
+    /// Connects through a shared endpoint (see [`client_endpoint`]).
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect`].
+    pub async fn connect_with(
+        endpoint: &quinn::Endpoint,
+        addr: &RelayAddress,
+    ) -> Result<Self, Error> {
+        Self::connect_with_alpn(endpoint, addr, ALPN).await
+    }
+
+    /// Connects offering `alpn` instead of `hush/1` (tests of version negotiation).
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect`].
+    pub async fn connect_with_alpn(
+        endpoint: &quinn::Endpoint,
+        addr: &RelayAddress,
+        alpn: &[u8],
+    ) -> Result<Self, Error> {
+        let remote = resolve(addr).await?;
+        let tls = tls::client_config(addr.pin, alpn)?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        transport.max_concurrent_uni_streams(0u32.into());
+        config.transport_config(Arc::new(transport));
+        // The pin is the identity; the name only fills the SNI field.
+        let server_name = match &addr.host {
+            Host::Name(n) => n.clone(),
+            Host::Ip(_) => "hush-relay".to_owned(),
+        };
+        let connecting = endpoint
+            .connect_with(config, remote, &server_name)
+            .map_err(|e| Error::Connect(e.to_string()))?;
+        let conn = connecting.await?;
+        Ok(Self {
+            conn,
+            _endpoint: None,
+        })
+    }
+
+    /// The underlying QUIC connection.
+    #[must_use]
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Closes the connection (code 0).
+    pub fn close(&self) {
+        self.conn.close(0u32.into(), b"");
+    }
+
+    async fn open(&self, frame: &[u8]) -> Result<(SendStream, RecvStream), Error> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        send.write_all(frame)
+            .await
+            .map_err(|e| Error::Stream(e.to_string()))?;
+        send.finish().map_err(|e| Error::Stream(e.to_string()))?;
+        Ok((send, recv))
+    }
+
+    /// Sends raw bytes as a request stream and returns every response frame until the relay
+    /// finishes the stream. For tests of malformed input; `bytes` need not be a valid frame.
+    ///
+    /// # Errors
+    /// [`Error::Stream`]/[`Error::Connection`] on transport failure, [`Error::Protocol`] if a
+    /// response does not decode.
+    pub async fn raw_request(&self, bytes: &[u8]) -> Result<Vec<Response>, Error> {
+        let (_send, mut recv) = self.open(bytes).await?;
+        let mut out = Vec::new();
+        while let Some(r) = read_frame(&mut recv).await? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn single(&self, req: &Request) -> Result<Response, Error> {
+        let (_send, mut recv) = self.open(&req.encode()[..]).await?;
+        match read_frame(&mut recv).await? {
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            Some(r) => Ok(r),
+            None => Err(Error::UnexpectedResponse("stream ended without a response")),
+        }
+    }
+
+    /// Ping: the relay's version range and limits.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with the relay's error code, or a transport/protocol error.
+    pub async fn ping(&self) -> Result<Pong, Error> {
+        match self.single(&Request::Ping).await? {
+            Response::Pong(p) => Ok(p),
+            _ => Err(Error::UnexpectedResponse("expected Pong")),
+        }
+    }
+
+    /// Deposits an envelope; returns once the relay has committed it durably.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] (`MailboxFull`, `RelayFull`, `RateLimited`, ...), or a transport error
+    /// (then the deposit may or may not be stored).
+    pub async fn deposit(
+        &self,
+        mailbox: MailboxId,
+        envelope: Envelope,
+    ) -> Result<EnvelopeId, Error> {
+        match self.single(&Request::Deposit { mailbox, envelope }).await? {
+            Response::Deposited(id) => Ok(id),
+            _ => Err(Error::UnexpectedResponse("expected Deposited")),
+        }
+    }
+
+    /// One fetch page: envelopes with id greater than `after` in the mailboxes of `secrets`.
+    ///
+    /// # Errors
+    /// [`Error::Relay`], or a transport/protocol error.
+    pub async fn fetch(&self, secrets: SecretBatch, after: EnvelopeId) -> Result<FetchPage, Error> {
+        let (_send, mut recv) = self
+            .open(&Request::Fetch { after, secrets }.encode()[..])
+            .await?;
+        let mut deliveries = Vec::new();
+        loop {
+            match read_frame(&mut recv).await? {
+                Some(Response::Envelope(d)) => deliveries.push(d),
+                Some(Response::FetchDone { returned, more }) => {
+                    if usize::try_from(returned).ok() != Some(deliveries.len()) {
+                        return Err(Error::UnexpectedResponse("FetchDone count mismatch"));
+                    }
+                    return Ok(FetchPage { deliveries, more });
+                }
+                Some(Response::Error(e)) => return Err(Error::Relay(e)),
+                Some(_) => return Err(Error::UnexpectedResponse("expected Envelope or FetchDone")),
+                None => return Err(Error::UnexpectedResponse("fetch ended without FetchDone")),
+            }
+        }
+    }
+
+    /// Every stored envelope of the mailboxes of `secrets` (any number of secrets), following
+    /// `more` across pages.
+    ///
+    /// # Errors
+    /// As [`RelayClient::fetch`].
+    pub async fn fetch_all(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
+        let mut out = Vec::new();
+        for chunk in secrets.chunks(MAX_SECRETS) {
+            let batch = SecretBatch::new(chunk.to_vec())?;
+            let mut after = EnvelopeId(0);
+            loop {
+                let page = self.fetch(batch.clone(), after).await?;
+                if let Some(last) = page.deliveries.last() {
+                    after = last.id;
+                }
+                out.extend(page.deliveries);
+                if !page.more {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes (acknowledges) envelopes of the mailbox `secret` opens.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with `UnknownEnvelope` or `Expired` if none was deleted, or another
+    /// relay or transport error.
+    pub async fn delete(
+        &self,
+        secret: FetchSecret,
+        ids: DeleteIds,
+    ) -> Result<DeleteOutcome, Error> {
+        match self.single(&Request::Delete { secret, ids }).await? {
+            Response::Deleted {
+                deleted,
+                expired,
+                unknown,
+            } => Ok(DeleteOutcome {
+                deleted,
+                expired,
+                unknown,
+            }),
+            _ => Err(Error::UnexpectedResponse("expected Deleted")),
+        }
+    }
+
+    /// Subscribes to the mailboxes of `secrets`: every deposit committed after this returns is
+    /// pushed. Fetch afterwards to catch up on what arrived before.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
+    pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
+        let (send, mut recv) = self
+            .open(&Request::Subscribe { secrets }.encode()[..])
+            .await?;
+        match read_frame(&mut recv).await? {
+            Some(Response::Subscribed { count }) => Ok(Subscription {
+                _send: send,
+                recv,
+                count,
+            }),
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            _ => Err(Error::UnexpectedResponse("expected Subscribed")),
+        }
+    }
+}
+
+/// A live subscription. Dropping it ends the subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    _send: SendStream,
+    recv: RecvStream,
+    count: u16,
+}
+
+impl Subscription {
+    /// Mailboxes the relay subscribed.
+    #[must_use]
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The next pushed envelope.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with `Lagged` (fetch to catch up, then subscribe again) or
+    /// `ShuttingDown`; [`Error::UnexpectedResponse`] if the relay ended the stream.
+    pub async fn next(&mut self) -> Result<Delivery, Error> {
+        match read_frame(&mut self.recv).await? {
+            Some(Response::Envelope(d)) => Ok(d),
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            Some(_) => Err(Error::UnexpectedResponse("expected Envelope")),
+            None => Err(Error::UnexpectedResponse("subscription ended")),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Tell the relay to stop pushing on this stream.
+        let _ = self.recv.stop(0u32.into());
+    }
+}
+
+/// Reads one whole response frame, or `None` at a clean end of stream.
+async fn read_frame(recv: &mut RecvStream) -> Result<Option<Response>, Error> {
+    let mut buf = vec![0u8; FRAME_LEN];
+    let mut filled = 0;
+    while filled < FRAME_LEN {
+        match recv
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| Error::Stream(e.to_string()))?
+        {
+            Some(n) => filled += n,
+            None if filled == 0 => return Ok(None),
+            None => return Err(hush_proto::Error::Truncated(filled).into()),
+        }
+    }
+    Ok(Some(decode_response(&buf)?))
+}
+
+/// The error code of a relay refusal, if `e` is one.
+#[must_use]
+pub fn relay_error(e: &Error) -> Option<ErrorFrame> {
+    match e {
+        Error::Relay(f) => Some(*f),
+        _ => None,
+    }
+}

@@ -1,0 +1,423 @@
+//! Relay configuration: the TOML file, environment overrides, and validation.
+//!
+//! Owns: the schema (every key, its default and its bounds), parsing with line-precise errors,
+//! `HUSH_RELAY_*` environment overrides, and the commented template written by `init`.
+//! Must never read secrets from the config (the key lives in its own file) and never accept a
+//! metrics listener that is not on loopback.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The whole configuration, as parsed and validated.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// UDP address the QUIC endpoint binds.
+    pub listen: SocketAddr,
+    /// Public `host:port` clients use; only used to print the relay address.
+    #[serde(default)]
+    pub public_address: Option<String>,
+    /// Directory holding the database (`relay.redb`).
+    pub data_dir: PathBuf,
+    /// DER or PEM certificate made by `init`.
+    pub cert: PathBuf,
+    /// PEM PKCS#8 Ed25519 private key made by `init`.
+    pub key: PathBuf,
+    /// Health and Prometheus metrics listener (HTTP, loopback only). Omit to disable.
+    #[serde(default)]
+    pub metrics_listen: Option<LoopbackAddr>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Storage tuning.
+    #[serde(default)]
+    pub storage: Storage,
+    /// Logging.
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// Resource limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Envelopes one mailbox may hold.
+    pub mailbox_quota: Positive<u32>,
+    /// Seconds an envelope is kept before the sweeper deletes it.
+    pub expiry_secs: Positive<u64>,
+    /// Bytes of envelopes the relay stores in total (counted as 4096 per envelope).
+    pub max_stored_bytes: Positive<u64>,
+    /// Concurrent QUIC connections.
+    pub max_connections: Positive<u32>,
+    /// Seconds of silence after which a connection is dropped.
+    pub idle_timeout_secs: Positive<u64>,
+    /// Requests per second each connection may make (token bucket refill rate).
+    pub requests_per_sec: Positive<u32>,
+    /// Requests a connection may burst above the rate.
+    pub request_burst: Positive<u32>,
+    /// Concurrent request streams per connection.
+    pub max_streams_per_connection: Positive<u32>,
+    /// Concurrent subscriptions per connection.
+    pub max_subscriptions_per_connection: Positive<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            mailbox_quota: Positive(256),
+            expiry_secs: Positive(7 * 24 * 3600),
+            max_stored_bytes: Positive(10 * 1024 * 1024 * 1024),
+            max_connections: Positive(20_000),
+            idle_timeout_secs: Positive(60),
+            requests_per_sec: Positive(500),
+            request_burst: Positive(1000),
+            max_streams_per_connection: Positive(64),
+            max_subscriptions_per_connection: Positive(16),
+        }
+    }
+}
+
+/// Storage tuning.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Most operations grouped into one durable commit.
+    pub max_commit_batch: Positive<u32>,
+    /// Seconds between expiry sweeps.
+    pub sweep_interval_secs: Positive<u64>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            max_commit_batch: Positive(1024),
+            sweep_interval_secs: Positive(60),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// One of error, warn, info, debug, trace.
+    pub level: LogLevel,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+        }
+    }
+}
+
+/// Log verbosity of the relay's own messages (dependencies are always silenced, because their
+/// messages may carry peer addresses).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)] // the names are the documentation
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    #[must_use]
+    pub fn directive(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// A number that must be at least 1 (a zero limit is always a mistake).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Positive<T>
+where
+    T: Deserialize<'de> + PartialOrd + From<u8>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = T::deserialize(d)?;
+        if v < T::from(1) {
+            return Err(serde::de::Error::custom("must be at least 1"));
+        }
+        Ok(Self(v))
+    }
+}
+
+/// A socket address on a loopback interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopbackAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for LoopbackAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let a = SocketAddr::deserialize(d)?;
+        if !a.ip().is_loopback() {
+            return Err(serde::de::Error::custom(
+                "metrics_listen must be a loopback address (127.0.0.1 or [::1]); \
+                 expose it through a reverse proxy or SSH tunnel if needed",
+            ));
+        }
+        Ok(Self(a))
+    }
+}
+
+/// Environment variables that override keys: (variable, section or "", key).
+pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
+    ("HUSH_RELAY_LISTEN", "", "listen"),
+    ("HUSH_RELAY_PUBLIC_ADDRESS", "", "public_address"),
+    ("HUSH_RELAY_DATA_DIR", "", "data_dir"),
+    ("HUSH_RELAY_CERT", "", "cert"),
+    ("HUSH_RELAY_KEY", "", "key"),
+    ("HUSH_RELAY_METRICS_LISTEN", "", "metrics_listen"),
+    ("HUSH_RELAY_LIMITS_MAILBOX_QUOTA", "limits", "mailbox_quota"),
+    ("HUSH_RELAY_LIMITS_EXPIRY_SECS", "limits", "expiry_secs"),
+    (
+        "HUSH_RELAY_LIMITS_MAX_STORED_BYTES",
+        "limits",
+        "max_stored_bytes",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MAX_CONNECTIONS",
+        "limits",
+        "max_connections",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_IDLE_TIMEOUT_SECS",
+        "limits",
+        "idle_timeout_secs",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_REQUESTS_PER_SEC",
+        "limits",
+        "requests_per_sec",
+    ),
+    ("HUSH_RELAY_LIMITS_REQUEST_BURST", "limits", "request_burst"),
+    (
+        "HUSH_RELAY_LIMITS_MAX_STREAMS_PER_CONNECTION",
+        "limits",
+        "max_streams_per_connection",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "limits",
+        "max_subscriptions_per_connection",
+    ),
+    (
+        "HUSH_RELAY_STORAGE_MAX_COMMIT_BATCH",
+        "storage",
+        "max_commit_batch",
+    ),
+    (
+        "HUSH_RELAY_STORAGE_SWEEP_INTERVAL_SECS",
+        "storage",
+        "sweep_interval_secs",
+    ),
+    ("HUSH_RELAY_LOG_LEVEL", "log", "level"),
+];
+
+impl Config {
+    /// Reads, parses and validates `path`, then applies environment overrides. Relative paths
+    /// in the file are resolved against the file's directory.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file, line and column (or the environment variable).
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let env: Vec<(String, String)> = ENV_OVERRIDES
+            .iter()
+            .filter_map(|(var, _, _)| std::env::var(var).ok().map(|v| ((*var).to_owned(), v)))
+            .collect();
+        let mut cfg = Self::parse(&text, &path.display().to_string(), &env)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.cert, &mut cfg.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses config text (named `origin` in errors) and applies `env` overrides given as
+    /// (variable, value) pairs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with line and column for file errors, or the variable name for
+    /// override errors.
+    pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
+        // First the file alone, so that its errors carry exact line and column.
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        if env.is_empty() {
+            return Ok(cfg);
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        for (var, value) in env {
+            let Some((_, section, key)) = ENV_OVERRIDES.iter().find(|(v, _, _)| v == var) else {
+                continue;
+            };
+            // A value that parses as a TOML scalar (number, boolean) is taken as such;
+            // anything else is a string.
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| !v.is_table() && !v.is_array())
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let target = if section.is_empty() {
+                &mut table
+            } else {
+                let entry = table
+                    .entry((*section).to_owned())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match entry.as_table_mut() {
+                    Some(t) => t,
+                    None => {
+                        return Err(Error::Config(format!(
+                            "{origin}: [{section}] is not a table"
+                        )));
+                    }
+                }
+            };
+            target.insert((*key).to_owned(), parsed);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let names: Vec<&str> = env.iter().map(|(v, _)| v.as_str()).collect();
+                Error::Config(format!(
+                    "{origin} with environment overrides {}: {}",
+                    names.join(", "),
+                    e.message()
+                ))
+            })
+    }
+}
+
+/// The commented configuration file `init` writes.
+#[must_use]
+pub fn template(listen: SocketAddr, public_address: &str) -> String {
+    format!(
+        r#"# hush-relay configuration. Every key is listed with its default; see docs/OPERATING.md.
+# Each key can be overridden by an environment variable HUSH_RELAY_<SECTION>_<KEY>, for
+# example HUSH_RELAY_LISTEN or HUSH_RELAY_LIMITS_MAILBOX_QUOTA. Check with `hush-relay check`.
+
+# UDP address of the QUIC endpoint.
+listen = "{listen}"
+# host:port clients connect to; only used to print the relay address.
+public_address = "{public_address}"
+# Database directory, certificate and private key (relative to this file).
+data_dir = "data"
+cert = "cert.pem"
+key = "key.pem"
+# Health (/health) and Prometheus metrics (/metrics) over HTTP. Loopback only.
+metrics_listen = "127.0.0.1:9464"
+
+[limits]
+# Envelopes (4096 bytes each) one mailbox may hold; a deposit beyond gets MailboxFull.
+mailbox_quota = 256
+# Seconds before a stored envelope expires (7 days).
+expiry_secs = 604800
+# Total bytes of envelopes stored; beyond, deposits get RelayFull (10 GiB).
+max_stored_bytes = 10737418240
+# Concurrent connections; beyond, new connections are refused.
+max_connections = 20000
+# Seconds of silence before a connection is dropped.
+idle_timeout_secs = 60
+# Per-connection request rate (token bucket): sustained rate and burst.
+requests_per_sec = 500
+request_burst = 1000
+# Concurrent request streams and subscriptions per connection.
+max_streams_per_connection = 64
+max_subscriptions_per_connection = 16
+
+[storage]
+# Most deposits/deletes grouped into one durable commit.
+max_commit_batch = 1024
+# Seconds between expiry sweeps.
+sweep_interval_secs = 60
+
+[log]
+# error, warn, info, debug or trace. Logs never contain addresses, mailbox ids or secrets.
+level = "info"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tpl() -> String {
+        template("0.0.0.0:4433".parse().unwrap(), "relay.example.org:4433")
+    }
+
+    #[test]
+    fn template_parses_to_defaults() {
+        let c = Config::parse(&tpl(), "t", &[]).unwrap();
+        assert_eq!(c.limits.mailbox_quota.0, Limits::default().mailbox_quota.0);
+        assert_eq!(c.limits.expiry_secs.0, 604_800);
+        assert_eq!(c.storage.max_commit_batch.0, 1024);
+        assert_eq!(c.log.level, LogLevel::Info);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = tpl().replace("mailbox_quota = 256", "mailbox_quota = 0");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("mailbox_quota"))
+            .unwrap()
+            + 1;
+        let e = Config::parse(&text, "relay.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("line {line}")), "{e}");
+        assert!(e.contains("at least 1"), "{e}");
+
+        let text = tpl().replace("idle_timeout_secs = 60", "idle_timeout = 60");
+        let e = Config::parse(&text, "relay.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+
+        let text = tpl().replace("127.0.0.1:9464", "0.0.0.0:9464");
+        let e = Config::parse(&text, "relay.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env = vec![
+            ("HUSH_RELAY_LIMITS_MAILBOX_QUOTA".to_owned(), "3".to_owned()),
+            ("HUSH_RELAY_LISTEN".to_owned(), "127.0.0.1:9".to_owned()),
+            ("HUSH_RELAY_LOG_LEVEL".to_owned(), "debug".to_owned()),
+        ];
+        let c = Config::parse(&tpl(), "t", &env).unwrap();
+        assert_eq!(c.limits.mailbox_quota.0, 3);
+        assert_eq!(c.listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(c.log.level, LogLevel::Debug);
+
+        let env = vec![("HUSH_RELAY_LIMITS_MAILBOX_QUOTA".to_owned(), "x".to_owned())];
+        let e = Config::parse(&tpl(), "t", &env).unwrap_err().to_string();
+        assert!(e.contains("HUSH_RELAY_LIMITS_MAILBOX_QUOTA"), "{e}");
+    }
+}

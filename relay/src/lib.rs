@@ -1,0 +1,31 @@
+//! hush-relay: a relay that durably holds fixed-size ciphertext envelopes under rotating
+//! mailbox pseudonyms and hands them to whoever presents the fetch secret.
+//!
+//! Principles:
+//! - **Learn as little as possible.** The relay sees 4096-byte envelopes, mailbox ids
+//!   (`SHA-256(fetch_secret)`) and fetch secrets in transit. It stores envelopes under mailbox
+//!   ids only; it never stores a fetch secret, never logs an address, a mailbox id or a secret,
+//!   and exposes only relay-wide aggregates as metrics.
+//! - **Acknowledged means durable.** `Deposited` is sent only after the commit holding the
+//!   envelope is on disk; concurrent deposits share one commit (group commit).
+//! - **The protocol is elsewhere.** Bytes on the wire are defined and decoded by hush-proto
+//!   (sans-IO); this crate is the driver: QUIC, storage, timers. It never links session
+//!   cryptography.
+//!
+//! Modules: [`config`] (TOML + environment), [`tls`] (identity, pinning), [`store`] (trait and
+//! redb backend), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
+//! requests, shutdown), [`metrics`] (health and Prometheus), [`client`] (the client side).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod clock;
+pub mod commit;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod push;
+pub mod server;
+pub mod store;
+pub mod tls;
+
+pub use error::Error;

@@ -1,0 +1,181 @@
+//! The `hush-relay` binary: `init`, `run` and `check`.
+//!
+//! Owns: the command line, logging setup (the relay's own messages only; dependencies are
+//! silenced because their messages can carry peer addresses), signal handling, and turning
+//! errors into exit codes. Must never print the private key or any user data.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use hush_relay::config::{Config, template};
+use hush_relay::server::Relay;
+use hush_relay::tls::Identity;
+
+#[derive(Parser)]
+#[command(name = "hush-relay", version, about = "hush relay server")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a relay directory: Ed25519 key, self-signed certificate, commented config.
+    /// Prints the relay address to give to clients.
+    Init {
+        /// Directory to create (must not contain a config yet).
+        #[arg(long)]
+        dir: PathBuf,
+        /// host:port clients will use (a DNS name or IP, and the UDP port).
+        #[arg(long)]
+        public_address: String,
+        /// UDP address to bind.
+        #[arg(long, default_value = "0.0.0.0:4433")]
+        listen: SocketAddr,
+    },
+    /// Run the relay until SIGTERM or SIGINT.
+    Run {
+        /// Path to config.toml.
+        #[arg(long, env = "HUSH_RELAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration, certificate and key; print the relay address.
+    Check {
+        /// Path to config.toml.
+        #[arg(long, env = "HUSH_RELAY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn write_new(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn address(identity: &Identity, public: &str) -> anyhow::Result<String> {
+    let text = format!("hush://{}@{public}", identity.pin()?);
+    let parsed: hush_proto::RelayAddress = text
+        .parse()
+        .with_context(|| "public_address must be host:port (IPv6 in brackets)")?;
+    Ok(parsed.to_string())
+}
+
+fn init(dir: &Path, public_address: &str, listen: SocketAddr) -> anyhow::Result<()> {
+    let host = public_address
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or(public_address);
+    let identity = Identity::generate(host)?;
+    let addr = address(&identity, public_address)?;
+    let config = dir.join("config.toml");
+    if config.exists() {
+        bail!("{} already exists; refusing to overwrite", config.display());
+    }
+    std::fs::create_dir_all(dir.join("data"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    write_new(&dir.join("key.pem"), &identity.key_pem(), true)?;
+    write_new(&dir.join("cert.pem"), &identity.cert_pem(), false)?;
+    write_new(&config, &template(listen, public_address), false)?;
+    println!("created {}", dir.display());
+    println!("relay address: {addr}");
+    println!(
+        "start it with: hush-relay run --config {}",
+        config.display()
+    );
+    Ok(())
+}
+
+fn load(config: &Path) -> anyhow::Result<(Config, Identity)> {
+    let cfg = Config::load(config)?;
+    let identity = Identity::load(&cfg.cert, &cfg.key)?;
+    Ok((cfg, identity))
+}
+
+fn init_logging(cfg: &Config) {
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("off,hush_relay={}", cfg.log.level.directive()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(config: &Path) -> anyhow::Result<()> {
+    let (cfg, identity) = load(config)?;
+    init_logging(&cfg);
+    let relay = Relay::start(&cfg, &identity).await?;
+    // The relay address is not logged: `check` prints it, and logs stay free of addresses.
+    let trigger = relay.shutdown_trigger();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install SIGTERM handler");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        let _ = trigger.send(true);
+    });
+    relay.wait().await?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Init {
+            dir,
+            public_address,
+            listen,
+        } => init(&dir, &public_address, listen),
+        Cmd::Check { config } => {
+            let (cfg, identity) = load(&config)?;
+            println!("{}: ok", config.display());
+            match &cfg.public_address {
+                Some(p) => println!("relay address: {}", address(&identity, p)?),
+                None => println!("relay pin: {}", identity.pin()?),
+            }
+            Ok(())
+        }
+        Cmd::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run(&config)),
+    }
+}

@@ -1,0 +1,294 @@
+//! Health and Prometheus metrics on a separate loopback HTTP listener.
+//!
+//! Owns: the relay-wide aggregate counters and gauges, their Prometheus text rendering, and a
+//! minimal HTTP/1.1 responder for `GET /health` and `GET /metrics`.
+//! Must never expose a per-connection, per-mailbox or per-address figure: every value is a
+//! sum over the whole relay. Must never listen on a non-loopback address (config enforces).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hush_proto::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::Error;
+
+const ERROR_CODES: &[ErrorCode] = &[
+    ErrorCode::Truncated,
+    ErrorCode::Oversized,
+    ErrorCode::UnknownKind,
+    ErrorCode::UnexpectedKind,
+    ErrorCode::ReservedNotZero,
+    ErrorCode::PaddingNotZero,
+    ErrorCode::BadCount,
+    ErrorCode::BadField,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::MailboxFull,
+    ErrorCode::RelayFull,
+    ErrorCode::RateLimited,
+    ErrorCode::UnknownEnvelope,
+    ErrorCode::Expired,
+    ErrorCode::Internal,
+    ErrorCode::ShuttingDown,
+    ErrorCode::Lagged,
+    ErrorCode::TooManySubscriptions,
+];
+
+/// Relay-wide aggregates.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    connections_refused: AtomicU64,
+    requests: [AtomicU64; 5],
+    errors: [AtomicU64; 18],
+    deposits_stored: AtomicU64,
+    deleted: AtomicU64,
+    fetched: AtomicU64,
+    pushed: AtomicU64,
+    commits: AtomicU64,
+    committed_ops: AtomicU64,
+    commit_failures: AtomicU64,
+    expired: AtomicU64,
+    stored_envelopes: AtomicU64,
+    subscribed_mailboxes: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+const REQUEST_NAMES: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
+
+impl Metrics {
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Currently open connections.
+    pub fn open_connections(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+    pub(crate) fn request(&self, name: &str) {
+        if let Some(i) = REQUEST_NAMES.iter().position(|n| *n == name)
+            && let Some(c) = self.requests.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn error(&self, code: ErrorCode) {
+        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code)
+            && let Some(c) = self.errors.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn stored(&self) {
+        self.deposits_stored.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn deleted(&self, n: u64) {
+        self.deleted.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn fetched(&self, n: u64) {
+        self.fetched.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn pushed(&self, n: u64) {
+        self.pushed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn commit(&self, ops: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed_ops.fetch_add(ops as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn commit_failed(&self) {
+        self.commit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn expired(&self, n: u64) {
+        self.expired.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn set_gauges(&self, stored: u64, subscribed_mailboxes: u64) {
+        self.stored_envelopes.store(stored, Ordering::Relaxed);
+        self.subscribed_mailboxes
+            .store(subscribed_mailboxes, Ordering::Relaxed);
+    }
+    pub(crate) fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, v) in lines {
+                s.push_str(&format!("{name}{labels} {v}\n"));
+            }
+        };
+        metric(
+            "hush_relay_connections_open",
+            "gauge",
+            "Open QUIC connections.",
+            vec![(String::new(), g(&self.connections_open))],
+        );
+        metric(
+            "hush_relay_connections_total",
+            "counter",
+            "Accepted QUIC connections.",
+            vec![(String::new(), g(&self.connections_total))],
+        );
+        metric(
+            "hush_relay_connections_refused_total",
+            "counter",
+            "Connections refused at the connection limit.",
+            vec![(String::new(), g(&self.connections_refused))],
+        );
+        metric(
+            "hush_relay_requests_total",
+            "counter",
+            "Decoded requests by command.",
+            REQUEST_NAMES
+                .iter()
+                .zip(&self.requests)
+                .map(|(n, c)| (format!("{{command=\"{n}\"}}"), g(c)))
+                .collect(),
+        );
+        metric(
+            "hush_relay_errors_total",
+            "counter",
+            "Error responses by code.",
+            ERROR_CODES
+                .iter()
+                .zip(&self.errors)
+                .map(|(code, c)| (format!("{{code=\"{}\"}}", code.name()), g(c)))
+                .collect(),
+        );
+        metric(
+            "hush_relay_deposits_stored_total",
+            "counter",
+            "Deposits durably stored.",
+            vec![(String::new(), g(&self.deposits_stored))],
+        );
+        metric(
+            "hush_relay_envelopes_deleted_total",
+            "counter",
+            "Envelopes deleted by clients.",
+            vec![(String::new(), g(&self.deleted))],
+        );
+        metric(
+            "hush_relay_envelopes_expired_total",
+            "counter",
+            "Envelopes deleted by expiry.",
+            vec![(String::new(), g(&self.expired))],
+        );
+        metric(
+            "hush_relay_envelopes_fetched_total",
+            "counter",
+            "Envelopes sent by fetch.",
+            vec![(String::new(), g(&self.fetched))],
+        );
+        metric(
+            "hush_relay_envelopes_pushed_total",
+            "counter",
+            "Envelopes pushed to subscribers.",
+            vec![(String::new(), g(&self.pushed))],
+        );
+        metric(
+            "hush_relay_commits_total",
+            "counter",
+            "Durable commits.",
+            vec![(String::new(), g(&self.commits))],
+        );
+        metric(
+            "hush_relay_committed_ops_total",
+            "counter",
+            "Writes in durable commits (ops/commits = batch size).",
+            vec![(String::new(), g(&self.committed_ops))],
+        );
+        metric(
+            "hush_relay_commit_failures_total",
+            "counter",
+            "Failed commits.",
+            vec![(String::new(), g(&self.commit_failures))],
+        );
+        metric(
+            "hush_relay_stored_envelopes",
+            "gauge",
+            "Envelopes stored.",
+            vec![(String::new(), g(&self.stored_envelopes))],
+        );
+        metric(
+            "hush_relay_subscribed_mailboxes",
+            "gauge",
+            "Mailboxes with at least one live subscription.",
+            vec![(String::new(), g(&self.subscribed_mailboxes))],
+        );
+        s
+    }
+}
+
+/// Serves `/health` and `/metrics` on `addr` until the task is dropped.
+///
+/// # Errors
+/// [`Error::Io`] if the listener cannot bind.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io("binding the metrics listener", e))
+}
+
+/// Accept loop for the metrics listener.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut sock, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let mut len = 0;
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while len < buf.len() {
+                    match sock.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let req = String::from_utf8_lossy(&buf[..len]);
+            let path = req
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("GET "))
+                .and_then(|l| l.split(' ').next())
+                .unwrap_or("");
+            let (status, body) = match path {
+                "/health" if metrics.shutting_down.load(Ordering::Relaxed) => {
+                    ("503 Service Unavailable", "shutting down\n".to_owned())
+                }
+                "/health" => ("200 OK", "ok\n".to_owned()),
+                "/metrics" => ("200 OK", metrics.render()),
+                _ => ("404 Not Found", "not found\n".to_owned()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}

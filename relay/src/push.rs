@@ -1,0 +1,157 @@
+//! Push: fan-out of committed deposits to subscribed connections.
+//!
+//! Owns: the in-memory map from mailbox id to live subscriptions, and the bounded queue per
+//! subscription. Must never block the committer (a full queue marks the subscription lagged
+//! instead of waiting), never persist anything, and never outlive the subscription that
+//! registered (entries are removed when the [`Subscription`] drops).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hush_proto::{Delivery, MailboxId};
+use tokio::sync::{Notify, mpsc};
+
+/// Pushes queued per subscription before it is declared lagged.
+pub const QUEUE_LEN: usize = 256;
+
+struct Subscriber {
+    tx: mpsc::Sender<Delivery>,
+    lagged: AtomicBool,
+    lag: Notify,
+}
+
+/// Subscribers of one mailbox, by subscription id.
+type Subscribers = Vec<(u64, Arc<Subscriber>)>;
+
+/// The registry of live subscriptions.
+#[derive(Default)]
+pub struct Hub {
+    map: Mutex<HashMap<MailboxId, Subscribers>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// A live subscription; unregisters itself on drop.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    mailboxes: Vec<MailboxId>,
+    sub: Arc<Subscriber>,
+    rx: mpsc::Receiver<Delivery>,
+}
+
+/// What a subscription yields next.
+#[derive(Debug)]
+pub enum Next {
+    /// A committed deposit.
+    Delivery(Delivery),
+    /// The queue overflowed; the subscription must end with `Lagged`.
+    Lagged,
+}
+
+impl Hub {
+    /// Registers a subscription to `mailboxes`.
+    pub fn subscribe(self: &Arc<Self>, mut mailboxes: Vec<MailboxId>) -> Subscription {
+        mailboxes.sort();
+        mailboxes.dedup();
+        let (tx, rx) = mpsc::channel(QUEUE_LEN);
+        let sub = Arc::new(Subscriber {
+            tx,
+            lagged: AtomicBool::new(false),
+            lag: Notify::new(),
+        });
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            for mb in &mailboxes {
+                map.entry(*mb).or_default().push((id, sub.clone()));
+            }
+        }
+        Subscription {
+            hub: self.clone(),
+            id,
+            mailboxes,
+            sub,
+            rx,
+        }
+    }
+
+    /// Offers a committed deposit to every subscriber of its mailbox; returns how many got it.
+    pub fn publish(&self, delivery: &Delivery) -> u64 {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(subs) = map.get(&delivery.mailbox) else {
+            return 0;
+        };
+        let mut n = 0;
+        for (_, s) in subs {
+            match s.tx.try_send(delivery.clone()) {
+                Ok(()) => n += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.lagged.store(true, Ordering::Release);
+                    s.lag.notify_one();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        n
+    }
+
+    /// Live subscriptions (aggregate, for metrics).
+    pub fn mailbox_count(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Subscription {
+    /// Number of distinct mailboxes subscribed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Whether no mailbox is subscribed (never true for a decoded Subscribe).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.mailboxes.is_empty()
+    }
+
+    /// Waits for the next push, or reports that the subscription lagged.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if self.sub.lagged.load(Ordering::Acquire) {
+                return Next::Lagged;
+            }
+            tokio::select! {
+                d = self.rx.recv() => match d {
+                    Some(d) => return Next::Delivery(d),
+                    // The hub holds a sender while we are registered; this cannot end first.
+                    None => return Next::Lagged,
+                },
+                () = self.sub.lag.notified() => {}
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut map = self.hub.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for mb in &self.mailboxes {
+            if let Some(v) = map.get_mut(mb) {
+                v.retain(|(id, _)| *id != self.id);
+                if v.is_empty() {
+                    map.remove(mb);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! The relay server: QUIC endpoint, connection and stream handling, sweeper, shutdown.
+//!
+//! Owns: accepting connections (with the connection limit), one task per connection and per
+//! request stream, the per-connection rate limit and subscription limit, dispatching decoded
+//! requests to the committer, the store and the push hub, the expiry sweeper, and graceful
+//! shutdown (stop accepting, finish in-flight requests, drain the committer, close).
+//! Must never log a peer address, a mailbox id, a fetch secret or envelope bytes; must never
+//! answer `Deposited` before the committer reports a durable commit.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hush_proto::{
+    ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, Pong, RelayAddress, Request,
+    Response, decode_request,
+};
+use quinn::{ReadToEndError, RecvStream, SendStream, VarInt};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::clock::Clock;
+use crate::commit::Committer;
+use crate::config::{Config, Limits};
+use crate::metrics::Metrics;
+use crate::push::{Hub, Next};
+use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
+use crate::tls::Identity;
+
+/// QUIC application close code: relay shutting down.
+pub const CLOSE_SHUTTING_DOWN: u32 = 0x2;
+/// Most envelopes one Fetch returns before `more` is set.
+pub const FETCH_LIMIT: usize = 256;
+/// Time a client has to send its whole request frame on a new stream.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Envelopes removed per sweep transaction.
+const SWEEP_CHUNK: usize = 10_000;
+/// Time in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Shared {
+    store: Arc<dyn Store>,
+    committer: Committer,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A running relay. Dropping it without [`Relay::shutdown`] aborts it.
+pub struct Relay {
+    local_addr: SocketAddr,
+    pin: hush_proto::SpkiPin,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").finish_non_exhaustive()
+    }
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // A dropped sender also means shutdown.
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Per-connection token bucket.
+struct RateLimiter {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: Instant::now(),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+        }
+    }
+    /// Takes a token, or returns the milliseconds until one is available.
+    fn take(&mut self) -> Result<(), u32> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait_ms = ((1.0 - self.tokens) / self.rate * 1000.0).ceil();
+            // Bounded by 1000 / rate with rate >= 1, so it fits in u32.
+            Err(wait_ms.clamp(1.0, 60_000.0) as u32)
+        }
+    }
+}
+
+struct ConnState {
+    limiter: Mutex<RateLimiter>,
+    subscriptions: AtomicUsize,
+}
+
+fn transport(limits: &Limits) -> Result<quinn::TransportConfig, Error> {
+    let mut t = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(limits.idle_timeout_secs.0))
+        .map_err(|_| Error::Config("limits.idle_timeout_secs is too large".into()))?;
+    t.max_idle_timeout(Some(idle));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams_per_connection.0));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.datagram_receive_buffer_size(None);
+    // A request stream carries one frame (plus one byte to detect an oversized one), so a
+    // small per-stream window bounds the memory an idle or hostile connection can pin.
+    let frame = u32::try_from(2 * FRAME_LEN).unwrap_or(u32::MAX);
+    t.stream_receive_window(VarInt::from_u32(frame));
+    t.receive_window(VarInt::from_u32(
+        frame.saturating_mul(limits.max_streams_per_connection.0),
+    ));
+    Ok(t)
+}
+
+impl Relay {
+    /// Opens the store under `config.data_dir`, binds the QUIC endpoint (and the metrics
+    /// listener if configured) and starts serving.
+    ///
+    /// # Errors
+    /// [`Error`] if the store, TLS or a socket cannot be set up.
+    pub async fn start(config: &Config, identity: &Identity) -> Result<Self, Error> {
+        let clock = Clock::from_env();
+        let limits = config.limits.clone();
+        let quotas = Quotas {
+            mailbox: limits.mailbox_quota.0,
+            total: (limits.max_stored_bytes.0 / hush_proto::ENVELOPE_LEN as u64).max(1),
+        };
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir, quotas)?);
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::default());
+        let (committer, writer) = Committer::start(
+            store.clone(),
+            hub.clone(),
+            metrics.clone(),
+            clock,
+            usize::try_from(config.storage.max_commit_batch.0).unwrap_or(1024),
+        )?;
+
+        let tls = identity.server_config()?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(Arc::new(transport(&limits)?));
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+            .map_err(|e| Error::io("binding the QUIC endpoint", e))?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+
+        let metrics_listener = match &config.metrics_listen {
+            Some(a) => Some(crate::metrics::bind(a.0).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            committer,
+            hub,
+            metrics,
+            limits,
+            shutdown: shutdown_rx,
+        });
+        if clock.is_shifted() {
+            tracing::warn!("test clock offset is active; expiry uses shifted time");
+        }
+        tracing::info!(port = local_addr.port(), "relay listening");
+        let sweep_every = Duration::from_secs(config.storage.sweep_interval_secs.0);
+        let task = tokio::spawn(serve(
+            endpoint,
+            shared,
+            writer,
+            metrics_listener,
+            clock,
+            sweep_every,
+        ));
+        Ok(Self {
+            local_addr,
+            pin: identity.pin()?,
+            metrics_addr,
+            shutdown: shutdown_tx,
+            task,
+        })
+    }
+
+    /// The bound UDP address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound metrics address, if any.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The relay address for clients on this machine (host = the bound IP, or loopback if
+    /// bound to the unspecified address).
+    #[must_use]
+    pub fn local_relay_address(&self) -> RelayAddress {
+        let ip = if self.local_addr.ip().is_unspecified() {
+            match self.local_addr {
+                SocketAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                SocketAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            }
+        } else {
+            self.local_addr.ip()
+        };
+        RelayAddress {
+            pin: self.pin,
+            host: Host::Ip(ip),
+            port: self.local_addr.port(),
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish (bounded), commit
+    /// everything queued, close connections with [`CLOSE_SHUTTING_DOWN`], close the store.
+    ///
+    /// # Errors
+    /// Whatever the serving task failed with.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the relay stops (after [`Relay::shutdown`] from another handle or a fatal
+    /// error).
+    ///
+    /// # Errors
+    /// Whatever the serving task failed with.
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Storage(format!("relay task failed: {e}"))),
+        }
+    }
+
+    /// A sender that triggers graceful shutdown when `true` is sent (for signal handlers).
+    #[must_use]
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+async fn serve(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    writer: std::thread::JoinHandle<()>,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    clock: Clock,
+    sweep_every: Duration,
+) -> Result<(), Error> {
+    let mut background = JoinSet::new();
+    if let Some(l) = metrics_listener {
+        background.spawn(crate::metrics::serve(l, shared.metrics.clone()));
+    }
+    background.spawn(sweeper(shared.clone(), clock, sweep_every));
+    background.spawn(gauges(shared.clone()));
+
+    let mut shutdown = shared.shutdown.clone();
+    let max_conns = usize::try_from(shared.limits.max_connections.0).unwrap_or(usize::MAX);
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                if conns.len() >= max_conns {
+                    shared.metrics.connection_refused();
+                    incoming.refuse();
+                    continue;
+                }
+                conns.spawn(handle_connection(incoming, shared.clone()));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = wait_shutdown(&mut shutdown) => break,
+        }
+    }
+
+    tracing::info!(connections = conns.len(), "shutting down");
+    shared.metrics.set_shutting_down();
+    endpoint.set_server_config(None);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            "in-flight requests did not finish in time; aborting them"
+        );
+        conns.shutdown().await;
+    }
+    endpoint.close(VarInt::from_u32(CLOSE_SHUTTING_DOWN), b"shutting down");
+    background.shutdown().await;
+    // Dropping the last committer handle lets the writer drain its queue and exit.
+    drop(shared);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn sweeper(shared: Arc<Shared>, clock: Clock, every: Duration) {
+    let expiry = shared.limits.expiry_secs.0;
+    loop {
+        let cutoff = clock.now().saturating_sub(expiry);
+        loop {
+            let store = shared.store.clone();
+            let r = tokio::task::spawn_blocking(move || store.sweep(cutoff, SWEEP_CHUNK)).await;
+            match r {
+                Ok(Ok(n)) => {
+                    shared.metrics.expired(n);
+                    if n > 0 {
+                        tracing::info!(envelopes = n, "expired");
+                    }
+                    if n < SWEEP_CHUNK as u64 {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "expiry sweep failed");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn gauges(shared: Arc<Shared>) {
+    loop {
+        shared.metrics.set_gauges(
+            shared.store.stats().envelopes,
+            shared.hub.mailbox_count() as u64,
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+struct OpenGuard(Arc<Metrics>);
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let conn = match tokio::time::timeout(REQUEST_TIMEOUT, incoming).await {
+        Ok(Ok(c)) => c,
+        // Failed handshakes (wrong ALPN, bad TLS) are the client's problem; never log who.
+        _ => return,
+    };
+    shared.metrics.connection_opened();
+    let _open = OpenGuard(shared.metrics.clone());
+    let state = Arc::new(ConnState {
+        limiter: Mutex::new(RateLimiter::new(
+            shared.limits.requests_per_sec.0,
+            shared.limits.request_burst.0,
+        )),
+        subscriptions: AtomicUsize::new(0),
+    });
+    let mut shutdown = shared.shutdown.clone();
+    let mut streams = JoinSet::new();
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            s = conn.accept_bi() => match s {
+                Ok((send, recv)) => {
+                    streams.spawn(handle_stream(send, recv, shared.clone(), state.clone()));
+                }
+                Err(_) => break,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = wait_shutdown(&mut shutdown) => { shutting_down = true; break }
+        }
+    }
+    while streams.join_next().await.is_some() {}
+    if shutting_down {
+        conn.close(VarInt::from_u32(CLOSE_SHUTTING_DOWN), b"shutting down");
+    }
+}
+
+async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
+    send.write_all(&resp.encode()[..]).await.is_ok()
+}
+
+async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
+    metrics.error(e.code);
+    let _ = send_frame(send, &Response::Error(e)).await;
+    let _ = send.finish();
+}
+
+async fn handle_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+) {
+    let metrics = &shared.metrics;
+    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_to_end(FRAME_LEN)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(ReadToEndError::TooLong)) => {
+            let _ = recv.stop(VarInt::from_u32(0));
+            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Oversized)).await;
+        }
+        // The client reset the stream or the connection died: nobody to answer.
+        Ok(Err(ReadToEndError::Read(_))) => return,
+        Err(_) => {
+            let _ = recv.stop(VarInt::from_u32(0));
+            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Truncated)).await;
+        }
+    };
+    let limited = state
+        .limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Err(wait_ms) = limited {
+        let e = ErrorFrame {
+            code: ErrorCode::RateLimited,
+            arg: wait_ms,
+        };
+        return send_error(&mut send, metrics, e).await;
+    }
+    let req = match decode_request(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = e.code().unwrap_or(ErrorCode::BadField);
+            let frame = if code == ErrorCode::UnsupportedVersion {
+                ErrorFrame::unsupported_version()
+            } else {
+                ErrorFrame::new(code)
+            };
+            return send_error(&mut send, metrics, frame).await;
+        }
+    };
+    metrics.request(req.name());
+    match req {
+        Request::Ping => {
+            let pong = Pong {
+                min_version: MIN_VERSION,
+                max_version: MAX_VERSION,
+                mailbox_quota: shared.limits.mailbox_quota.0,
+                expiry_secs: shared.limits.expiry_secs.0,
+            };
+            let _ = send_frame(&mut send, &Response::Pong(pong)).await;
+        }
+        Request::Deposit { mailbox, envelope } => {
+            let resp = match shared
+                .committer
+                .submit(WriteOp::Deposit { mailbox, envelope })
+                .await
+            {
+                Ok(WriteOutcome::Stored(id)) => {
+                    metrics.stored();
+                    Response::Deposited(id)
+                }
+                Ok(WriteOutcome::MailboxFull) => {
+                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::MailboxFull))
+                        .await;
+                }
+                Ok(WriteOutcome::RelayFull) => {
+                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull))
+                        .await;
+                }
+                Ok(WriteOutcome::Deleted { .. }) | Err(Error::Storage(_)) => {
+                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
+                        .await;
+                }
+                Err(_) => {
+                    return send_error(
+                        &mut send,
+                        metrics,
+                        ErrorFrame::new(ErrorCode::ShuttingDown),
+                    )
+                    .await;
+                }
+            };
+            let _ = send_frame(&mut send, &resp).await;
+        }
+        Request::Fetch { after, secrets } => {
+            let mailboxes: Vec<_> = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            let store = shared.store.clone();
+            let r =
+                tokio::task::spawn_blocking(move || store.fetch(&mailboxes, after, FETCH_LIMIT))
+                    .await;
+            let Ok(Ok((items, more))) = r else {
+                return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
+            };
+            let returned = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            metrics.fetched(u64::from(returned));
+            for s in items {
+                let d = hush_proto::Delivery {
+                    mailbox: s.mailbox,
+                    id: s.id,
+                    envelope: s.envelope,
+                };
+                if !send_frame(&mut send, &Response::Envelope(d)).await {
+                    return;
+                }
+            }
+            let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
+        }
+        Request::Delete { secret, ids } => {
+            let op = WriteOp::Delete {
+                mailbox: secret.mailbox_id(),
+                ids: ids.ids().to_vec(),
+            };
+            drop(secret);
+            let code = match shared.committer.submit(op).await {
+                Ok(WriteOutcome::Deleted {
+                    deleted,
+                    expired,
+                    unknown,
+                }) => {
+                    if deleted > 0 {
+                        metrics.deleted(u64::from(deleted));
+                        let resp = Response::Deleted {
+                            deleted,
+                            expired,
+                            unknown,
+                        };
+                        let _ = send_frame(&mut send, &resp).await;
+                        let _ = send.finish();
+                        return;
+                    } else if expired > 0 {
+                        ErrorCode::Expired
+                    } else {
+                        ErrorCode::UnknownEnvelope
+                    }
+                }
+                Ok(_) | Err(Error::Storage(_)) => ErrorCode::Internal,
+                Err(_) => ErrorCode::ShuttingDown,
+            };
+            return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
+        }
+        Request::Subscribe { secrets } => {
+            let max = usize::try_from(shared.limits.max_subscriptions_per_connection.0)
+                .unwrap_or(usize::MAX);
+            if state.subscriptions.fetch_add(1, Ordering::AcqRel) >= max {
+                state.subscriptions.fetch_sub(1, Ordering::AcqRel);
+                let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
+                return send_error(&mut send, metrics, e).await;
+            }
+            let mailboxes = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            drop(secrets);
+            let mut sub = shared.hub.subscribe(mailboxes);
+            let count = u16::try_from(sub.len()).unwrap_or(u16::MAX);
+            let mut shutdown = shared.shutdown.clone();
+            let stopped = send.stopped();
+            tokio::pin!(stopped);
+            if send_frame(&mut send, &Response::Subscribed { count }).await {
+                loop {
+                    tokio::select! {
+                        next = sub.next() => match next {
+                            Next::Delivery(d) => {
+                                if !send_frame(&mut send, &Response::Envelope(d)).await {
+                                    break;
+                                }
+                            }
+                            Next::Lagged => {
+                                metrics.error(ErrorCode::Lagged);
+                                let _ = send_frame(&mut send, &Response::Error(ErrorFrame::new(ErrorCode::Lagged))).await;
+                                break;
+                            }
+                        },
+                        _ = &mut stopped => break,
+                        () = wait_shutdown(&mut shutdown) => {
+                            metrics.error(ErrorCode::ShuttingDown);
+                            let _ = send_frame(&mut send, &Response::Error(ErrorFrame::new(ErrorCode::ShuttingDown))).await;
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(sub);
+            state.subscriptions.fetch_sub(1, Ordering::AcqRel);
+        }
+        _ => {
+            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::UnknownKind)).await;
+        }
+    }
+    let _ = send.finish();
+}

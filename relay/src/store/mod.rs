@@ -1,0 +1,113 @@
+//! Storage: what a relay keeps, behind a trait, so that backends can be swapped.
+//!
+//! Owns: the [`Store`] trait (one durable commit for a batch of writes, fetch, expiry sweep)
+//! and the backends (`redb`, the embedded default). A backend stores envelopes under their
+//! mailbox id with a relay-assigned id and a storage time, and enforces the per-mailbox and
+//! global quotas inside the same commit as the write.
+//! Must never store a fetch secret, a connection address or anything about who deposited;
+//! must never report a deposit as stored before its commit is durable.
+
+mod redb_store;
+
+pub use redb_store::RedbStore;
+
+use hush_proto::{Envelope, EnvelopeId, MailboxId};
+
+use crate::Error;
+
+/// Quotas a backend enforces inside its commits.
+#[derive(Clone, Copy, Debug)]
+pub struct Quotas {
+    /// Envelopes per mailbox.
+    pub mailbox: u32,
+    /// Envelopes in total.
+    pub total: u64,
+}
+
+/// One write in a grouped commit.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Store an envelope.
+    Deposit {
+        /// Destination mailbox.
+        mailbox: MailboxId,
+        /// The ciphertext.
+        envelope: Envelope,
+    },
+    /// Delete envelopes of one mailbox (the caller proved the fetch secret).
+    Delete {
+        /// The mailbox (hash of the presented fetch secret).
+        mailbox: MailboxId,
+        /// Envelope ids to delete.
+        ids: Vec<EnvelopeId>,
+    },
+}
+
+/// The outcome of one [`WriteOp`] in a commit that succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Deposit stored durably under this id.
+    Stored(EnvelopeId),
+    /// Deposit refused: the mailbox is at its quota.
+    MailboxFull,
+    /// Deposit refused: the relay is at its global quota.
+    RelayFull,
+    /// Delete applied.
+    Deleted {
+        /// Ids deleted now.
+        deleted: u16,
+        /// Ids missing and below the expiry horizon.
+        expired: u16,
+        /// Ids missing otherwise.
+        unknown: u16,
+    },
+}
+
+/// One stored envelope.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// Its mailbox.
+    pub mailbox: MailboxId,
+    /// Its id.
+    pub id: EnvelopeId,
+    /// The ciphertext.
+    pub envelope: Envelope,
+}
+
+/// Aggregate figures (never per mailbox).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    /// Envelopes stored.
+    pub envelopes: u64,
+}
+
+/// A relay storage backend. Methods block; call them from a blocking context.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` in order in one durable commit at time `now` (Unix seconds) and returns
+    /// one outcome per op. On `Err`, nothing was committed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the commit failed.
+    fn commit(&self, ops: &[WriteOp], now: u64) -> Result<Vec<WriteOutcome>, Error>;
+
+    /// Up to `limit` envelopes of `mailboxes` with id greater than `after`, in id order, and
+    /// whether more remain.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if reading failed.
+    fn fetch(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool), Error>;
+
+    /// Deletes up to `max` envelopes stored before `cutoff` (Unix seconds); returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the commit failed.
+    fn sweep(&self, cutoff: u64, max: usize) -> Result<u64, Error>;
+
+    /// Aggregate figures.
+    fn stats(&self) -> StoreStats;
+}
