@@ -1,0 +1,77 @@
+//! The one error type of hush-core. Messages carry no secrets, no message text and no
+//! contact names: an error may be logged or printed.
+
+/// Everything that can go wrong in the client engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // --- the user or the environment ---
+    /// The passphrase does not open this profile's store.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// The store's key file or database is damaged; nothing was changed.
+    #[error("the profile's store is damaged ({0}); nothing was changed")]
+    StoreCorrupted(&'static str),
+    /// `init` on a profile that exists.
+    #[error("profile already exists")]
+    ProfileExists,
+    /// A command on a profile that does not exist.
+    #[error("no such profile (run `hush init` first)")]
+    NoProfile,
+    /// Profile names are 1..=32 of `[a-zA-Z0-9_-]`.
+    #[error("invalid profile name (use 1 to 32 letters, digits, '-' or '_')")]
+    InvalidProfileName,
+    /// The configuration file is invalid.
+    #[error("config error at line {line}: {message}")]
+    Config {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// No passphrase source gave a passphrase.
+    #[error("no passphrase: {0}")]
+    NoPassphrase(String),
+    /// No contact has that name.
+    #[error("no contact with that name")]
+    UnknownContact,
+    /// A contact with that name exists.
+    #[error("a contact with that name exists")]
+    DuplicateContact,
+    /// The argument is not acceptable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    // --- peers, relays, storage ---
+    /// A cryptographic operation failed.
+    #[error("crypto: {0}")]
+    Crypto(#[from] hush_crypto::Error),
+    /// The relay refused or failed.
+    #[error("relay: {0}")]
+    Relay(String),
+    /// SQLite / SQLCipher failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// File-system failure.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// The engine stopped.
+    #[error("the engine has stopped")]
+    EngineStopped,
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        // rusqlite errors can quote SQL but never bound values (we only use parameters).
+        Self::Store(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e.kind().to_string())
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,145 @@
+//! Profiles: isolated directories, one per identity context (a tip line apart from a
+//! personal profile), and their configuration file.
+//!
+//! Layout: `$HUSH_HOME` if set, else `$XDG_DATA_HOME/hush` (default `~/.local/share/hush`),
+//! then `profiles/<name>/` holding `store.key`, `store.db`, `config.toml` and `hush.log`.
+//! This module owns paths and config parsing; it never opens the store.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The default profile name.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// A validated profile and its directory.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    name: String,
+    dir: PathBuf,
+}
+
+/// Root of all hush data on this machine.
+pub fn data_root() -> PathBuf {
+    if let Some(home) = std::env::var_os("HUSH_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("hush");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/hush")
+}
+
+impl Profile {
+    /// The profile `name` under `root` (see [`data_root`]).
+    pub fn new(root: &Path, name: &str) -> Result<Self> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(Error::InvalidProfileName);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            dir: root.join("profiles").join(name),
+        })
+    }
+
+    /// The profile's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The profile's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether `init` has run for this profile.
+    pub fn exists(&self) -> bool {
+        self.dir.join("store.key").exists()
+    }
+
+    /// Path of the key file (Argon2id salt and parameters, key check).
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("store.key")
+    }
+
+    /// Path of the SQLCipher database.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("store.db")
+    }
+
+    /// Path of the configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// Path of the log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("hush.log")
+    }
+
+    /// Reads `config.toml`; a missing file is the default configuration.
+    pub fn config(&self) -> Result<Config> {
+        match std::fs::read_to_string(self.config_path()) {
+            Ok(text) => Config::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The profile's `config.toml`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A command whose standard output (first line) is the passphrase.
+    pub passphrase_command: Option<String>,
+}
+
+impl Config {
+    /// Parses TOML with line-precise errors.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            Error::Config {
+                line,
+                message: e.message().to_string(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_are_validated() {
+        let root = Path::new("/tmp/x");
+        assert!(Profile::new(root, "default").is_ok());
+        assert!(Profile::new(root, "tip-line_2").is_ok());
+        for bad in ["", "../etc", "a/b", "x y", &"a".repeat(33)] {
+            assert!(matches!(
+                Profile::new(root, bad),
+                Err(Error::InvalidProfileName)
+            ));
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_line() {
+        let err = Config::parse("\n\nbogus = 1\n").unwrap_err();
+        assert!(matches!(err, Error::Config { line: 3, .. }), "{err:?}");
+        let c = Config::parse("passphrase_command = \"pass show hush\"\n").unwrap();
+        assert_eq!(c.passphrase_command.as_deref(), Some("pass show hush"));
+    }
+}

@@ -1,0 +1,386 @@
+//! The encrypted local store: one SQLCipher database per profile, keyed from the passphrase
+//! with Argon2id.
+//!
+//! `store.key` holds the Argon2id parameters, the salt and a key check value (an HMAC under
+//! the derived key), so that a wrong passphrase is told apart from a damaged database and
+//! neither changes anything. Deleting `store.key` makes the database unreadable even with
+//! the passphrase, which is what a panic wipe does first.
+//!
+//! This module owns the schema and every SQL statement; it never talks to the network and
+//! never sees plaintext outside the encrypted database.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+
+const KEY_MAGIC: &[u8; 8] = b"HUSHKEY1";
+const KEY_FILE_LEN: usize = 8 + 4 + 4 + 4 + 16 + 32;
+const CHECK_INFO: &[u8] = b"hush/v1/store-key-check";
+/// Argon2id cost: 64 MiB, 3 passes, 1 lane (RFC 9106 second recommended option, scaled).
+const M_COST_KIB: u32 = 64 * 1024;
+const T_COST: u32 = 3;
+const P_COST: u32 = 1;
+const SCHEMA_VERSION: i64 = 1;
+
+/// An open, unlocked store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store(..)")
+    }
+}
+
+struct KeyFile {
+    m_cost: u32,
+    t_cost: u32,
+    p_cost: u32,
+    salt: [u8; 16],
+    check: [u8; 32],
+}
+
+impl KeyFile {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(KEY_FILE_LEN);
+        v.extend_from_slice(KEY_MAGIC);
+        v.extend_from_slice(&self.m_cost.to_be_bytes());
+        v.extend_from_slice(&self.t_cost.to_be_bytes());
+        v.extend_from_slice(&self.p_cost.to_be_bytes());
+        v.extend_from_slice(&self.salt);
+        v.extend_from_slice(&self.check);
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() != KEY_FILE_LEN || &b[..8] != KEY_MAGIC {
+            return Err(Error::StoreCorrupted("key file"));
+        }
+        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&b[20..36]);
+        let mut check = [0u8; 32];
+        check.copy_from_slice(&b[36..68]);
+        Ok(Self {
+            m_cost: u(8),
+            t_cost: u(12),
+            p_cost: u(16),
+            salt,
+            check,
+        })
+    }
+}
+
+fn derive_key(passphrase: &[u8], kf: &KeyFile) -> Result<Zeroizing<[u8; 32]>> {
+    let params = argon2::Params::new(kf.m_cost, kf.t_cost, kf.p_cost, Some(32))
+        .map_err(|_| Error::StoreCorrupted("key file parameters"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase, &kf.salt, key.as_mut())
+        .map_err(|_| Error::StoreCorrupted("key derivation"))?;
+    Ok(key)
+}
+
+fn key_check(key: &[u8; 32]) -> [u8; 32] {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return [0u8; 32],
+    };
+    mac.update(CHECK_INFO);
+    mac.finalize().into_bytes().into()
+}
+
+/// Fills `buf` from the operating system's generator.
+pub(crate) fn os_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|_| Error::Io("no system randomness".into()))
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates the profile directory and a new store keyed from `passphrase`.
+    pub fn create(profile: &Profile, passphrase: &[u8]) -> Result<Self> {
+        if profile.exists() {
+            return Err(Error::ProfileExists);
+        }
+        if passphrase.is_empty() {
+            return Err(Error::InvalidArgument("the passphrase is empty".into()));
+        }
+        std::fs::create_dir_all(profile.dir())?;
+        restrict_permissions(profile.dir());
+        let mut salt = [0u8; 16];
+        os_random(&mut salt)?;
+        let mut kf = KeyFile {
+            m_cost: M_COST_KIB,
+            t_cost: T_COST,
+            p_cost: P_COST,
+            salt,
+            check: [0u8; 32],
+        };
+        let key = derive_key(passphrase, &kf)?;
+        kf.check = key_check(&key);
+        // A leftover database from an interrupted init or wipe is unreadable: replace it.
+        let _ = std::fs::remove_file(profile.db_path());
+        let store = Self::open_db(&profile.db_path(), &key)?;
+        store.migrate()?;
+        write_durably(&profile.key_path(), &kf.encode())?;
+        Ok(store)
+    }
+
+    /// Opens an existing store. A wrong passphrase gives [`Error::WrongPassphrase`], damage
+    /// gives [`Error::StoreCorrupted`]; neither writes anything.
+    pub fn open(profile: &Profile, passphrase: &[u8]) -> Result<Self> {
+        let kf_bytes = match std::fs::read(profile.key_path()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoProfile),
+            Err(e) => return Err(e.into()),
+        };
+        let kf = KeyFile::decode(&kf_bytes)?;
+        let key = derive_key(passphrase, &kf)?;
+        if !bool::from(key_check(&key).ct_eq(&kf.check)) {
+            return Err(Error::WrongPassphrase);
+        }
+        if !profile.db_path().exists() {
+            return Err(Error::StoreCorrupted("database missing"));
+        }
+        let store = Self::open_db(&profile.db_path(), &key)
+            .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::StoreCorrupted("unknown schema version"));
+        }
+        let ok: String = store
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
+        if ok != "ok" {
+            return Err(Error::StoreCorrupted("integrity check failed"));
+        }
+        Ok(store)
+    }
+
+    fn open_db(path: &Path, key: &[u8; 32]) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        // SQLCipher would print decryption failures to stderr, i.e. onto the user's screen.
+        let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
+        let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(key)));
+        conn.execute_batch(&pragma)?;
+        // Deleted rows are overwritten, so disappearing messages leave no residue in free pages.
+        conn.execute_batch(
+            "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        )?;
+        // Touch the database so a wrong key or a damaged file fails here.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(Self { conn })
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.conn.execute_batch(SCHEMA)?;
+        self.conn
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        Ok(())
+    }
+
+    /// Panic wipe: destroys the key file first (so the database is unreadable even with the
+    /// passphrase), then the database, its journals, the log and the profile directory.
+    pub fn wipe(profile: &Profile) -> Result<()> {
+        let key_path = profile.key_path();
+        if let Ok(meta) = std::fs::metadata(&key_path) {
+            let mut noise = vec![0u8; meta.len() as usize];
+            os_random(&mut noise)?;
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&key_path) {
+                let _ = f.write_all(&noise);
+                let _ = f.sync_all();
+            }
+        }
+        if profile.dir().exists() {
+            std::fs::remove_dir_all(profile.dir())?;
+        }
+        Ok(())
+    }
+
+    /// The connection, for the engine's transactions.
+    pub(crate) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Reads a value from the settings table.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Writes a value to the settings table.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) {}
+
+const SCHEMA: &str = "
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE invites (
+    id        INTEGER PRIMARY KEY,
+    kind      TEXT NOT NULL,          -- 'one-time' | 'address'
+    secrets   BLOB NOT NULL,          -- hush_crypto::InviterSecrets::to_bytes
+    name      TEXT,                   -- name for the contact a one-time invite creates
+    created   INTEGER NOT NULL,
+    last_epoch INTEGER NOT NULL,      -- handshake mailbox epochs fetched up to here
+    active    INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE contacts (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    handshake_id   BLOB NOT NULL UNIQUE,
+    session        BLOB NOT NULL,     -- hush_crypto::Session::to_bytes
+    invite_id      INTEGER,           -- the invite that made it (inviter side)
+    verified       INTEGER NOT NULL DEFAULT 0,
+    disappear_secs INTEGER,           -- NULL: messages stay
+    receipts       INTEGER NOT NULL DEFAULT 1,
+    next_msg_id    INTEGER NOT NULL DEFAULT 1,
+    last_epoch     INTEGER NOT NULL,  -- receive mailbox epochs fetched up to here
+    created        INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    id          INTEGER PRIMARY KEY,
+    contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+    outgoing    INTEGER NOT NULL,
+    msg_id      INTEGER NOT NULL,     -- the sender's id for this message
+    body        TEXT NOT NULL,
+    sent_at     INTEGER NOT NULL,     -- sender's clock
+    received_at INTEGER,              -- our clock, incoming only
+    state       TEXT NOT NULL,        -- queued | on-relay | delivered | received
+    expires_at  INTEGER,              -- disappearing messages
+    shown       INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (contact_id, outgoing, msg_id)
+);
+CREATE TABLE fragments (
+    contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+    msg_id     INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    PRIMARY KEY (contact_id, msg_id, idx)
+);
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY,
+    contact_id   INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+    message_id   INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+    relay        TEXT NOT NULL,       -- relay address
+    mailbox_id   BLOB NOT NULL,
+    envelope     BLOB NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL
+);
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(dir: &tempfile::TempDir) -> Profile {
+        Profile::new(dir.path(), "t").unwrap()
+    }
+
+    #[test]
+    fn create_open_wrong_passphrase_and_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        {
+            let s = Store::create(&p, b"correct horse").unwrap();
+            s.set_setting("relay", "x").unwrap();
+        }
+        assert!(matches!(
+            Store::create(&p, b"again"),
+            Err(Error::ProfileExists)
+        ));
+        let before = std::fs::read(p.db_path()).unwrap();
+        assert!(matches!(
+            Store::open(&p, b"wrong"),
+            Err(Error::WrongPassphrase)
+        ));
+        assert_eq!(
+            std::fs::read(p.db_path()).unwrap(),
+            before,
+            "wrong passphrase changed the file"
+        );
+        let s = Store::open(&p, b"correct horse").unwrap();
+        assert_eq!(s.setting("relay").unwrap().as_deref(), Some("x"));
+        drop(s);
+        Store::wipe(&p).unwrap();
+        assert!(!p.dir().exists());
+        assert!(matches!(
+            Store::open(&p, b"correct horse"),
+            Err(Error::NoProfile)
+        ));
+    }
+
+    #[test]
+    fn damaged_database_is_reported_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        drop(Store::create(&p, b"pw").unwrap());
+        // Checkpoint happened on close; damage the first page.
+        let mut bytes = std::fs::read(p.db_path()).unwrap();
+        for b in bytes.iter_mut().take(64) {
+            *b ^= 0xA5;
+        }
+        std::fs::write(p.db_path(), &bytes).unwrap();
+        assert!(matches!(
+            Store::open(&p, b"pw"),
+            Err(Error::StoreCorrupted(_))
+        ));
+        assert_eq!(std::fs::read(p.db_path()).unwrap(), bytes);
+        std::fs::write(p.key_path(), b"garbage").unwrap();
+        assert!(matches!(
+            Store::open(&p, b"pw"),
+            Err(Error::StoreCorrupted("key file"))
+        ));
+    }
+}
