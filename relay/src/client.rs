@@ -163,7 +163,12 @@ impl RelayClient {
     /// [`Error::Stream`]/[`Error::Connection`] on transport failure, [`Error::Protocol`] if a
     /// response does not decode.
     pub async fn raw_request(&self, bytes: &[u8]) -> Result<Vec<Response>, Error> {
-        let (_send, mut recv) = self.open(bytes).await?;
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        // The relay may stop reading an oversized request before it is all sent; what it
+        // answers is still readable.
+        if send.write_all(bytes).await.is_ok() {
+            let _ = send.finish();
+        }
         let mut out = Vec::new();
         while let Some(r) = read_frame(&mut recv).await? {
             out.push(r);

@@ -127,6 +127,24 @@ fn transport(limits: &Limits) -> Result<quinn::TransportConfig, Error> {
     Ok(t)
 }
 
+/// UDP socket buffer the relay asks for. Bursts of handshakes (many clients reconnecting at
+/// once) overflow the kernel default (~200 KiB) and then wait for retransmission timers; the
+/// kernel caps the request at `net.core.rmem_max` (see docs/OPERATING.md).
+const UDP_BUFFER: usize = 4 << 20;
+
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| Error::io("creating the UDP socket", e))?;
+    // Best effort: a smaller buffer still works, only less well under bursts.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket
+        .bind(&addr.into())
+        .map_err(|e| Error::io("binding the QUIC endpoint", e))?;
+    Ok(socket.into())
+}
+
 impl Relay {
     /// Opens the store under `config.data_dir`, binds the QUIC endpoint (and the metrics
     /// listener if configured) and starts serving.
@@ -156,8 +174,14 @@ impl Relay {
             .map_err(|e| Error::Tls(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(transport(&limits)?));
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
-            .map_err(|e| Error::io("binding the QUIC endpoint", e))?;
+        let socket = udp_socket(config.listen)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| Error::io("starting the QUIC endpoint", e))?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
@@ -181,6 +205,9 @@ impl Relay {
             tracing::warn!("test clock offset is active; expiry uses shifted time");
         }
         tracing::info!(port = local_addr.port(), "relay listening");
+        if let Some(a) = metrics_addr {
+            tracing::info!(port = a.port(), "metrics listening");
+        }
         let sweep_every = Duration::from_secs(config.storage.sweep_interval_secs.0);
         let task = tokio::spawn(serve(
             endpoint,
@@ -363,8 +390,10 @@ impl Drop for OpenGuard {
 }
 
 async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let conn = match tokio::time::timeout(REQUEST_TIMEOUT, incoming).await {
-        Ok(Ok(c)) => c,
+    // The handshake is bounded by the QUIC idle timeout; no extra timer (a loaded relay
+    // must not drop handshakes that are merely slow).
+    let conn = match incoming.await {
+        Ok(c) => c,
         // Failed handshakes (wrong ALPN, bad TLS) are the client's problem; never log who.
         _ => return,
     };
@@ -405,7 +434,15 @@ async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
 async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
     metrics.error(e.code);
     let _ = send_frame(send, &Response::Error(e)).await;
-    let _ = send.finish();
+    finish(send).await;
+}
+
+/// Finishes the stream and waits (bounded) until the client has acknowledged every byte, so
+/// that a graceful shutdown closing the connection afterwards cannot discard an answer.
+async fn finish(send: &mut SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, send.stopped()).await;
+    }
 }
 
 async fn handle_stream(
@@ -539,7 +576,7 @@ async fn handle_stream(
                             unknown,
                         };
                         let _ = send_frame(&mut send, &resp).await;
-                        let _ = send.finish();
+                        finish(&mut send).await;
                         return;
                     } else if expired > 0 {
                         ErrorCode::Expired
@@ -598,5 +635,5 @@ async fn handle_stream(
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::UnknownKind)).await;
         }
     }
-    let _ = send.finish();
+    finish(&mut send).await;
 }
