@@ -57,3 +57,51 @@ pub fn established(seed: u64) -> Pair {
 pub fn send(from: &mut Session, text: &[u8], rng: &mut ChaCha20Rng) -> Envelope {
     from.encrypt(text, rng).unwrap()
 }
+
+/// An invite just accepted: the invitee awaits the inviter's reply (its envelopes are init
+/// envelopes) and the inviter has no session yet.
+pub struct Accepted {
+    pub secrets: InviterSecrets,
+    pub invitee: Session,
+    pub rng: ChaCha20Rng,
+}
+
+pub fn accepted(seed: u64) -> Accepted {
+    let mut rng = rng(seed);
+    let (secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let invitee = invite.accept(&mut rng).unwrap();
+    assert!(invitee.awaiting_reply());
+    Accepted {
+        secrets,
+        invitee,
+        rng,
+    }
+}
+
+/// `n` envelopes whose payloads are the big-endian numbers `first..first + n`.
+pub fn send_numbered(
+    from: &mut Session,
+    first: u32,
+    n: u32,
+    rng: &mut ChaCha20Rng,
+) -> Vec<Envelope> {
+    (first..first + n)
+        .map(|i| send(from, &i.to_be_bytes(), rng))
+        .collect()
+}
+
+/// Decrypting `env` must fail with `want` and leave `session` exactly as it was.
+pub fn assert_rejected(
+    session: &mut Session,
+    env: &Envelope,
+    want: hush_crypto::Error,
+    rng: &mut ChaCha20Rng,
+) {
+    let before = session.to_bytes();
+    assert_eq!(session.decrypt(env, rng), Err(want));
+    assert_eq!(
+        session.to_bytes().as_slice(),
+        before.as_slice(),
+        "a failed decryption changed the session"
+    );
+}
