@@ -1,31 +1,16 @@
-//! The `hush` terminal client.
+//! `hush`: the terminal client. With a subcommand it is the scripting CLI (this file and
+//! `cli.rs`); without one it will open the TUI (not built yet).
 //!
-//! This binary will host the ratatui TUI and the scripting CLI on top of `hush-core`.
-//! Neither exists yet: today it only reports its version and what the workspace provides,
-//! so that nobody mistakes it for a working messenger.
+//! A thin front end: every capability is hush-core engine API; this binary parses
+//! arguments, obtains the passphrase, prints results (text or `--json`) and maps errors to
+//! one line on stderr with a non-zero exit code. Logs go to the profile's `hush.log`, never
+//! to the screen.
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use std::process::ExitCode;
 
-const STATUS: &str = "\
-hush is under construction. What exists so far:
-  - hush-crypto: handshake, double ratchet, envelopes, mailbox pseudonyms (library)
-The messenger itself (profiles, contacts, sending and receiving) is not available yet.";
-
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("--version" | "-V") => {
-            println!("hush {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        None | Some("--help" | "-h") => {
-            println!("{STATUS}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("hush: unknown command {other:?}; the client is not built yet (see README)");
-            ExitCode::from(2)
-        }
-    }
+    cli::main()
 }

@@ -9,13 +9,22 @@
 //! - **Nothing in the clear at rest.** The store is SQLCipher, keyed by Argon2id from the
 //!   passphrase; logs carry no names, text, keys or mailbox ids.
 //!
-//! Map: [`profile`] (directories, config), [`store`] (encrypted database).
+//! Map: [`profile`] (directories, config), [`store`] (encrypted database), [`engine`] (the
+//! task, its commands and events), `transport` (relay links), [`embedded`] (the loopback
+//! relay used when none is configured), `content` (text and receipts inside fragments).
 #![forbid(unsafe_code)]
 
+mod content;
+pub mod embedded;
+pub mod engine;
 mod error;
 pub mod profile;
 pub mod store;
+mod transport;
 
+pub use engine::{
+    ContactInfo, CrashPoint, Delivery, Event, Handle, MessageInfo, Options, SafetyInfo, Status,
+};
 pub use error::{Error, Result};
 pub use profile::{Config, Profile};
 pub use store::Store;

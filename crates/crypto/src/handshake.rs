@@ -54,7 +54,6 @@ impl std::fmt::Debug for OpenedInit {
 }
 
 /// What an inviter learns from an envelope in its handshake mailbox.
-#[derive(Debug)]
 pub enum InitOutcome {
     /// A new relationship, with the first payload it carried.
     New {
@@ -66,6 +65,20 @@ pub enum InitOutcome {
     /// An envelope of a relationship made before (a later pre-reply message, or a replay):
     /// hand it to the session with this handshake id via [`Session::handle_init`].
     Existing(OpenedInit),
+}
+
+impl std::fmt::Debug for InitOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The payload may be text or a mailbox-move root: print its length only.
+        match self {
+            Self::New { session, payload } => f
+                .debug_struct("New")
+                .field("session", session)
+                .field("payload_len", &payload.len())
+                .finish(),
+            Self::Existing(opened) => f.debug_tuple("Existing").field(opened).finish(),
+        }
+    }
 }
 
 struct X3dhOutput {

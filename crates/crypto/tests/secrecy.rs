@@ -824,3 +824,20 @@ fn envelopes_are_uniform_whatever_they_carry() {
     let biased = tamper(&|b| b[1024..1040].fill(0xff));
     assert!(worst_block(&biased) > CHI2_BOUND);
 }
+
+/// `InitOutcome::New` carries the first payload; printing the outcome must not print it
+/// (it may be a control message holding a mailbox root, or the user's words).
+#[test]
+fn init_outcome_debug_holds_no_payload() {
+    let mut rng = rng(43);
+    let (mut secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let mut invitee = invite.accept(&mut rng).unwrap();
+    // The invitee moves its receive mailbox before the inviter replied.
+    let control = invitee.move_receive_mailbox(None, 1_800_000_000, &mut rng);
+    let env = send(&mut invitee, &control, &mut rng);
+    let outcome = secrets.handle_init(&env, &mut rng).unwrap();
+    let detector = LeakDetector::new(&[invitee.to_bytes().to_vec(), control]);
+    for text in [format!("{outcome:?}"), format!("{outcome:#?}")] {
+        assert_eq!(detector.find(&text), None, "secret bytes in: {text}");
+    }
+}

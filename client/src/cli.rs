@@ -1,0 +1,552 @@
+//! The scripting CLI. See README ("CLI") for every command and its `--json` output.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand};
+use hush_core::profile::{DEFAULT_PROFILE, data_root};
+use hush_core::{CrashPoint, Error, Handle, Options, Profile, Store};
+use hush_crypto::InviteKind;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hush",
+    version,
+    about = "End-to-end encrypted, metadata-minimising messenger"
+)]
+struct Cli {
+    /// Profile to use (isolated keys, contacts and messages).
+    #[arg(long, global = true, default_value = DEFAULT_PROFILE)]
+    profile: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the profile: a new encrypted store (passphrase asked twice, or HUSH_PASSPHRASE).
+    Init,
+    /// Relay settings.
+    Relay {
+        #[command(subcommand)]
+        action: RelayAction,
+    },
+    /// Make a one-time invite: a link and a QR code to hand to one person.
+    Invite {
+        /// Name for the contact this invite will create.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Make a contact address: a multi-use link (a tip line) to publish.
+    Address,
+    /// Accept an invite link or contact address.
+    Accept {
+        /// The `hush:` link.
+        link: String,
+        /// Your name for this contact.
+        #[arg(long)]
+        name: String,
+    },
+    /// List contacts.
+    Contacts,
+    /// Send a message (TEXT, or standard input if omitted).
+    Send {
+        /// Contact name.
+        name: String,
+        /// The message.
+        text: Option<String>,
+    },
+    /// Receive: fetch what arrived, optionally wait for more, print new messages.
+    Recv {
+        /// Seconds to keep listening for pushed messages.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Show the conversation with a contact (oldest first).
+    History {
+        /// Contact name.
+        name: String,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a contact's safety number (digits and QR); --mark records that you checked it.
+    Verify {
+        /// Contact name.
+        name: String,
+        /// Mark the contact verified.
+        #[arg(long, conflicts_with = "unmark")]
+        mark: bool,
+        /// Remove the verified mark.
+        #[arg(long)]
+        unmark: bool,
+    },
+    /// Set the disappearing-message timer of a conversation (e.g. 30s, 1h, 7d) or "off".
+    Disappear {
+        /// Contact name.
+        name: String,
+        /// Duration or "off".
+        duration: String,
+    },
+    /// Rename a contact.
+    Rename {
+        /// Current name.
+        old: String,
+        /// New name.
+        new: String,
+    },
+    /// Turn delivery receipts to a contact on or off.
+    Receipts {
+        /// Contact name.
+        name: String,
+        /// "on" or "off".
+        setting: String,
+    },
+    /// Panic wipe: destroy this profile's keys, contacts and messages.
+    Wipe {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayAction {
+    /// Use the relay at ADDRESS (hush://PIN@HOST:PORT) for new invites.
+    Set {
+        /// Relay address printed by `hush-relay init`.
+        address: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hush: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hush: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn clock_offset() -> i64 {
+    // For tests of epoch rotation and catch-up: shifts this process's notion of time.
+    std::env::var("HUSH_CLOCK_OFFSET_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn init_logging(profile: &Profile) {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(profile.log_path())
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hush_core=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The passphrase: HUSH_PASSPHRASE, else the config's passphrase_command, else a prompt.
+fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("HUSH_PASSPHRASE") {
+        return Ok(Zeroizing::new(p));
+    }
+    if let Some(cmd) = profile.config()?.passphrase_command {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("running passphrase_command")?;
+        if !out.status.success() {
+            bail!("passphrase_command failed");
+        }
+        let text = Zeroizing::new(
+            String::from_utf8(out.stdout).context("passphrase_command output is not UTF-8")?,
+        );
+        let line = text.lines().next().unwrap_or_default().to_string();
+        return Ok(Zeroizing::new(line));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::NoPassphrase(
+            "set HUSH_PASSPHRASE or passphrase_command, or run in a terminal".into(),
+        )
+        .into());
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("Passphrase: ")?);
+    if confirm {
+        let again = Zeroizing::new(rpassword::prompt_password("Passphrase again: ")?);
+        if *first != *again {
+            bail!("the passphrases differ");
+        }
+    }
+    Ok(first)
+}
+
+struct Session {
+    handle: Handle,
+}
+
+impl Session {
+    async fn open(profile: &Profile, root: PathBuf) -> anyhow::Result<Self> {
+        if !profile.exists() {
+            return Err(Error::NoProfile.into());
+        }
+        let pass = passphrase(profile, false)?;
+        let store = Store::open(profile, pass.as_bytes())?;
+        init_logging(profile);
+        let (handle, _events) = hush_core::engine::start(
+            store,
+            Options {
+                clock_offset_secs: clock_offset(),
+                data_root: root,
+                crash_at: std::env::var("HUSH_TEST_CRASH_AT")
+                    .ok()
+                    .and_then(|v| CrashPoint::parse(&v)),
+            },
+        )
+        .await?;
+        Ok(Self { handle })
+    }
+
+    async fn close(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+fn qr(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
+        .map_err(|e| anyhow!("QR code: {e}"))?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .build())
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<Option<u64>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|_| anyhow!("not a duration: {s:?} (e.g. 30s, 1h, 7d, off)"))?;
+    if d.as_secs() == 0 {
+        bail!("the timer must be at least one second");
+    }
+    Ok(Some(d.as_secs()))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = data_root();
+    let profile = Profile::new(&root, &cli.profile)?;
+    let json = cli.json;
+    let Some(command) = cli.command else {
+        bail!("the terminal UI is not built yet; see `hush --help` for the commands");
+    };
+    match command {
+        Command::Init => {
+            let pass = passphrase(&profile, true)?;
+            drop(Store::create(&profile, pass.as_bytes())?);
+            if json {
+                println!("{}", json!({"profile": profile.name(), "created": true}));
+            } else {
+                println!("created profile {:?}", profile.name());
+            }
+        }
+        Command::Wipe { yes } => {
+            if !profile.exists() {
+                return Err(Error::NoProfile.into());
+            }
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!("refusing to wipe without confirmation: pass --yes");
+                }
+                eprint!(
+                    "This destroys profile {:?}: its keys, contacts and messages, for good. Type the profile name to confirm: ",
+                    profile.name()
+                );
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                if line.trim() != profile.name() {
+                    bail!("not confirmed; nothing was wiped");
+                }
+            }
+            Store::wipe(&profile)?;
+            if json {
+                println!("{}", json!({"profile": profile.name(), "wiped": true}));
+            } else {
+                println!("wiped profile {:?}", profile.name());
+            }
+        }
+        other => {
+            let s = Session::open(&profile, root).await?;
+            let result = command_with_engine(other, &s.handle, json).await;
+            s.close().await;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Relay {
+            action: RelayAction::Set { address },
+        } => {
+            h.set_relay(&address).await?;
+            if json {
+                println!("{}", json!({"relay": address.trim()}));
+            } else {
+                println!("new invites will use {}", address.trim());
+            }
+        }
+        Command::Invite { name } => {
+            let link = h.create_invite(InviteKind::OneTime, name).await?;
+            print_link(&link, "one-time", json)?;
+        }
+        Command::Address => {
+            let link = h.create_invite(InviteKind::ContactAddress, None).await?;
+            print_link(&link, "address", json)?;
+        }
+        Command::Accept { link, name } => {
+            h.accept(&link, &name).await?;
+            let left = tokio::time::timeout(Duration::from_secs(20), h.flush())
+                .await
+                .unwrap_or(Ok(1))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"contact": name, "handshake": if left == 0 {"on-relay"} else {"queued"}})
+                );
+            } else if left == 0 {
+                println!("added {name:?}; the handshake is on the relay, you can write now");
+            } else {
+                println!(
+                    "added {name:?}; the relay is unreachable, the handshake will be sent later"
+                );
+            }
+        }
+        Command::Contacts => {
+            let contacts = h.contacts().await?;
+            if json {
+                let v: Vec<_> = contacts
+                    .iter()
+                    .map(|c| {
+                        json!({"name": c.name, "verified": c.verified, "disappear_secs": c.disappear_secs,
+                               "unread": c.unread, "pending": c.pending})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if contacts.is_empty() {
+                println!("no contacts yet (hush invite, hush accept)");
+            } else {
+                for c in contacts {
+                    let mut marks = Vec::new();
+                    if c.verified {
+                        marks.push("verified".to_string());
+                    }
+                    if let Some(d) = c.disappear_secs {
+                        marks.push(format!(
+                            "disappearing {}",
+                            humantime::format_duration(Duration::from_secs(d))
+                        ));
+                    }
+                    if c.pending {
+                        marks.push("waiting for reply".into());
+                    }
+                    if c.unread > 0 {
+                        marks.push(format!("{} unread", c.unread));
+                    }
+                    println!(
+                        "{}{}",
+                        c.name,
+                        if marks.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  ({})", marks.join(", "))
+                        }
+                    );
+                }
+            }
+        }
+        Command::Send { name, text } => {
+            let text = match text {
+                Some(t) => t,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            if text.is_empty() {
+                bail!("nothing to send");
+            }
+            let id = h.send(&name, &text).await?;
+            let left = tokio::time::timeout(Duration::from_secs(20), h.flush())
+                .await
+                .unwrap_or(Ok(1))?;
+            let state = if left == 0 { "on-relay" } else { "queued" };
+            if json {
+                println!("{}", json!({"id": id, "contact": name, "state": state}));
+            } else if left == 0 {
+                println!("sent");
+            } else {
+                println!(
+                    "queued: the relay is unreachable; it will be sent by the next hush command"
+                );
+            }
+        }
+        Command::Recv { wait } => {
+            let ok = h.sync().await?;
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            // Receipts and handshake replies produced while receiving go out before exit.
+            let _ = tokio::time::timeout(Duration::from_secs(10), h.flush()).await;
+            let msgs = h.take_unshown().await?;
+            if json {
+                let v: Vec<_> = msgs
+                    .iter()
+                    .map(|m| json!({"contact": m.contact, "text": m.body, "sent_at": m.sent_at, "expires_at": m.expires_at}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for m in &msgs {
+                    println!("{}: {}", m.contact, m.body);
+                }
+            }
+            if !ok {
+                eprintln!(
+                    "hush: warning: a relay could not be reached; some messages may be missing"
+                );
+            }
+        }
+        Command::History { name, limit } => {
+            let msgs = h.messages(&name, limit).await?;
+            if json {
+                let v: Vec<_> = msgs
+                    .iter()
+                    .map(|m| json!({"id": m.id, "outgoing": m.outgoing, "text": m.body, "sent_at": m.sent_at,
+                                    "state": m.state.as_str(), "expires_at": m.expires_at}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for m in &msgs {
+                    let who = if m.outgoing { "me" } else { name.as_str() };
+                    let state = if m.outgoing {
+                        format!("  [{}]", m.state.as_str())
+                    } else {
+                        String::new()
+                    };
+                    println!("{who}: {}{state}", m.body);
+                }
+            }
+        }
+        Command::Verify { name, mark, unmark } => {
+            if mark || unmark {
+                h.set_verified(&name, mark).await?;
+            }
+            let s = h.safety(&name).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"contact": name, "safety_number": s.digits, "qr": s.qr, "verified": s.verified})
+                );
+            } else {
+                println!("{}", qr(&s.qr)?);
+                println!("safety number with {name}:\n  {}", s.digits);
+                println!(
+                    "{}",
+                    if s.verified {
+                        "marked verified"
+                    } else {
+                        "not verified: compare in person, then run with --mark"
+                    }
+                );
+            }
+        }
+        Command::Disappear { name, duration } => {
+            let secs = parse_duration(&duration)?;
+            h.set_disappear(&name, secs).await?;
+            if json {
+                println!("{}", json!({"contact": name, "disappear_secs": secs}));
+            } else {
+                match secs {
+                    Some(s) => println!(
+                        "messages with {name} now disappear after {}",
+                        humantime::format_duration(Duration::from_secs(s))
+                    ),
+                    None => println!("disappearing messages off for {name}"),
+                }
+            }
+        }
+        Command::Rename { old, new } => {
+            h.rename(&old, &new).await?;
+            if json {
+                println!("{}", json!({"old": old, "new": new}));
+            } else {
+                println!("renamed");
+            }
+        }
+        Command::Receipts { name, setting } => {
+            let on = match setting.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => bail!("receipts take \"on\" or \"off\""),
+            };
+            h.set_receipts(&name, on).await?;
+            if json {
+                println!("{}", json!({"contact": name, "receipts": on}));
+            } else {
+                println!("receipts {}", if on { "on" } else { "off" });
+            }
+        }
+        Command::Init | Command::Wipe { .. } => {}
+    }
+    Ok(())
+}
+
+fn print_link(link: &str, kind: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", json!({"kind": kind, "link": link}));
+    } else {
+        println!("{}", qr(link)?);
+        println!("{link}");
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Application content carried inside hush-crypto fragments: text messages and delivery
+//! receipts. The relay never sees this layer; it exists only inside the encryption.
+//!
+//! Layout (big-endian):
+//! - text: `0x01 || u64 sent_at || u32 disappear_secs (0 = off) || UTF-8 body`
+//! - receipt: `0x02 || u16 n || n × u64 msg_id` (the sender's ids of delivered messages)
+
+use crate::error::{Error, Result};
+
+const KIND_TEXT: u8 = 1;
+const KIND_RECEIPT: u8 = 2;
+
+/// Decoded content.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Content {
+    Text {
+        sent_at: u64,
+        disappear_secs: u32,
+        body: String,
+    },
+    Receipt {
+        ids: Vec<u64>,
+    },
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text { body, .. } => write!(f, "Text({} bytes)", body.len()),
+            Self::Receipt { ids } => write!(f, "Receipt({})", ids.len()),
+        }
+    }
+}
+
+impl Content {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Self::Text {
+                sent_at,
+                disappear_secs,
+                body,
+            } => {
+                out.push(KIND_TEXT);
+                out.extend_from_slice(&sent_at.to_be_bytes());
+                out.extend_from_slice(&disappear_secs.to_be_bytes());
+                out.extend_from_slice(body.as_bytes());
+            }
+            Self::Receipt { ids } => {
+                out.push(KIND_RECEIPT);
+                let n = u16::try_from(ids.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&n.to_be_bytes());
+                for id in ids.iter().take(usize::from(n)) {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        let bad = |m: &str| Error::InvalidArgument(format!("malformed content: {m}"));
+        match b.first() {
+            Some(&KIND_TEXT) if b.len() >= 13 => {
+                let sent_at = u64::from_be_bytes(b[1..9].try_into().map_err(|_| bad("time"))?);
+                let disappear_secs =
+                    u32::from_be_bytes(b[9..13].try_into().map_err(|_| bad("timer"))?);
+                let body = String::from_utf8(b[13..].to_vec()).map_err(|_| bad("not UTF-8"))?;
+                Ok(Self::Text {
+                    sent_at,
+                    disappear_secs,
+                    body,
+                })
+            }
+            Some(&KIND_RECEIPT) if b.len() >= 3 => {
+                let n = usize::from(u16::from_be_bytes([b[1], b[2]]));
+                if b.len() != 3 + 8 * n {
+                    return Err(bad("receipt length"));
+                }
+                let ids = b[3..]
+                    .chunks_exact(8)
+                    .map(|c| {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(c);
+                        u64::from_be_bytes(a)
+                    })
+                    .collect();
+                Ok(Self::Receipt { ids })
+            }
+            _ => Err(bad("unknown kind")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejects() {
+        for c in [
+            Content::Text {
+                sent_at: 7,
+                disappear_secs: 60,
+                body: "héllo".into(),
+            },
+            Content::Receipt { ids: vec![1, 2, 3] },
+            Content::Receipt { ids: vec![] },
+        ] {
+            assert_eq!(Content::decode(&c.encode()).unwrap(), c);
+        }
+        assert!(Content::decode(&[]).is_err());
+        assert!(Content::decode(&[1, 0]).is_err());
+        assert!(Content::decode(&[2, 0, 1, 0]).is_err());
+        assert!(Content::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff]).is_err());
+    }
+}
