@@ -1,0 +1,368 @@
+//! Ratchet benchmarks: hush against vodozemac's Olm and against a floor built from the same
+//! primitives hush uses. docs/BENCHMARKS.md records the figures and the command.
+//!
+//! Groups (each reports plaintext bytes as throughput):
+//! - `in_chain`: one full envelope (3996-byte payload) encrypted by one party and decrypted
+//!   by the other, always in the same direction, so no DH ratchet step happens; Olm the same
+//!   at 3996 and 4096 bytes; `floor` the cryptographic work such a message cannot avoid.
+//! - `dh_round_trip`: A sends, B decrypts, B replies, A decrypts: two DH ratchet steps.
+//! - `handshake`: from nothing to a session on both sides with the first message read.
+//!
+//! Setup stays outside the timed closures; every message is decrypted right after it is
+//! encrypted, so no receiving chain ever skips keys (MAX_SKIP is never approached).
+//!
+//! Clock: the benchmark thread's CPU time (CLOCK_THREAD_CPUTIME_ID), because the machine is
+//! shared and wall-clock time then mostly measures the other processes. `HUSH_BENCH_WALL=1`
+//! measures wall-clock time instead (criterion's default).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benches: a failed unwrap is a failed run
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use hush_crypto::handshake::InitOutcome;
+use hush_crypto::{Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sha2::Sha256;
+use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
+
+/// Payload capacity of a session envelope (4096 - 81 header region - 16 tag - 3 body overhead).
+const PAYLOAD_LEN: usize = 3996;
+/// Body length of a session envelope's ratchet message.
+const BODY_LEN: usize = 3999;
+/// Plaintext header: version (1) || ratchet key (32) || PN (4) || N (4).
+const HEADER_LEN: usize = 41;
+/// Payload of the handshake benchmarks: a short first message.
+const FIRST_LEN: usize = 64;
+
+/// Modest settings: the machine has 2 cores shared with other builds.
+fn configure<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + 7) as u8).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// hush
+
+fn relay() -> RelayLocator {
+    RelayLocator::new([9u8; 32], b"relay.example", 4433).unwrap()
+}
+
+/// Both sides after the handshake and one round trip: post-quantum mixed, full capacity.
+/// The last message went invitee -> inviter, so that direction is in-chain.
+fn hush_established(seed: u64) -> (Session, Session, ChaCha20Rng) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), &mut rng);
+    let invite = secrets.invite().unwrap();
+    let mut invitee = invite.accept(&mut rng).unwrap();
+    let env = invitee.encrypt(b"hello", &mut rng).unwrap();
+    let InitOutcome::New {
+        session: mut inviter,
+        ..
+    } = secrets.handle_init(&env, &mut rng).unwrap()
+    else {
+        panic!("expected a new relationship");
+    };
+    let env = inviter.encrypt(b"welcome", &mut rng).unwrap();
+    invitee.decrypt(&env, &mut rng).unwrap();
+    let env = invitee.encrypt(b"thanks", &mut rng).unwrap();
+    inviter.decrypt(&env, &mut rng).unwrap();
+    assert!(invitee.post_quantum() && inviter.post_quantum());
+    assert_eq!(invitee.payload_capacity(), PAYLOAD_LEN);
+    assert_eq!(inviter.payload_capacity(), PAYLOAD_LEN);
+    (invitee, *inviter, rng)
+}
+
+fn hush_handshake(first: &[u8], rng: &mut ChaCha20Rng) -> (Session, Session) {
+    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), rng);
+    let invite: Invite = secrets.invite().unwrap();
+    let mut invitee = invite.accept(rng).unwrap();
+    let env = invitee.encrypt(first, rng).unwrap();
+    match secrets.handle_init(&env, rng).unwrap() {
+        InitOutcome::New { session, payload } => {
+            assert_eq!(payload.len(), first.len());
+            (invitee, *session)
+        }
+        InitOutcome::Existing(_) => panic!("expected a new relationship"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// vodozemac (Olm)
+
+/// Alice's outbound and Bob's inbound session after one pre-key message A -> B and one
+/// normal reply B -> A: both have received, so A -> B is an in-chain normal message.
+fn olm_established() -> (OlmSession, OlmSession) {
+    let (alice, mut bob, mut a) = olm_outbound();
+    let OlmMessage::PreKey(pre) = a.encrypt(b"hello").unwrap() else {
+        panic!("first message must be a pre-key message");
+    };
+    let mut b = bob
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &pre)
+        .unwrap()
+        .session;
+    let reply = b.encrypt(b"welcome").unwrap();
+    a.decrypt(&reply).unwrap();
+    let msg = a.encrypt(b"thanks").unwrap();
+    assert!(matches!(msg, OlmMessage::Normal(_)));
+    b.decrypt(&msg).unwrap();
+    (a, b)
+}
+
+/// Two fresh accounts, Bob's one-time key, and Alice's outbound session to Bob.
+fn olm_outbound() -> (Account, Account, OlmSession) {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = *bob.one_time_keys().values().next().unwrap();
+    bob.mark_keys_as_published();
+    let session = alice
+        .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+        .unwrap();
+    (alice, bob, session)
+}
+
+fn olm_handshake(first: &[u8]) -> (OlmSession, OlmSession) {
+    let (alice, mut bob, mut a) = olm_outbound();
+    let OlmMessage::PreKey(pre) = a.encrypt(first).unwrap() else {
+        panic!("first message must be a pre-key message");
+    };
+    let created = bob
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &pre)
+        .unwrap();
+    assert_eq!(created.plaintext.len(), first.len());
+    (a, created.session)
+}
+
+// ---------------------------------------------------------------------------------------
+// floor: the AEAD passes and key derivations of one in-chain message, nothing else
+
+/// The same chain of a sender and a receiver (both start from one chain key).
+struct FloorChain {
+    ck: [u8; 32],
+}
+
+fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+impl FloorChain {
+    /// KDF_CK (two HMAC-SHA256) then the message key's HKDF to key (32) || nonce (12).
+    fn next_body_key(&mut self) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
+        let mk = hmac_sha256(&self.ck, &[0x01]);
+        self.ck = hmac_sha256(&self.ck, &[0x02]);
+        let mut km = [0u8; 44];
+        Hkdf::<Sha256>::new(None, &mk)
+            .expand(b"hush/v1/message", &mut km)
+            .unwrap();
+        let key: [u8; 32] = km[..32].try_into().unwrap();
+        let nonce: [u8; 12] = km[32..].try_into().unwrap();
+        (
+            ChaCha20Poly1305::new(&key.into()),
+            chacha20poly1305::Nonce::from(nonce),
+        )
+    }
+}
+
+/// One message: the sender derives, seals header and body; the receiver derives, opens
+/// header and body. Both ends derive, as they must in a real exchange.
+struct Floor {
+    send: FloorChain,
+    recv: FloorChain,
+    header_key: XChaCha20Poly1305,
+    nonce: chacha20poly1305::XNonce,
+    header: [u8; HEADER_LEN],
+    body: Vec<u8>,
+}
+
+impl Floor {
+    fn new() -> Self {
+        let mut body = vec![0u8; BODY_LEN];
+        body[3..3 + PAYLOAD_LEN].copy_from_slice(&payload(PAYLOAD_LEN));
+        Self {
+            send: FloorChain { ck: [7u8; 32] },
+            recv: FloorChain { ck: [7u8; 32] },
+            header_key: XChaCha20Poly1305::new(&[5u8; 32].into()),
+            nonce: chacha20poly1305::XNonce::from([3u8; 24]),
+            header: [1u8; HEADER_LEN],
+            body,
+        }
+    }
+
+    fn message(&mut self) {
+        let (cipher, nonce) = self.send.next_body_key();
+        let header_tag = self
+            .header_key
+            .encrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into())
+            .unwrap();
+        // The body authenticates the encrypted header region, as in hush.
+        let mut region = [0u8; 24 + HEADER_LEN + 16];
+        region[..24].copy_from_slice(&self.nonce);
+        region[24..24 + HEADER_LEN].copy_from_slice(&self.header);
+        region[24 + HEADER_LEN..].copy_from_slice(&header_tag);
+        let body_tag = cipher
+            .encrypt_inout_detached(&nonce, &region, self.body.as_mut_slice().into())
+            .unwrap();
+
+        self.header_key
+            .decrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into(), &header_tag)
+            .unwrap();
+        let (cipher, nonce) = self.recv.next_body_key();
+        cipher
+            .decrypt_inout_detached(&nonce, &region, self.body.as_mut_slice().into(), &body_tag)
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// groups
+
+fn in_chain<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("in_chain");
+    configure(&mut group);
+    group.throughput(Throughput::Bytes(PAYLOAD_LEN as u64));
+
+    let data = payload(PAYLOAD_LEN);
+    let (mut sender, mut receiver, mut rng) = hush_established(1);
+    group.bench_function("hush/3996", |b| {
+        b.iter(|| {
+            let env = sender.encrypt(black_box(&data), &mut rng).unwrap();
+            receiver.decrypt(&env, &mut rng).unwrap()
+        })
+    });
+
+    let (mut a, mut b_session) = olm_established();
+    group.bench_function("vodozemac/3996", |b| {
+        b.iter(|| {
+            let msg = a.encrypt(black_box(&data)).unwrap();
+            b_session.decrypt(&msg).unwrap()
+        })
+    });
+
+    let mut floor = Floor::new();
+    group.bench_function("floor/3996", |b| b.iter(|| floor.message()));
+
+    let data = payload(4096);
+    group.throughput(Throughput::Bytes(4096));
+    let (mut a, mut b_session) = olm_established();
+    group.bench_function("vodozemac/4096", |b| {
+        b.iter(|| {
+            let msg = a.encrypt(black_box(&data)).unwrap();
+            b_session.decrypt(&msg).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn dh_round_trip<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("dh_round_trip");
+    configure(&mut group);
+    group.throughput(Throughput::Bytes(2 * PAYLOAD_LEN as u64));
+    let data = payload(PAYLOAD_LEN);
+
+    // The last message went invitee -> inviter, so the inviter's send turns the ratchet.
+    let (mut invitee, mut inviter, mut rng) = hush_established(2);
+    group.bench_function("hush/3996", |b| {
+        b.iter(|| {
+            let env = inviter.encrypt(black_box(&data), &mut rng).unwrap();
+            invitee.decrypt(&env, &mut rng).unwrap();
+            let env = invitee.encrypt(black_box(&data), &mut rng).unwrap();
+            inviter.decrypt(&env, &mut rng).unwrap()
+        })
+    });
+
+    // The last message went A -> B, so B's reply turns the ratchet.
+    let (mut a, mut b_session) = olm_established();
+    group.bench_function("vodozemac/3996", |b| {
+        b.iter(|| {
+            let msg = b_session.encrypt(black_box(&data)).unwrap();
+            a.decrypt(&msg).unwrap();
+            let msg = a.encrypt(black_box(&data)).unwrap();
+            b_session.decrypt(&msg).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn handshake<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("handshake");
+    configure(&mut group);
+    group.throughput(Throughput::Bytes(FIRST_LEN as u64));
+    let first = payload(FIRST_LEN);
+
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    group.bench_function("hush", |b| {
+        b.iter(|| hush_handshake(black_box(&first), &mut rng))
+    });
+    group.bench_function("vodozemac", |b| b.iter(|| olm_handshake(black_box(&first))));
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// clock
+
+/// CPU time consumed by the calling thread; criterion runs every routine on this thread.
+struct ThreadCpuTime {
+    /// Only lends its formatter: values are nanoseconds either way.
+    wall: WallTime,
+}
+
+fn thread_cpu_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    in_chain(&mut c);
+    dh_round_trip(&mut c);
+    handshake(&mut c);
+}
+
+fn main() {
+    if std::env::var_os("HUSH_BENCH_WALL").is_some() {
+        run(Criterion::default().configure_from_args());
+    } else {
+        run(Criterion::default()
+            .with_measurement(ThreadCpuTime { wall: WallTime })
+            .configure_from_args());
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
