@@ -156,6 +156,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn engine_options(root: PathBuf) -> Options {
+    Options {
+        clock_offset_secs: clock_offset(),
+        data_root: root,
+        crash_at: std::env::var("HUSH_TEST_CRASH_AT")
+            .ok()
+            .and_then(|v| CrashPoint::parse(&v)),
+    }
+}
+
 fn clock_offset() -> i64 {
     // For tests of epoch rotation and catch-up: shifts this process's notion of time.
     std::env::var("HUSH_CLOCK_OFFSET_SECS")
@@ -164,7 +174,7 @@ fn clock_offset() -> i64 {
         .unwrap_or(0)
 }
 
-fn init_logging(profile: &Profile) {
+pub(crate) fn init_logging(profile: &Profile) {
     let Ok(file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -230,17 +240,7 @@ impl Session {
         let pass = passphrase(profile, false)?;
         let store = Store::open(profile, pass.as_bytes())?;
         init_logging(profile);
-        let (handle, _events) = hush_core::engine::start(
-            store,
-            Options {
-                clock_offset_secs: clock_offset(),
-                data_root: root,
-                crash_at: std::env::var("HUSH_TEST_CRASH_AT")
-                    .ok()
-                    .and_then(|v| CrashPoint::parse(&v)),
-            },
-        )
-        .await?;
+        let (handle, _events) = hush_core::engine::start(store, engine_options(root)).await?;
         Ok(Self { handle })
     }
 
@@ -276,7 +276,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let profile = Profile::new(&root, &cli.profile)?;
     let json = cli.json;
     let Some(command) = cli.command else {
-        bail!("the terminal UI is not built yet; see `hush --help` for the commands");
+        if !std::io::stdout().is_terminal() {
+            bail!("the terminal UI needs a terminal; see `hush --help` for the commands");
+        }
+        return crate::tui::run(profile, root.clone(), engine_options(root)).await;
     };
     match command {
         Command::Init => {

@@ -1,5 +1,5 @@
 //! `hush`: the terminal client. With a subcommand it is the scripting CLI (this file and
-//! `cli.rs`); without one it will open the TUI (not built yet).
+//! `cli.rs`); without one it opens the terminal UI (`tui/`).
 //!
 //! A thin front end: every capability is hush-core engine API; this binary parses
 //! arguments, obtains the passphrase, prints results (text or `--json`) and maps errors to
@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod tui;
 
 use std::process::ExitCode;
 

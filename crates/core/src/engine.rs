@@ -193,6 +193,7 @@ enum Command {
     Sync(Reply<bool>),
     Flush(Reply<u64>),
     TakeUnshown(Reply<Vec<MessageInfo>>),
+    MarkRead(String, Reply<()>),
     Messages(String, usize, Reply<Vec<MessageInfo>>),
     Safety(String, Reply<SafetyInfo>),
     SetVerified(String, bool, Reply<()>),
@@ -251,6 +252,10 @@ impl Handle {
     /// Received messages not shown yet, marked shown.
     pub async fn take_unshown(&self) -> Result<Vec<MessageInfo>> {
         call!(self, TakeUnshown)
+    }
+    /// Marks every received message of a contact shown (its conversation is open).
+    pub async fn mark_read(&self, contact: &str) -> Result<()> {
+        call!(self, MarkRead, contact.to_string())
     }
     /// The last `limit` messages with a contact, oldest first.
     pub async fn messages(&self, contact: &str, limit: usize) -> Result<Vec<MessageInfo>> {
@@ -521,6 +526,17 @@ impl Engine {
             },
             Command::TakeUnshown(r) => {
                 let _ = r.send(self.take_unshown());
+            }
+            Command::MarkRead(name, r) => {
+                let res = self.contact_id(&name).and_then(|id| {
+                    let id = id.ok_or(Error::UnknownContact)?;
+                    self.store.conn().execute(
+                        "UPDATE messages SET shown = 1 WHERE contact_id = ?1 AND outgoing = 0 AND shown = 0",
+                        [id],
+                    )?;
+                    Ok(())
+                });
+                let _ = r.send(res);
             }
             Command::Messages(name, limit, r) => {
                 let _ = r.send(self.messages(&name, limit));

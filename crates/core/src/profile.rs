@@ -101,6 +101,21 @@ impl Profile {
 pub struct Config {
     /// A command whose standard output (first line) is the passphrase.
     pub passphrase_command: Option<String>,
+    /// Notifications of the TUI: "bell" (default: a terminal bell, no content) or "off".
+    pub notify: Option<Notify>,
+    /// TUI key bindings: action name to key, e.g. `send = "ctrl-s"`.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+/// How the TUI notifies of new messages.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Notify {
+    /// A terminal bell, without content.
+    Bell,
+    /// Nothing.
+    Off,
 }
 
 impl Config {
@@ -139,7 +154,11 @@ mod tests {
     fn config_errors_name_the_line() {
         let err = Config::parse("\n\nbogus = 1\n").unwrap_err();
         assert!(matches!(err, Error::Config { line: 3, .. }), "{err:?}");
-        let c = Config::parse("passphrase_command = \"pass show hush\"\n").unwrap();
+        let c = Config::parse("passphrase_command = \"pass show hush\"\nnotify = \"off\"\n[keys]\nsend = \"ctrl-s\"\n").unwrap();
         assert_eq!(c.passphrase_command.as_deref(), Some("pass show hush"));
+        assert_eq!(c.notify, Some(Notify::Off));
+        assert_eq!(c.keys.get("send").map(String::as_str), Some("ctrl-s"));
+        let err = Config::parse("notify = \"loud\"\n").unwrap_err();
+        assert!(matches!(err, Error::Config { line: 1, .. }), "{err:?}");
     }
 }

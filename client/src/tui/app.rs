@@ -1,0 +1,808 @@
+//! The TUI's model and update function: pure state transitions from messages (keys,
+//! engine events, results of engine calls) to a new state plus effects to run.
+//!
+//! Nothing here awaits or performs I/O: effects are returned to the driver (`mod.rs`),
+//! which runs them in tasks and feeds their results back as messages.
+
+use hush_core::{ContactInfo, Delivery, Event, MessageInfo, SafetyInfo};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keys::{Action, KeyMap};
+
+/// Where the user is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Screen {
+    /// First run: create the profile.
+    Setup(SetupForm),
+    /// Unlock an existing profile.
+    Unlock {
+        /// Typed passphrase.
+        pass: String,
+        /// Last error.
+        error: Option<String>,
+        /// Opening the store.
+        busy: bool,
+    },
+    /// Contacts and conversation.
+    Main,
+}
+
+/// The first-run form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetupForm {
+    /// 0 passphrase, 1 again, 2 relay.
+    pub field: usize,
+    /// Passphrase.
+    pub pass: String,
+    /// Passphrase again.
+    pub confirm: String,
+    /// Relay address, empty for the embedded default.
+    pub relay: String,
+    /// Last error.
+    pub error: Option<String>,
+    /// Creating the store.
+    pub busy: bool,
+}
+
+/// Vim-like modes; insert is the default so that typing just works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Keys edit the input line.
+    Insert,
+    /// j/k, gg/G, i, /, :.
+    Normal,
+    /// Typing a `:` command.
+    Command,
+    /// Typing a `/` search.
+    Search,
+}
+
+/// Which pane has the keyboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    /// The contact list.
+    Contacts,
+    /// The input line.
+    Input,
+}
+
+/// An overlay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Popup {
+    /// Key help.
+    Help,
+    /// An invite or contact address to hand out.
+    Invite {
+        /// Title.
+        title: String,
+        /// The link.
+        link: String,
+    },
+    /// A safety number.
+    Safety {
+        /// Contact.
+        name: String,
+        /// The number.
+        info: SafetyInfo,
+    },
+    /// Confirm the panic wipe.
+    ConfirmWipe,
+    /// Confirm deleting the local history with the selected contact.
+    ConfirmDelete(String),
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Create the profile.
+    Setup {
+        /// Passphrase.
+        pass: String,
+        /// Relay address or empty.
+        relay: String,
+    },
+    /// Open the profile.
+    Unlock(String),
+    /// Reload the contact list.
+    LoadContacts,
+    /// Reload the conversation with this contact.
+    LoadMessages(String),
+    /// Send a message.
+    Send {
+        /// Contact.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// Make a one-time invite (`true`) or contact address (`false`).
+    Invite(bool),
+    /// Accept a link.
+    Accept {
+        /// The link.
+        link: String,
+        /// Name for the contact.
+        name: Option<String>,
+    },
+    /// Rename a contact.
+    Rename {
+        /// Old name.
+        old: String,
+        /// New name.
+        new: String,
+    },
+    /// Show the safety number.
+    Safety(String),
+    /// Set the verified mark.
+    MarkVerified(String, bool),
+    /// Set the disappearing timer.
+    Disappear(String, Option<u64>),
+    /// Delete the local history with a contact.
+    DeleteHistory(String),
+    /// Panic wipe, then quit.
+    Wipe,
+    /// Ring the terminal bell (no content).
+    Bell,
+    /// Leave.
+    Quit,
+}
+
+/// Inputs of the update function.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// A key.
+    Key(KeyEvent),
+    /// Pasted text.
+    Paste(String),
+    /// Something the engine reported.
+    Engine(Event),
+    /// The contact list.
+    Contacts(Vec<ContactInfo>),
+    /// A conversation.
+    Messages(String, Vec<MessageInfo>),
+    /// The profile is open (or why not).
+    Opened(Result<(), String>),
+    /// An invite link is ready.
+    InviteReady {
+        /// One-time (true) or address.
+        one_time: bool,
+        /// The link.
+        link: String,
+    },
+    /// A safety number is ready.
+    SafetyReady(String, SafetyInfo),
+    /// An engine call finished: a line for the status bar.
+    Done(Result<String, String>),
+}
+
+/// The whole UI state.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Current screen.
+    pub screen: Screen,
+    /// Mode.
+    pub mode: Mode,
+    /// Focus.
+    pub focus: Focus,
+    /// Overlay.
+    pub popup: Option<Popup>,
+    /// Contacts.
+    pub contacts: Vec<ContactInfo>,
+    /// Index of the selected contact.
+    pub selected: usize,
+    /// Conversation of the selected contact.
+    pub messages: Vec<MessageInfo>,
+    /// Lines scrolled up from the bottom.
+    pub scroll: usize,
+    /// First message that arrived while the conversation was not open.
+    pub new_marker: Option<i64>,
+    /// The input (may hold line breaks).
+    pub input: String,
+    /// The `:` or `/` line.
+    pub command: String,
+    /// Active search filter.
+    pub search: Option<String>,
+    /// Connected to the relay.
+    pub relay_up: bool,
+    /// Last status line.
+    pub status: Option<String>,
+    /// Notify by terminal bell.
+    pub bell: bool,
+    /// A `g` was typed in normal mode (for `gg`).
+    pending_g: bool,
+    /// Bindings.
+    pub keys: KeyMap,
+    /// Profile name (status bar).
+    pub profile: String,
+    /// Set when the app should exit.
+    pub quit: bool,
+}
+
+impl App {
+    /// A new app on `screen`.
+    pub fn new(screen: Screen, profile: &str, keys: KeyMap, bell: bool) -> Self {
+        Self {
+            screen,
+            mode: Mode::Insert,
+            focus: Focus::Input,
+            popup: None,
+            contacts: Vec::new(),
+            selected: 0,
+            messages: Vec::new(),
+            scroll: 0,
+            new_marker: None,
+            input: String::new(),
+            command: String::new(),
+            search: None,
+            relay_up: false,
+            status: None,
+            bell,
+            pending_g: false,
+            keys,
+            profile: profile.to_string(),
+            quit: false,
+        }
+    }
+
+    /// The selected contact's name.
+    pub fn current(&self) -> Option<&str> {
+        self.contacts.get(self.selected).map(|c| c.name.as_str())
+    }
+
+    /// The messages to show (search applied).
+    pub fn visible_messages(&self) -> Vec<&MessageInfo> {
+        match &self.search {
+            Some(q) => {
+                let q = q.to_lowercase();
+                self.messages
+                    .iter()
+                    .filter(|m| m.body.to_lowercase().contains(&q))
+                    .collect()
+            }
+            None => self.messages.iter().collect(),
+        }
+    }
+
+    /// The update function.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Paste(text) => {
+                match (&mut self.screen, self.mode) {
+                    (Screen::Main, Mode::Insert) => self.input.push_str(&text),
+                    (Screen::Main, Mode::Command | Mode::Search) => {
+                        self.command.push_str(text.trim_end_matches('\n'));
+                    }
+                    _ => {}
+                }
+                Vec::new()
+            }
+            Msg::Engine(ev) => self.on_event(ev),
+            Msg::Contacts(list) => {
+                let keep = self.current().map(str::to_string);
+                self.contacts = list;
+                if let Some(name) = keep
+                    && let Some(i) = self.contacts.iter().position(|c| c.name == name)
+                {
+                    self.selected = i;
+                }
+                self.selected = self.selected.min(self.contacts.len().saturating_sub(1));
+                match self.current() {
+                    Some(n) if self.messages.is_empty() => {
+                        vec![Effect::LoadMessages(n.to_string())]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Msg::Messages(name, msgs) => {
+                if self.current() == Some(name.as_str()) {
+                    self.messages = msgs;
+                }
+                Vec::new()
+            }
+            Msg::Opened(Ok(())) => {
+                self.screen = Screen::Main;
+                vec![Effect::LoadContacts]
+            }
+            Msg::Opened(Err(e)) => {
+                match &mut self.screen {
+                    Screen::Setup(f) => {
+                        f.busy = false;
+                        f.error = Some(e);
+                    }
+                    Screen::Unlock { error, busy, pass } => {
+                        *busy = false;
+                        pass.clear();
+                        *error = Some(e);
+                    }
+                    Screen::Main => self.status = Some(e),
+                }
+                Vec::new()
+            }
+            Msg::InviteReady { one_time, link } => {
+                self.popup = Some(Popup::Invite {
+                    title: if one_time {
+                        "One-time invite: hand it to one person".into()
+                    } else {
+                        "Contact address: publish it; every use is a separate contact".into()
+                    },
+                    link,
+                });
+                Vec::new()
+            }
+            Msg::SafetyReady(name, info) => {
+                self.popup = Some(Popup::Safety { name, info });
+                Vec::new()
+            }
+            Msg::Done(r) => {
+                self.status = Some(match r {
+                    Ok(s) => s,
+                    Err(e) => format!("error: {e}"),
+                });
+                let mut fx = vec![Effect::LoadContacts];
+                if let Some(n) = self.current() {
+                    fx.push(Effect::LoadMessages(n.to_string()));
+                }
+                fx
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) -> Vec<Effect> {
+        match ev {
+            Event::Message(m) => {
+                let mut fx = Vec::new();
+                if self.bell {
+                    fx.push(Effect::Bell);
+                }
+                if self.current() == Some(m.contact.as_str()) {
+                    if self.scroll > 0 && self.new_marker.is_none() {
+                        self.new_marker = Some(m.id);
+                    }
+                    // Reloading the open conversation also marks the message read.
+                    fx.push(Effect::LoadMessages(m.contact.clone()));
+                    self.messages.push(m);
+                }
+                fx.push(Effect::LoadContacts);
+                fx
+            }
+            Event::DeliveryChanged { id, state, .. } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.state = state;
+                }
+                Vec::new()
+            }
+            Event::ContactAdded { name } => {
+                self.status = Some(format!("new contact: {name}"));
+                let mut fx = vec![Effect::LoadContacts];
+                if self.bell {
+                    fx.push(Effect::Bell);
+                }
+                fx
+            }
+            Event::Relay { up } => {
+                self.relay_up = up;
+                Vec::new()
+            }
+        }
+    }
+
+    fn select(&mut self, index: usize) -> Vec<Effect> {
+        if self.contacts.is_empty() {
+            return Vec::new();
+        }
+        let index = index.min(self.contacts.len() - 1);
+        if index == self.selected && !self.messages.is_empty() {
+            return Vec::new();
+        }
+        self.selected = index;
+        self.messages.clear();
+        self.scroll = 0;
+        self.search = None;
+        // Unread messages of the newly opened conversation start below the marker.
+        self.new_marker = None;
+        match self.current() {
+            Some(n) => vec![Effect::LoadMessages(n.to_string()), Effect::LoadContacts],
+            None => Vec::new(),
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let action = self.keys.action(&k);
+        if action == Some(Action::Quit) {
+            self.quit = true;
+            return vec![Effect::Quit];
+        }
+        match self.screen.clone() {
+            Screen::Setup(form) => self.on_setup_key(form, k, action),
+            Screen::Unlock { .. } => self.on_unlock_key(k),
+            Screen::Main => {
+                if self.popup.is_some() {
+                    return self.on_popup_key(k, action);
+                }
+                match self.mode {
+                    Mode::Command | Mode::Search => self.on_command_key(k),
+                    Mode::Normal => self.on_normal_key(k, action),
+                    Mode::Insert => self.on_insert_key(k, action),
+                }
+            }
+        }
+    }
+
+    fn on_setup_key(
+        &mut self,
+        mut f: SetupForm,
+        k: KeyEvent,
+        action: Option<Action>,
+    ) -> Vec<Effect> {
+        if f.busy {
+            return Vec::new();
+        }
+        let mut fx = Vec::new();
+        let field = match f.field {
+            0 => &mut f.pass,
+            1 => &mut f.confirm,
+            _ => &mut f.relay,
+        };
+        match (k.code, action) {
+            (_, Some(Action::Focus)) | (KeyCode::Down, _) => f.field = (f.field + 1) % 3,
+            (KeyCode::Up, _) => f.field = (f.field + 2) % 3,
+            (KeyCode::Enter, _) => {
+                if f.field < 2 {
+                    f.field += 1;
+                } else if f.pass.is_empty() {
+                    f.error = Some("the passphrase is empty".into());
+                    f.field = 0;
+                } else if f.pass != f.confirm {
+                    f.error = Some("the passphrases differ".into());
+                    f.confirm.clear();
+                    f.field = 1;
+                } else {
+                    f.busy = true;
+                    f.error = None;
+                    fx.push(Effect::Setup {
+                        pass: f.pass.clone(),
+                        relay: f.relay.trim().to_string(),
+                    });
+                }
+            }
+            (KeyCode::Backspace, _) => {
+                field.pop();
+            }
+            (KeyCode::Char(c), _) if !k.modifiers.contains(KeyModifiers::CONTROL) => field.push(c),
+            _ => {}
+        }
+        self.screen = Screen::Setup(f);
+        fx
+    }
+
+    fn on_unlock_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Screen::Unlock { pass, error, busy } = &mut self.screen else {
+            return Vec::new();
+        };
+        if *busy {
+            return Vec::new();
+        }
+        match k.code {
+            KeyCode::Enter if !pass.is_empty() => {
+                *busy = true;
+                *error = None;
+                return vec![Effect::Unlock(std::mem::take(pass))];
+            }
+            KeyCode::Backspace => {
+                pass.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => pass.push(c),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_popup_key(&mut self, k: KeyEvent, action: Option<Action>) -> Vec<Effect> {
+        let popup = self.popup.clone();
+        match (popup, k.code) {
+            (Some(Popup::ConfirmWipe), KeyCode::Char('y' | 'Y')) => {
+                self.popup = None;
+                self.quit = true;
+                vec![Effect::Wipe]
+            }
+            (Some(Popup::ConfirmDelete(name)), KeyCode::Char('y' | 'Y')) => {
+                self.popup = None;
+                vec![Effect::DeleteHistory(name)]
+            }
+            (Some(Popup::Safety { name, info }), KeyCode::Char('m')) => {
+                self.popup = None;
+                vec![Effect::MarkVerified(name, !info.verified)]
+            }
+            (_, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 'n')) => {
+                self.popup = None;
+                Vec::new()
+            }
+            _ if action == Some(Action::Escape) => {
+                self.popup = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn page(&self) -> usize {
+        10
+    }
+
+    fn common_action(&mut self, action: Option<Action>) -> Option<Vec<Effect>> {
+        Some(match action? {
+            Action::NextContact => self.select(self.selected + 1),
+            Action::PrevContact => self.select(self.selected.saturating_sub(1)),
+            Action::PageUp => {
+                self.scroll += self.page();
+                Vec::new()
+            }
+            Action::PageDown => {
+                self.scroll = self.scroll.saturating_sub(self.page());
+                if self.scroll == 0 {
+                    self.new_marker = None;
+                }
+                Vec::new()
+            }
+            Action::Help => {
+                self.popup = Some(Popup::Help);
+                Vec::new()
+            }
+            _ => return None,
+        })
+    }
+
+    fn on_insert_key(&mut self, k: KeyEvent, action: Option<Action>) -> Vec<Effect> {
+        if self.focus == Focus::Contacts {
+            match k.code {
+                KeyCode::Up => return self.select(self.selected.saturating_sub(1)),
+                KeyCode::Down => return self.select(self.selected + 1),
+                KeyCode::Enter => {
+                    self.focus = Focus::Input;
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        if let Some(fx) = self.common_action(action) {
+            return fx;
+        }
+        match action {
+            Some(Action::Focus) => {
+                self.focus = match self.focus {
+                    Focus::Contacts => Focus::Input,
+                    Focus::Input => Focus::Contacts,
+                };
+                return Vec::new();
+            }
+            Some(Action::Escape) => {
+                if self.search.take().is_none() {
+                    self.mode = Mode::Normal;
+                }
+                return Vec::new();
+            }
+            Some(Action::Newline) => {
+                self.input.push('\n');
+                return Vec::new();
+            }
+            Some(Action::Send) => return self.submit_input(),
+            _ => {}
+        }
+        match k.code {
+            KeyCode::Up if self.input.is_empty() => self.select(self.selected.saturating_sub(1)),
+            KeyCode::Down if self.input.is_empty() => self.select(self.selected + 1),
+            KeyCode::Backspace => {
+                self.input.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.focus = Focus::Input;
+                self.input.push(c);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn submit_input(&mut self) -> Vec<Effect> {
+        let text = self.input.trim_end().to_string();
+        if text.is_empty() {
+            return Vec::new();
+        }
+        // A line starting with ':' typed in insert mode is a command too.
+        if let Some(cmd) = text.strip_prefix(':')
+            && !cmd.starts_with(':')
+        {
+            self.input.clear();
+            return self.run_command(cmd);
+        }
+        let Some(to) = self.current().map(str::to_string) else {
+            self.status = Some("no contact selected: :invite or :accept LINK first".into());
+            return Vec::new();
+        };
+        self.input.clear();
+        self.scroll = 0;
+        self.new_marker = None;
+        vec![Effect::Send { to, text }]
+    }
+
+    fn on_normal_key(&mut self, k: KeyEvent, action: Option<Action>) -> Vec<Effect> {
+        let g = std::mem::take(&mut self.pending_g);
+        if let Some(fx) = self.common_action(action) {
+            return fx;
+        }
+        match k.code {
+            KeyCode::Char('j') | KeyCode::Down => self.select(self.selected + 1),
+            KeyCode::Char('k') | KeyCode::Up => self.select(self.selected.saturating_sub(1)),
+            KeyCode::Char('g') if g => {
+                self.scroll = usize::MAX / 2;
+                Vec::new()
+            }
+            KeyCode::Char('g') => {
+                self.pending_g = true;
+                Vec::new()
+            }
+            KeyCode::Char('G') => {
+                self.scroll = 0;
+                self.new_marker = None;
+                Vec::new()
+            }
+            KeyCode::Char('i' | 'a') | KeyCode::Enter => {
+                self.mode = Mode::Insert;
+                self.focus = Focus::Input;
+                Vec::new()
+            }
+            KeyCode::Char(':') => {
+                self.mode = Mode::Command;
+                self.command.clear();
+                Vec::new()
+            }
+            KeyCode::Char('/') => {
+                self.mode = Mode::Search;
+                self.command.clear();
+                Vec::new()
+            }
+            KeyCode::Char('?') => {
+                self.popup = Some(Popup::Help);
+                Vec::new()
+            }
+            KeyCode::Tab => {
+                self.focus = match self.focus {
+                    Focus::Contacts => Focus::Input,
+                    Focus::Input => Focus::Contacts,
+                };
+                Vec::new()
+            }
+            KeyCode::Esc => {
+                self.search = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_command_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.command.clear();
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let line = std::mem::take(&mut self.command);
+                let was = self.mode;
+                self.mode = Mode::Normal;
+                if was == Mode::Search {
+                    self.search = (!line.is_empty()).then_some(line);
+                    self.scroll = 0;
+                    Vec::new()
+                } else {
+                    self.run_command(&line)
+                }
+            }
+            KeyCode::Backspace => {
+                if self.command.pop().is_none() {
+                    self.mode = Mode::Normal;
+                }
+                Vec::new()
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.command.push(c);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Runs a `:` command line.
+    pub fn run_command(&mut self, line: &str) -> Vec<Effect> {
+        let mut parts = line.split_whitespace();
+        let cmd = parts.next().unwrap_or_default();
+        let args: Vec<&str> = parts.collect();
+        let current = self.current().map(str::to_string);
+        let need = |s: &mut Self| {
+            s.status = Some("select a contact first".into());
+            Vec::new()
+        };
+        match (cmd, args.as_slice()) {
+            ("invite", []) => vec![Effect::Invite(true)],
+            ("address", []) => vec![Effect::Invite(false)],
+            ("accept", [link]) => vec![Effect::Accept {
+                link: (*link).to_string(),
+                name: None,
+            }],
+            ("accept", [link, name @ ..]) => vec![Effect::Accept {
+                link: (*link).to_string(),
+                name: Some(name.join(" ")),
+            }],
+            ("rename", new) if !new.is_empty() => match current {
+                Some(old) => vec![Effect::Rename {
+                    old,
+                    new: new.join(" "),
+                }],
+                None => need(self),
+            },
+            ("verify", []) => match current {
+                Some(n) => vec![Effect::Safety(n)],
+                None => need(self),
+            },
+            ("disappear", [d]) => match (current, parse_duration(d)) {
+                (Some(n), Ok(secs)) => vec![Effect::Disappear(n, secs)],
+                (None, _) => need(self),
+                (_, Err(e)) => {
+                    self.status = Some(e);
+                    Vec::new()
+                }
+            },
+            ("search", q) => {
+                self.search = (!q.is_empty()).then(|| q.join(" "));
+                self.scroll = 0;
+                Vec::new()
+            }
+            ("delete", []) => match current {
+                Some(n) => {
+                    self.popup = Some(Popup::ConfirmDelete(n));
+                    Vec::new()
+                }
+                None => need(self),
+            },
+            ("wipe", []) => {
+                self.popup = Some(Popup::ConfirmWipe);
+                Vec::new()
+            }
+            ("q" | "quit", []) => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            ("help", []) => {
+                self.popup = Some(Popup::Help);
+                Vec::new()
+            }
+            _ => {
+                self.status = Some(format!("unknown command :{line} (see ? for help)"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// The delivery mark of an outgoing message.
+    pub fn mark(state: Delivery) -> &'static str {
+        match state {
+            Delivery::Queued => "…",
+            Delivery::OnRelay => "✓",
+            Delivery::Delivered => "✓✓",
+            Delivery::Received => "",
+        }
+    }
+}
+
+/// "30s", "1h", "7d", "off".
+pub fn parse_duration(s: &str) -> Result<Option<u64>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) if d.as_secs() > 0 => Ok(Some(d.as_secs())),
+        _ => Err(format!("not a duration: {s} (e.g. 30s, 1h, 7d, off)")),
+    }
+}

@@ -1,0 +1,328 @@
+//! The terminal UI: `hush` with no subcommand.
+//!
+//! Model/Update/View over the engine: [`app`] holds the state and the pure update function,
+//! [`view`] draws it, [`keys`] maps keys. This driver owns the terminal, turns terminal
+//! input and engine events into messages, and runs effects in tasks whose results come back
+//! as messages, so drawing never waits on the network or the disk.
+//!
+//! Privacy defaults: notifications are a bare terminal bell, the terminal title is never
+//! set, and the screen and scrollback are cleared on exit and on wipe.
+
+pub mod app;
+pub mod keys;
+pub mod view;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use hush_core::profile::Notify;
+use hush_core::{Handle, Options, Profile, Store};
+use hush_crypto::InviteKind;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::crossterm::{cursor, execute, terminal};
+use tokio::sync::mpsc;
+
+use app::{App, Effect, Msg, Screen, SetupForm};
+use keys::KeyMap;
+
+type Tx = mpsc::UnboundedSender<Msg>;
+
+/// Runs the TUI until the user quits.
+pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::Result<()> {
+    let config = profile.config()?;
+    let overrides = config.keys.clone().into_iter().collect();
+    let (keymap, bad) = KeyMap::with_overrides(&overrides);
+    let bell = config.notify != Some(Notify::Off);
+    let screen = if profile.exists() {
+        Screen::Unlock {
+            pass: String::new(),
+            error: None,
+            busy: false,
+        }
+    } else {
+        Screen::Setup(SetupForm::default())
+    };
+    let mut app = App::new(screen, profile.name(), keymap, bell);
+    if !bad.is_empty() {
+        app.status = Some(format!("unusable key bindings ignored: {}", bad.join(", ")));
+    }
+
+    // Logs go to the profile's file, never to the screen.
+    if profile.exists() {
+        crate::cli::init_logging(&profile);
+    }
+    let mut terminal = ratatui::init();
+    let _ = execute!(std::io::stdout(), event::EnableBracketedPaste);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    spawn_input(tx.clone());
+    let driver = Driver {
+        profile: profile.clone(),
+        root,
+        options,
+        handle: Arc::new(OnceLock::new()),
+        tx: tx.clone(),
+    };
+    if let (Screen::Unlock { .. }, Ok(pass)) = (&app.screen, std::env::var("HUSH_PASSPHRASE")) {
+        app.screen = Screen::Unlock {
+            pass: String::new(),
+            error: None,
+            busy: true,
+        };
+        driver.run(Effect::Unlock(pass));
+    }
+    let mut result = Ok(());
+    loop {
+        if let Err(e) = terminal.draw(|f| view::draw(f, &app)) {
+            result = Err(e.into());
+            break;
+        }
+        let Some(msg) = rx.recv().await else { break };
+        for fx in app.update(msg) {
+            driver.run(fx);
+        }
+        if app.quit {
+            break;
+        }
+    }
+    if let Some(h) = driver.handle.get() {
+        h.shutdown().await;
+    }
+    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste);
+    ratatui::restore();
+    clear_screen();
+    if app.popup.is_none() && matches!(app.screen, Screen::Main) && driver.wiped() {
+        println!("profile wiped");
+    }
+    result
+}
+
+/// Clears the screen and the scrollback so nothing of the conversation stays visible.
+fn clear_screen() {
+    let mut out = std::io::stdout();
+    let _ = execute!(
+        out,
+        terminal::Clear(terminal::ClearType::All),
+        terminal::Clear(terminal::ClearType::Purge),
+        cursor::MoveTo(0, 0)
+    );
+    let _ = out.flush();
+}
+
+/// Terminal input runs on its own thread: reading the terminal blocks.
+fn spawn_input(tx: Tx) {
+    std::thread::spawn(move || {
+        loop {
+            let msg = match event::read() {
+                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                Ok(TermEvent::Paste(s)) => Msg::Paste(s),
+                Ok(TermEvent::Resize(..)) => Msg::Done(Ok(String::new())),
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+struct Driver {
+    profile: Profile,
+    root: PathBuf,
+    options: Options,
+    handle: Arc<OnceLock<Handle>>,
+    tx: Tx,
+}
+
+impl Driver {
+    fn wiped(&self) -> bool {
+        !self.profile.exists()
+    }
+
+    /// Runs one effect in a task; its result comes back as a message.
+    fn run(&self, fx: Effect) {
+        let tx = self.tx.clone();
+        let handle = self.handle.get().cloned();
+        match fx {
+            Effect::Bell => {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(b"\x07");
+                let _ = out.flush();
+            }
+            Effect::Quit => {}
+            Effect::Setup { pass, relay } => {
+                let (profile, root, options, slot) = self.open_args();
+                tokio::spawn(async move {
+                    let r = setup(profile, root, options, slot, pass, relay, tx.clone()).await;
+                    let _ = tx.send(Msg::Opened(r.map_err(|e| format!("{e:#}"))));
+                });
+            }
+            Effect::Unlock(pass) => {
+                let (profile, root, options, slot) = self.open_args();
+                tokio::spawn(async move {
+                    let r = open(profile, root, options, slot, pass, tx.clone()).await;
+                    let _ = tx.send(Msg::Opened(r.map_err(|e| format!("{e:#}"))));
+                });
+            }
+            Effect::Wipe => {
+                let profile = self.profile.clone();
+                tokio::spawn(async move {
+                    if let Some(h) = handle {
+                        h.shutdown().await;
+                    }
+                    let r = Store::wipe(&profile).map(|()| "profile wiped".to_string());
+                    let _ = tx.send(Msg::Done(r.map_err(|e| e.to_string())));
+                });
+            }
+            other => {
+                let Some(h) = handle else { return };
+                tokio::spawn(async move {
+                    if let Some(msg) = engine_call(&h, other).await {
+                        let _ = tx.send(msg);
+                    }
+                });
+            }
+        }
+    }
+
+    fn open_args(&self) -> (Profile, PathBuf, Options, Arc<OnceLock<Handle>>) {
+        (
+            self.profile.clone(),
+            self.root.clone(),
+            self.options.clone(),
+            Arc::clone(&self.handle),
+        )
+    }
+}
+
+async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
+    let done = |r: hush_core::Result<String>| Some(Msg::Done(r.map_err(|e| e.to_string())));
+    match fx {
+        Effect::LoadContacts => h.contacts().await.ok().map(Msg::Contacts),
+        Effect::LoadMessages(name) => {
+            let _ = h.mark_read(&name).await;
+            let msgs = h.messages(&name, 1000).await.ok()?;
+            Some(Msg::Messages(name, msgs))
+        }
+        Effect::Send { to, text } => done(h.send(&to, &text).await.map(|_| String::new())),
+        Effect::Invite(one_time) => {
+            let kind = if one_time {
+                InviteKind::OneTime
+            } else {
+                InviteKind::ContactAddress
+            };
+            match h.create_invite(kind, None).await {
+                Ok(link) => Some(Msg::InviteReady { one_time, link }),
+                Err(e) => done(Err(e)),
+            }
+        }
+        Effect::Accept { link, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => {
+                    let n = h.contacts().await.map(|c| c.len()).unwrap_or(0);
+                    format!("contact-{}", n + 1)
+                }
+            };
+            done(
+                h.accept(&link, &name)
+                    .await
+                    .map(|()| format!("added {name}")),
+            )
+        }
+        Effect::Rename { old, new } => done(h.rename(&old, &new).await.map(|()| "renamed".into())),
+        Effect::Safety(name) => match h.safety(&name).await {
+            Ok(info) => Some(Msg::SafetyReady(name, info)),
+            Err(e) => done(Err(e)),
+        },
+        Effect::MarkVerified(name, v) => done(h.set_verified(&name, v).await.map(|()| {
+            if v {
+                "marked verified".into()
+            } else {
+                "verified mark removed".into()
+            }
+        })),
+        Effect::Disappear(name, secs) => {
+            done(h.set_disappear(&name, secs).await.map(|()| match secs {
+                Some(s) => format!(
+                    "messages disappear after {}",
+                    humantime::format_duration(Duration::from_secs(s))
+                ),
+                None => "disappearing messages off".into(),
+            }))
+        }
+        Effect::DeleteHistory(name) => done(
+            h.delete_messages(&name)
+                .await
+                .map(|n| format!("deleted {n} messages on this device")),
+        ),
+        Effect::Setup { .. } | Effect::Unlock(_) | Effect::Wipe | Effect::Bell | Effect::Quit => {
+            None
+        }
+    }
+}
+
+async fn start_engine(
+    store: Store,
+    options: Options,
+    slot: Arc<OnceLock<Handle>>,
+    tx: Tx,
+) -> anyhow::Result<Handle> {
+    let (handle, mut events) = hush_core::engine::start(store, options).await?;
+    let _ = slot.set(handle.clone());
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if tx.send(Msg::Engine(ev)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(handle)
+}
+
+async fn open(
+    profile: Profile,
+    _root: PathBuf,
+    options: Options,
+    slot: Arc<OnceLock<Handle>>,
+    pass: String,
+    tx: Tx,
+) -> anyhow::Result<()> {
+    let p = profile.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&p, pass.as_bytes()))
+        .await
+        .context("opening the store")??;
+    start_engine(store, options, slot, tx).await?;
+    Ok(())
+}
+
+async fn setup(
+    profile: Profile,
+    _root: PathBuf,
+    options: Options,
+    slot: Arc<OnceLock<Handle>>,
+    pass: String,
+    relay: String,
+    tx: Tx,
+) -> anyhow::Result<()> {
+    if !relay.is_empty() {
+        relay.parse::<hush_proto::RelayAddress>().map_err(|_| {
+            anyhow::anyhow!(
+                "not a relay address (hush://PIN@HOST:PORT); leave it empty for the built-in relay"
+            )
+        })?;
+    }
+    let p = profile.clone();
+    let store = tokio::task::spawn_blocking(move || Store::create(&p, pass.as_bytes()))
+        .await
+        .context("creating the store")??;
+    crate::cli::init_logging(&profile);
+    let handle = start_engine(store, options, slot, tx).await?;
+    if !relay.is_empty() {
+        handle.set_relay(&relay).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! Drawing: a pure function of the [`App`] state onto a ratatui frame.
+//!
+//! Usable from 80x24 up; panes shrink, never overlap. Times are shown in UTC (no time
+//! zone database is linked), with the day separators saying so.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+
+use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
+
+/// Draws the whole UI.
+pub fn draw(f: &mut Frame<'_>, app: &App) {
+    match &app.screen {
+        Screen::Setup(form) => draw_setup(f, app, form),
+        Screen::Unlock { pass, error, busy } => draw_unlock(f, app, pass, error.as_deref(), *busy),
+        Screen::Main => draw_main(f, app),
+    }
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_setup(f: &mut Frame<'_>, app: &App, form: &SetupForm) {
+    let area = centered(f.area(), 70, 14);
+    let field = |i: usize, label: &str, value: String| {
+        let style = if form.field == i {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        Line::from(vec![
+            Span::raw(format!("{label:<18}")),
+            Span::styled(value, style),
+        ])
+    };
+    let mut lines = vec![
+        Line::from(format!(
+            "Welcome to hush. Create profile {:?}.",
+            app.profile
+        )),
+        Line::from(""),
+        field(0, "Passphrase", "*".repeat(form.pass.chars().count()) + " "),
+        field(
+            1,
+            "Passphrase again",
+            "*".repeat(form.confirm.chars().count()) + " ",
+        ),
+        field(2, "Relay address", form.relay.clone() + " "),
+        Line::from(""),
+        Line::from("Leave the relay empty to use the built-in one on this machine.").dim(),
+        Line::from("Tab/Up/Down move, Enter continues, Ctrl-C quits.").dim(),
+    ];
+    if form.busy {
+        lines.push(Line::from("Creating the encrypted store…"));
+    }
+    if let Some(e) = &form.error {
+        lines.push(Line::from(format!("⚠ {e}")).bold());
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" hush: first run "),
+        ),
+        area,
+    );
+}
+
+fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, busy: bool) {
+    let area = centered(f.area(), 60, 8);
+    let mut lines = vec![
+        Line::from(format!("Profile {:?}", app.profile)),
+        Line::from(vec![
+            Span::raw("Passphrase: "),
+            Span::styled(
+                "*".repeat(pass.chars().count()) + " ",
+                Style::new().add_modifier(Modifier::REVERSED),
+            ),
+        ]),
+    ];
+    if busy {
+        lines.push(Line::from("Unlocking…"));
+    }
+    if let Some(e) = error {
+        lines.push(Line::from(format!("⚠ {e}")).bold());
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" hush: unlock "),
+        ),
+        area,
+    );
+}
+
+fn draw_main(f: &mut Frame<'_>, app: &App) {
+    let [body, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+    let contacts_w = (body.width / 4).clamp(16, 30);
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(contacts_w), Constraint::Min(20)]).areas(body);
+    draw_contacts(f, app, left);
+
+    let input_lines = app.input.split('\n').count().max(1) as u16;
+    let input_h = (input_lines + 2).min(body.height / 2).max(3);
+    let [conv, input] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(input_h)]).areas(right);
+    draw_conversation(f, app, conv);
+    draw_input(f, app, input);
+    draw_status(f, app, status);
+    if let Some(p) = &app.popup {
+        draw_popup(f, p);
+    }
+}
+
+fn draw_contacts(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let items: Vec<ListItem<'_>> = app
+        .contacts
+        .iter()
+        .map(|c| {
+            let mut spans = vec![Span::raw(c.name.clone())];
+            if c.verified {
+                spans.push(Span::raw(" ✓").bold());
+            }
+            if c.disappear_secs.is_some() {
+                spans.push(Span::raw(" ⏱"));
+            }
+            if c.pending {
+                spans.push(Span::raw(" …").dim());
+            }
+            if c.unread > 0 {
+                spans.push(Span::raw(format!(" ({})", c.unread)).bold());
+            }
+            ListItem::new(Line::from(spans))
+        })
+        .collect();
+    let title = if app.focus == Focus::Contacts {
+        " Contacts* "
+    } else {
+        " Contacts "
+    };
+    let list = if items.is_empty() {
+        List::new(vec![
+            ListItem::new("no contacts yet"),
+            ListItem::new(":invite or"),
+            ListItem::new(":accept LINK"),
+        ])
+    } else {
+        List::new(items).highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    };
+    let mut state = ListState::default();
+    if !app.contacts.is_empty() {
+        state.select(Some(app.selected));
+    }
+    f.render_stateful_widget(
+        list.block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+        &mut state,
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = match (app.current(), &app.search) {
+        (Some(n), Some(q)) => format!(" {n} — search {q:?} (Esc clears) "),
+        (Some(n), None) => {
+            let timer = app
+                .contacts
+                .get(app.selected)
+                .and_then(|c| c.disappear_secs)
+                .map(|s| {
+                    format!(
+                        " — disappearing after {}",
+                        humantime::format_duration(std::time::Duration::from_secs(s))
+                    )
+                })
+                .unwrap_or_default();
+            format!(" {n}{timer} ")
+        }
+        (None, _) => " hush ".to_string(),
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let width = usize::from(inner.width.max(1));
+
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let mut last_day = None;
+    let name = app.current().unwrap_or_default();
+    let visible = app.visible_messages();
+    if visible.is_empty() {
+        lines.push(
+            Line::from(if app.contacts.is_empty() {
+                "Start with :invite (hand the link to someone) or :accept LINK. Press ? for help."
+            } else if app.search.is_some() {
+                "No message matches."
+            } else {
+                "No messages yet. Type and press Enter to send."
+            })
+            .dim(),
+        );
+    }
+    for m in visible {
+        let day = (m.sent_at / 86_400) as i64;
+        if last_day != Some(day) {
+            let (y, mo, d) = civil(day);
+            lines.push(
+                Line::from(format!("── {y:04}-{mo:02}-{d:02} (UTC) ──"))
+                    .dim()
+                    .alignment(Alignment::Center),
+            );
+            last_day = Some(day);
+        }
+        if app.new_marker == Some(m.id) {
+            lines.push(
+                Line::from("── new messages below ──")
+                    .bold()
+                    .alignment(Alignment::Center),
+            );
+        }
+        let hm = m.sent_at % 86_400;
+        let time = format!("{:02}:{:02} ", hm / 3600, (hm % 3600) / 60);
+        let (who, style) = if m.outgoing {
+            ("me", Style::new().bold())
+        } else {
+            (name, Style::new().bold().italic())
+        };
+        let mark = if m.outgoing {
+            format!(" {}", App::mark(m.state))
+        } else {
+            String::new()
+        };
+        let timer = if m.expires_at.is_some() { " ⏱" } else { "" };
+        for (i, text_line) in m.body.split('\n').enumerate() {
+            let prefix = if i == 0 {
+                vec![
+                    Span::raw(time.clone()).dim(),
+                    Span::styled(format!("{who}: "), style),
+                ]
+            } else {
+                vec![Span::raw("      ")]
+            };
+            // Wrap by hand so scrolling can count lines exactly.
+            let mut first = true;
+            let chars: Vec<char> = text_line.chars().collect();
+            let room = width
+                .saturating_sub(if i == 0 {
+                    time.len() + who.len() + 2
+                } else {
+                    6
+                })
+                .max(8);
+            let mut chunks: Vec<String> = chars.chunks(room).map(|c| c.iter().collect()).collect();
+            if chunks.is_empty() {
+                chunks.push(String::new());
+            }
+            let n = chunks.len();
+            for (j, chunk) in chunks.into_iter().enumerate() {
+                let mut spans = if first {
+                    prefix.clone()
+                } else {
+                    vec![Span::raw("      ")]
+                };
+                first = false;
+                spans.push(Span::raw(chunk));
+                if j + 1 == n && i + 1 == m.body.split('\n').count() {
+                    spans.push(Span::raw(format!("{timer}{mark}")).dim());
+                }
+                lines.push(Line::from(spans));
+            }
+        }
+    }
+    let height = usize::from(inner.height);
+    let max_scroll = lines.len().saturating_sub(height);
+    let scroll = app.scroll.min(max_scroll);
+    let start = lines.len().saturating_sub(height + scroll);
+    let end = (start + height).min(lines.len());
+    let shown: Vec<Line<'_>> = lines[start..end].to_vec();
+    f.render_widget(Paragraph::new(Text::from(shown)), inner);
+}
+
+fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let (title, text) = match app.mode {
+        Mode::Command => (" command ".to_string(), format!(":{}", app.command)),
+        Mode::Search => (" search ".to_string(), format!("/{}", app.command)),
+        _ => {
+            let to = app.current().map_or(String::new(), |n| format!(" to {n} "));
+            (
+                if app.focus == Focus::Input {
+                    format!("{to}*")
+                } else {
+                    to
+                },
+                app.input.clone(),
+            )
+        }
+    };
+    let cursor = if matches!(app.mode, Mode::Insert | Mode::Command | Mode::Search) {
+        "▏"
+    } else {
+        ""
+    };
+    f.render_widget(
+        Paragraph::new(format!("{text}{cursor}"))
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let mode = match app.mode {
+        Mode::Insert => "INSERT",
+        Mode::Normal => "NORMAL",
+        Mode::Command => "COMMAND",
+        Mode::Search => "SEARCH",
+    };
+    let relay = if app.relay_up {
+        "relay: connected"
+    } else {
+        "relay: offline"
+    };
+    let privacy = if app.bell {
+        "privacy: bell only, no title"
+    } else {
+        "privacy: silent, no title"
+    };
+    let mut text = format!(" {mode} │ {relay} │ {privacy} │ ? help");
+    if let Some(s) = &app.status {
+        text = format!("{text} │ {s}");
+    }
+    f.render_widget(Paragraph::new(text).reversed(), area);
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("Enter", "send (insert mode)"),
+    ("Alt-Enter / Ctrl-J", "new line in the message"),
+    ("Up/Down, Ctrl-N/P", "choose contact"),
+    ("Tab", "switch contacts / input"),
+    ("PageUp/PageDown", "scroll the conversation"),
+    ("Esc", "normal mode: j/k gg G i / :"),
+    (
+        ":invite  :address",
+        "make a one-time invite / contact address",
+    ),
+    (":accept LINK [NAME]", "accept an invite"),
+    (":rename NAME", "rename the contact"),
+    (":verify", "safety number (m marks verified)"),
+    (":disappear 1h|off", "disappearing messages"),
+    (":search TEXT  /TEXT", "search the conversation"),
+    (":delete", "delete local history with the contact"),
+    (":wipe", "panic wipe (asks first)"),
+    (":quit  Ctrl-C", "quit"),
+];
+
+fn qr_lines(text: &str) -> Vec<Line<'static>> {
+    match qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L) {
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build()
+            .lines()
+            .map(|l| Line::from(l.to_string()))
+            .collect(),
+        Err(_) => vec![Line::from("(too long for a QR code)")],
+    }
+}
+
+fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
+    let screen = f.area();
+    let (title, lines): (String, Vec<Line<'_>>) = match popup {
+        Popup::Help => (
+            " help (Esc closes) ".into(),
+            HELP.iter()
+                .map(|(k, v)| Line::from(vec![Span::raw(format!("{k:<22}")).bold(), Span::raw(*v)]))
+                .collect(),
+        ),
+        Popup::Invite { title, link } => {
+            let mut l = Vec::new();
+            // The QR code only when it fits; the link always.
+            let qr = qr_lines(link);
+            if qr.len() as u16 + 6 <= screen.height
+                && qr.first().map_or(0, |q| q.width()) as u16 + 4 <= screen.width
+            {
+                l.extend(qr);
+            }
+            l.push(Line::from(link.clone()));
+            l.push(Line::from("Esc closes").dim());
+            (format!(" {title} "), l)
+        }
+        Popup::Safety { name, info } => {
+            let mut l = Vec::new();
+            let qr = qr_lines(&info.qr);
+            if qr.len() as u16 + 8 <= screen.height {
+                l.extend(qr);
+            }
+            l.push(Line::from(info.digits.clone()).bold());
+            l.push(Line::from(if info.verified {
+                "verified ✓ — m removes the mark, Esc closes"
+            } else {
+                "compare with your contact in person; m marks verified, Esc closes"
+            }));
+            (format!(" safety number with {name} "), l)
+        }
+        Popup::ConfirmWipe => (
+            " panic wipe ".into(),
+            vec![
+                Line::from("Destroy this profile's keys, contacts and messages now?").bold(),
+                Line::from("This cannot be undone. y wipes, any other key cancels."),
+            ],
+        ),
+        Popup::ConfirmDelete(name) => (
+            " delete history ".into(),
+            vec![Line::from(format!(
+                "Delete every message with {name} on this device? y / n"
+            ))],
+        ),
+    };
+    let w = lines
+        .iter()
+        .map(Line::width)
+        .max()
+        .unwrap_or(10)
+        .saturating_add(4)
+        .min(usize::from(screen.width)) as u16;
+    let h = (lines.len() as u16 + 2).min(screen.height);
+    let area = centered(screen, w, h);
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
