@@ -155,3 +155,47 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId};
+
+    fn delivery(mb: u8, id: u64) -> Delivery {
+        Delivery {
+            mailbox: MailboxId([mb; 32]),
+            id: EnvelopeId(id),
+            envelope: Envelope::new(Box::new([0; ENVELOPE_LEN])),
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_to_subscribers_of_that_mailbox_only_and_unregisters_on_drop() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe(vec![MailboxId([1; 32]), MailboxId([1; 32])]);
+        assert_eq!(a.len(), 1, "duplicates collapse");
+        let b = hub.subscribe(vec![MailboxId([2; 32])]);
+        assert_eq!(hub.publish(&delivery(1, 7)), 1);
+        match a.next().await {
+            Next::Delivery(d) => assert_eq!(d.id, EnvelopeId(7)),
+            Next::Lagged => panic!("not lagged"),
+        }
+        assert_eq!(hub.publish(&delivery(3, 8)), 0);
+        drop(b);
+        assert_eq!(hub.publish(&delivery(2, 9)), 0);
+        assert_eq!(hub.mailbox_count(), 1);
+        drop(a);
+        assert_eq!(hub.mailbox_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_marks_the_subscription_lagged() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe(vec![MailboxId([1; 32])]);
+        for i in 0..QUEUE_LEN as u64 {
+            assert_eq!(hub.publish(&delivery(1, i)), 1);
+        }
+        assert_eq!(hub.publish(&delivery(1, 999)), 0);
+        assert!(matches!(a.next().await, Next::Lagged));
+    }
+}

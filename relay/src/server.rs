@@ -79,17 +79,16 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
-    fn new(rate: u32, burst: u32) -> Self {
+    fn new(rate: u32, burst: u32, now: Instant) -> Self {
         Self {
             tokens: f64::from(burst),
-            last: Instant::now(),
+            last: now,
             rate: f64::from(rate),
             burst: f64::from(burst),
         }
     }
     /// Takes a token, or returns the milliseconds until one is available.
-    fn take(&mut self) -> Result<(), u32> {
-        let now = Instant::now();
+    fn take(&mut self, now: Instant) -> Result<(), u32> {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -403,6 +402,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         limiter: Mutex::new(RateLimiter::new(
             shared.limits.requests_per_sec.0,
             shared.limits.request_burst.0,
+            Instant::now(),
         )),
         subscriptions: AtomicUsize::new(0),
     });
@@ -469,7 +469,7 @@ async fn handle_stream(
         .limiter
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .take();
+        .take(Instant::now());
     if let Err(wait_ms) = limited {
         let e = ErrorFrame {
             code: ErrorCode::RateLimited,
@@ -636,4 +636,28 @@ async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_refuses_with_a_wait() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(2, 3, t0);
+        assert!(r.take(t0).is_ok());
+        assert!(r.take(t0).is_ok());
+        assert!(r.take(t0).is_ok());
+        // At 2 requests/s the next token is 500 ms away.
+        assert_eq!(r.take(t0), Err(500));
+        assert_eq!(r.take(t0 + Duration::from_millis(250)), Err(250));
+        assert!(r.take(t0 + Duration::from_millis(500)).is_ok());
+        // Refill never exceeds the burst.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert!(r.take(later).is_ok());
+        }
+        assert!(r.take(later).is_err());
+    }
 }
