@@ -12,6 +12,9 @@ pub enum Error {
     /// The store's key file or database is damaged; nothing was changed.
     #[error("the profile's store is damaged ({0}); nothing was changed")]
     StoreCorrupted(&'static str),
+    /// Another hush process has this profile open.
+    #[error("the profile is in use by another hush process")]
+    ProfileBusy,
     /// `init` on a profile that exists.
     #[error("profile already exists")]
     ProfileExists,

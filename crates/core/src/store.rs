@@ -33,6 +33,9 @@ const SCHEMA_VERSION: i64 = 1;
 /// An open, unlocked store.
 pub struct Store {
     conn: Connection,
+    /// Exclusive lock on the profile: two processes using one profile at once could encrypt
+    /// two messages with the same ratchet key.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Store {
@@ -139,11 +142,12 @@ impl Store {
             salt,
             check: [0u8; 32],
         };
+        let lock = Self::lock(profile)?;
         let key = derive_key(passphrase, &kf)?;
         kf.check = key_check(&key);
         // A leftover database from an interrupted init or wipe is unreadable: replace it.
         let _ = std::fs::remove_file(profile.db_path());
-        let store = Self::open_db(&profile.db_path(), &key)?;
+        let store = Self::open_db(&profile.db_path(), &key, lock)?;
         store.migrate()?;
         write_durably(&profile.key_path(), &kf.encode())?;
         Ok(store)
@@ -165,7 +169,8 @@ impl Store {
         if !profile.db_path().exists() {
             return Err(Error::StoreCorrupted("database missing"));
         }
-        let store = Self::open_db(&profile.db_path(), &key)
+        let lock = Self::lock(profile)?;
+        let store = Self::open_db(&profile.db_path(), &key, lock)
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
         let version: i64 = store
             .conn
@@ -184,7 +189,21 @@ impl Store {
         Ok(store)
     }
 
-    fn open_db(path: &Path, key: &[u8; 32]) -> Result<Self> {
+    /// Takes the profile's lock, or fails with [`Error::ProfileBusy`].
+    fn lock(profile: &Profile) -> Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(profile.dir().join("lock"))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::ProfileBusy),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    fn open_db(path: &Path, key: &[u8; 32], lock: std::fs::File) -> Result<Self> {
         let conn = Connection::open(path)?;
         // SQLCipher would print decryption failures to stderr, i.e. onto the user's screen.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
@@ -198,7 +217,7 @@ impl Store {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
         })?;
-        Ok(Self { conn })
+        Ok(Self { conn, _lock: lock })
     }
 
     fn migrate(&self) -> Result<()> {
@@ -352,6 +371,10 @@ mod tests {
         );
         let s = Store::open(&p, b"correct horse").unwrap();
         assert_eq!(s.setting("relay").unwrap().as_deref(), Some("x"));
+        assert!(
+            matches!(Store::open(&p, b"correct horse"), Err(Error::ProfileBusy)),
+            "a second opener must be refused while the first holds the profile"
+        );
         drop(s);
         Store::wipe(&p).unwrap();
         assert!(!p.dir().exists());
