@@ -23,7 +23,7 @@ pub struct Profile {
 
 /// Root of all hush data on this machine.
 pub fn data_root() -> PathBuf {
-    if let Some(home) = std::env::var_os("HUSH_HOME") {
+    if let Some(home) = std::env::var_os("HUSH_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home);
     }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
