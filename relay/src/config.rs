@@ -89,6 +89,8 @@ pub struct Storage {
     pub max_commit_batch: Positive<u32>,
     /// Seconds between expiry sweeps.
     pub sweep_interval_secs: Positive<u64>,
+    /// Memory for the database page cache, in MiB.
+    pub cache_mib: Positive<u64>,
 }
 
 impl Default for Storage {
@@ -96,6 +98,7 @@ impl Default for Storage {
         Self {
             max_commit_batch: Positive(1024),
             sweep_interval_secs: Positive(60),
+            cache_mib: Positive(64),
         }
     }
 }
@@ -228,6 +231,7 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "storage",
         "sweep_interval_secs",
     ),
+    ("HUSH_RELAY_STORAGE_CACHE_MIB", "storage", "cache_mib"),
     ("HUSH_RELAY_LOG_LEVEL", "log", "level"),
 ];
 
@@ -352,6 +356,8 @@ max_subscriptions_per_connection = 16
 max_commit_batch = 1024
 # Seconds between expiry sweeps.
 sweep_interval_secs = 60
+# Memory for the database page cache, in MiB.
+cache_mib = 64
 
 [log]
 # error, warn, info, debug or trace. Logs never contain addresses, mailbox ids or secrets.

@@ -157,7 +157,9 @@ impl Relay {
             mailbox: limits.mailbox_quota.0,
             total: (limits.max_stored_bytes.0 / hush_proto::ENVELOPE_LEN as u64).max(1),
         };
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir, quotas)?);
+        let cache = usize::try_from(config.storage.cache_mib.0.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX);
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::default());
         let (committer, writer) = Committer::start(

@@ -70,10 +70,14 @@ impl RedbStore {
     ///
     /// # Errors
     /// [`Error::Storage`] if the database cannot be opened or initialised.
-    pub fn open(dir: &Path, quotas: Quotas) -> Result<Self, Error> {
+    pub fn open(dir: &Path, quotas: Quotas, cache_bytes: usize) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let db = Database::create(dir.join("relay.redb")).map_err(Error::storage)?;
+        // redb's default cache is 1 GiB; the relay's working set is the recent envelopes.
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("relay.redb"))
+            .map_err(Error::storage)?;
         let txn = db.begin_write().map_err(Error::storage)?;
         let total;
         {
@@ -339,7 +343,7 @@ mod tests {
         };
         let a = FetchSecret::from_bytes([1; 32]).mailbox_id();
         let b = FetchSecret::from_bytes([2; 32]).mailbox_id();
-        let s = RedbStore::open(dir.path(), quotas).unwrap();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
         let out = s
             .commit(
                 &[dep(a, 1), dep(a, 2), dep(b, 3), dep(a, 4), dep(a, 5)],
@@ -411,7 +415,7 @@ mod tests {
         drop(s);
 
         // Reopen: state survives; sweep removes what was stored before the cutoff.
-        let s = RedbStore::open(dir.path(), quotas).unwrap();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
         assert_eq!(s.stats().envelopes, 4);
         assert_eq!(s.sweep(150, 100).unwrap(), 3);
         let (got, _) = s.fetch(&[a, b], EnvelopeId(0), 10).unwrap();
