@@ -292,6 +292,29 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks_per_sec = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses): state is field 3,
+            // utime field 14, stime field 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks_per_sec)
+        })
+        .unwrap_or(0.0)
+}
+
 struct RelayProc {
     child: Child,
     addr: RelayAddress,
@@ -580,8 +603,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let relay = start_relay(&relay_bin, &hdir).await?;
     let rpid = relay.child.id().unwrap_or(0);
     let conns = hush_conns(&relay.addr, args.connections, &rec).await?;
+    let cpu0 = cpu_secs(rpid);
     let hmax = phase(&conns, &rec, args.window, None, args.seconds).await;
+    let hcpu = (cpu_secs(rpid) - cpu0) / hmax.acked.max(1) as f64 * 1e6;
     report("hush", "max", &hmax);
+    println!("hush   relay CPU per acknowledged deposit in max phase: {hcpu:.0} us");
     let hhalf = phase(
         &conns,
         &rec,
@@ -610,8 +636,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (child, port) = start_nats(&args.nats_server, &ndir).await?;
         let npid = child.id().unwrap_or(0);
         let conns = nats_conns(port, args.connections, &rec).await?;
+        let cpu0 = cpu_secs(npid);
         let nmax = phase(&conns, &rec, args.window, None, args.seconds).await;
+        let ncpu = (cpu_secs(npid) - cpu0) / nmax.acked.max(1) as f64 * 1e6;
         report("nats", "max", &nmax);
+        println!("nats   server CPU per acknowledged publish in max phase: {ncpu:.0} us");
         let nhalf = phase(
             &conns,
             &rec,
