@@ -325,11 +325,21 @@ async fn malformed_frames_get_specific_errors_while_others_are_served() {
     let e = RelayClient::connect_with_alpn(&ep, relay.addr(), b"hush/9")
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Connection(_)), "{e}");
+    // The relay answers with the TLS alert no_application_protocol (120).
+    match &e {
+        Error::Connection(quinn::ConnectionError::ConnectionClosed(c)) => {
+            assert_eq!(c.error_code, quinn::TransportErrorCode::crypto(120), "{e}");
+        }
+        other => panic!("expected a TLS alert, got {other}"),
+    }
     let mut wrong = relay.addr().clone();
     wrong.pin.0[0] ^= 1;
     let e = RelayClient::connect_with(&ep, &wrong).await.unwrap_err();
-    assert!(matches!(e, Error::Connection(_)), "{e}");
+    // The client refuses the relay's certificate: it does not match the pin.
+    assert!(
+        e.to_string().contains("ApplicationVerificationFailure"),
+        "{e}"
+    );
 
     assert_eq!(background.await.unwrap(), 50);
     good.ping().await.unwrap();
@@ -616,4 +626,25 @@ fn check_reports_line_precise_errors() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("line {line}")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_dropped() {
+    let relay = TestRelay::start(&[("HUSH_RELAY_LIMITS_IDLE_TIMEOUT_SECS", "1")]);
+    // The client's keep-alive (15 s) is longer than the relay's idle timeout (1 s), so the
+    // connection goes silent and the relay drops it.
+    let c = relay.client().await;
+    c.ping().await.unwrap();
+    let mut open = u64::MAX;
+    for _ in 0..300 {
+        open = relay.metric("hush_relay_connections_open").await;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "the idle connection was dropped");
+    assert!(c.ping().await.is_err());
+    // New connections are still welcome.
+    relay.client().await.ping().await.unwrap();
 }
