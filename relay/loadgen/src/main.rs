@@ -402,11 +402,12 @@ async fn metric(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Connections and the client sockets they use (keep both alive together).
 async fn hush_conns(
     addr: &RelayAddress,
     n: usize,
     rec: &Arc<Recorder>,
-) -> anyhow::Result<Arc<Vec<Conn>>> {
+) -> anyhow::Result<(Arc<Vec<Conn>>, Vec<quinn::Endpoint>)> {
     let endpoints: Vec<_> = (0..n.div_ceil(16))
         .map(|_| {
             client_endpoint("127.0.0.1:0".parse().map_err(anyhow::Error::from)?)
@@ -425,9 +426,7 @@ async fn hush_conns(
         });
         conns.push(Conn::Hush(c));
     }
-    // The endpoints live as long as their connections need them.
-    std::mem::forget(endpoints);
-    Ok(Arc::new(conns))
+    Ok((Arc::new(conns), endpoints))
 }
 
 async fn start_nats(bin: &Path, dir: &Path) -> anyhow::Result<(Child, u16)> {
@@ -602,7 +601,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&hdir)?;
     let relay = start_relay(&relay_bin, &hdir).await?;
     let rpid = relay.child.id().unwrap_or(0);
-    let conns = hush_conns(&relay.addr, args.connections, &rec).await?;
+    let (conns, endpoints) = hush_conns(&relay.addr, args.connections, &rec).await?;
     let cpu0 = cpu_secs(rpid);
     let hmax = phase(&conns, &rec, args.window, None, args.seconds).await;
     let hcpu = (cpu_secs(rpid) - cpu0) / hmax.acked.max(1) as f64 * 1e6;
@@ -626,6 +625,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ops as f64 / commits.max(1) as f64
     );
     drop(conns);
+    drop(endpoints);
     drop(relay);
 
     // NATS JetStream reference.
