@@ -58,12 +58,13 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let _ = execute!(std::io::stdout(), event::EnableBracketedPaste);
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     spawn_input(tx.clone());
-    let driver = Driver {
+    let mut driver = Driver {
         profile: profile.clone(),
         root,
         options,
         handle: Arc::new(OnceLock::new()),
         tx: tx.clone(),
+        wipe: None,
     };
     if let (Screen::Unlock { .. }, Ok(pass)) = (&app.screen, std::env::var("HUSH_PASSPHRASE")) {
         app.screen = Screen::Unlock {
@@ -89,6 +90,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     }
     if let Some(h) = driver.handle.get() {
         h.shutdown().await;
+    }
+    // The wipe runs in a task; returning before it ends would drop it with the runtime and
+    // leave the profile in place.
+    if let Some(wipe) = driver.wipe.take() {
+        let _ = wipe.await;
     }
     let _ = execute!(std::io::stdout(), event::DisableBracketedPaste);
     ratatui::restore();
@@ -135,6 +141,8 @@ struct Driver {
     options: Options,
     handle: Arc<OnceLock<Handle>>,
     tx: Tx,
+    /// The panic wipe in progress, awaited before exit.
+    wipe: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Driver {
@@ -143,7 +151,7 @@ impl Driver {
     }
 
     /// Runs one effect in a task; its result comes back as a message.
-    fn run(&self, fx: Effect) {
+    fn run(&mut self, fx: Effect) {
         let tx = self.tx.clone();
         let handle = self.handle.get().cloned();
         match fx {
@@ -169,13 +177,13 @@ impl Driver {
             }
             Effect::Wipe => {
                 let profile = self.profile.clone();
-                tokio::spawn(async move {
+                self.wipe = Some(tokio::spawn(async move {
                     if let Some(h) = handle {
                         h.shutdown().await;
                     }
                     let r = Store::wipe(&profile).map(|()| "profile wiped".to_string());
                     let _ = tx.send(Msg::Done(r.map_err(|e| e.to_string())));
-                });
+                }));
             }
             other => {
                 let Some(h) = handle else { return };
