@@ -648,3 +648,72 @@ async fn idle_connections_are_dropped() {
     // New connections are still welcome.
     relay.client().await.ping().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_concurrent_deposits_keeps_every_acknowledged_one() {
+    const TOTAL: u64 = 2_000;
+    const CONNS: u64 = 10;
+    let mut relay = TestRelay::start(&[]);
+    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..CONNS {
+        clients.push(Arc::new(
+            RelayClient::connect_with(&endpoint, relay.addr())
+                .await
+                .unwrap(),
+        ));
+    }
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for n in 0..TOTAL {
+        let c = clients[(n % CONNS) as usize].clone();
+        let ack_tx = ack_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            match c.deposit(mailbox("term", n % 10), sealed(b"t", n)).await {
+                Ok(id) => {
+                    let _ = ack_tx.send((n, id));
+                }
+                Err(e) => {
+                    // Refusals during shutdown are explicit, or the connection closes.
+                    if let Some(f) = relay_error(&e) {
+                        assert_eq!(f.code, ErrorCode::ShuttingDown, "{e}");
+                    }
+                }
+            }
+        }));
+    }
+    drop(ack_tx);
+    let mut acked = HashMap::new();
+    while acked.len() < (TOTAL / 4) as usize {
+        let Some((n, id)) = ack_rx.recv().await else {
+            break;
+        };
+        acked.insert(n, id);
+    }
+    let status = relay.terminate();
+    assert!(status.success(), "graceful exit: {status}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    while let Ok((n, id)) = ack_rx.try_recv() {
+        acked.insert(n, id);
+    }
+    drop(clients);
+
+    relay.run();
+    let c = relay.client().await;
+    let secrets: Vec<_> = (0..10).map(|i| secret("term", i)).collect();
+    let stored: HashMap<EnvelopeId, _> = c
+        .fetch_all(&secrets)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    for (n, id) in &acked {
+        let d = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged deposit {n} lost in a graceful shutdown"));
+        assert_eq!(d.envelope, sealed(b"t", *n));
+    }
+}
