@@ -50,13 +50,20 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
 }
 
-/// A running relay. Dropping it without [`Relay::shutdown`] aborts it.
+/// A running relay. Dropping it starts a graceful shutdown in the background; call
+/// [`Relay::shutdown`] to wait for it to complete.
 pub struct Relay {
     local_addr: SocketAddr,
     pin: hush_proto::SpkiPin,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -223,7 +230,7 @@ impl Relay {
             pin: identity.pin()?,
             metrics_addr,
             shutdown: shutdown_tx,
-            task,
+            task: Some(task),
         })
     }
 
@@ -273,10 +280,16 @@ impl Relay {
     ///
     /// # Errors
     /// Whatever the serving task failed with.
-    pub async fn wait(self) -> Result<(), Error> {
-        match self.task.await {
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Storage(format!("relay task failed: {e}"))),
+            Err(e) => Err(Error::Io {
+                what: "relay task".into(),
+                source: std::io::Error::other(e.to_string()),
+            }),
         }
     }
 
