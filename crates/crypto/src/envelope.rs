@@ -49,7 +49,12 @@ impl Envelope {
     }
 
     pub(crate) fn from_vec(v: Vec<u8>) -> Result<Self, Error> {
-        Self::from_bytes(&v)
+        let len = v.len();
+        // Reuses the allocation: no copy of the 4 KiB.
+        v.into_boxed_slice()
+            .try_into()
+            .map(Self)
+            .map_err(|_| Error::EnvelopeLength(len))
     }
 }
 

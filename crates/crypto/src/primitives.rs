@@ -274,10 +274,29 @@ fn body_cipher(mk: &Key32) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
     )
 }
 
+/// Concatenates associated data on the stack when it is small (it always is: transcript
+/// hash and header region), to keep allocation off the per-message path.
+fn with_ad<T>(parts: &[&[u8]], f: impl FnOnce(&[u8]) -> T) -> T {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut stack = [0u8; 160];
+    if total <= stack.len() {
+        let mut at = 0;
+        for p in parts {
+            stack[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        f(&stack[..total])
+    } else {
+        f(&parts.concat())
+    }
+}
+
 /// ChaCha20-Poly1305 under a message key, in place; returns the tag.
 pub(crate) fn seal_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8]) -> [u8; TAG_LEN] {
     let (cipher, nonce) = body_cipher(mk);
-    match cipher.encrypt_inout_detached(&nonce, &ad.concat(), buf.into()) {
+    match with_ad(ad, |ad| {
+        cipher.encrypt_inout_detached(&nonce, ad, buf.into())
+    }) {
         Ok(tag) => tag.into(),
         // Only possible for inputs beyond 256 GiB; envelopes are 4 KiB.
         Err(_) => [0u8; TAG_LEN],
@@ -288,9 +307,10 @@ pub(crate) fn seal_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8]) -> [u8; TAG_LE
 pub(crate) fn open_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
     let (cipher, nonce) = body_cipher(mk);
     let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Error::BodyAuthFailed)?;
-    cipher
-        .decrypt_inout_detached(&nonce, &ad.concat(), buf.into(), &tag)
-        .map_err(|_| Error::BodyAuthFailed)
+    with_ad(ad, |ad| {
+        cipher.decrypt_inout_detached(&nonce, ad, buf.into(), &tag)
+    })
+    .map_err(|_| Error::BodyAuthFailed)
 }
 
 fn header_cipher(key: &Key32) -> XChaCha20Poly1305 {

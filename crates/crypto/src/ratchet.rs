@@ -16,7 +16,7 @@ use crate::primitives::{
     DhKeyPair, Fingerprint, KEM_CT_LEN, KEM_SEED_LEN, KemSeed, Key32, TAG_LEN, XNONCE_LEN, kdf_ck,
     kdf_pq, kdf_rk, open_body, seal_body, xopen, xseal,
 };
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 use crate::wire::{Put, Reader};
 use crate::{Error, PROTOCOL_VERSION};
@@ -248,7 +248,9 @@ impl Ratchet {
         out.put(&header);
         out.put(&tag);
 
-        let mut body = vec![0u8; body_len];
+        // The body is built and sealed in place, right after the header region.
+        out.resize(HEADER_REGION_LEN + body_len, 0);
+        let (region, body) = out.split_at_mut(HEADER_REGION_LEN);
         let mut at = 1;
         if let Some(ct) = self.pq.outgoing_ct() {
             body[0] = FLAG_KEM_CT;
@@ -259,8 +261,7 @@ impl Ratchet {
         body[at..at + 2].copy_from_slice(&(payload.len() as u16).to_be_bytes());
         at += 2;
         body[at..at + payload.len()].copy_from_slice(payload);
-        let tag = seal_body(&mk, &[ad, &out[..HEADER_REGION_LEN]], &mut body);
-        out.put(&body);
+        let tag = seal_body(&mk, &[ad, region], body);
         out.put(&tag);
 
         self.cks = Some(next_ck);
@@ -622,9 +623,27 @@ fn open_and_parse(
     body_ct: &[u8],
     tag: &[u8],
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
-    let mut body = Zeroizing::new(body_ct.to_vec());
+    // Authentication comes before decryption: on failure `body` still holds ciphertext.
+    let mut body = body_ct.to_vec();
     open_body(mk, aad, &mut body, tag)?;
-    let mut r = Reader::new(&body);
+    match parse_body(&body) {
+        Ok((start, len, kem_ct)) => {
+            // Reuse the buffer for the payload; wipe the rest of the plaintext.
+            body.copy_within(start..start + len, 0);
+            body[len..].zeroize();
+            body.truncate(len);
+            Ok((body, kem_ct))
+        }
+        Err(e) => {
+            body.zeroize();
+            Err(e)
+        }
+    }
+}
+
+/// Parses a decrypted body: the payload's offset and length, and the KEM ciphertext.
+fn parse_body(body: &[u8]) -> Result<(usize, usize, Option<Vec<u8>>), Error> {
+    let mut r = Reader::new(body);
     let flags = r.u8().ok_or(Error::MalformedBody("empty body"))?;
     if flags & !FLAG_KEM_CT != 0 {
         return Err(Error::MalformedBody("unknown body flags"));
@@ -639,10 +658,10 @@ fn open_and_parse(
     };
     let payload = r
         .bytes16()
-        .ok_or(Error::MalformedBody("payload length exceeds body"))?
-        .to_vec();
+        .ok_or(Error::MalformedBody("payload length exceeds body"))?;
     if r.rest().iter().any(|b| *b != 0) {
         return Err(Error::MalformedBody("non-zero padding"));
     }
-    Ok((payload, kem_ct))
+    let start = 1 + kem_ct.as_ref().map_or(0, Vec::len) + 2;
+    Ok((start, payload.len(), kem_ct))
 }
