@@ -262,6 +262,12 @@ impl App {
         }
     }
 
+    /// Limits the scroll offset to `max`, what the view can show: otherwise `gg` or extra
+    /// PageUps would leave an offset that PageDown has to undo before the view moves.
+    pub fn clamp_scroll(&mut self, max: usize) {
+        self.scroll = self.scroll.min(max);
+    }
+
     /// The update function.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
@@ -512,6 +518,11 @@ impl App {
             (Some(Popup::Safety { name, info }), KeyCode::Char('m')) => {
                 self.popup = None;
                 vec![Effect::MarkVerified(name, !info.verified)]
+            }
+            // The confirmation says so: any other key cancels.
+            (Some(Popup::ConfirmWipe | Popup::ConfirmDelete(_)), _) => {
+                self.popup = None;
+                Vec::new()
             }
             (_, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q' | 'n')) => {
                 self.popup = None;

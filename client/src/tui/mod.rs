@@ -12,6 +12,9 @@ pub mod app;
 pub mod keys;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -76,10 +79,12 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     }
     let mut result = Ok(());
     loop {
-        if let Err(e) = terminal.draw(|f| view::draw(f, &app)) {
+        let mut max_scroll = 0;
+        if let Err(e) = terminal.draw(|f| max_scroll = view::draw(f, &app)) {
             result = Err(e.into());
             break;
         }
+        app.clamp_scroll(max_scroll);
         let Some(msg) = rx.recv().await else { break };
         for fx in app.update(msg) {
             driver.run(fx);

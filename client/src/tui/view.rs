@@ -11,13 +11,15 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
 
-/// Draws the whole UI.
-pub fn draw(f: &mut Frame<'_>, app: &App) {
+/// Draws the whole UI. Returns how many lines the conversation can scroll up, which only
+/// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
+pub fn draw(f: &mut Frame<'_>, app: &App) -> usize {
     match &app.screen {
         Screen::Setup(form) => draw_setup(f, app, form),
         Screen::Unlock { pass, error, busy } => draw_unlock(f, app, pass, error.as_deref(), *busy),
-        Screen::Main => draw_main(f, app),
+        Screen::Main => return draw_main(f, app),
     }
+    0
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -105,7 +107,7 @@ fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, bu
     );
 }
 
-fn draw_main(f: &mut Frame<'_>, app: &App) {
+fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
     let [body, status] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
     let contacts_w = (body.width / 4).clamp(16, 30);
@@ -113,16 +115,21 @@ fn draw_main(f: &mut Frame<'_>, app: &App) {
         Layout::horizontal([Constraint::Length(contacts_w), Constraint::Min(20)]).areas(body);
     draw_contacts(f, app, left);
 
-    let input_lines = app.input.split('\n').count().max(1) as u16;
-    let input_h = (input_lines + 2).min(body.height / 2).max(3);
+    let rows = input_rows(app, usize::from(right.width.saturating_sub(2)));
+    let input_h = u16::try_from(rows.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(2)
+        .min(body.height / 2)
+        .max(3);
     let [conv, input] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(input_h)]).areas(right);
-    draw_conversation(f, app, conv);
-    draw_input(f, app, input);
+    let max_scroll = draw_conversation(f, app, conv);
+    draw_input(f, app, input, rows);
     draw_status(f, app, status);
     if let Some(p) = &app.popup {
         draw_popup(f, p);
     }
+    max_scroll
 }
 
 fn draw_contacts(f: &mut Frame<'_>, app: &App, area: Rect) {
@@ -184,7 +191,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) {
+fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
     let title = match (app.current(), &app.search) {
         (Some(n), Some(q)) => format!(" {n} — search {q:?} (Esc clears) "),
         (Some(n), None) => {
@@ -215,7 +222,7 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) {
     if visible.is_empty() {
         lines.push(
             Line::from(if app.contacts.is_empty() {
-                "Start with :invite (hand the link to someone) or :accept LINK. Press ? for help."
+                "Start with :invite (hand the link to someone)"
             } else if app.search.is_some() {
                 "No message matches."
             } else {
@@ -223,6 +230,11 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) {
             })
             .dim(),
         );
+        // One short line each, so that none is cut at 80 columns.
+        if app.contacts.is_empty() {
+            lines.push(Line::from("or :accept LINK (a link you were given).").dim());
+            lines.push(Line::from("F1 lists every key and command.").dim());
+        }
     }
     for m in visible {
         let day = (m.sent_at / 86_400) as i64;
@@ -301,33 +313,62 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) {
     let end = (start + height).min(lines.len());
     let shown: Vec<Line<'_>> = lines[start..end].to_vec();
     f.render_widget(Paragraph::new(Text::from(shown)), inner);
+    max_scroll
 }
 
-fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect) {
-    let (title, text) = match app.mode {
-        Mode::Command => (" command ".to_string(), format!(":{}", app.command)),
-        Mode::Search => (" search ".to_string(), format!("/{}", app.command)),
-        _ => {
-            let to = app.current().map_or(String::new(), |n| format!(" to {n} "));
-            (
-                if app.focus == Focus::Input {
-                    format!("{to}*")
-                } else {
-                    to
-                },
-                app.input.clone(),
-            )
-        }
+/// The input box's text as screen rows: its lines cut to `width` characters, the cursor
+/// after the last. Cut by hand so that the box grows to fit the wrapped text.
+fn input_rows(app: &App, width: usize) -> Vec<String> {
+    let text = match app.mode {
+        Mode::Command => format!(":{}", app.command),
+        Mode::Search => format!("/{}", app.command),
+        Mode::Insert | Mode::Normal => app.input.clone(),
     };
     let cursor = if matches!(app.mode, Mode::Insert | Mode::Command | Mode::Search) {
         "▏"
     } else {
         ""
     };
+    format!("{text}{cursor}")
+        .split('\n')
+        .flat_map(|line| {
+            let chars: Vec<char> = line.chars().collect();
+            if chars.is_empty() {
+                vec![String::new()]
+            } else {
+                chars
+                    .chunks(width.max(1))
+                    .map(|c| c.iter().collect())
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
+    let title = match app.mode {
+        Mode::Command => " command ".to_string(),
+        Mode::Search => " search ".to_string(),
+        Mode::Insert | Mode::Normal => {
+            let to = app.current().map_or(String::new(), |n| format!(" to {n} "));
+            if app.focus == Focus::Input {
+                format!("{to}*")
+            } else {
+                to
+            }
+        }
+    };
+    // When the box is at its largest, the end (where one types) stays in view.
+    let room = usize::from(area.height.saturating_sub(2));
+    let shown: Vec<Line<'_>> = rows
+        .into_iter()
+        .rev()
+        .take(room)
+        .rev()
+        .map(Line::from)
+        .collect();
     f.render_widget(
-        Paragraph::new(format!("{text}{cursor}"))
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(title)),
+        Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
 }
@@ -349,7 +390,13 @@ fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
     } else {
         "privacy: silent, no title"
     };
-    let mut text = format!(" {mode} │ {relay} │ {privacy} │ ? help");
+    // `?` is help in normal mode only; in insert mode it is a character.
+    let help = if app.mode == Mode::Normal {
+        "? help"
+    } else {
+        "F1 help"
+    };
+    let mut text = format!(" {mode} │ {relay} │ {privacy} │ {help}");
     if let Some(s) = &app.status {
         text = format!("{text} │ {s}");
     }
@@ -402,9 +449,13 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
         ),
         Popup::Invite { title, link } => {
             let mut l = Vec::new();
-            // The QR code only when it fits; the link always.
+            // The QR code only when it fits above the whole link; the link always.
             let qr = qr_lines(link);
-            if qr.len() as u16 + 6 <= screen.height
+            let link_rows = link
+                .chars()
+                .count()
+                .div_ceil(usize::from(screen.width.saturating_sub(2)).max(1));
+            if qr.len() + link_rows + 3 <= usize::from(screen.height)
                 && qr.first().map_or(0, |q| q.width()) as u16 + 4 <= screen.width
             {
                 l.extend(qr);
@@ -448,7 +499,13 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
         .unwrap_or(10)
         .saturating_add(4)
         .min(usize::from(screen.width)) as u16;
-    let h = (lines.len() as u16 + 2).min(screen.height);
+    // Count wrapped rows, not lines: a link wider than the screen takes several, and all of
+    // it must show.
+    let inner = usize::from(w.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let h = u16::try_from(rows + 2)
+        .unwrap_or(u16::MAX)
+        .min(screen.height);
     let area = centered(screen, w, h);
     f.render_widget(Clear, area);
     f.render_widget(

@@ -1,0 +1,1323 @@
+//! Tests of the TUI without a terminal: the view rendered on ratatui's `TestBackend` and
+//! compared with checked-in snapshots, and the update function driven key by key.
+//!
+//! A snapshot is `snapshots/NAME.txt`: one screen row per line, trailing spaces trimmed.
+//! `UPDATE_SNAPSHOTS=1 cargo test -p hush --bin hush tui` rewrites them; review the diff.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hush_core::{ContactInfo, Delivery, Event, MessageInfo, SafetyInfo};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Modifier;
+use ratatui::text::Span;
+
+use super::app::{App, Effect, Focus, Mode, Msg, Popup, Screen, SetupForm};
+use super::keys::KeyMap;
+use super::view;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+/// 2026-11-22 00:00 UTC and the day after.
+const DAY1: u64 = 1_795_305_600;
+const DAY2: u64 = DAY1 + 86_400;
+
+fn at(day: u64, h: u64, m: u64) -> u64 {
+    day + h * 3600 + m * 60
+}
+
+fn contact(name: &str) -> ContactInfo {
+    ContactInfo {
+        name: name.to_string(),
+        verified: false,
+        disappear_secs: None,
+        unread: 0,
+        pending: false,
+    }
+}
+
+fn message(id: i64, outgoing: bool, body: &str, sent_at: u64, state: Delivery) -> MessageInfo {
+    MessageInfo {
+        id,
+        contact: "bob".to_string(),
+        outgoing,
+        body: body.to_string(),
+        sent_at,
+        state: if outgoing { state } else { Delivery::Received },
+        expires_at: None,
+    }
+}
+
+/// Contacts with every mark: verified with a timer, unread, pending, all at once.
+fn contacts() -> Vec<ContactInfo> {
+    vec![
+        ContactInfo {
+            verified: true,
+            disappear_secs: Some(86_400),
+            ..contact("bob")
+        },
+        ContactInfo {
+            unread: 3,
+            ..contact("carol")
+        },
+        ContactInfo {
+            pending: true,
+            ..contact("dave")
+        },
+        ContactInfo {
+            verified: true,
+            disappear_secs: Some(3600),
+            unread: 12,
+            ..contact("eve")
+        },
+    ]
+}
+
+/// A conversation with bob over two days, with every delivery state.
+fn conversation() -> Vec<MessageInfo> {
+    vec![
+        message(
+            1,
+            false,
+            "are you around tomorrow?",
+            at(DAY1, 10, 2),
+            Delivery::Received,
+        ),
+        message(
+            2,
+            true,
+            "yes, after three",
+            at(DAY1, 10, 5),
+            Delivery::Delivered,
+        ),
+        message(
+            3,
+            false,
+            "good. I will bring the documents we talked about, printed, and the drive with the scans",
+            at(DAY1, 23, 58),
+            Delivery::Received,
+        ),
+        message(
+            4,
+            true,
+            "sending the list first",
+            at(DAY2, 8, 15),
+            Delivery::Delivered,
+        ),
+        message(
+            5,
+            true,
+            "two files:\n- draft.pdf\n- notes.txt",
+            at(DAY2, 8, 16),
+            Delivery::OnRelay,
+        ),
+        MessageInfo {
+            expires_at: Some(at(DAY2, 8, 20) + 86_400),
+            ..message(
+                6,
+                false,
+                "got them, thanks",
+                at(DAY2, 8, 20),
+                Delivery::Received,
+            )
+        },
+        message(
+            7,
+            true,
+            "see you at three",
+            at(DAY2, 8, 21),
+            Delivery::Queued,
+        ),
+    ]
+}
+
+fn app_on(screen: Screen) -> App {
+    App::new(screen, "alice", KeyMap::default(), true)
+}
+
+/// The main screen with contacts and the conversation with bob open, relay connected.
+fn main_app() -> App {
+    let mut app = app_on(Screen::Main);
+    app.contacts = contacts();
+    app.messages = conversation();
+    app.relay_up = true;
+    app
+}
+
+/// A realistic one-time invite link: 200 characters, as the engine makes them.
+fn invite_link() -> String {
+    let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        .chars()
+        .collect();
+    let body: String = (0..195usize)
+        .map(|i| alphabet[(i * 37 + i / 7) % alphabet.len()])
+        .collect();
+    format!("hush:{body}")
+}
+
+fn safety() -> SafetyInfo {
+    SafetyInfo {
+        digits: "12345 67890 13579 24680 11223 34455 66778 89900 10293 84756 56473 82910"
+            .to_string(),
+        qr: "hush-sn:1:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJCrze8S"
+            .to_string(),
+        verified: false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+
+/// The buffer as text: one string per row, cells hidden by a wide symbol skipped,
+/// trailing spaces trimmed.
+fn buffer_text(buf: &Buffer) -> String {
+    let width = usize::from(buf.area.width);
+    let mut out = String::new();
+    for row in buf.content.chunks(width) {
+        let mut line = String::new();
+        let mut skip = 0usize;
+        for cell in row {
+            if skip == 0 {
+                line.push_str(cell.symbol());
+            }
+            skip = skip.max(Span::raw(cell.symbol()).width()).saturating_sub(1);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Draws `app` as the driver does (clamping the scroll offset to what the view can show).
+fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) {
+    let mut max_scroll = 0;
+    terminal
+        .draw(|f| max_scroll = view::draw(f, app))
+        .expect("the test backend cannot fail");
+    app.clamp_scroll(max_scroll);
+}
+
+fn render(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    draw(&mut terminal, app);
+    terminal
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    buffer_text(render(app, width, height).backend().buffer())
+}
+
+/// Compares `text` with `snapshots/NAME.txt`, or rewrites it under `UPDATE_SNAPSHOTS=1`.
+#[track_caller]
+fn snapshot(name: &str, text: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/tui/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("snapshot dir");
+        std::fs::write(&path, text).expect("write snapshot");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "snapshot {} unreadable ({e}); create it with UPDATE_SNAPSHOTS=1 and review it",
+            path.display()
+        )
+    });
+    assert!(
+        want == text,
+        "screen differs from snapshot {} (UPDATE_SNAPSHOTS=1 rewrites it)\n--- want\n{want}--- got\n{text}",
+        path.display()
+    );
+}
+
+#[test]
+fn renders_setup_screen() {
+    let mut app = app_on(Screen::Setup(SetupForm::default()));
+    snapshot("setup", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_setup_screen_with_error() {
+    let mut app = app_on(Screen::Setup(SetupForm::default()));
+    typed(&mut app, "correct horse");
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "correct hose");
+    app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Enter));
+    snapshot("setup_mismatch", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_setup_screen_busy() {
+    let mut app = app_on(Screen::Setup(SetupForm {
+        field: 2,
+        pass: "pw".into(),
+        confirm: "pw".into(),
+        relay: String::new(),
+        error: None,
+        busy: true,
+    }));
+    snapshot("setup_busy", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_unlock_screen() {
+    let mut app = app_on(Screen::Unlock {
+        pass: "sec".into(),
+        error: Some("wrong passphrase".into()),
+        busy: false,
+    });
+    snapshot("unlock", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_first_main_screen() {
+    let mut app = app_on(Screen::Main);
+    snapshot("main_empty", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_conversation() {
+    let mut app = main_app();
+    let text = screen(&mut app, 80, 24);
+    snapshot("conversation", &text);
+    // What text cannot show: the selected contact is highlighted.
+    let term = render(&mut app, 80, 24);
+    let buf = term.backend().buffer();
+    let row = (0..24)
+        .find(|&y| {
+            buffer_text(buf)
+                .lines()
+                .nth(y)
+                .is_some_and(|l| l.contains("bob ✓"))
+        })
+        .expect("bob is listed") as u16;
+    assert!(buf[(1, row)].modifier.contains(Modifier::REVERSED));
+    assert!(!buf[(1, row + 1)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn renders_new_messages_marker() {
+    let mut app = main_app();
+    // Scrolled up one line when bob's last message arrived.
+    app.scroll = 1;
+    let mut ev = message(
+        8,
+        false,
+        "one more thing",
+        at(DAY2, 8, 30),
+        Delivery::Received,
+    );
+    ev.contact = "bob".into();
+    app.update(Msg::Engine(Event::Message(ev)));
+    assert_eq!(app.new_marker, Some(8));
+    snapshot("new_messages_marker", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_multiline_input() {
+    let mut app = main_app();
+    app.input = "first line\nsecond line\nthird line".into();
+    snapshot("input_multiline", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_long_input_wrapped() {
+    let mut app = main_app();
+    app.input = "a long message that does not fit on one line of the input box, so it wraps \
+                 onto the next lines, and the box grows with it so that the end, where one \
+                 types, stays in view"
+        .into();
+    let text = screen(&mut app, 80, 24);
+    snapshot("input_long", &text);
+    assert!(text.contains("stays in view▏"), "{text}");
+
+    // Taller than the box can grow (half the screen): the last lines show.
+    app.input = (1..=20)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("line 20▏"), "{text}");
+    assert!(!text.contains("line 1 "), "{text}");
+    assert!(
+        text.contains("08:21 me: see you at three"),
+        "the conversation keeps room"
+    );
+}
+
+#[test]
+fn renders_command_mode() {
+    let mut app = main_app();
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "disappear 1h");
+    snapshot("command_mode", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_search() {
+    let mut app = main_app();
+    app.update(key(KeyCode::Esc));
+    app.update(ch('/'));
+    typed(&mut app, "THREE");
+    app.update(key(KeyCode::Enter));
+    snapshot("search", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_help() {
+    let mut app = main_app();
+    app.popup = Some(Popup::Help);
+    snapshot("help", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_invite() {
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: invite_link(),
+    });
+    let text = screen(&mut app, 80, 24);
+    snapshot("invite", &text);
+    assert!(
+        shows_whole(&text, &invite_link()),
+        "the whole link, wrapped"
+    );
+    assert!(text.contains("Esc closes"));
+}
+
+/// `text` shows `s` whole, possibly wrapped over several rows of a box.
+fn shows_whole(text: &str, s: &str) -> bool {
+    let flat: String = text
+        .chars()
+        .filter(|c| !matches!(c, '│' | ' ' | '\n'))
+        .collect();
+    flat.contains(s)
+}
+
+#[test]
+fn renders_invite_with_qr_when_it_fits() {
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: false,
+        link: invite_link(),
+    });
+    let text = screen(&mut app, 100, 40);
+    assert!(text.contains('█'), "a QR code at 100x40");
+    assert!(shows_whole(&text, &invite_link()), "and the whole link");
+    snapshot("invite_qr", &text);
+}
+
+#[test]
+fn renders_safety_number() {
+    let mut app = main_app();
+    app.update(Msg::SafetyReady("bob".into(), safety()));
+    snapshot("safety", &screen(&mut app, 80, 24));
+    let mut app = main_app();
+    app.update(Msg::SafetyReady(
+        "bob".into(),
+        SafetyInfo {
+            verified: true,
+            ..safety()
+        },
+    ));
+    snapshot("safety_qr", &screen(&mut app, 100, 40));
+}
+
+#[test]
+fn renders_wipe_confirmation() {
+    let mut app = main_app();
+    app.popup = Some(Popup::ConfirmWipe);
+    snapshot("confirm_wipe", &screen(&mut app, 80, 24));
+}
+
+#[test]
+fn renders_at_100x30() {
+    let mut app = main_app();
+    app.status = Some("added carol".into());
+    snapshot("conversation_100x30", &screen(&mut app, 100, 30));
+}
+
+#[test]
+fn renders_after_resize() {
+    let mut app = main_app();
+    let mut terminal = render(&mut app, 100, 30);
+    terminal.backend_mut().resize(80, 24);
+    draw(&mut terminal, &mut app);
+    let text = buffer_text(terminal.backend().buffer());
+    assert_eq!(
+        text,
+        screen(&mut main_app(), 80, 24),
+        "same as drawn at 80x24"
+    );
+    // Smaller than supported: still draws, nothing panics, the status bar stays.
+    terminal.backend_mut().resize(40, 12);
+    draw(&mut terminal, &mut app);
+    let small = buffer_text(terminal.backend().buffer());
+    snapshot("resized_40x12", &small);
+    assert!(small.lines().last().is_some_and(|l| l.contains("INSERT")));
+}
+
+#[test]
+fn scroll_is_clamped_to_the_conversation() {
+    let mut app = main_app();
+    // Longer than the screen: 30 more lines before the conversation.
+    let earlier = (0..30).map(|i| {
+        message(
+            100 + i,
+            i % 2 == 0,
+            &format!("earlier {i}"),
+            at(DAY1, 9, 0),
+            Delivery::Delivered,
+        )
+    });
+    app.messages = earlier.chain(conversation()).collect();
+    // gg goes to the top; one PageDown must then move the view.
+    app.update(key(KeyCode::Esc));
+    app.update(ch('g'));
+    app.update(ch('g'));
+    let top = screen(&mut app, 80, 24);
+    assert!(top.contains("── 2026-11-22 (UTC) ──"), "{top}");
+    assert!(!top.contains("see you at three"), "{top}");
+    app.update(key(KeyCode::PageDown));
+    let after = screen(&mut app, 80, 24);
+    assert_ne!(top, after, "PageDown after gg moves the view");
+    // Extra PageUps at the top are not stored either.
+    for _ in 0..5 {
+        app.update(key(KeyCode::PageUp));
+        screen(&mut app, 80, 24);
+    }
+    assert_eq!(screen(&mut app, 80, 24), top);
+    app.update(key(KeyCode::PageDown));
+    assert_eq!(screen(&mut app, 80, 24), after);
+    app.update(key(KeyCode::PageDown));
+    app.update(key(KeyCode::PageDown));
+    let bottom = screen(&mut app, 80, 24);
+    assert!(bottom.contains("see you at three"), "{bottom}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Update: keys
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn alt(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::ALT))
+}
+
+/// Types `text` key by key; returns every effect.
+fn typed(app: &mut App, text: &str) -> Vec<Effect> {
+    text.chars().flat_map(|c| app.update(ch(c))).collect()
+}
+
+/// Runs `:line` from insert mode through normal and command mode; returns the effects.
+fn command(app: &mut App, line: &str) -> Vec<Effect> {
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Normal);
+    app.update(ch(':'));
+    assert_eq!(app.mode, Mode::Command);
+    assert!(typed(app, line).is_empty());
+    app.update(key(KeyCode::Enter))
+}
+
+fn loads(name: &str) -> Effect {
+    Effect::LoadMessages(name.to_string())
+}
+
+#[test]
+fn typing_and_enter_sends_to_the_selected_contact() {
+    let mut app = main_app();
+    app.scroll = 5;
+    assert!(typed(&mut app, "hello there").is_empty());
+    assert_eq!(app.input, "hello there");
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Send {
+            to: "bob".into(),
+            text: "hello there".into()
+        }]
+    );
+    assert_eq!(app.input, "");
+    assert_eq!(app.scroll, 0, "sending jumps to the newest message");
+
+    app.update(ctrl('n'));
+    typed(&mut app, "hi carol  ");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Send {
+            to: "carol".into(),
+            text: "hi carol".into()
+        }]
+    );
+}
+
+#[test]
+fn enter_sends_nothing_without_text_or_contact() {
+    let mut app = main_app();
+    typed(&mut app, "   ");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+
+    let mut app = app_on(Screen::Main);
+    typed(&mut app, "hello");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.input, "hello", "kept for when a contact exists");
+    assert!(app.status.as_deref().is_some_and(|s| s.contains(":invite")));
+}
+
+#[test]
+fn backspace_and_paste_edit_the_input() {
+    let mut app = main_app();
+    typed(&mut app, "helo");
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Backspace));
+    typed(&mut app, "llo");
+    app.update(Msg::Paste(" world\nsecond line".into()));
+    assert_eq!(app.input, "hello world\nsecond line");
+}
+
+#[test]
+fn alt_enter_and_ctrl_j_insert_a_newline() {
+    let mut app = main_app();
+    typed(&mut app, "a");
+    assert!(app.update(alt(KeyCode::Enter)).is_empty());
+    typed(&mut app, "b");
+    assert!(app.update(ctrl('j')).is_empty());
+    typed(&mut app, "c");
+    assert_eq!(app.input, "a\nb\nc");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Send {
+            to: "bob".into(),
+            text: "a\nb\nc".into()
+        }]
+    );
+}
+
+#[test]
+fn arrows_and_ctrl_n_p_choose_the_contact() {
+    let mut app = main_app();
+    let fx = app.update(key(KeyCode::Down));
+    assert_eq!(app.current(), Some("carol"));
+    assert!(fx.contains(&loads("carol")), "{fx:?}");
+    assert!(
+        app.messages.is_empty(),
+        "bob's messages are not shown as carol's"
+    );
+    // A late answer for bob is ignored; carol's is shown.
+    app.update(Msg::Messages("bob".into(), conversation()));
+    assert!(app.messages.is_empty());
+    app.update(Msg::Messages("carol".into(), conversation()));
+    assert_eq!(app.messages.len(), 7);
+
+    assert!(app.update(ctrl('n')).contains(&loads("dave")));
+    assert!(app.update(ctrl('p')).contains(&loads("carol")));
+    assert!(app.update(key(KeyCode::Up)).contains(&loads("bob")));
+    app.update(Msg::Messages("bob".into(), conversation()));
+    assert!(app.update(key(KeyCode::Up)).is_empty(), "already the first");
+    assert!(
+        app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Down,
+            KeyModifiers::CONTROL
+        )))
+        .contains(&loads("carol"))
+    );
+    for _ in 0..5 {
+        app.update(ctrl('n'));
+    }
+    assert_eq!(app.current(), Some("eve"), "stops at the last");
+
+    // With text in the input, Up/Down do not switch conversations under the user.
+    typed(&mut app, "draft");
+    assert!(app.update(key(KeyCode::Up)).is_empty());
+    assert_eq!(app.current(), Some("eve"));
+}
+
+#[test]
+fn contacts_reload_keeps_the_selection() {
+    let mut app = main_app();
+    app.update(ctrl('n'));
+    assert_eq!(app.current(), Some("carol"));
+    let mut list = contacts();
+    list.insert(0, contact("aaron"));
+    app.update(Msg::Contacts(list));
+    assert_eq!(app.current(), Some("carol"));
+    app.update(Msg::Contacts(vec![contact("zed")]));
+    assert_eq!(app.current(), Some("zed"));
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn tab_switches_focus() {
+    let mut app = main_app();
+    assert_eq!(app.focus, Focus::Input);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Focus::Contacts);
+    // With the list focused, arrows move in it even with text in the input.
+    app.input = "draft".into();
+    assert!(app.update(key(KeyCode::Down)).contains(&loads("carol")));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.focus, Focus::Input);
+    assert_eq!(app.input, "draft", "Enter on the list does not send");
+    app.update(key(KeyCode::BackTab));
+    assert_eq!(app.focus, Focus::Contacts);
+    typed(&mut app, "!");
+    assert_eq!(app.focus, Focus::Input, "typing goes to the input");
+    assert_eq!(app.input, "draft!");
+    // In normal mode too.
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Focus::Contacts);
+}
+
+#[test]
+fn esc_and_vim_keys() {
+    let mut app = main_app();
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.update(ch('j')).contains(&loads("carol")));
+    assert!(app.update(ch('j')).contains(&loads("dave")));
+    assert!(app.update(ch('k')).contains(&loads("carol")));
+    assert!(typed(&mut app, "xyz").is_empty());
+    assert_eq!(app.input, "", "normal mode keys do not type");
+    app.update(ch('i'));
+    assert_eq!(app.mode, Mode::Insert);
+    typed(&mut app, "jk");
+    assert_eq!(app.input, "jk");
+    assert_eq!(app.current(), Some("carol"));
+    app.update(key(KeyCode::Esc));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.mode,
+        Mode::Insert,
+        "Enter in normal mode goes back to typing"
+    );
+}
+
+#[test]
+fn gg_and_g_and_page_keys_scroll() {
+    let mut app = main_app();
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.scroll, 10);
+    app.update(key(KeyCode::PageUp));
+    assert_eq!(app.scroll, 20);
+    app.update(key(KeyCode::PageDown));
+    assert_eq!(app.scroll, 10);
+    app.update(key(KeyCode::PageDown));
+    app.update(key(KeyCode::PageDown));
+    assert_eq!(app.scroll, 0);
+
+    app.update(key(KeyCode::Esc));
+    app.update(ch('g'));
+    assert_eq!(app.scroll, 0, "one g does nothing");
+    app.update(ch('g'));
+    assert!(app.scroll > 1000, "gg: the top");
+    app.update(ch('G'));
+    assert_eq!(app.scroll, 0, "G: the bottom");
+    // g then another key is not gg.
+    app.update(ch('g'));
+    app.update(ch('j'));
+    app.update(ch('g'));
+    assert_eq!(app.scroll, 0);
+
+    // PageDown to the bottom clears the new-messages marker.
+    app.scroll = 5;
+    app.new_marker = Some(7);
+    app.update(key(KeyCode::PageDown));
+    assert_eq!(app.new_marker, None);
+}
+
+#[test]
+fn slash_searches_the_conversation() {
+    let mut app = main_app();
+    app.update(key(KeyCode::Esc));
+    app.update(ch('/'));
+    assert_eq!(app.mode, Mode::Search);
+    typed(&mut app, "Three");
+    assert_eq!(app.command, "Three");
+    assert_eq!(app.visible_messages().len(), 7, "not applied before Enter");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.search.as_deref(), Some("Three"));
+    let bodies: Vec<&str> = app
+        .visible_messages()
+        .iter()
+        .map(|m| m.body.as_str())
+        .collect();
+    assert_eq!(bodies, vec!["yes, after three", "see you at three"]);
+    // Esc clears the filter.
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.search, None);
+    assert_eq!(app.visible_messages().len(), 7);
+
+    // Esc while typing cancels; Backspace past the start leaves search mode.
+    app.update(ch('/'));
+    typed(&mut app, "x");
+    app.update(key(KeyCode::Esc));
+    assert_eq!((app.mode, app.search.as_deref()), (Mode::Normal, None));
+    app.update(ch('/'));
+    typed(&mut app, "x");
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.mode, Mode::Search);
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.mode, Mode::Normal);
+
+    // In insert mode Esc clears a search before leaving insert mode.
+    app.search = Some("files".into());
+    app.update(ch('i'));
+    app.update(key(KeyCode::Esc));
+    assert_eq!((app.mode, app.search.as_deref()), (Mode::Insert, None));
+    // Choosing another contact drops the filter.
+    app.search = Some("files".into());
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.search, None);
+}
+
+#[test]
+fn invite_address_and_accept_commands() {
+    let mut app = main_app();
+    assert_eq!(command(&mut app, "invite"), vec![Effect::Invite(true)]);
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(command(&mut app, "address"), vec![Effect::Invite(false)]);
+    let link = invite_link();
+    assert_eq!(
+        command(&mut app, &format!("accept {link} alice")),
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: Some("alice".into())
+        }]
+    );
+    assert_eq!(
+        command(&mut app, &format!("accept {link} Alice  Smith")),
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: Some("Alice Smith".into())
+        }]
+    );
+    assert_eq!(
+        command(&mut app, &format!("accept {link}")),
+        vec![Effect::Accept { link, name: None }]
+    );
+    // A pasted link lands in the command line without its line break.
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "accept ");
+    app.update(Msg::Paste("hush:abc\n".into()));
+    assert_eq!(app.command, "accept hush:abc");
+
+    // The invite popup shows the link; Esc closes it.
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: "hush:xyz".into(),
+    });
+    assert!(matches!(&app.popup, Some(Popup::Invite { link, .. }) if link == "hush:xyz"));
+    assert!(app.update(ch('x')).is_empty());
+    assert!(
+        app.popup.is_some(),
+        "other keys do not close it by accident"
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn commands_typed_in_insert_mode() {
+    let mut app = main_app();
+    typed(&mut app, ":invite");
+    assert_eq!(app.update(key(KeyCode::Enter)), vec![Effect::Invite(true)]);
+    assert_eq!(app.input, "");
+    let mut app = app_on(Screen::Main);
+    typed(&mut app, ":accept hush:abc alice");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Accept {
+            link: "hush:abc".into(),
+            name: Some("alice".into())
+        }]
+    );
+}
+
+#[test]
+fn rename_verify_and_disappear_commands() {
+    let mut app = main_app();
+    assert_eq!(
+        command(&mut app, "rename Robert B"),
+        vec![Effect::Rename {
+            old: "bob".into(),
+            new: "Robert B".into()
+        }]
+    );
+    assert_eq!(
+        command(&mut app, "verify"),
+        vec![Effect::Safety("bob".into())]
+    );
+    app.update(Msg::SafetyReady("bob".into(), safety()));
+    assert!(matches!(&app.popup, Some(Popup::Safety { name, .. }) if name == "bob"));
+    assert_eq!(
+        app.update(ch('m')),
+        vec![Effect::MarkVerified("bob".into(), true)]
+    );
+    assert_eq!(app.popup, None);
+    app.update(Msg::SafetyReady(
+        "bob".into(),
+        SafetyInfo {
+            verified: true,
+            ..safety()
+        },
+    ));
+    assert_eq!(
+        app.update(ch('m')),
+        vec![Effect::MarkVerified("bob".into(), false)]
+    );
+
+    assert_eq!(
+        command(&mut app, "disappear 1h"),
+        vec![Effect::Disappear("bob".into(), Some(3600))]
+    );
+    assert_eq!(
+        command(&mut app, "disappear 7d"),
+        vec![Effect::Disappear("bob".into(), Some(7 * 86_400))]
+    );
+    assert_eq!(
+        command(&mut app, "disappear off"),
+        vec![Effect::Disappear("bob".into(), None)]
+    );
+    for bad in ["disappear soon", "disappear 0s"] {
+        assert!(command(&mut app, bad).is_empty(), "{bad}");
+        assert!(
+            app.status
+                .as_deref()
+                .is_some_and(|s| s.contains("not a duration")),
+            "{bad}: {:?}",
+            app.status
+        );
+    }
+
+    // Without a contact these only explain.
+    let mut app = app_on(Screen::Main);
+    for line in ["rename x", "verify", "disappear 1h", "delete"] {
+        app.status = None;
+        assert!(command(&mut app, line).is_empty(), "{line}");
+        assert_eq!(
+            app.status.as_deref(),
+            Some("select a contact first"),
+            "{line}"
+        );
+        assert_eq!(app.popup, None);
+    }
+}
+
+#[test]
+fn search_delete_wipe_and_quit_commands() {
+    let mut app = main_app();
+    assert!(command(&mut app, "search list  first").is_empty());
+    assert_eq!(app.search.as_deref(), Some("list first"));
+    assert_eq!(app.visible_messages().len(), 1);
+    assert!(command(&mut app, "search").is_empty());
+    assert_eq!(app.search, None);
+
+    assert!(command(&mut app, "delete").is_empty());
+    assert_eq!(app.popup, Some(Popup::ConfirmDelete("bob".into())));
+    assert_eq!(app.update(ch('n')), vec![]);
+    assert_eq!(app.popup, None);
+    command(&mut app, "delete");
+    assert_eq!(
+        app.update(ch('y')),
+        vec![Effect::DeleteHistory("bob".into())]
+    );
+    assert_eq!(app.popup, None);
+
+    assert!(command(&mut app, "wipe").is_empty());
+    assert_eq!(app.popup, Some(Popup::ConfirmWipe));
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert!(!app.quit);
+    command(&mut app, "wipe");
+    // "y wipes, any other key cancels."
+    assert!(app.update(ch('x')).is_empty());
+    assert_eq!(app.popup, None, "any other key cancels");
+    assert!(!app.quit);
+    command(&mut app, "wipe");
+    assert_eq!(app.update(ch('y')), vec![Effect::Wipe]);
+    assert!(app.quit);
+
+    let mut app = main_app();
+    assert!(command(&mut app, "frobnicate").is_empty());
+    assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("unknown command"))
+    );
+    assert!(!app.quit);
+    assert_eq!(command(&mut app, "quit"), vec![Effect::Quit]);
+    assert!(app.quit);
+    let mut app = main_app();
+    assert_eq!(command(&mut app, "q"), vec![Effect::Quit]);
+}
+
+#[test]
+fn help_opens_and_esc_closes() {
+    let mut app = main_app();
+    app.update(key(KeyCode::Esc));
+    app.update(ch('?'));
+    assert_eq!(app.popup, Some(Popup::Help));
+    assert!(app.update(ch('j')).is_empty());
+    assert_eq!(
+        app.current(),
+        Some("bob"),
+        "keys do not reach the list under the popup"
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.popup, None);
+    assert_eq!(app.mode, Mode::Normal);
+    // F1 from insert mode, where ? is just a character.
+    app.update(ch('i'));
+    typed(&mut app, "?");
+    assert_eq!((app.popup.as_ref(), app.input.as_str()), (None, "?"));
+    app.update(key(KeyCode::F(1)));
+    assert_eq!(app.popup, Some(Popup::Help));
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.popup, None);
+    assert_eq!(command(&mut app, "help"), vec![]);
+    assert_eq!(app.popup, Some(Popup::Help));
+}
+
+#[test]
+fn ctrl_c_quits_from_every_screen() {
+    let mut screens = vec![
+        app_on(Screen::Setup(SetupForm::default())),
+        app_on(Screen::Setup(SetupForm {
+            busy: true,
+            ..SetupForm::default()
+        })),
+        app_on(Screen::Unlock {
+            pass: String::new(),
+            error: None,
+            busy: true,
+        }),
+        main_app(),
+    ];
+    let mut normal = main_app();
+    normal.update(key(KeyCode::Esc));
+    screens.push(normal);
+    let mut cmd = main_app();
+    cmd.update(key(KeyCode::Esc));
+    cmd.update(ch(':'));
+    screens.push(cmd);
+    let mut popup = main_app();
+    popup.popup = Some(Popup::ConfirmWipe);
+    screens.push(popup);
+    for mut app in screens {
+        let what = format!("{:?} {:?} {:?}", app.screen, app.mode, app.popup);
+        assert_eq!(app.update(ctrl('c')), vec![Effect::Quit], "{what}");
+        assert!(app.quit, "{what}");
+    }
+    let mut app = main_app();
+    assert_eq!(app.update(ctrl('q')), vec![Effect::Quit]);
+}
+
+#[test]
+fn setup_form_validates() {
+    let mut app = app_on(Screen::Setup(SetupForm::default()));
+    let form = |app: &App| match &app.screen {
+        Screen::Setup(f) => f.clone(),
+        other => panic!("not the setup screen: {other:?}"),
+    };
+    // Enter moves through the fields, then refuses an empty passphrase.
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(form(&app).field, 1);
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(form(&app).field, 2);
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(form(&app).error.as_deref(), Some("the passphrase is empty"));
+    assert_eq!(form(&app).field, 0);
+
+    // Mismatched passphrases: the second is cleared and focused.
+    typed(&mut app, "pass word");
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "pass wordx");
+    app.update(key(KeyCode::Enter));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    let f = form(&app);
+    assert_eq!(f.error.as_deref(), Some("the passphrases differ"));
+    assert_eq!((f.field, f.confirm.as_str()), (1, ""));
+
+    // Tab/Up/Down move between fields; Backspace edits.
+    typed(&mut app, "pass wordd");
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(form(&app).field, 2);
+    app.update(key(KeyCode::Down));
+    assert_eq!(form(&app).field, 0);
+    app.update(key(KeyCode::Up));
+    assert_eq!(form(&app).field, 2);
+    typed(&mut app, " hush://relay ");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Setup {
+            pass: "pass word".into(),
+            relay: "hush://relay".into()
+        }]
+    );
+    let f = form(&app);
+    assert!(f.busy && f.error.is_none());
+    // Busy: keys are ignored, except Ctrl-C.
+    assert!(typed(&mut app, "abc").is_empty());
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(form(&app).pass, "pass word");
+
+    app.update(Msg::Opened(Err("not a relay address".into())));
+    let f = form(&app);
+    assert!(!f.busy);
+    assert_eq!(f.error.as_deref(), Some("not a relay address"));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(app.screen, Screen::Main);
+}
+
+#[test]
+fn unlock_screen() {
+    let mut app = app_on(Screen::Unlock {
+        pass: String::new(),
+        error: None,
+        busy: false,
+    });
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "empty passphrase"
+    );
+    typed(&mut app, "secrez");
+    app.update(key(KeyCode::Backspace));
+    typed(&mut app, "t");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Unlock("secret".into())]
+    );
+    assert_eq!(
+        app.screen,
+        Screen::Unlock {
+            pass: String::new(),
+            error: None,
+            busy: true
+        }
+    );
+    app.update(Msg::Opened(Err("wrong passphrase".into())));
+    assert_eq!(
+        app.screen,
+        Screen::Unlock {
+            pass: String::new(),
+            error: Some("wrong passphrase".into()),
+            busy: false
+        }
+    );
+    typed(&mut app, "secret");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(app.screen, Screen::Main);
+    // The first contact list opens the first conversation.
+    assert_eq!(app.update(Msg::Contacts(contacts())), vec![loads("bob")]);
+}
+
+#[test]
+fn key_overrides_from_config() {
+    let overrides: HashMap<String, String> = [
+        ("send", "ctrl-s"),
+        ("newline", "enter"),
+        ("next_contact", "alt-j"),
+        ("prev_contact", "alt-k"),
+        ("help", "f2"),
+        ("quit", "ctrl-x"),
+        ("focus", "nonsense-key"),
+        ("teleport", "t"),
+    ]
+    .into_iter()
+    .map(|(a, k)| (a.to_string(), k.to_string()))
+    .collect();
+    let (keys, bad) = KeyMap::with_overrides(&overrides);
+    assert_eq!(
+        bad,
+        vec![
+            "focus = \"nonsense-key\"".to_string(),
+            "teleport = \"t\"".to_string()
+        ]
+    );
+    let mut app = App::new(Screen::Main, "alice", keys, true);
+    app.contacts = contacts();
+    app.messages = conversation();
+    typed(&mut app, "a");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    typed(&mut app, "b");
+    assert_eq!(app.input, "a\nb", "Enter now inserts a line break");
+    assert_eq!(
+        app.update(ctrl('s')),
+        vec![Effect::Send {
+            to: "bob".into(),
+            text: "a\nb".into()
+        }]
+    );
+    assert!(
+        app.update(alt(KeyCode::Char('j')))
+            .contains(&loads("carol"))
+    );
+    assert!(app.update(alt(KeyCode::Char('k'))).contains(&loads("bob")));
+    assert!(app.update(ctrl('n')).is_empty(), "the default is replaced");
+    assert_eq!(app.current(), Some("bob"));
+    app.update(key(KeyCode::F(2)));
+    assert_eq!(app.popup, Some(Popup::Help));
+    app.update(key(KeyCode::Esc));
+    // The unusable focus binding left Tab working.
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Focus::Contacts);
+    assert!(app.update(ctrl('c')).is_empty(), "Ctrl-C is no longer quit");
+    assert!(!app.quit);
+    assert_eq!(app.update(ctrl('x')), vec![Effect::Quit]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Update: engine events and results
+
+fn incoming(id: i64, from: &str, body: &str) -> Event {
+    let mut m = message(id, false, body, at(DAY2, 9, 0), Delivery::Received);
+    m.contact = from.to_string();
+    Event::Message(m)
+}
+
+#[test]
+fn message_for_the_open_conversation() {
+    let mut app = main_app();
+    let fx = app.update(Msg::Engine(incoming(8, "bob", "hello")));
+    assert_eq!(fx, vec![Effect::Bell, loads("bob"), Effect::LoadContacts]);
+    assert_eq!(app.messages.last().map(|m| m.body.as_str()), Some("hello"));
+    assert_eq!(app.new_marker, None, "at the bottom: no marker");
+    // Scrolled up: the first new message gets the marker, later ones do not move it.
+    app.scroll = 3;
+    app.update(Msg::Engine(incoming(9, "bob", "are you there?")));
+    app.update(Msg::Engine(incoming(10, "bob", "?")));
+    assert_eq!(app.new_marker, Some(9));
+    app.update(ch('G'));
+    assert_eq!(app.new_marker, Some(9), "G in insert mode is a character");
+    app.update(key(KeyCode::Esc));
+    app.update(ch('G'));
+    assert_eq!((app.scroll, app.new_marker), (0, None));
+}
+
+#[test]
+fn message_for_another_contact() {
+    let mut app = main_app();
+    let fx = app.update(Msg::Engine(incoming(8, "carol", "psst")));
+    assert_eq!(fx, vec![Effect::Bell, Effect::LoadContacts]);
+    assert_eq!(
+        app.messages,
+        conversation(),
+        "not shown in bob's conversation"
+    );
+}
+
+#[test]
+fn no_bell_when_notifications_are_off() {
+    let mut app = App::new(Screen::Main, "alice", KeyMap::default(), false);
+    app.contacts = contacts();
+    assert_eq!(
+        app.update(Msg::Engine(incoming(8, "carol", "psst"))),
+        vec![Effect::LoadContacts]
+    );
+    assert_eq!(
+        app.update(Msg::Engine(Event::ContactAdded {
+            name: "frank".into()
+        })),
+        vec![Effect::LoadContacts]
+    );
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("privacy: silent"), "{text}");
+    // With the bell on, a new contact rings too.
+    let mut app = main_app();
+    assert_eq!(
+        app.update(Msg::Engine(Event::ContactAdded {
+            name: "frank".into()
+        })),
+        vec![Effect::LoadContacts, Effect::Bell]
+    );
+    assert_eq!(app.status.as_deref(), Some("new contact: frank"));
+}
+
+#[test]
+fn delivery_changes_update_the_marks() {
+    let mut app = main_app();
+    let before = screen(&mut app, 80, 24);
+    assert!(before.contains("see you at three …"), "{before}");
+    for (state, mark) in [(Delivery::OnRelay, "✓"), (Delivery::Delivered, "✓✓")] {
+        let fx = app.update(Msg::Engine(Event::DeliveryChanged {
+            contact: "bob".into(),
+            id: 7,
+            state,
+        }));
+        assert!(fx.is_empty());
+        assert_eq!(app.messages[6].state, state);
+        let text = screen(&mut app, 80, 24);
+        let line = text
+            .lines()
+            .find(|l| l.contains("see you at three"))
+            .expect("shown");
+        assert!(
+            line.trim_end_matches('│')
+                .trim_end()
+                .ends_with(&format!("three {mark}")),
+            "{line}"
+        );
+    }
+    // Unknown ids (another conversation) change nothing.
+    app.update(Msg::Engine(Event::DeliveryChanged {
+        contact: "carol".into(),
+        id: 99,
+        state: Delivery::Delivered,
+    }));
+    assert_eq!(app.messages[4].state, Delivery::OnRelay);
+}
+
+#[test]
+fn relay_up_and_down_show_in_the_status_bar() {
+    let mut app = main_app();
+    assert!(
+        app.update(Msg::Engine(Event::Relay { up: false }))
+            .is_empty()
+    );
+    assert!(!app.relay_up);
+    assert!(screen(&mut app, 80, 24).contains("relay: offline"));
+    app.update(Msg::Engine(Event::Relay { up: true }));
+    assert!(app.relay_up);
+    assert!(screen(&mut app, 80, 24).contains("relay: connected"));
+}
+
+#[test]
+fn results_of_engine_calls() {
+    let mut app = main_app();
+    assert_eq!(
+        app.update(Msg::Done(Ok("added carol".into()))),
+        vec![Effect::LoadContacts, loads("bob")]
+    );
+    assert_eq!(app.status.as_deref(), Some("added carol"));
+    app.update(Msg::Done(Err("invalid invite".into())));
+    assert_eq!(app.status.as_deref(), Some("error: invalid invite"));
+    let mut empty = app_on(Screen::Main);
+    assert_eq!(
+        empty.update(Msg::Done(Ok(String::new()))),
+        vec![Effect::LoadContacts]
+    );
+}
