@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use hush_core::profile::{DEFAULT_PROFILE, data_root};
-use hush_core::{CrashPoint, Error, Handle, Options, Profile, Store};
+use hush_core::{CrashPoint, Delivery, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -420,13 +420,23 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 bail!("nothing to send");
             }
             let id = h.send(&name, &text).await?;
-            let left = tokio::time::timeout(Duration::from_secs(20), h.flush())
-                .await
-                .unwrap_or(Ok(1))?;
-            let state = if left == 0 { "on-relay" } else { "queued" };
+            if let Ok(flushed) = tokio::time::timeout(Duration::from_secs(20), h.flush()).await {
+                flushed?;
+            }
+            // This message's own state: other, older entries may still wait in the outbox
+            // (a retry not due yet) while this one reached the relay.
+            let state = h
+                .messages(&name, 64)
+                .await?
+                .into_iter()
+                .find(|m| m.id == id)
+                .map_or(Delivery::Queued, |m| m.state);
             if json {
-                println!("{}", json!({"id": id, "contact": name, "state": state}));
-            } else if left == 0 {
+                println!(
+                    "{}",
+                    json!({"id": id, "contact": name, "state": state.as_str()})
+                );
+            } else if state != Delivery::Queued {
                 println!("sent");
             } else {
                 println!(

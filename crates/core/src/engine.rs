@@ -35,6 +35,8 @@ use crate::transport::{Inbound, Link, LinkReq};
 const CATCH_UP_EPOCHS: u64 = 7 * 24;
 /// Retry backoff cap for deposits.
 const RETRY_MAX_SECS: u64 = 300;
+/// How long shutdown waits for acknowledgements still on their way to a relay.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Engine options.
 #[derive(Clone, Debug, Default)]
@@ -329,12 +331,13 @@ pub async fn start(
         embedded: None,
         embedded_key: None,
         subscribed_epoch: None,
+        acks_in_flight: 0,
     };
     engine.sweep_expired()?;
     engine.setup_default_relay().await?;
     engine.refresh_subscriptions()?;
     engine.catch_up()?;
-    engine.flush_due(None)?;
+    engine.flush_due_by(None, i64::MAX)?;
     tokio::spawn(engine.run(rx, inbound_rx));
     Ok((Handle { tx }, events_rx))
 }
@@ -382,6 +385,8 @@ struct Engine {
     embedded: Option<EmbeddedRelay>,
     embedded_key: Option<String>,
     subscribed_epoch: Option<u64>,
+    /// Deletes sent to relays and not answered yet.
+    acks_in_flight: usize,
 }
 
 /// Canonical key of a relay: its address string.
@@ -461,6 +466,7 @@ impl Engine {
                 cmd = commands.recv() => match cmd {
                     None => break,
                     Some(Command::Shutdown(done)) => {
+                        self.drain_acks(&mut inbound).await;
                         self.links.clear();
                         if let Some(e) = self.embedded.take() {
                             e.stop().await;
@@ -485,6 +491,29 @@ impl Engine {
         self.links.clear();
         if let Some(e) = self.embedded.take() {
             e.stop().await;
+        }
+    }
+
+    /// Waits (bounded) until the acknowledgements sent so far have reached their relays. A
+    /// short-lived process (a CLI command) would otherwise exit with them in flight, and the
+    /// relay would keep, and deliver again, envelopes already committed here. Only
+    /// acknowledgement and deposit reports are handled meanwhile: anything else is left for
+    /// the next run (an envelope not acknowledged is delivered again).
+    async fn drain_acks(&mut self, inbound: &mut mpsc::UnboundedReceiver<Inbound>) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_ACK_WAIT;
+        while self.acks_in_flight > 0 {
+            match tokio::time::timeout_at(deadline, inbound.recv()).await {
+                Ok(Some(Inbound::Deleted)) => {
+                    self.acks_in_flight = self.acks_in_flight.saturating_sub(1);
+                }
+                Ok(Some(Inbound::Deposited { outbox_id, result })) => {
+                    if let Err(e) = self.on_deposited(outbox_id, result) {
+                        tracing::warn!(error = %e, "engine: recording a deposit failed");
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
         }
     }
 
@@ -990,13 +1019,22 @@ impl Engine {
     /// Sends every due outbox entry not already in flight; returns their ids.
     fn flush_due(&mut self, only: Option<&str>) -> Result<HashSet<i64>> {
         let now = self.now() as i64;
+        self.flush_due_by(only, now)
+    }
+
+    /// Sends every outbox entry due by `due_by` (Unix seconds) not already in flight.
+    /// Backoff spaces out retries against a relay that is down; a new engine (the user ran a
+    /// command) and a link that came back up retry everything at once.
+    fn flush_due_by(&mut self, only: Option<&str>, due_by: i64) -> Result<HashSet<i64>> {
         let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = {
             let conn = self.store.conn();
             let mut stmt = conn.prepare(
                 "SELECT id, relay, mailbox_id, envelope FROM outbox WHERE next_attempt <= ?1 ORDER BY id",
             )?;
-            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<std::result::Result<_, _>>()?
+            stmt.query_map([due_by], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<std::result::Result<_, _>>()?
         };
         let mut sent = HashSet::new();
         for (id, relay, mailbox, envelope) in rows {
@@ -1131,6 +1169,10 @@ impl Engine {
                         ids: vec![envelope_id],
                     },
                 )?;
+                self.acks_in_flight += 1;
+            }
+            Inbound::Deleted => {
+                self.acks_in_flight = self.acks_in_flight.saturating_sub(1);
             }
             Inbound::FetchDone { token, ok } => {
                 if let Some(job) = self.fetches.remove(&token)
@@ -1168,7 +1210,7 @@ impl Engine {
                 let _ = self.events.send(Event::Relay { up: true });
                 // Catch up on what arrived while we were away, and send what waited.
                 self.catch_up()?;
-                self.flush_due(Some(&relay))?;
+                self.flush_due_by(Some(&relay), i64::MAX)?;
             }
             Inbound::LinkDown { relay } => {
                 self.links_up.remove(&relay);

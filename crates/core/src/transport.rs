@@ -26,7 +26,8 @@ pub(crate) enum LinkReq {
     /// Fetch every stored envelope of these mailboxes; each comes back as
     /// [`Inbound::Delivery`], then [`Inbound::FetchDone`] with `token`.
     Fetch { token: u64, secrets: Vec<[u8; 32]> },
-    /// Acknowledge (delete) envelopes; fire and forget.
+    /// Acknowledge (delete) envelopes; answered by [`Inbound::Deleted`] whatever the
+    /// outcome (a failed delete only means the envelope is delivered again).
     Delete { secret: [u8; 32], ids: Vec<u64> },
     /// Replace the set of pushed mailboxes.
     Subscribe { secrets: Vec<[u8; 32]> },
@@ -48,6 +49,8 @@ pub(crate) enum Inbound {
         token: u64,
         ok: bool,
     },
+    /// A [`LinkReq::Delete`] finished (or failed).
+    Deleted,
     LinkUp {
         relay: String,
     },
@@ -176,7 +179,9 @@ fn fail_offline(
         LinkReq::Fetch { token, .. } => {
             let _ = inbound.send(Inbound::FetchDone { token, ok: false });
         }
-        LinkReq::Delete { .. } => {}
+        LinkReq::Delete { .. } => {
+            let _ = inbound.send(Inbound::Deleted);
+        }
         LinkReq::Subscribe { secrets } => *subscribed = secrets,
     }
 }
@@ -237,6 +242,7 @@ fn serve(req: LinkReq, client: &Arc<RelayClient>, inbound: &mpsc::UnboundedSende
                         let _ = client.delete(FetchSecret::from_bytes(secret), ids).await;
                     }
                 }
+                let _ = inbound.send(Inbound::Deleted);
             });
         }
         LinkReq::Subscribe { .. } => {}

@@ -1,0 +1,737 @@
+//! End-to-end tests of the `hush` CLI (issue 4, item 7): the real binary, real `hush-relay`
+//! processes on loopback and real SQLCipher stores in temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Home, Relay, contains, files_under, history_rows, messages, pair, snapshot, unix_now,
+};
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
+        .collect()
+}
+
+fn rows(v: &[(bool, &str, &str)]) -> Vec<(bool, String, String)> {
+    v.iter()
+        .map(|(o, t, s)| (*o, (*t).to_string(), (*s).to_string()))
+        .collect()
+}
+
+/// `recv` on `profile` (clock shifted by `clock` seconds) until its history with `contact`
+/// shows every outgoing message as delivered (receipts travel through the relay; bounded).
+fn recv_until_delivered_at(
+    home: &Home,
+    profile: &str,
+    contact: &str,
+    clock: i64,
+) -> Vec<(bool, String, String)> {
+    let mut last = Vec::new();
+    for _ in 0..10 {
+        let extra = messages(&home.hush(profile, &["recv"]).clock(clock).json());
+        assert!(extra.is_empty(), "unexpected messages: {extra:?}");
+        let h = home
+            .hush(profile, &["history", contact, "--limit", "1000"])
+            .clock(clock)
+            .json();
+        last = history_rows(h.as_array().unwrap());
+        if last
+            .iter()
+            .all(|(out, _, state)| !out || state == "delivered")
+        {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{profile}'s messages to {contact} never all reached delivered: {last:?}");
+}
+
+fn recv_until_delivered(home: &Home, profile: &str, contact: &str) -> Vec<(bool, String, String)> {
+    recv_until_delivered_at(home, profile, contact, 0)
+}
+
+#[test]
+fn two_and_three_profiles_through_a_real_relay() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let bob_contacts = home.hush("bob", &["contacts"]).json();
+    assert_eq!(bob_contacts[0]["name"], "alice");
+    assert_eq!(bob_contacts[0]["pending"], false, "{bob_contacts}");
+
+    // Both ways; each `recv` shows exactly the new message.
+    assert_eq!(home.send("bob", "alice", "hello alice"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "hello alice")]));
+    assert_eq!(home.send("alice", "bob", "hello bob"), "on-relay");
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "hello bob")]));
+
+    // Alice's receipt went out with her recv; Bob's with his. Each side's next recv takes
+    // the receipt, and history shows `delivered`.
+    assert_eq!(
+        recv_until_delivered(&home, "alice", "bob"),
+        rows(&[
+            (false, "hello alice", "received"),
+            (true, "hello bob", "delivered")
+        ])
+    );
+    assert_eq!(
+        recv_until_delivered(&home, "bob", "alice"),
+        rows(&[
+            (true, "hello alice", "delivered"),
+            (false, "hello bob", "received")
+        ])
+    );
+
+    // A third profile through a second one-time invite of Alice's.
+    home.init("carol", Some(&relay));
+    let link = home.invite("alice", Some("carol"));
+    assert_eq!(home.accept("carol", &link, "alice"), "on-relay");
+    assert_eq!(home.send("carol", "alice", "carol here"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("carol", "carol here")]));
+    assert_eq!(home.contacts("alice"), vec!["bob", "carol"]);
+    assert_eq!(home.send("alice", "carol", "for carol only"), "on-relay");
+    assert_eq!(home.send("alice", "bob", "for bob only"), "on-relay");
+    assert_eq!(home.recv("carol"), pairs(&[("alice", "for carol only")]));
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "for bob only")]));
+    assert_eq!(home.send("bob", "alice", "bob again"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "bob again")]));
+    assert_eq!(
+        history_rows(&home.history("carol", "alice"))
+            .into_iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        vec!["carol here", "for carol only"]
+    );
+
+    // A one-time invite is spent: a fourth person using Carol's link gets nowhere.
+    home.init("mallory", Some(&relay));
+    home.accept("mallory", &link, "alice");
+    home.send("mallory", "alice", "let me in");
+    assert_eq!(home.recv("alice"), vec![]);
+    assert_eq!(home.contacts("alice"), vec!["bob", "carol"]);
+}
+
+#[test]
+fn contact_address_used_by_two_sources() {
+    let relay = Relay::start();
+    let home = Home::new();
+    for p in ["desk", "src1", "src2"] {
+        home.init(p, Some(&relay));
+    }
+    let v = home.hush("desk", &["address"]).json();
+    assert_eq!(v["kind"], "address", "{v}");
+    let address = v["link"].as_str().unwrap().to_string();
+    assert_eq!(home.accept("src1", &address, "tipline"), "on-relay");
+    assert_eq!(home.accept("src2", &address, "tipline"), "on-relay");
+    assert_eq!(home.send("src1", "tipline", "from source one"), "on-relay");
+    assert_eq!(home.send("src2", "tipline", "from source two"), "on-relay");
+
+    // The desk sees two separate contacts, each with its own message.
+    let mut got = home.recv("desk");
+    got.sort();
+    let contacts = home.contacts("desk");
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert_ne!(
+        got[0].0, got[1].0,
+        "both messages went to one contact: {got:?}"
+    );
+    let by_text = |t: &str| got.iter().find(|m| m.1 == t).unwrap().0.clone();
+    let c1 = by_text("from source one");
+    let c2 = by_text("from source two");
+    let mut names = vec![c1.clone(), c2.clone()];
+    names.sort();
+    assert_eq!(names, contacts);
+    assert_eq!(
+        history_rows(&home.history("desk", &c1)),
+        rows(&[(false, "from source one", "received")])
+    );
+    assert_eq!(
+        history_rows(&home.history("desk", &c2)),
+        rows(&[(false, "from source two", "received")])
+    );
+
+    // Each relationship has its own safety number, agreed by both of its ends; the two
+    // sources' numbers differ.
+    let s1 = home.safety("src1", "tipline");
+    let s2 = home.safety("src2", "tipline");
+    assert_ne!(s1, s2);
+    assert_eq!(home.safety("desk", &c1), s1);
+    assert_eq!(home.safety("desk", &c2), s2);
+
+    // Replies reach only their source.
+    assert_eq!(home.send("desk", &c1, "reply to one"), "on-relay");
+    assert_eq!(home.send("desk", &c2, "reply to two"), "on-relay");
+    assert_eq!(home.recv("src1"), pairs(&[("tipline", "reply to one")]));
+    assert_eq!(home.recv("src2"), pairs(&[("tipline", "reply to two")]));
+}
+
+#[test]
+fn long_text_via_stdin_arrives_intact() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    // 20,000 characters, no two 40-character windows alike, with multi-byte characters that
+    // a split at a byte boundary would break.
+    let mut text = String::new();
+    let mut i = 0;
+    while text.chars().count() < 20_000 {
+        text.push_str(&format!("line {i:05} ünïcödé ✓ "));
+        i += 1;
+    }
+    let text: String = text.chars().take(20_000).collect();
+    assert!(
+        text.len() > 5 * 4096,
+        "the text must need several envelopes"
+    );
+    let v = home
+        .hush("alice", &["send", "bob"])
+        .stdin(text.clone())
+        .json();
+    assert_eq!(v["state"], "on-relay", "{v}");
+    let got = home.recv("bob");
+    assert_eq!(got.len(), 1, "expected one message, got {}", got.len());
+    assert_eq!(got[0].0, "alice");
+    assert!(got[0].1 == text, "the long text changed in transit");
+    assert_eq!(home.recv("bob"), vec![]);
+    let h = history_rows(&home.history("alice", "bob"));
+    assert_eq!(h.len(), 1);
+    assert!(h[0].1 == text);
+}
+
+#[test]
+fn catch_up_in_order_with_reorder_loss_and_receipts_off() {
+    let mut relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    // Bob keeps his reading private from Alice.
+    let v = home.hush("bob", &["receipts", "alice", "off"]).json();
+    assert_eq!(v["receipts"], false);
+
+    // Several messages while Bob is away: one catch-up gets them all, in order.
+    let batch: Vec<String> = (1..=6).map(|i| format!("batch message {i}")).collect();
+    for t in &batch {
+        assert_eq!(home.send("alice", "bob", t), "on-relay");
+    }
+    let got = home.recv("bob");
+    assert_eq!(
+        got.iter().map(|m| m.1.clone()).collect::<Vec<_>>(),
+        batch,
+        "missing, duplicated or out of order"
+    );
+
+    // Loss: "lost on the relay" expires there before Bob fetches it. It is stored while the
+    // relay's clock is two days behind; the relay then restarts with a one-day expiry, which
+    // sweeps it and nothing else.
+    relay.kill9();
+    relay.run(&[("HUSH_RELAY_TEST_CLOCK_OFFSET_SECS", "-172800")]);
+    assert_eq!(home.send("alice", "bob", "lost on the relay"), "on-relay");
+    relay.kill9();
+    relay.run(&[("HUSH_RELAY_LIMITS_EXPIRY_SECS", "86400")]);
+    relay.wait_log("expired envelopes=1");
+    assert_eq!(home.send("alice", "bob", "after the loss"), "on-relay");
+
+    // Reorder: Alice's clock runs 150 hours ahead for one message, then is put right (one
+    // hour ahead) for the next. They land in mailboxes 149 epochs apart; Bob, back after
+    // 151 hours, fetches epochs oldest first (128 mailboxes per request), so his ratchet
+    // meets the later message before the earlier one.
+    let hour = 3600;
+    let v = home
+        .hush("alice", &["send", "bob", "sent first, 150 h ahead"])
+        .clock(150 * hour)
+        .json();
+    assert_eq!(v["state"], "on-relay");
+    let v = home
+        .hush("alice", &["send", "bob", "sent second, 1 h ahead"])
+        .clock(hour)
+        .json();
+    assert_eq!(v["state"], "on-relay");
+    let back = 151 * hour;
+    let got = messages(&home.hush("bob", &["recv"]).clock(back).json());
+    assert_eq!(
+        got,
+        pairs(&[
+            ("alice", "after the loss"),
+            ("alice", "sent second, 1 h ahead"),
+            ("alice", "sent first, 150 h ahead"),
+        ]),
+        "missing or duplicated after loss and reordering (or not reordered: the catch-up \
+         should meet the 150-hour message last)"
+    );
+    assert_eq!(
+        messages(&home.hush("bob", &["recv"]).clock(back).json()),
+        vec![]
+    );
+
+    // The conversation still works both ways. Receipts off: Alice never sees `delivered`;
+    // Bob's message to Alice (her receipts are on) does reach it.
+    let v = home
+        .hush("bob", &["send", "alice", "bob writes back"])
+        .clock(back)
+        .json();
+    assert_eq!(v["state"], "on-relay");
+    assert_eq!(
+        messages(&home.hush("alice", &["recv"]).clock(back).json()),
+        pairs(&[("bob", "bob writes back")])
+    );
+    assert_eq!(
+        recv_until_delivered_at(&home, "bob", "alice", back)
+            .last()
+            .unwrap()
+            .1,
+        "bob writes back"
+    );
+    let alice = history_rows(
+        home.hush("alice", &["history", "bob", "--limit", "100"])
+            .clock(back)
+            .json()
+            .as_array()
+            .unwrap(),
+    );
+    let outgoing: Vec<_> = alice.iter().filter(|r| r.0).collect();
+    assert_eq!(outgoing.len(), 10, "{alice:?}");
+    assert!(
+        outgoing.iter().all(|r| r.2 == "on-relay"),
+        "Bob turned receipts off, yet Alice saw: {alice:?}"
+    );
+}
+
+#[test]
+fn recipient_offline_across_many_epochs_catches_up() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let hour = 3600;
+    for (offset, text) in [
+        (0, "at hour 0"),
+        (5 * hour, "at hour 5"),
+        (30 * hour, "at hour 30"),
+    ] {
+        let v = home
+            .hush("alice", &["send", "bob", text])
+            .clock(offset)
+            .json();
+        assert_eq!(v["state"], "on-relay", "{text}: {v}");
+    }
+    let got = messages(&home.hush("bob", &["recv"]).clock(31 * hour).json());
+    assert_eq!(
+        got,
+        pairs(&[
+            ("alice", "at hour 0"),
+            ("alice", "at hour 5"),
+            ("alice", "at hour 30")
+        ])
+    );
+    // And the conversation goes on from there, both ways.
+    let v = home
+        .hush("bob", &["send", "alice", "back at hour 31"])
+        .clock(31 * hour)
+        .json();
+    assert_eq!(v["state"], "on-relay");
+    let got = messages(&home.hush("alice", &["recv"]).clock(31 * hour).json());
+    assert_eq!(got, pairs(&[("bob", "back at hour 31")]));
+}
+
+#[test]
+fn relay_restart_mid_conversation() {
+    let mut relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    assert_eq!(home.send("alice", "bob", "before the crash"), "on-relay");
+
+    relay.kill9();
+    // Alice's clock is five minutes ahead for this one command, so by the real clock its
+    // retry is not due for five minutes, as after a long series of failed attempts.
+    let out = home
+        .hush(
+            "alice",
+            &["--json", "send", "bob", "while the relay is down"],
+        )
+        .clock(300)
+        .run()
+        .ok();
+    let v = out.json();
+    assert_eq!(v["state"], "queued", "{v}");
+    let h = history_rows(&home.history("alice", "bob"));
+    assert_eq!(h.last().unwrap().2, "queued", "{h:?}");
+
+    relay.run(&[]);
+    // The sender's next command (any command that waits for the outbox: recv does)
+    // deposits what waited, backoff or not: a new run is a new attempt.
+    assert_eq!(home.recv("alice"), vec![]);
+    let h = history_rows(&home.history("alice", "bob"));
+    assert_eq!(h.last().unwrap().2, "on-relay", "{h:?}");
+    assert_eq!(
+        home.recv("bob"),
+        pairs(&[
+            ("alice", "before the crash"),
+            ("alice", "while the relay is down")
+        ])
+    );
+    assert_eq!(home.recv("bob"), vec![]);
+    let bob = history_rows(&home.history("bob", "alice"));
+    assert_eq!(bob.len(), 2, "{bob:?}");
+    assert_eq!(home.send("bob", "alice", "after the restart"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "after the restart")]));
+}
+
+fn assert_aborted(out: &common::Out) {
+    use std::os::unix::process::ExitStatusExt;
+    assert!(!out.status.success(), "the crash hook did not fire");
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "expected SIGABRT, got {}: {}",
+        out.status,
+        out.stderr
+    );
+    assert!(out.stdout.trim().is_empty() || out.stdout.trim() == "[]");
+}
+
+#[test]
+fn client_killed_between_fetch_and_acknowledge() {
+    let mut relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    // What a crashed run committed is read with the relay down: any hush command fetches
+    // at start, so with the relay up `history` itself would receive the message.
+    let committed = |relay: &mut Relay| {
+        relay.kill9();
+        let h = history_rows(&home.history("bob", "alice"));
+        relay.run(&[]);
+        h
+    };
+
+    // Crash after the commit, before the relay is told to delete: the relay delivers the
+    // envelope again, and it must be neither shown nor stored twice.
+    assert_eq!(home.send("alice", "bob", "committed once"), "on-relay");
+    let out = home
+        .hush("bob", &["--json", "recv"])
+        .env("HUSH_TEST_CRASH_AT", "before-ack")
+        .run();
+    assert_aborted(&out);
+    assert_eq!(
+        committed(&mut relay),
+        rows(&[(false, "committed once", "received")]),
+        "the message was not committed before the crash"
+    );
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "committed once")]));
+    assert_eq!(home.recv("bob"), vec![]);
+    assert_eq!(
+        history_rows(&home.history("bob", "alice")),
+        rows(&[(false, "committed once", "received")])
+    );
+
+    // Crash before the commit: nothing was stored; the next recv gets it exactly once.
+    // (Bob's receipt went out with his last recv, so the first envelope his crashing run
+    // meets is this message.)
+    assert_eq!(
+        home.send("alice", "bob", "fetched, not committed"),
+        "on-relay"
+    );
+    let out = home
+        .hush("bob", &["--json", "recv"])
+        .env("HUSH_TEST_CRASH_AT", "before-commit")
+        .run();
+    assert_aborted(&out);
+    assert_eq!(
+        committed(&mut relay),
+        rows(&[(false, "committed once", "received")]),
+        "the crashed run committed something"
+    );
+    assert_eq!(
+        home.recv("bob"),
+        pairs(&[("alice", "fetched, not committed")])
+    );
+    assert_eq!(home.recv("bob"), vec![]);
+    assert_eq!(
+        history_rows(&home.history("bob", "alice")),
+        rows(&[
+            (false, "committed once", "received"),
+            (false, "fetched, not committed", "received")
+        ])
+    );
+    // Both receipts got out in the end, and the session still works both ways.
+    assert_eq!(
+        recv_until_delivered(&home, "alice", "bob"),
+        rows(&[
+            (true, "committed once", "delivered"),
+            (true, "fetched, not committed", "delivered")
+        ])
+    );
+    assert_eq!(home.send("bob", "alice", "still in sync"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "still in sync")]));
+}
+
+#[test]
+fn wrong_passphrase_changes_nothing() {
+    let home = Home::new();
+    home.init("alice", None);
+    // Some content, so there is more than an empty database.
+    let link = home.invite("alice", Some("bob"));
+    assert!(link.starts_with("hush:"));
+    let dir = home.profile_dir("alice");
+    let before = snapshot(&dir);
+    assert!(before.iter().any(|(p, _)| p.ends_with("store.db")));
+    for args in [&["contacts"][..], &["send", "bob", "x"], &["recv"]] {
+        let out = home
+            .hush("alice", args)
+            .passphrase("not the passphrase")
+            .run()
+            .fails();
+        let line = out.error_line();
+        assert!(line.contains("passphrase"), "{line}");
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(
+            snapshot(&dir) == before,
+            "a wrong passphrase changed the profile's files"
+        );
+    }
+    // The right one still opens it.
+    assert_eq!(home.contacts("alice"), Vec::<String>::new());
+}
+
+#[test]
+fn corrupted_database_is_reported_and_left_alone() {
+    let home = Home::new();
+    home.init("alice", None);
+    home.invite("alice", Some("bob"));
+    let dir = home.profile_dir("alice");
+    let db = dir.join("store.db");
+    let good = std::fs::read(&db).unwrap();
+    assert!(good.len() >= 2 * 4096, "{} bytes", good.len());
+    // A damaged header page, then a damaged table page (the settings table's root).
+    for (what, range) in [
+        ("first page", 0..64),
+        ("second page", 4096 + 1000..4096 + 1016),
+    ] {
+        let mut bad = good.clone();
+        for b in &mut bad[range] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(&db, &bad).unwrap();
+        let before = snapshot(&dir);
+        let out = home.hush("alice", &["contacts"]).run().fails();
+        let line = out.error_line();
+        assert!(line.contains("damaged"), "{what}: {line}");
+        assert!(
+            !line.contains("passphrase"),
+            "{what}: damage reported as a wrong passphrase: {line}"
+        );
+        assert!(
+            std::fs::read(&db).unwrap() == bad,
+            "{what}: store.db changed"
+        );
+        assert!(
+            snapshot(&dir) == before,
+            "{what}: the profile's files changed"
+        );
+    }
+    std::fs::write(&db, &good).unwrap();
+    assert_eq!(home.contacts("alice"), Vec::<String>::new());
+}
+
+#[test]
+fn no_plaintext_at_rest_or_in_logs() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let secrets = [
+        "Zanzibar-meeting-at-dawn-7731",
+        "the-source-is-in-accounting-4419",
+        "pallet-of-documents-by-the-dock-0096",
+    ];
+    let long = format!("{}{}", "Quixotic-longform-9250 ".repeat(600), secrets[2]);
+    for (i, s) in secrets.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
+        let text = if i == 2 {
+            long.clone()
+        } else {
+            (*s).to_string()
+        };
+        let v = home
+            .hush(from, &["send", to])
+            .stdin(text)
+            .env("HUSH_LOG", "debug")
+            .json();
+        assert_eq!(v["state"], "on-relay");
+        let got = messages(&home.hush(to, &["recv"]).env("HUSH_LOG", "debug").json());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.contains(s), "the test message did not arrive");
+    }
+    // Some messages still sit on the relay (the last receipts), and logs exist.
+    let mut files = files_under(&home.root());
+    files.extend(files_under(&relay.dir()));
+    files.extend(relay.log_files());
+    for must in ["store.db", "hush.log", "relay-0.log"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(must)),
+            "{must} missing from {files:?}"
+        );
+    }
+    let needles = secrets
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["Quixotic-longform-9250".to_string()]);
+    let needles: Vec<String> = needles.collect();
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(
+                !contains(&bytes, n.as_bytes()),
+                "{} contains message text {n:?}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn embedded_relay_by_default() {
+    let home = Home::new();
+    // No `relay set`: the first command serves the embedded relay; each later process
+    // serves it again (sequentially) or uses the one another process serves.
+    pair(&home, None, "alice", "bob");
+    assert!(home.root().join("embedded-relay").is_dir());
+    assert_eq!(home.send("bob", "alice", "over loopback"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "over loopback")]));
+    assert_eq!(home.send("alice", "bob", "and back"), "on-relay");
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "and back")]));
+
+    // Alice listens (her process serves the relay) while Bob sends from another process.
+    let listening = home
+        .hush("alice", &["--json", "recv", "--wait", "12"])
+        .spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        home.send("bob", "alice", "pushed while listening"),
+        "on-relay"
+    );
+    let out = listening.finish().ok();
+    assert_eq!(
+        messages(&out.json()),
+        pairs(&[("bob", "pushed while listening")])
+    );
+    assert_eq!(home.recv("alice"), vec![]);
+}
+
+#[test]
+fn disappearing_messages_leave_history_and_store() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let v = home.hush("alice", &["disappear", "bob", "2s"]).json();
+    assert_eq!(v["disappear_secs"], 2, "{v}");
+    let text = "self-destructing-note-5521";
+    assert_eq!(home.send("alice", "bob", text), "on-relay");
+    let got = home.hush("bob", &["recv"]).json();
+    assert_eq!(messages(&got), pairs(&[("alice", text)]));
+    let expires = got[0]["expires_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the message arrived without its timer: {got}"));
+    // The peer's timer became the conversation's on Bob's side too.
+    let c = home.hush("bob", &["contacts"]).json();
+    assert_eq!(c[0]["disappear_secs"], 2, "{c}");
+    let sent_at = got[0]["sent_at"].as_u64().unwrap();
+    assert!(expires >= sent_at + 2, "{got}");
+
+    // Wait (bounded) until Bob's timer has passed on the real clock (Alice's, counted from
+    // sending, passed no later); then any command's engine sweeps at start.
+    for _ in 0..100 {
+        if unix_now() > expires {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(unix_now() > expires);
+    assert_eq!(
+        home.history("bob", "alice"),
+        Vec::<serde_json::Value>::new()
+    );
+    assert_eq!(
+        home.history("alice", "bob"),
+        Vec::<serde_json::Value>::new()
+    );
+    for p in ["alice", "bob"] {
+        for f in files_under(&home.profile_dir(p)) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !contains(&bytes, text.as_bytes()),
+                "{} holds the text",
+                f.display()
+            );
+        }
+    }
+    // Off again: new messages stay.
+    home.hush("alice", &["disappear", "bob", "off"]).json();
+    assert_eq!(home.send("alice", "bob", "this one stays"), "on-relay");
+    let got = home.hush("bob", &["recv"]).json();
+    assert_eq!(got[0]["expires_at"], serde_json::Value::Null, "{got}");
+}
+
+#[test]
+fn wipe_needs_confirmation_and_destroys_the_profile() {
+    let home = Home::new();
+    home.init("alice", None);
+    home.init("bob", None);
+    let dir = home.profile_dir("alice");
+    let before = snapshot(&dir);
+
+    // Without --yes and without a terminal (stdin is not one here): refused, nothing changed.
+    let out = home.hush("alice", &["wipe"]).run().fails();
+    assert!(out.error_line().contains("--yes"), "{}", out.stderr);
+    assert!(snapshot(&dir) == before);
+
+    let v = home.hush("alice", &["wipe", "--yes"]).json();
+    assert_eq!(v["wiped"], true, "{v}");
+    assert!(!dir.exists(), "the profile directory is still there");
+    for args in [&["contacts"][..], &["recv"], &["wipe", "--yes"]] {
+        let out = home.hush("alice", args).run().fails();
+        assert!(
+            out.error_line().contains("no such profile"),
+            "{}",
+            out.stderr
+        );
+    }
+    // Other profiles are untouched.
+    assert_eq!(home.contacts("bob"), Vec::<String>::new());
+}
+
+#[test]
+fn a_relay_down_holds_up_only_its_own_contacts() {
+    // Alice invited Bob (her relay, R1) and accepted Dave's invite (his relay, R2).
+    let r1 = Relay::start();
+    let mut r2 = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&r1), "alice", "bob");
+    home.init("dave", Some(&r2));
+    let link = home.invite("dave", Some("alice"));
+    assert_eq!(home.accept("alice", &link, "dave"), "on-relay");
+    assert_eq!(home.recv("dave"), vec![]);
+    assert_eq!(home.recv("alice"), vec![]);
+
+    r2.kill9();
+    assert_eq!(home.send("alice", "dave", "to dave, relay down"), "queued");
+    // Dave's relay is still down: his message stays queued, Bob's reaches R1, and `send`
+    // reports the state of the message it sent, not of the whole outbox.
+    assert_eq!(home.send("alice", "bob", "to bob, relay up"), "on-relay");
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "to bob, relay up")]));
+    let h = history_rows(&home.history("alice", "dave"));
+    assert_eq!(h.last().unwrap().2, "queued", "{h:?}");
+
+    r2.run(&[]);
+    assert_eq!(home.recv("alice"), vec![]);
+    assert_eq!(
+        home.recv("dave"),
+        pairs(&[("alice", "to dave, relay down")])
+    );
+    assert_eq!(home.send("dave", "alice", "dave answers"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("dave", "dave answers")]));
+}
