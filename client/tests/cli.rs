@@ -113,6 +113,23 @@ fn two_and_three_profiles_through_a_real_relay() {
     home.send("mallory", "alice", "let me in");
     assert_eq!(home.recv("alice"), vec![]);
     assert_eq!(home.contacts("alice"), vec!["bob", "carol"]);
+
+    // Everything sent has been fetched by now (Bob's last receipt by this recv), and every
+    // fetched envelope was acknowledged before its command exited: the relay holds nothing.
+    // (The gauge is refreshed every two seconds; bounded polling.)
+    assert_eq!(home.recv("bob"), vec![]);
+    let mut stored = u64::MAX;
+    for _ in 0..50 {
+        stored = relay.metric("hush_relay_stored_envelopes");
+        if stored == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        stored, 0,
+        "envelopes left on the relay after everyone fetched"
+    );
 }
 
 #[test]

@@ -481,6 +481,29 @@ impl Relay {
         panic!("relay never logged {needle:?}: {}", self.last_log());
     }
 
+    /// A sample from the current run's `/metrics` (the first line starting with `name`).
+    pub fn metric(&self, name: &str) -> u64 {
+        use std::io::Read;
+        let log = self.last_log();
+        let port: u16 = log
+            .lines()
+            .find(|l| l.contains("metrics listening"))
+            .and_then(|l| l.split("port=").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metrics port in the relay log: {log}"));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing: {text}"))
+    }
+
     /// SIGKILL: the relay gets no chance to do anything.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("relay not running");
