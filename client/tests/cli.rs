@@ -353,6 +353,24 @@ fn recipient_offline_across_many_epochs_catches_up() {
 }
 
 #[test]
+fn recipient_clock_put_back_still_catches_up() {
+    // Bob's clock ran two days ahead when he last fetched, then was put right. Alice (right
+    // clock) writes into the current epoch's mailbox, which Bob must still fetch.
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    assert_eq!(
+        messages(&home.hush("bob", &["recv"]).clock(48 * 3600).json()),
+        vec![]
+    );
+    assert_eq!(home.send("alice", "bob", "after the clock fix"), "on-relay");
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "after the clock fix")]));
+    // And from then on as usual.
+    assert_eq!(home.send("alice", "bob", "next one"), "on-relay");
+    assert_eq!(home.recv("bob"), pairs(&[("alice", "next one")]));
+}
+
+#[test]
 fn relay_restart_mid_conversation() {
     let mut relay = Relay::start();
     let home = Home::new();

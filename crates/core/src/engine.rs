@@ -985,7 +985,16 @@ impl Engine {
     fn catch_up(&mut self) -> Result<HashSet<u64>> {
         let now_e = epoch_of(self.now());
         let first = now_e.saturating_sub(CATCH_UP_EPOCHS);
-        let boxes = self.mailboxes(|last| (last.max(first)..=now_e + 1).collect())?;
+        // A last fetch "in the future" means the clock was ahead then and has been put
+        // back: what arrived meanwhile may sit in any epoch of the window, so fetch it all.
+        let boxes = self.mailboxes(|last| {
+            let from = if last > now_e + 1 {
+                first
+            } else {
+                last.max(first)
+            };
+            (from..=now_e + 1).collect()
+        })?;
         let mut per_relay: HashMap<String, FetchPlan> = HashMap::new();
         for (id, route, _) in boxes {
             let entry = per_relay.entry(route.relay.clone()).or_default();
@@ -1178,15 +1187,17 @@ impl Engine {
                 if let Some(job) = self.fetches.remove(&token)
                     && ok
                 {
+                    // The epoch this fetch started in, even if lower than before (a clock
+                    // put back): a later catch-up then starts there, not in the future.
                     for c in job.contacts {
                         self.store.conn().execute(
-                            "UPDATE contacts SET last_epoch = max(last_epoch, ?1) WHERE id = ?2",
+                            "UPDATE contacts SET last_epoch = ?1 WHERE id = ?2",
                             params![job.epoch as i64, c],
                         )?;
                     }
                     for i in job.invites {
                         self.store.conn().execute(
-                            "UPDATE invites SET last_epoch = max(last_epoch, ?1) WHERE id = ?2",
+                            "UPDATE invites SET last_epoch = ?1 WHERE id = ?2",
                             params![job.epoch as i64, i],
                         )?;
                     }
