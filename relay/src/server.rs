@@ -142,6 +142,10 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, Error> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| Error::io("creating the UDP socket", e))?;
+    if addr.is_ipv6() {
+        // `[::]:port` serves IPv4 clients too (as mapped addresses), whatever the sysctl says.
+        let _ = socket.set_only_v6(false);
+    }
     // Best effort: a smaller buffer still works, only less well under bursts.
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
