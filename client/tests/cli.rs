@@ -571,9 +571,12 @@ fn corrupted_database_is_reported_and_left_alone() {
 
 #[test]
 fn no_plaintext_at_rest_or_in_logs() {
-    let relay = Relay::start();
+    let mut relay = Relay::start();
     let home = Home::new();
     pair(&home, Some(&relay), "alice", "bob");
+    // The most talkative logs on both sides.
+    relay.kill9();
+    relay.run(&[("HUSH_RELAY_LOG_LEVEL", "trace")]);
     let secrets = [
         "Zanzibar-meeting-at-dawn-7731",
         "the-source-is-in-accounting-4419",
@@ -594,10 +597,10 @@ fn no_plaintext_at_rest_or_in_logs() {
         let v = home
             .hush(from, &["send", to])
             .stdin(text)
-            .env("HUSH_LOG", "debug")
+            .env("HUSH_LOG", "trace")
             .json();
         assert_eq!(v["state"], "on-relay");
-        let got = messages(&home.hush(to, &["recv"]).env("HUSH_LOG", "debug").json());
+        let got = messages(&home.hush(to, &["recv"]).env("HUSH_LOG", "trace").json());
         assert_eq!(got.len(), 1);
         assert!(got[0].1.contains(s), "the test message did not arrive");
     }
@@ -605,11 +608,12 @@ fn no_plaintext_at_rest_or_in_logs() {
     let mut files = files_under(&home.root());
     files.extend(files_under(&relay.dir()));
     files.extend(relay.log_files());
-    for must in ["store.db", "hush.log", "relay-0.log"] {
-        assert!(
-            files.iter().any(|f| f.ends_with(must)),
-            "{must} missing from {files:?}"
-        );
+    for must in ["store.db", "hush.log", "relay-1.log"] {
+        let f = files
+            .iter()
+            .find(|f| f.ends_with(must))
+            .unwrap_or_else(|| panic!("{must} missing from {files:?}"));
+        assert!(std::fs::metadata(f).unwrap().len() > 0, "{must} is empty");
     }
     let needles = secrets
         .iter()
@@ -649,6 +653,9 @@ fn embedded_relay_by_default() {
         home.send("bob", "alice", "pushed while listening"),
         "on-relay"
     );
+    // One process per profile at a time: a second one on Alice's is refused, cleanly.
+    let busy = home.hush("alice", &["contacts"]).run().fails();
+    assert!(busy.error_line().contains("in use"), "{}", busy.stderr);
     let out = listening.finish().ok();
     assert_eq!(
         messages(&out.json()),
