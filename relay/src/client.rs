@@ -16,6 +16,8 @@ use hush_proto::{
 };
 use quinn::{RecvStream, SendStream};
 
+use zeroize::Zeroize as _;
+
 use crate::Error;
 use crate::tls;
 
@@ -147,7 +149,16 @@ impl RelayClient {
         self.conn.close(0u32.into(), b"");
     }
 
-    async fn open(&self, frame: &[u8]) -> Result<(SendStream, RecvStream), Error> {
+    /// Opens a request stream and sends `req`; the encoded frame (which may hold fetch
+    /// secrets) is wiped once written.
+    async fn open(&self, req: &Request) -> Result<(SendStream, RecvStream), Error> {
+        let mut frame = req.encode();
+        let r = self.open_raw(&frame[..]).await;
+        frame.zeroize();
+        r
+    }
+
+    async fn open_raw(&self, frame: &[u8]) -> Result<(SendStream, RecvStream), Error> {
         let (mut send, recv) = self.conn.open_bi().await?;
         send.write_all(frame)
             .await
@@ -177,7 +188,7 @@ impl RelayClient {
     }
 
     async fn single(&self, req: &Request) -> Result<Response, Error> {
-        let (_send, mut recv) = self.open(&req.encode()[..]).await?;
+        let (_send, mut recv) = self.open(req).await?;
         match read_frame(&mut recv).await? {
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             Some(r) => Ok(r),
@@ -217,9 +228,7 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`], or a transport/protocol error.
     pub async fn fetch(&self, secrets: SecretBatch, after: EnvelopeId) -> Result<FetchPage, Error> {
-        let (_send, mut recv) = self
-            .open(&Request::Fetch { after, secrets }.encode()[..])
-            .await?;
+        let (_send, mut recv) = self.open(&Request::Fetch { after, secrets }).await?;
         let mut deliveries = Vec::new();
         loop {
             match read_frame(&mut recv).await? {
@@ -291,9 +300,7 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
     pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
-        let (send, mut recv) = self
-            .open(&Request::Subscribe { secrets }.encode()[..])
-            .await?;
+        let (send, mut recv) = self.open(&Request::Subscribe { secrets }).await?;
         match read_frame(&mut recv).await? {
             Some(Response::Subscribed { count }) => Ok(Subscription {
                 _send: send,

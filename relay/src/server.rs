@@ -20,6 +20,7 @@ use quinn::{ReadToEndError, RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use zeroize::Zeroize as _;
 
 use crate::Error;
 use crate::clock::Clock;
@@ -471,7 +472,7 @@ async fn handle_stream(
     state: Arc<ConnState>,
 ) {
     let metrics = &shared.metrics;
-    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_to_end(FRAME_LEN)).await {
+    let mut bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_to_end(FRAME_LEN)).await {
         Ok(Ok(b)) => b,
         Ok(Err(ReadToEndError::TooLong)) => {
             let _ = recv.stop(VarInt::from_u32(0));
@@ -496,7 +497,11 @@ async fn handle_stream(
         };
         return send_error(&mut send, metrics, e).await;
     }
-    let req = match decode_request(&bytes) {
+    let decoded = decode_request(&bytes);
+    // The frame may carry fetch secrets; the decoded values zeroize themselves, the raw copy
+    // is wiped here (quinn's own buffers are out of reach).
+    bytes.zeroize();
+    let req = match decoded {
         Ok(r) => r,
         Err(e) => {
             let code = e.code().unwrap_or(ErrorCode::BadField);
