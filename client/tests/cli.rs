@@ -632,6 +632,22 @@ fn no_plaintext_at_rest_or_in_logs() {
     }
 }
 
+/// Whether a UDP socket is bound to `port` (read from /proc, so probing does not take it).
+fn udp_port_bound(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|local| format!("{local} ").contains(&needle))
+            })
+    })
+}
+
 #[test]
 fn embedded_relay_by_default() {
     let home = Home::new();
@@ -644,11 +660,30 @@ fn embedded_relay_by_default() {
     assert_eq!(home.send("alice", "bob", "and back"), "on-relay");
     assert_eq!(home.recv("bob"), pairs(&[("alice", "and back")]));
 
-    // Alice listens (her process serves the relay) while Bob sends from another process.
+    // Alice listens (her process serves the relay) while Bob sends from another process,
+    // which uses the relay Alice's process serves. Bob starts once Alice's process has the
+    // relay's port (bounded polling), so Alice's engine is running by then.
+    let port: u16 = std::fs::read_to_string(home.root().join("embedded-relay/port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !udp_port_bound(port),
+        "the embedded relay's port is taken while no hush runs"
+    );
     let listening = home
         .hush("alice", &["--json", "recv", "--wait", "12"])
         .spawn();
-    std::thread::sleep(Duration::from_secs(1));
+    let mut served = false;
+    for _ in 0..300 {
+        if udp_port_bound(port) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served, "Alice's recv never served the embedded relay");
     assert_eq!(
         home.send("bob", "alice", "pushed while listening"),
         "on-relay"
