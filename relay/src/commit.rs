@@ -62,9 +62,10 @@ impl Committer {
                     }
                     let (ops, replies): (Vec<WriteOp>, Vec<_>) =
                         jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+                    let started = std::time::Instant::now();
                     match store.commit(&ops, clock.now()) {
                         Ok(outcomes) => {
-                            metrics.commit(ops.len());
+                            metrics.commit(ops.len(), started.elapsed());
                             for ((op, outcome), reply) in ops.into_iter().zip(outcomes).zip(replies)
                             {
                                 if let (

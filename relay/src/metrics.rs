@@ -52,11 +52,16 @@ pub struct Metrics {
     commits: AtomicU64,
     committed_ops: AtomicU64,
     commit_failures: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
+    commit_micros: AtomicU64,
     expired: AtomicU64,
     stored_envelopes: AtomicU64,
     subscribed_mailboxes: AtomicU64,
     shutting_down: AtomicBool,
 }
+
+/// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
+const COMMIT_BUCKETS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0];
 
 const REQUEST_NAMES: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
 
@@ -101,9 +106,21 @@ impl Metrics {
     pub(crate) fn pushed(&self, n: u64) {
         self.pushed.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn commit(&self, ops: usize) {
+    pub(crate) fn commit(&self, ops: usize, took: std::time::Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed_ops.fetch_add(ops as u64, Ordering::Relaxed);
+        let ms = took.as_secs_f64() * 1000.0;
+        if let Some(b) = COMMIT_BUCKETS_MS
+            .iter()
+            .position(|le| ms <= *le)
+            .and_then(|i| self.commit_buckets.get(i))
+        {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.commit_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
     pub(crate) fn commit_failed(&self) {
         self.commit_failures.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +246,26 @@ impl Metrics {
             "Mailboxes with at least one live subscription.",
             vec![(String::new(), g(&self.subscribed_mailboxes))],
         );
+        // Histogram of durable commit durations (cumulative buckets, Prometheus convention).
+        s.push_str(
+            "# HELP hush_relay_commit_duration_seconds Durable commit durations (fsync included).\n\
+             # TYPE hush_relay_commit_duration_seconds histogram\n",
+        );
+        let mut cumulative = 0;
+        for (le, b) in COMMIT_BUCKETS_MS.iter().zip(&self.commit_buckets) {
+            cumulative += g(b);
+            s.push_str(&format!(
+                "hush_relay_commit_duration_seconds_bucket{{le=\"{}\"}} {cumulative}\n",
+                le / 1000.0
+            ));
+        }
+        let count = g(&self.commits);
+        s.push_str(&format!(
+            "hush_relay_commit_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             hush_relay_commit_duration_seconds_sum {}\n\
+             hush_relay_commit_duration_seconds_count {count}\n",
+            g(&self.commit_micros) as f64 / 1e6
+        ));
         s
     }
 }
@@ -290,5 +327,33 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.commit(3, Duration::from_millis(3));
+        m.commit(1, Duration::from_millis(30));
+        m.commit(1, Duration::from_secs(5));
+        let text = m.render();
+        for line in [
+            "hush_relay_commit_duration_seconds_bucket{le=\"0.002\"} 0",
+            "hush_relay_commit_duration_seconds_bucket{le=\"0.005\"} 1",
+            "hush_relay_commit_duration_seconds_bucket{le=\"0.05\"} 2",
+            "hush_relay_commit_duration_seconds_bucket{le=\"1\"} 2",
+            "hush_relay_commit_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "hush_relay_commit_duration_seconds_count 3",
+            "hush_relay_committed_ops_total 5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

@@ -387,15 +387,21 @@ async fn start_relay(bin: &Path, dir: &Path) -> anyhow::Result<RelayProc> {
     })
 }
 
-async fn metric(port: u16, name: &str) -> u64 {
+async fn metrics_text(port: u16) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
+        return String::new();
     };
     let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out).await;
-    out.lines()
+    out
+}
+
+async fn metric(port: u16, name: &str) -> u64 {
+    metrics_text(port)
+        .await
+        .lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -619,6 +625,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let commits = metric(relay.metrics_port, "hush_relay_commits_total").await;
     let ops = metric(relay.metrics_port, "hush_relay_committed_ops_total").await;
     let hpeak = proc_status_kib(rpid, "VmHWM:");
+    println!("hush   commit durations (cumulative count of commits at or under each bound):");
+    for line in metrics_text(relay.metrics_port)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("hush_relay_commit_duration_seconds"))
+    {
+        println!("         {line}");
+    }
     println!(
         "hush   relay peak RSS {} MiB; {commits} commits, {:.1} writes per commit",
         hpeak / 1024,
