@@ -37,6 +37,8 @@ const CATCH_UP_EPOCHS: u64 = 7 * 24;
 const RETRY_MAX_SECS: u64 = 300;
 /// How long shutdown waits for acknowledgements still on their way to a relay.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for each relay link to close its connection.
+const LINK_CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// Engine options.
 #[derive(Clone, Debug, Default)]
@@ -467,7 +469,9 @@ impl Engine {
                     None => break,
                     Some(Command::Shutdown(done)) => {
                         self.drain_acks(&mut inbound).await;
-                        self.links.clear();
+                        for (_, link) in self.links.drain() {
+                            link.close(LINK_CLOSE_WAIT).await;
+                        }
                         if let Some(e) = self.embedded.take() {
                             e.stop().await;
                         }

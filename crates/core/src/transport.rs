@@ -87,6 +87,14 @@ impl Link {
     pub(crate) fn send(&self, req: LinkReq) -> bool {
         self.tx.send(req).is_ok()
     }
+
+    /// Ends the link gracefully, waiting at most `within`: its task closes the connection,
+    /// so the relay frees it at once instead of after its idle timeout.
+    pub(crate) async fn close(mut self, within: Duration) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.tx, closed));
+        let _ = tokio::time::timeout(within, &mut self.task).await;
+    }
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
