@@ -6,7 +6,7 @@
 //! Must never panic on any input, never allocate more than one frame's worth per decoded
 //! frame, and never accept two byte strings as the same value (the encoding is canonical).
 //!
-//! Layout (see `docs/PROTOCOL-wire.md` for the normative table): byte 0 version, byte 1 kind,
+//! Layout (see `docs/PROTOCOL.md` (Part II) for the normative table): byte 0 version, byte 1 kind,
 //! bytes 2..4 reserved (zero), then a [`BODY_LEN`]-byte body whose used prefix depends on the
 //! kind and whose remainder is zero.
 

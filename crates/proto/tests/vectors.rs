@@ -1,7 +1,7 @@
 //! Replays every test vector in `tests/vectors/`: frames must decode to exactly the expected
 //! value and re-encode to the same bytes; `fail_*` vectors must be rejected with the named
 //! error code. The vectors are produced by `tests/vectors/generate.py`, an independent
-//! implementation of docs/PROTOCOL-wire.md.
+//! implementation of docs/PROTOCOL.md Part II.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 use std::fs;

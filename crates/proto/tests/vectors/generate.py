@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent generator for the hush-proto wire test vectors (docs/PROTOCOL-wire.md).
+"""Independent generator for the hush-proto wire test vectors (docs/PROTOCOL.md Part II).
 
 Written from the spec tables, not from the Rust code, so the replay test in
 crates/proto/tests/vectors.rs cross-checks two implementations. Rerun to regenerate:
