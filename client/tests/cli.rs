@@ -1,5 +1,11 @@
 //! End-to-end tests of the `hush` CLI (issue 4, item 7): the real binary, real `hush-relay`
 //! processes on loopback and real SQLCipher stores in temporary directories.
+//!
+//! Waiting is bounded polling, never a timing threshold. Clocks are moved with
+//! `HUSH_CLOCK_OFFSET_SECS` (client) and `HUSH_RELAY_TEST_CLOCK_OFFSET_SECS` (relay); crashes
+//! with `HUSH_TEST_CRASH_AT`. Run with
+//! `CARGO_TARGET_DIR=/work/target-cli cargo test -p hush --test cli`; `hush-relay` is taken
+//! from next to `hush`, built once if missing (see `common`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 mod common;
