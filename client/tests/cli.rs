@@ -818,3 +818,35 @@ fn a_relay_down_holds_up_only_its_own_contacts() {
     assert_eq!(home.send("dave", "alice", "dave answers"), "on-relay");
     assert_eq!(home.recv("alice"), pairs(&[("dave", "dave answers")]));
 }
+
+#[test]
+fn errors_are_one_line_with_a_non_zero_exit() {
+    let home = Home::new();
+    home.init("alice", None);
+    for (args, stdin, expect) in [
+        (&["send", "nobody", "hi"][..], None, "no contact"),
+        (&["send", "nobody"], Some(""), "nothing to send"),
+        (&["accept", "hush:not-a-link", "--name", "x"], None, ""),
+        (&["history", "nobody"], None, "no contact"),
+        (&["disappear", "nobody", "soon"], None, "not a duration"),
+        (
+            &["relay", "set", "http://example.com"],
+            None,
+            "relay address",
+        ),
+    ] {
+        let mut cmd = home.hush("alice", args);
+        if let Some(s) = stdin {
+            cmd = cmd.stdin(s);
+        }
+        let out = cmd.run().fails();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        let line = out.error_line();
+        assert!(line.starts_with("hush: "), "{args:?}: {line}");
+        assert!(line.contains(expect), "{args:?}: {line}");
+    }
+    let out = home.hush("alice", &["init"]).run().fails();
+    assert!(out.error_line().contains("exists"), "{}", out.stderr);
+    let out = home.hush("../etc", &["contacts"]).run().fails();
+    assert!(out.error_line().contains("profile name"), "{}", out.stderr);
+}

@@ -209,10 +209,18 @@ impl Hush<'_> {
         self.spawn().finish()
     }
 
-    /// Runs, asserts success, parses JSON (`--json` is added).
+    /// Runs, asserts success with nothing on stderr (no warning either), parses JSON
+    /// (`--json` is added).
     pub fn json(mut self) -> Value {
         self.args.insert(0, "--json".into());
-        self.run().ok().json()
+        let out = self.run().ok();
+        assert!(
+            out.stderr.is_empty(),
+            "hush {:?} succeeded but wrote to stderr: {}",
+            out.args,
+            out.stderr
+        );
+        out.json()
     }
 }
 
