@@ -78,9 +78,11 @@ impl Tmux {
         out
     }
 
-    /// Opens the TUI of `profile` in a new 220x50 session named after it.
-    fn open_tui(&self, home: &Path, profile: &str) {
-        let home = format!("HUSH_HOME={}", home.display());
+    /// Opens the TUI of `profile` in a new 220x50 session named after it. A shell around
+    /// it writes its exit status to `<dir>/<profile>.exit`: tmux does not always notice that
+    /// a pane's program exited (a missed SIGCHLD leaves it a zombie), the file always tells.
+    fn open_tui(&self, dir: &Path, home: &Path, profile: &str) {
+        let status = exit_file(dir, profile);
         self.run(&[
             "new-session",
             "-d",
@@ -90,13 +92,14 @@ impl Tmux {
             "220",
             "-y",
             "50",
-            "env",
-            "-u",
-            "HUSH_PASSPHRASE",
-            &home,
+            "sh",
+            "-c",
+            r#"env -u HUSH_PASSPHRASE HUSH_HOME="$1" "$2" --profile "$3"; echo $? > "$4""#,
+            "sh",
+            &home.display().to_string(),
             env!("CARGO_BIN_EXE_hush"),
-            "--profile",
             profile,
+            &status.display().to_string(),
         ]);
         if self.socket_path.get().is_none() {
             let out = self.run(&["display-message", "-p", "#{socket_path}"]);
@@ -141,23 +144,24 @@ impl Tmux {
     fn wait_text(&self, session: &str, text: &str) -> String {
         self.wait_for(session, &format!("{text:?}"), |s| s.contains(text))
     }
-
-    /// Whether the pane's program has exited, and its exit status.
-    fn exit_status(&self, session: &str) -> Option<String> {
-        let out = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            session,
-            "#{pane_dead} #{pane_dead_status}",
-        ]);
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        s.strip_prefix("1 ").map(str::to_string)
-    }
 }
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Every screen, for the failure report.
+            for session in ["alice", "bob"] {
+                let out = Command::new("tmux")
+                    .args(["-L", &self.socket, "capture-pane", "-p", "-t", session])
+                    .output();
+                if let Ok(out) = out {
+                    eprintln!(
+                        "--- {session}'s screen\n{}",
+                        String::from_utf8_lossy(&out.stdout)
+                    );
+                }
+            }
+        }
         let _ = Command::new("tmux")
             .arg("-L")
             .arg(&self.socket)
@@ -167,6 +171,10 @@ impl Drop for Tmux {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+fn exit_file(dir: &Path, profile: &str) -> PathBuf {
+    dir.join(format!("{profile}.exit"))
 }
 
 /// The first `hush:` link on the screen.
@@ -215,9 +223,9 @@ fn two_tuis_invite_accept_and_chat() {
     let tmux = Tmux::start(dir.path());
 
     // alice first: her TUI serves the embedded relay that bob's then uses.
-    tmux.open_tui(&home, "alice");
+    tmux.open_tui(dir.path(), &home, "alice");
     set_up(&tmux, "alice");
-    tmux.open_tui(&home, "bob");
+    tmux.open_tui(dir.path(), &home, "bob");
     set_up(&tmux, "bob");
 
     // An invite on alice's screen: QR code and the link on one line.
@@ -268,8 +276,8 @@ fn two_tuis_invite_accept_and_chat() {
         tmux.press(session, &["C-c"]);
         let start = Instant::now();
         let status = loop {
-            if let Some(status) = tmux.exit_status(session) {
-                break status;
+            if let Ok(status) = std::fs::read_to_string(exit_file(dir.path(), session)) {
+                break status.trim().to_string();
             }
             assert!(
                 start.elapsed() < PATIENCE,

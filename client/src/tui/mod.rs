@@ -93,6 +93,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
             break;
         }
     }
+    // Clear the screen before stopping the engine, which can take seconds: the conversation
+    // must not stay visible after the user quit.
+    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste);
+    ratatui::restore();
+    clear_screen();
     if let Some(h) = driver.handle.get() {
         h.shutdown().await;
     }
@@ -101,9 +106,6 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     if let Some(wipe) = driver.wipe.take() {
         let _ = wipe.await;
     }
-    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste);
-    ratatui::restore();
-    clear_screen();
     if app.popup.is_none() && matches!(app.screen, Screen::Main) && driver.wiped() {
         println!("profile wiped");
     }
