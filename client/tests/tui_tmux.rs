@@ -94,7 +94,7 @@ impl Tmux {
             "50",
             "sh",
             "-c",
-            r#"env -u HUSH_PASSPHRASE HUSH_HOME="$1" "$2" --profile "$3"; echo $? > "$4""#,
+            r#"env -u HUSH_PASSPHRASE HUSH_HOME="$1" "$2" --profile "$3"; echo $? > "$4.tmp"; mv "$4.tmp" "$4""#,
             "sh",
             &home.display().to_string(),
             env!("CARGO_BIN_EXE_hush"),
