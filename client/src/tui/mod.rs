@@ -17,6 +17,7 @@ mod tests;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
         handle: Arc::new(OnceLock::new()),
         tx: tx.clone(),
         wipe: None,
+        latest_load: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
     };
     if let (Screen::Unlock { .. }, Ok(pass)) = (&app.screen, std::env::var("HUSH_PASSPHRASE")) {
         app.screen = Screen::Unlock {
@@ -150,6 +152,19 @@ struct Driver {
     tx: Tx,
     /// The panic wipe in progress, awaited before exit.
     wipe: Option<tokio::task::JoinHandle<()>>,
+    /// Numbers of the latest contact-list and conversation loads. Loads run in separate
+    /// tasks and may finish out of order; only the latest one's result is shown, so an
+    /// older list never replaces a newer one.
+    latest_load: Arc<[AtomicU64; 2]>,
+}
+
+/// Which of [`Driver::latest_load`] a load uses.
+fn load_slot(fx: &Effect) -> Option<usize> {
+    match fx {
+        Effect::LoadContacts => Some(0),
+        Effect::LoadMessages(_) => Some(1),
+        _ => None,
+    }
 }
 
 impl Driver {
@@ -194,9 +209,16 @@ impl Driver {
             }
             other => {
                 let Some(h) = handle else { return };
+                let latest = Arc::clone(&self.latest_load);
+                let ticket = load_slot(&other)
+                    .map(|slot| (slot, latest[slot].fetch_add(1, Ordering::SeqCst) + 1));
                 tokio::spawn(async move {
                     if let Some(msg) = engine_call(&h, other).await {
-                        let _ = tx.send(msg);
+                        let stale = ticket
+                            .is_some_and(|(slot, n)| latest[slot].load(Ordering::SeqCst) != n);
+                        if !stale {
+                            let _ = tx.send(msg);
+                        }
                     }
                 });
             }
