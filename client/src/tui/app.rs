@@ -209,6 +209,9 @@ pub struct App {
     pub bell: bool,
     /// A `g` was typed in normal mode (for `gg`).
     pending_g: bool,
+    /// Unread count of the conversation being opened: the marker goes above that many
+    /// received messages once they are loaded.
+    unread_on_open: u64,
     /// Bindings.
     pub keys: KeyMap,
     /// Profile name (status bar).
@@ -237,6 +240,7 @@ impl App {
             status: None,
             bell,
             pending_g: false,
+            unread_on_open: 0,
             keys,
             profile: profile.to_string(),
             quit: false,
@@ -292,9 +296,10 @@ impl App {
                     self.selected = i;
                 }
                 self.selected = self.selected.min(self.contacts.len().saturating_sub(1));
-                match self.current() {
-                    Some(n) if self.messages.is_empty() => {
-                        vec![Effect::LoadMessages(n.to_string())]
+                match self.contacts.get(self.selected) {
+                    Some(c) if self.messages.is_empty() => {
+                        self.unread_on_open = c.unread;
+                        vec![Effect::LoadMessages(c.name.clone())]
                     }
                     _ => Vec::new(),
                 }
@@ -302,6 +307,17 @@ impl App {
             Msg::Messages(name, msgs) => {
                 if self.current() == Some(name.as_str()) {
                     self.messages = msgs;
+                    let unread = std::mem::take(&mut self.unread_on_open);
+                    if unread > 0 {
+                        // The oldest of the last `unread` received messages starts the new ones.
+                        self.new_marker = self
+                            .messages
+                            .iter()
+                            .rev()
+                            .filter(|m| !m.outgoing)
+                            .nth(unread as usize - 1)
+                            .map(|m| m.id);
+                    }
                 }
                 Vec::new()
             }
@@ -404,8 +420,10 @@ impl App {
         self.messages.clear();
         self.scroll = 0;
         self.search = None;
-        // Unread messages of the newly opened conversation start below the marker.
+        // Unread messages of the newly opened conversation start below the marker, which
+        // is placed when they are loaded.
         self.new_marker = None;
+        self.unread_on_open = self.contacts[index].unread;
         match self.current() {
             Some(n) => vec![Effect::LoadMessages(n.to_string()), Effect::LoadContacts],
             None => Vec::new(),

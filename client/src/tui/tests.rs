@@ -1321,3 +1321,32 @@ fn results_of_engine_calls() {
         vec![Effect::LoadContacts]
     );
 }
+
+#[test]
+fn opening_a_conversation_with_unread_messages_places_the_marker() {
+    let mut app = app_on(Screen::Main);
+    let mut bob = contact("bob");
+    bob.unread = 2;
+    app.update(Msg::Contacts(vec![contact("alice"), bob]));
+    // Down to bob: his conversation is requested.
+    let fx = app.update(Msg::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE)));
+    assert!(fx.contains(&Effect::LoadMessages("bob".into())), "{fx:?}");
+    let msgs = vec![
+        message(1, false, "old", at(0, 9, 0), Delivery::Received),
+        message(2, true, "mine", at(0, 9, 1), Delivery::Delivered),
+        message(3, false, "new one", at(0, 9, 2), Delivery::Received),
+        message(4, true, "mine again", at(0, 9, 3), Delivery::OnRelay),
+        message(5, false, "new two", at(0, 9, 4), Delivery::Received),
+    ];
+    app.update(Msg::Messages("bob".into(), msgs.clone()));
+    assert_eq!(
+        app.new_marker,
+        Some(3),
+        "the marker goes above the 2 unread messages"
+    );
+    // Reloading the open conversation does not move it again.
+    app.update(Msg::Messages("bob".into(), msgs));
+    assert_eq!(app.new_marker, Some(3));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("new messages below"), "{text}");
+}
