@@ -198,6 +198,7 @@ enum Command {
     Flush(Reply<u64>),
     TakeUnshown(Reply<Vec<MessageInfo>>),
     MarkRead(String, Reply<()>),
+    Outbox(String, Reply<u64>),
     Messages(String, usize, Reply<Vec<MessageInfo>>),
     Safety(String, Reply<SafetyInfo>),
     SetVerified(String, bool, Reply<()>),
@@ -256,6 +257,10 @@ impl Handle {
     /// Received messages not shown yet, marked shown.
     pub async fn take_unshown(&self) -> Result<Vec<MessageInfo>> {
         call!(self, TakeUnshown)
+    }
+    /// Envelopes to a contact still waiting in the outbox (0: all on their relay).
+    pub async fn outbox_for(&self, contact: &str) -> Result<u64> {
+        call!(self, Outbox, contact.to_string())
     }
     /// Marks every received message of a contact shown (its conversation is open).
     pub async fn mark_read(&self, contact: &str) -> Result<()> {
@@ -559,6 +564,18 @@ impl Engine {
             },
             Command::TakeUnshown(r) => {
                 let _ = r.send(self.take_unshown());
+            }
+            Command::Outbox(name, r) => {
+                let res = self.contact_id(&name).and_then(|id| {
+                    let id = id.ok_or(Error::UnknownContact)?;
+                    let n: i64 = self.store.conn().query_row(
+                        "SELECT count(*) FROM outbox WHERE contact_id = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )?;
+                    Ok(n as u64)
+                });
+                let _ = r.send(res);
             }
             Command::MarkRead(name, r) => {
                 let res = self.contact_id(&name).and_then(|id| {
