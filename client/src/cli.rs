@@ -21,8 +21,10 @@ use zeroize::Zeroizing;
 )]
 struct Cli {
     /// Profile to use (isolated keys, contacts and messages).
-    #[arg(long, global = true, default_value = DEFAULT_PROFILE)]
-    profile: String,
+    /// (Default: `default`; the terminal UI opens the only profile there is if `default`
+    /// does not exist.)
+    #[arg(long, global = true)]
+    profile: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -156,6 +158,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The profile, if exactly one exists under `root`.
+fn only_profile(root: &std::path::Path) -> Option<Profile> {
+    let mut found = std::fs::read_dir(root.join("profiles"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| Profile::new(root, &name).ok())
+        .filter(Profile::exists);
+    let one = found.next()?;
+    found.next().is_none().then_some(one)
+}
+
 fn engine_options(root: PathBuf) -> Options {
     Options {
         clock_offset_secs: clock_offset(),
@@ -273,12 +286,17 @@ fn parse_duration(s: &str) -> anyhow::Result<Option<u64>> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let root = data_root();
-    let profile = Profile::new(&root, &cli.profile)?;
+    let profile = Profile::new(&root, cli.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
     let json = cli.json;
     let Some(command) = cli.command else {
         if !std::io::stdout().is_terminal() {
             bail!("the terminal UI needs a terminal; see `hush --help` for the commands");
         }
+        // A profile created under another name in the first-run screen is found again.
+        let profile = match (&cli.profile, profile.exists()) {
+            (None, false) => only_profile(&root).unwrap_or(profile),
+            _ => profile,
+        };
         return crate::tui::run(profile, root.clone(), engine_options(root)).await;
     };
     match command {

@@ -188,9 +188,12 @@ fn find_link(screen: &str) -> Option<String> {
     (!link.is_empty()).then(|| format!("hush:{link}"))
 }
 
-/// Creates the profile on the first-run screen: passphrase twice, empty relay (built-in).
+/// Creates the profile on the first-run screen: the name `--profile` prefilled, passphrase
+/// twice, empty relay (built-in).
 fn set_up(tmux: &Tmux, profile: &str) {
     tmux.wait_text(profile, "first run");
+    tmux.wait_text(profile, &format!("Profile name      {profile}"));
+    tmux.press(profile, &["Enter"]);
     let pass = format!("{profile} has a long passphrase");
     tmux.type_text(profile, &pass);
     tmux.press(profile, &["Enter"]);

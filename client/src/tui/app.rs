@@ -30,8 +30,10 @@ pub enum Screen {
 /// The first-run form.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetupForm {
-    /// 0 passphrase, 1 again, 2 relay.
+    /// 0 profile name, 1 passphrase, 2 again, 3 relay.
     pub field: usize,
+    /// Profile name (prefilled with `--profile`).
+    pub name: String,
     /// Passphrase.
     pub pass: String,
     /// Passphrase again.
@@ -96,6 +98,8 @@ pub enum Popup {
 pub enum Effect {
     /// Create the profile.
     Setup {
+        /// Profile name.
+        name: String,
         /// Passphrase.
         pass: String,
         /// Relay address or empty.
@@ -322,6 +326,9 @@ impl App {
                 Vec::new()
             }
             Msg::Opened(Ok(())) => {
+                if let Screen::Setup(f) = &self.screen {
+                    self.profile = f.name.trim().to_string();
+                }
                 self.screen = Screen::Main;
                 vec![Effect::LoadContacts]
             }
@@ -463,27 +470,32 @@ impl App {
         }
         let mut fx = Vec::new();
         let field = match f.field {
-            0 => &mut f.pass,
-            1 => &mut f.confirm,
+            0 => &mut f.name,
+            1 => &mut f.pass,
+            2 => &mut f.confirm,
             _ => &mut f.relay,
         };
         match (k.code, action) {
-            (_, Some(Action::Focus)) | (KeyCode::Down, _) => f.field = (f.field + 1) % 3,
-            (KeyCode::Up, _) => f.field = (f.field + 2) % 3,
+            (_, Some(Action::Focus)) | (KeyCode::Down, _) => f.field = (f.field + 1) % 4,
+            (KeyCode::Up, _) => f.field = (f.field + 3) % 4,
             (KeyCode::Enter, _) => {
-                if f.field < 2 {
+                if f.field < 3 {
                     f.field += 1;
+                } else if f.name.trim().is_empty() {
+                    f.error = Some("the profile needs a name".into());
+                    f.field = 0;
                 } else if f.pass.is_empty() {
                     f.error = Some("the passphrase is empty".into());
-                    f.field = 0;
+                    f.field = 1;
                 } else if f.pass != f.confirm {
                     f.error = Some("the passphrases differ".into());
                     f.confirm.clear();
-                    f.field = 1;
+                    f.field = 2;
                 } else {
                     f.busy = true;
                     f.error = None;
                     fx.push(Effect::Setup {
+                        name: f.name.trim().to_string(),
                         pass: f.pass.clone(),
                         relay: f.relay.trim().to_string(),
                     });

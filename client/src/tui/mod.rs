@@ -47,7 +47,10 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
             busy: false,
         }
     } else {
-        Screen::Setup(SetupForm::default())
+        Screen::Setup(SetupForm {
+            name: profile.name().to_string(),
+            ..SetupForm::default()
+        })
     };
     let mut app = App::new(screen, profile.name(), keymap, bell);
     if !bad.is_empty() {
@@ -183,7 +186,26 @@ impl Driver {
                 let _ = out.flush();
             }
             Effect::Quit => {}
-            Effect::Setup { pass, relay } => {
+            Effect::Setup { name, pass, relay } => {
+                // The profile is the one named in the form.
+                let named = Profile::new(&self.root, &name)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| {
+                        if p.exists() {
+                            Err(format!(
+                                "profile {name:?} exists; open it with hush --profile {name}"
+                            ))
+                        } else {
+                            Ok(p)
+                        }
+                    });
+                match named {
+                    Ok(p) => self.profile = p,
+                    Err(e) => {
+                        let _ = tx.send(Msg::Opened(Err(e)));
+                        return;
+                    }
+                }
                 let (profile, root, options, slot) = self.open_args();
                 tokio::spawn(async move {
                     let r = setup(profile, root, options, slot, pass, relay, tx.clone()).await;

@@ -235,15 +235,24 @@ fn snapshot(name: &str, text: &str) {
     );
 }
 
+/// The first-run form as the driver opens it: the name prefilled from `--profile`.
+fn new_form() -> SetupForm {
+    SetupForm {
+        name: "alice".into(),
+        ..SetupForm::default()
+    }
+}
+
 #[test]
 fn renders_setup_screen() {
-    let mut app = app_on(Screen::Setup(SetupForm::default()));
+    let mut app = app_on(Screen::Setup(new_form()));
     snapshot("setup", &screen(&mut app, 80, 24));
 }
 
 #[test]
 fn renders_setup_screen_with_error() {
-    let mut app = app_on(Screen::Setup(SetupForm::default()));
+    let mut app = app_on(Screen::Setup(new_form()));
+    app.update(key(KeyCode::Enter));
     typed(&mut app, "correct horse");
     app.update(key(KeyCode::Enter));
     typed(&mut app, "correct hose");
@@ -255,7 +264,8 @@ fn renders_setup_screen_with_error() {
 #[test]
 fn renders_setup_screen_busy() {
     let mut app = app_on(Screen::Setup(SetupForm {
-        field: 2,
+        field: 3,
+        name: "alice".into(),
         pass: "pw".into(),
         confirm: "pw".into(),
         relay: String::new(),
@@ -1040,14 +1050,26 @@ fn setup_form_validates() {
         Screen::Setup(f) => f.clone(),
         other => panic!("not the setup screen: {other:?}"),
     };
-    // Enter moves through the fields, then refuses an empty passphrase.
+    // Enter moves through the fields, then refuses an empty profile name.
+    for field in 1..=3 {
+        assert!(app.update(key(KeyCode::Enter)).is_empty());
+        assert_eq!(form(&app).field, field);
+    }
     assert!(app.update(key(KeyCode::Enter)).is_empty());
-    assert_eq!(form(&app).field, 1);
-    assert!(app.update(key(KeyCode::Enter)).is_empty());
-    assert_eq!(form(&app).field, 2);
+    assert_eq!(
+        form(&app).error.as_deref(),
+        Some("the profile needs a name")
+    );
+    assert_eq!(form(&app).field, 0);
+
+    // Then an empty passphrase.
+    typed(&mut app, "tipline");
+    for _ in 0..3 {
+        app.update(key(KeyCode::Enter));
+    }
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     assert_eq!(form(&app).error.as_deref(), Some("the passphrase is empty"));
-    assert_eq!(form(&app).field, 0);
+    assert_eq!(form(&app).field, 1);
 
     // Mismatched passphrases: the second is cleared and focused.
     typed(&mut app, "pass word");
@@ -1057,21 +1079,22 @@ fn setup_form_validates() {
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     let f = form(&app);
     assert_eq!(f.error.as_deref(), Some("the passphrases differ"));
-    assert_eq!((f.field, f.confirm.as_str()), (1, ""));
+    assert_eq!((f.field, f.confirm.as_str()), (2, ""));
 
     // Tab/Up/Down move between fields; Backspace edits.
     typed(&mut app, "pass wordd");
     app.update(key(KeyCode::Backspace));
     app.update(key(KeyCode::Tab));
-    assert_eq!(form(&app).field, 2);
+    assert_eq!(form(&app).field, 3);
     app.update(key(KeyCode::Down));
     assert_eq!(form(&app).field, 0);
     app.update(key(KeyCode::Up));
-    assert_eq!(form(&app).field, 2);
+    assert_eq!(form(&app).field, 3);
     typed(&mut app, " hush://relay ");
     assert_eq!(
         app.update(key(KeyCode::Enter)),
         vec![Effect::Setup {
+            name: "tipline".into(),
             pass: "pass word".into(),
             relay: "hush://relay".into()
         }]
@@ -1090,6 +1113,10 @@ fn setup_form_validates() {
     app.update(key(KeyCode::Enter));
     assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
     assert_eq!(app.screen, Screen::Main);
+    assert_eq!(
+        app.profile, "tipline",
+        "the status bar names the profile created"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
 /// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
 pub fn draw(f: &mut Frame<'_>, app: &App) -> usize {
     match &app.screen {
-        Screen::Setup(form) => draw_setup(f, app, form),
+        Screen::Setup(form) => draw_setup(f, form),
         Screen::Unlock { pass, error, busy } => draw_unlock(f, app, pass, error.as_deref(), *busy),
         Screen::Main => return draw_main(f, app),
     }
@@ -33,8 +33,8 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_setup(f: &mut Frame<'_>, app: &App, form: &SetupForm) {
-    let area = centered(f.area(), 70, 14);
+fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
+    let area = centered(f.area(), 70, 15);
     let field = |i: usize, label: &str, value: String| {
         let style = if form.field == i {
             Style::new().add_modifier(Modifier::REVERSED)
@@ -47,18 +47,16 @@ fn draw_setup(f: &mut Frame<'_>, app: &App, form: &SetupForm) {
         ])
     };
     let mut lines = vec![
-        Line::from(format!(
-            "Welcome to hush. Create profile {:?}.",
-            app.profile
-        )),
+        Line::from("Welcome to hush. Create your profile."),
         Line::from(""),
-        field(0, "Passphrase", "*".repeat(form.pass.chars().count()) + " "),
+        field(0, "Profile name", form.name.clone() + " "),
+        field(1, "Passphrase", "*".repeat(form.pass.chars().count()) + " "),
         field(
-            1,
+            2,
             "Passphrase again",
             "*".repeat(form.confirm.chars().count()) + " ",
         ),
-        field(2, "Relay address", form.relay.clone() + " "),
+        field(3, "Relay address", form.relay.clone() + " "),
         Line::from(""),
         Line::from("Leave the relay empty to use the built-in one on this machine.").dim(),
         Line::from("Tab/Up/Down move, Enter continues, Ctrl-C quits.").dim(),
