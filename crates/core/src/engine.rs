@@ -338,12 +338,13 @@ pub async fn start(
         embedded: None,
         embedded_key: None,
         subscribed_epoch: None,
+        stale_relays: HashSet::new(),
         acks_in_flight: 0,
     };
     engine.sweep_expired()?;
     engine.setup_default_relay().await?;
     engine.refresh_subscriptions()?;
-    engine.catch_up()?;
+    engine.catch_up(None)?;
     engine.flush_due_by(None, i64::MAX)?;
     tokio::spawn(engine.run(rx, inbound_rx));
     Ok((Handle { tx }, events_rx))
@@ -362,6 +363,7 @@ struct Route {
 }
 
 struct FetchJob {
+    relay: String,
     contacts: Vec<i64>,
     invites: Vec<i64>,
     epoch: u64,
@@ -392,6 +394,9 @@ struct Engine {
     embedded: Option<EmbeddedRelay>,
     embedded_key: Option<String>,
     subscribed_epoch: Option<u64>,
+    /// Relays that went down or failed a fetch since their last catch-up: the next time
+    /// their link is up, their mailboxes are fetched again.
+    stale_relays: HashSet<String>,
     /// Deletes sent to relays and not answered yet.
     acks_in_flight: usize,
 }
@@ -540,7 +545,7 @@ impl Engine {
             Command::Send(name, text, r) => {
                 let _ = r.send(self.send_text(&name, &text));
             }
-            Command::Sync(r) => match self.catch_up() {
+            Command::Sync(r) => match self.catch_up(None) {
                 Ok(tokens) if tokens.is_empty() => {
                     let _ = r.send(Ok(true));
                 }
@@ -1003,7 +1008,8 @@ impl Engine {
 
     /// Fetches every epoch since each mailbox's last fetch (within the relays' expiry).
     /// Returns the tokens of the fetches started.
-    fn catch_up(&mut self) -> Result<HashSet<u64>> {
+    /// `only`: just the mailboxes on that relay.
+    fn catch_up(&mut self, only: Option<&str>) -> Result<HashSet<u64>> {
         let now_e = epoch_of(self.now());
         let first = now_e.saturating_sub(CATCH_UP_EPOCHS);
         // A last fetch "in the future" means the clock was ahead then and has been put
@@ -1018,6 +1024,9 @@ impl Engine {
         })?;
         let mut per_relay: HashMap<String, FetchPlan> = HashMap::new();
         for (id, route, _) in boxes {
+            if only.is_some_and(|o| o != route.relay) {
+                continue;
+            }
             let entry = per_relay.entry(route.relay.clone()).or_default();
             entry.0.push(route.secret);
             match route.owner {
@@ -1033,6 +1042,7 @@ impl Engine {
             self.fetches.insert(
                 token,
                 FetchJob {
+                    relay: key.clone(),
                     contacts: contacts.into_iter().collect(),
                     invites: invites.into_iter().collect(),
                     epoch: now_e,
@@ -1205,7 +1215,13 @@ impl Engine {
                 self.acks_in_flight = self.acks_in_flight.saturating_sub(1);
             }
             Inbound::FetchDone { token, ok } => {
-                if let Some(job) = self.fetches.remove(&token)
+                let job = self.fetches.remove(&token);
+                if let Some(job) = &job
+                    && !ok
+                {
+                    self.stale_relays.insert(job.relay.clone());
+                }
+                if let Some(job) = job
                     && ok
                 {
                     // The epoch this fetch started in, even if lower than before (a clock
@@ -1240,12 +1256,17 @@ impl Engine {
             Inbound::LinkUp { relay } => {
                 self.links_up.insert(relay.clone());
                 let _ = self.events.send(Event::Relay { up: true });
-                // Catch up on what arrived while we were away, and send what waited.
-                self.catch_up()?;
+                // Catch up on what arrived while this relay was away, and send what waited.
+                // Fetches asked for while the link was still connecting were served by it:
+                // only a relay that went down or failed a fetch needs another round.
+                if self.stale_relays.remove(&relay) {
+                    self.catch_up(Some(&relay))?;
+                }
                 self.flush_due_by(Some(&relay), i64::MAX)?;
             }
             Inbound::LinkDown { relay } => {
                 self.links_up.remove(&relay);
+                self.stale_relays.insert(relay.clone());
                 let _ = self.events.send(Event::Relay { up: false });
                 // If the local process serving the embedded relay went away, serve it here.
                 if self.embedded.is_none() && self.embedded_key.as_deref() == Some(relay.as_str()) {
@@ -1253,7 +1274,7 @@ impl Engine {
                 }
             }
             Inbound::Resync => {
-                self.catch_up()?;
+                self.catch_up(None)?;
             }
         }
         Ok(())
