@@ -1,0 +1,38 @@
+//! Names of the environment variables the binaries read, in one place. The test hooks
+//! (clock offsets, crash points) are honoured only by binaries built for tests; the rest
+//! are the ordinary configuration the kit sets or clears so a test never inherits the
+//! developer's environment.
+
+/// Shifts the `hush` client's clock by this many seconds (test hook).
+pub const CLIENT_CLOCK_OFFSET: &str = "HUSH_CLOCK_OFFSET_SECS";
+/// Makes `hush` abort (SIGABRT) at a named point, e.g. `before-ack`, `before-commit`
+/// (test hook).
+pub const CLIENT_CRASH_AT: &str = "HUSH_TEST_CRASH_AT";
+/// Shifts the relay's clock by this many seconds (test hook).
+pub const RELAY_CLOCK_OFFSET: &str = "HUSH_RELAY_TEST_CLOCK_OFFSET_SECS";
+
+/// The client's data root (all profiles).
+pub const HUSH_HOME: &str = "HUSH_HOME";
+/// The client's passphrase, read instead of prompting.
+pub const HUSH_PASSPHRASE: &str = "HUSH_PASSPHRASE";
+/// The client's log filter.
+pub const HUSH_LOG: &str = "HUSH_LOG";
+/// The relay's config file (a default for `--config`).
+pub const RELAY_CONFIG: &str = "HUSH_RELAY_CONFIG";
+/// The relay's metrics listener (config override).
+pub const RELAY_METRICS_LISTEN: &str = "HUSH_RELAY_METRICS_LISTEN";
+/// The relay's log level (config override).
+pub const RELAY_LOG_LEVEL: &str = "HUSH_RELAY_LOG_LEVEL";
+/// Read by both binaries' log setup; cleared so the configured levels apply.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// Variables a test process may inherit that would change what a binary does; every
+/// process the kit starts has them removed (and set again only where a test asks).
+pub const CLEARED: &[&str] = &[
+    CLIENT_CLOCK_OFFSET,
+    CLIENT_CRASH_AT,
+    RELAY_CLOCK_OFFSET,
+    HUSH_LOG,
+    RELAY_CONFIG,
+    RUST_LOG,
+];
