@@ -3,17 +3,16 @@
 //!
 //! Waiting is bounded polling, never a timing threshold. Clocks are moved with
 //! `HUSH_CLOCK_OFFSET_SECS` (client) and `HUSH_RELAY_TEST_CLOCK_OFFSET_SECS` (relay); crashes
-//! with `HUSH_TEST_CRASH_AT`. Run with
-//! `CARGO_TARGET_DIR=/work/target-cli cargo test -p hush --test cli`; `hush-relay` is taken
-//! from next to `hush`, built once if missing (see `common`).
+//! with `HUSH_TEST_CRASH_AT` (the names live in `hush_testkit::hooks`). Run with
+//! `cargo test -p hush --test cli`; the processes, data roots and waits come from the test
+//! kit (`tests/`, crate `hush-testkit`), which builds `hush-relay` once if it is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
-    Home, Relay, contains, files_under, history_rows, messages, pair, snapshot, unix_now,
+use hush_testkit::{
+    Home, Out, Relay, contains, files_under, history_rows, hooks, messages, pair, poll, snapshot,
+    udp_port_bound, unix_now,
 };
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -125,13 +124,10 @@ fn two_and_three_profiles_through_a_real_relay() {
     // (The gauge is refreshed every two seconds; bounded polling.)
     assert_eq!(home.recv("bob"), vec![]);
     let mut stored = u64::MAX;
-    for _ in 0..50 {
+    poll(Duration::from_secs(10), Duration::from_millis(200), || {
         stored = relay.metric("hush_relay_stored_envelopes");
-        if stored == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (stored == 0).then_some(())
+    });
     assert_eq!(
         stored, 0,
         "envelopes left on the relay after everyone fetched"
@@ -250,10 +246,10 @@ fn catch_up_in_order_with_reorder_loss_and_receipts_off() {
     // relay's clock is two days behind; the relay then restarts with a one-day expiry, which
     // sweeps it and nothing else.
     relay.kill9();
-    relay.run(&[("HUSH_RELAY_TEST_CLOCK_OFFSET_SECS", "-172800")]);
+    relay.run_with(&[(hooks::RELAY_CLOCK_OFFSET, "-172800")]);
     assert_eq!(home.send("alice", "bob", "lost on the relay"), "on-relay");
     relay.kill9();
-    relay.run(&[("HUSH_RELAY_LIMITS_EXPIRY_SECS", "86400")]);
+    relay.run_with(&[("HUSH_RELAY_LIMITS_EXPIRY_SECS", "86400")]);
     relay.wait_log("expired envelopes=1");
     assert_eq!(home.send("alice", "bob", "after the loss"), "on-relay");
 
@@ -399,7 +395,7 @@ fn relay_restart_mid_conversation() {
     let h = history_rows(&home.history("alice", "bob"));
     assert_eq!(h.last().unwrap().2, "queued", "{h:?}");
 
-    relay.run(&[]);
+    relay.run();
     // The sender's next command (any command that waits for the outbox: recv does)
     // deposits what waited, backoff or not: a new run is a new attempt.
     assert_eq!(home.recv("alice"), vec![]);
@@ -419,7 +415,7 @@ fn relay_restart_mid_conversation() {
     assert_eq!(home.recv("alice"), pairs(&[("bob", "after the restart")]));
 }
 
-fn assert_aborted(out: &common::Out) {
+fn assert_aborted(out: &Out) {
     use std::os::unix::process::ExitStatusExt;
     assert!(!out.status.success(), "the crash hook did not fire");
     assert_eq!(
@@ -442,7 +438,7 @@ fn client_killed_between_fetch_and_acknowledge() {
     let committed = |relay: &mut Relay| {
         relay.kill9();
         let h = history_rows(&home.history("bob", "alice"));
-        relay.run(&[]);
+        relay.run();
         h
     };
 
@@ -451,7 +447,7 @@ fn client_killed_between_fetch_and_acknowledge() {
     assert_eq!(home.send("alice", "bob", "committed once"), "on-relay");
     let out = home
         .hush("bob", &["--json", "recv"])
-        .env("HUSH_TEST_CRASH_AT", "before-ack")
+        .crash_at("before-ack")
         .run();
     assert_aborted(&out);
     assert_eq!(
@@ -475,7 +471,7 @@ fn client_killed_between_fetch_and_acknowledge() {
     );
     let out = home
         .hush("bob", &["--json", "recv"])
-        .env("HUSH_TEST_CRASH_AT", "before-commit")
+        .crash_at("before-commit")
         .run();
     assert_aborted(&out);
     assert_eq!(
@@ -582,7 +578,7 @@ fn no_plaintext_at_rest_or_in_logs() {
     pair(&home, Some(&relay), "alice", "bob");
     // The most talkative logs on both sides.
     relay.kill9();
-    relay.run(&[("HUSH_RELAY_LOG_LEVEL", "trace")]);
+    relay.run_with(&[(hooks::RELAY_LOG_LEVEL, "trace")]);
     let secrets = [
         "Zanzibar-meeting-at-dawn-7731",
         "the-source-is-in-accounting-4419",
@@ -603,10 +599,15 @@ fn no_plaintext_at_rest_or_in_logs() {
         let v = home
             .hush(from, &["send", to])
             .stdin(text)
-            .env("HUSH_LOG", "trace")
+            .env(hooks::HUSH_LOG, "trace")
             .json();
         assert_eq!(v["state"], "on-relay");
-        let got = messages(&home.hush(to, &["recv"]).env("HUSH_LOG", "trace").json());
+        let got = messages(
+            &home
+                .hush(to, &["recv"])
+                .env(hooks::HUSH_LOG, "trace")
+                .json(),
+        );
         assert_eq!(got.len(), 1);
         assert!(got[0].1.contains(s), "the test message did not arrive");
     }
@@ -638,22 +639,6 @@ fn no_plaintext_at_rest_or_in_logs() {
     }
 }
 
-/// Whether a UDP socket is bound to `port` (read from /proc, so probing does not take it).
-fn udp_port_bound(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|local| format!("{local} ").contains(&needle))
-            })
-    })
-}
-
 #[test]
 fn embedded_relay_by_default() {
     let home = Home::new();
@@ -681,15 +666,13 @@ fn embedded_relay_by_default() {
     let listening = home
         .hush("alice", &["--json", "recv", "--wait", "12"])
         .spawn();
-    let mut served = false;
-    for _ in 0..300 {
-        if udp_port_bound(port) {
-            served = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(served, "Alice's recv never served the embedded relay");
+    let served = poll(Duration::from_secs(15), Duration::from_millis(50), || {
+        udp_port_bound(port).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "Alice's recv never served the embedded relay"
+    );
     assert_eq!(
         home.send("bob", "alice", "pushed while listening"),
         "on-relay"
@@ -727,12 +710,9 @@ fn disappearing_messages_leave_history_and_store() {
 
     // Wait (bounded) until Bob's timer has passed on the real clock (Alice's, counted from
     // sending, passed no later); then any command's engine sweeps at start.
-    for _ in 0..100 {
-        if unix_now() > expires {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        (unix_now() > expires).then_some(())
+    });
     assert!(unix_now() > expires);
     assert_eq!(
         home.history("bob", "alice"),
@@ -809,7 +789,7 @@ fn a_relay_down_holds_up_only_its_own_contacts() {
     let h = history_rows(&home.history("alice", "dave"));
     assert_eq!(h.last().unwrap().2, "queued", "{h:?}");
 
-    r2.run(&[]);
+    r2.run();
     assert_eq!(home.recv("alice"), vec![]);
     assert_eq!(
         home.recv("dave"),

@@ -14,10 +14,14 @@
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hush_testkit::{hush_bin, poll};
 
 /// How long anything may take to show up on a screen.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// How often a screen (or an exit status file) is read while waiting.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
 
 /// A private tmux server, killed on drop.
 struct Tmux {
@@ -60,16 +64,19 @@ impl Tmux {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new("tmux")
-            .arg("-L")
+    /// `tmux` talking to this test's server.
+    fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-L")
             .arg(&self.socket)
             .arg("-f")
             .arg(&self.config)
-            .args(args)
-            .env("TERM", "xterm-256color")
-            .output()
-            .expect("running tmux");
+            .env("TERM", "xterm-256color");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command().args(args).output().expect("running tmux");
         assert!(
             out.status.success(),
             "tmux {args:?}: {}",
@@ -97,7 +104,7 @@ impl Tmux {
             r#"env -u HUSH_PASSPHRASE HUSH_HOME="$1" "$2" --profile "$3"; echo $? > "$4.tmp"; mv "$4.tmp" "$4""#,
             "sh",
             &home.display().to_string(),
-            env!("CARGO_BIN_EXE_hush"),
+            &hush_bin().display().to_string(),
             profile,
             &status.display().to_string(),
         ]);
@@ -128,17 +135,16 @@ impl Tmux {
 
     /// Polls the screen until `ok` holds; fails with the screen after [`PATIENCE`].
     fn wait_for(&self, session: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
+        poll(PATIENCE, LOOK_EVERY, || {
             let screen = self.screen(session);
-            if ok(&screen) {
-                return screen;
-            }
-            if start.elapsed() > PATIENCE {
-                panic!("{session}: no {what} after {PATIENCE:?}; the screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            ok(&screen).then_some(screen)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{session}: no {what} after {PATIENCE:?}; the screen:\n{}",
+                self.screen(session)
+            )
+        })
     }
 
     fn wait_text(&self, session: &str, text: &str) -> String {
@@ -151,8 +157,9 @@ impl Drop for Tmux {
         if std::thread::panicking() {
             // Every screen, for the failure report.
             for session in ["alice", "bob"] {
-                let out = Command::new("tmux")
-                    .args(["-L", &self.socket, "capture-pane", "-p", "-t", session])
+                let out = self
+                    .command()
+                    .args(["capture-pane", "-p", "-t", session])
                     .output();
                 if let Ok(out) = out {
                     eprintln!(
@@ -162,11 +169,7 @@ impl Drop for Tmux {
                 }
             }
         }
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
+        let _ = self.command().arg("kill-server").output();
         if let Some(path) = self.socket_path.get() {
             let _ = std::fs::remove_file(path);
         }
@@ -277,18 +280,16 @@ fn two_tuis_invite_accept_and_chat() {
     // Quit both: the screen and the scrollback no longer show the conversation.
     for session in ["bob", "alice"] {
         tmux.press(session, &["C-c"]);
-        let start = Instant::now();
-        let status = loop {
-            if let Ok(status) = std::fs::read_to_string(exit_file(dir.path(), session)) {
-                break status.trim().to_string();
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
+        let status = poll(PATIENCE, LOOK_EVERY, || {
+            std::fs::read_to_string(exit_file(dir.path(), session)).ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
                 "{session}: still running after Ctrl-C:\n{}",
                 tmux.screen(session)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+            )
+        });
+        let status = status.trim().to_string();
         assert_eq!(status, "0", "{session}: exit status");
         let screen = tmux.screen(session);
         for text in [first, second, third, "Contacts", "relay: connected"] {
