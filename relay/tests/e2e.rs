@@ -8,13 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestRelay, contains, mailbox, sealed, secret};
+use common::{RelayClient, TestRelay, client_endpoint, mailbox, relay_error, sealed, secret};
 use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
     SecretBatch,
 };
 use hush_relay::Error;
-use hush_relay::client::{RelayClient, client_endpoint, relay_error};
+use hush_testkit::{contains, hooks, poll_async, relay_bin};
 
 fn code(e: &Error) -> ErrorCode {
     relay_error(e)
@@ -24,6 +24,21 @@ fn code(e: &Error) -> ErrorCode {
 
 fn batch(tag: &str, range: std::ops::Range<u64>) -> SecretBatch {
     SecretBatch::new(range.map(|i| secret(tag, i)).collect()).unwrap()
+}
+
+/// Adds acknowledgements (deposit number, id) to `acked` until it holds `at_least` or
+/// every sender is done.
+async fn take_acks(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
+    acked: &mut HashMap<u64, EnvelopeId>,
+    at_least: usize,
+) {
+    while acked.len() < at_least {
+        let Some((n, id)) = rx.recv().await else {
+            break;
+        };
+        acked.insert(n, id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +133,7 @@ async fn every_command_round_trips() {
     assert_eq!(code(&e), ErrorCode::TooManySubscriptions);
     drop(subs);
 
-    assert_eq!(relay.metric("hush_relay_deposits_stored_total").await, 301);
+    assert_eq!(relay.metric("hush_relay_deposits_stored_total"), 301);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,15 +186,7 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
     const CONNS: u64 = 40;
     const MAILBOXES: u64 = 100;
     let mut relay = TestRelay::start(&[]);
-    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..CONNS {
-        clients.push(Arc::new(
-            RelayClient::connect_with(&endpoint, relay.addr())
-                .await
-                .unwrap(),
-        ));
-    }
+    let clients = relay.clients(CONNS as usize).await;
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for n in 0..TOTAL {
@@ -197,12 +204,7 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
     drop(ack_tx);
     // Kill once a good share is acknowledged but (normally) many are still in flight.
     let mut acked = HashMap::new();
-    while acked.len() < (TOTAL / 3) as usize {
-        let Some((n, id)) = ack_rx.recv().await else {
-            break;
-        };
-        acked.insert(n, id);
-    }
+    take_acks(&mut ack_rx, &mut acked, (TOTAL / 3) as usize).await;
     relay.kill9();
     // Deposits still in flight can never be acknowledged now; fail them at once instead of
     // waiting for the QUIC idle timeout.
@@ -212,9 +214,8 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
     for t in tasks {
         let _ = t.await;
     }
-    while let Ok((n, id)) = ack_rx.try_recv() {
-        acked.insert(n, id);
-    }
+    // Every task has ended: this takes the rest and stops.
+    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
     assert!(!acked.is_empty());
     drop(clients);
 
@@ -343,12 +344,7 @@ async fn malformed_frames_get_specific_errors_while_others_are_served() {
 
     assert_eq!(background.await.unwrap(), 50);
     good.ping().await.unwrap();
-    assert!(
-        relay
-            .metric("hush_relay_errors_total{code=\"truncated\"}")
-            .await
-            >= 2
-    );
+    assert!(relay.metric("hush_relay_errors_total{code=\"truncated\"}") >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,34 +390,33 @@ async fn quotas_rate_limit_connection_limit_and_expiry_are_enforced() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Connection(_)), "{e}");
-    assert!(relay.metric("hush_relay_connections_refused_total").await >= 1);
+    assert!(relay.metric("hush_relay_connections_refused_total") >= 1);
     drop(c2);
 
     // Expiry: restart 8 days later (shifted clock); the startup sweep removes everything.
     drop(c);
     assert!(relay.terminate().success());
-    relay.env.push((
-        hush_relay::clock::TEST_CLOCK_OFFSET_ENV.into(),
-        (8 * 24 * 3600).to_string(),
-    ));
+    relay.set_env(hooks::RELAY_CLOCK_OFFSET, 8 * 24 * 3600);
     relay.run();
     let c = relay.client().await;
     let secrets: Vec<_> = (0..3).map(|i| secret("q", i)).collect();
     let mut left = usize::MAX;
-    for _ in 0..500 {
-        left = c.fetch_all(&secrets).await.unwrap().len();
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            left = c.fetch_all(&secrets).await.unwrap().len();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
     assert_eq!(left, 0, "expired envelopes are gone");
     let e = c
         .delete(secret("q", 0), DeleteIds::new(vec![ids[1]]).unwrap())
         .await
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::Expired);
-    assert!(relay.metric("hush_relay_envelopes_expired_total").await >= 5);
+    assert!(relay.metric("hush_relay_envelopes_expired_total") >= 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +479,7 @@ async fn thousand_concurrent_connections_are_served() {
         clients.push(t.await.unwrap());
     }
     // All connections are open at the same time, and each one still works.
-    assert_eq!(relay.metric("hush_relay_connections_open").await, N as u64);
+    assert_eq!(relay.metric("hush_relay_connections_open"), N as u64);
     let mut checks = Vec::new();
     for (i, (c, id)) in clients.into_iter().enumerate() {
         checks.push(tokio::spawn(async move {
@@ -530,8 +525,8 @@ async fn database_logs_and_metrics_hold_no_plaintext_secret_or_address() {
         .unwrap();
     // Malformed input is logged as nothing more than an aggregate.
     let _ = c.raw_request(&[1, 2, 3]).await.unwrap();
-    let metrics = relay.http_get("/metrics").await;
-    let health = relay.http_get("/health").await;
+    let metrics = relay.http_get("/metrics");
+    let health = relay.http_get("/health");
     assert!(
         health.contains("200 OK") && health.ends_with("ok\n"),
         "{health}"
@@ -540,7 +535,7 @@ async fn database_logs_and_metrics_hold_no_plaintext_secret_or_address() {
     drop(c);
     assert!(relay.terminate().success());
 
-    let db = std::fs::read(relay.relay_dir().join("data/relay.redb")).unwrap();
+    let db = std::fs::read(relay.dir().join("data/relay.redb")).unwrap();
     let logs = relay.all_logs();
     assert!(logs.contains("relay listening"), "logs were captured");
     assert!(db.len() > 10 * ENVELOPE_LEN, "database holds the envelopes");
@@ -585,7 +580,7 @@ fn hex(b: &[u8]) -> String {
 fn check_reports_line_precise_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("r");
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(relay_bin())
         .args(["init", "--dir"])
         .arg(&d)
         .args(["--public-address", "relay.example.org:4433"])
@@ -593,7 +588,7 @@ fn check_reports_line_precise_errors() {
         .unwrap();
     assert!(out.status.success());
     let cfg = d.join("config.toml");
-    let ok = std::process::Command::new(common::BIN)
+    let ok = std::process::Command::new(relay_bin())
         .args(["check", "--config"])
         .arg(&cfg)
         .output()
@@ -601,7 +596,7 @@ fn check_reports_line_precise_errors() {
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("relay address: hush://"));
     // init refuses to overwrite.
-    let again = std::process::Command::new(common::BIN)
+    let again = std::process::Command::new(relay_bin())
         .args(["init", "--dir"])
         .arg(&d)
         .args(["--public-address", "relay.example.org:4433"])
@@ -618,7 +613,7 @@ fn check_reports_line_precise_errors() {
         .unwrap()
         + 1;
     std::fs::write(&cfg, bad).unwrap();
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(relay_bin())
         .args(["check", "--config"])
         .arg(&cfg)
         .output()
@@ -636,13 +631,15 @@ async fn idle_connections_are_dropped() {
     let c = relay.client().await;
     c.ping().await.unwrap();
     let mut open = u64::MAX;
-    for _ in 0..300 {
-        open = relay.metric("hush_relay_connections_open").await;
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_async(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            open = relay.metric("hush_relay_connections_open");
+            (open == 0).then_some(())
+        },
+    )
+    .await;
     assert_eq!(open, 0, "the idle connection was dropped");
     assert!(c.ping().await.is_err());
     // New connections are still welcome.
@@ -654,15 +651,7 @@ async fn sigterm_during_concurrent_deposits_keeps_every_acknowledged_one() {
     const TOTAL: u64 = 2_000;
     const CONNS: u64 = 10;
     let mut relay = TestRelay::start(&[]);
-    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..CONNS {
-        clients.push(Arc::new(
-            RelayClient::connect_with(&endpoint, relay.addr())
-                .await
-                .unwrap(),
-        ));
-    }
+    let clients = relay.clients(CONNS as usize).await;
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for n in 0..TOTAL {
@@ -684,20 +673,14 @@ async fn sigterm_during_concurrent_deposits_keeps_every_acknowledged_one() {
     }
     drop(ack_tx);
     let mut acked = HashMap::new();
-    while acked.len() < (TOTAL / 4) as usize {
-        let Some((n, id)) = ack_rx.recv().await else {
-            break;
-        };
-        acked.insert(n, id);
-    }
+    take_acks(&mut ack_rx, &mut acked, (TOTAL / 4) as usize).await;
     let status = relay.terminate();
     assert!(status.success(), "graceful exit: {status}");
     for t in tasks {
         t.await.unwrap();
     }
-    while let Ok((n, id)) = ack_rx.try_recv() {
-        acked.insert(n, id);
-    }
+    // Every task has ended: this takes the rest and stops.
+    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
     drop(clients);
 
     relay.run();

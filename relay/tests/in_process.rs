@@ -2,8 +2,10 @@
 //! process from a config string and a generated identity, use it, shut it down, restart it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
+mod common;
+
+use common::RelayClient;
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret};
-use hush_relay::client::RelayClient;
 use hush_relay::config::Config;
 use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
