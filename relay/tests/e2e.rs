@@ -26,6 +26,40 @@ fn batch(tag: &str, range: std::ops::Range<u64>) -> SecretBatch {
     SecretBatch::new(range.map(|i| secret(tag, i)).collect()).unwrap()
 }
 
+/// Deposits `0..total` at once, spread over `clients`: deposit `n` goes to mailbox
+/// `n % count` of `tag` (`mailboxes = (tag, count)`) as `sealed(plaintext, n)`. Each
+/// acknowledgement (n, id) arrives on the receiver; each failure goes to `on_error` (in the
+/// deposit's task).
+fn deposit_storm(
+    clients: &[Arc<RelayClient>],
+    total: u64,
+    (tag, count): (&'static str, u64),
+    plaintext: &'static [u8],
+    on_error: fn(Error),
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
+) {
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        let c = clients[(n % clients.len() as u64) as usize].clone();
+        let ack_tx = ack_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            match c
+                .deposit(mailbox(tag, n % count), sealed(plaintext, n))
+                .await
+            {
+                Ok(id) => {
+                    let _ = ack_tx.send((n, id));
+                }
+                Err(e) => on_error(e),
+            }
+        }));
+    }
+    (tasks, ack_rx)
+}
+
 /// Adds acknowledgements (deposit number, id) to `acked` until it holds `at_least` or
 /// every sender is done.
 async fn take_acks(
@@ -187,21 +221,7 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
     const MAILBOXES: u64 = 100;
     let mut relay = TestRelay::start(&[]);
     let clients = relay.clients(CONNS as usize).await;
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for n in 0..TOTAL {
-        let c = clients[(n % CONNS) as usize].clone();
-        let ack_tx = ack_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Ok(id) = c
-                .deposit(mailbox("k9", n % MAILBOXES), sealed(b"k9", n))
-                .await
-            {
-                let _ = ack_tx.send((n, id));
-            }
-        }));
-    }
-    drop(ack_tx);
+    let (tasks, mut ack_rx) = deposit_storm(&clients, TOTAL, ("k9", MAILBOXES), b"k9", |_| {});
     // Kill once a good share is acknowledged but (normally) many are still in flight.
     let mut acked = HashMap::new();
     take_acks(&mut ack_rx, &mut acked, (TOTAL / 3) as usize).await;
@@ -652,26 +672,12 @@ async fn sigterm_during_concurrent_deposits_keeps_every_acknowledged_one() {
     const CONNS: u64 = 10;
     let mut relay = TestRelay::start(&[]);
     let clients = relay.clients(CONNS as usize).await;
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for n in 0..TOTAL {
-        let c = clients[(n % CONNS) as usize].clone();
-        let ack_tx = ack_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            match c.deposit(mailbox("term", n % 10), sealed(b"t", n)).await {
-                Ok(id) => {
-                    let _ = ack_tx.send((n, id));
-                }
-                Err(e) => {
-                    // Refusals during shutdown are explicit, or the connection closes.
-                    if let Some(f) = relay_error(&e) {
-                        assert_eq!(f.code, ErrorCode::ShuttingDown, "{e}");
-                    }
-                }
-            }
-        }));
-    }
-    drop(ack_tx);
+    let (tasks, mut ack_rx) = deposit_storm(&clients, TOTAL, ("term", 10), b"t", |e| {
+        // Refusals during shutdown are explicit, or the connection closes.
+        if let Some(f) = relay_error(&e) {
+            assert_eq!(f.code, ErrorCode::ShuttingDown, "{e}");
+        }
+    });
     let mut acked = HashMap::new();
     take_acks(&mut ack_rx, &mut acked, (TOTAL / 4) as usize).await;
     let status = relay.terminate();
