@@ -5,8 +5,10 @@
 //!
 //! Bounds: a content has at most [`MAX_FRAGMENTS`] pieces; at most [`MAX_PARTIAL`]
 //! contents of one contact are incomplete at once and they hold at most
-//! [`MAX_PARTIAL_BYTES`]; past either bound the incomplete content with the smallest id
-//! (the oldest, as a sender's ids increase) is dropped first.
+//! [`MAX_PARTIAL_PIECES`] pieces (a piece is at most one envelope's payload, under 4 KiB, so
+//! about 16 MiB); past either bound the incomplete content with the smallest id (the
+//! oldest, as a sender's ids increase) is dropped first. Pieces are counted, not summed, so
+//! the check reads only the table's index, never the pieces themselves.
 
 use hush_crypto::payload::{Fragment, MAX_FRAGMENTS, MAX_PARTIAL};
 use rusqlite::{OptionalExtension, params};
@@ -14,8 +16,8 @@ use rusqlite::{OptionalExtension, params};
 use super::{ContactId, Db, signed, unsigned};
 use crate::error::{Error, Result};
 
-/// Most bytes of incomplete contents kept per contact (16 MiB).
-pub(crate) const MAX_PARTIAL_BYTES: u64 = 16 << 20;
+/// Most pieces of incomplete contents kept per contact.
+pub(crate) const MAX_PARTIAL_PIECES: u64 = 4096;
 
 /// What adding a piece did.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,7 +84,7 @@ impl Db<'_> {
                 frag.data
             ],
         )?;
-        while self.partial_bytes(contact)? > MAX_PARTIAL_BYTES {
+        while self.partial_pieces(contact)? > MAX_PARTIAL_PIECES {
             if !self.drop_oldest_partial(contact, Some(msg))? {
                 self.drop_partial(contact, msg)?;
                 return Ok(FragmentOutcome::Rejected("content too large"));
@@ -117,14 +119,14 @@ impl Db<'_> {
         unsigned(n, "fragment count")
     }
 
-    /// Bytes held for a contact's incomplete contents.
-    pub(crate) fn partial_bytes(self, contact: ContactId) -> Result<u64> {
+    /// Pieces held for a contact's incomplete contents.
+    pub(crate) fn partial_pieces(self, contact: ContactId) -> Result<u64> {
         let n: i64 = self.0.query_row(
-            "SELECT coalesce(sum(length(data)), 0) FROM fragments WHERE contact_id = ?1",
+            "SELECT count(*) FROM fragments WHERE contact_id = ?1",
             [contact.0],
             |r| r.get(0),
         )?;
-        unsigned(n, "fragment bytes")
+        unsigned(n, "fragment pieces")
     }
 
     /// Drops the incomplete content with the smallest id other than `keep`; `false` if
@@ -153,5 +155,104 @@ impl Db<'_> {
             params![contact.0, msg],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+    use crate::store::{KdfCost, Store};
+    use hush_crypto::{Invite, InviteKind, InviterSecrets};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn store_with_contact() -> (tempfile::TempDir, Store, ContactId) {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::new(dir.path(), "f").unwrap();
+        let store = Store::create_with_cost(&profile, b"pw", KdfCost::TEST).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let relay = "hush://AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8@relay.example:4433"
+            .parse::<hush_proto::RelayAddress>()
+            .unwrap();
+        let locator =
+            hush_crypto::RelayLocator::new(relay.pin.0, relay.host.to_string().as_bytes(), 4433)
+                .unwrap();
+        let secrets = InviterSecrets::generate(InviteKind::OneTime, locator, &mut rng);
+        let link = secrets.invite().unwrap().to_link();
+        let session = Invite::parse(&link).unwrap().accept(&mut rng).unwrap();
+        let id = store.db().insert_contact("ﺳﺎﺭﺓ", &session, None, 1, 1).unwrap();
+        (dir, store, id)
+    }
+
+    fn frag(msg: u64, index: u16, count: u16, data: &[u8]) -> Fragment {
+        Fragment {
+            message_id: msg,
+            index,
+            count,
+            data: data.to_vec(),
+        }
+    }
+
+    /// Pieces in any order, with duplicates, join once; contradicting pieces are refused.
+    #[test]
+    fn joins_out_of_order_and_ignores_duplicates() {
+        let (_d, store, c) = store_with_contact();
+        let db = store.db();
+        let order = [2u16, 0, 2, 1];
+        let mut done = Vec::new();
+        for i in order {
+            match db.add_fragment(c, &frag(9, i, 3, &[b'a' + i as u8; 2])).unwrap() {
+                FragmentOutcome::Complete(v) => done.push(v),
+                FragmentOutcome::Pending => {}
+                FragmentOutcome::Rejected(w) => panic!("{w}"),
+            }
+        }
+        assert_eq!(done, vec![b"aabbcc".to_vec()]);
+        assert_eq!(db.partial_contents(c).unwrap(), 0, "a joined content leaves nothing");
+        assert_eq!(
+            db.add_fragment(c, &frag(10, 0, 2, b"x")).unwrap(),
+            FragmentOutcome::Pending
+        );
+        assert_eq!(
+            db.add_fragment(c, &frag(10, 1, 3, b"y")).unwrap(),
+            FragmentOutcome::Rejected("fragment count changed")
+        );
+        assert_eq!(
+            db.add_fragment(c, &frag(11, 3, 3, b"y")).unwrap(),
+            FragmentOutcome::Rejected("bad fragment index or count")
+        );
+    }
+
+    /// A hostile contact that sends first pieces only (truncated contents) cannot make the
+    /// store keep more than MAX_PARTIAL contents or MAX_PARTIAL_PIECES; the oldest go first.
+    /// (Seen to fail with the bounds removed: all 300 partial contents stayed.)
+    #[test]
+    fn truncated_contents_are_bounded() {
+        let (_d, mut store, c) = store_with_contact();
+        // One transaction: the bounds are the same, without a disk sync per piece.
+        let tx = store.transaction().unwrap();
+        let db = tx.db();
+        for m in 0..300u64 {
+            db.add_fragment(c, &frag(m, 0, 2, &[0; 100])).unwrap();
+        }
+        assert_eq!(db.partial_contents(c).unwrap(), MAX_PARTIAL as u64);
+        // The newest survive: completing message 299 works, completing message 0 cannot.
+        assert!(matches!(
+            db.add_fragment(c, &frag(299, 1, 2, b"")).unwrap(),
+            FragmentOutcome::Complete(_)
+        ));
+        assert_eq!(
+            db.add_fragment(c, &frag(0, 1, 2, b"")).unwrap(),
+            FragmentOutcome::Pending
+        );
+        let big = vec![7u8; 3_000];
+        for m in 1_000..1_000 + 64 {
+            for i in 0..100 {
+                db.add_fragment(c, &frag(m, i, 1024, &big)).unwrap();
+            }
+        }
+        let pieces = db.partial_pieces(c).unwrap();
+        assert!(pieces <= MAX_PARTIAL_PIECES && pieces > MAX_PARTIAL_PIECES - 100, "{pieces}");
     }
 }
