@@ -11,7 +11,7 @@ use std::time::Duration;
 use hush_proto::{
     DeleteIds, Envelope, EnvelopeId, FetchSecret, MAX_SECRETS, MailboxId, RelayAddress, SecretBatch,
 };
-use hush_relay::client::{RelayClient, relay_error};
+use hush_transport::{RelayClient, relay_error};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -120,7 +120,7 @@ async fn run(
     loop {
         let client = tokio::select! {
             c = RelayClient::connect(&addr) => c,
-            () = tokio::time::sleep(Duration::from_secs(10)) => Err(hush_relay::Error::Connect("timeout".into())),
+            () = tokio::time::sleep(Duration::from_secs(10)) => Err(hush_transport::Error::Timeout),
         };
         let client = match client {
             Ok(c) => Arc::new(c),
