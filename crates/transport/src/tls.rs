@@ -119,8 +119,6 @@ impl ServerCertVerifier for PinVerifier {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
-
     use super::*;
 
     fn cert() -> CertificateDer<'static> {
