@@ -217,6 +217,12 @@ impl Relay {
         if clock.is_shifted() {
             tracing::warn!("test clock offset is active; expiry uses shifted time");
         }
+        if clock.offset_ignored() {
+            tracing::warn!(
+                "{} is set but ignored: this build lacks the feature test-hooks",
+                crate::clock::TEST_CLOCK_OFFSET_ENV
+            );
+        }
         tracing::info!(port = local_addr.port(), "relay listening");
         if let Some(a) = metrics_addr {
             tracing::info!(port = a.port(), "metrics listening");
