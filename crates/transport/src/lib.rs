@@ -17,11 +17,11 @@
 //!   wiped once written or read.
 //!
 //! Modules: [`tls`] (pin verifier and client configuration), [`stream`] (frame I/O on QUIC
-//! streams), [`client`] (the relay client). [`Error`] separates what the relay or the
-//! network did from local failures and misuse.
+//! streams), `client` (the relay client, [`RelayClient`], re-exported at the root). [`Error`]
+//! separates what the relay or the network did from local failures and misuse.
 #![forbid(unsafe_code)]
 
-pub mod client;
+mod client;
 mod error;
 pub mod stream;
 pub mod tls;
