@@ -13,8 +13,7 @@ use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
     SecretBatch,
 };
-use hush_relay::Error;
-use hush_relay::client::{RelayClient, client_endpoint, relay_error};
+use hush_transport::{Error, RelayClient, client_endpoint, relay_error};
 
 fn code(e: &Error) -> ErrorCode {
     relay_error(e)

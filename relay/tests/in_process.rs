@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret};
-use hush_relay::client::RelayClient;
 use hush_relay::config::Config;
 use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
+use hush_transport::RelayClient;
 
 fn config(dir: &std::path::Path) -> Config {
     let text = format!(

@@ -34,7 +34,9 @@ pub fn relay_bin() -> &'static Path {
             let target = dir.parent().unwrap();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
+            // test-hooks: the tests move the relay's clock (HUSH_RELAY_TEST_CLOCK_OFFSET_SECS).
             cmd.args(["build", "-p", "hush-relay", "--bin", "hush-relay"])
+                .args(["--features", "test-hooks"])
                 .env("CARGO_TARGET_DIR", target);
             if dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");

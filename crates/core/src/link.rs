@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hush_proto::{DeleteIds, FetchSecret, MAX_SECRETS, RelayAddress, SecretBatch};
-use hush_relay::client::{RelayClient, relay_error};
+use hush_transport::{RelayClient, relay_error};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::sync::mpsc;
@@ -68,7 +68,7 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
     loop {
         let client = tokio::select! {
             c = RelayClient::connect(&relay) => c,
-            () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_relay::Error::Connect("timeout".into())),
+            () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_transport::Error::Timeout),
         };
         let client = match client {
             Ok(c) => Arc::new(c),
