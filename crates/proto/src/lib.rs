@@ -2,7 +2,8 @@
 //!
 //! This crate owns the exact bytes on the wire: the fixed-size [`FRAME_LEN`] frame that every
 //! request and every response occupies, the command and response kinds, the error codes, the
-//! protocol version, and the relay address format `hush://<pin>@host:port`. The normative
+//! protocol version, and the relay address format `hush://<pin>@host:port` with its binary form
+//! (one parser for both). The normative
 //! description is `docs/PROTOCOL.md` (Part II); test vectors live in `tests/vectors/`.
 //!
 //! Principles:
