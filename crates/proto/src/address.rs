@@ -105,9 +105,7 @@ fn parse_host(s: &str) -> Result<Host, Error> {
 /// The one port rule of both forms: 0 is not a port a relay can listen on.
 fn check_port(port: u16) -> Result<u16, Error> {
     if port == 0 {
-        return Err(Error::BadAddress(
-            "port must be 1..=65535 in canonical decimal",
-        ));
+        return Err(Error::BadAddress("port must be 1..=65535"));
     }
     Ok(port)
 }
