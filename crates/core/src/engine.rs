@@ -402,16 +402,13 @@ struct Engine {
 }
 
 /// Canonical key of a relay: its address string.
-fn relay_key(locator: &hush_crypto::RelayLocator) -> Result<(String, RelayAddress)> {
-    let addr: RelayAddress = locator
-        .to_address()
-        .parse()
-        .map_err(|_| Error::Relay("invalid relay address in state".into()))?;
-    Ok((addr.to_string(), addr))
+fn relay_key(addr: &RelayAddress) -> Result<(String, RelayAddress)> {
+    Ok((addr.to_string(), addr.clone()))
 }
 
-fn locator_of(addr: &RelayAddress) -> Result<hush_crypto::RelayLocator> {
-    hush_crypto::RelayLocator::new(addr.pin.0, addr.host.to_string().as_bytes(), addr.port)
+fn locator_of(addr: &RelayAddress) -> Result<RelayAddress> {
+    addr.to_binary()
+        .map(|_| addr.clone())
         .map_err(|_| Error::InvalidArgument("relay host not usable in an invite".into()))
 }
 
@@ -634,7 +631,7 @@ impl Engine {
             }
         }
         let relay = self.home_relay()?;
-        let secrets = InviterSecrets::generate(kind, locator_of(&relay)?, &mut self.rng);
+        let secrets = InviterSecrets::generate(kind, locator_of(&relay)?, &mut self.rng)?;
         let link = secrets.invite()?.to_link();
         let now = self.now();
         self.store.conn().execute(
@@ -1281,7 +1278,7 @@ impl Engine {
     }
 
     fn process_envelope(&mut self, owner: Owner, bytes: &[u8]) -> Result<()> {
-        let Ok(env) = Envelope::from_bytes(bytes) else {
+        let Ok(env) = Envelope::from_slice(bytes) else {
             return Ok(());
         };
         match owner {
