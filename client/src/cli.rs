@@ -172,7 +172,9 @@ fn only_profile(root: &std::path::Path) -> Option<Profile> {
 fn engine_options(root: PathBuf) -> Options {
     Options {
         #[cfg(feature = "embedded-relay")]
-        local_relay: Some(std::sync::Arc::new(crate::local_relay::EmbeddedRelay::new(root))),
+        local_relay: Some(std::sync::Arc::new(crate::local_relay::EmbeddedRelay::new(
+            root,
+        ))),
         #[cfg(not(feature = "embedded-relay"))]
         local_relay: None,
         clock_offset_secs: clock_offset(),

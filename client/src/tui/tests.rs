@@ -47,7 +47,11 @@ fn message(id: i64, outgoing: bool, body: &str, sent_at: u64, state: DeliverySta
         outgoing,
         body: body.to_string(),
         sent_at,
-        state: if outgoing { state } else { DeliveryState::Received },
+        state: if outgoing {
+            state
+        } else {
+            DeliveryState::Received
+        },
         expires_at: None,
     }
 }
@@ -1289,7 +1293,10 @@ fn delivery_changes_update_the_marks() {
     let mut app = main_app();
     let before = screen(&mut app, 80, 24);
     assert!(before.contains("see you at three …"), "{before}");
-    for (state, mark) in [(DeliveryState::OnRelay, "✓"), (DeliveryState::Delivered, "✓✓")] {
+    for (state, mark) in [
+        (DeliveryState::OnRelay, "✓"),
+        (DeliveryState::Delivered, "✓✓"),
+    ] {
         let fx = app.update(Msg::Engine(Event::DeliveryChanged {
             contact: "bob".into(),
             id: 7,

@@ -25,10 +25,11 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// A relay address as an invite carries it.
-fn locator_of(addr: &RelayAddress) -> Result<hush_crypto::RelayLocator> {
-    hush_crypto::RelayLocator::new(addr.pin.0, addr.host.to_string().as_bytes(), addr.port)
-        .map_err(|_| Error::InvalidArgument("relay host not usable in an invite".into()))
+/// A relay address an invite can carry (its binary form decodes back to it).
+fn usable_in_invite(addr: RelayAddress) -> Result<RelayAddress> {
+    addr.to_binary()
+        .map_err(|_| Error::InvalidArgument("relay host not usable in an invite".into()))?;
+    Ok(addr)
 }
 
 impl Engine {
@@ -116,7 +117,7 @@ impl Engine {
             }
         }
         let relay = self.home_relay()?;
-        let secrets = InviterSecrets::generate(kind, locator_of(&relay)?, &mut self.rng);
+        let secrets = InviterSecrets::generate(kind, usable_in_invite(relay)?, &mut self.rng)?;
         let link = secrets.invite()?.to_link();
         self.store.db().insert_invite(
             &secrets,
@@ -227,7 +228,7 @@ impl Engine {
         let parsed: RelayAddress = addr.trim().parse().map_err(|_| {
             Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
         })?;
-        locator_of(&parsed)?;
+        let parsed = usable_in_invite(parsed)?;
         self.store
             .db()
             .set_setting(Setting::Relay, &parsed.to_string())
@@ -245,12 +246,12 @@ impl Engine {
                     .map_err(|_| {
                         Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
                     })
-                    .and_then(|r| locator_of(&r))
+                    .and_then(usable_in_invite)
             })
             .transpose()?;
         let mut session = self.store.db().session(id)?;
         let next = self.store.db().contact_settings(id)?.next_msg_id;
-        let control = session.move_receive_mailbox(relay, self.now.unix_secs(), &mut self.rng);
+        let control = session.move_receive_mailbox(relay, self.now.unix_secs(), &mut self.rng)?;
         self.queue_payloads(id, session, &[control], None, next)?;
         self.refresh_subscriptions()?;
         self.flush_due(None)?;

@@ -58,12 +58,11 @@ impl Engine {
         Ok(())
     }
 
-    fn process_envelope(&mut self, owner: Owner, envelope: &Envelope) -> Result<()> {
-        let env = hush_crypto::Envelope::from_bytes(envelope.as_bytes())?;
+    fn process_envelope(&mut self, owner: Owner, env: &Envelope) -> Result<()> {
         match owner {
             Owner::Contact(id) => {
                 let mut session = self.store.db().session(id)?;
-                match session.decrypt(&env, &mut self.rng) {
+                match session.decrypt(env, &mut self.rng) {
                     Ok(payload) => self.commit_payload(id, session, &payload),
                     Err(e) => {
                         // A replay (already committed) or an envelope no key opens: drop it.
@@ -72,11 +71,11 @@ impl Engine {
                     }
                 }
             }
-            Owner::Invite(invite) => self.process_init(invite, &env),
+            Owner::Invite(invite) => self.process_init(invite, env),
         }
     }
 
-    fn process_init(&mut self, invite: InviteId, env: &hush_crypto::Envelope) -> Result<()> {
+    fn process_init(&mut self, invite: InviteId, env: &Envelope) -> Result<()> {
         let (mut secrets, name) = self.store.db().invite(invite)?;
         match secrets.handle_init(env, &mut self.rng) {
             Err(e) => {

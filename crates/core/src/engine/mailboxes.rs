@@ -8,22 +8,10 @@ use hush_proto::{FetchSecret, RelayAddress};
 
 use super::{Engine, FetchJob, FetchToken, LinkOp, Owner, Route, SyncWaiter, Ticket};
 use crate::api::Response;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How far back catch-up fetches: the relays' default expiry (7 days) in epochs.
 pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
-
-/// A crypto-layer relay locator as a relay address.
-pub(super) fn relay_of(locator: &hush_crypto::RelayLocator) -> Result<RelayAddress> {
-    locator
-        .to_address()
-        .parse()
-        .map_err(|_| Error::StoreCorrupted("relay address in a session"))
-}
-
-fn secret_of(s: &hush_crypto::FetchSecret) -> FetchSecret {
-    FetchSecret::from_bytes(*s.as_bytes())
-}
 
 /// Secrets to fetch from one relay, and whose mailboxes they are.
 #[derive(Default)]
@@ -44,18 +32,18 @@ impl Engine {
                 for (relay, secret) in session.receive_mailboxes(e, now) {
                     out.push(Route {
                         owner: Owner::Contact(id),
-                        secret: secret_of(&secret),
-                        relay: relay_of(&relay)?,
+                        secret,
+                        relay,
                     });
                 }
             }
         }
         for (id, secrets, last) in self.store.db().active_invites()? {
-            let relay = relay_of(secrets.relay())?;
+            let relay = secrets.relay().clone();
             for e in epochs(last) {
                 out.push(Route {
                     owner: Owner::Invite(id),
-                    secret: secret_of(&secrets.handshake_fetch_secret(e)),
+                    secret: secrets.handshake_fetch_secret(e),
                     relay: relay.clone(),
                 });
             }

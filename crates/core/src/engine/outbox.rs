@@ -7,12 +7,11 @@ use std::collections::HashSet;
 use hush_crypto::{Session, payload};
 use hush_proto::{Envelope, MailboxId, RelayAddress};
 
-use super::mailboxes::relay_of;
 use super::{DepositFailure, Engine, FlushWaiter, LinkOp, Ticket};
 use crate::api::{DeliveryState, Event, Response};
 use crate::backoff::Backoff;
 use crate::content::Content;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{ContactId, NewOutgoing, OutboxId};
 
 impl Engine {
@@ -54,9 +53,7 @@ impl Engine {
         for piece in payloads {
             let env = session.encrypt(piece, &mut self.rng)?;
             let (relay, mailbox) = session.deposit_target(now);
-            let env = Envelope::from_slice(env.as_bytes())
-                .map_err(|_| Error::StoreCorrupted("envelope length"))?;
-            envelopes.push((relay_of(relay)?, MailboxId(mailbox.0), env));
+            envelopes.push((relay.clone(), mailbox, env));
         }
         let tx = self.store.transaction()?;
         let db = tx.db();

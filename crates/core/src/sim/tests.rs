@@ -356,3 +356,83 @@ fn a_misbehaving_relay_neither_loses_nor_duplicates() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// An invite link with another relay (binary form) and a correct checksum: what anyone can
+/// craft and hand to a journalist.
+fn link_with_relay(link: &str, host: &[u8], port: u16) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    // version, kind, IK_B, SPK_B, invite secret (98 bytes), then pin, port, host.
+    let mut body = bin[..98 + 32].to_vec();
+    body.extend_from_slice(&port.to_be_bytes());
+    body.push(u8::try_from(host.len()).unwrap());
+    body.extend_from_slice(host);
+    let sum = sha2::Sha256::new()
+        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(&body)
+        .finalize();
+    body.extend_from_slice(&sum[..4]);
+    format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
+}
+
+/// A crafted link whose relay no client could reach (`a_b`, `1.2.3.4.5`, `x:y`, ...) is
+/// refused when it is accepted, with a specific error, and the profile keeps working: it
+/// used to be committed, after which every command on the profile failed. (The crypto
+/// tests of the same links were seen to fail with the address validation removed; here
+/// the engine's side: nothing committed, the next accept and messages work.)
+#[test]
+fn a_crafted_link_with_an_unusable_relay_is_refused_and_the_profile_keeps_working() {
+    let mut w = World::new(9, START, 1);
+    let a = w.add_node(0);
+    let b = w.add_node(0);
+    let good = link(&mut w, a, InviteKind::ContactAddress, None);
+    let long = format!("{}.{}", "a".repeat(63), "b".repeat(190)); // 254 bytes: one too many
+    let crafted: Vec<(&[u8], u16)> = vec![
+        (b"a_b", 4433),
+        (b"1.2.3.4.5", 4433),
+        (b"x:y", 4433),
+        (b"", 4433),
+        (b"relay.example", 0),
+        (b"Relay.Example", 4433),
+        (b"-relay.example", 4433),
+        (b"[::1", 4433),
+        (b"::1", 4433),
+        (b"r\xc3\xa9lay.example", 4433),
+        (long.as_bytes(), 4433),
+    ];
+    for (host, port) in crafted {
+        let bad = link_with_relay(&good, host, port);
+        let r = w.command(
+            b,
+            Command::Accept {
+                link: bad,
+                name: "source".into(),
+            },
+        );
+        match r {
+            Err(crate::Error::Crypto(hush_crypto::Error::UnusableRelay(_))) => {}
+            other => panic!(
+                "host {:?} port {port}: {other:?}",
+                String::from_utf8_lossy(host)
+            ),
+        }
+        assert!(contacts(&mut w, b).is_empty(), "nothing was committed");
+    }
+    // The same link with its own relay still works, and so does the profile.
+    ok(w.command(
+        b,
+        Command::Accept {
+            link: good,
+            name: "source".into(),
+        },
+    ));
+    w.settle();
+    send(&mut w, b, "source", "still here");
+    w.settle();
+    assert_eq!(contacts(&mut w, a), vec!["contact-1"]);
+    assert_eq!(received(&mut w, a, "contact-1"), vec!["still here"]);
+}

@@ -175,13 +175,13 @@ mod tests {
         let relay = "hush://AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8@relay.example:4433"
             .parse::<hush_proto::RelayAddress>()
             .unwrap();
-        let locator =
-            hush_crypto::RelayLocator::new(relay.pin.0, relay.host.to_string().as_bytes(), 4433)
-                .unwrap();
-        let secrets = InviterSecrets::generate(InviteKind::OneTime, locator, &mut rng);
+        let secrets = InviterSecrets::generate(InviteKind::OneTime, relay, &mut rng).unwrap();
         let link = secrets.invite().unwrap().to_link();
         let session = Invite::parse(&link).unwrap().accept(&mut rng).unwrap();
-        let id = store.db().insert_contact("ﺳﺎﺭﺓ", &session, None, 1, 1).unwrap();
+        let id = store
+            .db()
+            .insert_contact("ﺳﺎﺭﺓ", &session, None, 1, 1)
+            .unwrap();
         (dir, store, id)
     }
 
@@ -202,14 +202,21 @@ mod tests {
         let order = [2u16, 0, 2, 1];
         let mut done = Vec::new();
         for i in order {
-            match db.add_fragment(c, &frag(9, i, 3, &[b'a' + i as u8; 2])).unwrap() {
+            match db
+                .add_fragment(c, &frag(9, i, 3, &[b'a' + i as u8; 2]))
+                .unwrap()
+            {
                 FragmentOutcome::Complete(v) => done.push(v),
                 FragmentOutcome::Pending => {}
                 FragmentOutcome::Rejected(w) => panic!("{w}"),
             }
         }
         assert_eq!(done, vec![b"aabbcc".to_vec()]);
-        assert_eq!(db.partial_contents(c).unwrap(), 0, "a joined content leaves nothing");
+        assert_eq!(
+            db.partial_contents(c).unwrap(),
+            0,
+            "a joined content leaves nothing"
+        );
         assert_eq!(
             db.add_fragment(c, &frag(10, 0, 2, b"x")).unwrap(),
             FragmentOutcome::Pending
@@ -253,6 +260,9 @@ mod tests {
             }
         }
         let pieces = db.partial_pieces(c).unwrap();
-        assert!(pieces <= MAX_PARTIAL_PIECES && pieces > MAX_PARTIAL_PIECES - 100, "{pieces}");
+        assert!(
+            pieces <= MAX_PARTIAL_PIECES && pieces > MAX_PARTIAL_PIECES - 100,
+            "{pieces}"
+        );
     }
 }
