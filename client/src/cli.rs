@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use hush_core::profile::{DEFAULT_PROFILE, data_root};
-use hush_core::{CrashPoint, Delivery, Error, Handle, Options, Profile, Store};
+use hush_core::{CrashPoint, DeliveryState, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -171,8 +171,13 @@ fn only_profile(root: &std::path::Path) -> Option<Profile> {
 
 fn engine_options(root: PathBuf) -> Options {
     Options {
+        #[cfg(feature = "embedded-relay")]
+        local_relay: Some(std::sync::Arc::new(crate::local_relay::EmbeddedRelay::new(
+            root,
+        ))),
+        #[cfg(not(feature = "embedded-relay"))]
+        local_relay: None,
         clock_offset_secs: clock_offset(),
-        data_root: root,
         crash_at: std::env::var("HUSH_TEST_CRASH_AT")
             .ok()
             .and_then(|v| CrashPoint::parse(&v)),
@@ -253,7 +258,7 @@ impl Session {
         let pass = passphrase(profile, false)?;
         let store = Store::open(profile, pass.as_bytes())?;
         init_logging(profile);
-        let (handle, _events) = hush_core::engine::start(store, engine_options(root)).await?;
+        let (handle, _events) = hush_core::start(store, engine_options(root)).await?;
         Ok(Self { handle })
     }
 
@@ -448,13 +453,13 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 .await?
                 .into_iter()
                 .find(|m| m.id == id)
-                .map_or(Delivery::Queued, |m| m.state);
+                .map_or(DeliveryState::Queued, |m| m.state);
             if json {
                 println!(
                     "{}",
                     json!({"id": id, "contact": name, "state": state.as_str()})
                 );
-            } else if state != Delivery::Queued {
+            } else if state != DeliveryState::Queued {
                 println!("sent");
             } else {
                 println!(

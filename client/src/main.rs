@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+#[cfg(feature = "embedded-relay")]
+mod local_relay;
 mod tui;
 
 use std::process::ExitCode;

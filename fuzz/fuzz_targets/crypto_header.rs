@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         let at = HEADER_REGION_LEN + offset % (ENVELOPE_LEN - HEADER_REGION_LEN);
         bytes[at] ^= flip[2];
     }
-    let tampered = Envelope::from_bytes(&bytes).unwrap();
+    let tampered = Envelope::from_slice(&bytes).unwrap();
 
     let mut rng = crypto_common::rng(2);
     let mut s = session.clone();

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::Error;
 
 /// The whole configuration, as parsed and validated.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// UDP address the QUIC endpoint binds.
@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 /// Resource limits.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Envelopes one mailbox may hold.
@@ -82,7 +82,7 @@ impl Default for Limits {
 }
 
 /// Storage tuning.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// Most operations grouped into one durable commit.
@@ -104,7 +104,7 @@ impl Default for Storage {
 }
 
 /// Logging.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// One of error, warn, info, debug, trace.
@@ -236,6 +236,27 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
 ];
 
 impl Config {
+    /// The configuration of a relay embedded in another program on this machine: every limit
+    /// at its default, no metrics listener, no public address, log level `warn` (the host
+    /// program's log is not the relay's). The same as parsing a file that sets only these
+    /// four keys and `[log] level = "warn"`, without formatting one.
+    #[must_use]
+    pub fn loopback(listen: SocketAddr, data_dir: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
+        Self {
+            listen,
+            public_address: None,
+            data_dir,
+            cert,
+            key,
+            metrics_listen: None,
+            limits: Limits::default(),
+            storage: Storage::default(),
+            log: Log {
+                level: LogLevel::Warn,
+            },
+        }
+    }
+
     /// Reads, parses and validates `path`, then applies environment overrides. Relative paths
     /// in the file are resolved against the file's directory.
     ///
@@ -425,5 +446,25 @@ mod tests {
         let env = vec![("HUSH_RELAY_LIMITS_MAILBOX_QUOTA".to_owned(), "x".to_owned())];
         let e = Config::parse(&tpl(), "t", &env).unwrap_err().to_string();
         assert!(e.contains("HUSH_RELAY_LIMITS_MAILBOX_QUOTA"), "{e}");
+    }
+
+    #[test]
+    fn loopback_is_what_the_equivalent_file_parses_to() {
+        let dir = PathBuf::from("/var/lib/hush \"embedded\"");
+        let (data, cert, key) = (dir.join("data"), dir.join("cert.pem"), dir.join("key.pem"));
+        let listen: SocketAddr = "127.0.0.1:4455".parse().unwrap();
+        let quoted = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        let text = format!(
+            "listen = \"{listen}\"\ndata_dir = {}\ncert = {}\nkey = {}\n[log]\nlevel = \"warn\"\n",
+            quoted(&data),
+            quoted(&cert),
+            quoted(&key),
+        );
+        let parsed = Config::parse(&text, "t", &[]).unwrap();
+        assert_eq!(Config::loopback(listen, data, cert, key), parsed);
+        // And its limits are the ones `init` writes out.
+        let init = Config::parse(&tpl(), "t", &[]).unwrap();
+        assert_eq!(parsed.limits, init.limits);
+        assert_eq!(parsed.storage, init.storage);
     }
 }

@@ -1,11 +1,9 @@
-//! The one error type of hush-relay (server, storage, configuration and client module).
+//! The one error type of hush-relay (server, storage, configuration).
 //!
 //! Owns: classifying failures into configuration mistakes (operator), storage and I/O
-//! failures (environment), peer misbehaviour and relay refusals (client side). Must never
+//! failures (environment) and shutdown. Client-side errors are hush-transport's. Must never
 //! carry an IP address, a mailbox id, a fetch secret or envelope bytes in a message: these
 //! errors end up in logs.
-
-use hush_proto::ErrorFrame;
 
 /// Everything that can go wrong in hush-relay.
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +30,6 @@ pub enum Error {
     /// The relay is shutting down and refuses new work.
     #[error("relay is shutting down")]
     ShuttingDown,
-    /// Client: the relay host could not be resolved or connected to.
-    #[error("connect: {0}")]
-    Connect(String),
-    /// Client: the QUIC connection failed or was closed.
-    #[error("connection: {0}")]
-    Connection(#[from] quinn::ConnectionError),
-    /// Client: a stream failed.
-    #[error("stream: {0}")]
-    Stream(String),
-    /// Client: the relay answered the request with an error code.
-    #[error("relay refused: {} (arg {})", .0.code.name(), .0.arg)]
-    Relay(ErrorFrame),
-    /// Client: the relay sent a frame that does not decode.
-    #[error("protocol: {0}")]
-    Protocol(#[from] hush_proto::Error),
-    /// Client: the relay sent a well-formed frame that does not answer the request.
-    #[error("unexpected response: {0}")]
-    UnexpectedResponse(&'static str),
 }
 
 impl Error {

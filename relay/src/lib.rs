@@ -12,12 +12,13 @@
 //!   (sans-IO); this crate is the driver: QUIC, storage, timers. It never links session
 //!   cryptography.
 //!
-//! Modules: [`config`] (TOML + environment), [`tls`] (identity, pinning), [`store`] (trait and
-//! redb backend), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
-//! requests, shutdown), [`metrics`] (health and Prometheus), [`client`] (the client side).
+//! Modules: [`config`] (TOML + environment), [`tls`] (identity, server configuration),
+//! [`store`] (trait and redb backend), [`commit`] (group commit), [`push`] (subscriptions),
+//! [`server`] (endpoint, requests, shutdown), [`metrics`] (health and Prometheus), [`clock`]
+//! (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
+//! are hush-transport's.
 #![forbid(unsafe_code)]
 
-pub mod client;
 pub mod clock;
 pub mod commit;
 pub mod config;

@@ -16,27 +16,6 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 
-const ERROR_CODES: &[ErrorCode] = &[
-    ErrorCode::Truncated,
-    ErrorCode::Oversized,
-    ErrorCode::UnknownKind,
-    ErrorCode::UnexpectedKind,
-    ErrorCode::ReservedNotZero,
-    ErrorCode::PaddingNotZero,
-    ErrorCode::BadCount,
-    ErrorCode::BadField,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::MailboxFull,
-    ErrorCode::RelayFull,
-    ErrorCode::RateLimited,
-    ErrorCode::UnknownEnvelope,
-    ErrorCode::Expired,
-    ErrorCode::Internal,
-    ErrorCode::ShuttingDown,
-    ErrorCode::Lagged,
-    ErrorCode::TooManySubscriptions,
-];
-
 /// Relay-wide aggregates.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -44,7 +23,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
     requests: [AtomicU64; 5],
-    errors: [AtomicU64; 18],
+    /// One counter per entry of [`ErrorCode::ALL`], the labels being their names.
+    errors: [AtomicU64; ErrorCode::ALL.len()],
     deposits_stored: AtomicU64,
     deleted: AtomicU64,
     fetched: AtomicU64,
@@ -88,7 +68,7 @@ impl Metrics {
         }
     }
     pub(crate) fn error(&self, code: ErrorCode) {
-        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code)
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code)
             && let Some(c) = self.errors.get(i)
         {
             c.fetch_add(1, Ordering::Relaxed);
@@ -180,7 +160,7 @@ impl Metrics {
             "hush_relay_errors_total",
             "counter",
             "Error responses by code.",
-            ERROR_CODES
+            ErrorCode::ALL
                 .iter()
                 .zip(&self.errors)
                 .map(|(code, c)| (format!("{{code=\"{}\"}}", code.name()), g(c)))
@@ -350,6 +330,26 @@ mod tests {
             "hush_relay_commit_duration_seconds_count 3",
             "hush_relay_committed_ops_total 5",
         ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_error_code_has_a_labelled_counter() {
+        let m = Metrics::default();
+        m.error(ErrorCode::RateLimited);
+        m.error(ErrorCode::RateLimited);
+        let text = m.render();
+        for code in ErrorCode::ALL {
+            let want = if *code == ErrorCode::RateLimited {
+                2
+            } else {
+                0
+            };
+            let line = format!("hush_relay_errors_total{{code=\"{}\"}} {want}", code.name());
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"

@@ -16,11 +16,11 @@ use hush_proto::{
     ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, Pong, RelayAddress, Request,
     Response, decode_request,
 };
-use quinn::{ReadToEndError, RecvStream, SendStream, VarInt};
+use hush_transport::stream::{read_request, write_frame};
+use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use zeroize::Zeroize as _;
 
 use crate::Error;
 use crate::clock::Clock;
@@ -216,6 +216,12 @@ impl Relay {
         });
         if clock.is_shifted() {
             tracing::warn!("test clock offset is active; expiry uses shifted time");
+        }
+        if clock.offset_ignored() {
+            tracing::warn!(
+                "{} is set but ignored: this build lacks the feature test-hooks",
+                crate::clock::TEST_CLOCK_OFFSET_ENV
+            );
         }
         tracing::info!(port = local_addr.port(), "relay listening");
         if let Some(a) = metrics_addr {
@@ -448,7 +454,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
 }
 
 async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
-    send.write_all(&resp.encode()[..]).await.is_ok()
+    write_frame(send, &resp.encode()).await.is_ok()
 }
 
 async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
@@ -472,14 +478,17 @@ async fn handle_stream(
     state: Arc<ConnState>,
 ) {
     let metrics = &shared.metrics;
-    let mut bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_to_end(FRAME_LEN)).await {
+    // The frame may carry fetch secrets: `bytes` wipes itself when dropped (quinn's own
+    // buffers are out of reach); the decoded values zeroize themselves.
+    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut recv)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(ReadToEndError::TooLong)) => {
+        Ok(Err(hush_transport::Error::Protocol(e))) => {
             let _ = recv.stop(VarInt::from_u32(0));
-            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Oversized)).await;
+            let code = e.code().unwrap_or(ErrorCode::Oversized);
+            return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
         }
         // The client reset the stream or the connection died: nobody to answer.
-        Ok(Err(ReadToEndError::Read(_))) => return,
+        Ok(Err(_)) => return,
         Err(_) => {
             let _ = recv.stop(VarInt::from_u32(0));
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Truncated)).await;
@@ -498,9 +507,7 @@ async fn handle_stream(
         return send_error(&mut send, metrics, e).await;
     }
     let decoded = decode_request(&bytes);
-    // The frame may carry fetch secrets; the decoded values zeroize themselves, the raw copy
-    // is wiped here (quinn's own buffers are out of reach).
-    bytes.zeroize();
+    drop(bytes);
     let req = match decoded {
         Ok(r) => r,
         Err(e) => {

@@ -1,20 +1,17 @@
-//! TLS identity and configuration for both ends of a hush connection.
+//! The relay's TLS identity and server configuration.
 //!
-//! Owns: generating the relay's Ed25519 key and self-signed certificate, loading them,
-//! computing the SPKI pin, the TLS 1.3-only rustls configurations (ring provider, ALPN
-//! `hush/1`), and the client-side verifier that accepts a certificate by pin instead of a CA.
-//! Must never accept a certificate whose SPKI hash differs from the pin, never skip the
-//! TLS 1.3 CertificateVerify signature check, and never enable TLS 1.2 or 0-RTT.
+//! Owns: generating the relay's Ed25519 key and self-signed certificate, loading them, and
+//! the TLS 1.3-only rustls server configuration (ALPN `hush/1`). The pin computation, the
+//! crypto provider and the client's pin verifier are hush-transport's ([`hush_transport::tls`]).
+//! Must never enable TLS 1.2 or 0-RTT, and never write or print the private key anywhere but
+//! the key file.
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use hush_proto::{ALPN, SpkiPin};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use hush_transport::tls::crypto_provider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::Error;
 
@@ -30,10 +27,6 @@ impl fmt::Debug for Identity {
         let Self { cert: _, key: _ } = self;
         f.write_str("Identity(<certificate and private key>)")
     }
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 impl Identity {
@@ -97,7 +90,10 @@ impl Identity {
     /// # Errors
     /// [`Error::Tls`] if the certificate does not parse.
     pub fn pin(&self) -> Result<SpkiPin, Error> {
-        spki_pin(&self.cert)
+        hush_transport::spki_pin(&self.cert).map_err(|e| match e {
+            hush_transport::Error::Tls(m) => Error::Tls(m),
+            other => Error::Tls(other.to_string()),
+        })
     }
 
     /// The rustls server configuration: TLS 1.3 only, ALPN `hush/1`, no 0-RTT.
@@ -105,7 +101,7 @@ impl Identity {
     /// # Errors
     /// [`Error::Tls`] if the key does not match the certificate or is unsupported.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, Error> {
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
@@ -117,99 +113,6 @@ impl Identity {
         cfg.alpn_protocols = vec![ALPN.to_vec()];
         cfg.max_early_data_size = 0;
         Ok(cfg)
-    }
-}
-
-/// SHA-256 of the DER SubjectPublicKeyInfo of a DER certificate.
-///
-/// # Errors
-/// [`Error::Tls`] if the certificate does not parse.
-pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<SpkiPin, Error> {
-    let ee = webpki::EndEntityCert::try_from(cert)
-        .map_err(|e| Error::Tls(format!("certificate does not parse: {e}")))?;
-    Ok(SpkiPin::of_spki_der(ee.subject_public_key_info().as_ref()))
-}
-
-/// The rustls client configuration for a relay pinned by `pin`: TLS 1.3 only, ALPN `alpn`.
-///
-/// # Errors
-/// [`Error::Tls`] if rustls rejects the configuration.
-pub fn client_config(pin: SpkiPin, alpn: &[u8]) -> Result<rustls::ClientConfig, Error> {
-    let provider = provider();
-    let verifier = Arc::new(PinVerifier {
-        pin,
-        provider: provider.clone(),
-    });
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    cfg.enable_early_data = false;
-    Ok(cfg)
-}
-
-/// Accepts exactly the certificate whose SPKI hashes to the pin; names and dates are not
-/// checked because the pin, not a CA, is the relay's identity.
-#[derive(Debug)]
-struct PinVerifier {
-    pin: SpkiPin,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = spki_pin(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        if got == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // TLS 1.2 is disabled in the client configuration; refuse outright.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

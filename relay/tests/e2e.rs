@@ -8,12 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{RelayClient, TestRelay, client_endpoint, mailbox, relay_error, sealed, secret};
+use common::{
+    Error, RelayClient, TestRelay, client_endpoint, mailbox, relay_error, sealed, secret,
+};
 use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
     SecretBatch,
 };
-use hush_relay::Error;
 use hush_testkit::{contains, hooks, poll_async, relay_bin};
 
 fn code(e: &Error) -> ErrorCode {

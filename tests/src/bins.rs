@@ -30,14 +30,19 @@ pub fn relay_bin() -> PathBuf {
 
 /// Binary `name` of `package` in [`bin_dir`]. `cargo test -p X` builds only X's binaries:
 /// one that is missing is built once per test process, into the same target directory and
-/// profile (and only that one: a relay suite never waits for the client to build).
+/// profile, with the test hooks (and only that one: a relay suite never waits for the client
+/// to build).
+/// A binary that exists is used as it is, as before the kit: after changing the other
+/// component's sources, build it too (`cargo test --workspace` does).
 fn built(package: &str, name: &str) -> PathBuf {
     let dir = bin_dir();
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", package, "--bin", name]);
+        // The suites use the binaries' test hooks (clock offsets, crash points).
+        cmd.args(["build", "-p", package, "--bin", name])
+            .args(["--features", crate::hooks::CARGO_FEATURE]);
         if let Some(target) = dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }

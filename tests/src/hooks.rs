@@ -1,7 +1,11 @@
 //! Names of the environment variables the binaries read, in one place. The test hooks
-//! (clock offsets, crash points) are honoured only by binaries built for tests; the rest
-//! are the ordinary configuration the kit sets or clears so a test never inherits the
-//! developer's environment.
+//! (clock offsets, crash points) are honoured only by binaries built with the feature
+//! [`CARGO_FEATURE`]; the rest are the ordinary configuration the kit sets or clears so a
+//! test never inherits the developer's environment.
+
+/// The cargo feature of `hush` and `hush-relay` that turns the test hooks on; the kit
+/// builds the binaries it misses with it.
+pub const CARGO_FEATURE: &str = "test-hooks";
 
 /// Shifts the `hush` client's clock by this many seconds (test hook).
 pub const CLIENT_CLOCK_OFFSET: &str = "HUSH_CLOCK_OFFSET_SECS";

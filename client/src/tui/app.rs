@@ -4,7 +4,7 @@
 //! Nothing here awaits or performs I/O: effects are returned to the driver (`mod.rs`),
 //! which runs them in tasks and feeds their results back as messages.
 
-use hush_core::{ContactInfo, Delivery, Event, MessageInfo, SafetyInfo};
+use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, SafetyInfo};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys::{Action, KeyMap};
@@ -827,12 +827,12 @@ impl App {
     }
 
     /// The delivery mark of an outgoing message.
-    pub fn mark(state: Delivery) -> &'static str {
+    pub fn mark(state: DeliveryState) -> &'static str {
         match state {
-            Delivery::Queued => "…",
-            Delivery::OnRelay => "✓",
-            Delivery::Delivered => "✓✓",
-            Delivery::Received => "",
+            DeliveryState::Queued => "…",
+            DeliveryState::OnRelay => "✓",
+            DeliveryState::Delivered => "✓✓",
+            DeliveryState::Received => "",
         }
     }
 }

@@ -330,7 +330,7 @@ async fn start_engine(
     slot: Arc<OnceLock<Handle>>,
     tx: Tx,
 ) -> anyhow::Result<Handle> {
-    let (handle, mut events) = hush_core::engine::start(store, options).await?;
+    let (handle, mut events) = hush_core::start(store, options).await?;
     let _ = slot.set(handle.clone());
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {

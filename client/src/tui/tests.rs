@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use hush_core::{ContactInfo, Delivery, Event, MessageInfo, SafetyInfo};
+use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, SafetyInfo};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -40,14 +40,18 @@ fn contact(name: &str) -> ContactInfo {
     }
 }
 
-fn message(id: i64, outgoing: bool, body: &str, sent_at: u64, state: Delivery) -> MessageInfo {
+fn message(id: i64, outgoing: bool, body: &str, sent_at: u64, state: DeliveryState) -> MessageInfo {
     MessageInfo {
         id,
         contact: "bob".to_string(),
         outgoing,
         body: body.to_string(),
         sent_at,
-        state: if outgoing { state } else { Delivery::Received },
+        state: if outgoing {
+            state
+        } else {
+            DeliveryState::Received
+        },
         expires_at: None,
     }
 }
@@ -85,35 +89,35 @@ fn conversation() -> Vec<MessageInfo> {
             false,
             "are you around tomorrow?",
             at(DAY1, 10, 2),
-            Delivery::Received,
+            DeliveryState::Received,
         ),
         message(
             2,
             true,
             "yes, after three",
             at(DAY1, 10, 5),
-            Delivery::Delivered,
+            DeliveryState::Delivered,
         ),
         message(
             3,
             false,
             "good. I will bring the documents we talked about, printed, and the drive with the scans",
             at(DAY1, 23, 58),
-            Delivery::Received,
+            DeliveryState::Received,
         ),
         message(
             4,
             true,
             "sending the list first",
             at(DAY2, 8, 15),
-            Delivery::Delivered,
+            DeliveryState::Delivered,
         ),
         message(
             5,
             true,
             "two files:\n- draft.pdf\n- notes.txt",
             at(DAY2, 8, 16),
-            Delivery::OnRelay,
+            DeliveryState::OnRelay,
         ),
         MessageInfo {
             expires_at: Some(at(DAY2, 8, 20) + 86_400),
@@ -122,7 +126,7 @@ fn conversation() -> Vec<MessageInfo> {
                 false,
                 "got them, thanks",
                 at(DAY2, 8, 20),
-                Delivery::Received,
+                DeliveryState::Received,
             )
         },
         message(
@@ -130,7 +134,7 @@ fn conversation() -> Vec<MessageInfo> {
             true,
             "see you at three",
             at(DAY2, 8, 21),
-            Delivery::Queued,
+            DeliveryState::Queued,
         ),
     ]
 }
@@ -321,7 +325,7 @@ fn renders_new_messages_marker() {
         false,
         "one more thing",
         at(DAY2, 8, 30),
-        Delivery::Received,
+        DeliveryState::Received,
     );
     ev.contact = "bob".into();
     app.update(Msg::Engine(Event::Message(ev)));
@@ -485,7 +489,7 @@ fn scroll_is_clamped_to_the_conversation() {
             i % 2 == 0,
             &format!("earlier {i}"),
             at(DAY1, 9, 0),
-            Delivery::Delivered,
+            DeliveryState::Delivered,
         )
     });
     app.messages = earlier.chain(conversation()).collect();
@@ -1221,7 +1225,7 @@ fn key_overrides_from_config() {
 // Update: engine events and results
 
 fn incoming(id: i64, from: &str, body: &str) -> Event {
-    let mut m = message(id, false, body, at(DAY2, 9, 0), Delivery::Received);
+    let mut m = message(id, false, body, at(DAY2, 9, 0), DeliveryState::Received);
     m.contact = from.to_string();
     Event::Message(m)
 }
@@ -1289,7 +1293,10 @@ fn delivery_changes_update_the_marks() {
     let mut app = main_app();
     let before = screen(&mut app, 80, 24);
     assert!(before.contains("see you at three …"), "{before}");
-    for (state, mark) in [(Delivery::OnRelay, "✓"), (Delivery::Delivered, "✓✓")] {
+    for (state, mark) in [
+        (DeliveryState::OnRelay, "✓"),
+        (DeliveryState::Delivered, "✓✓"),
+    ] {
         let fx = app.update(Msg::Engine(Event::DeliveryChanged {
             contact: "bob".into(),
             id: 7,
@@ -1313,9 +1320,9 @@ fn delivery_changes_update_the_marks() {
     app.update(Msg::Engine(Event::DeliveryChanged {
         contact: "carol".into(),
         id: 99,
-        state: Delivery::Delivered,
+        state: DeliveryState::Delivered,
     }));
-    assert_eq!(app.messages[4].state, Delivery::OnRelay);
+    assert_eq!(app.messages[4].state, DeliveryState::OnRelay);
 }
 
 #[test]
@@ -1359,11 +1366,11 @@ fn opening_a_conversation_with_unread_messages_places_the_marker() {
     let fx = app.update(Msg::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE)));
     assert!(fx.contains(&Effect::LoadMessages("bob".into())), "{fx:?}");
     let msgs = vec![
-        message(1, false, "old", at(0, 9, 0), Delivery::Received),
-        message(2, true, "mine", at(0, 9, 1), Delivery::Delivered),
-        message(3, false, "new one", at(0, 9, 2), Delivery::Received),
-        message(4, true, "mine again", at(0, 9, 3), Delivery::OnRelay),
-        message(5, false, "new two", at(0, 9, 4), Delivery::Received),
+        message(1, false, "old", at(0, 9, 0), DeliveryState::Received),
+        message(2, true, "mine", at(0, 9, 1), DeliveryState::Delivered),
+        message(3, false, "new one", at(0, 9, 2), DeliveryState::Received),
+        message(4, true, "mine again", at(0, 9, 3), DeliveryState::OnRelay),
+        message(5, false, "new two", at(0, 9, 4), DeliveryState::Received),
     ];
     app.update(Msg::Messages("bob".into(), msgs.clone()));
     assert_eq!(

@@ -61,6 +61,13 @@ pub enum Error {
     /// The engine stopped.
     #[error("the engine has stopped")]
     EngineStopped,
+    /// No relay is configured and this build serves none itself.
+    #[error("no relay configured (set one with `hush relay set ADDRESS`)")]
+    NoRelay,
+    /// The engine answered a command with the wrong kind of response: a bug, reported
+    /// rather than hidden.
+    #[error("internal error: unexpected engine response ({0})")]
+    UnexpectedResponse(&'static str),
 }
 
 impl From<rusqlite::Error> for Error {

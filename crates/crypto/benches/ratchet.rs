@@ -26,7 +26,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use hush_crypto::handshake::InitOutcome;
-use hush_crypto::{Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use hush_crypto::{Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sha2::Sha256;
@@ -56,15 +56,18 @@ fn payload(len: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // hush
 
-fn relay() -> RelayLocator {
-    RelayLocator::new([9u8; 32], b"relay.example", 4433).unwrap()
+fn relay() -> RelayAddress {
+    // Pin: 32 bytes of 9, in base64url.
+    "hush://CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk@relay.example:4433"
+        .parse()
+        .unwrap()
 }
 
 /// Both sides after the handshake and one round trip: post-quantum mixed, full capacity.
 /// The last message went invitee -> inviter, so that direction is in-chain.
 fn hush_established(seed: u64) -> (Session, Session, ChaCha20Rng) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), &mut rng);
+    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), &mut rng).unwrap();
     let invite = secrets.invite().unwrap();
     let mut invitee = invite.accept(&mut rng).unwrap();
     let env = invitee.encrypt(b"hello", &mut rng).unwrap();
@@ -86,7 +89,7 @@ fn hush_established(seed: u64) -> (Session, Session, ChaCha20Rng) {
 }
 
 fn hush_handshake(first: &[u8], rng: &mut ChaCha20Rng) -> (Session, Session) {
-    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), rng);
+    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), rng).unwrap();
     let invite: Invite = secrets.invite().unwrap();
     let mut invitee = invite.accept(rng).unwrap();
     let env = invitee.encrypt(first, rng).unwrap();

@@ -9,14 +9,18 @@
 //!   XChaCha20-Poly1305 box under the invite's seal key holding the handshake prefix and a
 //!   shorter ratchet message.
 //!
-//! This module owns the byte layouts and their constants; it never decides what to send.
+//! This module owns the byte layouts inside an envelope and their constants; it never
+//! decides what to send. The envelope type itself is the relay's unit, [`Envelope`] of
+//! hush-proto (one definition for the client, the relay and this crate).
+
+pub use hush_proto::{ENVELOPE_LEN, Envelope};
 
 use crate::Error;
 use crate::primitives::{KEM_EK_LEN, TAG_LEN, XNONCE_LEN};
 use crate::ratchet::HEADER_REGION_LEN;
 
-/// Size of every envelope, in bytes.
-pub const ENVELOPE_LEN: usize = 4096;
+// The layouts below are computed for 4096-byte envelopes.
+const _: () = assert!(ENVELOPE_LEN == 4096);
 
 /// Body length of the ratchet message in a session envelope.
 pub(crate) const SESSION_BODY_LEN: usize = ENVELOPE_LEN - HEADER_REGION_LEN - TAG_LEN;
@@ -30,38 +34,16 @@ pub(crate) const INIT_MESSAGE_LEN: usize = INIT_INNER_LEN - INIT_PREFIX_LEN;
 /// Body length of the ratchet message inside an init envelope.
 pub(crate) const INIT_BODY_LEN: usize = INIT_MESSAGE_LEN - HEADER_REGION_LEN - TAG_LEN;
 
-/// One envelope: exactly 4096 opaque bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Envelope(Box<[u8; ENVELOPE_LEN]>);
-
-impl Envelope {
-    /// Parses bytes received from a relay or a store; anything but 4096 bytes is rejected.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; ENVELOPE_LEN] = bytes
-            .try_into()
-            .map_err(|_| Error::EnvelopeLength(bytes.len()))?;
-        Ok(Self(Box::new(arr)))
-    }
-
-    /// The 4096 bytes to deposit.
-    pub fn as_bytes(&self) -> &[u8; ENVELOPE_LEN] {
-        &self.0
-    }
-
-    pub(crate) fn from_vec(v: Vec<u8>) -> Result<Self, Error> {
-        let len = v.len();
-        // Reuses the allocation: no copy of the 4 KiB.
-        v.into_boxed_slice()
-            .try_into()
-            .map(Self)
-            .map_err(|_| Error::EnvelopeLength(len))
-    }
+/// Parses bytes received from a relay or a store; anything but 4096 bytes is
+/// [`Error::EnvelopeLength`].
+pub fn parse(bytes: &[u8]) -> Result<Envelope, Error> {
+    Envelope::from_slice(bytes).map_err(|_| Error::EnvelopeLength(bytes.len()))
 }
 
-impl std::fmt::Debug for Envelope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Envelope(4096 bytes)")
-    }
+/// Wraps an envelope this crate built, reusing the allocation (no copy of the 4 KiB).
+pub(crate) fn from_vec(v: Vec<u8>) -> Result<Envelope, Error> {
+    let len = v.len();
+    Envelope::from_vec(v).map_err(|_| Error::EnvelopeLength(len))
 }
 
 #[cfg(test)]
@@ -80,11 +62,10 @@ mod tests {
     #[test]
     fn wrong_lengths_are_rejected() {
         for n in [0, 1, 4095, 4097, 8192] {
-            assert_eq!(
-                Envelope::from_bytes(&vec![0u8; n]),
-                Err(Error::EnvelopeLength(n))
-            );
+            assert_eq!(parse(&vec![0u8; n]), Err(Error::EnvelopeLength(n)));
+            assert_eq!(from_vec(vec![0u8; n]), Err(Error::EnvelopeLength(n)));
         }
-        assert!(Envelope::from_bytes(&[0u8; 4096]).is_ok());
+        assert!(parse(&[0u8; 4096]).is_ok());
+        assert!(from_vec(vec![0u8; 4096]).is_ok());
     }
 }

@@ -41,6 +41,12 @@ pub enum Error {
     /// An invite link could not be parsed.
     #[error("invalid invite: {0}")]
     InvalidInvite(&'static str),
+    /// A relay address (in an invite, a mailbox move, or handed in by the caller) is not one
+    /// a client can use: its host or port breaks the rules of the text form
+    /// `hush://<pin>@host:port`, or its host is not written canonically. The message names
+    /// the rule broken, never the address.
+    #[error("relay address is not usable: {0}")]
+    UnusableRelay(&'static str),
     /// An invite link's checksum does not match (typo or truncation).
     #[error("invite checksum mismatch (link damaged or mistyped)")]
     InviteChecksum,

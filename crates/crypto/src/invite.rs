@@ -11,6 +11,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hush_proto::RelayAddress;
 use rand_core::CryptoRng;
 
 use crate::handshake::HandshakeId;
@@ -19,13 +20,12 @@ use crate::primitives::{
     DOMAIN_INVITE_CHECKSUM, DhKeyPair, Fingerprint, INFO_INVITE_MAILBOX, INFO_INVITE_SEAL, Key32,
     hkdf, sha256,
 };
-use crate::wire::{Put, Reader};
+use crate::wire::{Put, Reader, Relay, unusable};
 use crate::{Error, PROTOCOL_VERSION};
 
 /// The scheme prefix of invite links.
 pub const LINK_PREFIX: &str = "hush:";
 const CHECKSUM_LEN: usize = 4;
-const MAX_HOST_LEN: usize = 253;
 
 /// One-time invite or multi-use contact address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,67 +53,6 @@ impl InviteKind {
     }
 }
 
-/// Where a relay is and which certificate key it must present.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RelayLocator {
-    /// SHA-256 of the relay certificate's SubjectPublicKeyInfo (DER).
-    pub pin: [u8; 32],
-    /// Host name or IP literal (ASCII, at most 253 bytes).
-    pub host: String,
-    /// UDP port.
-    pub port: u16,
-}
-
-impl RelayLocator {
-    /// The relay address form `hush://<base64url pin>@host:port`.
-    pub fn to_address(&self) -> String {
-        format!(
-            "hush://{}@{}:{}",
-            URL_SAFE_NO_PAD.encode(self.pin),
-            self.host,
-            self.port
-        )
-    }
-
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.put(&self.pin);
-        out.put_u16(self.port);
-        // Constructors guarantee host.len() <= MAX_HOST_LEN < 256.
-        out.put_u8(self.host.len() as u8);
-        out.put(self.host.as_bytes());
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Option<Result<Self, Error>> {
-        let pin = r.array()?;
-        let port = r.u16()?;
-        let len = r.u8()?;
-        let host = r.take(usize::from(len))?;
-        Some(Self::new(pin, host, port))
-    }
-
-    /// Validates the host (non-empty printable ASCII without spaces, '/', '@').
-    pub fn new(pin: [u8; 32], host: &[u8], port: u16) -> Result<Self, Error> {
-        let ok = !host.is_empty()
-            && host.len() <= MAX_HOST_LEN
-            && host
-                .iter()
-                .all(|c| c.is_ascii_graphic() && !matches!(c, b'/' | b'@' | b'?' | b'#'));
-        if !ok {
-            return Err(Error::InvalidInvite("bad relay host"));
-        }
-        let host =
-            String::from_utf8(host.to_vec()).map_err(|_| Error::InvalidInvite("bad relay host"))?;
-        Ok(Self { pin, host, port })
-    }
-}
-
-impl std::fmt::Debug for RelayLocator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Hosts and ports identify people's infrastructure: keep them out of debug logs.
-        f.write_str("RelayLocator(..)")
-    }
-}
-
 /// The public half of an invite, as parsed from a link.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invite {
@@ -125,7 +64,7 @@ pub struct Invite {
     /// Shared with whoever holds the link: names the handshake mailbox and seals init
     /// envelopes so the relay sees only random bytes.
     pub(crate) invite_secret: Key32,
-    pub(crate) relay: RelayLocator,
+    pub(crate) relay: Relay,
 }
 
 impl std::fmt::Debug for Invite {
@@ -144,8 +83,8 @@ impl Invite {
     }
 
     /// The inviter's relay, where the handshake message goes.
-    pub fn relay(&self) -> &RelayLocator {
-        &self.relay
+    pub fn relay(&self) -> &RelayAddress {
+        self.relay.address()
     }
 
     /// Handshake mailbox fetch secret of `epoch` (the invitee deposits to its id).
@@ -188,7 +127,9 @@ impl Invite {
         format!("{LINK_PREFIX}{}", URL_SAFE_NO_PAD.encode(bin))
     }
 
-    /// Parses a `hush:` link; surrounding white space is ignored.
+    /// Parses a `hush:` link; surrounding white space is ignored. A relay address that a
+    /// client could not connect to (docs/PROTOCOL.md, "Binary relay address") is
+    /// [`Error::UnusableRelay`]: such a link is refused here, before anything is stored.
     pub fn parse(link: &str) -> Result<Self, Error> {
         let link = link.trim();
         let b64 = link
@@ -207,7 +148,10 @@ impl Invite {
         let identity = r.array().ok_or(TRUNC)?;
         let prekey = r.array().ok_or(TRUNC)?;
         let invite_secret = Key32(r.array().ok_or(TRUNC)?);
-        let relay = RelayLocator::decode(&mut r).ok_or(TRUNC)??;
+        let relay = r.relay().map_err(|e| match e {
+            hush_proto::Error::AddressTruncated => TRUNC,
+            e => unusable(e),
+        })?;
         let body_len = bin.len() - r.rest().len();
         let mut r = Reader::new(&bin[body_len..]);
         let sum = r.take(CHECKSUM_LEN).ok_or(TRUNC)?;
@@ -253,7 +197,7 @@ pub struct InviterSecrets {
     /// `None` once a one-time invite has been used.
     pub(crate) prekey: Option<DhKeyPair>,
     pub(crate) invite_secret: Key32,
-    pub(crate) relay: RelayLocator,
+    pub(crate) relay: Relay,
     /// Handshakes already accepted through this invite: a replayed first message is
     /// recognised here and never creates a second relationship.
     pub(crate) accepted: Vec<HandshakeId>,
@@ -274,18 +218,26 @@ const SECRETS_VERSION: u8 = 1;
 
 impl InviterSecrets {
     /// Makes a new invite. Draws 96 random bytes: identity key, prekey, invite secret.
-    pub fn generate(kind: InviteKind, relay: RelayLocator, rng: &mut impl CryptoRng) -> Self {
+    ///
+    /// [`Error::UnusableRelay`] (drawing nothing) if `relay` has no binary form that decodes
+    /// back to it: only a hand-built address can fail, never a parsed one.
+    pub fn generate(
+        kind: InviteKind,
+        relay: RelayAddress,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, Error> {
+        let relay = Relay::new(relay)?;
         let identity = DhKeyPair::generate(rng);
         let prekey = DhKeyPair::generate(rng);
         let invite_secret = Key32::random(rng);
-        Self {
+        Ok(Self {
             kind,
             identity,
             prekey: Some(prekey),
             invite_secret,
             relay,
             accepted: Vec::new(),
-        }
+        })
     }
 
     /// One-time invite or contact address.
@@ -315,8 +267,8 @@ impl InviterSecrets {
     }
 
     /// Relay this invite points to.
-    pub fn relay(&self) -> &RelayLocator {
-        &self.relay
+    pub fn relay(&self) -> &RelayAddress {
+        self.relay.address()
     }
 
     /// Number of relationships made through this invite.
@@ -363,9 +315,10 @@ impl InviterSecrets {
             _ => return Err(Error::InvalidState("bad option tag")),
         };
         let invite_secret = Key32(r.array().ok_or(E)?);
-        let relay = RelayLocator::decode(&mut r)
-            .ok_or(E)?
-            .map_err(|_| Error::InvalidState("bad relay"))?;
+        let relay = r.relay().map_err(|e| match e {
+            hush_proto::Error::AddressTruncated => E,
+            _ => Error::InvalidState("bad relay"),
+        })?;
         let n = r.u32().ok_or(E)? as usize;
         if n > bytes.len() / 32 {
             return Err(E);

@@ -23,6 +23,9 @@
 //! - [`envelope`]: fixed-size envelope layouts and padding.
 //! - [`payload`]: what travels inside an envelope: fragments of content and control messages.
 //! - [`mailbox`]: epoch-rotating mailbox pseudonyms.
+//!
+//! The wire types ([`Envelope`], [`MailboxId`], [`FetchSecret`], [`RelayAddress`] and its
+//! binary form) are hush-proto's, re-exported here: one definition, one parser.
 //! - [`safety`]: safety numbers.
 //! - [`session`]: a relationship's whole state, and its versioned serialisation.
 #![forbid(unsafe_code)]
@@ -39,11 +42,12 @@ pub mod safety;
 pub mod session;
 mod wire;
 
-pub use envelope::{ENVELOPE_LEN, Envelope};
 pub use error::Error;
 pub use handshake::{HandshakeId, InitOutcome};
-pub use invite::{Invite, InviteKind, InviterSecrets, RelayLocator};
-pub use mailbox::{Direction, EPOCH_SECONDS, FetchSecret, MailboxId};
+/// The wire types this crate shares with the relay and the client, defined once in hush-proto.
+pub use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
+pub use invite::{Invite, InviteKind, InviterSecrets};
+pub use mailbox::{Direction, EPOCH_SECONDS};
 pub use safety::SafetyNumber;
 pub use session::{Role, Session};
 

@@ -4,10 +4,12 @@
 //! `fetch_secret = HKDF(root, "hush/v1/mailbox" || direction || epoch)` and
 //! `mailbox_id = SHA-256(fetch_secret)`. Senders deposit to the id; only a holder of the
 //! fetch secret can read or delete. Ids of different epochs or directions are unlinkable
-//! without the root. This module derives names; it never talks to a relay.
+//! without the root. This module derives names; it never talks to a relay. The name types
+//! are the relay's own, [`FetchSecret`] and [`MailboxId`] of hush-proto.
 
-use crate::primitives::{INFO_MAILBOX, Key32, hkdf, sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+pub use hush_proto::{FetchSecret, MailboxId};
+
+use crate::primitives::{INFO_MAILBOX, Key32, hkdf};
 
 /// Length of an epoch in seconds (one hour).
 pub const EPOCH_SECONDS: u64 = 3600;
@@ -39,38 +41,6 @@ impl Direction {
     }
 }
 
-/// A fetch secret: proves the right to read and delete one mailbox. Secret.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct FetchSecret([u8; 32]);
-
-impl FetchSecret {
-    /// The secret bytes, to present to a relay.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The mailbox this secret opens: SHA-256 of the secret.
-    pub fn mailbox_id(&self) -> MailboxId {
-        MailboxId(sha256(&[&self.0]))
-    }
-}
-
-impl std::fmt::Debug for FetchSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FetchSecret(<redacted>)")
-    }
-}
-
-/// A mailbox pseudonym: what a sender deposits to. Not secret, but never logged by the relay.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MailboxId(pub [u8; 32]);
-
-impl std::fmt::Debug for MailboxId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MailboxId(..)")
-    }
-}
-
 /// Derives the fetch secret of `root` for `direction` in `epoch`.
 pub(crate) fn fetch_secret(root: &Key32, direction: Direction, epoch: u64) -> FetchSecret {
     let okm = hkdf::<32>(
@@ -78,7 +48,7 @@ pub(crate) fn fetch_secret(root: &Key32, direction: Direction, epoch: u64) -> Fe
         root.as_bytes(),
         &[INFO_MAILBOX, &[direction.byte()], &epoch.to_be_bytes()],
     );
-    FetchSecret(*okm)
+    FetchSecret::from_bytes(*okm)
 }
 
 #[cfg(test)]

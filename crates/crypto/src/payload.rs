@@ -8,9 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::Error;
-use crate::invite::RelayLocator;
 use crate::primitives::Key32;
-use crate::wire::{Put, Reader};
+use crate::wire::{Put, Reader, Relay, unusable};
 
 const KIND_FRAGMENT: u8 = 1;
 const KIND_MAILBOX_MOVE: u8 = 2;
@@ -58,7 +57,7 @@ impl std::fmt::Debug for Fragment {
 #[derive(Clone, PartialEq, Eq)]
 pub struct MailboxMove {
     pub(crate) root: Key32,
-    pub(crate) relay: RelayLocator,
+    pub(crate) relay: Relay,
 }
 
 impl std::fmt::Debug for MailboxMove {
@@ -99,9 +98,10 @@ impl Payload {
             }
             KIND_MAILBOX_MOVE => {
                 let root = Key32(r.array().ok_or(E)?);
-                let relay = RelayLocator::decode(&mut r)
-                    .ok_or(E)?
-                    .map_err(|_| Error::MalformedPayload("bad relay"))?;
+                let relay = r.relay().map_err(|e| match e {
+                    hush_proto::Error::AddressTruncated => E,
+                    e => unusable(e),
+                })?;
                 if !r.is_empty() {
                     return Err(Error::MalformedPayload("trailing bytes"));
                 }

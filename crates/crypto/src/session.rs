@@ -9,16 +9,16 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::envelope::{
-    ENVELOPE_LEN, Envelope, INIT_BODY_LEN, INIT_INNER_LEN, INIT_PREFIX_LEN, SESSION_BODY_LEN,
+    self, ENVELOPE_LEN, Envelope, INIT_BODY_LEN, INIT_INNER_LEN, INIT_PREFIX_LEN, SESSION_BODY_LEN,
 };
 use crate::handshake::HandshakeId;
-use crate::invite::RelayLocator;
 use crate::mailbox::{Direction, FetchSecret, MailboxId, epoch_of, fetch_secret};
 use crate::payload::MailboxMove;
 use crate::primitives::{DhKeyPair, Fingerprint, Key32, XNONCE_LEN, xseal};
 use crate::ratchet::Ratchet;
 use crate::safety::SafetyNumber;
-use crate::wire::{Put, Reader};
+use crate::wire::{Put, Reader, Relay};
+use hush_proto::RelayAddress;
 
 /// How long a receiver keeps fetching its previous mailbox root after moving (7 days, the
 /// relays' default expiry), so that envelopes already in flight are not lost.
@@ -55,7 +55,7 @@ impl Role {
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) root: Key32,
-    pub(crate) relay: RelayLocator,
+    pub(crate) relay: Relay,
 }
 
 /// The invitee's handshake data, repeated in each envelope until the inviter replies.
@@ -151,7 +151,7 @@ impl Session {
                 let msg = self
                     .ratchet
                     .encrypt(payload, SESSION_BODY_LEN, &self.transcript, rng)?;
-                Envelope::from_vec(msg)
+                envelope::from_vec(msg)
             }
             Some(init) => {
                 let msg = self
@@ -168,7 +168,7 @@ impl Session {
                 out.put(&nonce);
                 out.put(&inner);
                 out.put(&tag);
-                Envelope::from_vec(out)
+                envelope::from_vec(out)
             }
         }
     }
@@ -189,13 +189,13 @@ impl Session {
     }
 
     /// Where an envelope encrypted now must be deposited: the relay and the mailbox id.
-    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayLocator, MailboxId) {
+    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayAddress, MailboxId) {
         let epoch = epoch_of(unix_seconds);
         let id = match &self.pending_init {
             Some(init) => fetch_secret(&init.invite_root, Direction::Handshake, epoch).mailbox_id(),
             None => fetch_secret(&self.send.root, self.role.send_direction(), epoch).mailbox_id(),
         };
-        (&self.send.relay, id)
+        (self.send.relay.address(), id)
     }
 
     /// The mailboxes to fetch for `epoch`: the current receive root and, while it is kept,
@@ -204,16 +204,19 @@ impl Session {
         &self,
         epoch: u64,
         unix_seconds: u64,
-    ) -> Vec<(RelayLocator, FetchSecret)> {
+    ) -> Vec<(RelayAddress, FetchSecret)> {
         let dir = self.role.recv_direction();
         let mut out = vec![(
-            self.recv.relay.clone(),
+            self.recv.relay.address().clone(),
             fetch_secret(&self.recv.root, dir, epoch),
         )];
         if let Some((route, until)) = &self.recv_retired
             && unix_seconds < *until
         {
-            out.push((route.relay.clone(), fetch_secret(&route.root, dir, epoch)));
+            out.push((
+                route.relay.address().clone(),
+                fetch_secret(&route.root, dir, epoch),
+            ));
         }
         out
     }
@@ -221,14 +224,20 @@ impl Session {
     /// Starts moving this party's receive direction to a fresh root (and optionally a new
     /// relay). Returns the control message to send to the peer, as a payload. The old root
     /// stays fetchable for [`RETIRED_ROOT_SECONDS`]. Draws 32 random bytes (the new root).
+    ///
+    /// [`Error::UnusableRelay`] (drawing nothing, changing nothing) if `new_relay` has no
+    /// binary form that decodes back to it: only a hand-built address can fail.
     pub fn move_receive_mailbox(
         &mut self,
-        new_relay: Option<RelayLocator>,
+        new_relay: Option<RelayAddress>,
         unix_seconds: u64,
         rng: &mut impl CryptoRng,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, Error> {
+        let relay = match new_relay {
+            Some(address) => Relay::new(address)?,
+            None => self.recv.relay.clone(),
+        };
         let root = Key32::random(rng);
-        let relay = new_relay.unwrap_or_else(|| self.recv.relay.clone());
         let old = std::mem::replace(
             &mut self.recv,
             Route {
@@ -237,7 +246,7 @@ impl Session {
             },
         );
         self.recv_retired = Some((old, unix_seconds.saturating_add(RETIRED_ROOT_SECONDS)));
-        MailboxMove { root, relay }.encode()
+        Ok(MailboxMove { root, relay }.encode())
     }
 
     /// Applies a peer's [`MailboxMove`]: from now on this party deposits there.
@@ -346,8 +355,9 @@ fn encode_route(out: &mut Vec<u8>, route: &Route) {
 fn decode_route(r: &mut Reader<'_>) -> Result<Route, Error> {
     const E: Error = Error::InvalidState("truncated route");
     let root = Key32(r.array().ok_or(E)?);
-    let relay = RelayLocator::decode(r)
-        .ok_or(E)?
-        .map_err(|_| Error::InvalidState("bad relay"))?;
+    let relay = r.relay().map_err(|e| match e {
+        hush_proto::Error::AddressTruncated => E,
+        _ => Error::InvalidState("bad relay"),
+    })?;
     Ok(Route { root, relay })
 }

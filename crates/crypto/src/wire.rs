@@ -1,7 +1,10 @@
-//! Minimal big-endian byte reader and writer shared by every decoder in this crate.
+//! Minimal big-endian byte reader and writer shared by every decoder in this crate, and the
+//! checked relay address every encoder writes.
 //!
 //! The reader never panics: every read is bounds-checked and reports
 //! the truncation to its caller, which maps it to a specific [`crate::Error`].
+
+use hush_proto::RelayAddress;
 
 /// Cursor over untrusted bytes.
 pub(crate) struct Reader<'a> {
@@ -48,6 +51,16 @@ impl<'a> Reader<'a> {
         self.take(usize::from(n))
     }
 
+    /// A relay address in its binary form (hush-proto owns the layout and the rules).
+    pub(crate) fn relay(&mut self) -> Result<Relay, hush_proto::Error> {
+        let (address, rest) = RelayAddress::from_binary(self.buf)?;
+        // `rest` is a suffix of `buf`, so `used` is in bounds.
+        let (binary, _) = self.buf.split_at(self.buf.len() - rest.len());
+        let binary = binary.to_vec();
+        self.buf = rest;
+        Ok(Relay { address, binary })
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
@@ -81,5 +94,49 @@ impl Put for Vec<u8> {
     }
     fn put(&mut self, v: &[u8]) {
         self.extend_from_slice(v);
+    }
+}
+
+/// A relay address known to have a binary form that decodes back to it: either it was
+/// decoded from one, or [`Relay::new`] encoded it. Holding the bytes makes every encoder of
+/// this crate infallible without a second, unchecked way to write an address.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Relay {
+    address: RelayAddress,
+    binary: Vec<u8>,
+}
+
+impl Relay {
+    /// Checks an address handed in by the caller.
+    pub(crate) fn new(address: RelayAddress) -> Result<Self, crate::Error> {
+        let binary = address.to_binary().map_err(unusable)?;
+        Ok(Self { address, binary })
+    }
+
+    pub(crate) fn address(&self) -> &RelayAddress {
+        &self.address
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.put(&self.binary);
+    }
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hosts and ports identify people's infrastructure: keep them out of debug logs.
+        let Self {
+            address: _,
+            binary: _,
+        } = self;
+        f.write_str("Relay(..)")
+    }
+}
+
+/// The crate's error for an address hush-proto refused (the message names the rule only).
+pub(crate) fn unusable(e: hush_proto::Error) -> crate::Error {
+    match e {
+        hush_proto::Error::BadAddress(rule) => crate::Error::UnusableRelay(rule),
+        _ => crate::Error::UnusableRelay("truncated"),
     }
 }

@@ -145,7 +145,10 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
     assert_ne!(to_inviter, next_hour);
 
     // Moving the inviter's receive direction.
-    let control = p.inviter.move_receive_mailbox(None, now, &mut p.rng);
+    let control = p
+        .inviter
+        .move_receive_mailbox(None, now, &mut p.rng)
+        .unwrap();
     let env = p.inviter.encrypt(&control, &mut p.rng).unwrap();
     let payload = p.invitee.decrypt(&env, &mut p.rng).unwrap();
     let Payload::MailboxMove(mv) = Payload::decode(&payload).unwrap() else {
@@ -209,7 +212,7 @@ fn failed_decryption_changes_nothing() {
     let before = p.invitee.to_bytes();
     let mut bad = env.as_bytes().to_vec();
     bad[4000] ^= 1;
-    let bad = hush_crypto::Envelope::from_bytes(&bad).unwrap();
+    let bad = hush_crypto::Envelope::from_slice(&bad).unwrap();
     assert_eq!(
         p.invitee.decrypt(&bad, &mut p.rng),
         Err(Error::BodyAuthFailed)

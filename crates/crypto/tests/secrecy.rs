@@ -556,7 +556,7 @@ fn debug_output_holds_no_key_bytes() {
     // Skipped keys on the invitee, a mailbox move with a retired root on the inviter.
     let m = send_numbered(&mut inviter, 0, 3, &mut rng);
     invitee.decrypt(&m[2], &mut rng).unwrap();
-    let control = inviter.move_receive_mailbox(None, now, &mut rng);
+    let control = inviter.move_receive_mailbox(None, now, &mut rng).unwrap();
     let moved = send(&mut inviter, &control, &mut rng);
     let payload = Payload::decode(&invitee.decrypt(&moved, &mut rng).unwrap()).unwrap();
     let Payload::MailboxMove(mv) = &payload else {
@@ -567,10 +567,10 @@ fn debug_output_holds_no_key_bytes() {
 
     let mut bad = init_env.as_bytes().to_vec();
     bad[100] ^= 1;
-    let bad = Envelope::from_bytes(&bad).unwrap();
+    let bad = Envelope::from_slice(&bad).unwrap();
     errors.push(invitee.decrypt(&bad, &mut rng).unwrap_err());
     errors.push(secrets.handle_init(&bad, &mut rng).unwrap_err());
-    errors.push(Envelope::from_bytes(&[1, 2, 3]).unwrap_err());
+    errors.push(hush_crypto::envelope::parse(&[1, 2, 3]).unwrap_err());
     errors.push(Session::from_bytes(&invitee.to_bytes()[..100]).unwrap_err());
     errors.push(hush_crypto::Invite::parse("hush:AAAA").unwrap_err());
     errors.push(inviter.encrypt(&vec![0; 5000], &mut rng).unwrap_err());
@@ -809,7 +809,7 @@ fn envelopes_are_uniform_whatever_they_carry() {
             .map(|e| {
                 let mut b = e.as_bytes().to_vec();
                 f(&mut b);
-                Envelope::from_bytes(&b).unwrap()
+                Envelope::from_slice(&b).unwrap()
             })
             .collect()
     };
@@ -833,7 +833,9 @@ fn init_outcome_debug_holds_no_payload() {
     let (mut secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
     let mut invitee = invite.accept(&mut rng).unwrap();
     // The invitee moves its receive mailbox before the inviter replied.
-    let control = invitee.move_receive_mailbox(None, 1_800_000_000, &mut rng);
+    let control = invitee
+        .move_receive_mailbox(None, 1_800_000_000, &mut rng)
+        .unwrap();
     let env = send(&mut invitee, &control, &mut rng);
     let outcome = secrets.handle_init(&env, &mut rng).unwrap();
     let detector = LeakDetector::new(&[invitee.to_bytes().to_vec(), control]);

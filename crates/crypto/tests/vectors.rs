@@ -19,7 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use hush_crypto::handshake::InitOutcome;
 use hush_crypto::mailbox::epoch_of;
-use hush_crypto::{Envelope, Error, Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use hush_crypto::payload::Payload;
+use hush_crypto::{Envelope, Error, Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{SeedableRng, TryCryptoRng, TryRng};
 use serde::{Deserialize, Serialize};
@@ -131,12 +132,18 @@ struct FailCase {
     /// Steps 0..=after_step of the base are replayed.
     after_step: usize,
     actor: String,
-    /// decrypt | handle_init | parse_invite
+    /// decrypt | handle_init | parse_invite | session_state | decode_payload
     op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     envelope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     link: Option<String>,
+    /// session_state: stored session state (hex) given to `Session::from_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    /// decode_payload: a decrypted payload (hex) given to `Payload::decode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
     /// Debug name of the expected hush_crypto::Error.
     error: String,
 }
@@ -160,19 +167,25 @@ struct Player {
     inviter: Party,
     invitee: Party,
     envelopes: Vec<Option<Envelope>>,
-    relay: RelayLocator,
+    relay: RelayAddress,
     kind: InviteKind,
     unix_seconds: u64,
 }
 
 impl Player {
     fn new(c: &Conversation) -> Self {
-        let pin: [u8; 32] = hex::decode(&c.relay_pin).unwrap().try_into().unwrap();
+        let pin = hex::decode(&c.relay_pin).unwrap();
+        let address = format!(
+            "hush://{}@{}:{}",
+            URL_SAFE_NO_PAD.encode(pin),
+            c.relay_host,
+            c.relay_port
+        );
         Self {
             inviter: Party::default(),
             invitee: Party::default(),
             envelopes: Vec::new(),
-            relay: RelayLocator::new(pin, c.relay_host.as_bytes(), c.relay_port).unwrap(),
+            relay: address.parse().unwrap(),
             kind: match c.kind.as_str() {
                 "one-time" => InviteKind::OneTime,
                 _ => InviteKind::ContactAddress,
@@ -202,7 +215,7 @@ impl Player {
         match step.op.as_str() {
             "generate" => {
                 let (relay, kind) = (self.relay.clone(), self.kind);
-                let secrets = InviterSecrets::generate(kind, relay, rng);
+                let secrets = InviterSecrets::generate(kind, relay, rng).unwrap();
                 check(&mut step.link, secrets.invite().unwrap().to_link(), "link");
                 self.party(&step.actor.clone()).secrets = Some(secrets);
             }
@@ -485,6 +498,8 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         op: op.into(),
         envelope: env,
         link,
+        state: None,
+        payload: None,
         error: err.into(),
     };
     let link = c.steps[0].link.clone().unwrap();
@@ -504,7 +519,7 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
     let other: Conversation = load(&conversation_file("contact-address"));
     let foreign = other.steps[10].envelope.clone().unwrap();
     let truncated = env_hex(10)[..2 * 4000].to_string();
-    vec![
+    let mut cases = vec![
         (
             "fail_tampered_header.json".into(),
             case(
@@ -673,7 +688,183 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
                 "InvalidInvite(\"not base64url\")",
             ),
         ),
+    ];
+    cases.extend(unusable_relay_cases(&c, &base));
+    cases
+}
+
+/// Relays a client cannot use (docs/PROTOCOL.md, "Binary relay address"): (file name part,
+/// description, host bytes, port, the rule the error names).
+fn unusable_relays() -> Vec<(&'static str, &'static str, Vec<u8>, u16, &'static str)> {
+    const NAME: &str = "host is not a DNS name or IP literal";
+    let long = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(62));
+    vec![
+        (
+            "underscore",
+            "host a_b (underscore)",
+            b"a_b".to_vec(),
+            4433,
+            NAME,
+        ),
+        (
+            "five_numbers",
+            "host 1.2.3.4.5 (not IPv4, all numeric)",
+            b"1.2.3.4.5".to_vec(),
+            4433,
+            NAME,
+        ),
+        (
+            "colon",
+            "host x:y (colon outside brackets)",
+            b"x:y".to_vec(),
+            4433,
+            NAME,
+        ),
+        ("empty", "an empty host", Vec::new(), 4433, NAME),
+        (
+            "too_long",
+            "a 254-byte host name",
+            long.into_bytes(),
+            4433,
+            NAME,
+        ),
+        (
+            "long_label",
+            "a 64-byte label",
+            "a".repeat(64).into_bytes(),
+            4433,
+            NAME,
+        ),
+        (
+            "leading_hyphen",
+            "host -relay.example",
+            b"-relay.example".to_vec(),
+            4433,
+            NAME,
+        ),
+        (
+            "trailing_hyphen",
+            "host relay-.example",
+            b"relay-.example".to_vec(),
+            4433,
+            NAME,
+        ),
+        (
+            "bad_ipv6",
+            "host [::g]",
+            b"[::g]".to_vec(),
+            4433,
+            "invalid IPv6 literal",
+        ),
+        (
+            "unterminated_ipv6",
+            "host [::1 (no closing bracket)",
+            b"[::1".to_vec(),
+            4433,
+            "unterminated IPv6 literal",
+        ),
+        (
+            "port_zero",
+            "port 0",
+            b"relay.example.org".to_vec(),
+            0,
+            "port must be 1..=65535",
+        ),
+        (
+            "uppercase",
+            "host Relay.Example.org (not canonical: names are lower case)",
+            b"Relay.Example.org".to_vec(),
+            4433,
+            "host is not in canonical form",
+        ),
     ]
+}
+
+fn relay_binary(pin: &[u8], host: &[u8], port: u16) -> Vec<u8> {
+    let len = u8::try_from(host.len()).unwrap();
+    [pin, &port.to_be_bytes(), &[len], host].concat()
+}
+
+/// Every unusable relay in an invite link with a correct checksum; some of them in stored
+/// session state and in a mailbox-move payload.
+fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)> {
+    let case = |desc: String, after: usize, actor: &str, op: &str, err: String| FailCase {
+        description: desc,
+        base: base.into(),
+        after_step: after,
+        actor: actor.into(),
+        op: op.into(),
+        envelope: None,
+        link: None,
+        state: None,
+        payload: None,
+        error: err,
+    };
+    let pin = hex::decode(&c.relay_pin).unwrap();
+    let good = relay_binary(&pin, c.relay_host.as_bytes(), c.relay_port);
+    let link = c.steps[0].link.clone().unwrap();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    assert_eq!(&bin[98..98 + good.len()], good.as_slice());
+    let state = {
+        let player = replay(c, None);
+        player.invitee.session.as_ref().unwrap().to_bytes().to_vec()
+    };
+    let mut out = Vec::new();
+    for (name, what, host, port, rule) in unusable_relays() {
+        let bad = relay_binary(&pin, &host, port);
+        let err = format!("UnusableRelay({rule:?})");
+
+        let mut body = [&bin[..98], &bad].concat();
+        let sum = sha256(&[b"hush/v1/invite-checksum", &body]);
+        body.extend_from_slice(&sum[..4]);
+        let mut f = case(
+            format!(
+                "The invite link with its relay replaced by one with {what}; checksum correct."
+            ),
+            0,
+            "invitee",
+            "parse_invite",
+            err.clone(),
+        );
+        f.link = Some(format!("hush:{}", URL_SAFE_NO_PAD.encode(body)));
+        out.push((format!("fail_invite_relay_{name}.json"), f));
+
+        if matches!(name, "colon" | "port_zero" | "uppercase") {
+            // kind 2 (mailbox move) || new root (32) || relay.
+            let payload = [&[2u8][..], &[0x11; 32], &bad].concat();
+            let mut f = case(
+                format!("A mailbox-move payload whose relay has {what}."),
+                0,
+                "invitee",
+                "decode_payload",
+                err.clone(),
+            );
+            f.payload = Some(hex::encode(payload));
+            out.push((format!("fail_payload_relay_{name}.json"), f));
+        }
+        if matches!(name, "underscore" | "five_numbers") {
+            let at = state
+                .windows(good.len())
+                .position(|w| w == good.as_slice())
+                .unwrap();
+            let bad_state = [&state[..at], &bad, &state[at + good.len()..]].concat();
+            let mut f = case(
+                format!(
+                    "The invitee's stored session state after the conversation, its send \
+                     route's relay replaced by one with {what}."
+                ),
+                0,
+                "invitee",
+                "session_state",
+                "InvalidState(\"bad relay\")".into(),
+            );
+            f.state = Some(hex::encode(bad_state));
+            out.push((format!("fail_state_relay_{name}.json"), f));
+        }
+    }
+    out
 }
 
 fn mutate_char(link: &str, at: usize) -> String {
@@ -702,10 +893,17 @@ fn fail_vectors_are_rejected_with_the_named_error() {
         let mut rng = ChaCha20Rng::seed_from_u64(0);
         let err: Error = match case.op.as_str() {
             "parse_invite" => Invite::parse(case.link.as_ref().unwrap()).unwrap_err(),
+            "session_state" => {
+                Session::from_bytes(&hex::decode(case.state.as_ref().unwrap()).unwrap())
+                    .unwrap_err()
+            }
+            "decode_payload" => {
+                Payload::decode(&hex::decode(case.payload.as_ref().unwrap()).unwrap()).unwrap_err()
+            }
             "decrypt" | "handle_init" => {
                 let bytes = hex::decode(case.envelope.as_ref().unwrap()).unwrap();
                 let party = player.party(&case.actor);
-                match Envelope::from_bytes(&bytes) {
+                match hush_crypto::envelope::parse(&bytes) {
                     Err(e) => e,
                     Ok(env) if case.op == "decrypt" => {
                         let session = party.session.as_mut().unwrap();

@@ -46,11 +46,17 @@ pub enum Error {
     /// A relay address does not parse; the message names the part, never the input.
     #[error("invalid relay address: {0}")]
     BadAddress(&'static str),
+    /// The bytes end inside a binary-form relay address.
+    #[error("relay address truncated")]
+    AddressTruncated,
+    /// An envelope was not exactly [`crate::ENVELOPE_LEN`] bytes.
+    #[error("envelope must be exactly {len} bytes, got {0}", len = crate::ENVELOPE_LEN)]
+    EnvelopeLength(usize),
 }
 
 impl Error {
     /// The wire error code a relay answers with when a request fails to decode this way.
-    /// `None` for errors that are not about frames (addresses).
+    /// `None` for errors that are not about frames (addresses, envelope lengths).
     #[must_use]
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
@@ -63,7 +69,7 @@ impl Error {
             Self::PaddingNotZero => ErrorCode::PaddingNotZero,
             Self::BadCount { .. } => ErrorCode::BadCount,
             Self::BadField(_) => ErrorCode::BadField,
-            Self::BadAddress(_) => return None,
+            Self::BadAddress(_) | Self::AddressTruncated | Self::EnvelopeLength(_) => return None,
         })
     }
 }

@@ -156,129 +156,96 @@ impl ErrorFrame {
     }
 }
 
-/// Error codes on the wire (u16, big-endian). Codes below 0x0100 mean the request frame was
-/// malformed; the others are refusals of a well-formed request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// 0x0001: the stream ended before a whole frame.
-    Truncated,
-    /// 0x0002: more bytes followed the one request frame of a stream.
-    Oversized,
-    /// 0x0003: unknown frame kind.
-    UnknownKind,
-    /// 0x0004: a response kind was sent as a request.
-    UnexpectedKind,
-    /// 0x0005: a reserved field was not zero.
-    ReservedNotZero,
-    /// 0x0006: padding was not zero.
-    PaddingNotZero,
-    /// 0x0007: a count was zero or above its maximum.
-    BadCount,
-    /// 0x0008: a field held an invalid value.
-    BadField,
-    /// 0x0010: protocol version not supported; the argument carries the relay's range.
-    UnsupportedVersion,
-    /// 0x0100: the mailbox holds its quota of envelopes.
-    MailboxFull,
-    /// 0x0101: the relay's global storage quota is reached.
-    RelayFull,
-    /// 0x0200: too many requests on this connection; the argument is milliseconds to wait.
-    RateLimited,
-    /// 0x0300: no named envelope exists in that mailbox.
-    UnknownEnvelope,
-    /// 0x0301: the named envelopes are older than the expiry horizon and are gone.
-    Expired,
-    /// 0x0400: the relay failed internally (storage); retry later.
-    Internal,
-    /// 0x0401: the relay is shutting down; reconnect later.
-    ShuttingDown,
-    /// 0x0402: a subscription fell too far behind and was dropped; fetch to catch up.
-    Lagged,
-    /// 0x0403: too many concurrent subscriptions on this connection.
-    TooManySubscriptions,
-    /// A code this build does not know (sent by a newer relay).
-    Unrecognized(u16),
+/// Generates [`ErrorCode`] from one table: the variants, their wire values, their names
+/// (logs and metric labels), parsing, and [`ErrorCode::ALL`]. A code is added in one line.
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $value:literal, $name:literal; )+) => {
+        /// Error codes on the wire (u16, big-endian). Codes below 0x0100 mean the request frame
+        /// was malformed; the others are refusals of a well-formed request.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $(
+                #[doc = concat!("`", stringify!($value), "` (`", $name, "`):")]
+                $(#[doc = $doc])+
+                $variant,
+            )+
+            /// A code this build does not know (sent by a newer relay).
+            Unrecognized(u16),
+        }
+
+        impl ErrorCode {
+            /// Every code this build knows, in wire order ([`ErrorCode::Unrecognized`] is not
+            /// one of them).
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The wire value.
+            #[must_use]
+            pub fn to_u16(self) -> u16 {
+                match self {
+                    $(Self::$variant => $value,)+
+                    Self::Unrecognized(v) => v,
+                }
+            }
+
+            /// From the wire value; unknown values become [`ErrorCode::Unrecognized`].
+            #[must_use]
+            pub fn from_u16(v: u16) -> Self {
+                match v {
+                    $($value => Self::$variant,)+
+                    other => Self::Unrecognized(other),
+                }
+            }
+
+            /// A short stable name, safe for logs and metric labels.
+            #[must_use]
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                    Self::Unrecognized(_) => "unrecognized",
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The wire value.
-    #[must_use]
-    pub fn to_u16(self) -> u16 {
-        match self {
-            Self::Truncated => 0x0001,
-            Self::Oversized => 0x0002,
-            Self::UnknownKind => 0x0003,
-            Self::UnexpectedKind => 0x0004,
-            Self::ReservedNotZero => 0x0005,
-            Self::PaddingNotZero => 0x0006,
-            Self::BadCount => 0x0007,
-            Self::BadField => 0x0008,
-            Self::UnsupportedVersion => 0x0010,
-            Self::MailboxFull => 0x0100,
-            Self::RelayFull => 0x0101,
-            Self::RateLimited => 0x0200,
-            Self::UnknownEnvelope => 0x0300,
-            Self::Expired => 0x0301,
-            Self::Internal => 0x0400,
-            Self::ShuttingDown => 0x0401,
-            Self::Lagged => 0x0402,
-            Self::TooManySubscriptions => 0x0403,
-            Self::Unrecognized(v) => v,
-        }
-    }
-
-    /// From the wire value; unknown values become [`ErrorCode::Unrecognized`].
-    #[must_use]
-    pub fn from_u16(v: u16) -> Self {
-        match v {
-            0x0001 => Self::Truncated,
-            0x0002 => Self::Oversized,
-            0x0003 => Self::UnknownKind,
-            0x0004 => Self::UnexpectedKind,
-            0x0005 => Self::ReservedNotZero,
-            0x0006 => Self::PaddingNotZero,
-            0x0007 => Self::BadCount,
-            0x0008 => Self::BadField,
-            0x0010 => Self::UnsupportedVersion,
-            0x0100 => Self::MailboxFull,
-            0x0101 => Self::RelayFull,
-            0x0200 => Self::RateLimited,
-            0x0300 => Self::UnknownEnvelope,
-            0x0301 => Self::Expired,
-            0x0400 => Self::Internal,
-            0x0401 => Self::ShuttingDown,
-            0x0402 => Self::Lagged,
-            0x0403 => Self::TooManySubscriptions,
-            other => Self::Unrecognized(other),
-        }
-    }
-
-    /// A short stable name, safe for logs and metric labels.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Truncated => "truncated",
-            Self::Oversized => "oversized",
-            Self::UnknownKind => "unknown_kind",
-            Self::UnexpectedKind => "unexpected_kind",
-            Self::ReservedNotZero => "reserved_not_zero",
-            Self::PaddingNotZero => "padding_not_zero",
-            Self::BadCount => "bad_count",
-            Self::BadField => "bad_field",
-            Self::UnsupportedVersion => "unsupported_version",
-            Self::MailboxFull => "mailbox_full",
-            Self::RelayFull => "relay_full",
-            Self::RateLimited => "rate_limited",
-            Self::UnknownEnvelope => "unknown_envelope",
-            Self::Expired => "expired",
-            Self::Internal => "internal",
-            Self::ShuttingDown => "shutting_down",
-            Self::Lagged => "lagged",
-            Self::TooManySubscriptions => "too_many_subscriptions",
-            Self::Unrecognized(_) => "unrecognized",
-        }
-    }
+error_codes! {
+    /// the stream ended before a whole frame.
+    Truncated = 0x0001, "truncated";
+    /// more bytes followed the one request frame of a stream.
+    Oversized = 0x0002, "oversized";
+    /// unknown frame kind.
+    UnknownKind = 0x0003, "unknown_kind";
+    /// a response kind was sent as a request.
+    UnexpectedKind = 0x0004, "unexpected_kind";
+    /// a reserved field was not zero.
+    ReservedNotZero = 0x0005, "reserved_not_zero";
+    /// padding was not zero.
+    PaddingNotZero = 0x0006, "padding_not_zero";
+    /// a count was zero or above its maximum.
+    BadCount = 0x0007, "bad_count";
+    /// a field held an invalid value.
+    BadField = 0x0008, "bad_field";
+    /// protocol version not supported; the argument carries the relay's range.
+    UnsupportedVersion = 0x0010, "unsupported_version";
+    /// the mailbox holds its quota of envelopes.
+    MailboxFull = 0x0100, "mailbox_full";
+    /// the relay's global storage quota is reached.
+    RelayFull = 0x0101, "relay_full";
+    /// too many requests on this connection; the argument is milliseconds to wait.
+    RateLimited = 0x0200, "rate_limited";
+    /// no named envelope exists in that mailbox.
+    UnknownEnvelope = 0x0300, "unknown_envelope";
+    /// the named envelopes are older than the expiry horizon and are gone.
+    Expired = 0x0301, "expired";
+    /// the relay failed internally (storage); retry later.
+    Internal = 0x0400, "internal";
+    /// the relay is shutting down; reconnect later.
+    ShuttingDown = 0x0401, "shutting_down";
+    /// a subscription fell too far behind and was dropped; fetch to catch up.
+    Lagged = 0x0402, "lagged";
+    /// too many concurrent subscriptions on this connection.
+    TooManySubscriptions = 0x0403, "too_many_subscriptions";
 }
 
 /// Builds frames: header, then the body written field by field from offset 0.
@@ -725,6 +692,22 @@ mod tests {
                 Err(Error::UnexpectedKind(bytes[1]))
             );
         }
+    }
+
+    #[test]
+    fn error_code_table_is_consistent() {
+        // Every known code is in ALL exactly once, round-trips, and has a distinct name.
+        let mut names = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_u16(code.to_u16()), code);
+            assert!(names.insert(code.name()), "duplicate name {}", code.name());
+            assert!(!matches!(code, ErrorCode::Unrecognized(_)));
+        }
+        let known = (0..=u16::MAX)
+            .filter(|v| !matches!(ErrorCode::from_u16(*v), ErrorCode::Unrecognized(_)))
+            .count();
+        assert_eq!(known, ErrorCode::ALL.len());
+        assert!(!names.contains(ErrorCode::Unrecognized(0x7777).name()));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! This crate owns the exact bytes on the wire: the fixed-size [`FRAME_LEN`] frame that every
 //! request and every response occupies, the command and response kinds, the error codes, the
-//! protocol version, and the relay address format `hush://<pin>@host:port`. The normative
-//! description is `docs/PROTOCOL.md` (Part II); test vectors live in `tests/vectors/`.
+//! protocol version, and the relay address format `hush://<pin>@host:port` with its binary
+//! form (one parser for both). The normative description is `docs/PROTOCOL.md` (Part II);
+//! test vectors live in `tests/vectors/`.
 //!
 //! Principles:
 //! - **Sans-IO.** No sockets, no async runtime, no clock. Callers pass bytes in and get bytes

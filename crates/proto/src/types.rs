@@ -94,16 +94,27 @@ impl Envelope {
     /// Copies a slice that must be exactly [`ENVELOPE_LEN`] bytes long.
     ///
     /// # Errors
-    /// [`Error::Truncated`] or [`Error::Oversized`] for any other length.
+    /// [`Error::EnvelopeLength`] for any other length.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; ENVELOPE_LEN] = bytes.try_into().map_err(|_| {
-            if bytes.len() < ENVELOPE_LEN {
-                Error::Truncated(bytes.len())
-            } else {
-                Error::Oversized(bytes.len())
-            }
-        })?;
+        let arr: [u8; ENVELOPE_LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::EnvelopeLength(bytes.len()))?;
         Ok(Self(Box::new(arr)))
+    }
+
+    /// Takes a vector that must be exactly [`ENVELOPE_LEN`] bytes long, reusing its
+    /// allocation: no copy of the 4 KiB when its capacity is its length (as for a vector
+    /// made with `Vec::with_capacity(ENVELOPE_LEN)`).
+    ///
+    /// # Errors
+    /// [`Error::EnvelopeLength`] for any other length.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, Error> {
+        let len = bytes.len();
+        bytes
+            .into_boxed_slice()
+            .try_into()
+            .map(Self)
+            .map_err(|_| Error::EnvelopeLength(len))
     }
 
     /// The envelope bytes.
@@ -217,5 +228,24 @@ mod tests {
         assert!(DeleteIds::new(vec![EnvelopeId(1); MAX_DELETE_IDS + 1]).is_err());
         assert!(Envelope::from_slice(&[0; 10]).is_err());
         assert!(Envelope::from_slice(&[0; ENVELOPE_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn envelope_lengths() {
+        for n in [0, 1, ENVELOPE_LEN - 1, ENVELOPE_LEN + 1, 2 * ENVELOPE_LEN] {
+            assert_eq!(
+                Envelope::from_slice(&vec![7; n]),
+                Err(Error::EnvelopeLength(n))
+            );
+            assert_eq!(
+                Envelope::from_vec(vec![7; n]),
+                Err(Error::EnvelopeLength(n))
+            );
+        }
+        let v = vec![7u8; ENVELOPE_LEN];
+        let at = v.as_ptr();
+        let env = Envelope::from_vec(v).unwrap();
+        assert_eq!(env.as_bytes().as_ptr(), at, "from_vec copied the bytes");
+        assert_eq!(Envelope::from_slice(&[7; ENVELOPE_LEN]).unwrap(), env);
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use hush_crypto::handshake::InitOutcome;
-use hush_crypto::{Envelope, Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use hush_crypto::{Envelope, Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -45,8 +45,11 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-fn relay() -> RelayLocator {
-    RelayLocator::new([9u8; 32], b"relay.example", 4433).unwrap()
+fn relay() -> RelayAddress {
+    // Pin: 32 bytes of 9, in base64url.
+    "hush://CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk@relay.example:4433"
+        .parse()
+        .unwrap()
 }
 
 fn new_session(outcome: InitOutcome) -> Session {
@@ -66,7 +69,7 @@ fn build() -> Fixture {
     let r = &mut rng;
 
     // Handshake and one round trip, as in crates/crypto/tests/common.
-    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), r);
+    let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay(), r).unwrap();
     let link = secrets.invite().unwrap().to_link();
     let invite = Invite::parse(&link).unwrap();
     let one_time_secrets = secrets.clone();
@@ -95,7 +98,7 @@ fn build() -> Fixture {
     assert!(invitee.skipped_keys() == 2);
 
     // A contact address that already made one relationship, and a second invitee's init.
-    let mut contact = InviterSecrets::generate(InviteKind::ContactAddress, relay(), r);
+    let mut contact = InviterSecrets::generate(InviteKind::ContactAddress, relay(), r).unwrap();
     let contact_invite = contact.invite().unwrap();
     let mut first = contact_invite.accept(r).unwrap();
     let first_init = first.encrypt(b"first", r).unwrap();

@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures_util::StreamExt as _;
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress, SecretBatch};
-use hush_relay::client::{RelayClient, client_endpoint};
+use hush_transport::{RelayClient, client_endpoint};
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 

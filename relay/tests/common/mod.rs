@@ -8,8 +8,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
-pub use hush_relay::client::{RelayClient, client_endpoint, relay_error};
 use hush_testkit::Relay;
+pub use hush_transport::{Error, RelayClient, client_endpoint, relay_error};
 use sha2::{Digest, Sha256};
 
 /// A kit [`Relay`] with its address parsed, and clients for it.

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use hush_crypto::handshake::InitOutcome;
-use hush_crypto::{Envelope, Invite, InviteKind, InviterSecrets, RelayLocator, Session};
+use hush_crypto::{Envelope, Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -10,8 +10,11 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-pub fn relay() -> RelayLocator {
-    RelayLocator::new([9u8; 32], b"relay.example", 4433).unwrap()
+pub fn relay() -> RelayAddress {
+    // Pin: 32 bytes of 9, in base64url.
+    "hush://CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk@relay.example:4433"
+        .parse()
+        .unwrap()
 }
 
 /// A pair that has completed the handshake and one round trip (PQ mixed on both sides).
@@ -22,7 +25,7 @@ pub struct Pair {
 }
 
 pub fn new_inviter(kind: InviteKind, rng: &mut ChaCha20Rng) -> (InviterSecrets, Invite) {
-    let secrets = InviterSecrets::generate(kind, relay(), rng);
+    let secrets = InviterSecrets::generate(kind, relay(), rng).unwrap();
     let link = secrets.invite().unwrap().to_link();
     let invite = Invite::parse(&link).unwrap();
     (secrets, invite)

@@ -1,8 +1,8 @@
 //! The relay client: connect to a relay by its `hush://` address and speak hush-proto.
 //!
 //! Owns: resolving the address, the pinned TLS 1.3 QUIC connection, and one request per
-//! bidirectional stream with typed results. Used by the end-to-end tests, the load
-//! generator and hush-core's relay transport.
+//! bidirectional stream with typed results. Used by hush-core's relay links, the load
+//! generator and the relay's end-to-end tests.
 //! Must never connect without verifying the pin, never log or print fetch secrets, mailbox ids
 //! or envelope bytes, and never treat a relay error frame as success.
 
@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hush_proto::{
-    ALPN, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame, FRAME_LEN, FetchSecret, Host,
-    MAX_SECRETS, MailboxId, Pong, RelayAddress, Request, Response, SecretBatch, decode_response,
+    ALPN, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame, FetchSecret, Host, MAX_SECRETS,
+    MailboxId, Pong, RelayAddress, Request, Response, SecretBatch,
 };
 use quinn::{RecvStream, SendStream};
-
 use zeroize::Zeroize as _;
 
 use crate::Error;
+use crate::stream::{read_response, write_frame};
 use crate::tls;
 
 /// Keep-alive a client sends so that idle subscriptions survive the relay's idle timeout.
@@ -57,17 +57,21 @@ pub struct RelayClient {
 /// # Errors
 /// [`Error::Io`] if the socket cannot be bound.
 pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, Error> {
-    quinn::Endpoint::client(bind).map_err(|e| Error::io("binding a client UDP socket", e))
+    quinn::Endpoint::client(bind).map_err(|source| Error::Io {
+        what: "binding a client UDP socket",
+        source,
+    })
 }
 
 async fn resolve(addr: &RelayAddress) -> Result<SocketAddr, Error> {
     match &addr.host {
         Host::Ip(ip) => Ok(SocketAddr::new(*ip, addr.port)),
+        // The resolver's message may name the host; only the fact of failure is kept.
         Host::Name(name) => tokio::net::lookup_host((name.as_str(), addr.port))
             .await
-            .map_err(|e| Error::Connect(format!("resolving the relay host: {e}")))?
+            .map_err(|_| Error::Resolve("lookup failed"))?
             .next()
-            .ok_or_else(|| Error::Connect("relay host has no address".into())),
+            .ok_or(Error::Resolve("no address")),
     }
 }
 
@@ -75,18 +79,14 @@ impl RelayClient {
     /// Connects with its own UDP socket.
     ///
     /// # Errors
-    /// [`Error::Connect`] / [`Error::Connection`] if the relay is unreachable, presents another
-    /// key than the pin, or does not speak `hush/1`.
+    /// [`Error::Resolve`] / [`Error::Connect`] / [`Error::Connection`] if the relay is
+    /// unreachable, presents another key than the pin, or does not speak `hush/1`.
     pub async fn connect(addr: &RelayAddress) -> Result<Self, Error> {
         let remote = resolve(addr).await?;
-        let bind: SocketAddr = if remote.is_ipv6() {
-            "[::]:0"
-                .parse()
-                .map_err(|_| Error::Connect("bind".into()))?
+        let bind = if remote.is_ipv6() {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
         } else {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|_| Error::Connect("bind".into()))?
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
         let endpoint = client_endpoint(bind)?;
         let mut c = Self::connect_with_alpn(&endpoint, addr, ALPN).await?;
@@ -128,9 +128,10 @@ impl RelayClient {
             Host::Name(n) => n.clone(),
             Host::Ip(_) => "hush-relay".to_owned(),
         };
+        // quinn's ConnectError messages can carry the remote address; keep only the kind.
         let connecting = endpoint
             .connect_with(config, remote, &server_name)
-            .map_err(|e| Error::Connect(e.to_string()))?;
+            .map_err(|e| Error::Connect(connect_error(&e)))?;
         let conn = connecting.await?;
         Ok(Self {
             conn,
@@ -153,17 +154,18 @@ impl RelayClient {
     /// secrets) is wiped once written.
     async fn open(&self, req: &Request) -> Result<(SendStream, RecvStream), Error> {
         let mut frame = req.encode();
-        let r = self.open_raw(&frame[..]).await;
+        let r = self.open_raw(&frame).await;
         frame.zeroize();
         r
     }
 
-    async fn open_raw(&self, frame: &[u8]) -> Result<(SendStream, RecvStream), Error> {
+    async fn open_raw(
+        &self,
+        frame: &[u8; hush_proto::FRAME_LEN],
+    ) -> Result<(SendStream, RecvStream), Error> {
         let (mut send, recv) = self.conn.open_bi().await?;
-        send.write_all(frame)
-            .await
-            .map_err(|e| Error::Stream(e.to_string()))?;
-        send.finish().map_err(|e| Error::Stream(e.to_string()))?;
+        write_frame(&mut send, frame).await?;
+        send.finish().map_err(Error::stream)?;
         Ok((send, recv))
     }
 
@@ -181,7 +183,7 @@ impl RelayClient {
             let _ = send.finish();
         }
         let mut out = Vec::new();
-        while let Some(r) = read_frame(&mut recv).await? {
+        while let Some(r) = read_response(&mut recv).await? {
             out.push(r);
         }
         Ok(out)
@@ -189,7 +191,7 @@ impl RelayClient {
 
     async fn single(&self, req: &Request) -> Result<Response, Error> {
         let (_send, mut recv) = self.open(req).await?;
-        match read_frame(&mut recv).await? {
+        match read_response(&mut recv).await? {
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             Some(r) => Ok(r),
             None => Err(Error::UnexpectedResponse("stream ended without a response")),
@@ -231,7 +233,7 @@ impl RelayClient {
         let (_send, mut recv) = self.open(&Request::Fetch { after, secrets }).await?;
         let mut deliveries = Vec::new();
         loop {
-            match read_frame(&mut recv).await? {
+            match read_response(&mut recv).await? {
                 Some(Response::Envelope(d)) => deliveries.push(d),
                 Some(Response::FetchDone { returned, more }) => {
                     if usize::try_from(returned).ok() != Some(deliveries.len()) {
@@ -254,7 +256,7 @@ impl RelayClient {
     pub async fn fetch_all(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
         let mut out = Vec::new();
         for chunk in secrets.chunks(MAX_SECRETS) {
-            let batch = SecretBatch::new(chunk.to_vec())?;
+            let batch = SecretBatch::new(chunk.to_vec()).map_err(Error::InvalidArgument)?;
             let mut after = EnvelopeId(0);
             loop {
                 let page = self.fetch(batch.clone(), after).await?;
@@ -301,7 +303,7 @@ impl RelayClient {
     /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
     pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
         let (send, mut recv) = self.open(&Request::Subscribe { secrets }).await?;
-        match read_frame(&mut recv).await? {
+        match read_response(&mut recv).await? {
             Some(Response::Subscribed { count }) => Ok(Subscription {
                 _send: send,
                 recv,
@@ -334,7 +336,7 @@ impl Subscription {
     /// [`Error::Relay`] with `Lagged` (fetch to catch up, then subscribe again) or
     /// `ShuttingDown`; [`Error::UnexpectedResponse`] if the relay ended the stream.
     pub async fn next(&mut self) -> Result<Delivery, Error> {
-        match read_frame(&mut self.recv).await? {
+        match read_response(&mut self.recv).await? {
             Some(Response::Envelope(d)) => Ok(d),
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             Some(_) => Err(Error::UnexpectedResponse("expected Envelope")),
@@ -350,29 +352,22 @@ impl Drop for Subscription {
     }
 }
 
-/// Reads one whole response frame, or `None` at a clean end of stream.
-async fn read_frame(recv: &mut RecvStream) -> Result<Option<Response>, Error> {
-    let mut buf = vec![0u8; FRAME_LEN];
-    let mut filled = 0;
-    while filled < FRAME_LEN {
-        match recv
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|e| Error::Stream(e.to_string()))?
-        {
-            Some(n) => filled += n,
-            None if filled == 0 => return Ok(None),
-            None => return Err(hush_proto::Error::Truncated(filled).into()),
-        }
-    }
-    Ok(Some(decode_response(&buf)?))
-}
-
 /// The error code of a relay refusal, if `e` is one.
 #[must_use]
 pub fn relay_error(e: &Error) -> Option<ErrorFrame> {
     match e {
         Error::Relay(f) => Some(*f),
         _ => None,
+    }
+}
+
+fn connect_error(e: &quinn::ConnectError) -> &'static str {
+    match e {
+        quinn::ConnectError::EndpointStopping => "endpoint stopping",
+        quinn::ConnectError::CidsExhausted => "connection ids exhausted",
+        quinn::ConnectError::InvalidServerName(_) => "invalid server name",
+        quinn::ConnectError::InvalidRemoteAddress(_) => "invalid remote address",
+        quinn::ConnectError::NoDefaultClientConfig => "no client configuration",
+        quinn::ConnectError::UnsupportedVersion => "unsupported QUIC version",
     }
 }

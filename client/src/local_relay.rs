@@ -1,0 +1,156 @@
+//! The relay this client serves itself on loopback when a profile names no relay, so two
+//! profiles on one machine can talk right after install (cargo feature `embedded-relay`,
+//! on by default). hush-core only sees it through [`hush_core::LocalRelay`].
+//!
+//! One local relay exists per data root, with a stable identity and port (kept in
+//! `<root>/embedded-relay/`), so its address, and the invites that carry it, stay valid
+//! across restarts. If another local process serves it already (its database is locked),
+//! this process uses that one instead of starting a second. Its private key is written
+//! 0600 and the data root is kept 0700: both are this user's alone.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use hush_core::{BoxFuture, Error, LocalRelay, Result, ServedRelay};
+use hush_proto::RelayAddress;
+use hush_relay::config::Config;
+use hush_relay::server::Relay;
+use hush_relay::tls::Identity;
+
+/// The local relay of one data root.
+#[derive(Debug)]
+pub struct EmbeddedRelay {
+    root: PathBuf,
+}
+
+impl EmbeddedRelay {
+    /// The local relay kept under `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join("embedded-relay")
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Relay(format!("embedded relay: {e}"))
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
+    Ok(())
+}
+
+/// Writes a private key readable by this user only (created 0600, never world-readable in
+/// between).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    set_mode(path, 0o600)
+}
+
+impl LocalRelay for EmbeddedRelay {
+    fn address(&self) -> Result<RelayAddress> {
+        let d = self.dir();
+        std::fs::create_dir_all(d.join("data"))?;
+        set_mode(&self.root, 0o700)?;
+        set_mode(&d, 0o700)?;
+        let cert = d.join("cert.pem");
+        let key = d.join("key.pem");
+        if !cert.exists() || !key.exists() {
+            let id = Identity::generate("localhost").map_err(err)?;
+            write_private(&key, id.key_pem().as_bytes())?;
+            std::fs::write(&cert, id.cert_pem())?;
+        }
+        let port_file = d.join("port");
+        let port: u16 = match std::fs::read_to_string(&port_file) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| Error::StoreCorrupted("embedded relay port"))?,
+            Err(_) => {
+                // Ask the OS for a free UDP port once; it stays this relay's port.
+                let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+                let port = sock.local_addr()?.port();
+                std::fs::write(&port_file, port.to_string())?;
+                port
+            }
+        };
+        let id = Identity::load(&cert, &key).map_err(err)?;
+        let pin = id.pin().map_err(err)?;
+        format!("hush://{pin}@127.0.0.1:{port}")
+            .parse()
+            .map_err(|_| err("bad address"))
+    }
+
+    fn serve(&self) -> BoxFuture<'_, Result<Option<Box<dyn ServedRelay>>>> {
+        Box::pin(async move {
+            let addr = self.address()?;
+            let d = self.dir();
+            let config = Config::loopback(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port)),
+                d.join("data"),
+                d.join("cert.pem"),
+                d.join("key.pem"),
+            );
+            let id = Identity::load(&config.cert, &config.key).map_err(err)?;
+            match Relay::start(&config, &id).await {
+                Ok(relay) => Ok(Some(Box::new(Served(Some(relay))) as Box<dyn ServedRelay>)),
+                Err(e) => {
+                    // Locked database or port in use: another local hush serves it.
+                    tracing::debug!(error = %e, "embedded relay already served elsewhere");
+                    Ok(None)
+                }
+            }
+        })
+    }
+}
+
+struct Served(Option<Relay>);
+
+impl ServedRelay for Served {
+    fn stop(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Some(r) = self.0.take() {
+                let _ = r.shutdown().await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn key_is_private_and_root_is_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let relay = EmbeddedRelay::new(root.clone());
+        let a = relay.address().unwrap();
+        assert_eq!(relay.address().unwrap(), a, "the address is stable");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join("embedded-relay/key.pem")), 0o600);
+        assert_eq!(mode(&root), 0o700);
+    }
+}

@@ -1,0 +1,543 @@
+//! The engine's public API: the [`Handle`] front ends hold, the [`Command`]s it sends, the
+//! [`Event`]s the engine reports on its own, and the info types both carry.
+//!
+//! Every type here that can hold a message text, a contact name, an invite link or a relay
+//! address writes its `Debug` by hand and leaves those out, so a stray `{:?}` in a front
+//! end's log cannot leak them. Nothing here does I/O: [`Handle`] only sends commands to the
+//! driver task (see `driver`) and awaits its reply.
+
+use hush_crypto::InviteKind;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// A contact as front ends see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// Local name.
+    pub name: String,
+    /// Safety number verified by the user.
+    pub verified: bool,
+    /// Disappearing-message timer, if on.
+    pub disappear_secs: Option<u64>,
+    /// Messages received and not yet shown.
+    pub unread: u64,
+    /// The handshake is not complete yet (we accepted, they have not replied).
+    pub pending: bool,
+}
+
+impl std::fmt::Debug for ContactInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name: _,
+            verified,
+            disappear_secs,
+            unread,
+            pending,
+        } = self;
+        f.debug_struct("ContactInfo")
+            .field("verified", verified)
+            .field("disappear_secs", disappear_secs)
+            .field("unread", unread)
+            .field("pending", pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a message is on its way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// In the local outbox, not yet on a relay.
+    Queued,
+    /// Durably stored on the relay.
+    OnRelay,
+    /// The peer's device confirmed receipt.
+    Delivered,
+    /// An incoming message.
+    Received,
+}
+
+impl DeliveryState {
+    /// The state's name: queued, on-relay, delivered or received.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::OnRelay => "on-relay",
+            Self::Delivered => "delivered",
+            Self::Received => "received",
+        }
+    }
+
+    /// The state named by [`DeliveryState::as_str`].
+    pub fn from_stored(s: &str) -> Option<Self> {
+        [Self::Queued, Self::OnRelay, Self::Delivered, Self::Received]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// A message as front ends see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Local row id.
+    pub id: i64,
+    /// The contact's local name.
+    pub contact: String,
+    /// Sent by us.
+    pub outgoing: bool,
+    /// The text.
+    pub body: String,
+    /// Sender's clock, Unix seconds.
+    pub sent_at: u64,
+    /// Delivery state.
+    pub state: DeliveryState,
+    /// When it disappears, Unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for MessageInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            id,
+            contact: _,
+            outgoing,
+            body,
+            sent_at,
+            state,
+            expires_at,
+        } = self;
+        f.debug_struct("MessageInfo")
+            .field("id", id)
+            .field("outgoing", outgoing)
+            .field("body_len", &body.len())
+            .field("sent_at", sent_at)
+            .field("state", state)
+            .field("expires_at", expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A relationship's safety number.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SafetyInfo {
+    /// Twelve groups of five digits.
+    pub digits: String,
+    /// The string to show as a QR code.
+    pub qr: String,
+    /// Marked verified.
+    pub verified: bool,
+}
+
+impl std::fmt::Debug for SafetyInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            digits: _,
+            qr: _,
+            verified,
+        } = self;
+        f.debug_struct("SafetyInfo")
+            .field("verified", verified)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the engine reports on its own.
+#[derive(Clone)]
+pub enum Event {
+    /// A message arrived.
+    Message(MessageInfo),
+    /// An outgoing message changed delivery state.
+    DeliveryChanged {
+        /// Contact name.
+        contact: String,
+        /// Local row id.
+        id: i64,
+        /// New state.
+        state: DeliveryState,
+    },
+    /// A relationship was created by someone accepting our invite.
+    ContactAdded {
+        /// The name given to it.
+        name: String,
+    },
+    /// Connection state of a relay changed.
+    Relay {
+        /// Connected.
+        up: bool,
+    },
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Message(m) => f.debug_tuple("Message").field(m).finish(),
+            Self::DeliveryChanged {
+                contact: _,
+                id,
+                state,
+            } => f
+                .debug_struct("DeliveryChanged")
+                .field("id", id)
+                .field("state", state)
+                .finish_non_exhaustive(),
+            Self::ContactAdded { name: _ } => f.write_str("ContactAdded"),
+            Self::Relay { up } => f.debug_struct("Relay").field("up", up).finish(),
+        }
+    }
+}
+
+/// Engine status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Relays connected.
+    pub relays_up: usize,
+    /// Relays in use.
+    pub relays: usize,
+    /// Envelopes waiting in the outbox.
+    pub outbox: u64,
+}
+
+/// What a front end asks of the engine. Each is answered by one [`Response`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Make an invite; answered by [`Response::Link`]. `name` names the contact a one-time
+    /// invite will create.
+    CreateInvite {
+        /// One-time or contact address.
+        kind: InviteKind,
+        /// Name of the contact it creates (one-time invites).
+        name: Option<String>,
+    },
+    /// Accept an invite link and send the handshake; [`Response::Done`].
+    Accept {
+        /// The `hush:` link.
+        link: String,
+        /// Name of the new contact.
+        name: String,
+    },
+    /// All contacts; [`Response::Contacts`].
+    Contacts,
+    /// Queue a text message; [`Response::MessageId`].
+    Send {
+        /// Contact name.
+        contact: String,
+        /// The text.
+        text: String,
+    },
+    /// Fetch every mailbox epoch since the last one seen; [`Response::Synced`].
+    Sync,
+    /// Try every due outbox entry once; [`Response::Count`] of what remains.
+    Flush,
+    /// Received messages not shown yet, marked shown; [`Response::Messages`].
+    TakeUnshown,
+    /// Mark a contact's received messages shown; [`Response::Done`].
+    MarkRead {
+        /// Contact name.
+        contact: String,
+    },
+    /// Envelopes to a contact still in the outbox; [`Response::Count`].
+    OutboxFor {
+        /// Contact name.
+        contact: String,
+    },
+    /// The last `limit` messages with a contact, oldest first; [`Response::Messages`].
+    Messages {
+        /// Contact name.
+        contact: String,
+        /// Most messages returned.
+        limit: usize,
+    },
+    /// A contact's safety number; [`Response::Safety`].
+    Safety {
+        /// Contact name.
+        contact: String,
+    },
+    /// Mark a contact verified or not; [`Response::Done`].
+    SetVerified {
+        /// Contact name.
+        contact: String,
+        /// Verified.
+        verified: bool,
+    },
+    /// Set a conversation's disappearing timer; [`Response::Done`].
+    SetDisappear {
+        /// Contact name.
+        contact: String,
+        /// Seconds, `None` = off.
+        secs: Option<u64>,
+    },
+    /// Turn delivery receipts to a contact on or off; [`Response::Done`].
+    SetReceipts {
+        /// Contact name.
+        contact: String,
+        /// Send receipts.
+        on: bool,
+    },
+    /// Rename a contact; [`Response::Done`].
+    Rename {
+        /// Current name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// Delete the local history with a contact; [`Response::Count`] of messages.
+    DeleteMessages {
+        /// Contact name.
+        contact: String,
+    },
+    /// Set the relay new invites point to; [`Response::Done`].
+    SetRelay {
+        /// `hush://` address.
+        address: String,
+    },
+    /// Connection and outbox status; [`Response::Status`].
+    Status,
+    /// Move where a contact deposits to us (a fresh mailbox root, optionally on another
+    /// relay); [`Response::Done`].
+    MoveMailbox {
+        /// Contact name.
+        contact: String,
+        /// The new relay (`hush://` address); `None`: the same relay.
+        relay: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names, texts, links and addresses stay out: the variant is enough to debug flow.
+        let name = match self {
+            Self::CreateInvite { .. } => "CreateInvite",
+            Self::Accept { .. } => "Accept",
+            Self::Contacts => "Contacts",
+            Self::Send { .. } => "Send",
+            Self::Sync => "Sync",
+            Self::Flush => "Flush",
+            Self::TakeUnshown => "TakeUnshown",
+            Self::MarkRead { .. } => "MarkRead",
+            Self::OutboxFor { .. } => "OutboxFor",
+            Self::Messages { .. } => "Messages",
+            Self::Safety { .. } => "Safety",
+            Self::SetVerified { .. } => "SetVerified",
+            Self::SetDisappear { .. } => "SetDisappear",
+            Self::SetReceipts { .. } => "SetReceipts",
+            Self::Rename { .. } => "Rename",
+            Self::DeleteMessages { .. } => "DeleteMessages",
+            Self::SetRelay { .. } => "SetRelay",
+            Self::Status => "Status",
+            Self::MoveMailbox { .. } => "MoveMailbox",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The engine's answer to a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Done, nothing to report.
+    Done,
+    /// An invite link.
+    Link(InviteLink),
+    /// Contacts by name.
+    Contacts(Vec<ContactInfo>),
+    /// The local id of a queued message.
+    MessageId(i64),
+    /// Whether every relay answered the fetch.
+    Synced(bool),
+    /// A count.
+    Count(u64),
+    /// Messages, oldest first.
+    Messages(Vec<MessageInfo>),
+    /// A safety number.
+    Safety(SafetyInfo),
+    /// Status.
+    Status(Status),
+}
+
+/// An invite link (`hush:...`); `Debug` leaves it out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InviteLink(pub String);
+
+impl std::fmt::Debug for InviteLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InviteLink(..)")
+    }
+}
+
+/// A request to the driver: a command and where its answer goes, or a shutdown.
+pub(crate) enum Request {
+    Command(Command, oneshot::Sender<Result<Response>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap, clonable handle to a running engine.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub(crate) tx: mpsc::Sender<Request>,
+}
+
+/// Sends a command and unwraps the response variant it is answered with.
+macro_rules! call {
+    ($self:ident, $cmd:expr, $variant:ident $(($v:ident))? => $out:expr) => {{
+        match $self.command($cmd).await? {
+            Response::$variant $(($v))? => Ok($out),
+            other => Err(Error::UnexpectedResponse(response_name(&other))),
+        }
+    }};
+}
+
+fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Done => "Done",
+        Response::Link(_) => "Link",
+        Response::Contacts(_) => "Contacts",
+        Response::MessageId(_) => "MessageId",
+        Response::Synced(_) => "Synced",
+        Response::Count(_) => "Count",
+        Response::Messages(_) => "Messages",
+        Response::Safety(_) => "Safety",
+        Response::Status(_) => "Status",
+    }
+}
+
+impl Handle {
+    /// Sends any command and awaits its response.
+    pub async fn command(&self, cmd: Command) -> Result<Response> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Command(cmd, tx))
+            .await
+            .map_err(|_| Error::EngineStopped)?;
+        rx.await.map_err(|_| Error::EngineStopped)?
+    }
+
+    /// Makes an invite and returns its link.
+    pub async fn create_invite(&self, kind: InviteKind, name: Option<String>) -> Result<String> {
+        call!(self, Command::CreateInvite { kind, name }, Link(l) => l.0)
+    }
+    /// Accepts an invite link; the new contact gets `name`. Sends the handshake at once.
+    pub async fn accept(&self, link: &str, name: &str) -> Result<()> {
+        let cmd = Command::Accept {
+            link: link.to_string(),
+            name: name.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// All contacts.
+    pub async fn contacts(&self) -> Result<Vec<ContactInfo>> {
+        call!(self, Command::Contacts, Contacts(c) => c)
+    }
+    /// Queues a text message; returns its local id.
+    pub async fn send(&self, contact: &str, text: &str) -> Result<i64> {
+        let cmd = Command::Send {
+            contact: contact.to_string(),
+            text: text.to_string(),
+        };
+        call!(self, cmd, MessageId(id) => id)
+    }
+    /// Fetches every mailbox epoch since the last one seen; `false` if a relay failed.
+    pub async fn sync(&self) -> Result<bool> {
+        call!(self, Command::Sync, Synced(ok) => ok)
+    }
+    /// Tries every due outbox entry once; returns how many remain.
+    pub async fn flush(&self) -> Result<u64> {
+        call!(self, Command::Flush, Count(n) => n)
+    }
+    /// Received messages not shown yet, marked shown.
+    pub async fn take_unshown(&self) -> Result<Vec<MessageInfo>> {
+        call!(self, Command::TakeUnshown, Messages(m) => m)
+    }
+    /// Envelopes to a contact still waiting in the outbox (0: all on their relay).
+    pub async fn outbox_for(&self, contact: &str) -> Result<u64> {
+        let cmd = Command::OutboxFor {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Count(n) => n)
+    }
+    /// Marks every received message of a contact shown (its conversation is open).
+    pub async fn mark_read(&self, contact: &str) -> Result<()> {
+        let cmd = Command::MarkRead {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// The last `limit` messages with a contact, oldest first.
+    pub async fn messages(&self, contact: &str, limit: usize) -> Result<Vec<MessageInfo>> {
+        let cmd = Command::Messages {
+            contact: contact.to_string(),
+            limit,
+        };
+        call!(self, cmd, Messages(m) => m)
+    }
+    /// Safety number of a contact.
+    pub async fn safety(&self, contact: &str) -> Result<SafetyInfo> {
+        let cmd = Command::Safety {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Safety(s) => s)
+    }
+    /// Marks a contact verified or not.
+    pub async fn set_verified(&self, contact: &str, verified: bool) -> Result<()> {
+        let cmd = Command::SetVerified {
+            contact: contact.to_string(),
+            verified,
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Sets the disappearing timer of a conversation (`None` = off).
+    pub async fn set_disappear(&self, contact: &str, secs: Option<u64>) -> Result<()> {
+        let cmd = Command::SetDisappear {
+            contact: contact.to_string(),
+            secs,
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Turns delivery receipts to a contact on or off.
+    pub async fn set_receipts(&self, contact: &str, on: bool) -> Result<()> {
+        let cmd = Command::SetReceipts {
+            contact: contact.to_string(),
+            on,
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Renames a contact.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let cmd = Command::Rename {
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Deletes the local history with a contact; returns how many messages.
+    pub async fn delete_messages(&self, contact: &str) -> Result<u64> {
+        let cmd = Command::DeleteMessages {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Count(n) => n)
+    }
+    /// Sets the relay new invites point to.
+    pub async fn set_relay(&self, address: &str) -> Result<()> {
+        let cmd = Command::SetRelay {
+            address: address.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Connection and outbox status.
+    pub async fn status(&self) -> Result<Status> {
+        call!(self, Command::Status, Status(s) => s)
+    }
+    /// Moves where a contact deposits to us (see [`Command::MoveMailbox`]).
+    pub async fn move_mailbox(&self, contact: &str, relay: Option<&str>) -> Result<()> {
+        let cmd = Command::MoveMailbox {
+            contact: contact.to_string(),
+            relay: relay.map(str::to_string),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Stops the engine (and the local relay it serves, if any).
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Front-end commands: invites, contacts, messages and settings. Each is answered at once,
+//! except `sync` and `flush`, which wait for the relays (see [`super::mailboxes`] and
+//! [`super::outbox`]).
+
+use hush_crypto::{Invite, InviteKind, InviterSecrets};
+use hush_proto::RelayAddress;
+
+use super::{Engine, Ticket};
+use crate::api::{Command, ContactInfo, InviteLink, Response, SafetyInfo, Status};
+use crate::content::Content;
+use crate::error::{Error, Result};
+use crate::store::settings::Setting;
+
+/// Contact names: 1 to 64 characters, not all blank, no control characters.
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 64
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "contact names are 1 to 64 printable characters".into(),
+        ))
+    }
+}
+
+/// A relay address an invite can carry (its binary form decodes back to it).
+fn usable_in_invite(addr: RelayAddress) -> Result<RelayAddress> {
+    addr.to_binary()
+        .map_err(|_| Error::InvalidArgument("relay host not usable in an invite".into()))?;
+    Ok(addr)
+}
+
+impl Engine {
+    /// Runs a command; `None` if the answer comes later.
+    pub(super) fn command(&mut self, ticket: Ticket, cmd: Command) -> Option<Result<Response>> {
+        let done = |r: Result<()>| Some(r.map(|()| Response::Done));
+        match cmd {
+            Command::CreateInvite { kind, name } => {
+                Some(self.create_invite(kind, name).map(Response::Link))
+            }
+            Command::Accept { link, name } => done(self.accept(&link, &name)),
+            Command::Contacts => Some(self.contacts().map(Response::Contacts)),
+            Command::Send { contact, text } => {
+                Some(self.send_text(&contact, &text).map(Response::MessageId))
+            }
+            Command::Sync => self.sync(ticket),
+            Command::Flush => self.flush(ticket),
+            Command::TakeUnshown => Some(self.take_unshown().map(Response::Messages)),
+            Command::MarkRead { contact } => done(self.mark_read(&contact)),
+            Command::OutboxFor { contact } => Some(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().outbox_len(Some(id)))
+                    .map(Response::Count),
+            ),
+            Command::Messages { contact, limit } => Some(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().last_messages(id, limit))
+                    .map(Response::Messages),
+            ),
+            Command::Safety { contact } => Some(self.safety(&contact).map(Response::Safety)),
+            Command::SetVerified { contact, verified } => done(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().set_verified(id, verified)),
+            ),
+            Command::SetDisappear { contact, secs } => done(self.set_disappear(&contact, secs)),
+            Command::SetReceipts { contact, on } => done(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().set_receipts(id, on)),
+            ),
+            Command::Rename { from, to } => done(self.rename(&from, &to)),
+            Command::DeleteMessages { contact } => {
+                Some(self.delete_messages(&contact).map(Response::Count))
+            }
+            Command::SetRelay { address } => done(self.set_relay(&address)),
+            Command::Status => Some(self.status().map(Response::Status)),
+            Command::MoveMailbox { contact, relay } => {
+                done(self.move_mailbox(&contact, relay.as_deref()))
+            }
+        }
+    }
+
+    /// The relay the profile names, if any.
+    pub(super) fn configured_relay(&self) -> Result<Option<RelayAddress>> {
+        self.store
+            .db()
+            .setting(Setting::Relay)?
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| Error::StoreCorrupted("configured relay address"))
+            })
+            .transpose()
+    }
+
+    /// The relay new invites point to.
+    fn home_relay(&self) -> Result<RelayAddress> {
+        match self.configured_relay()? {
+            Some(a) => Ok(a),
+            None => self.config.local_relay.clone().ok_or(Error::NoRelay),
+        }
+    }
+
+    fn create_invite(&mut self, kind: InviteKind, name: Option<String>) -> Result<InviteLink> {
+        if let Some(n) = &name {
+            validate_name(n)?;
+            if self.store.db().contact_id(n)?.is_some() {
+                return Err(Error::DuplicateContact);
+            }
+        }
+        let relay = self.home_relay()?;
+        let secrets = InviterSecrets::generate(kind, usable_in_invite(relay)?, &mut self.rng)?;
+        let link = secrets.invite()?.to_link();
+        self.store.db().insert_invite(
+            &secrets,
+            name.as_deref(),
+            self.now.epoch(),
+            self.now.unix_secs(),
+        )?;
+        self.refresh_subscriptions()?;
+        Ok(InviteLink(link))
+    }
+
+    fn accept(&mut self, link: &str, name: &str) -> Result<()> {
+        validate_name(name)?;
+        if self.store.db().contact_id(name)?.is_some() {
+            return Err(Error::DuplicateContact);
+        }
+        let invite = Invite::parse(link)?;
+        let session = invite.accept(&mut self.rng)?;
+        let id = self.store.db().insert_contact(
+            name,
+            &session,
+            None,
+            self.now.epoch(),
+            self.now.unix_secs(),
+        )?;
+        // The handshake travels in a first envelope; an empty receipt carries it without
+        // showing anything to the inviter but the new contact.
+        self.send_content(id, &Content::Receipt { ids: Vec::new() }, None)?;
+        self.refresh_subscriptions()?;
+        self.flush_due(None)?;
+        Ok(())
+    }
+
+    fn contacts(&self) -> Result<Vec<ContactInfo>> {
+        Ok(self
+            .store
+            .db()
+            .contact_rows()?
+            .into_iter()
+            .map(|c| ContactInfo {
+                name: c.name,
+                verified: c.verified,
+                disappear_secs: c.disappear_secs,
+                unread: c.unread,
+                pending: c.pending,
+            })
+            .collect())
+    }
+
+    fn send_text(&mut self, name: &str, text: &str) -> Result<i64> {
+        let id = self.store.db().existing_contact(name)?;
+        let settings = self.store.db().contact_settings(id)?;
+        let content = Content::Text {
+            sent_at: self.now.unix_secs(),
+            disappear_secs: settings
+                .disappear_secs
+                .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
+            body: text.to_string(),
+        };
+        let row = self.send_content(id, &content, Some(text))?;
+        self.flush_due(None)?;
+        row.ok_or(Error::StoreCorrupted("message row missing"))
+    }
+
+    fn take_unshown(&mut self) -> Result<Vec<crate::api::MessageInfo>> {
+        let out = self.store.db().unshown()?;
+        self.store.db().mark_shown(None)?;
+        Ok(out)
+    }
+
+    fn mark_read(&mut self, name: &str) -> Result<()> {
+        let id = self.store.db().existing_contact(name)?;
+        self.store.db().mark_shown(Some(id))
+    }
+
+    fn safety(&self, name: &str) -> Result<SafetyInfo> {
+        let id = self.store.db().existing_contact(name)?;
+        let sn = self.store.db().session(id)?.safety_number();
+        Ok(SafetyInfo {
+            digits: sn.digits(),
+            qr: sn.qr_string(),
+            verified: self.store.db().verified(id)?,
+        })
+    }
+
+    fn set_disappear(&mut self, name: &str, secs: Option<u64>) -> Result<()> {
+        if secs == Some(0) || secs.is_some_and(|s| s > u64::from(u32::MAX)) {
+            return Err(Error::InvalidArgument("timer out of range".into()));
+        }
+        let id = self.store.db().existing_contact(name)?;
+        self.store.db().set_disappear(id, secs)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        validate_name(to)?;
+        let id = self.store.db().existing_contact(from)?;
+        self.store.db().rename_contact(id, to)
+    }
+
+    fn delete_messages(&mut self, name: &str) -> Result<u64> {
+        let id = self.store.db().existing_contact(name)?;
+        let n = self.store.db().delete_messages(id)?;
+        self.store.checkpoint()?;
+        Ok(n)
+    }
+
+    fn set_relay(&mut self, addr: &str) -> Result<()> {
+        let parsed: RelayAddress = addr.trim().parse().map_err(|_| {
+            Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
+        })?;
+        let parsed = usable_in_invite(parsed)?;
+        self.store
+            .db()
+            .set_setting(Setting::Relay, &parsed.to_string())
+    }
+
+    /// Moves where a contact deposits to us: a fresh mailbox root, on `relay` or on the
+    /// same relay. The peer learns it in a control message; the old mailboxes stay watched
+    /// while they may still receive.
+    fn move_mailbox(&mut self, name: &str, relay: Option<&str>) -> Result<()> {
+        let id = self.store.db().existing_contact(name)?;
+        let relay = relay
+            .map(|a| {
+                a.trim()
+                    .parse::<RelayAddress>()
+                    .map_err(|_| {
+                        Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
+                    })
+                    .and_then(usable_in_invite)
+            })
+            .transpose()?;
+        let mut session = self.store.db().session(id)?;
+        let next = self.store.db().contact_settings(id)?.next_msg_id;
+        let control = session.move_receive_mailbox(relay, self.now.unix_secs(), &mut self.rng)?;
+        self.queue_payloads(id, session, &[control], None, next)?;
+        self.refresh_subscriptions()?;
+        self.flush_due(None)?;
+        Ok(())
+    }
+
+    fn status(&self) -> Result<Status> {
+        Ok(Status {
+            relays_up: self.relays.values().filter(|r| r.up).count(),
+            relays: self.relays.len(),
+            outbox: self.store.db().outbox_len(None)?,
+        })
+    }
+}

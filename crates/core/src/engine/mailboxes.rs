@@ -1,0 +1,190 @@
+//! Which mailboxes the engine watches and fetches: every contact's receive mailboxes and
+//! every active invite's handshake mailbox, per epoch; subscriptions for the current and
+//! next epoch, and catch-up over what the relays may still hold.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use hush_proto::{FetchSecret, RelayAddress};
+
+use super::{Engine, FetchJob, FetchToken, LinkOp, Owner, Route, SyncWaiter, Ticket};
+use crate::api::Response;
+use crate::error::Result;
+
+/// How far back catch-up fetches: the relays' default expiry (7 days) in epochs.
+pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
+
+/// Secrets to fetch from one relay, and whose mailboxes they are.
+#[derive(Default)]
+struct FetchPlan {
+    relay: Option<RelayAddress>,
+    secrets: Vec<FetchSecret>,
+    contacts: BTreeSet<super::ContactId>,
+    invites: BTreeSet<super::InviteId>,
+}
+
+impl Engine {
+    /// Every (contact, epoch) and (invite, epoch) mailbox to watch or fetch, as routes.
+    fn mailboxes(&self, epochs: impl Fn(u64) -> Vec<u64>) -> Result<Vec<Route>> {
+        let now = self.now.unix_secs();
+        let mut out = Vec::new();
+        for (id, session, last) in self.store.db().contact_sessions()? {
+            for e in epochs(last) {
+                for (relay, secret) in session.receive_mailboxes(e, now) {
+                    out.push(Route {
+                        owner: Owner::Contact(id),
+                        secret,
+                        relay,
+                    });
+                }
+            }
+        }
+        for (id, secrets, last) in self.store.db().active_invites()? {
+            let relay = secrets.relay().clone();
+            for e in epochs(last) {
+                out.push(Route {
+                    owner: Owner::Invite(id),
+                    secret: secrets.handshake_fetch_secret(e),
+                    relay: relay.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subscribes to the current and next epoch's mailboxes on every relay in use (a relay
+    /// with none left gets an empty set, which ends its old subscriptions).
+    pub(super) fn refresh_subscriptions(&mut self) -> Result<()> {
+        let now_e = self.now.epoch();
+        let routes = self.mailboxes(|_| vec![now_e, now_e + 1])?;
+        let mut per_relay: BTreeMap<String, (RelayAddress, Vec<FetchSecret>)> = BTreeMap::new();
+        for route in routes {
+            per_relay
+                .entry(route.relay.to_string())
+                .or_insert_with(|| (route.relay.clone(), Vec::new()))
+                .1
+                .push(route.secret.clone());
+            self.routes.insert(route.secret.mailbox_id(), route);
+        }
+        // The local relay gets a link even with nothing to watch, so the driver learns when
+        // the process serving it goes away and can serve it here.
+        if let Some(local) = self.local_relay()? {
+            per_relay
+                .entry(local.to_string())
+                .or_insert_with(|| (local, Vec::new()));
+        }
+        for (key, state) in &self.relays {
+            per_relay
+                .entry(key.clone())
+                .or_insert_with(|| (state.address.clone(), Vec::new()));
+        }
+        for (_, (relay, secrets)) in per_relay {
+            self.push_request(&relay, LinkOp::Subscribe { secrets });
+        }
+        self.subscribed_epoch = Some(now_e);
+        Ok(())
+    }
+
+    /// Fetches every epoch since each mailbox's last fetch (within the relays' expiry);
+    /// `only`: just the mailboxes on that relay. Returns the fetches started.
+    pub(super) fn catch_up(&mut self, only: Option<&RelayAddress>) -> Result<HashSet<FetchToken>> {
+        let now_e = self.now.epoch();
+        let first = now_e.saturating_sub(CATCH_UP_EPOCHS);
+        // A last fetch "in the future" means the clock was ahead then and has been put
+        // back: what arrived meanwhile may sit in any epoch of the window, so fetch it all.
+        let routes = self.mailboxes(|last| {
+            let from = if last > now_e + 1 {
+                first
+            } else {
+                last.max(first)
+            };
+            (from..=now_e + 1).collect()
+        })?;
+        let mut per_relay: BTreeMap<String, FetchPlan> = BTreeMap::new();
+        for route in routes {
+            if only.is_some_and(|o| *o != route.relay) {
+                continue;
+            }
+            let plan = per_relay.entry(route.relay.to_string()).or_default();
+            plan.relay.get_or_insert_with(|| route.relay.clone());
+            plan.secrets.push(route.secret.clone());
+            match route.owner {
+                Owner::Contact(c) => plan.contacts.insert(c),
+                Owner::Invite(i) => plan.invites.insert(i),
+            };
+            self.routes.insert(route.secret.mailbox_id(), route);
+        }
+        let mut tokens = HashSet::new();
+        for (key, plan) in per_relay {
+            let Some(relay) = plan.relay else { continue };
+            let token = FetchToken(self.next_token);
+            self.next_token += 1;
+            self.fetches.insert(
+                token,
+                FetchJob {
+                    relay: key,
+                    contacts: plan.contacts.into_iter().collect(),
+                    invites: plan.invites.into_iter().collect(),
+                    epoch: now_e,
+                },
+            );
+            self.push_request(
+                &relay,
+                LinkOp::Fetch {
+                    token,
+                    secrets: plan.secrets,
+                },
+            );
+            tokens.insert(token);
+        }
+        Ok(tokens)
+    }
+
+    /// `sync`: catch up everywhere and answer when every relay has answered.
+    pub(super) fn sync(&mut self, ticket: Ticket) -> Option<Result<Response>> {
+        match self.catch_up(None) {
+            Ok(tokens) if tokens.is_empty() => Some(Ok(Response::Synced(true))),
+            Ok(tokens) => {
+                self.sync_waiters.push(SyncWaiter {
+                    tokens,
+                    ticket,
+                    all_ok: true,
+                });
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    pub(super) fn on_fetch_done(&mut self, token: FetchToken, ok: bool) -> Result<()> {
+        let job = self.fetches.remove(&token);
+        if let Some(job) = job {
+            if ok {
+                // The epoch this fetch started in, even if lower than before (a clock put
+                // back): a later catch-up then starts there, not in the future.
+                for c in job.contacts {
+                    self.store.db().set_contact_epoch(c, job.epoch)?;
+                }
+                for i in job.invites {
+                    self.store.db().set_invite_epoch(i, job.epoch)?;
+                }
+            } else if let Some(r) = self.relays.get_mut(&job.relay) {
+                r.stale = true;
+            }
+        }
+        let mut i = 0;
+        while i < self.sync_waiters.len() {
+            let w = &mut self.sync_waiters[i];
+            if w.tokens.remove(&token) {
+                w.all_ok &= ok;
+            }
+            if w.tokens.is_empty() {
+                let w = self.sync_waiters.remove(i);
+                self.replies
+                    .push_back((w.ticket, Ok(Response::Synced(w.all_ok))));
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}

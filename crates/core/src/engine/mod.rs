@@ -1,0 +1,471 @@
+//! The engine: hush's client logic as a deterministic state machine, in the style of
+//! quinn-proto. It owns the store and every session and decides everything; it does no I/O
+//! of its own. It is driven by three inputs and polled for three outputs:
+//!
+//! - inputs: [`Engine::handle_command`] (a front end's [`Command`]),
+//!   [`Engine::handle_link_event`] (what a relay link reports) and
+//!   [`Engine::handle_timeout`] (time passed);
+//! - outputs: [`Engine::poll_link_request`] (what to ask a relay), [`Engine::poll_event`]
+//!   (what to tell front ends), [`Engine::poll_reply`] (answers to commands), and
+//!   [`Engine::poll_timeout`] (when to call `handle_timeout` next).
+//!
+//! It never reads the clock (time is an argument), never draws randomness but from the
+//! generator it was seeded with, never spawns and never blocks on the network. The async
+//! driver (`driver`) and the simulated world (`sim`, tests) both run it.
+//!
+//! Invariants it keeps:
+//! - an envelope is acknowledged (deleted) on its relay only after what it carried was
+//!   committed locally, together with the session state that decrypted it;
+//! - an outgoing envelope is in the outbox, in the same transaction as the session state
+//!   that produced it, before its first deposit; it leaves the outbox when the relay
+//!   acknowledged a durable commit.
+//!
+//! Logs carry no names, text, keys or mailbox ids.
+//!
+//! Split by job: [`commands`] (front-end commands), [`mailboxes`] (which mailboxes to watch
+//! and fetch), [`outbox`] (sending and retries), [`inbound`] (decrypting and committing).
+
+mod commands;
+mod inbound;
+mod mailboxes;
+mod outbox;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use hush_proto::{Envelope, EnvelopeId, ErrorCode, FetchSecret, MailboxId, RelayAddress};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::api::{Command, Event, Response};
+use crate::error::Result;
+use crate::store::{ContactId, InviteId, OutboxId, Store};
+
+pub use hush_crypto::mailbox::EPOCH_SECONDS;
+
+/// A point in time: milliseconds since the Unix epoch. The engine only ever gets it as an
+/// argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Time(u64);
+
+impl Time {
+    /// From milliseconds since the Unix epoch.
+    pub const fn from_unix_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+    /// From whole seconds since the Unix epoch.
+    pub const fn from_unix_secs(s: u64) -> Self {
+        Self(s.saturating_mul(1000))
+    }
+    /// Milliseconds since the Unix epoch.
+    pub const fn unix_millis(self) -> u64 {
+        self.0
+    }
+    /// Whole seconds since the Unix epoch.
+    pub const fn unix_secs(self) -> u64 {
+        self.0 / 1000
+    }
+    /// The mailbox epoch this time falls in.
+    pub const fn epoch(self) -> u64 {
+        self.unix_secs() / EPOCH_SECONDS
+    }
+    /// This time plus `d`.
+    pub fn plus(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+/// Which command a reply answers; chosen by the caller of [`Engine::handle_command`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// Names one fetch, so its end can be matched to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchToken(pub u64);
+
+/// What the engine asks one relay link to do.
+#[derive(Clone, Debug)]
+pub enum LinkOp {
+    /// Deposit one envelope; answered by [`LinkEvent::Deposited`].
+    Deposit {
+        /// The outbox entry it comes from.
+        outbox: OutboxId,
+        /// Where.
+        mailbox: MailboxId,
+        /// What.
+        envelope: Envelope,
+    },
+    /// Fetch every stored envelope of these mailboxes: each comes back as
+    /// [`LinkEvent::Delivery`], then [`LinkEvent::FetchDone`] with `token`.
+    Fetch {
+        /// Names this fetch.
+        token: FetchToken,
+        /// The mailboxes, by their fetch secrets.
+        secrets: Vec<FetchSecret>,
+    },
+    /// Acknowledge (delete) envelopes of one mailbox; answered by [`LinkEvent::Deleted`]
+    /// whatever the outcome (a failed delete only means the envelope comes again).
+    Delete {
+        /// The mailbox's fetch secret.
+        secret: FetchSecret,
+        /// The relay's ids of the envelopes.
+        ids: Vec<EnvelopeId>,
+    },
+    /// Replace the set of mailboxes the relay pushes to us.
+    Subscribe {
+        /// Their fetch secrets (possibly none).
+        secrets: Vec<FetchSecret>,
+    },
+}
+
+/// A [`LinkOp`] for one relay.
+#[derive(Clone)]
+pub struct LinkRequest {
+    /// The relay.
+    pub relay: RelayAddress,
+    /// What to do there.
+    pub op: LinkOp,
+}
+
+impl std::fmt::Debug for LinkRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkRequest")
+            .field("op", &self.op)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a deposit did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepositFailure {
+    /// The relay could not be reached; nothing was sent.
+    Unreachable,
+    /// The relay refused with this code.
+    Refused(ErrorCode),
+    /// The connection failed mid-request: the envelope may or may not be stored.
+    Transport,
+}
+
+/// What a relay link reports.
+#[derive(Clone, Debug)]
+pub enum LinkEvent {
+    /// The link connected.
+    Up,
+    /// The link lost its connection (or could not make one).
+    Down,
+    /// A deposit finished.
+    Deposited {
+        /// The outbox entry.
+        outbox: OutboxId,
+        /// Durably stored, or why not.
+        result: std::result::Result<(), DepositFailure>,
+    },
+    /// An envelope arrived (fetched or pushed).
+    Delivery {
+        /// Its mailbox.
+        mailbox: MailboxId,
+        /// The relay's id for it.
+        id: EnvelopeId,
+        /// The envelope.
+        envelope: Envelope,
+    },
+    /// A fetch ended; `ok` is false if it failed part way.
+    FetchDone {
+        /// The fetch.
+        token: FetchToken,
+        /// Every page was read.
+        ok: bool,
+    },
+    /// A [`LinkOp::Delete`] finished (or failed).
+    Deleted,
+    /// A subscription ended (lagged or closed): fetch to catch up.
+    Resync,
+}
+
+/// Where a test may stop the process as `kill -9` would (tests of crash safety).
+#[cfg(feature = "test-hooks")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After a received message was decrypted, before it is committed.
+    BeforeCommit,
+    /// After it was committed, before the relay is told to delete it.
+    BeforeAck,
+}
+
+#[cfg(feature = "test-hooks")]
+impl CrashPoint {
+    /// Parses `before-commit` / `before-ack`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "before-commit" => Some(Self::BeforeCommit),
+            "before-ack" => Some(Self::BeforeAck),
+            _ => None,
+        }
+    }
+}
+
+/// How an engine is set up.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// The relay this device serves itself (used when the profile configures none).
+    pub local_relay: Option<RelayAddress>,
+    /// Test hook: abort the process at this point.
+    #[cfg(feature = "test-hooks")]
+    pub crash_at: Option<CrashPoint>,
+}
+
+/// Whose mailbox a fetch secret opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Contact(ContactId),
+    Invite(InviteId),
+}
+
+/// A mailbox being watched or fetched.
+#[derive(Clone)]
+struct Route {
+    owner: Owner,
+    secret: FetchSecret,
+    relay: RelayAddress,
+}
+
+struct FetchJob {
+    relay: String,
+    contacts: Vec<ContactId>,
+    invites: Vec<InviteId>,
+    epoch: u64,
+}
+
+struct SyncWaiter {
+    tokens: HashSet<FetchToken>,
+    ticket: Ticket,
+    all_ok: bool,
+}
+
+struct FlushWaiter {
+    waiting: HashSet<OutboxId>,
+    ticket: Ticket,
+}
+
+/// What the engine knows of a relay it has talked to.
+struct RelayState {
+    address: RelayAddress,
+    up: bool,
+    /// It went down or failed a fetch since its last catch-up: fetch again when it is up.
+    stale: bool,
+}
+
+/// The client engine. See the module documentation.
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    rng: ChaCha20Rng,
+    now: Time,
+    /// Mailboxes by id, for deliveries.
+    routes: HashMap<MailboxId, Route>,
+    /// Relays by address text (ordered, so outputs are deterministic).
+    relays: BTreeMap<String, RelayState>,
+    in_flight: HashSet<OutboxId>,
+    fetches: HashMap<FetchToken, FetchJob>,
+    next_token: u64,
+    sync_waiters: Vec<SyncWaiter>,
+    flush_waiters: Vec<FlushWaiter>,
+    subscribed_epoch: Option<u64>,
+    acks_in_flight: usize,
+    requests: VecDeque<LinkRequest>,
+    events: VecDeque<Event>,
+    replies: VecDeque<(Ticket, Result<Response>)>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("now", &self.now)
+            .field("relays", &self.relays.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on an open store. `seed` seeds every random draw it makes; it starts
+    /// working at once: it sweeps expired messages, subscribes, catches up on every
+    /// mailbox and sends the whole outbox (the user just started hush).
+    pub fn new(store: Store, config: EngineConfig, seed: [u8; 32], now: Time) -> Result<Self> {
+        let mut engine = Self {
+            store,
+            config,
+            rng: ChaCha20Rng::from_seed(seed),
+            now,
+            routes: HashMap::new(),
+            relays: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            fetches: HashMap::new(),
+            next_token: 1,
+            sync_waiters: Vec::new(),
+            flush_waiters: Vec::new(),
+            subscribed_epoch: None,
+            acks_in_flight: 0,
+            requests: VecDeque::new(),
+            events: VecDeque::new(),
+            replies: VecDeque::new(),
+        };
+        engine.sweep_expired()?;
+        engine.refresh_subscriptions()?;
+        engine.catch_up(None)?;
+        engine.flush_due_by(None, u64::MAX)?;
+        Ok(engine)
+    }
+
+    /// The relay this device must serve itself: the configured local relay, unless the
+    /// profile names a relay of its own.
+    pub fn local_relay(&self) -> Result<Option<RelayAddress>> {
+        if self.configured_relay()?.is_some() {
+            return Ok(None);
+        }
+        Ok(self.config.local_relay.clone())
+    }
+
+    /// Handles a front end's command; its answer comes out of [`Engine::poll_reply`] with
+    /// `ticket`, at once or when the relays have answered (sync, flush).
+    pub fn handle_command(&mut self, now: Time, ticket: Ticket, cmd: Command) {
+        self.now = now;
+        if let Some(result) = self.command(ticket, cmd) {
+            self.replies.push_back((ticket, result));
+        }
+    }
+
+    /// Handles what a relay link reported.
+    pub fn handle_link_event(
+        &mut self,
+        now: Time,
+        relay: &RelayAddress,
+        ev: LinkEvent,
+    ) -> Result<()> {
+        self.now = now;
+        self.link_event(relay, ev)
+    }
+
+    /// Does what is due by `now`: deletes expired messages, follows an epoch change and
+    /// retries deposits whose backoff has passed.
+    pub fn handle_timeout(&mut self, now: Time) -> Result<()> {
+        self.now = now;
+        self.sweep_expired()?;
+        if self.subscribed_epoch != Some(now.epoch()) {
+            self.refresh_subscriptions()?;
+        }
+        self.flush_due(None)?;
+        Ok(())
+    }
+
+    /// The next request for a relay link.
+    pub fn poll_link_request(&mut self) -> Option<LinkRequest> {
+        self.requests.pop_front()
+    }
+
+    /// The next event for front ends.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next answer to a command.
+    pub fn poll_reply(&mut self) -> Option<(Ticket, Result<Response>)> {
+        self.replies.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next: the next epoch, the next
+    /// deposit retry or the next disappearing deadline, whichever is first.
+    pub fn poll_timeout(&self) -> Result<Time> {
+        let next_epoch = Time::from_unix_secs((self.now.epoch() + 1) * EPOCH_SECONDS);
+        let mut next = next_epoch;
+        for (id, at) in self.store.db().outbox_schedule()? {
+            if !self.in_flight.contains(&id) {
+                next = next.min(Time::from_unix_secs(at).max(self.now));
+            }
+        }
+        if let Some(at) = self.store.db().next_expiry()? {
+            next = next.min(Time::from_unix_secs(at).max(self.now));
+        }
+        Ok(next)
+    }
+
+    /// Acknowledgements sent to relays and not answered yet. A process about to exit waits
+    /// for them (bounded): otherwise the relay keeps, and delivers again, what is committed.
+    pub fn acks_in_flight(&self) -> usize {
+        self.acks_in_flight
+    }
+
+    fn push_request(&mut self, relay: &RelayAddress, op: LinkOp) {
+        self.relays
+            .entry(relay.to_string())
+            .or_insert_with(|| RelayState {
+                address: relay.clone(),
+                up: false,
+                stale: false,
+            });
+        self.requests.push_back(LinkRequest {
+            relay: relay.clone(),
+            op,
+        });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    /// Deletes expired disappearing messages. secure_delete overwrites them; the checkpoint
+    /// moves that into the main database file.
+    fn sweep_expired(&mut self) -> Result<()> {
+        if self.store.db().delete_expired(self.now.unix_secs())? > 0 {
+            self.store.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
+        match ev {
+            LinkEvent::Deposited { outbox, result } => self.on_deposited(outbox, result)?,
+            LinkEvent::Delivery {
+                mailbox,
+                id,
+                envelope,
+            } => self.on_delivery(&mailbox, id, &envelope)?,
+            LinkEvent::Deleted => {
+                self.acks_in_flight = self.acks_in_flight.saturating_sub(1);
+            }
+            LinkEvent::FetchDone { token, ok } => self.on_fetch_done(token, ok)?,
+            LinkEvent::Up => {
+                let key = relay.to_string();
+                let stale = match self.relays.get_mut(&key) {
+                    Some(r) => {
+                        r.up = true;
+                        std::mem::take(&mut r.stale)
+                    }
+                    None => false,
+                };
+                self.emit(Event::Relay { up: true });
+                // Catch up on what arrived while this relay was away, and send what waited.
+                // Fetches asked for while the link was still connecting were served by it:
+                // only a relay that went down or failed a fetch needs another round.
+                if stale {
+                    self.catch_up(Some(relay))?;
+                }
+                self.flush_due_by(Some(relay), u64::MAX)?;
+            }
+            LinkEvent::Down => {
+                if let Some(r) = self.relays.get_mut(&relay.to_string()) {
+                    r.up = false;
+                    r.stale = true;
+                }
+                self.emit(Event::Relay { up: false });
+            }
+            LinkEvent::Resync => {
+                self.catch_up(None)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! Relay links, the I/O half of the engine's [`LinkOp`]s: one task per relay keeps a pinned
+//! QUIC connection alive (reconnecting with backoff) and turns each op into relay requests.
+//!
+//! A link never decides anything: it reports every result back to the driver as a
+//! [`LinkEvent`], so the engine stays the only owner of state and never waits on the
+//! network. Request tasks live in the link's `JoinSet` and end with it. Nothing here logs
+//! mailbox ids, secrets or envelope bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_proto::{DeleteIds, FetchSecret, MAX_SECRETS, RelayAddress, SecretBatch};
+use hush_transport::{RelayClient, relay_error};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::backoff::Backoff;
+use crate::engine::{DepositFailure, LinkEvent, LinkOp};
+
+/// Where links report: the relay and what happened there.
+pub(crate) type Reports = mpsc::Sender<(RelayAddress, LinkEvent)>;
+
+/// Handle to a link task. Dropping it stops the task and every request it runs.
+pub(crate) struct Link {
+    // Unbounded on purpose: the driver must never wait, and what it sends is the engine's
+    // own output, bounded by the engine's state (outbox, mailboxes), not by a peer.
+    tx: mpsc::UnboundedSender<LinkOp>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Link {
+    pub(crate) fn spawn(relay: RelayAddress, reports: Reports) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(relay, rx, reports));
+        Self { tx, task }
+    }
+
+    pub(crate) fn send(&self, op: LinkOp) -> bool {
+        self.tx.send(op).is_ok()
+    }
+
+    /// Ends the link gracefully, waiting at most `within`: its task closes the connection,
+    /// so the relay frees it at once instead of after its idle timeout.
+    pub(crate) async fn close(mut self, within: Duration) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.tx, closed));
+        let _ = tokio::time::timeout(within, &mut self.task).await;
+    }
+}
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, reports: Reports) {
+    let mut subscribed: Vec<FetchSecret> = Vec::new();
+    let mut failures = 0u32;
+    let mut announced_down = false;
+    // Jitter only spreads reconnects out; it protects nothing, so OS seeding is plenty.
+    let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed().unwrap_or([7; 32]));
+    loop {
+        let client = tokio::select! {
+            c = RelayClient::connect(&relay) => c,
+            () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_transport::Error::Timeout),
+        };
+        let client = match client {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::debug!(error = %e, "relay connect failed");
+                if !announced_down {
+                    announced_down = true;
+                    report(&reports, &relay, LinkEvent::Down).await;
+                }
+                // While down, fail requests at once so the engine can schedule retries.
+                let wait = tokio::time::sleep(Backoff::RECONNECT.delay(failures, &mut rng));
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        () = &mut wait => break,
+                        op = rx.recv() => match op {
+                            None => return,
+                            Some(op) => fail_offline(op, &relay, &reports, &mut subscribed).await,
+                        },
+                    }
+                }
+                failures = failures.saturating_add(1);
+                continue;
+            }
+        };
+        failures = 0;
+        report(&reports, &relay, LinkEvent::Up).await;
+        let mut requests = JoinSet::new();
+        let mut subs = JoinSet::new();
+        start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
+        loop {
+            tokio::select! {
+                op = rx.recv() => match op {
+                    None => {
+                        client.close();
+                        return;
+                    }
+                    Some(LinkOp::Subscribe { secrets }) => {
+                        subs.abort_all();
+                        subscribed = secrets;
+                        start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
+                    }
+                    Some(op) => {
+                        requests.spawn(serve(op, Arc::clone(&client), relay.clone(), reports.clone()));
+                    }
+                },
+                Some(_) = requests.join_next(), if !requests.is_empty() => {}
+                _ = client.connection().closed() => break,
+            }
+        }
+        subs.abort_all();
+        // Requests still running fail on the closed connection and report it themselves.
+        while requests.join_next().await.is_some() {}
+        report(&reports, &relay, LinkEvent::Down).await;
+        announced_down = true;
+    }
+}
+
+async fn report(reports: &Reports, relay: &RelayAddress, ev: LinkEvent) {
+    // The driver is gone only when the engine stopped: nothing to report to then.
+    let _ = reports.send((relay.clone(), ev)).await;
+}
+
+async fn fail_offline(
+    op: LinkOp,
+    relay: &RelayAddress,
+    reports: &Reports,
+    subscribed: &mut Vec<FetchSecret>,
+) {
+    let ev = match op {
+        LinkOp::Deposit { outbox, .. } => LinkEvent::Deposited {
+            outbox,
+            result: Err(DepositFailure::Unreachable),
+        },
+        LinkOp::Fetch { token, .. } => LinkEvent::FetchDone { token, ok: false },
+        LinkOp::Delete { .. } => LinkEvent::Deleted,
+        LinkOp::Subscribe { secrets } => {
+            *subscribed = secrets;
+            return;
+        }
+    };
+    report(reports, relay, ev).await;
+}
+
+async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, reports: Reports) {
+    match op {
+        LinkOp::Deposit {
+            outbox,
+            mailbox,
+            envelope,
+        } => {
+            let result = client
+                .deposit(mailbox, envelope)
+                .await
+                .map(|_| ())
+                .map_err(|e| match relay_error(&e) {
+                    Some(f) => DepositFailure::Refused(f.code),
+                    None => DepositFailure::Transport,
+                });
+            report(&reports, &relay, LinkEvent::Deposited { outbox, result }).await;
+        }
+        LinkOp::Fetch { token, secrets } => {
+            let ok = match client.fetch_all(&secrets).await {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        let ev = LinkEvent::Delivery {
+                            mailbox: d.mailbox,
+                            id: d.id,
+                            envelope: d.envelope,
+                        };
+                        report(&reports, &relay, ev).await;
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "fetch failed");
+                    false
+                }
+            };
+            report(&reports, &relay, LinkEvent::FetchDone { token, ok }).await;
+        }
+        LinkOp::Delete { secret, ids } => {
+            for chunk in ids.chunks(hush_proto::MAX_DELETE_IDS) {
+                if let Ok(ids) = DeleteIds::new(chunk.to_vec()) {
+                    // UnknownEnvelope / Expired mean it is gone already: fine.
+                    let _ = client.delete(secret.clone(), ids).await;
+                }
+            }
+            report(&reports, &relay, LinkEvent::Deleted).await;
+        }
+        LinkOp::Subscribe { .. } => {}
+    }
+}
+
+fn start_subscriptions(
+    subs: &mut JoinSet<()>,
+    client: &Arc<RelayClient>,
+    relay: &RelayAddress,
+    secrets: &[FetchSecret],
+    reports: &Reports,
+) {
+    for chunk in secrets.chunks(MAX_SECRETS) {
+        let client = Arc::clone(client);
+        let reports = reports.clone();
+        let relay = relay.clone();
+        let batch = chunk.to_vec();
+        subs.spawn(async move {
+            let Ok(batch) = SecretBatch::new(batch) else {
+                return;
+            };
+            let mut sub = match client.subscribe(batch).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "subscribe failed");
+                    report(&reports, &relay, LinkEvent::Resync).await;
+                    return;
+                }
+            };
+            loop {
+                match sub.next().await {
+                    Ok(d) => {
+                        let ev = LinkEvent::Delivery {
+                            mailbox: d.mailbox,
+                            id: d.id,
+                            envelope: d.envelope,
+                        };
+                        report(&reports, &relay, ev).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "subscription ended");
+                        report(&reports, &relay, LinkEvent::Resync).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}

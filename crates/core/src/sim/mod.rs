@@ -1,0 +1,678 @@
+//! The simulated world: several engines, in-memory relays that implement the wire
+//! semantics, a network between them and a simulated clock, all driven by one seeded
+//! generator, so a run is fully deterministic and takes no real time (no sleeps, no
+//! sockets). Stores are real SQLCipher files (with a cheap key derivation).
+//!
+//! The world runs in steps; each step is one thing happening: an engine's queued outputs
+//! leave it, a message crosses the network and is handled, or a timeout fires. A test can
+//! stop (crash) a node between any two steps: the engine is dropped with whatever it had
+//! not sent, and so is every message on its way to or from it, as `kill -9` would.
+//!
+//! It records what a relay and a network observer would see ([`Observation`]: time,
+//! connection, command, size), so traffic-shape properties can be proven here.
+
+mod relay;
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use hush_proto::{FRAME_LEN, MAX_DELETE_IDS, MAX_SECRETS, RelayAddress, SpkiPin};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::api::{Command, Event, Response};
+use crate::engine::{DepositFailure, Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
+use crate::error::Result;
+use crate::profile::Profile;
+use crate::store::{KdfCost, Store};
+
+pub(crate) use relay::SimRelay;
+
+const PASSPHRASE: &[u8] = "correct horse 电池 staple".as_bytes();
+
+/// Faults the network and relays inject, each a probability in per mille.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Faults {
+    /// A pushed envelope is lost (it stays stored and is fetched later).
+    pub(crate) drop_push: u32,
+    /// A pushed envelope arrives twice.
+    pub(crate) duplicate_push: u32,
+    /// A deposit is stored but its acknowledgement is lost (the client sees a transport
+    /// failure and deposits again).
+    pub(crate) drop_deposit_ack: u32,
+    /// Extra one-way latency, uniform in 0..=this many ms (reorders messages).
+    pub(crate) jitter_ms: u64,
+}
+
+/// Which way a frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Direction {
+    ToRelay,
+    ToClient,
+}
+
+/// One thing a relay operator or a network observer sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Observation {
+    pub(crate) at: Time,
+    /// The relay (index in the world).
+    pub(crate) relay: usize,
+    /// The connection: one per (node, relay) link and reconnect.
+    pub(crate) connection: u64,
+    pub(crate) direction: Direction,
+    /// The command or response kind.
+    pub(crate) kind: &'static str,
+    /// Bytes on the wire (whole frames).
+    pub(crate) bytes: usize,
+}
+
+/// A node's link to one relay, as the network sees it.
+struct SimLink {
+    connection: u64,
+    up: bool,
+    /// The mailboxes it asked to be pushed, kept across reconnects as a real link does.
+    subscribed: Vec<hush_proto::FetchSecret>,
+}
+
+pub(crate) struct Node {
+    _dir: tempfile::TempDir,
+    profile: Profile,
+    engine: Option<Engine>,
+    replies: BTreeMap<Ticket, Result<Response>>,
+    pub(crate) events: Vec<Event>,
+    next_ticket: u64,
+    links: BTreeMap<String, SimLink>,
+    /// Seconds this node's clock is ahead of the world's (negative: behind).
+    pub(crate) skew_secs: i64,
+}
+
+enum Msg {
+    ToRelay {
+        node: usize,
+        relay: usize,
+        connection: u64,
+        op: LinkOp,
+    },
+    ToNode {
+        node: usize,
+        relay: RelayAddress,
+        connection: u64,
+        ev: LinkEvent,
+    },
+}
+
+/// The world. See the module documentation.
+pub(crate) struct World {
+    pub(crate) now: Time,
+    rng: ChaCha20Rng,
+    pub(crate) relays: Vec<SimRelay>,
+    pub(crate) nodes: Vec<Node>,
+    net: BTreeMap<(Time, u64), Msg>,
+    seq: u64,
+    next_connection: u64,
+    pub(crate) faults: Faults,
+    pub(crate) log: Vec<Observation>,
+    /// Steps taken so far.
+    pub(crate) steps: u64,
+    /// Every deposit a node's link was given: (world time, node).
+    pub(crate) deposit_attempts: Vec<(Time, usize)>,
+    /// Nodes whose engine has outputs waiting to leave it.
+    unpumped: VecDeque<usize>,
+}
+
+/// One-way network latency before jitter.
+const LATENCY: Duration = Duration::from_millis(20);
+/// How long a link waits before reconnecting to a relay that came back.
+const RECONNECT: Duration = Duration::from_millis(500);
+
+fn frames(n: usize, per: usize) -> usize {
+    n.div_ceil(per).max(1) * FRAME_LEN
+}
+
+impl World {
+    /// A world at `start` with `relays` relays and nothing else.
+    pub(crate) fn new(seed: u64, start: Time, relays: usize) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let relays = (0..relays)
+            .map(|i| {
+                let mut pin = [0u8; 32];
+                rng.fill_bytes(&mut pin);
+                let addr = RelayAddress {
+                    pin: SpkiPin(pin),
+                    host: hush_proto::Host::Name(format!("relay{i}.example")),
+                    port: 4433,
+                };
+                SimRelay::new(addr)
+            })
+            .collect();
+        Self {
+            now: start,
+            rng,
+            relays,
+            nodes: Vec::new(),
+            net: BTreeMap::new(),
+            seq: 0,
+            next_connection: 1,
+            faults: Faults::default(),
+            log: Vec::new(),
+            steps: 0,
+            deposit_attempts: Vec::new(),
+            unpumped: VecDeque::new(),
+        }
+    }
+
+    /// Adds a node with a new profile whose invites point to relay `home`.
+    pub(crate) fn add_node(&mut self, home: usize) -> usize {
+        let dir = tempfile::tempdir_in(scratch()).unwrap_or_else(|e| fail(&e));
+        let profile = Profile::new(dir.path(), "sim").unwrap_or_else(|e| fail(&e));
+        let store = Store::create_with_cost(&profile, PASSPHRASE, KdfCost::TEST)
+            .unwrap_or_else(|e| fail(&e));
+        store
+            .db()
+            .set_setting(
+                crate::store::settings::Setting::Relay,
+                &self.relays[home].address.to_string(),
+            )
+            .unwrap_or_else(|e| fail(&e));
+        drop(store);
+        self.nodes.push(Node {
+            _dir: dir,
+            profile,
+            engine: None,
+            replies: BTreeMap::new(),
+            events: Vec::new(),
+            next_ticket: 1,
+            links: BTreeMap::new(),
+            skew_secs: 0,
+        });
+        let n = self.nodes.len() - 1;
+        self.start_node(n);
+        n
+    }
+
+    /// Starts (or restarts) a node's engine from its store.
+    pub(crate) fn start_node(&mut self, n: usize) {
+        let store = Store::open(&self.nodes[n].profile, PASSPHRASE).unwrap_or_else(|e| fail(&e));
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let now = self.node_now(n);
+        let engine =
+            Engine::new(store, EngineConfig::default(), seed, now).unwrap_or_else(|e| fail(&e));
+        self.nodes[n].engine = Some(engine);
+        self.unpumped.push_back(n);
+    }
+
+    /// Stops a node as `kill -9` would: what its engine had not sent is lost, and so is
+    /// every message on its way to or from it.
+    pub(crate) fn crash(&mut self, n: usize) {
+        self.nodes[n].engine = None;
+        self.nodes[n].links.clear();
+        self.nodes[n].replies.clear();
+        self.net.retain(|_, m| match m {
+            Msg::ToRelay { node, .. } | Msg::ToNode { node, .. } => *node != n,
+        });
+        for r in &mut self.relays {
+            r.forget_node(n);
+        }
+        self.unpumped.retain(|x| *x != n);
+    }
+
+    /// Takes a relay down (its stored envelopes survive, as a durable store's do).
+    pub(crate) fn relay_down(&mut self, r: usize) {
+        self.relays[r].up = false;
+        let key = self.relays[r].address.to_string();
+        let addr = self.relays[r].address.clone();
+        for n in 0..self.nodes.len() {
+            let Some(link) = self.nodes[n].links.get_mut(&key) else {
+                continue;
+            };
+            if link.up {
+                link.up = false;
+                let connection = link.connection;
+                self.send_to_node(n, &addr, connection, LinkEvent::Down);
+            }
+        }
+        self.relays[r].forget_subscriptions();
+    }
+
+    /// Brings a relay back; links reconnect (and subscribe again) shortly after.
+    pub(crate) fn relay_up(&mut self, r: usize) {
+        self.relays[r].up = true;
+        let key = self.relays[r].address.to_string();
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].engine.is_some() && self.nodes[n].links.contains_key(&key) {
+                self.connect(n, r, RECONNECT);
+            }
+        }
+    }
+
+    /// Sends a command to a node and runs the world until it is answered (at most `within`
+    /// of simulated time).
+    pub(crate) fn command(&mut self, n: usize, cmd: Command) -> Result<Response> {
+        let ticket = Ticket(self.nodes[n].next_ticket);
+        self.nodes[n].next_ticket += 1;
+        let now = self.node_now(n);
+        self.engine(n).handle_command(now, ticket, cmd);
+        self.unpumped.push_back(n);
+        let deadline = self.now.plus(Duration::from_secs(120));
+        loop {
+            self.pump_all();
+            if let Some(r) = self.nodes[n].replies.remove(&ticket) {
+                return r;
+            }
+            if !self.step_until(deadline) {
+                fail(&"a command was not answered in 120 simulated seconds");
+            }
+        }
+    }
+
+    /// Runs until nothing is on the network and no timeout is due within `d`, or `d` has
+    /// passed.
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let deadline = self.now.plus(d);
+        while self.step_until(deadline) {}
+        self.now = self.now.max(deadline);
+    }
+
+    /// Runs until the network is quiet (timeouts left for later), at most `limit` steps.
+    pub(crate) fn settle(&mut self) {
+        for _ in 0..100_000 {
+            self.pump_all();
+            let Some((&(at, _), _)) = self.net.first_key_value() else {
+                return;
+            };
+            self.now = self.now.max(at);
+            self.step();
+        }
+        fail(&"the world did not settle");
+    }
+
+    /// Takes one step if one is due by `deadline`; `false` if none is.
+    pub(crate) fn step_until(&mut self, deadline: Time) -> bool {
+        if !self.unpumped.is_empty() {
+            self.step();
+            return true;
+        }
+        match self.next_due() {
+            Some(at) if at <= deadline => {
+                self.now = self.now.max(at);
+                self.step();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn next_due(&self) -> Option<Time> {
+        let net = self.net.first_key_value().map(|(&(at, _), _)| at);
+        let timeouts = (0..self.nodes.len()).filter_map(|n| self.timeout_of(n));
+        net.into_iter().chain(timeouts).min()
+    }
+
+    /// When node `n`'s engine wants its next timeout, in world time.
+    fn timeout_of(&self, n: usize) -> Option<Time> {
+        let at = self.nodes[n].engine.as_ref()?.poll_timeout().ok()?;
+        let ms = at.unix_millis() as i128 - i128::from(self.nodes[n].skew_secs) * 1000;
+        Some(Time::from_unix_millis(
+            u64::try_from(ms.max(0)).unwrap_or(0),
+        ))
+    }
+
+    /// One step: a node's outputs leave it, or the next message is handled, or the next
+    /// timeout fires.
+    pub(crate) fn step(&mut self) {
+        self.steps += 1;
+        if let Some(n) = self.unpumped.pop_front() {
+            self.pump(n);
+            return;
+        }
+        let net_at = self.net.first_key_value().map(|(&(at, _), _)| at);
+        let timeout = (0..self.nodes.len())
+            .filter_map(|n| Some((self.timeout_of(n)?, n)))
+            .min();
+        match (net_at, timeout) {
+            (Some(at), Some((t, n))) if t < at && t <= self.now => self.fire_timeout(n),
+            (Some(at), _) if at <= self.now => {
+                if let Some((_, msg)) = self.net.pop_first() {
+                    self.deliver(msg);
+                }
+            }
+            (_, Some((t, n))) if t <= self.now => self.fire_timeout(n),
+            _ => {}
+        }
+    }
+
+    fn fire_timeout(&mut self, n: usize) {
+        let now = self.node_now(n);
+        self.engine(n)
+            .handle_timeout(now)
+            .unwrap_or_else(|e| fail(&e));
+        self.unpumped.push_back(n);
+    }
+
+    fn pump_all(&mut self) {
+        while let Some(n) = self.unpumped.pop_front() {
+            self.pump(n);
+        }
+    }
+
+    /// The time on node `n`'s clock.
+    pub(crate) fn node_now(&self, n: usize) -> Time {
+        let ms = self.now.unix_millis() as i128 + i128::from(self.nodes[n].skew_secs) * 1000;
+        Time::from_unix_millis(u64::try_from(ms.max(0)).unwrap_or(u64::MAX))
+    }
+
+    fn engine(&mut self, n: usize) -> &mut Engine {
+        self.nodes[n]
+            .engine
+            .as_mut()
+            .unwrap_or_else(|| fail(&"the node is down"))
+    }
+
+    /// Moves a node's engine outputs: requests onto the network, events and replies to the
+    /// node's record.
+    fn pump(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        let Some(engine) = node.engine.as_mut() else {
+            return;
+        };
+        let mut requests = Vec::new();
+        while let Some(r) = engine.poll_link_request() {
+            requests.push(r);
+        }
+        while let Some(ev) = engine.poll_event() {
+            node.events.push(ev);
+        }
+        while let Some((ticket, r)) = engine.poll_reply() {
+            node.replies.insert(ticket, r);
+        }
+        for req in requests {
+            self.link_send(n, &req.relay, req.op);
+        }
+    }
+
+    fn relay_index(&self, addr: &RelayAddress) -> Option<usize> {
+        self.relays.iter().position(|r| r.address == *addr)
+    }
+
+    /// A node's link takes an op: it connects first if it has no connection, fails it at
+    /// once if the relay is down (as a real link does), or sends it.
+    fn link_send(&mut self, n: usize, addr: &RelayAddress, op: LinkOp) {
+        if matches!(op, LinkOp::Deposit { .. }) {
+            self.deposit_attempts.push((self.now, n));
+        }
+        let Some(r) = self.relay_index(addr) else {
+            // A relay that does not exist in this world: unreachable.
+            self.fail_offline(n, addr, 0, op);
+            return;
+        };
+        let key = addr.to_string();
+        if !self.nodes[n].links.contains_key(&key) {
+            self.nodes[n].links.insert(
+                key.clone(),
+                SimLink {
+                    connection: 0,
+                    up: false,
+                    subscribed: Vec::new(),
+                },
+            );
+            if self.relays[r].up {
+                self.connect(n, r, Duration::ZERO);
+            } else {
+                self.send_to_node(n, addr, 0, LinkEvent::Down);
+            }
+        }
+        let link = self.nodes[n]
+            .links
+            .get_mut(&key)
+            .unwrap_or_else(|| fail(&"no link"));
+        if let LinkOp::Subscribe { secrets } = &op {
+            link.subscribed = secrets.clone();
+        }
+        if !self.relays[r].up {
+            let connection = link.connection;
+            self.fail_offline(n, addr, connection, op);
+            return;
+        }
+        let connection = link.connection;
+        let at = self.arrival();
+        self.seq += 1;
+        self.net.insert(
+            (at, self.seq),
+            Msg::ToRelay {
+                node: n,
+                relay: r,
+                connection,
+                op,
+            },
+        );
+    }
+
+    /// Opens a new connection from node `n` to relay `r` after `delay`: the node hears Up,
+    /// and its subscriptions are sent again.
+    fn connect(&mut self, n: usize, r: usize, delay: Duration) {
+        let connection = self.next_connection;
+        self.next_connection += 1;
+        let addr = self.relays[r].address.clone();
+        let key = addr.to_string();
+        let Some(link) = self.nodes[n].links.get_mut(&key) else {
+            return;
+        };
+        link.connection = connection;
+        link.up = true;
+        let subscribed = link.subscribed.clone();
+        let at = self.arrival().plus(delay);
+        self.seq += 1;
+        self.net.insert(
+            (at, self.seq),
+            Msg::ToNode {
+                node: n,
+                relay: addr,
+                connection,
+                ev: LinkEvent::Up,
+            },
+        );
+        if !subscribed.is_empty() {
+            self.seq += 1;
+            self.net.insert(
+                (at, self.seq),
+                Msg::ToRelay {
+                    node: n,
+                    relay: r,
+                    connection,
+                    op: LinkOp::Subscribe {
+                        secrets: subscribed,
+                    },
+                },
+            );
+        }
+    }
+
+    fn fail_offline(&mut self, n: usize, addr: &RelayAddress, connection: u64, op: LinkOp) {
+        let ev = match op {
+            LinkOp::Deposit { outbox, .. } => LinkEvent::Deposited {
+                outbox,
+                result: Err(DepositFailure::Unreachable),
+            },
+            LinkOp::Fetch { token, .. } => LinkEvent::FetchDone { token, ok: false },
+            LinkOp::Delete { .. } => LinkEvent::Deleted,
+            LinkOp::Subscribe { .. } => return,
+        };
+        self.send_to_node(n, addr, connection, ev);
+    }
+
+    fn arrival(&mut self) -> Time {
+        let jitter = if self.faults.jitter_ms > 0 {
+            self.rng.next_u64() % (self.faults.jitter_ms + 1)
+        } else {
+            0
+        };
+        self.now.plus(LATENCY + Duration::from_millis(jitter))
+    }
+
+    fn chance(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.rng.next_u32() % 1000 < per_mille
+    }
+
+    fn send_to_node(&mut self, n: usize, relay: &RelayAddress, connection: u64, ev: LinkEvent) {
+        if let Some(r) = self.relay_index(relay) {
+            self.log.push(Observation {
+                at: self.now,
+                relay: r,
+                connection,
+                direction: Direction::ToClient,
+                kind: event_kind(&ev),
+                bytes: match ev {
+                    LinkEvent::Up | LinkEvent::Down | LinkEvent::Resync => 0,
+                    _ => FRAME_LEN,
+                },
+            });
+        }
+        let at = self.arrival();
+        self.seq += 1;
+        self.net.insert(
+            (at, self.seq),
+            Msg::ToNode {
+                node: n,
+                relay: relay.clone(),
+                connection,
+                ev,
+            },
+        );
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::ToNode {
+                node,
+                relay,
+                connection,
+                ev,
+            } => {
+                // What was sent on a connection that has since closed never arrives, but the
+                // link's own Up/Down news always does.
+                let current = self.nodes[node]
+                    .links
+                    .get(&relay.to_string())
+                    .map(|l| l.connection);
+                if !matches!(ev, LinkEvent::Up | LinkEvent::Down) && current != Some(connection) {
+                    return;
+                }
+                let now = self.node_now(node);
+                let Some(engine) = self.nodes[node].engine.as_mut() else {
+                    return;
+                };
+                engine
+                    .handle_link_event(now, &relay, ev)
+                    .unwrap_or_else(|e| fail(&e));
+                self.unpumped.push_back(node);
+            }
+            Msg::ToRelay {
+                node,
+                relay,
+                connection,
+                op,
+            } => self.relay_handle(node, relay, connection, op),
+        }
+    }
+
+    fn relay_handle(&mut self, node: usize, r: usize, connection: u64, op: LinkOp) {
+        let addr = self.relays[r].address.clone();
+        let (kind, bytes) = match &op {
+            LinkOp::Deposit { .. } => ("deposit", FRAME_LEN),
+            LinkOp::Fetch { secrets, .. } => ("fetch", frames(secrets.len(), MAX_SECRETS)),
+            LinkOp::Delete { ids, .. } => ("delete", frames(ids.len(), MAX_DELETE_IDS)),
+            LinkOp::Subscribe { secrets } => ("subscribe", frames(secrets.len(), MAX_SECRETS)),
+        };
+        self.log.push(Observation {
+            at: self.now,
+            relay: r,
+            connection,
+            direction: Direction::ToRelay,
+            kind,
+            bytes,
+        });
+        if !self.relays[r].up {
+            self.fail_offline(node, &addr, connection, op);
+            return;
+        }
+        let now = self.now;
+        match op {
+            LinkOp::Deposit {
+                outbox,
+                mailbox,
+                envelope,
+            } => {
+                let (result, pushes) = self.relays[r].deposit(mailbox, envelope, now);
+                let result = match result {
+                    Ok(()) if self.chance(self.faults.drop_deposit_ack) => {
+                        Err(DepositFailure::Transport)
+                    }
+                    other => other,
+                };
+                self.send_to_node(
+                    node,
+                    &addr,
+                    connection,
+                    LinkEvent::Deposited { outbox, result },
+                );
+                for (to, conn, ev) in pushes {
+                    if self.chance(self.faults.drop_push) {
+                        continue;
+                    }
+                    if self.chance(self.faults.duplicate_push) {
+                        self.send_to_node(to, &addr, conn, ev.clone());
+                    }
+                    self.send_to_node(to, &addr, conn, ev);
+                }
+            }
+            LinkOp::Fetch { token, secrets } => {
+                for ev in self.relays[r].fetch(&secrets, now) {
+                    self.send_to_node(node, &addr, connection, ev);
+                }
+                self.send_to_node(
+                    node,
+                    &addr,
+                    connection,
+                    LinkEvent::FetchDone { token, ok: true },
+                );
+            }
+            LinkOp::Delete { secret, ids } => {
+                self.relays[r].delete(&secret, &ids);
+                self.send_to_node(node, &addr, connection, LinkEvent::Deleted);
+            }
+            LinkOp::Subscribe { secrets } => {
+                self.relays[r].subscribe(node, connection, &secrets);
+            }
+        }
+    }
+}
+
+fn event_kind(ev: &LinkEvent) -> &'static str {
+    match ev {
+        LinkEvent::Up => "connected",
+        LinkEvent::Down => "disconnected",
+        LinkEvent::Deposited { .. } => "deposited",
+        LinkEvent::Delivery { .. } => "envelope",
+        LinkEvent::FetchDone { .. } => "fetch-done",
+        LinkEvent::Deleted => "deleted",
+        LinkEvent::Resync => "resync",
+    }
+}
+
+/// Where simulated stores live: memory-backed if this machine has it (many fsyncs).
+fn scratch() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// The world's own failures are test failures.
+#[allow(clippy::panic)] // the simulated world exists only in tests: a failure here fails the test
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    panic!("simulated world: {e}")
+}

@@ -1,0 +1,128 @@
+//! An in-memory relay with the wire semantics of hush-relay (docs/PROTOCOL.md Part II):
+//! deposits under mailbox ids with a per-mailbox quota and an expiry, fetch and delete by
+//! fetch secret, ids growing in commit order, and push to subscribers of a mailbox.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hush_proto::{Envelope, EnvelopeId, ErrorCode, FetchSecret, MailboxId, RelayAddress};
+
+use crate::engine::{DepositFailure, LinkEvent, Time};
+
+/// The relays' default per-mailbox quota.
+pub(crate) const MAILBOX_QUOTA: usize = 256;
+/// The relays' default expiry: 7 days.
+pub(crate) const EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
+pub(crate) struct SimRelay {
+    pub(crate) address: RelayAddress,
+    pub(crate) up: bool,
+    next_id: u64,
+    mailboxes: BTreeMap<MailboxId, BTreeMap<EnvelopeId, (Envelope, Time)>>,
+    /// (node, connection) -> mailboxes pushed to it.
+    subscriptions: BTreeMap<(usize, u64), BTreeSet<MailboxId>>,
+}
+
+/// A push: to node, on connection, this event.
+pub(crate) type Push = (usize, u64, LinkEvent);
+
+impl SimRelay {
+    pub(crate) fn new(address: RelayAddress) -> Self {
+        Self {
+            address,
+            up: true,
+            next_id: 1,
+            mailboxes: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+        }
+    }
+
+    /// Envelopes stored, in all mailboxes.
+    pub(crate) fn stored(&self) -> usize {
+        self.mailboxes.values().map(BTreeMap::len).sum()
+    }
+
+    fn expire(&mut self, now: Time) {
+        for m in self.mailboxes.values_mut() {
+            m.retain(|_, (_, at)| at.unix_secs().saturating_add(EXPIRY_SECS) > now.unix_secs());
+        }
+        self.mailboxes.retain(|_, m| !m.is_empty());
+    }
+
+    pub(crate) fn deposit(
+        &mut self,
+        mailbox: MailboxId,
+        envelope: Envelope,
+        now: Time,
+    ) -> (Result<(), DepositFailure>, Vec<Push>) {
+        self.expire(now);
+        let m = self.mailboxes.entry(mailbox).or_default();
+        if m.len() >= MAILBOX_QUOTA {
+            return (
+                Err(DepositFailure::Refused(ErrorCode::MailboxFull)),
+                Vec::new(),
+            );
+        }
+        let id = EnvelopeId(self.next_id);
+        self.next_id += 1;
+        m.insert(id, (envelope.clone(), now));
+        let pushes = self
+            .subscriptions
+            .iter()
+            .filter(|(_, boxes)| boxes.contains(&mailbox))
+            .map(|(&(node, conn), _)| {
+                (
+                    node,
+                    conn,
+                    LinkEvent::Delivery {
+                        mailbox,
+                        id,
+                        envelope: envelope.clone(),
+                    },
+                )
+            })
+            .collect();
+        (Ok(()), pushes)
+    }
+
+    pub(crate) fn fetch(&mut self, secrets: &[FetchSecret], now: Time) -> Vec<LinkEvent> {
+        self.expire(now);
+        let mut out = Vec::new();
+        for s in secrets {
+            let mailbox = s.mailbox_id();
+            if let Some(m) = self.mailboxes.get(&mailbox) {
+                for (id, (env, _)) in m {
+                    out.push(LinkEvent::Delivery {
+                        mailbox,
+                        id: *id,
+                        envelope: env.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn delete(&mut self, secret: &FetchSecret, ids: &[EnvelopeId]) {
+        if let Some(m) = self.mailboxes.get_mut(&secret.mailbox_id()) {
+            for id in ids {
+                m.remove(id);
+            }
+        }
+    }
+
+    pub(crate) fn subscribe(&mut self, node: usize, connection: u64, secrets: &[FetchSecret]) {
+        self.subscriptions.retain(|(n, _), _| *n != node);
+        self.subscriptions.insert(
+            (node, connection),
+            secrets.iter().map(FetchSecret::mailbox_id).collect(),
+        );
+    }
+
+    pub(crate) fn forget_node(&mut self, node: usize) {
+        self.subscriptions.retain(|(n, _), _| *n != node);
+    }
+
+    pub(crate) fn forget_subscriptions(&mut self) {
+        self.subscriptions.clear();
+    }
+}

@@ -1,0 +1,438 @@
+//! Engine behaviour in the simulated world: deterministic, seconds of real time.
+//!
+//! Each property here was seen to fail: see the comment on each test for how.
+#![cfg(test)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+use std::time::Duration;
+
+use hush_crypto::InviteKind;
+
+use super::{Faults, World};
+use crate::api::{Command, DeliveryState, Event, MessageInfo, Response};
+use crate::engine::{EPOCH_SECONDS, Time};
+
+/// 2026-12-01 00:00 UTC.
+const START: Time = Time::from_unix_secs(1_796_083_200);
+
+fn ok(r: crate::Result<Response>) -> Response {
+    r.unwrap_or_else(|e| panic!("command failed: {e}"))
+}
+
+fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String {
+    match ok(w.command(
+        n,
+        Command::CreateInvite {
+            kind,
+            name: name.map(str::to_string),
+        },
+    )) {
+        Response::Link(l) => l.0,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Alice (node 0, relay 0) and Bob (node 1, relay `bob_relay`) with a finished handshake:
+/// Alice calls him "bob", he calls her "alice".
+fn pair(seed: u64, relays: usize, bob_relay: usize) -> World {
+    let mut w = World::new(seed, START, relays);
+    let a = w.add_node(0);
+    let b = w.add_node(bob_relay);
+    let l = link(&mut w, a, InviteKind::OneTime, Some("bob"));
+    ok(w.command(
+        b,
+        Command::Accept {
+            link: l,
+            name: "alice".into(),
+        },
+    ));
+    w.settle();
+    assert_eq!(contacts(&mut w, a), vec!["bob"]);
+    assert_eq!(contacts(&mut w, b), vec!["alice"]);
+    w
+}
+
+fn contacts(w: &mut World, n: usize) -> Vec<String> {
+    match ok(w.command(n, Command::Contacts)) {
+        Response::Contacts(c) => c.into_iter().map(|c| c.name).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn send(w: &mut World, n: usize, to: &str, text: &str) -> i64 {
+    match ok(w.command(
+        n,
+        Command::Send {
+            contact: to.into(),
+            text: text.into(),
+        },
+    )) {
+        Response::MessageId(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn history(w: &mut World, n: usize, with: &str) -> Vec<MessageInfo> {
+    match ok(w.command(
+        n,
+        Command::Messages {
+            contact: with.into(),
+            limit: 1000,
+        },
+    )) {
+        Response::Messages(m) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn received(w: &mut World, n: usize, with: &str) -> Vec<String> {
+    history(w, n, with)
+        .into_iter()
+        .filter(|m| !m.outgoing)
+        .map(|m| m.body)
+        .collect()
+}
+
+fn state_of(w: &mut World, n: usize, with: &str, id: i64) -> DeliveryState {
+    history(w, n, with)
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| m.state)
+        .expect("message row")
+}
+
+#[test]
+fn messages_both_ways_with_delivery_states() {
+    let mut w = pair(1, 1, 0);
+    let id = send(&mut w, 0, "bob", "مرحبا 你好 👋🏽");
+    w.settle();
+    assert_eq!(received(&mut w, 1, "alice"), vec!["مرحبا 你好 👋🏽"]);
+    assert_eq!(state_of(&mut w, 0, "bob", id), DeliveryState::Delivered);
+    send(&mut w, 1, "alice", "ok");
+    w.settle();
+    assert_eq!(received(&mut w, 0, "bob"), vec!["ok"]);
+    assert!(
+        w.nodes[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.body == "مرحبا 你好 👋🏽"))
+    );
+    // Everything delivered was acknowledged: the relay holds nothing.
+    assert_eq!(w.relays[0].stored(), 0);
+}
+
+/// The same seed gives the same world, observation for observation; another seed (with
+/// network jitter) another one.
+#[test]
+fn a_seed_replays_exactly() {
+    let run = |seed| {
+        let mut w = pair(seed, 2, 1);
+        w.faults.jitter_ms = 40;
+        send(&mut w, 0, "bob", "one");
+        send(&mut w, 1, "alice", "two");
+        w.run_for(Duration::from_secs(3 * EPOCH_SECONDS));
+        (w.log, w.steps)
+    };
+    let (a, sa) = run(7);
+    let (b, sb) = run(7);
+    assert_eq!(sa, sb);
+    assert_eq!(a, b);
+    assert!(a.len() > 20, "the log records the traffic");
+    let (c, _) = run(8);
+    assert_ne!(a, c, "another seed gives another run");
+}
+
+fn sync(w: &mut World, n: usize) -> bool {
+    match ok(w.command(n, Command::Sync)) {
+        Response::Synced(all) => all,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Bob is off for 31 hours while Alice writes in several epochs; when he starts again,
+/// catch-up brings everything, in order. (Seen to fail with catch-up limited to the
+/// current and next epoch: nothing came.)
+#[test]
+fn catch_up_across_epochs() {
+    let mut w = pair(3, 1, 0);
+    w.crash(1);
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let text = format!("epoch {i} — 第{i}条");
+        send(&mut w, 0, "bob", &text);
+        sent.push(text);
+        w.run_for(Duration::from_secs(7 * EPOCH_SECONDS));
+    }
+    w.start_node(1);
+    w.settle();
+    assert_eq!(received(&mut w, 1, "alice"), sent);
+}
+
+/// Bob's clock ran two days ahead (his fetched epochs are "in the future"), then was put
+/// right; what Alice sent meanwhile is still found. (Seen to fail without the "last epoch
+/// in the future" rule in catch-up: nothing was fetched.)
+#[test]
+fn catch_up_after_the_clock_was_put_back() {
+    let mut w = pair(4, 1, 0);
+    w.crash(1);
+    w.nodes[1].skew_secs = 2 * 24 * 3600;
+    w.start_node(1);
+    w.settle();
+    w.crash(1);
+    w.nodes[1].skew_secs = 0;
+    send(&mut w, 0, "bob", "after the clock fix");
+    w.run_for(Duration::from_secs(3 * EPOCH_SECONDS));
+    w.start_node(1);
+    w.settle();
+    assert_eq!(received(&mut w, 1, "alice"), vec!["after the clock fix"]);
+}
+
+/// With the relay down, a message waits in the outbox; retries back off (growing gaps,
+/// never more than 5 minutes plus jitter) and it is delivered once the relay is back.
+#[test]
+fn outbox_retries_with_backoff_until_the_relay_returns() {
+    let mut w = pair(5, 1, 0);
+    w.relay_down(0);
+    w.settle();
+    let id = send(&mut w, 0, "bob", "wait for me");
+    let start = w.deposit_attempts.len();
+    w.run_for(Duration::from_secs(3600));
+    assert_eq!(state_of(&mut w, 0, "bob", id), DeliveryState::Queued);
+    let times: Vec<u64> = w.deposit_attempts[start..]
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(t, _)| t.unix_millis())
+        .collect();
+    assert!(times.len() >= 8, "retried: {}", times.len());
+    let gaps: Vec<u64> = times.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(gaps[..4].windows(2).all(|g| g[1] >= g[0] / 2), "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g <= 301_000), "capped: {gaps:?}");
+    assert!(
+        gaps.iter().rev().take(3).all(|g| *g >= 100_000),
+        "grew: {gaps:?}"
+    );
+    w.relay_up(0);
+    w.run_for(Duration::from_secs(600));
+    assert_eq!(received(&mut w, 1, "alice"), vec!["wait for me"]);
+    assert_eq!(state_of(&mut w, 0, "bob", id), DeliveryState::Delivered);
+}
+
+/// Runs "Alice sends, Bob receives, the receipt comes back" with `victim` killed after
+/// step `k` and started again a second later; returns false once `k` is past the end.
+fn send_with_crash(seed: u64, victim: usize, k: u64) -> bool {
+    let mut w = pair(seed, 1, 0);
+    let base = w.steps;
+    let id = send(&mut w, 0, "bob", "exactly once ✓");
+    let mut crashed = false;
+    for _ in 0..10_000 {
+        if w.steps - base >= k && !crashed {
+            w.crash(victim);
+            w.run_for(Duration::from_secs(1));
+            w.start_node(victim);
+            crashed = true;
+        }
+        let deadline = w.now.plus(Duration::from_secs(1));
+        if !w.step_until(deadline) && crashed {
+            break;
+        }
+        if !crashed && w.steps - base < k && w.next_due().is_none() {
+            break;
+        }
+    }
+    w.run_for(Duration::from_secs(60));
+    sync(&mut w, 1);
+    w.settle();
+    assert_eq!(
+        received(&mut w, 1, "alice"),
+        vec!["exactly once ✓"],
+        "victim {victim} after step {k}"
+    );
+    assert_eq!(
+        state_of(&mut w, 0, "bob", id),
+        DeliveryState::Delivered,
+        "victim {victim} after step {k}"
+    );
+    assert_eq!(w.relays[0].stored(), 0, "victim {victim} after step {k}");
+    crashed
+}
+
+/// A crash of the sender or of the receiver between any two steps of sending, receiving
+/// and acknowledging loses nothing and duplicates nothing. (Seen to fail when an outbox
+/// entry was removed as its deposit was handed to the link rather than when the relay
+/// acknowledged it: a sender crash before the deposit left lost the message. Within one
+/// step the engine commits before it emits, so "acknowledged before committed" cannot be
+/// reached here; the CLI end-to-end tests crash real processes at those points.)
+#[test]
+fn a_crash_between_any_two_steps_loses_and_duplicates_nothing() {
+    for victim in [0, 1] {
+        let mut k = 0;
+        while send_with_crash(11, victim, k) {
+            k += 1;
+            assert!(k < 500, "the exchange never ended");
+        }
+        assert!(k > 5, "the exchange has steps to crash between ({k})");
+    }
+}
+
+/// Bob moves his mailbox to another relay: Alice's next messages go there, what was on
+/// its way to the old one still arrives.
+#[test]
+fn mailbox_move_to_another_relay() {
+    let mut w = pair(6, 2, 0);
+    send(&mut w, 0, "bob", "before");
+    let to = w.relays[1].address.to_string();
+    ok(w.command(
+        1,
+        Command::MoveMailbox {
+            contact: "alice".into(),
+            relay: Some(to),
+        },
+    ));
+    w.settle();
+    let deposits_on = |w: &World, r| {
+        w.log
+            .iter()
+            .filter(|o| o.relay == r && o.kind == "deposit")
+            .count()
+    };
+    let on_new = deposits_on(&w, 1);
+    send(&mut w, 0, "bob", "after");
+    w.settle();
+    assert_eq!(received(&mut w, 1, "alice"), vec!["before", "after"]);
+    assert!(
+        deposits_on(&w, 1) > on_new,
+        "the new message went to the new relay"
+    );
+    assert_eq!(w.relays[0].stored() + w.relays[1].stored(), 0);
+}
+
+/// A disappearing timer deletes the message on both sides once it runs out, and the
+/// engine wakes up for it by itself.
+#[test]
+fn disappearing_messages_go_on_both_sides() {
+    let mut w = pair(7, 1, 0);
+    ok(w.command(
+        0,
+        Command::SetDisappear {
+            contact: "bob".into(),
+            secs: Some(90),
+        },
+    ));
+    send(&mut w, 0, "bob", "burn after reading");
+    w.settle();
+    assert_eq!(received(&mut w, 1, "alice"), vec!["burn after reading"]);
+    w.run_for(Duration::from_secs(60));
+    assert_eq!(history(&mut w, 0, "bob").len(), 1);
+    w.run_for(Duration::from_secs(40));
+    assert!(history(&mut w, 0, "bob").is_empty());
+    assert!(history(&mut w, 1, "alice").is_empty());
+}
+
+/// A long message travels in several fragments; a relay that reorders, duplicates and drops
+/// pushes, and loses deposit acknowledgements (so deposits are repeated), still gives each
+/// message exactly once.
+#[test]
+fn a_misbehaving_relay_neither_loses_nor_duplicates() {
+    let mut w = pair(8, 1, 0);
+    w.faults = Faults {
+        drop_push: 200,
+        duplicate_push: 300,
+        drop_deposit_ack: 200,
+        jitter_ms: 300,
+    };
+    let long: String = "長い手紙 — a long letter. ".repeat(400);
+    let mut want = vec![long.clone()];
+    send(&mut w, 0, "bob", &long);
+    for i in 0..15 {
+        let t = format!("short {i}");
+        send(&mut w, 0, "bob", &t);
+        want.push(t);
+    }
+    w.run_for(Duration::from_secs(30));
+    sync(&mut w, 1);
+    w.settle();
+    let mut got = received(&mut w, 1, "alice");
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// An invite link with another relay (binary form) and a correct checksum: what anyone can
+/// craft and hand to a journalist.
+fn link_with_relay(link: &str, host: &[u8], port: u16) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    // version, kind, IK_B, SPK_B, invite secret (98 bytes), then pin, port, host.
+    let mut body = bin[..98 + 32].to_vec();
+    body.extend_from_slice(&port.to_be_bytes());
+    body.push(u8::try_from(host.len()).unwrap());
+    body.extend_from_slice(host);
+    let sum = sha2::Sha256::new()
+        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(&body)
+        .finalize();
+    body.extend_from_slice(&sum[..4]);
+    format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
+}
+
+/// A crafted link whose relay no client could reach (`a_b`, `1.2.3.4.5`, `x:y`, ...) is
+/// refused when it is accepted, with a specific error, and the profile keeps working: it
+/// used to be committed, after which every command on the profile failed. (The crypto
+/// tests of the same links were seen to fail with the address validation removed; here
+/// the engine's side: nothing committed, the next accept and messages work.)
+#[test]
+fn a_crafted_link_with_an_unusable_relay_is_refused_and_the_profile_keeps_working() {
+    let mut w = World::new(9, START, 1);
+    let a = w.add_node(0);
+    let b = w.add_node(0);
+    let good = link(&mut w, a, InviteKind::ContactAddress, None);
+    let long = format!("{}.{}", "a".repeat(63), "b".repeat(190)); // 254 bytes: one too many
+    let crafted: Vec<(&[u8], u16)> = vec![
+        (b"a_b", 4433),
+        (b"1.2.3.4.5", 4433),
+        (b"x:y", 4433),
+        (b"", 4433),
+        (b"relay.example", 0),
+        (b"Relay.Example", 4433),
+        (b"-relay.example", 4433),
+        (b"[::1", 4433),
+        (b"::1", 4433),
+        (b"r\xc3\xa9lay.example", 4433),
+        (long.as_bytes(), 4433),
+    ];
+    for (host, port) in crafted {
+        let bad = link_with_relay(&good, host, port);
+        let r = w.command(
+            b,
+            Command::Accept {
+                link: bad,
+                name: "source".into(),
+            },
+        );
+        match r {
+            Err(crate::Error::Crypto(hush_crypto::Error::UnusableRelay(_))) => {}
+            other => panic!(
+                "host {:?} port {port}: {other:?}",
+                String::from_utf8_lossy(host)
+            ),
+        }
+        assert!(contacts(&mut w, b).is_empty(), "nothing was committed");
+    }
+    // The same link with its own relay still works, and so does the profile.
+    ok(w.command(
+        b,
+        Command::Accept {
+            link: good,
+            name: "source".into(),
+        },
+    ));
+    w.settle();
+    send(&mut w, b, "source", "still here");
+    w.settle();
+    assert_eq!(contacts(&mut w, a), vec!["contact-1"]);
+    assert_eq!(received(&mut w, a, "contact-1"), vec!["still here"]);
+}

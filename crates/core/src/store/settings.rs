@@ -1,0 +1,45 @@
+//! The `settings` table: profile-wide values, one row per [`Setting`].
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
+use crate::error::Result;
+
+/// A profile-wide value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Setting {
+    /// The relay new invites point to (`hush://` text form); unset: the local relay.
+    Relay,
+}
+
+impl Setting {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Relay => "relay",
+        }
+    }
+}
+
+impl Db<'_> {
+    /// A setting's value, if set.
+    pub(crate) fn setting(self, setting: Setting) -> Result<Option<String>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                [setting.key()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Sets a setting.
+    pub(crate) fn set_setting(self, setting: Setting, value: &str) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![setting.key(), value],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The one error type of hush-transport.
+//!
+//! Owns: classifying failures into what the relay did (refused, or sent something that is
+//! not a valid answer), what the network did (unreachable, connection or stream lost, TLS
+//! handshake failed, including a certificate that does not match the pin), and local failures
+//! or misuse of the API. Must never carry an IP address, a host name, a mailbox id, a fetch
+//! secret or envelope bytes in a message: these errors end up in logs.
+
+use hush_proto::ErrorFrame;
+
+/// Everything that can go wrong in hush-transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // The relay (or, for the server's use of `stream`, the peer) refused or misbehaved.
+    /// The relay answered the request with an error code.
+    #[error("relay refused: {} (arg {})", .0.code.name(), .0.arg)]
+    Relay(ErrorFrame),
+    /// The peer sent bytes that are not one valid frame.
+    #[error("protocol: {0}")]
+    Protocol(#[source] hush_proto::Error),
+    /// The relay sent a well-formed frame that does not answer the request.
+    #[error("unexpected response: {0}")]
+    UnexpectedResponse(&'static str),
+
+    // The network failed; the request may or may not have reached the relay.
+    /// The relay host could not be resolved or has no address.
+    #[error("resolving the relay host: {0}")]
+    Resolve(&'static str),
+    /// The QUIC connection could not be started (before any packet was sent).
+    #[error("connect: {0}")]
+    Connect(&'static str),
+    /// The QUIC connection failed or was closed, including a failed TLS handshake (a
+    /// certificate that does not match the pin, or no common ALPN).
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A stream failed while reading or writing.
+    #[error("stream: {0}")]
+    Stream(String),
+    /// A caller's deadline passed.
+    #[error("timed out")]
+    Timeout,
+
+    // Local failure or misuse of the API.
+    /// A local socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// Which operation (never an address).
+        what: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built, or a certificate given to
+    /// [`spki_pin`](crate::spki_pin) does not parse.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// An argument was rejected before anything was sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(#[source] hush_proto::Error),
+}
+
+impl Error {
+    /// Whether the relay (or peer) caused this: a refusal or an invalid answer, as opposed to
+    /// a network failure or a local one.
+    #[must_use]
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Relay(_) | Self::Protocol(_) | Self::UnexpectedResponse(_)
+        )
+    }
+
+    pub(crate) fn stream(e: impl std::fmt::Display) -> Self {
+        Self::Stream(e.to_string())
+    }
+}
