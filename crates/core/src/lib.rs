@@ -18,6 +18,7 @@ mod content;
 pub mod embedded;
 pub mod engine;
 mod error;
+pub mod passphrase;
 pub mod profile;
 pub mod store;
 mod transport;
@@ -26,5 +27,6 @@ pub use engine::{
     ContactInfo, CrashPoint, Delivery, Event, Handle, MessageInfo, Options, SafetyInfo, Status,
 };
 pub use error::{Error, Result};
+pub use passphrase::Passphrase;
 pub use profile::{Config, Profile};
 pub use store::Store;
