@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
+use hush_core::passphrase::{self, Passphrase, Resolution};
 use hush_core::profile::{DEFAULT_PROFILE, data_root};
 use hush_core::{CrashPoint, Delivery, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -204,26 +204,11 @@ pub(crate) fn init_logging(profile: &Profile) {
         .try_init();
 }
 
-/// The passphrase: HUSH_PASSPHRASE, else the config's passphrase_command, else a prompt.
-fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var("HUSH_PASSPHRASE") {
-        return Ok(Zeroizing::new(p));
-    }
-    if let Some(cmd) = profile.config()?.passphrase_command {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("running passphrase_command")?;
-        if !out.status.success() {
-            bail!("passphrase_command failed");
-        }
-        let text = Zeroizing::new(
-            String::from_utf8(out.stdout).context("passphrase_command output is not UTF-8")?,
-        );
-        let line = text.lines().next().unwrap_or_default().to_string();
-        return Ok(Zeroizing::new(line));
+/// The passphrase from the resolver's non-interactive sources (see
+/// [`hush_core::passphrase`]), else a prompt on the terminal (twice if `confirm`).
+fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Passphrase> {
+    if let Resolution::Found(p) = passphrase::resolve(profile)? {
+        return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::NoPassphrase(
@@ -231,10 +216,10 @@ fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Zeroizing<Stri
         )
         .into());
     }
-    let first = Zeroizing::new(rpassword::prompt_password("Passphrase: ")?);
+    let first = Passphrase::new(rpassword::prompt_password("Passphrase: ")?);
     if confirm {
-        let again = Zeroizing::new(rpassword::prompt_password("Passphrase again: ")?);
-        if *first != *again {
+        let again = Passphrase::new(rpassword::prompt_password("Passphrase again: ")?);
+        if first != again {
             bail!("the passphrases differ");
         }
     }

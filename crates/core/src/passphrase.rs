@@ -283,7 +283,6 @@ fn split_words(line: &str) -> std::result::Result<Vec<String>, PassphraseError> 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
     use super::*;
 
