@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
+#[cfg(feature = "test-hooks")]
+use hush_core::CrashPoint;
 use hush_core::passphrase::{self, Passphrase, Resolution};
 use hush_core::profile::{DEFAULT_PROFILE, data_root};
-use hush_core::{CrashPoint, Delivery, Error, Handle, Options, Profile, Store};
+use hush_core::{Delivery, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
 
@@ -170,21 +172,31 @@ fn only_profile(root: &std::path::Path) -> Option<Profile> {
 }
 
 fn engine_options(root: PathBuf) -> Options {
-    Options {
-        clock_offset_secs: clock_offset(),
+    with_test_hooks(Options {
         data_root: root,
-        crash_at: std::env::var("HUSH_TEST_CRASH_AT")
-            .ok()
-            .and_then(|v| CrashPoint::parse(&v)),
-    }
+        ..Options::default()
+    })
 }
 
-fn clock_offset() -> i64 {
-    // For tests of epoch rotation and catch-up: shifts this process's notion of time.
-    std::env::var("HUSH_CLOCK_OFFSET_SECS")
+/// Test hooks from the environment, only in builds with the `test-hooks` feature (the
+/// end-to-end tests'): `HUSH_TEST_CRASH_AT` (`before-commit`, `before-ack`) aborts the
+/// process there, `HUSH_CLOCK_OFFSET_SECS` shifts this process's clock (epoch rotation and
+/// catch-up). A release build ignores both variables.
+#[cfg(feature = "test-hooks")]
+fn with_test_hooks(mut options: Options) -> Options {
+    options.crash_at = std::env::var("HUSH_TEST_CRASH_AT")
+        .ok()
+        .and_then(|v| CrashPoint::parse(&v));
+    options.clock_offset_secs = std::env::var("HUSH_CLOCK_OFFSET_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    options
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn with_test_hooks(options: Options) -> Options {
+    options
 }
 
 pub(crate) fn init_logging(profile: &Profile) {
