@@ -275,18 +275,6 @@ fn qr(text: &str) -> anyhow::Result<String> {
         .build())
 }
 
-fn parse_duration(s: &str) -> anyhow::Result<Option<u64>> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    let d = humantime::parse_duration(s)
-        .map_err(|_| anyhow!("not a duration: {s:?} (e.g. 30s, 1h, 7d, off)"))?;
-    if d.as_secs() == 0 {
-        bail!("the timer must be at least one second");
-    }
-    Ok(Some(d.as_secs()))
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let root = data_root();
     let profile = Profile::new(&root, cli.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
@@ -535,7 +523,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
         }
         Command::Disappear { name, duration } => {
-            let secs = parse_duration(&duration)?;
+            let secs = crate::timer::parse_timer(&duration).map_err(anyhow::Error::msg)?;
             h.set_disappear(&name, secs).await?;
             if json {
                 println!("{}", json!({"contact": name, "disappear_secs": secs}));

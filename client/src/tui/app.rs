@@ -818,7 +818,7 @@ impl App {
                 Some(n) => vec![Effect::Safety(n)],
                 None => need(self),
             },
-            ("disappear", [d]) => match (current, parse_duration(d)) {
+            ("disappear", [d]) => match (current, crate::timer::parse_timer(d)) {
                 (Some(n), Ok(secs)) => vec![Effect::Disappear(n, secs)],
                 (None, _) => need(self),
                 (_, Err(e)) => {
@@ -865,16 +865,5 @@ impl App {
             DeliveryState::Delivered => "✓✓",
             DeliveryState::Received => "",
         }
-    }
-}
-
-/// "30s", "1h", "7d", "off".
-pub fn parse_duration(s: &str) -> Result<Option<u64>, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    match humantime::parse_duration(s) {
-        Ok(d) if d.as_secs() > 0 => Ok(Some(d.as_secs())),
-        _ => Err(format!("not a duration: {s} (e.g. 30s, 1h, 7d, off)")),
     }
 }
