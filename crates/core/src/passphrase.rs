@@ -117,9 +117,6 @@ pub enum PassphraseError {
     /// The command printed bytes that are not UTF-8.
     #[error("passphrase_command printed something that is not UTF-8")]
     CommandNotUtf8,
-    /// The command printed more than one line.
-    #[error("passphrase_command printed more than one line (it must print only the passphrase)")]
-    CommandMultiLine,
 }
 
 impl From<PassphraseError> for Error {
@@ -183,9 +180,10 @@ fn wipe_os_string(raw: OsString) {
 /// The command inherits the environment and standard error (so that an agent can prompt on
 /// the terminal); its standard input is empty, so it cannot consume what is piped into hush.
 ///
-/// Its output, with one trailing newline removed, is the passphrase. An unsuccessful exit,
-/// empty output, output that is not UTF-8 and output of more than one line are errors
-/// ([`PassphraseError`]); none of them includes the output, which is zeroized.
+/// The first line of its output is the passphrase (as `pass show` prints it: the secret
+/// first, anything else after); the rest is dropped. An unsuccessful exit, an empty first
+/// line and output that is not UTF-8 are errors ([`PassphraseError`]); none of them
+/// includes the output, which is zeroized.
 pub fn run_command(command: &str) -> std::result::Result<Passphrase, PassphraseError> {
     let words = split_words(command)?;
     let Some((program, args)) = words.split_first() else {
@@ -202,14 +200,13 @@ pub fn run_command(command: &str) -> std::result::Result<Passphrase, PassphraseE
     if !out.status.success() {
         return Err(PassphraseError::CommandFailed(out.status.code()));
     }
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
+    if let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+        // truncate keeps the allocation; the dropped tail is wiped with it later.
+        bytes[end..].zeroize();
+        bytes.truncate(end);
     }
     if bytes.is_empty() {
         return Err(PassphraseError::CommandEmpty);
-    }
-    if bytes.contains(&b'\n') {
-        return Err(PassphraseError::CommandMultiLine);
     }
     match String::from_utf8(std::mem::take(&mut *bytes)) {
         Ok(text) => Ok(Passphrase::new(text)),
@@ -338,6 +335,17 @@ mod tests {
             b" two words  "
         );
         assert_eq!(run_command(r"printf 'x\r\n'").unwrap().as_bytes(), b"x\r");
+        // As `pass show` prints an entry: the passphrase, then anything else.
+        assert_eq!(
+            run_command(r"printf 'пароль 密码\nuser: me\nurl: x\n'")
+                .unwrap()
+                .as_bytes(),
+            "пароль 密码".as_bytes()
+        );
+        assert!(matches!(
+            run_command(r"printf '\nsecond line only\n'"),
+            Err(PassphraseError::CommandEmpty)
+        ));
     }
 
     #[test]
@@ -373,10 +381,6 @@ mod tests {
             (
                 r"printf 'leaked-secret\377\n'",
                 PassphraseError::CommandNotUtf8,
-            ),
-            (
-                r"printf 'leaked-secret\nline two\n'",
-                PassphraseError::CommandMultiLine,
             ),
             (
                 "hush-no-such-program-anywhere",
