@@ -490,16 +490,9 @@ impl World {
     }
 
     fn fail_offline(&mut self, n: usize, addr: &RelayAddress, connection: u64, op: LinkOp) {
-        let ev = match op {
-            LinkOp::Deposit { outbox, .. } => LinkEvent::Deposited {
-                outbox,
-                result: Err(DepositFailure::Unreachable),
-            },
-            LinkOp::Fetch { token, .. } => LinkEvent::FetchDone { token, ok: false },
-            LinkOp::Delete { .. } => LinkEvent::Deleted,
-            LinkOp::Subscribe { .. } => return,
-        };
-        self.send_to_node(n, addr, connection, ev);
+        if let Some(ev) = op.unreachable() {
+            self.send_to_node(n, addr, connection, ev);
+        }
     }
 
     fn arrival(&mut self) -> Time {
