@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
+#[cfg(feature = "test-hooks")]
+use hush_core::CrashPoint;
+use hush_core::passphrase::{self, Passphrase, Resolution};
 use hush_core::profile::{DEFAULT_PROFILE, data_root};
-use hush_core::{CrashPoint, DeliveryState, Error, Handle, Options, Profile, Store};
+use hush_core::{DeliveryState, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -169,27 +171,38 @@ fn only_profile(root: &std::path::Path) -> Option<Profile> {
     found.next().is_none().then_some(one)
 }
 
+// Without the embedded relay there is nothing to set from `root`.
+#[cfg_attr(not(feature = "embedded-relay"), allow(unused_mut, unused_variables))]
 fn engine_options(root: PathBuf) -> Options {
-    Options {
-        #[cfg(feature = "embedded-relay")]
-        local_relay: Some(std::sync::Arc::new(crate::local_relay::EmbeddedRelay::new(
+    let mut options = Options::default();
+    #[cfg(feature = "embedded-relay")]
+    {
+        options.local_relay = Some(std::sync::Arc::new(crate::local_relay::EmbeddedRelay::new(
             root,
-        ))),
-        #[cfg(not(feature = "embedded-relay"))]
-        local_relay: None,
-        clock_offset_secs: clock_offset(),
-        crash_at: std::env::var("HUSH_TEST_CRASH_AT")
-            .ok()
-            .and_then(|v| CrashPoint::parse(&v)),
+        )));
     }
+    with_test_hooks(options)
 }
 
-fn clock_offset() -> i64 {
-    // For tests of epoch rotation and catch-up: shifts this process's notion of time.
-    std::env::var("HUSH_CLOCK_OFFSET_SECS")
+/// Test hooks from the environment, only in builds with the `test-hooks` feature (the
+/// end-to-end tests'): `HUSH_TEST_CRASH_AT` (`before-commit`, `before-ack`) aborts the
+/// process there, `HUSH_CLOCK_OFFSET_SECS` shifts this process's clock (epoch rotation and
+/// catch-up). A release build ignores both variables.
+#[cfg(feature = "test-hooks")]
+fn with_test_hooks(mut options: Options) -> Options {
+    options.crash_at = std::env::var("HUSH_TEST_CRASH_AT")
+        .ok()
+        .and_then(|v| CrashPoint::parse(&v));
+    options.clock_offset_secs = std::env::var("HUSH_CLOCK_OFFSET_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    options
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn with_test_hooks(options: Options) -> Options {
+    options
 }
 
 pub(crate) fn init_logging(profile: &Profile) {
@@ -209,26 +222,11 @@ pub(crate) fn init_logging(profile: &Profile) {
         .try_init();
 }
 
-/// The passphrase: HUSH_PASSPHRASE, else the config's passphrase_command, else a prompt.
-fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var("HUSH_PASSPHRASE") {
-        return Ok(Zeroizing::new(p));
-    }
-    if let Some(cmd) = profile.config()?.passphrase_command {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("running passphrase_command")?;
-        if !out.status.success() {
-            bail!("passphrase_command failed");
-        }
-        let text = Zeroizing::new(
-            String::from_utf8(out.stdout).context("passphrase_command output is not UTF-8")?,
-        );
-        let line = text.lines().next().unwrap_or_default().to_string();
-        return Ok(Zeroizing::new(line));
+/// The passphrase from the resolver's non-interactive sources (see
+/// [`hush_core::passphrase`]), else a prompt on the terminal (twice if `confirm`).
+fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Passphrase> {
+    if let Resolution::Found(p) = passphrase::resolve(profile)? {
+        return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::NoPassphrase(
@@ -236,10 +234,10 @@ fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Zeroizing<Stri
         )
         .into());
     }
-    let first = Zeroizing::new(rpassword::prompt_password("Passphrase: ")?);
+    let first = Passphrase::new(rpassword::prompt_password("Passphrase: ")?);
     if confirm {
-        let again = Zeroizing::new(rpassword::prompt_password("Passphrase again: ")?);
-        if *first != *again {
+        let again = Passphrase::new(rpassword::prompt_password("Passphrase again: ")?);
+        if first != again {
             bail!("the passphrases differ");
         }
     }
@@ -275,18 +273,6 @@ fn qr(text: &str) -> anyhow::Result<String> {
         .dark_color(qrcode::render::unicode::Dense1x2::Light)
         .light_color(qrcode::render::unicode::Dense1x2::Dark)
         .build())
-}
-
-fn parse_duration(s: &str) -> anyhow::Result<Option<u64>> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    let d = humantime::parse_duration(s)
-        .map_err(|_| anyhow!("not a duration: {s:?} (e.g. 30s, 1h, 7d, off)"))?;
-    if d.as_secs() == 0 {
-        bail!("the timer must be at least one second");
-    }
-    Ok(Some(d.as_secs()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -537,7 +523,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
         }
         Command::Disappear { name, duration } => {
-            let secs = parse_duration(&duration)?;
+            let secs = crate::timer::parse_timer(&duration).map_err(anyhow::Error::msg)?;
             h.set_disappear(&name, secs).await?;
             if json {
                 println!("{}", json!({"contact": name, "disappear_secs": secs}));

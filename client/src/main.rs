@@ -10,6 +10,7 @@
 mod cli;
 #[cfg(feature = "embedded-relay")]
 mod local_relay;
+mod timer;
 mod tui;
 
 use std::process::ExitCode;

@@ -4,7 +4,8 @@
 //! Nothing here awaits or performs I/O: effects are returned to the driver (`mod.rs`),
 //! which runs them in tasks and feeds their results back as messages.
 
-use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, SafetyInfo};
+use hush_core::passphrase::Resolution;
+use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, Passphrase, SafetyInfo};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys::{Action, KeyMap};
@@ -94,19 +95,19 @@ pub enum Popup {
 }
 
 /// What the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Create the profile.
     Setup {
         /// Profile name.
         name: String,
         /// Passphrase.
-        pass: String,
+        pass: Passphrase,
         /// Relay address or empty.
         relay: String,
     },
     /// Open the profile.
-    Unlock(String),
+    Unlock(Passphrase),
     /// Reload the contact list.
     LoadContacts,
     /// Reload the conversation with this contact.
@@ -151,8 +152,12 @@ pub enum Effect {
 }
 
 /// Inputs of the update function.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Msg {
+    /// What the passphrase resolver found at start-up for an existing profile: a
+    /// passphrase from `HUSH_PASSPHRASE` or `passphrase_command`, the need to ask, or why a
+    /// configured source failed.
+    Passphrase(Result<Resolution, String>),
     /// A key.
     Key(KeyEvent),
     /// Pasted text.
@@ -325,6 +330,7 @@ impl App {
                 }
                 Vec::new()
             }
+            Msg::Passphrase(found) => self.on_passphrase(found),
             Msg::Opened(Ok(())) => {
                 if let Screen::Setup(f) = &self.screen {
                     self.profile = f.name.trim().to_string();
@@ -372,6 +378,31 @@ impl App {
                     fx.push(Effect::LoadMessages(n.to_string()));
                 }
                 fx
+            }
+        }
+    }
+
+    /// A passphrase found without asking opens the profile at once (the unlock screen shows
+    /// only that it is opening); a failed source is shown on the unlock screen, where the
+    /// passphrase can still be typed.
+    fn on_passphrase(&mut self, found: Result<Resolution, String>) -> Vec<Effect> {
+        let Screen::Unlock { pass, error, busy } = &mut self.screen else {
+            return Vec::new();
+        };
+        if *busy {
+            return Vec::new();
+        }
+        match found {
+            Ok(Resolution::Found(p)) => {
+                pass.clear();
+                *error = None;
+                *busy = true;
+                vec![Effect::Unlock(p)]
+            }
+            Ok(Resolution::Prompt) => Vec::new(),
+            Err(e) => {
+                *error = Some(e);
+                Vec::new()
             }
         }
     }
@@ -496,7 +527,7 @@ impl App {
                     f.error = None;
                     fx.push(Effect::Setup {
                         name: f.name.trim().to_string(),
-                        pass: f.pass.clone(),
+                        pass: Passphrase::new(f.pass.clone()),
                         relay: f.relay.trim().to_string(),
                     });
                 }
@@ -522,7 +553,7 @@ impl App {
             KeyCode::Enter if !pass.is_empty() => {
                 *busy = true;
                 *error = None;
-                return vec![Effect::Unlock(std::mem::take(pass))];
+                return vec![Effect::Unlock(Passphrase::new(std::mem::take(pass)))];
             }
             KeyCode::Backspace => {
                 pass.pop();
@@ -787,7 +818,7 @@ impl App {
                 Some(n) => vec![Effect::Safety(n)],
                 None => need(self),
             },
-            ("disappear", [d]) => match (current, parse_duration(d)) {
+            ("disappear", [d]) => match (current, crate::timer::parse_timer(d)) {
                 (Some(n), Ok(secs)) => vec![Effect::Disappear(n, secs)],
                 (None, _) => need(self),
                 (_, Err(e)) => {
@@ -834,16 +865,5 @@ impl App {
             DeliveryState::Delivered => "✓✓",
             DeliveryState::Received => "",
         }
-    }
-}
-
-/// "30s", "1h", "7d", "off".
-pub fn parse_duration(s: &str) -> Result<Option<u64>, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    match humantime::parse_duration(s) {
-        Ok(d) if d.as_secs() > 0 => Ok(Some(d.as_secs())),
-        _ => Err(format!("not a duration: {s} (e.g. 30s, 1h, 7d, off)")),
     }
 }

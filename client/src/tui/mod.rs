@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hush_core::profile::Notify;
-use hush_core::{Handle, Options, Profile, Store};
+use hush_core::{Handle, Options, Passphrase, Profile, Store, passphrase};
 use hush_crypto::InviteKind;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
@@ -56,6 +56,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     if !bad.is_empty() {
         app.status = Some(format!("unusable key bindings ignored: {}", bad.join(", ")));
     }
+    // The same sources in the same order as the CLI. Resolved before the terminal is taken
+    // over, so that a passphrase_command prompting on the terminal (a pinentry) can.
+    let found = profile
+        .exists()
+        .then(|| passphrase::resolve(&profile).map_err(|e| e.to_string()));
 
     // Logs go to the profile's file, never to the screen.
     if profile.exists() {
@@ -74,13 +79,10 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
         wipe: None,
         latest_load: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
     };
-    if let (Screen::Unlock { .. }, Ok(pass)) = (&app.screen, std::env::var("HUSH_PASSPHRASE")) {
-        app.screen = Screen::Unlock {
-            pass: String::new(),
-            error: None,
-            busy: true,
-        };
-        driver.run(Effect::Unlock(pass));
+    if let Some(found) = found {
+        for fx in app.update(Msg::Passphrase(found)) {
+            driver.run(fx);
+        }
     }
     let mut result = Ok(());
     loop {
@@ -347,7 +349,7 @@ async fn open(
     _root: PathBuf,
     options: Options,
     slot: Arc<OnceLock<Handle>>,
-    pass: String,
+    pass: Passphrase,
     tx: Tx,
 ) -> anyhow::Result<()> {
     let p = profile.clone();
@@ -363,7 +365,7 @@ async fn setup(
     _root: PathBuf,
     options: Options,
     slot: Arc<OnceLock<Handle>>,
-    pass: String,
+    pass: Passphrase,
     relay: String,
     tx: Tx,
 ) -> anyhow::Result<()> {

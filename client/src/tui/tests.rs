@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use hush_core::passphrase;
 use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, SafetyInfo};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -1164,6 +1165,84 @@ fn unlock_screen() {
     assert_eq!(app.screen, Screen::Main);
     // The first contact list opens the first conversation.
     assert_eq!(app.update(Msg::Contacts(contacts())), vec![loads("bob")]);
+}
+
+/// A profile (its directory and `config.toml`) under a temporary data root.
+fn profile_with_config(config: &str) -> (tempfile::TempDir, hush_core::Profile) {
+    let root = tempfile::tempdir().unwrap();
+    let profile = hush_core::Profile::new(root.path(), "alice").unwrap();
+    std::fs::create_dir_all(profile.dir()).unwrap();
+    std::fs::write(profile.config_path(), config).unwrap();
+    (root, profile)
+}
+
+/// What the driver feeds the update function at start-up: the real resolver on a real
+/// profile (`HUSH_PASSPHRASE` taken as unset, whatever this process's environment holds).
+fn resolved(profile: &hush_core::Profile) -> Msg {
+    Msg::Passphrase(passphrase::resolve_with(None, profile).map_err(|e| e.to_string()))
+}
+
+fn locked() -> Screen {
+    Screen::Unlock {
+        pass: String::new(),
+        error: None,
+        busy: false,
+    }
+}
+
+#[test]
+fn a_profile_with_passphrase_command_opens_without_asking() {
+    let (_root, profile) = profile_with_config("passphrase_command = 'echo from the command'\n");
+    let mut app = app_on(locked());
+    assert_eq!(
+        app.update(resolved(&profile)),
+        vec![Effect::Unlock("from the command".into())]
+    );
+    // Nothing to type: the screen only shows that the store is being opened.
+    assert_eq!(
+        app.screen,
+        Screen::Unlock {
+            pass: String::new(),
+            error: None,
+            busy: true
+        }
+    );
+    assert!(app.update(ch('x')).is_empty(), "keys wait while opening");
+    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(app.screen, Screen::Main);
+}
+
+#[test]
+fn a_failing_passphrase_command_is_shown_and_the_passphrase_can_be_typed() {
+    let (_root, profile) = profile_with_config("passphrase_command = 'false'\n");
+    let mut app = app_on(locked());
+    assert!(app.update(resolved(&profile)).is_empty());
+    assert_eq!(
+        app.screen,
+        Screen::Unlock {
+            pass: String::new(),
+            error: Some("no passphrase: passphrase_command failed (exit code 1)".into()),
+            busy: false
+        }
+    );
+    typed(&mut app, "typed");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Unlock("typed".into())]
+    );
+}
+
+#[test]
+fn without_a_passphrase_source_the_unlock_screen_asks() {
+    let (_root, profile) = profile_with_config("notify = 'off'\n");
+    let mut app = app_on(locked());
+    assert!(app.update(resolved(&profile)).is_empty());
+    assert_eq!(app.screen, locked());
+    // A late resolver result never overrides a passphrase being opened.
+    typed(&mut app, "typed");
+    app.update(key(KeyCode::Enter));
+    let (_root, with_command) = profile_with_config("passphrase_command = 'echo other'\n");
+    assert!(app.update(resolved(&with_command)).is_empty());
 }
 
 #[test]

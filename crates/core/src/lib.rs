@@ -29,6 +29,7 @@ pub mod engine;
 mod error;
 mod link;
 pub mod local_relay;
+pub mod passphrase;
 pub mod profile;
 #[cfg(test)]
 mod sim;
@@ -43,5 +44,6 @@ pub use driver::{Options, start};
 pub use engine::CrashPoint;
 pub use error::{Error, Result};
 pub use local_relay::{BoxFuture, LocalRelay, ServedRelay};
+pub use passphrase::Passphrase;
 pub use profile::{Config, Profile};
 pub use store::Store;

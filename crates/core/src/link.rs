@@ -138,19 +138,12 @@ async fn fail_offline(
     reports: &Reports,
     subscribed: &mut Vec<FetchSecret>,
 ) {
-    let ev = match op {
-        LinkOp::Deposit { outbox, .. } => LinkEvent::Deposited {
-            outbox,
-            result: Err(DepositFailure::Unreachable),
-        },
-        LinkOp::Fetch { token, .. } => LinkEvent::FetchDone { token, ok: false },
-        LinkOp::Delete { .. } => LinkEvent::Deleted,
-        LinkOp::Subscribe { secrets } => {
-            *subscribed = secrets;
-            return;
-        }
-    };
-    report(reports, relay, ev).await;
+    if let LinkOp::Subscribe { secrets } = &op {
+        subscribed.clone_from(secrets);
+    }
+    if let Some(ev) = op.unreachable() {
+        report(reports, relay, ev).await;
+    }
 }
 
 async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, reports: Reports) {

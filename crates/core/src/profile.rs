@@ -99,7 +99,8 @@ impl Profile {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// A command whose standard output (first line) is the passphrase.
+    /// A command whose first line of output is the passphrase (run without a shell; see
+    /// [`crate::passphrase::run_command`]).
     pub passphrase_command: Option<String>,
     /// Notifications of the TUI: "bell" (default: a terminal bell, no content) or "off".
     pub notify: Option<Notify>,

@@ -152,19 +152,7 @@ impl Engine {
     }
 
     fn contacts(&self) -> Result<Vec<ContactInfo>> {
-        Ok(self
-            .store
-            .db()
-            .contact_rows()?
-            .into_iter()
-            .map(|c| ContactInfo {
-                name: c.name,
-                verified: c.verified,
-                disappear_secs: c.disappear_secs,
-                unread: c.unread,
-                pending: c.pending,
-            })
-            .collect())
+        self.store.db().contact_list()
     }
 
     fn send_text(&mut self, name: &str, text: &str) -> Result<i64> {

@@ -121,6 +121,23 @@ pub enum LinkOp {
     },
 }
 
+impl LinkOp {
+    /// What a link reports for this op when it could not reach its relay: a deposit that
+    /// did not happen, a fetch that failed, a delete that is done as far as it can be.
+    /// `None` for a subscription, which the link keeps for its next connection.
+    pub fn unreachable(self) -> Option<LinkEvent> {
+        match self {
+            Self::Deposit { outbox, .. } => Some(LinkEvent::Deposited {
+                outbox,
+                result: Err(DepositFailure::Unreachable),
+            }),
+            Self::Fetch { token, .. } => Some(LinkEvent::FetchDone { token, ok: false }),
+            Self::Delete { .. } => Some(LinkEvent::Deleted),
+            Self::Subscribe { .. } => None,
+        }
+    }
+}
+
 /// A [`LinkOp`] for one relay.
 #[derive(Clone)]
 pub struct LinkRequest {

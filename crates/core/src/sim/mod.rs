@@ -11,18 +11,19 @@
 //! It records what a relay and a network observer would see ([`Observation`]: time,
 //! connection, command, size), so traffic-shape properties can be proven here.
 
+mod net;
 mod relay;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use hush_proto::{FRAME_LEN, MAX_DELETE_IDS, MAX_SECRETS, RelayAddress, SpkiPin};
+use hush_proto::{RelayAddress, SpkiPin};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::api::{Command, Event, Response};
-use crate::engine::{DepositFailure, Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
 use crate::error::Result;
 use crate::profile::Profile;
 use crate::store::{KdfCost, Store};
@@ -125,10 +126,6 @@ pub(crate) struct World {
 const LATENCY: Duration = Duration::from_millis(20);
 /// How long a link waits before reconnecting to a relay that came back.
 const RECONNECT: Duration = Duration::from_millis(500);
-
-fn frames(n: usize, per: usize) -> usize {
-    n.div_ceil(per).max(1) * FRAME_LEN
-}
 
 impl World {
     /// A world at `start` with `relays` relays and nothing else.
@@ -390,274 +387,6 @@ impl World {
         for req in requests {
             self.link_send(n, &req.relay, req.op);
         }
-    }
-
-    fn relay_index(&self, addr: &RelayAddress) -> Option<usize> {
-        self.relays.iter().position(|r| r.address == *addr)
-    }
-
-    /// A node's link takes an op: it connects first if it has no connection, fails it at
-    /// once if the relay is down (as a real link does), or sends it.
-    fn link_send(&mut self, n: usize, addr: &RelayAddress, op: LinkOp) {
-        if matches!(op, LinkOp::Deposit { .. }) {
-            self.deposit_attempts.push((self.now, n));
-        }
-        let Some(r) = self.relay_index(addr) else {
-            // A relay that does not exist in this world: unreachable.
-            self.fail_offline(n, addr, 0, op);
-            return;
-        };
-        let key = addr.to_string();
-        if !self.nodes[n].links.contains_key(&key) {
-            self.nodes[n].links.insert(
-                key.clone(),
-                SimLink {
-                    connection: 0,
-                    up: false,
-                    subscribed: Vec::new(),
-                },
-            );
-            if self.relays[r].up {
-                self.connect(n, r, Duration::ZERO);
-            } else {
-                self.send_to_node(n, addr, 0, LinkEvent::Down);
-            }
-        }
-        let link = self.nodes[n]
-            .links
-            .get_mut(&key)
-            .unwrap_or_else(|| fail(&"no link"));
-        if let LinkOp::Subscribe { secrets } = &op {
-            link.subscribed = secrets.clone();
-        }
-        if !self.relays[r].up {
-            let connection = link.connection;
-            self.fail_offline(n, addr, connection, op);
-            return;
-        }
-        let connection = link.connection;
-        let at = self.arrival();
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
-            Msg::ToRelay {
-                node: n,
-                relay: r,
-                connection,
-                op,
-            },
-        );
-    }
-
-    /// Opens a new connection from node `n` to relay `r` after `delay`: the node hears Up,
-    /// and its subscriptions are sent again.
-    fn connect(&mut self, n: usize, r: usize, delay: Duration) {
-        let connection = self.next_connection;
-        self.next_connection += 1;
-        let addr = self.relays[r].address.clone();
-        let key = addr.to_string();
-        let Some(link) = self.nodes[n].links.get_mut(&key) else {
-            return;
-        };
-        link.connection = connection;
-        link.up = true;
-        let subscribed = link.subscribed.clone();
-        let at = self.arrival().plus(delay);
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
-            Msg::ToNode {
-                node: n,
-                relay: addr,
-                connection,
-                ev: LinkEvent::Up,
-            },
-        );
-        if !subscribed.is_empty() {
-            self.seq += 1;
-            self.net.insert(
-                (at, self.seq),
-                Msg::ToRelay {
-                    node: n,
-                    relay: r,
-                    connection,
-                    op: LinkOp::Subscribe {
-                        secrets: subscribed,
-                    },
-                },
-            );
-        }
-    }
-
-    fn fail_offline(&mut self, n: usize, addr: &RelayAddress, connection: u64, op: LinkOp) {
-        let ev = match op {
-            LinkOp::Deposit { outbox, .. } => LinkEvent::Deposited {
-                outbox,
-                result: Err(DepositFailure::Unreachable),
-            },
-            LinkOp::Fetch { token, .. } => LinkEvent::FetchDone { token, ok: false },
-            LinkOp::Delete { .. } => LinkEvent::Deleted,
-            LinkOp::Subscribe { .. } => return,
-        };
-        self.send_to_node(n, addr, connection, ev);
-    }
-
-    fn arrival(&mut self) -> Time {
-        let jitter = if self.faults.jitter_ms > 0 {
-            self.rng.next_u64() % (self.faults.jitter_ms + 1)
-        } else {
-            0
-        };
-        self.now.plus(LATENCY + Duration::from_millis(jitter))
-    }
-
-    fn chance(&mut self, per_mille: u32) -> bool {
-        per_mille > 0 && self.rng.next_u32() % 1000 < per_mille
-    }
-
-    fn send_to_node(&mut self, n: usize, relay: &RelayAddress, connection: u64, ev: LinkEvent) {
-        if let Some(r) = self.relay_index(relay) {
-            self.log.push(Observation {
-                at: self.now,
-                relay: r,
-                connection,
-                direction: Direction::ToClient,
-                kind: event_kind(&ev),
-                bytes: match ev {
-                    LinkEvent::Up | LinkEvent::Down | LinkEvent::Resync => 0,
-                    _ => FRAME_LEN,
-                },
-            });
-        }
-        let at = self.arrival();
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
-            Msg::ToNode {
-                node: n,
-                relay: relay.clone(),
-                connection,
-                ev,
-            },
-        );
-    }
-
-    fn deliver(&mut self, msg: Msg) {
-        match msg {
-            Msg::ToNode {
-                node,
-                relay,
-                connection,
-                ev,
-            } => {
-                // What was sent on a connection that has since closed never arrives, but the
-                // link's own Up/Down news always does.
-                let current = self.nodes[node]
-                    .links
-                    .get(&relay.to_string())
-                    .map(|l| l.connection);
-                if !matches!(ev, LinkEvent::Up | LinkEvent::Down) && current != Some(connection) {
-                    return;
-                }
-                let now = self.node_now(node);
-                let Some(engine) = self.nodes[node].engine.as_mut() else {
-                    return;
-                };
-                engine
-                    .handle_link_event(now, &relay, ev)
-                    .unwrap_or_else(|e| fail(&e));
-                self.unpumped.push_back(node);
-            }
-            Msg::ToRelay {
-                node,
-                relay,
-                connection,
-                op,
-            } => self.relay_handle(node, relay, connection, op),
-        }
-    }
-
-    fn relay_handle(&mut self, node: usize, r: usize, connection: u64, op: LinkOp) {
-        let addr = self.relays[r].address.clone();
-        let (kind, bytes) = match &op {
-            LinkOp::Deposit { .. } => ("deposit", FRAME_LEN),
-            LinkOp::Fetch { secrets, .. } => ("fetch", frames(secrets.len(), MAX_SECRETS)),
-            LinkOp::Delete { ids, .. } => ("delete", frames(ids.len(), MAX_DELETE_IDS)),
-            LinkOp::Subscribe { secrets } => ("subscribe", frames(secrets.len(), MAX_SECRETS)),
-        };
-        self.log.push(Observation {
-            at: self.now,
-            relay: r,
-            connection,
-            direction: Direction::ToRelay,
-            kind,
-            bytes,
-        });
-        if !self.relays[r].up {
-            self.fail_offline(node, &addr, connection, op);
-            return;
-        }
-        let now = self.now;
-        match op {
-            LinkOp::Deposit {
-                outbox,
-                mailbox,
-                envelope,
-            } => {
-                let (result, pushes) = self.relays[r].deposit(mailbox, envelope, now);
-                let result = match result {
-                    Ok(()) if self.chance(self.faults.drop_deposit_ack) => {
-                        Err(DepositFailure::Transport)
-                    }
-                    other => other,
-                };
-                self.send_to_node(
-                    node,
-                    &addr,
-                    connection,
-                    LinkEvent::Deposited { outbox, result },
-                );
-                for (to, conn, ev) in pushes {
-                    if self.chance(self.faults.drop_push) {
-                        continue;
-                    }
-                    if self.chance(self.faults.duplicate_push) {
-                        self.send_to_node(to, &addr, conn, ev.clone());
-                    }
-                    self.send_to_node(to, &addr, conn, ev);
-                }
-            }
-            LinkOp::Fetch { token, secrets } => {
-                for ev in self.relays[r].fetch(&secrets, now) {
-                    self.send_to_node(node, &addr, connection, ev);
-                }
-                self.send_to_node(
-                    node,
-                    &addr,
-                    connection,
-                    LinkEvent::FetchDone { token, ok: true },
-                );
-            }
-            LinkOp::Delete { secret, ids } => {
-                self.relays[r].delete(&secret, &ids);
-                self.send_to_node(node, &addr, connection, LinkEvent::Deleted);
-            }
-            LinkOp::Subscribe { secrets } => {
-                self.relays[r].subscribe(node, connection, &secrets);
-            }
-        }
-    }
-}
-
-fn event_kind(ev: &LinkEvent) -> &'static str {
-    match ev {
-        LinkEvent::Up => "connected",
-        LinkEvent::Down => "disconnected",
-        LinkEvent::Deposited { .. } => "deposited",
-        LinkEvent::Delivery { .. } => "envelope",
-        LinkEvent::FetchDone { .. } => "fetch-done",
-        LinkEvent::Deleted => "deleted",
-        LinkEvent::Resync => "resync",
     }
 }
 

@@ -5,48 +5,12 @@ use hush_crypto::{HandshakeId, Session};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Db, InviteId, signed, unsigned};
+use crate::api::ContactInfo;
 use crate::error::{Error, Result};
 
 /// A contact's row id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContactId(pub(crate) i64);
-
-/// A contact as listed, with its unread count and handshake state.
-#[derive(Clone)]
-pub struct ContactRow {
-    /// Row id.
-    pub id: ContactId,
-    /// Local name.
-    pub name: String,
-    /// Safety number verified by the user.
-    pub verified: bool,
-    /// Disappearing-message timer.
-    pub disappear_secs: Option<u64>,
-    /// Received messages not yet shown.
-    pub unread: u64,
-    /// We accepted their invite and they have not replied yet.
-    pub pending: bool,
-}
-
-impl std::fmt::Debug for ContactRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self {
-            id,
-            name: _,
-            verified,
-            disappear_secs,
-            unread,
-            pending,
-        } = self;
-        f.debug_struct("ContactRow")
-            .field("id", id)
-            .field("verified", verified)
-            .field("disappear_secs", disappear_secs)
-            .field("unread", unread)
-            .field("pending", pending)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What sending to a contact needs besides its session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +35,29 @@ fn timer_of(v: Option<i64>) -> Result<Option<u64>> {
     v.map(|t| unsigned(t, "disappearing timer")).transpose()
 }
 
-impl Db<'_> {
+impl<'a> Db<'a> {
+    /// Rows of `(id, blob, last_epoch)` from `sql`, the blob parsed by `parse`.
+    pub(super) fn rows_with_epoch<T>(
+        self,
+        sql: &str,
+        parse: impl Fn(i64, &[u8]) -> Result<T>,
+    ) -> Result<Vec<(T, u64)>> {
+        let mut stmt = self.0.prepare(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, blob, last) = row?;
+            out.push((parse(id, &blob)?, unsigned(last, "last epoch")?));
+        }
+        Ok(out)
+    }
+
     /// The contact named `name`.
     pub(crate) fn contact_id(self, name: &str) -> Result<Option<ContactId>> {
         Ok(self
@@ -88,8 +74,8 @@ impl Db<'_> {
         self.contact_id(name)?.ok_or(Error::UnknownContact)
     }
 
-    /// Every contact, by name.
-    pub(crate) fn contact_rows(self) -> Result<Vec<ContactRow>> {
+    /// Every contact as front ends list it, by name.
+    pub(crate) fn contact_list(self) -> Result<Vec<ContactInfo>> {
         let mut stmt = self.0.prepare(
             "SELECT c.id, c.name, c.verified, c.disappear_secs, c.session,
                     (SELECT count(*) FROM messages m
@@ -98,7 +84,6 @@ impl Db<'_> {
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, Option<i64>>(3)?,
@@ -108,9 +93,8 @@ impl Db<'_> {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, verified, disappear, session, unread) = row?;
-            out.push(ContactRow {
-                id: ContactId(id),
+            let (name, verified, disappear, session, unread) = row?;
+            out.push(ContactInfo {
                 name,
                 verified: bool_of(verified, "verified flag")?,
                 disappear_secs: timer_of(disappear)?,
@@ -123,26 +107,11 @@ impl Db<'_> {
 
     /// Every contact with its session and the last receive epoch fetched.
     pub(crate) fn contact_sessions(self) -> Result<Vec<(ContactId, Session, u64)>> {
-        let mut stmt = self
-            .0
-            .prepare("SELECT id, session, last_epoch FROM contacts ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, session, last) = row?;
-            out.push((
-                ContactId(id),
-                Session::from_bytes(&session)?,
-                unsigned(last, "last epoch")?,
-            ));
-        }
-        Ok(out)
+        self.rows_with_epoch(
+            "SELECT id, session, last_epoch FROM contacts ORDER BY id",
+            |id, bytes| Ok((ContactId(id), Session::from_bytes(bytes)?)),
+        )
+        .map(|rows| rows.into_iter().map(|((id, s), e)| (id, s, e)).collect())
     }
 
     /// A contact's session state.

@@ -4,7 +4,7 @@
 use hush_crypto::{InviteKind, InviterSecrets};
 use rusqlite::params;
 
-use super::{Db, signed, unsigned};
+use super::{Db, signed};
 use crate::error::Result;
 
 /// An invite's row id.
@@ -43,26 +43,11 @@ impl Db<'_> {
 
     /// Every invite still answered, with the last handshake epoch fetched.
     pub(crate) fn active_invites(self) -> Result<Vec<(InviteId, InviterSecrets, u64)>> {
-        let mut stmt = self
-            .0
-            .prepare("SELECT id, secrets, last_epoch FROM invites WHERE active = 1 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, secrets, last) = row?;
-            out.push((
-                InviteId(id),
-                InviterSecrets::from_bytes(&secrets)?,
-                unsigned(last, "last epoch")?,
-            ));
-        }
-        Ok(out)
+        self.rows_with_epoch(
+            "SELECT id, secrets, last_epoch FROM invites WHERE active = 1 ORDER BY id",
+            |id, bytes| Ok((InviteId(id), InviterSecrets::from_bytes(bytes)?)),
+        )
+        .map(|rows| rows.into_iter().map(|((id, s), e)| (id, s, e)).collect())
     }
 
     /// An invite's secrets and the name its contact gets.

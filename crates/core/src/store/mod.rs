@@ -41,7 +41,7 @@ mod messages;
 mod outbox;
 pub(crate) mod settings;
 
-pub use contacts::{ContactId, ContactRow, ContactSettings};
+pub use contacts::{ContactId, ContactSettings};
 pub(crate) use fragments::FragmentOutcome;
 pub use invites::InviteId;
 pub use messages::{NewOutgoing, NewReceived};
