@@ -7,20 +7,18 @@
 //! goes to a mailbox of an epoch Alice's client does not look at (seen in both ways).
 //!
 //! Built only without the feature: `cargo test -p hush --test release_hooks` (scripts/test
-//! runs it after the suite with the hooks). Self-contained on purpose: it must not depend on
-//! the harness of the suites that need the hooks.
+//! runs it after the suite with the hooks). Self-contained on purpose: it builds its own
+//! commands, with the hooks' variables set, instead of the test kit's profiles; it takes
+//! only the kit's hang guard.
 #![cfg(not(feature = "test-hooks"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
+use hush_testkit::output_guarded;
 use serde_json::{Value, json};
 
 const HUSH: &str = env!("CARGO_BIN_EXE_hush");
-
-/// Longest one command may take before it counts as hung (not a performance threshold).
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// Thirty days: the receiver's clock would be this far ahead of the sender's.
 const CLOCK_OFFSET_SECS: &str = "2592000";
@@ -72,23 +70,9 @@ impl Home {
     }
 }
 
-/// Runs `cmd` to completion; kills it by its id if it outlives [`HANG_GUARD`].
+/// Runs `cmd` to completion; kills it if it outlives the kit's hang guard.
 fn run_guarded(mut cmd: Command, what: &str) -> Output {
-    let child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(HANG_GUARD) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{what} hung (killed after {HANG_GUARD:?})");
-        }
-    }
+    output_guarded(cmd.spawn().unwrap(), what)
 }
 
 #[test]

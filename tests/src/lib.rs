@@ -29,4 +29,4 @@ pub use bins::{bin_dir, hush_bin, relay_bin};
 pub use fs::{contains, files_under, snapshot, unix_now};
 pub use profile::{Home, Hush, Out, Running, history_rows, messages, pair};
 pub use relay::{Relay, free_udp_port, udp_port_bound};
-pub use wait::{HANG_GUARD, poll, poll_async};
+pub use wait::{HANG_GUARD, output_guarded, poll, poll_async};

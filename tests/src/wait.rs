@@ -56,7 +56,7 @@ pub(crate) fn kill_quietly(child: Option<Child>) {
 }
 
 /// Waits for a child's output with [`HANG_GUARD`]; kills it (by its id) if the guard passes.
-pub(crate) fn output_guarded(child: Child, what: &str) -> Output {
+pub fn output_guarded(child: Child, what: &str) -> Output {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
