@@ -1,5 +1,6 @@
-//! The library API an application embeds (hush-core's loopback relay): start a relay in
-//! process from a config string and a generated identity, use it, shut it down, restart it.
+//! The library API an application embeds (the hush client's loopback relay): start a relay
+//! in process from a typed loopback config and a generated identity, use it, shut it down,
+//! restart it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -11,11 +12,12 @@ use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
 
 fn config(dir: &std::path::Path) -> Config {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ncert = \"unused\"\nkey = \"unused\"\n",
-        dir.join("data")
-    );
-    Config::parse(&text, "in-process", &[]).unwrap()
+    Config::loopback(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.join("data"),
+        "unused".into(),
+        "unused".into(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
