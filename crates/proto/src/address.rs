@@ -46,8 +46,9 @@ impl fmt::Debug for SpkiPin {
     }
 }
 
-/// The host part of a relay address.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The host part of a relay address. `Debug` leaves the name out: hosts name people's
+/// infrastructure and must not reach a client's logs by accident (`Display` prints it).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     /// A DNS name (LDH labels, checked syntactically only).
     Name(String),
@@ -65,8 +66,17 @@ impl fmt::Display for Host {
     }
 }
 
-/// A parsed `hush://<pin>@host:port` relay address.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(_) => f.write_str("Name(<redacted>)"),
+            Self::Ip(_) => f.write_str("Ip(<redacted>)"),
+        }
+    }
+}
+
+/// A parsed `hush://<pin>@host:port` relay address. `Debug` shows the pin only.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RelayAddress {
     /// The certificate pin the client must verify.
     pub pin: SpkiPin,
@@ -74,6 +84,16 @@ pub struct RelayAddress {
     pub host: Host,
     /// UDP port.
     pub port: u16,
+}
+
+impl fmt::Debug for RelayAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { pin, host, port: _ } = self;
+        f.debug_struct("RelayAddress")
+            .field("pin", pin)
+            .field("host", host)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for RelayAddress {
@@ -278,6 +298,17 @@ mod tests {
             }
             assert_eq!(a.pin.0, want);
         }
+    }
+
+    #[test]
+    fn debug_leaves_the_host_and_port_out() {
+        let a: RelayAddress = format!("hush://{PIN}@relay.example.org:4433")
+            .parse()
+            .unwrap();
+        let d = format!("{a:?}");
+        assert!(!d.contains("relay.example") && !d.contains("4433"), "{d}");
+        let b: RelayAddress = format!("hush://{PIN}@192.0.2.7:4433").parse().unwrap();
+        assert!(!format!("{b:?}").contains("192.0.2.7"));
     }
 
     #[test]
