@@ -673,9 +673,12 @@ fn embedded_relay_by_default() {
         served.is_some(),
         "Alice's recv never served the embedded relay"
     );
-    assert_eq!(
-        home.send("bob", "alice", "pushed while listening"),
-        "on-relay"
+    // Alice is listening, so her receipt may reach Bob before his command exits: on the
+    // relay at least, delivered if the receipt was quicker.
+    let state = home.send("bob", "alice", "pushed while listening");
+    assert!(
+        state == "on-relay" || state == "delivered",
+        "the message did not reach the relay: {state}"
     );
     // One process per profile at a time: a second one on Alice's is refused, cleanly.
     let busy = home.hush("alice", &["contacts"]).run().fails();
