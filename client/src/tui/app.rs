@@ -221,6 +221,10 @@ pub struct App {
     /// Unread count of the conversation being opened: the marker goes above that many
     /// received messages once they are loaded.
     unread_on_open: u64,
+    /// Renames asked of the engine (old name, new name), oldest first. The selection is
+    /// kept by name, and a contact list that no longer has the selected name but has its
+    /// new one is the same contact renamed: the selection follows it.
+    renames: Vec<(String, String)>,
     /// Bindings.
     pub keys: KeyMap,
     /// Profile name (status bar).
@@ -250,6 +254,7 @@ impl App {
             bell,
             pending_g: false,
             unread_on_open: 0,
+            renames: Vec::new(),
             keys,
             profile: profile.to_string(),
             quit: false,
@@ -299,11 +304,21 @@ impl App {
             Msg::Contacts(list) => {
                 let keep = self.current().map(str::to_string);
                 self.contacts = list;
-                if let Some(name) = keep
-                    && let Some(i) = self.contacts.iter().position(|c| c.name == name)
-                {
-                    self.selected = i;
+                if let Some(name) = keep {
+                    let at = match self.position(&name) {
+                        Some(i) => Some(i),
+                        // Renamed: follow the contact, not its old name, so that what is
+                        // typed next goes to the conversation on screen.
+                        None => self.follow_rename(&name).and_then(|n| self.position(&n)),
+                    };
+                    if let Some(i) = at {
+                        self.selected = i;
+                    }
                 }
+                // A rename whose old and new names are both listed failed or is stale.
+                let listed = |n: &str| self.contacts.iter().any(|c| c.name == n);
+                self.renames
+                    .retain(|(old, new)| listed(old) && !listed(new));
                 self.selected = self.selected.min(self.contacts.len().saturating_sub(1));
                 match self.contacts.get(self.selected) {
                     Some(c) if self.messages.is_empty() => {
@@ -380,6 +395,22 @@ impl App {
                 fx
             }
         }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.contacts.iter().position(|c| c.name == name)
+    }
+
+    /// The new name of `old` after the renames asked, if it was renamed; forgets those
+    /// renames.
+    fn follow_rename(&mut self, old: &str) -> Option<String> {
+        let mut name = old.to_string();
+        let mut moved = false;
+        while let Some(i) = self.renames.iter().position(|(o, _)| *o == name) {
+            name = self.renames.remove(i).1;
+            moved = true;
+        }
+        moved.then_some(name)
     }
 
     /// A passphrase found without asking opens the profile at once (the unlock screen shows
@@ -808,10 +839,11 @@ impl App {
                 name: Some(name.join(" ")),
             }],
             ("rename", new) if !new.is_empty() => match current {
-                Some(old) => vec![Effect::Rename {
-                    old,
-                    new: new.join(" "),
-                }],
+                Some(old) => {
+                    let new = new.join(" ");
+                    self.renames.push((old.clone(), new.clone()));
+                    vec![Effect::Rename { old, new }]
+                }
                 None => need(self),
             },
             ("verify", []) => match current {

@@ -1463,3 +1463,59 @@ fn opening_a_conversation_with_unread_messages_places_the_marker() {
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("new messages below"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 13
+
+/// contact-1 and contact-2, contact-2 open with its messages loaded.
+fn two_contacts_second_open() -> App {
+    let mut app = app_on(Screen::Main);
+    app.update(Msg::Contacts(vec![
+        contact("contact-1"),
+        contact("contact-2"),
+    ]));
+    app.update(Msg::Messages("contact-1".into(), conversation()));
+    app.update(ctrl('n'));
+    app.update(Msg::Messages("contact-2".into(), conversation()));
+    assert_eq!(app.current(), Some("contact-2"));
+    app
+}
+
+#[test]
+fn rename_keeps_the_renamed_contact_selected() {
+    for new in ["001-source", "آمنة"] {
+        let mut app = two_contacts_second_open();
+        let fx = command(&mut app, &format!("rename {new}"));
+        assert_eq!(
+            fx,
+            vec![Effect::Rename {
+                old: "contact-2".into(),
+                new: new.into()
+            }]
+        );
+        app.update(key(KeyCode::Char('i')));
+        // A list loaded before the rename committed keeps the old name.
+        app.update(Msg::Contacts(vec![
+            contact("contact-1"),
+            contact("contact-2"),
+        ]));
+        assert_eq!(app.current(), Some("contact-2"));
+        app.update(Msg::Done(Ok("renamed".into())));
+        // The engine's list, sorted: the renamed contact moves.
+        let mut list = vec![contact("contact-1"), contact(new)];
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        app.update(Msg::Contacts(list));
+        assert_eq!(app.current(), Some(new), "the selection follows the rename");
+        let text = screen(&mut app, 80, 24);
+        assert!(text.contains(&format!("to {new}")), "{text}");
+        typed(&mut app, "for your eyes");
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            vec![Effect::Send {
+                to: new.into(),
+                text: "for your eyes".into()
+            }],
+            "Enter sends to the contact on screen"
+        );
+    }
+}
