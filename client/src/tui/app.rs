@@ -9,6 +9,33 @@ use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, Passphrase, Safe
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys::{Action, KeyMap};
+use super::text::{self, Cursor, Edit};
+
+/// The line-editor keys: arrows, Home/End, word moves with Alt or Ctrl, Backspace,
+/// Delete, and the Emacs keys a shell has (Ctrl-A/E/U/W/K).
+fn edit_of(k: &KeyEvent) -> Option<Edit> {
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    let word = ctrl || k.modifiers.contains(KeyModifiers::ALT);
+    Some(match k.code {
+        KeyCode::Left if word => Edit::WordLeft,
+        KeyCode::Right if word => Edit::WordRight,
+        KeyCode::Left => Edit::Left,
+        KeyCode::Right => Edit::Right,
+        KeyCode::Home => Edit::Home,
+        KeyCode::End => Edit::End,
+        KeyCode::Backspace if word => Edit::KillWord,
+        KeyCode::Backspace => Edit::Backspace,
+        KeyCode::Delete => Edit::Delete,
+        KeyCode::Char('a') if ctrl => Edit::Home,
+        KeyCode::Char('e') if ctrl => Edit::End,
+        KeyCode::Char('u') if ctrl => Edit::KillToStart,
+        KeyCode::Char('w') if ctrl => Edit::KillWord,
+        KeyCode::Char('k') if ctrl => Edit::KillToEnd,
+        // Some terminals send Ctrl-H for Backspace.
+        KeyCode::Char('h') if ctrl => Edit::Backspace,
+        _ => return None,
+    })
+}
 
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +72,18 @@ pub struct SetupForm {
     pub error: Option<String>,
     /// Creating the store.
     pub busy: bool,
+}
+
+impl SetupForm {
+    /// The field being edited.
+    pub fn field_mut(&mut self) -> &mut String {
+        match self.field {
+            0 => &mut self.name,
+            1 => &mut self.pass,
+            2 => &mut self.confirm,
+            _ => &mut self.relay,
+        }
+    }
 }
 
 /// Vim-like modes; insert is the default so that typing just works.
@@ -206,8 +245,12 @@ pub struct App {
     pub new_marker: Option<i64>,
     /// The input (may hold line breaks).
     pub input: String,
+    /// Where in [`App::input`] one types.
+    pub cursor: Cursor,
     /// The `:` or `/` line.
     pub command: String,
+    /// Where in [`App::command`] one types.
+    pub command_cursor: Cursor,
     /// Active search filter.
     pub search: Option<String>,
     /// Connected to the relay.
@@ -247,7 +290,9 @@ impl App {
             scroll: 0,
             new_marker: None,
             input: String::new(),
+            cursor: Cursor::default(),
             command: String::new(),
+            command_cursor: Cursor::default(),
             search: None,
             relay_up: false,
             status: None,
@@ -290,11 +335,25 @@ impl App {
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.on_key(k),
-            Msg::Paste(text) => {
+            Msg::Paste(pasted) => {
+                let pasted = text::normalize_newlines(&pasted);
                 match (&mut self.screen, self.mode) {
-                    (Screen::Main, Mode::Insert) => self.input.push_str(&text),
+                    (Screen::Main, Mode::Insert) => {
+                        self.focus = Focus::Input;
+                        self.cursor.insert(&mut self.input, &pasted);
+                    }
                     (Screen::Main, Mode::Command | Mode::Search) => {
-                        self.command.push_str(text.trim_end_matches('\n'));
+                        // One line: the breaks a copy picks up are spaces.
+                        let line = pasted.trim_end_matches('\n').replace('\n', " ");
+                        self.command_cursor.insert(&mut self.command, &line);
+                    }
+                    // A password manager pastes the passphrase (without a line break).
+                    (Screen::Unlock { pass, busy, .. }, _) if !*busy => {
+                        pass.push_str(pasted.trim_end_matches('\n'));
+                    }
+                    (Screen::Setup(f), _) if !f.busy => {
+                        let line = pasted.trim_end_matches('\n');
+                        f.field_mut().push_str(line);
                     }
                     _ => {}
                 }
@@ -531,12 +590,6 @@ impl App {
             return Vec::new();
         }
         let mut fx = Vec::new();
-        let field = match f.field {
-            0 => &mut f.name,
-            1 => &mut f.pass,
-            2 => &mut f.confirm,
-            _ => &mut f.relay,
-        };
         match (k.code, action) {
             (_, Some(Action::Focus)) | (KeyCode::Down, _) => f.field = (f.field + 1) % 4,
             (KeyCode::Up, _) => f.field = (f.field + 3) % 4,
@@ -563,10 +616,10 @@ impl App {
                     });
                 }
             }
-            (KeyCode::Backspace, _) => {
-                field.pop();
+            (KeyCode::Backspace, _) => text::pop_grapheme(f.field_mut()),
+            (KeyCode::Char(c), _) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                f.field_mut().push(c);
             }
-            (KeyCode::Char(c), _) if !k.modifiers.contains(KeyModifiers::CONTROL) => field.push(c),
             _ => {}
         }
         self.screen = Screen::Setup(f);
@@ -586,9 +639,7 @@ impl App {
                 *error = None;
                 return vec![Effect::Unlock(Passphrase::new(std::mem::take(pass)))];
             }
-            KeyCode::Backspace => {
-                pass.pop();
-            }
+            KeyCode::Backspace => text::pop_grapheme(pass),
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => pass.push(c),
             _ => {}
         }
@@ -685,7 +736,7 @@ impl App {
                 return Vec::new();
             }
             Some(Action::Newline) => {
-                self.input.push('\n');
+                self.cursor.insert(&mut self.input, "\n");
                 return Vec::new();
             }
             Some(Action::Send) => return self.submit_input(),
@@ -694,13 +745,17 @@ impl App {
         match k.code {
             KeyCode::Up if self.input.is_empty() => self.select(self.selected.saturating_sub(1)),
             KeyCode::Down if self.input.is_empty() => self.select(self.selected + 1),
-            KeyCode::Backspace => {
-                self.input.pop();
+            _ if edit_of(&k).is_some() => {
+                if let Some(e) = edit_of(&k) {
+                    self.focus = Focus::Input;
+                    self.cursor.apply(&mut self.input, e);
+                }
                 Vec::new()
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.focus = Focus::Input;
-                self.input.push(c);
+                self.cursor
+                    .insert(&mut self.input, c.encode_utf8(&mut [0; 4]));
                 Vec::new()
             }
             _ => Vec::new(),
@@ -717,6 +772,7 @@ impl App {
             && !cmd.starts_with(':')
         {
             self.input.clear();
+            self.cursor.move_to_end();
             return self.run_command(cmd);
         }
         let Some(to) = self.current().map(str::to_string) else {
@@ -724,6 +780,7 @@ impl App {
             return Vec::new();
         };
         self.input.clear();
+        self.cursor.move_to_end();
         self.scroll = 0;
         self.new_marker = None;
         vec![Effect::Send { to, text }]
@@ -803,14 +860,19 @@ impl App {
                     self.run_command(&line)
                 }
             }
-            KeyCode::Backspace => {
-                if self.command.pop().is_none() {
-                    self.mode = Mode::Normal;
+            KeyCode::Backspace if self.command.is_empty() => {
+                self.mode = Mode::Normal;
+                Vec::new()
+            }
+            _ if edit_of(&k).is_some() => {
+                if let Some(e) = edit_of(&k) {
+                    self.command_cursor.apply(&mut self.command, e);
                 }
                 Vec::new()
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.command.push(c);
+                self.command_cursor
+                    .insert(&mut self.command, c.encode_utf8(&mut [0; 4]));
                 Vec::new()
             }
             _ => Vec::new(),

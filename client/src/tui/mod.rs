@@ -1,7 +1,8 @@
 //! The terminal UI: `hush` with no subcommand.
 //!
 //! Model/Update/View over the engine: [`app`] holds the state and the pure update function,
-//! [`view`] draws it, [`keys`] maps keys. This driver owns the terminal, turns terminal
+//! [`view`] draws it, [`keys`] maps keys, [`text`] cuts and edits text by grapheme cluster
+//! and display width. This driver owns the terminal, turns terminal
 //! input and engine events into messages, and runs effects in tasks whose results come back
 //! as messages, so drawing never waits on the network or the disk.
 //!
@@ -10,6 +11,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod text;
 pub mod view;
 
 #[cfg(test)]

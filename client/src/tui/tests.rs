@@ -18,7 +18,7 @@ use ratatui::text::Span;
 
 use super::app::{App, Effect, Focus, Mode, Msg, Popup, Screen, SetupForm};
 use super::keys::KeyMap;
-use super::view;
+use super::{text, view};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -1518,4 +1518,162 @@ fn rename_keeps_the_renamed_contact_selected() {
             "Enter sends to the contact on screen"
         );
     }
+}
+
+const CHINESE: &str = "我们明天下午三点在老地方见面，请带上那份文件和硬盘。如果有人跟踪你，就取消见面，改用这个应用联系我。不要打电话，也不要发短信，我们只用这里说话。";
+const JAPANESE: &str = "明日の午後三時にいつもの場所で会いましょう。書類とハードディスクを持ってきてください。誰かに後をつけられたら中止して、このアプリで連絡してください。";
+const ARABIC: &str = "سنلتقي غدا في الساعة الثالثة بعد الظهر في المكان المعتاد، أحضر الوثائق والقرص الصلب معك من فضلك ولا تتصل بي بالهاتف أبدا";
+const EMOJI: &str = "ok 👍🏽 see you 👨\u{200d}👩\u{200d}👧\u{200d}👦 at 3 🏳\u{fe0f}\u{200d}🌈 👩🏿\u{200d}💻 🇵🇸 🇺🇦 e\u{301} done 👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽";
+
+/// The conversation pane's text: the rows right of the contact list, borders and spaces
+/// removed, joined.
+fn conversation_text(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.split_once("││").map(|(_, r)| r))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !matches!(c, '│' | ' '))
+        .collect()
+}
+
+fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| *c != ' ').collect()
+}
+
+#[test]
+fn wide_and_combined_text_shows_whole_at_80_columns() {
+    for body in [CHINESE, JAPANESE, ARABIC, EMOJI] {
+        let mut app = main_app();
+        app.messages = vec![
+            message(1, false, body, at(DAY1, 10, 2), DeliveryState::Received),
+            message(2, true, body, at(DAY1, 10, 3), DeliveryState::Delivered),
+        ];
+        let text = screen(&mut app, 80, 24);
+        let shown = conversation_text(&text);
+        let want = without_spaces(body);
+        assert_eq!(
+            shown.matches(want.as_str()).count(),
+            2,
+            "every character of both messages, in order:\n{text}"
+        );
+        // Nothing drawn past the pane's right border.
+        for line in text.lines().filter(|l| l.contains("││")) {
+            assert!(
+                text::width(line) <= 80 && line.ends_with('│'),
+                "{line:?} in\n{text}"
+            );
+        }
+    }
+    let mut app = main_app();
+    app.messages = vec![message(
+        1,
+        false,
+        CHINESE,
+        at(DAY1, 10, 2),
+        DeliveryState::Received,
+    )];
+    snapshot("chinese_80x24", &screen(&mut app, 80, 24));
+}
+
+fn with(mods: KeyModifiers, code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, mods))
+}
+
+#[test]
+fn backspace_removes_what_one_sees_as_one_character() {
+    let mut app = main_app();
+    app.update(Msg::Paste(format!(
+        "hi {}👍🏽",
+        "👨\u{200d}👩\u{200d}👧\u{200d}👦"
+    )));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(
+        app.input, "hi 👨\u{200d}👩\u{200d}👧\u{200d}👦",
+        "the thumb with its skin tone"
+    );
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "hi ", "the family in one press");
+    typed(&mut app, "中文");
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "hi 中");
+}
+
+#[test]
+fn the_input_is_a_line_editor() {
+    let mut app = main_app();
+    typed(&mut app, "send the files");
+    app.update(with(KeyModifiers::ALT, KeyCode::Left));
+    app.update(with(KeyModifiers::CONTROL, KeyCode::Left));
+    typed(&mut app, "me ");
+    assert_eq!(app.input, "send me the files");
+    app.update(ctrl('w'));
+    assert_eq!(app.input, "send the files");
+    app.update(key(KeyCode::Home));
+    typed(&mut app, "please ");
+    app.update(ctrl('e'));
+    typed(&mut app, " now");
+    assert_eq!(app.input, "please send the files now");
+    app.update(ctrl('a'));
+    app.update(key(KeyCode::Delete));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "ease send the files now");
+    app.update(with(KeyModifiers::CONTROL, KeyCode::Right));
+    app.update(ctrl('k'));
+    assert_eq!(app.input, "ease");
+    app.update(key(KeyCode::Left));
+    app.update(ctrl('u'));
+    assert_eq!(app.input, "e");
+    app.update(key(KeyCode::End));
+    typed(&mut app, "!");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Send {
+            to: "bob".into(),
+            text: "e!".into()
+        }]
+    );
+    // The command line edits the same way.
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "rename x");
+    app.update(key(KeyCode::Left));
+    typed(&mut app, "Ma");
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.command, "rename Ma");
+}
+
+#[test]
+fn long_wide_input_shows_whole_with_the_cursor() {
+    let mut app = main_app();
+    typed(&mut app, CHINESE);
+    let text = screen(&mut app, 80, 24);
+    let input: String = text
+        .lines()
+        .skip_while(|l| !l.contains("to bob"))
+        .skip(1)
+        .filter_map(|l| l.split_once("││").map(|(_, r)| r))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !matches!(c, '│' | ' '))
+        .collect();
+    assert_eq!(input, format!("{CHINESE}▏"), "{text}");
+    // The cursor moved back stays on screen, where it is.
+    for _ in 0..10 {
+        app.update(key(KeyCode::Left));
+    }
+    let text = screen(&mut app, 80, 24);
+    let tail: String = CHINESE
+        .chars()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        without_spaces(&text.replace('│', "")).contains(&format!("▏{}", &tail[..3])),
+        "{text}"
+    );
 }

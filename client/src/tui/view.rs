@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
+use super::text;
 
 /// Draws the whole UI. Returns how many lines the conversation can scroll up, which only
 /// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
@@ -274,20 +275,16 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
             } else {
                 vec![Span::raw("      ")]
             };
-            // Wrap by hand so scrolling can count lines exactly.
+            // Wrap by hand so scrolling can count lines exactly; by display width, so that
+            // wide characters are neither cut off nor pushed past the edge.
             let mut first = true;
-            let chars: Vec<char> = text_line.chars().collect();
-            let room = width
-                .saturating_sub(if i == 0 {
-                    time.len() + who.len() + 2
-                } else {
-                    6
-                })
-                .max(8);
-            let mut chunks: Vec<String> = chars.chunks(room).map(|c| c.iter().collect()).collect();
-            if chunks.is_empty() {
-                chunks.push(String::new());
-            }
+            let lead = if i == 0 {
+                text::width(&time) + text::width(who) + 2
+            } else {
+                6
+            };
+            let room = width.saturating_sub(lead).max(8);
+            let chunks = text::wrap(text_line, room, width.saturating_sub(6).max(8));
             let n = chunks.len();
             for (j, chunk) in chunks.into_iter().enumerate() {
                 let mut spans = if first {
@@ -314,33 +311,22 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
     max_scroll
 }
 
-/// The input box's text as screen rows: its lines cut to `width` characters, the cursor
-/// after the last. Cut by hand so that the box grows to fit the wrapped text.
+/// The cursor drawn in the input.
+const CURSOR: &str = "▏";
+
+/// The input box's text as screen rows, wrapped to `width` columns, with the cursor where
+/// one types. Wrapped by hand so that the box grows to fit the text.
 fn input_rows(app: &App, width: usize) -> Vec<String> {
-    let text = match app.mode {
-        Mode::Command => format!(":{}", app.command),
-        Mode::Search => format!("/{}", app.command),
-        Mode::Insert | Mode::Normal => app.input.clone(),
+    let (prefix, line, cursor) = match app.mode {
+        Mode::Command => (":", &app.command, &app.command_cursor),
+        Mode::Search => ("/", &app.command, &app.command_cursor),
+        Mode::Insert | Mode::Normal => ("", &app.input, &app.cursor),
     };
-    let cursor = if matches!(app.mode, Mode::Insert | Mode::Command | Mode::Search) {
-        "▏"
-    } else {
-        ""
-    };
-    format!("{text}{cursor}")
-        .split('\n')
-        .flat_map(|line| {
-            let chars: Vec<char> = line.chars().collect();
-            if chars.is_empty() {
-                vec![String::new()]
-            } else {
-                chars
-                    .chunks(width.max(1))
-                    .map(|c| c.iter().collect())
-                    .collect()
-            }
-        })
-        .collect()
+    let mut shown = line.clone();
+    if app.mode != Mode::Normal {
+        shown.insert_str(cursor.pos(line), CURSOR);
+    }
+    text::wrap_text(&format!("{prefix}{shown}"), width.max(1))
 }
 
 fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
@@ -356,13 +342,21 @@ fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
             }
         }
     };
-    // When the box is at its largest, the end (where one types) stays in view.
-    let room = usize::from(area.height.saturating_sub(2));
+    // When the box is at its largest, the row where one types stays in view, and below it
+    // as much of the rest as fits.
+    let room = usize::from(area.height.saturating_sub(2)).max(1);
+    let at = rows
+        .iter()
+        .position(|r| r.contains(CURSOR))
+        .unwrap_or(rows.len().saturating_sub(1));
+    let mut start = rows.len().saturating_sub(room).min(at);
+    if at >= start + room {
+        start = at + 1 - room;
+    }
     let shown: Vec<Line<'_>> = rows
         .into_iter()
-        .rev()
+        .skip(start)
         .take(room)
-        .rev()
         .map(Line::from)
         .collect();
     f.render_widget(
