@@ -201,6 +201,8 @@ pub enum Msg {
     Key(KeyEvent),
     /// Pasted text.
     Paste(String),
+    /// The terminal changed size: only a redraw.
+    Resize,
     /// Something the engine reported.
     Engine(Event),
     /// The contact list.
@@ -359,6 +361,7 @@ impl App {
                 }
                 Vec::new()
             }
+            Msg::Resize => Vec::new(),
             Msg::Engine(ev) => self.on_event(ev),
             Msg::Contacts(list) => {
                 let keep = self.current().map(str::to_string);

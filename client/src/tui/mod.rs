@@ -138,10 +138,10 @@ fn spawn_input(tx: Tx) {
     std::thread::spawn(move || {
         loop {
             let msg = match event::read() {
-                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
-                Ok(TermEvent::Paste(s)) => Msg::Paste(s),
-                Ok(TermEvent::Resize(..)) => Msg::Done(Ok(String::new())),
-                Ok(_) => continue,
+                Ok(ev) => match term_msg(ev) {
+                    Some(msg) => msg,
+                    None => continue,
+                },
                 Err(_) => return,
             };
             if tx.send(msg).is_err() {
@@ -149,6 +149,17 @@ fn spawn_input(tx: Tx) {
             }
         }
     });
+}
+
+/// The message for a terminal event, if any.
+fn term_msg(ev: TermEvent) -> Option<Msg> {
+    match ev {
+        TermEvent::Key(k) if k.kind != KeyEventKind::Release => Some(Msg::Key(k)),
+        TermEvent::Paste(s) => Some(Msg::Paste(s)),
+        // A redraw, and nothing else: the status line (an error being read) stays.
+        TermEvent::Resize(..) => Some(Msg::Resize),
+        _ => None,
+    }
 }
 
 struct Driver {

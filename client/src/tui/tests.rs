@@ -1677,3 +1677,85 @@ fn long_wide_input_shows_whole_with_the_cursor() {
         "{text}"
     );
 }
+
+/// A long engine error, as the engine words them.
+const LONG_ERROR: &str = "invalid invite: the link's checksum does not match; it was probably cut or \
+                          changed while copying: copy it again, whole, from the person who gave it";
+
+#[test]
+fn errors_are_readable_at_80_columns_and_survive_a_resize() {
+    let mut app = main_app();
+    app.update(Msg::Done(Err(LONG_ERROR.into())));
+    let mut terminal = render(&mut app, 100, 30);
+    terminal.backend_mut().resize(80, 24);
+    for ev in [
+        ratatui::crossterm::event::Event::Resize(80, 24),
+        ratatui::crossterm::event::Event::FocusGained,
+    ] {
+        if let Some(msg) = super::term_msg(ev) {
+            app.update(msg);
+        }
+    }
+    draw(&mut terminal, &mut app);
+    let text = buffer_text(terminal.backend().buffer());
+    let flat = without_spaces(&text.replace('\n', ""));
+    assert!(
+        flat.contains(&without_spaces(&format!("error: {LONG_ERROR}"))),
+        "the whole error after a resize:\n{text}"
+    );
+    assert!(text.lines().last().is_some_and(|l| l.contains("INSERT")));
+    snapshot("error_80x24", &text);
+}
+
+#[test]
+fn setup_form_wraps_its_error_and_warns_of_a_short_passphrase() {
+    let mut app = app_on(Screen::Setup(SetupForm {
+        field: 1,
+        ..new_form()
+    }));
+    typed(&mut app, "short");
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("5 characters are easy to guess"), "{text}");
+    typed(&mut app, " but fine now");
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("easy to guess"), "{text}");
+    app.update(Msg::Opened(Err(LONG_ERROR.into())));
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        without_spaces(&text.replace(['\n', '│'], "")).contains(&without_spaces(LONG_ERROR)),
+        "{text}"
+    );
+    snapshot("setup_long_error", &text);
+    // Warned, not refused.
+    let mut app = app_on(Screen::Setup(new_form()));
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "pw");
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "pw");
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(
+        app.update(key(KeyCode::Enter)).as_slice(),
+        [Effect::Setup { .. }]
+    ));
+}
+
+#[test]
+fn paste_keeps_line_breaks_and_works_on_unlock_and_setup() {
+    let mut app = main_app();
+    app.update(Msg::Paste("first\r\nsecond\rthird".into()));
+    assert_eq!(
+        app.input, "first\nsecond\nthird",
+        "no raw \\r stored or sent"
+    );
+    let mut app = app_on(locked());
+    app.update(Msg::Paste("from the password manager\n".into()));
+    assert!(
+        matches!(&app.screen, Screen::Unlock { pass, .. } if pass == "from the password manager")
+    );
+    let mut app = app_on(Screen::Setup(SetupForm {
+        field: 1,
+        ..new_form()
+    }));
+    app.update(Msg::Paste("generated passphrase".into()));
+    assert!(matches!(&app.screen, Screen::Setup(f) if f.pass == "generated passphrase"));
+}

@@ -34,8 +34,21 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
+/// A passphrase shorter than this gets a warning on the setup screen (not a refusal: the
+/// choice is the user's).
+pub const SHORT_PASSPHRASE: usize = 12;
+
+/// `text` as lines of at most `width` columns, each styled by `style`.
+fn wrapped(text: &str, width: u16, style: Style) -> Vec<Line<'static>> {
+    text::wrap_text(text, usize::from(width).max(1))
+        .into_iter()
+        .map(|r| Line::styled(r, style))
+        .collect()
+}
+
 fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
-    let area = centered(f.area(), 70, 15);
+    let width = 70.min(f.area().width);
+    let inner = width.saturating_sub(2);
     let field = |i: usize, label: &str, value: String| {
         let style = if form.field == i {
             Style::new().add_modifier(Modifier::REVERSED)
@@ -62,12 +75,25 @@ fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
         Line::from("Leave the relay empty to use the built-in one on this machine.").dim(),
         Line::from("Tab/Up/Down move, Enter continues, Ctrl-C quits.").dim(),
     ];
+    let short = form.pass.chars().count();
+    if short > 0 && short < SHORT_PASSPHRASE {
+        lines.extend(wrapped(
+            &format!(
+                "⚠ {short} characters are easy to guess for whoever takes this device; \
+                 {SHORT_PASSPHRASE} or more (a few random words) are safer."
+            ),
+            inner,
+            Style::new(),
+        ));
+    }
     if form.busy {
         lines.push(Line::from("Creating the encrypted store…"));
     }
     if let Some(e) = &form.error {
-        lines.push(Line::from(format!("⚠ {e}")).bold());
+        lines.extend(wrapped(&format!("⚠ {e}"), inner, Style::new().bold()));
     }
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX).max(15);
+    let area = centered(f.area(), width, height);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
@@ -79,7 +105,7 @@ fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
 }
 
 fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, busy: bool) {
-    let area = centered(f.area(), 60, 8);
+    let width = 60.min(f.area().width);
     let mut lines = vec![
         Line::from(format!("Profile {:?}", app.profile)),
         Line::from(vec![
@@ -94,8 +120,14 @@ fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, bu
         lines.push(Line::from("Unlocking…"));
     }
     if let Some(e) = error {
-        lines.push(Line::from(format!("⚠ {e}")).bold());
+        lines.extend(wrapped(
+            &format!("⚠ {e}"),
+            width.saturating_sub(2),
+            Style::new().bold(),
+        ));
     }
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX).max(8);
+    let area = centered(f.area(), width, height);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
@@ -107,8 +139,14 @@ fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, bu
 }
 
 fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
-    let [body, status] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+    let (bar, message) = status_rows(app, f.area().width);
+    let message_h = u16::try_from(message.len()).unwrap_or(u16::MAX);
+    let [body, message_area, status] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(message_h),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
     let contacts_w = (body.width / 4).clamp(16, 30);
     let [left, right] =
         Layout::horizontal([Constraint::Length(contacts_w), Constraint::Min(20)]).areas(body);
@@ -124,7 +162,9 @@ fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
         Layout::vertical([Constraint::Min(3), Constraint::Length(input_h)]).areas(right);
     let max_scroll = draw_conversation(f, app, conv);
     draw_input(f, app, input, rows);
-    draw_status(f, app, status);
+    f.render_widget(Paragraph::new(bar).reversed(), status);
+    f.render_widget(Clear, message_area);
+    f.render_widget(Paragraph::new(message).bold(), message_area);
     if let Some(p) = &app.popup {
         draw_popup(f, p);
     }
@@ -365,7 +405,12 @@ fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
     );
 }
 
-fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
+/// Status messages (errors above all) take at most this many rows above the bar.
+const STATUS_ROWS: usize = 4;
+
+/// The status bar, and the status message: in the bar when it fits there, else on rows of
+/// its own above it, wrapped, so that an error is read whole at 80 columns.
+fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     let mode = match app.mode {
         Mode::Insert => "INSERT",
         Mode::Normal => "NORMAL",
@@ -388,11 +433,28 @@ fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
     } else {
         "F1 help"
     };
-    let mut text = format!(" {mode} │ {relay} │ {privacy} │ {help}");
-    if let Some(s) = &app.status {
-        text = format!("{text} │ {s}");
+    let bar = format!(" {mode} │ {relay} │ {privacy} │ {help}");
+    match app.status.as_deref().filter(|s| !s.is_empty()) {
+        None => (bar, Vec::new()),
+        Some(s) if text::width(&bar) + 3 + text::width(s) <= usize::from(width) => {
+            (format!("{bar} │ {s}"), Vec::new())
+        }
+        Some(s) => {
+            let mut rows = text::wrap_text(s, usize::from(width.saturating_sub(1)).max(1));
+            if rows.len() > STATUS_ROWS {
+                rows.truncate(STATUS_ROWS);
+                if let Some(last) = rows.last_mut() {
+                    last.push('…');
+                }
+            }
+            (
+                bar,
+                rows.into_iter()
+                    .map(|r| Line::from(format!(" {r}")))
+                    .collect(),
+            )
+        }
     }
-    f.render_widget(Paragraph::new(text).reversed(), area);
 }
 
 const HELP: &[(&str, &str)] = &[
