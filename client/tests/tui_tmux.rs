@@ -240,7 +240,7 @@ fn two_tuis_invite_accept_and_chat() {
         find_link(s).is_some_and(|l| l.len() > 100) && s.contains("Esc closes")
     });
     assert!(screen.contains("One-time invite"), "{screen}");
-    assert!(screen.contains('█'), "a QR code at 220x50:\n{screen}");
+    assert!(screen.contains('▀'), "a QR code at 220x50:\n{screen}");
     let link = find_link(&screen).unwrap();
     tmux.press("alice", &["Escape"]);
     tmux.wait_for("alice", "the invite popup closed", |s| {

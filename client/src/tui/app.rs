@@ -4,12 +4,47 @@
 //! Nothing here awaits or performs I/O: effects are returned to the driver (`mod.rs`),
 //! which runs them in tasks and feeds their results back as messages.
 
+use std::path::PathBuf;
+
 use hush_core::passphrase::Resolution;
 use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, Passphrase, SafetyInfo};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys::{Action, KeyMap};
 use super::text::{self, Cursor, Edit};
+
+/// What a terminal copy adds to a link: spaces and line breaks where the link was cut
+/// into rows, and the box drawing and block characters of what was around it.
+fn is_copy_debris(c: char) -> bool {
+    c.is_whitespace() || ('\u{2500}'..='\u{259F}').contains(&c) || c.is_control()
+}
+
+/// The link and the contact name of `:accept LINK [NAME]`, the link cleaned of what a
+/// copy picked up. A link copied over several rows arrives as several words: the longest
+/// run of first words that is a valid link is the link, the rest the name.
+fn split_accept(args: &[&str]) -> Result<(String, Option<String>), &'static str> {
+    let words: Vec<String> = args
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| !is_copy_debris(*c))
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(first) = words.first() else {
+        return Err(":accept LINK [NAME]: the link is missing");
+    };
+    if first.starts_with("hush://") {
+        return Err("that is a relay address, not an invite (:relay ADDRESS uses a relay)");
+    }
+    let parsed = (1..=words.len())
+        .rev()
+        .find(|&n| hush_crypto::invite::Invite::parse(&words[..n].concat()).is_ok())
+        .unwrap_or(1);
+    let name = words[parsed..].join(" ");
+    Ok((words[..parsed].concat(), (!name.is_empty()).then_some(name)))
+}
 
 /// The line-editor keys: arrows, Home/End, word moves with Alt or Ctrl, Backspace,
 /// Delete, and the Emacs keys a shell has (Ctrl-A/E/U/W/K).
@@ -119,6 +154,8 @@ pub enum Popup {
         title: String,
         /// The link.
         link: String,
+        /// The QR code in the compact rendering (`z` switches).
+        compact: bool,
     },
     /// A safety number.
     Safety {
@@ -158,8 +195,21 @@ pub enum Effect {
         /// Text.
         text: String,
     },
-    /// Make a one-time invite (`true`) or contact address (`false`).
-    Invite(bool),
+    /// Make an invite.
+    Invite {
+        /// A one-time invite (`true`) or a contact address (`false`).
+        one_time: bool,
+        /// The name of the contact a one-time invite creates.
+        name: Option<String>,
+        /// Write the link to this file (mode 0600) instead of showing it.
+        file: Option<PathBuf>,
+    },
+    /// Put text on the terminal's clipboard (OSC 52).
+    Copy(String),
+    /// Use this relay.
+    SetRelay(String),
+    /// Send read receipts to a contact, or not.
+    Receipts(String, bool),
     /// Accept a link.
     Accept {
         /// The link.
@@ -438,6 +488,7 @@ impl App {
                         "Contact address: publish it; every use is a separate contact".into()
                     },
                     link,
+                    compact: false,
                 });
                 Vec::new()
             }
@@ -660,6 +711,29 @@ impl App {
             (Some(Popup::ConfirmDelete(name)), KeyCode::Char('y' | 'Y')) => {
                 self.popup = None;
                 vec![Effect::DeleteHistory(name)]
+            }
+            (Some(Popup::Invite { link, .. }), KeyCode::Char('c')) => {
+                self.status = Some(
+                    "link sent to the terminal's clipboard (OSC 52; some terminals and tmux \
+                     need it allowed)"
+                        .into(),
+                );
+                vec![Effect::Copy(link)]
+            }
+            (
+                Some(Popup::Invite {
+                    title,
+                    link,
+                    compact,
+                }),
+                KeyCode::Char('z'),
+            ) => {
+                self.popup = Some(Popup::Invite {
+                    title,
+                    link,
+                    compact: !compact,
+                });
+                Vec::new()
             }
             (Some(Popup::Safety { name, info }), KeyCode::Char('m')) => {
                 self.popup = None;
@@ -893,16 +967,45 @@ impl App {
             Vec::new()
         };
         match (cmd, args.as_slice()) {
-            ("invite", []) => vec![Effect::Invite(true)],
-            ("address", []) => vec![Effect::Invite(false)],
-            ("accept", [link]) => vec![Effect::Accept {
-                link: (*link).to_string(),
-                name: None,
-            }],
-            ("accept", [link, name @ ..]) => vec![Effect::Accept {
-                link: (*link).to_string(),
-                name: Some(name.join(" ")),
-            }],
+            ("invite" | "address", args) => {
+                let one_time = cmd == "invite";
+                let mut file = None;
+                let mut name = Vec::new();
+                let mut args = args.iter();
+                while let Some(a) = args.next() {
+                    if *a == "--file" {
+                        file = args.next().map(PathBuf::from);
+                        if file.is_none() {
+                            self.status = Some(format!(":{cmd} --file PATH: which file?"));
+                            return Vec::new();
+                        }
+                    } else {
+                        name.push(*a);
+                    }
+                }
+                if !one_time && !name.is_empty() {
+                    self.status =
+                        Some("a contact address is for many people: :address takes no name".into());
+                    return Vec::new();
+                }
+                vec![Effect::Invite {
+                    one_time,
+                    name: (!name.is_empty()).then(|| name.join(" ")),
+                    file,
+                }]
+            }
+            ("accept", [_, ..]) => match split_accept(&args) {
+                Ok((link, name)) => vec![Effect::Accept { link, name }],
+                Err(e) => {
+                    self.status = Some(e.into());
+                    Vec::new()
+                }
+            },
+            ("relay", [address]) => vec![Effect::SetRelay((*address).to_string())],
+            ("receipts", [on @ ("on" | "off")]) => match current {
+                Some(n) => vec![Effect::Receipts(n, *on == "on")],
+                None => need(self),
+            },
             ("rename", new) if !new.is_empty() => match current {
                 Some(old) => {
                     let new = new.join(" ");

@@ -2,7 +2,7 @@
 //!
 //! Model/Update/View over the engine: [`app`] holds the state and the pure update function,
 //! [`view`] draws it, [`keys`] maps keys, [`text`] cuts and edits text by grapheme cluster
-//! and display width. This driver owns the terminal, turns terminal
+//! and display width, [`qr`] draws QR codes. This driver owns the terminal, turns terminal
 //! input and engine events into messages, and runs effects in tasks whose results come back
 //! as messages, so drawing never waits on the network or the disk.
 //!
@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod qr;
 pub mod text;
 pub mod view;
 
@@ -200,6 +201,11 @@ impl Driver {
                 let _ = out.write_all(b"\x07");
                 let _ = out.flush();
             }
+            Effect::Copy(text) => {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(osc52(&text).as_bytes());
+                let _ = out.flush();
+            }
             Effect::Quit => {}
             Effect::Setup { name, pass, relay } => {
                 // The profile is the one named in the form.
@@ -282,17 +288,43 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
             Some(Msg::Messages(name, msgs))
         }
         Effect::Send { to, text } => done(h.send(&to, &text).await.map(|_| String::new())),
-        Effect::Invite(one_time) => {
+        Effect::Invite {
+            one_time,
+            name,
+            file,
+        } => {
             let kind = if one_time {
                 InviteKind::OneTime
             } else {
                 InviteKind::ContactAddress
             };
-            match h.create_invite(kind, None).await {
-                Ok(link) => Some(Msg::InviteReady { one_time, link }),
-                Err(e) => done(Err(e)),
+            let link = match h.create_invite(kind, name).await {
+                Ok(link) => link,
+                Err(e) => return done(Err(e)),
+            };
+            match file {
+                None => Some(Msg::InviteReady { one_time, link }),
+                Some(path) => Some(Msg::Done(
+                    write_private(&path, &format!("{link}\n"))
+                        .map(|()| {
+                            format!("link written to {} (readable by you only)", path.display())
+                        })
+                        .map_err(|e| format!("writing {}: {e}", path.display())),
+                )),
             }
         }
+        Effect::SetRelay(address) => done(
+            h.set_relay(&address)
+                .await
+                .map(|()| "relay set; new contacts and moved mailboxes use it".into()),
+        ),
+        Effect::Receipts(name, on) => done(h.set_receipts(&name, on).await.map(|()| {
+            if on {
+                format!("read receipts to {name} on")
+            } else {
+                format!("read receipts to {name} off")
+            }
+        })),
         Effect::Accept { link, name } => {
             let name = match name {
                 Some(n) => n,
@@ -333,10 +365,36 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
                 .await
                 .map(|n| format!("deleted {n} messages on this device")),
         ),
-        Effect::Setup { .. } | Effect::Unlock(_) | Effect::Wipe | Effect::Bell | Effect::Quit => {
-            None
-        }
+        Effect::Setup { .. }
+        | Effect::Unlock(_)
+        | Effect::Wipe
+        | Effect::Bell
+        | Effect::Copy(_)
+        | Effect::Quit => None,
     }
+}
+
+/// The OSC 52 sequence that asks the terminal to put `text` on the clipboard.
+fn osc52(text: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    format!("\x1b]52;c;{b64}\x07")
+}
+
+/// Writes `text` to a new or truncated file that only its owner can read (0600): an
+/// invite link is a capability.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open; make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 async fn start_engine(

@@ -425,7 +425,7 @@ fn renders_invite_with_qr_when_it_fits() {
         link: invite_link(),
     });
     let text = screen(&mut app, 100, 40);
-    assert!(text.contains('█'), "a QR code at 100x40");
+    assert!(text.contains('▀'), "a QR code at 100x40");
     assert!(shows_whole(&text, &invite_link()), "and the whole link");
     snapshot("invite_qr", &text);
 }
@@ -808,9 +808,23 @@ fn slash_searches_the_conversation() {
 #[test]
 fn invite_address_and_accept_commands() {
     let mut app = main_app();
-    assert_eq!(command(&mut app, "invite"), vec![Effect::Invite(true)]);
+    assert_eq!(
+        command(&mut app, "invite"),
+        vec![Effect::Invite {
+            one_time: true,
+            name: None,
+            file: None
+        }]
+    );
     assert_eq!(app.mode, Mode::Normal);
-    assert_eq!(command(&mut app, "address"), vec![Effect::Invite(false)]);
+    assert_eq!(
+        command(&mut app, "address"),
+        vec![Effect::Invite {
+            one_time: false,
+            name: None,
+            file: None
+        }]
+    );
     let link = invite_link();
     assert_eq!(
         command(&mut app, &format!("accept {link} alice")),
@@ -857,7 +871,14 @@ fn invite_address_and_accept_commands() {
 fn commands_typed_in_insert_mode() {
     let mut app = main_app();
     typed(&mut app, ":invite");
-    assert_eq!(app.update(key(KeyCode::Enter)), vec![Effect::Invite(true)]);
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Invite {
+            one_time: true,
+            name: None,
+            file: None
+        }]
+    );
     assert_eq!(app.input, "");
     let mut app = app_on(Screen::Main);
     typed(&mut app, ":accept hush:abc alice");
@@ -1758,4 +1779,207 @@ fn paste_keeps_line_breaks_and_works_on_unlock_and_setup() {
     }));
     app.update(Msg::Paste("generated passphrase".into()));
     assert!(matches!(&app.screen, Screen::Setup(f) if f.pass == "generated passphrase"));
+}
+
+/// A valid one-time invite link: the one of crates/crypto/tests/vectors/conversation_one_time.json
+/// (the fixture above is only link-shaped).
+fn real_invite_link() -> String {
+    "hush:AQHvno32pyNFRoSSWGNnfgJJz8Um9pK9LeGN2i3iLxjCWXqxm8u4ML6K0gYKHBgDzT1l7fFb8uxM4JfYOo5PuXNNSf-igqxfJx_i7-L7k2jvnMu_xM5J0jBu94qMK6C1xZNaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWhFREXJlbGF5LmV4YW1wbGUub3Jnfodnhg".into()
+}
+
+/// Reads the QR modules back from the screen: every cell of the code must have explicit
+/// colours, dark black and light white, so that it reads the same on any theme.
+fn qr_on_screen(buf: &Buffer, compact: bool) -> Vec<Vec<bool>> {
+    use ratatui::style::Color;
+    let (cw, ch) = if compact { (2, 3) } else { (1, 2) };
+    let mut rows: Vec<Vec<bool>> = Vec::new();
+    for y in 0..buf.area.height {
+        let cells: Vec<_> = (0..buf.area.width)
+            .map(|x| &buf[(x, y)])
+            .filter(|c| matches!(c.bg, Color::White | Color::Black))
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let mut band = vec![Vec::new(); ch];
+        for cell in cells {
+            let bits = if compact {
+                assert_eq!((cell.fg, cell.bg), (Color::Black, Color::White));
+                let c = cell.symbol().chars().next().expect("a symbol");
+                super::qr::sextant_bits(c).expect("a sextant")
+            } else {
+                assert_eq!(cell.symbol(), "▀");
+                for c in [cell.fg, cell.bg] {
+                    assert!(matches!(c, Color::Black | Color::White), "{c:?}");
+                }
+                u32::from(cell.fg == Color::Black) | u32::from(cell.bg == Color::Black) << 1
+            };
+            for (dy, row) in band.iter_mut().enumerate() {
+                for dx in 0..cw {
+                    row.push(bits & (1 << (dy * cw + dx)) != 0);
+                }
+            }
+        }
+        rows.extend(band);
+    }
+    rows
+}
+
+#[test]
+fn the_invite_view_has_the_link_on_whole_rows_and_a_qr_code_in_explicit_colours() {
+    let link = real_invite_link();
+    for (w, h) in [(80, 24), (80, 40), (100, 40), (220, 50)] {
+        let mut app = main_app();
+        app.update(Msg::InviteReady {
+            one_time: true,
+            link: link.clone(),
+        });
+        let term = render(&mut app, w, h);
+        let text = buffer_text(term.backend().buffer());
+        // The link: rows that hold nothing else, at the left edge, joined by line breaks.
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("hush:"))
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(rows.concat(), link, "{w}x{h}:\n{text}");
+        assert!(
+            !text.contains('│') && !text.contains('─'),
+            "no border to copy with the link at {w}x{h}:\n{text}"
+        );
+        assert!(text.contains("Esc closes"));
+        // The QR code at 80x40 and up (the design's promise), in its standard form.
+        let qr = qr_on_screen(term.backend().buffer(), false);
+        if h >= 40 {
+            let want = super::qr::modules(&link, 4).expect("a code");
+            assert_eq!(qr[..want.len()], want[..], "{w}x{h}");
+        } else {
+            assert!(qr.is_empty());
+            assert!(text.contains("z tries the compact"), "{text}");
+        }
+    }
+    // The compact rendering fits 80x24.
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: link.clone(),
+    });
+    app.update(ch('z'));
+    let term = render(&mut app, 80, 24);
+    let qr = qr_on_screen(term.backend().buffer(), true);
+    let want = super::qr::modules(&link, 2).expect("a code");
+    assert!(
+        qr.len() >= want.len(),
+        "{}",
+        buffer_text(term.backend().buffer())
+    );
+    for (y, row) in want.iter().enumerate() {
+        assert_eq!(qr[y][..row.len()], row[..], "row {y}");
+    }
+    snapshot(
+        "invite_compact_80x24",
+        &buffer_text(term.backend().buffer()),
+    );
+}
+
+#[test]
+fn copy_and_write_an_invite() {
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: "hush:xyz".into(),
+    });
+    assert_eq!(app.update(ch('c')), vec![Effect::Copy("hush:xyz".into())]);
+    assert!(app.popup.is_some());
+    assert_eq!(
+        super::osc52("hush:xyz"),
+        "\x1b]52;c;aHVzaDp4eXo=\x07",
+        "OSC 52, clipboard, base64"
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(
+        command(&mut app, "invite --file /tmp/for-amina.txt Amina K"),
+        vec![Effect::Invite {
+            one_time: true,
+            name: Some("Amina K".into()),
+            file: Some("/tmp/for-amina.txt".into())
+        }]
+    );
+    assert_eq!(
+        command(&mut app, "address --file tip.txt"),
+        vec![Effect::Invite {
+            one_time: false,
+            name: None,
+            file: Some("tip.txt".into())
+        }]
+    );
+    assert!(command(&mut app, "invite --file").is_empty());
+    assert!(command(&mut app, "address tipline").is_empty());
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("link.txt");
+    std::fs::write(&path, "old").expect("write");
+    super::write_private(&path, "hush:xyz\n").expect("written");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "hush:xyz\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn accept_strips_what_a_copy_picks_up() {
+    let link = real_invite_link();
+    let (a, b) = link.split_at(80);
+    let (b, c) = b.split_at(80);
+    let mut app = main_app();
+    // Copied from a bordered box over three rows, pasted into the command line.
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "accept ");
+    app.update(Msg::Paste(format!("│{a}│\r\n│{b}│\n│{c}  │\n")));
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: None
+        }]
+    );
+    // And with a name after it.
+    assert_eq!(
+        command(&mut app, &format!("accept {a}│ │{b} {c} Amina K")),
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: Some("Amina K".into())
+        }]
+    );
+    // A relay address is named for what it is.
+    let relay = "hush://q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA@relay.example:4433";
+    assert!(command(&mut app, &format!("accept {relay}")).is_empty());
+    assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("that is a relay address, not an invite")),
+        "{:?}",
+        app.status
+    );
+}
+
+#[test]
+fn relay_receipts_commands() {
+    let mut app = main_app();
+    let relay = "hush://q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA@relay.example:4433";
+    assert_eq!(
+        command(&mut app, &format!("relay {relay}")),
+        vec![Effect::SetRelay(relay.into())]
+    );
+    assert_eq!(
+        command(&mut app, "receipts off"),
+        vec![Effect::Receipts("bob".into(), false)]
+    );
+    assert_eq!(
+        command(&mut app, "receipts on"),
+        vec![Effect::Receipts("bob".into(), true)]
+    );
+    assert!(command(&mut app, "receipts maybe").is_empty());
 }

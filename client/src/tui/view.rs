@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
-use super::text;
+use super::{qr, text};
 
 /// Draws the whole UI. Returns how many lines the conversation can scroll up, which only
 /// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
@@ -478,18 +478,56 @@ const HELP: &[(&str, &str)] = &[
     (":quit  Ctrl-C", "quit"),
 ];
 
-fn qr_lines(text: &str) -> Vec<Line<'static>> {
-    match qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .build()
-            .lines()
-            .map(|l| Line::from(l.to_string()))
-            .collect(),
-        Err(_) => vec![Line::from("(too long for a QR code)")],
-    }
+/// The keys of the invite view.
+const INVITE_KEYS: &str = "c copies the link (OSC 52) · z switches the QR rendering · Esc closes";
+
+/// An invite fills the screen without borders: the QR code when it fits, and the link on
+/// whole rows at the left edge, so that a terminal selection copies nothing but the link
+/// (over several rows it picks up only line breaks, which `:accept` removes).
+fn draw_invite(f: &mut Frame<'_>, title: &str, link: &str, compact: bool) {
+    let screen = f.area();
+    let width = usize::from(screen.width).max(1);
+    let link_rows: Vec<String> = link
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(width)
+        .map(|c| c.iter().collect())
+        .collect();
+    let hints = text::wrap_text(INVITE_KEYS, width);
+    let title = wrapped(title, screen.width, Style::new().bold());
+    let height = usize::from(screen.height);
+    let fixed = title.len() + link_rows.len() + hints.len();
+    let (code, note) = match qr::lines(link, compact) {
+        Some(code)
+            if code.len() + fixed <= height && code.first().map_or(0, Line::width) <= width =>
+        {
+            (code, None)
+        }
+        Some(code) => {
+            let other = if compact { "the larger" } else { "the compact" };
+            let need = code.len() + fixed;
+            let note = format!(
+                "(the QR code needs {need} rows: a taller terminal shows it, z tries {other} \
+                 rendering)"
+            );
+            (Vec::new(), Some(note))
+        }
+        None => (Vec::new(), Some("(too long for a QR code)".to_string())),
+    };
+    let note = note.map_or_else(Vec::new, |n| wrapped(&n, screen.width, Style::new().dim()));
+    // Blank rows between the parts when there is room for them.
+    let used = fixed + code.len() + note.len();
+    let gap = |n: usize| (used + n <= height).then(|| Line::from(""));
+    let mut lines: Vec<Line<'_>> = title;
+    lines.extend(gap(3));
+    lines.extend(note);
+    lines.extend(code.into_iter().map(|l| l.alignment(Alignment::Center)));
+    lines.extend(gap(2));
+    lines.extend(link_rows.into_iter().map(Line::from));
+    lines.extend(gap(1));
+    lines.extend(hints.into_iter().map(|h| Line::from(h).dim()));
+    f.render_widget(Clear, screen);
+    f.render_widget(Paragraph::new(lines), screen);
 }
 
 fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
@@ -501,28 +539,19 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
                 .map(|(k, v)| Line::from(vec![Span::raw(format!("{k:<22}")).bold(), Span::raw(*v)]))
                 .collect(),
         ),
-        Popup::Invite { title, link } => {
-            let mut l = Vec::new();
-            // The QR code only when it fits above the whole link; the link always.
-            let qr = qr_lines(link);
-            let link_rows = link
-                .chars()
-                .count()
-                .div_ceil(usize::from(screen.width.saturating_sub(2)).max(1));
-            if qr.len() + link_rows + 3 <= usize::from(screen.height)
-                && qr.first().map_or(0, |q| q.width()) as u16 + 4 <= screen.width
-            {
-                l.extend(qr);
-            }
-            l.push(Line::from(link.clone()));
-            l.push(Line::from("Esc closes").dim());
-            (format!(" {title} "), l)
+        Popup::Invite {
+            title,
+            link,
+            compact,
+        } => {
+            draw_invite(f, title, link, *compact);
+            return;
         }
         Popup::Safety { name, info } => {
             let mut l = Vec::new();
-            let qr = qr_lines(&info.qr);
+            let qr = qr::lines(&info.qr, false).unwrap_or_default();
             if qr.len() as u16 + 8 <= screen.height {
-                l.extend(qr);
+                l.extend(qr.into_iter().map(|l| l.alignment(Alignment::Center)));
             }
             l.push(Line::from(info.digits.clone()).bold());
             l.push(Line::from(if info.verified {
