@@ -253,6 +253,8 @@ pub enum Msg {
     Paste(String),
     /// The terminal changed size: only a redraw.
     Resize,
+    /// A second passed: the time now (Unix seconds).
+    Tick(u64),
     /// Something the engine reported.
     Engine(Event),
     /// The contact list.
@@ -320,6 +322,8 @@ pub struct App {
     /// kept by name, and a contact list that no longer has the selected name but has its
     /// new one is the same contact renamed: the selection follows it.
     renames: Vec<(String, String)>,
+    /// The contact whose conversation [`App::messages`] holds, once loaded.
+    loaded: Option<String>,
     /// Bindings.
     pub keys: KeyMap,
     /// Profile name (status bar).
@@ -352,6 +356,7 @@ impl App {
             pending_g: false,
             unread_on_open: 0,
             renames: Vec::new(),
+            loaded: None,
             keys,
             profile: profile.to_string(),
             quit: false,
@@ -412,6 +417,13 @@ impl App {
                 Vec::new()
             }
             Msg::Resize => Vec::new(),
+            Msg::Tick(now) => {
+                // The engine deletes expired messages from the store; the screen drops
+                // them at once rather than at the next reload.
+                self.messages
+                    .retain(|m| m.expires_at.is_none_or(|t| t > now));
+                Vec::new()
+            }
             Msg::Engine(ev) => self.on_event(ev),
             Msg::Contacts(list) => {
                 let keep = self.current().map(str::to_string);
@@ -433,16 +445,22 @@ impl App {
                     .retain(|(old, new)| listed(old) && !listed(new));
                 self.selected = self.selected.min(self.contacts.len().saturating_sub(1));
                 match self.contacts.get(self.selected) {
-                    Some(c) if self.messages.is_empty() => {
-                        self.unread_on_open = c.unread;
+                    Some(c) if self.loaded.as_deref() != Some(c.name.as_str()) => {
+                        if self.messages.is_empty() {
+                            self.unread_on_open = c.unread;
+                        }
                         vec![Effect::LoadMessages(c.name.clone())]
                     }
                     _ => Vec::new(),
                 }
             }
             Msg::Messages(name, msgs) => {
-                if self.current() == Some(name.as_str()) {
+                if self.current() != Some(name.as_str()) {
+                    return Vec::new();
+                }
+                {
                     self.messages = msgs;
+                    self.loaded = Some(name);
                     let unread = std::mem::take(&mut self.unread_on_open);
                     if unread > 0 {
                         // The oldest of the last `unread` received messages starts the new ones.
@@ -455,7 +473,12 @@ impl App {
                             .map(|m| m.id);
                     }
                 }
-                Vec::new()
+                // Loading marked the conversation read; the list is read after that, not
+                // beside it (a list read first kept the unread badge).
+                if let Some(c) = self.contacts.get_mut(self.selected) {
+                    c.unread = 0;
+                }
+                vec![Effect::LoadContacts]
             }
             Msg::Passphrase(found) => self.on_passphrase(found),
             Msg::Opened(Ok(())) => {
@@ -562,11 +585,13 @@ impl App {
                     if self.scroll > 0 && self.new_marker.is_none() {
                         self.new_marker = Some(m.id);
                     }
-                    // Reloading the open conversation also marks the message read.
+                    // Reloading the open conversation also marks the message read, then
+                    // reloads the list.
                     fx.push(Effect::LoadMessages(m.contact.clone()));
                     self.messages.push(m);
+                } else {
+                    fx.push(Effect::LoadContacts);
                 }
-                fx.push(Effect::LoadContacts);
                 fx
             }
             Event::DeliveryChanged { id, state, .. } => {
@@ -595,19 +620,21 @@ impl App {
             return Vec::new();
         }
         let index = index.min(self.contacts.len() - 1);
-        if index == self.selected && !self.messages.is_empty() {
+        if index == self.selected && self.loaded.is_some() {
             return Vec::new();
         }
         self.selected = index;
         self.messages.clear();
+        self.loaded = None;
         self.scroll = 0;
         self.search = None;
         // Unread messages of the newly opened conversation start below the marker, which
         // is placed when they are loaded.
         self.new_marker = None;
         self.unread_on_open = self.contacts[index].unread;
+        // The list is reloaded once the messages are marked read (see Msg::Messages).
         match self.current() {
-            Some(n) => vec![Effect::LoadMessages(n.to_string()), Effect::LoadContacts],
+            Some(n) => vec![Effect::LoadMessages(n.to_string())],
             None => Vec::new(),
         }
     }

@@ -73,6 +73,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let _ = execute!(std::io::stdout(), event::EnableBracketedPaste);
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     spawn_input(tx.clone());
+    #[cfg(feature = "test-hooks")]
+    let clock_offset = options.clock_offset_secs;
+    #[cfg(not(feature = "test-hooks"))]
+    let clock_offset = 0;
+    spawn_clock(tx.clone(), clock_offset);
     let mut driver = Driver {
         profile: profile.clone(),
         root,
@@ -116,9 +121,8 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     if let Some(wipe) = driver.wipe.take() {
         let _ = wipe.await;
     }
-    if app.popup.is_none() && matches!(app.screen, Screen::Main) && driver.wiped() {
-        println!("profile wiped");
-    }
+    // A wipe leaves nothing on the terminal, not even a line saying so: whoever looks at
+    // it afterwards sees a plain exit.
     result
 }
 
@@ -163,6 +167,24 @@ fn term_msg(ev: TermEvent) -> Option<Msg> {
     }
 }
 
+/// The clock: a tick a second, so that disappearing messages leave the screen when they
+/// expire. On the engine's clock: `offset` is its shift (test hooks), 0 otherwise.
+fn spawn_clock(tx: Tx, offset: i64) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .saturating_add_signed(offset);
+            if tx.send(Msg::Tick(now)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 struct Driver {
     profile: Profile,
     root: PathBuf,
@@ -187,10 +209,6 @@ fn load_slot(fx: &Effect) -> Option<usize> {
 }
 
 impl Driver {
-    fn wiped(&self) -> bool {
-        !self.profile.exists()
-    }
-
     /// Runs one effect in a task; its result comes back as a message.
     fn run(&mut self, fx: Effect) {
         let tx = self.tx.clone();

@@ -1334,7 +1334,8 @@ fn incoming(id: i64, from: &str, body: &str) -> Event {
 fn message_for_the_open_conversation() {
     let mut app = main_app();
     let fx = app.update(Msg::Engine(incoming(8, "bob", "hello")));
-    assert_eq!(fx, vec![Effect::Bell, loads("bob"), Effect::LoadContacts]);
+    // The list is reloaded after the conversation (which marks it read), not beside it.
+    assert_eq!(fx, vec![Effect::Bell, loads("bob")]);
     assert_eq!(app.messages.last().map(|m| m.body.as_str()), Some("hello"));
     assert_eq!(app.new_marker, None, "at the bottom: no marker");
     // Scrolled up: the first new message gets the marker, later ones do not move it.
@@ -1982,4 +1983,47 @@ fn relay_receipts_commands() {
         vec![Effect::Receipts("bob".into(), true)]
     );
     assert!(command(&mut app, "receipts maybe").is_empty());
+}
+
+#[test]
+fn the_unread_badge_clears_when_the_conversation_is_opened() {
+    let mut app = main_app();
+    app.update(Msg::Messages("bob".into(), conversation()));
+    // Down to carol (3 unread): her messages load, which marks them read in the engine.
+    let fx = app.update(key(KeyCode::Down));
+    assert!(
+        !fx.contains(&Effect::LoadContacts),
+        "no list load racing the one that marks read: {fx:?}"
+    );
+    // A list read before the messages were marked read still says 3.
+    app.update(Msg::Contacts(contacts()));
+    let fx = app.update(Msg::Messages("carol".into(), conversation()));
+    assert!(
+        fx.contains(&Effect::LoadContacts),
+        "the list is reloaded after the mark: {fx:?}"
+    );
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("carol (3)"), "{text}");
+    // The reloaded list does not load the conversation again (no loop).
+    let mut list = contacts();
+    list[1].unread = 0;
+    assert!(app.update(Msg::Contacts(list)).is_empty());
+    // A message arriving in the open conversation: read on arrival, no badge.
+    let fx = app.update(Msg::Engine(incoming(20, "carol", "hi")));
+    assert!(!fx.contains(&Effect::LoadContacts), "{fx:?}");
+    assert!(fx.contains(&loads("carol")));
+}
+
+#[test]
+fn expired_messages_leave_the_screen_on_the_next_tick() {
+    let mut app = main_app();
+    let expires = at(DAY2, 8, 20) + 86_400;
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("got them, thanks"));
+    app.update(Msg::Tick(expires - 1));
+    assert!(screen(&mut app, 80, 24).contains("got them, thanks"));
+    assert!(app.update(Msg::Tick(expires)).is_empty());
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("got them, thanks"), "{text}");
+    assert!(text.contains("see you at three"));
 }
