@@ -313,6 +313,8 @@ pub struct App {
     pub status: Option<String>,
     /// Notify by terminal bell.
     pub bell: bool,
+    /// The time zone times are shown in (UTC until the driver sets the system's).
+    pub tz: jiff::tz::TimeZone,
     /// A `g` was typed in normal mode (for `gg`).
     pending_g: bool,
     /// Unread count of the conversation being opened: the marker goes above that many
@@ -353,6 +355,7 @@ impl App {
             relay_up: false,
             status: None,
             bell,
+            tz: jiff::tz::TimeZone::UTC,
             pending_g: false,
             unread_on_open: 0,
             renames: Vec::new(),

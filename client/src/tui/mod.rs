@@ -56,6 +56,7 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
         })
     };
     let mut app = App::new(screen, profile.name(), keymap, bell);
+    app.tz = jiff::tz::TimeZone::system();
     if !bad.is_empty() {
         app.status = Some(format!("unusable key bindings ignored: {}", bad.join(", ")));
     }

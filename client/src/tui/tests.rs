@@ -2027,3 +2027,24 @@ fn expired_messages_leave_the_screen_on_the_next_tick() {
     assert!(!text.contains("got them, thanks"), "{text}");
     assert!(text.contains("see you at three"));
 }
+
+#[test]
+fn times_show_in_the_local_zone_with_its_name() {
+    let mut app = main_app();
+    app.tz = jiff::tz::TimeZone::get("Asia/Tokyo").expect("the bundled zone database");
+    let text = screen(&mut app, 80, 24);
+    // 10:02 UTC is 19:02 in Tokyo; 23:58 UTC on the first day is 08:58 on the next.
+    assert!(
+        text.contains("19:02 bob: are you around tomorrow?"),
+        "{text}"
+    );
+    assert!(text.contains("── 2026-11-22 (Asia/Tokyo) ──"), "{text}");
+    assert!(text.contains("08:58 bob: good."), "{text}");
+    assert_eq!(text.matches("(Asia/Tokyo)").count(), 2, "{text}");
+    app.tz = jiff::tz::TimeZone::get("America/New_York").expect("zone");
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        text.contains("05:02 bob: are you around tomorrow?"),
+        "{text}"
+    );
+}

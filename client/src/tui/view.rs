@@ -1,7 +1,7 @@
 //! Drawing: a pure function of the [`App`] state onto a ratatui frame.
 //!
-//! Usable from 80x24 up; panes shrink, never overlap. Times are shown in UTC (no time
-//! zone database is linked), with the day separators saying so.
+//! Usable from 80x24 up; panes shrink, never overlap. Times are shown in the app's time
+//! zone (the system's, from `TZ` or `/etc/localtime`), the day separators naming it.
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -217,17 +217,22 @@ fn draw_contacts(f: &mut Frame<'_>, app: &App, area: Rect) {
     );
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The day, the time of day and the zone's name of a message's time, in `tz`.
+fn local_time(tz: &jiff::tz::TimeZone, unix: u64) -> (String, String, String) {
+    let at = jiff::Timestamp::from_second(i64::try_from(unix).unwrap_or(i64::MAX))
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_zoned_datetime(tz.clone());
+    let zone = match tz.iana_name() {
+        // No zone configured: the times are UTC, say so.
+        Some("Etc/Unknown") => "UTC".to_string(),
+        Some(name) => name.to_string(),
+        None => at.strftime("%Z").to_string(),
+    };
+    (
+        at.strftime("%Y-%m-%d").to_string(),
+        at.strftime("%H:%M").to_string(),
+        zone,
+    )
 }
 
 fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
@@ -276,11 +281,10 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
         }
     }
     for m in visible {
-        let day = (m.sent_at / 86_400) as i64;
-        if last_day != Some(day) {
-            let (y, mo, d) = civil(day);
+        let (day, hm, zone) = local_time(&app.tz, m.sent_at);
+        if last_day.as_ref() != Some(&day) {
             lines.push(
-                Line::from(format!("── {y:04}-{mo:02}-{d:02} (UTC) ──"))
+                Line::from(format!("── {day} ({zone}) ──"))
                     .dim()
                     .alignment(Alignment::Center),
             );
@@ -293,8 +297,7 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
                     .alignment(Alignment::Center),
             );
         }
-        let hm = m.sent_at % 86_400;
-        let time = format!("{:02}:{:02} ", hm / 3600, (hm % 3600) / 60);
+        let time = format!("{hm} ");
         let (who, style) = if m.outgoing {
             ("me", Style::new().bold())
         } else {
