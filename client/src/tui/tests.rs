@@ -2048,3 +2048,33 @@ fn times_show_in_the_local_zone_with_its_name() {
         "{text}"
     );
 }
+
+#[test]
+fn help_shows_the_keys_as_rebound() {
+    let overrides: HashMap<String, String> =
+        [("send", "ctrl-s"), ("newline", "enter"), ("help", "f2")]
+            .into_iter()
+            .map(|(a, k)| (a.to_string(), k.to_string()))
+            .collect();
+    let (keys, _) = KeyMap::with_overrides(&overrides);
+    let mut app = App::new(Screen::Main, "alice", keys, true);
+    app.contacts = contacts();
+    app.messages = conversation();
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("F2 help"), "{text}");
+    app.update(key(KeyCode::F(2)));
+    let text = screen(&mut app, 80, 24);
+    let row = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in\n{text}"))
+            .to_string()
+    };
+    assert!(row("send (insert mode)").contains("Ctrl-S"), "{text}");
+    assert!(row("new line in the message").contains("Enter"), "{text}");
+    assert!(
+        !row("new line in the message").contains("Alt-Enter"),
+        "{text}"
+    );
+    assert!(text.contains("help (F2 or ?"), "{text}");
+}

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
+use super::keys::{Action, KeyMap};
 use super::{qr, text};
 
 /// Draws the whole UI. Returns how many lines the conversation can scroll up, which only
@@ -166,7 +167,7 @@ fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
     f.render_widget(Clear, message_area);
     f.render_widget(Paragraph::new(message).bold(), message_area);
     if let Some(p) = &app.popup {
-        draw_popup(f, p);
+        draw_popup(f, p, &app.keys);
     }
     max_scroll
 }
@@ -432,9 +433,9 @@ fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     };
     // `?` is help in normal mode only; in insert mode it is a character.
     let help = if app.mode == Mode::Normal {
-        "? help"
+        "? help".to_string()
     } else {
-        "F1 help"
+        format!("{} help", app.keys.keys_for(Action::Help))
     };
     let bar = format!(" {mode} │ {relay} │ {privacy} │ {help}");
     match app.status.as_deref().filter(|s| !s.is_empty()) {
@@ -460,26 +461,46 @@ fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     }
 }
 
-const HELP: &[(&str, &str)] = &[
-    ("Enter", "send (insert mode)"),
-    ("Alt-Enter / Ctrl-J", "new line in the message"),
-    ("Up/Down, Ctrl-N/P", "choose contact"),
-    ("Tab", "switch contacts / input"),
-    ("PageUp/PageDown", "scroll the conversation"),
-    ("Esc", "normal mode: j/k gg G i / :"),
-    (
-        ":invite  :address",
-        "make a one-time invite / contact address",
-    ),
-    (":accept LINK [NAME]", "accept an invite"),
-    (":rename NAME", "rename the contact"),
-    (":verify", "safety number (m marks verified)"),
-    (":disappear 1h|off", "disappearing messages"),
-    (":search TEXT  /TEXT", "search the conversation"),
-    (":delete", "delete local history with the contact"),
-    (":wipe", "panic wipe (asks first)"),
-    (":quit  Ctrl-C", "quit"),
-];
+/// The help: the keys as bound now (the `[keys]` of config.toml applied), and the
+/// commands.
+fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
+    let k = |a: Action| keys.keys_for(a);
+    vec![
+        (k(Action::Send), "send (insert mode)"),
+        (k(Action::Newline), "new line in the message"),
+        (
+            k(Action::NextContact),
+            "next contact (Down on an empty input)",
+        ),
+        (k(Action::PrevContact), "previous contact (Up)"),
+        (k(Action::Focus), "switch contacts / input"),
+        (
+            format!("{} / {}", k(Action::PageUp), k(Action::PageDown)),
+            "scroll the conversation",
+        ),
+        (k(Action::Escape), "normal mode: j/k gg G i / :"),
+        (
+            "Left Right Home End".into(),
+            "move; with Alt or Ctrl by word",
+        ),
+        (
+            "Ctrl-A/E/U/W/K Del".into(),
+            "start, end, cut: line, word, rest",
+        ),
+        (":invite [NAME]".into(), "one-time invite (--file PATH)"),
+        (":address".into(), "contact address (--file PATH)"),
+        (":accept LINK [NAME]".into(), "accept an invite"),
+        (":rename NAME".into(), "rename the contact"),
+        (":verify".into(), "safety number (m marks verified)"),
+        (":disappear 1h|off".into(), "disappearing messages"),
+        (":receipts on|off".into(), "read receipts to the contact"),
+        (":relay ADDRESS".into(), "use this relay"),
+        (":search TEXT  /TEXT".into(), "search the conversation"),
+        (":delete".into(), "delete local history with the contact"),
+        (":wipe".into(), "panic wipe (asks first)"),
+        (format!(":quit  {}", k(Action::Quit)), "quit"),
+    ]
+}
 
 /// The keys of the invite view.
 const INVITE_KEYS: &str = "c copies the link (OSC 52) · z switches the QR rendering · Esc closes";
@@ -533,15 +554,22 @@ fn draw_invite(f: &mut Frame<'_>, title: &str, link: &str, compact: bool) {
     f.render_widget(Paragraph::new(lines), screen);
 }
 
-fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
+fn draw_popup(f: &mut Frame<'_>, popup: &Popup, keys: &KeyMap) {
     let screen = f.area();
     let (title, lines): (String, Vec<Line<'_>>) = match popup {
-        Popup::Help => (
-            " help (Esc closes) ".into(),
-            HELP.iter()
-                .map(|(k, v)| Line::from(vec![Span::raw(format!("{k:<22}")).bold(), Span::raw(*v)]))
-                .collect(),
-        ),
+        Popup::Help => {
+            let rows = help_rows(keys);
+            let w = rows.iter().map(|(k, _)| text::width(k)).max().unwrap_or(0) + 2;
+            (
+                format!(" help ({} or ?; Esc closes) ", keys.keys_for(Action::Help)),
+                rows.into_iter()
+                    .map(|(k, v)| {
+                        let pad = " ".repeat(w.saturating_sub(text::width(&k)));
+                        Line::from(vec![Span::raw(k + &pad).bold(), Span::raw(v)])
+                    })
+                    .collect(),
+            )
+        }
         Popup::Invite {
             title,
             link,
