@@ -75,6 +75,16 @@ fn edit_of(k: &KeyEvent) -> Option<Edit> {
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
+    /// Several profiles exist and none was named, or the one named does not exist: choose
+    /// one, or create the named one.
+    Choose {
+        /// The existing profiles, sorted.
+        profiles: Vec<String>,
+        /// The highlighted entry; `profiles.len()` is "create a new profile".
+        selected: usize,
+        /// The name a new profile gets (prefilled in the setup form).
+        new_name: String,
+    },
     /// First run: create the profile.
     Setup(SetupForm),
     /// Unlock an existing profile.
@@ -173,6 +183,8 @@ pub enum Popup {
 /// What the driver must do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// Switch to this existing profile: read its config and find its passphrase.
+    OpenProfile(String),
     /// Create the profile.
     Setup {
         /// Profile name.
@@ -251,6 +263,20 @@ pub enum Msg {
     Key(KeyEvent),
     /// Pasted text.
     Paste(String),
+    /// The profile chosen on the chooser screen, with what its config and its passphrase
+    /// sources gave.
+    ProfileChosen {
+        /// Its name.
+        name: String,
+        /// Its key bindings.
+        keys: KeyMap,
+        /// Notify by terminal bell.
+        bell: bool,
+        /// Key bindings of its config that could not be used.
+        bad_keys: Vec<String>,
+        /// What the passphrase resolver found.
+        found: Result<Resolution, String>,
+    },
     /// The terminal changed size: only a redraw.
     Resize,
     /// A second passed: the time now (Unix seconds).
@@ -484,6 +510,32 @@ impl App {
                 vec![Effect::LoadContacts]
             }
             Msg::Passphrase(found) => self.on_passphrase(found),
+            Msg::ProfileChosen {
+                name,
+                keys,
+                bell,
+                bad_keys,
+                found,
+            } => {
+                if !matches!(self.screen, Screen::Choose { .. }) {
+                    return Vec::new();
+                }
+                self.profile = name;
+                self.keys = keys;
+                self.bell = bell;
+                if !bad_keys.is_empty() {
+                    self.status = Some(format!(
+                        "unusable key bindings ignored: {}",
+                        bad_keys.join(", ")
+                    ));
+                }
+                self.screen = Screen::Unlock {
+                    pass: String::new(),
+                    error: None,
+                    busy: false,
+                };
+                self.on_passphrase(found)
+            }
             Msg::Opened(Ok(())) => {
                 if let Screen::Setup(f) = &self.screen {
                     self.profile = f.name.trim().to_string();
@@ -502,7 +554,7 @@ impl App {
                         pass.clear();
                         *error = Some(e);
                     }
-                    Screen::Main => self.status = Some(e),
+                    Screen::Main | Screen::Choose { .. } => self.status = Some(e),
                 }
                 Vec::new()
             }
@@ -649,6 +701,7 @@ impl App {
             return vec![Effect::Quit];
         }
         match self.screen.clone() {
+            Screen::Choose { .. } => self.on_choose_key(k),
             Screen::Setup(form) => self.on_setup_key(form, k, action),
             Screen::Unlock { .. } => self.on_unlock_key(k),
             Screen::Main => {
@@ -662,6 +715,37 @@ impl App {
                 }
             }
         }
+    }
+
+    fn on_choose_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Screen::Choose {
+            profiles,
+            selected,
+            new_name,
+        } = &mut self.screen
+        else {
+            return Vec::new();
+        };
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                *selected = (*selected + 1).min(profiles.len());
+            }
+            KeyCode::Enter => {
+                return match profiles.get(*selected) {
+                    Some(name) => vec![Effect::OpenProfile(name.clone())],
+                    None => {
+                        self.screen = Screen::Setup(SetupForm {
+                            name: std::mem::take(new_name),
+                            ..SetupForm::default()
+                        });
+                        Vec::new()
+                    }
+                };
+            }
+            _ => {}
+        }
+        Vec::new()
     }
 
     fn on_setup_key(

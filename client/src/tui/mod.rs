@@ -43,7 +43,16 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let overrides = config.keys.clone().into_iter().collect();
     let (keymap, bad) = KeyMap::with_overrides(&overrides);
     let bell = config.notify != Some(Notify::Off);
-    let screen = if profile.exists() {
+    let others = existing_profiles(&root);
+    let screen = if !profile.exists() && !others.is_empty() {
+        // The CLI opens the only profile when none is named; with several, or with a
+        // named one that does not exist, the user chooses here.
+        Screen::Choose {
+            profiles: others,
+            selected: 0,
+            new_name: profile.name().to_string(),
+        }
+    } else if profile.exists() {
         Screen::Unlock {
             pass: String::new(),
             error: None,
@@ -125,6 +134,18 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     // A wipe leaves nothing on the terminal, not even a line saying so: whoever looks at
     // it afterwards sees a plain exit.
     result
+}
+
+/// The names of the profiles that exist under `root`, sorted.
+fn existing_profiles(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("profiles"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| Profile::new(root, name).is_ok_and(|p| p.exists()))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Clears the screen and the scrollback so nothing of the conversation stays visible.
@@ -226,6 +247,33 @@ impl Driver {
                 let _ = out.flush();
             }
             Effect::Quit => {}
+            Effect::OpenProfile(name) => {
+                let chosen = match Profile::new(&self.root, &name) {
+                    Ok(p) if p.exists() => p,
+                    _ => return,
+                };
+                let (config, config_error) = match chosen.config() {
+                    Ok(c) => (c, None),
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                };
+                let overrides = config.keys.clone().into_iter().collect();
+                let (keys, bad_keys) = KeyMap::with_overrides(&overrides);
+                // As at start-up: a passphrase_command that prompts (a pinentry) may draw
+                // over the TUI for a moment.
+                let found = match config_error {
+                    Some(e) => Err(e),
+                    None => passphrase::resolve(&chosen).map_err(|e| e.to_string()),
+                };
+                crate::cli::init_logging(&chosen);
+                self.profile = chosen;
+                let _ = tx.send(Msg::ProfileChosen {
+                    name,
+                    keys,
+                    bell: config.notify != Some(Notify::Off),
+                    bad_keys,
+                    found,
+                });
+            }
             Effect::Setup { name, pass, relay } => {
                 // The profile is the one named in the form.
                 let named = Profile::new(&self.root, &name)
@@ -389,6 +437,7 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
         | Effect::Wipe
         | Effect::Bell
         | Effect::Copy(_)
+        | Effect::OpenProfile(_)
         | Effect::Quit => None,
     }
 }

@@ -2078,3 +2078,56 @@ fn help_shows_the_keys_as_rebound() {
     );
     assert!(text.contains("help (F2 or ?"), "{text}");
 }
+
+fn chooser() -> App {
+    app_on(Screen::Choose {
+        profiles: vec!["personal".into(), "tipline".into()],
+        selected: 0,
+        new_name: "default".into(),
+    })
+}
+
+#[test]
+fn several_profiles_are_chosen_from() {
+    let mut app = chooser();
+    snapshot("choose_profile", &screen(&mut app, 80, 24));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::OpenProfile("tipline".into())]
+    );
+    let fx = app.update(Msg::ProfileChosen {
+        name: "tipline".into(),
+        keys: KeyMap::default(),
+        bell: false,
+        bad_keys: Vec::new(),
+        found: Ok(passphrase::Resolution::Prompt),
+    });
+    assert!(fx.is_empty());
+    assert!(matches!(app.screen, Screen::Unlock { busy: false, .. }));
+    assert_eq!(app.profile, "tipline");
+    assert!(!app.bell, "the chosen profile's config applies");
+    assert!(screen(&mut app, 80, 24).contains("Profile \"tipline\""));
+
+    // A passphrase source of the chosen profile opens it at once.
+    let mut app = chooser();
+    app.update(key(KeyCode::Enter));
+    let fx = app.update(Msg::ProfileChosen {
+        name: "personal".into(),
+        keys: KeyMap::default(),
+        bell: true,
+        bad_keys: Vec::new(),
+        found: Ok(passphrase::Resolution::Found(hush_core::Passphrase::new(
+            "pw".into(),
+        ))),
+    });
+    assert!(matches!(fx.as_slice(), [Effect::Unlock(_)]));
+
+    // The last entry creates the profile named on the command line.
+    let mut app = chooser();
+    for _ in 0..5 {
+        app.update(key(KeyCode::Down));
+    }
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(matches!(&app.screen, Screen::Setup(f) if f.name == "default"));
+}

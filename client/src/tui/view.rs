@@ -17,6 +17,11 @@ use super::{qr, text};
 /// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
 pub fn draw(f: &mut Frame<'_>, app: &App) -> usize {
     match &app.screen {
+        Screen::Choose {
+            profiles,
+            selected,
+            new_name,
+        } => draw_choose(f, profiles, *selected, new_name),
         Screen::Setup(form) => draw_setup(f, form),
         Screen::Unlock { pass, error, busy } => draw_unlock(f, app, pass, error.as_deref(), *busy),
         Screen::Main => return draw_main(f, app),
@@ -45,6 +50,43 @@ fn wrapped(text: &str, width: u16, style: Style) -> Vec<Line<'static>> {
         .into_iter()
         .map(|r| Line::styled(r, style))
         .collect()
+}
+
+fn draw_choose(f: &mut Frame<'_>, profiles: &[String], selected: usize, new_name: &str) {
+    let width = 60.min(f.area().width);
+    let mut lines = wrapped(
+        "Several profiles live here. Which one?",
+        width.saturating_sub(2),
+        Style::new(),
+    );
+    lines.push(Line::from(""));
+    let entries = profiles
+        .iter()
+        .map(|p| format!("  {p}"))
+        .chain(std::iter::once(format!(
+            "+ create a new profile ({new_name})"
+        )));
+    for (i, entry) in entries.enumerate() {
+        let style = if i == selected {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(entry, style));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from("Up/Down choose, Enter opens, Ctrl-C quits.").dim());
+    lines.push(Line::from("hush --profile NAME opens one directly.").dim());
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let area = centered(f.area(), width, height);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" hush: profiles "),
+        ),
+        area,
+    );
 }
 
 fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
