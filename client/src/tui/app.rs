@@ -75,8 +75,8 @@ fn edit_of(k: &KeyEvent) -> Option<Edit> {
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
-    /// Several profiles exist and none was named, or the one named does not exist: choose
-    /// one, or create the named one.
+    /// Profiles exist, none was named and the default one does not exist: choose one, or
+    /// create the default one.
     Choose {
         /// The existing profiles, sorted.
         profiles: Vec<String>,

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use hush_core::profile::Notify;
+use hush_core::profile::{DEFAULT_PROFILE, Notify};
 use hush_core::{Handle, Options, Passphrase, Profile, Store, passphrase};
 use hush_crypto::InviteKind;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
@@ -44,9 +44,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let (keymap, bad) = KeyMap::with_overrides(&overrides);
     let bell = config.notify != Some(Notify::Off);
     let others = existing_profiles(&root);
-    let screen = if !profile.exists() && !others.is_empty() {
-        // The CLI opens the only profile when none is named; with several, or with a
-        // named one that does not exist, the user chooses here.
+    // The CLI opens the only profile when none is named, and passes the default name
+    // otherwise: with several profiles and none named, the user chooses here. (It does not
+    // say whether `--profile default` was typed; a missing profile named otherwise is
+    // created on the setup screen, as asked.)
+    let screen = if !profile.exists() && !others.is_empty() && profile.name() == DEFAULT_PROFILE {
         Screen::Choose {
             profiles: others,
             selected: 0,
