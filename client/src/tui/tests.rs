@@ -2131,3 +2131,29 @@ fn several_profiles_are_chosen_from() {
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     assert!(matches!(&app.screen, Screen::Setup(f) if f.name == "default"));
 }
+
+#[test]
+fn popups_wrap_wide_text_whole() {
+    let mut app = main_app();
+    let name = "李明华（北京日报调查组的消息来源，请勿外传此联系人）";
+    app.popup = Some(Popup::ConfirmDelete(name.into()));
+    let text = screen(&mut app, 80, 24);
+    let flat = without_spaces(&text.replace(['│', '\n'], ""));
+    assert!(
+        flat.contains(&without_spaces(&format!(
+            "Delete every message with {name} on this device? y / n"
+        ))),
+        "{text}"
+    );
+    let mut app = main_app();
+    app.popup = Some(Popup::ConfirmDelete(ARABIC.into()));
+    let text = screen(&mut app, 80, 24);
+    let flat = without_spaces(&text.replace(['│', '\n'], ""));
+    assert!(flat.contains(&without_spaces(ARABIC)), "{text}");
+    // Word wrapping takes more rows than the width divided by the popup's: they all show.
+    let mut app = main_app();
+    let long = "x".repeat(64);
+    app.popup = Some(Popup::ConfirmDelete(long.clone()));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("y / n"), "{text}");
+}

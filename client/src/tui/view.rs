@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
 use super::keys::{Action, KeyMap};
@@ -655,19 +655,27 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup, keys: &KeyMap) {
         .unwrap_or(10)
         .saturating_add(4)
         .min(usize::from(screen.width)) as u16;
-    // Count wrapped rows, not lines: a link wider than the screen takes several, and all of
-    // it must show.
-    let inner = usize::from(w.saturating_sub(2)).max(1);
-    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
-    let h = u16::try_from(rows + 2)
+    // A line wider than the popup is wrapped here, by words and display width, so that the
+    // popup's height counts its rows exactly and all of it shows.
+    let inner = w.saturating_sub(2);
+    let lines: Vec<Line<'_>> = lines
+        .into_iter()
+        .flat_map(|l| {
+            if l.width() <= usize::from(inner) {
+                return vec![l];
+            }
+            let style = l.spans.first().map_or(l.style, |s| l.style.patch(s.style));
+            let plain: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+            wrapped(&plain, inner, style)
+        })
+        .collect();
+    let h = u16::try_from(lines.len() + 2)
         .unwrap_or(u16::MAX)
         .min(screen.height);
     let area = centered(screen, w, h);
     f.render_widget(Clear, area);
     f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(title)),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
 }
