@@ -4,15 +4,87 @@
 //! Nothing here awaits or performs I/O: effects are returned to the driver (`mod.rs`),
 //! which runs them in tasks and feeds their results back as messages.
 
+use std::path::PathBuf;
+
 use hush_core::passphrase::Resolution;
 use hush_core::{ContactInfo, DeliveryState, Event, MessageInfo, Passphrase, SafetyInfo};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys::{Action, KeyMap};
+use super::text::{self, Cursor, Edit};
+
+/// What a terminal copy adds to a link: spaces and line breaks where the link was cut
+/// into rows, and the box drawing and block characters of what was around it.
+fn is_copy_debris(c: char) -> bool {
+    c.is_whitespace() || ('\u{2500}'..='\u{259F}').contains(&c) || c.is_control()
+}
+
+/// The link and the contact name of `:accept LINK [NAME]`, the link cleaned of what a
+/// copy picked up. A link copied over several rows arrives as several words: the longest
+/// run of first words that is a valid link is the link, the rest the name.
+fn split_accept(args: &[&str]) -> Result<(String, Option<String>), &'static str> {
+    let words: Vec<String> = args
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| !is_copy_debris(*c))
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some(first) = words.first() else {
+        return Err(":accept LINK [NAME]: the link is missing");
+    };
+    if first.starts_with("hush://") {
+        return Err("that is a relay address, not an invite (:relay ADDRESS uses a relay)");
+    }
+    let parsed = (1..=words.len())
+        .rev()
+        .find(|&n| hush_crypto::invite::Invite::parse(&words[..n].concat()).is_ok())
+        .unwrap_or(1);
+    let name = words[parsed..].join(" ");
+    Ok((words[..parsed].concat(), (!name.is_empty()).then_some(name)))
+}
+
+/// The line-editor keys: arrows, Home/End, word moves with Alt or Ctrl, Backspace,
+/// Delete, and the Emacs keys a shell has (Ctrl-A/E/U/W/K).
+fn edit_of(k: &KeyEvent) -> Option<Edit> {
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    let word = ctrl || k.modifiers.contains(KeyModifiers::ALT);
+    Some(match k.code {
+        KeyCode::Left if word => Edit::WordLeft,
+        KeyCode::Right if word => Edit::WordRight,
+        KeyCode::Left => Edit::Left,
+        KeyCode::Right => Edit::Right,
+        KeyCode::Home => Edit::Home,
+        KeyCode::End => Edit::End,
+        KeyCode::Backspace if word => Edit::KillWord,
+        KeyCode::Backspace => Edit::Backspace,
+        KeyCode::Delete => Edit::Delete,
+        KeyCode::Char('a') if ctrl => Edit::Home,
+        KeyCode::Char('e') if ctrl => Edit::End,
+        KeyCode::Char('u') if ctrl => Edit::KillToStart,
+        KeyCode::Char('w') if ctrl => Edit::KillWord,
+        KeyCode::Char('k') if ctrl => Edit::KillToEnd,
+        // Some terminals send Ctrl-H for Backspace.
+        KeyCode::Char('h') if ctrl => Edit::Backspace,
+        _ => return None,
+    })
+}
 
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
+    /// Profiles exist, none was named and the default one does not exist: choose one, or
+    /// create the default one.
+    Choose {
+        /// The existing profiles, sorted.
+        profiles: Vec<String>,
+        /// The highlighted entry; `profiles.len()` is "create a new profile".
+        selected: usize,
+        /// The name a new profile gets (prefilled in the setup form).
+        new_name: String,
+    },
     /// First run: create the profile.
     Setup(SetupForm),
     /// Unlock an existing profile.
@@ -45,6 +117,18 @@ pub struct SetupForm {
     pub error: Option<String>,
     /// Creating the store.
     pub busy: bool,
+}
+
+impl SetupForm {
+    /// The field being edited.
+    pub fn field_mut(&mut self) -> &mut String {
+        match self.field {
+            0 => &mut self.name,
+            1 => &mut self.pass,
+            2 => &mut self.confirm,
+            _ => &mut self.relay,
+        }
+    }
 }
 
 /// Vim-like modes; insert is the default so that typing just works.
@@ -80,6 +164,8 @@ pub enum Popup {
         title: String,
         /// The link.
         link: String,
+        /// The QR code in the compact rendering (`z` switches).
+        compact: bool,
     },
     /// A safety number.
     Safety {
@@ -97,6 +183,8 @@ pub enum Popup {
 /// What the driver must do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// Switch to this existing profile: read its config and find its passphrase.
+    OpenProfile(String),
     /// Create the profile.
     Setup {
         /// Profile name.
@@ -119,8 +207,21 @@ pub enum Effect {
         /// Text.
         text: String,
     },
-    /// Make a one-time invite (`true`) or contact address (`false`).
-    Invite(bool),
+    /// Make an invite.
+    Invite {
+        /// A one-time invite (`true`) or a contact address (`false`).
+        one_time: bool,
+        /// The name of the contact a one-time invite creates.
+        name: Option<String>,
+        /// Write the link to this file (mode 0600) instead of showing it.
+        file: Option<PathBuf>,
+    },
+    /// Put text on the terminal's clipboard (OSC 52).
+    Copy(String),
+    /// Use this relay.
+    SetRelay(String),
+    /// Send read receipts to a contact, or not.
+    Receipts(String, bool),
     /// Accept a link.
     Accept {
         /// The link.
@@ -162,6 +263,24 @@ pub enum Msg {
     Key(KeyEvent),
     /// Pasted text.
     Paste(String),
+    /// The profile chosen on the chooser screen, with what its config and its passphrase
+    /// sources gave.
+    ProfileChosen {
+        /// Its name.
+        name: String,
+        /// Its key bindings.
+        keys: KeyMap,
+        /// Notify by terminal bell.
+        bell: bool,
+        /// Key bindings of its config that could not be used.
+        bad_keys: Vec<String>,
+        /// What the passphrase resolver found.
+        found: Result<Resolution, String>,
+    },
+    /// The terminal changed size: only a redraw.
+    Resize,
+    /// A second passed: the time now (Unix seconds).
+    Tick(u64),
     /// Something the engine reported.
     Engine(Event),
     /// The contact list.
@@ -206,8 +325,12 @@ pub struct App {
     pub new_marker: Option<i64>,
     /// The input (may hold line breaks).
     pub input: String,
+    /// Where in [`App::input`] one types.
+    pub cursor: Cursor,
     /// The `:` or `/` line.
     pub command: String,
+    /// Where in [`App::command`] one types.
+    pub command_cursor: Cursor,
     /// Active search filter.
     pub search: Option<String>,
     /// Connected to the relay.
@@ -216,11 +339,19 @@ pub struct App {
     pub status: Option<String>,
     /// Notify by terminal bell.
     pub bell: bool,
+    /// The time zone times are shown in (UTC until the driver sets the system's).
+    pub tz: jiff::tz::TimeZone,
     /// A `g` was typed in normal mode (for `gg`).
     pending_g: bool,
     /// Unread count of the conversation being opened: the marker goes above that many
     /// received messages once they are loaded.
     unread_on_open: u64,
+    /// Renames asked of the engine (old name, new name), oldest first. The selection is
+    /// kept by name, and a contact list that no longer has the selected name but has its
+    /// new one is the same contact renamed: the selection follows it.
+    renames: Vec<(String, String)>,
+    /// The contact whose conversation [`App::messages`] holds, once loaded.
+    loaded: Option<String>,
     /// Bindings.
     pub keys: KeyMap,
     /// Profile name (status bar).
@@ -243,13 +374,18 @@ impl App {
             scroll: 0,
             new_marker: None,
             input: String::new(),
+            cursor: Cursor::default(),
             command: String::new(),
+            command_cursor: Cursor::default(),
             search: None,
             relay_up: false,
             status: None,
             bell,
+            tz: jiff::tz::TimeZone::UTC,
             pending_g: false,
             unread_on_open: 0,
+            renames: Vec::new(),
+            loaded: None,
             keys,
             profile: profile.to_string(),
             quit: false,
@@ -285,37 +421,75 @@ impl App {
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.on_key(k),
-            Msg::Paste(text) => {
+            Msg::Paste(pasted) => {
+                let pasted = text::normalize_newlines(&pasted);
                 match (&mut self.screen, self.mode) {
-                    (Screen::Main, Mode::Insert) => self.input.push_str(&text),
+                    (Screen::Main, Mode::Insert) => {
+                        self.focus = Focus::Input;
+                        self.cursor.insert(&mut self.input, &pasted);
+                    }
                     (Screen::Main, Mode::Command | Mode::Search) => {
-                        self.command.push_str(text.trim_end_matches('\n'));
+                        // One line: the breaks a copy picks up are spaces.
+                        let line = pasted.trim_end_matches('\n').replace('\n', " ");
+                        self.command_cursor.insert(&mut self.command, &line);
+                    }
+                    // A password manager pastes the passphrase (without a line break).
+                    (Screen::Unlock { pass, busy, .. }, _) if !*busy => {
+                        pass.push_str(pasted.trim_end_matches('\n'));
+                    }
+                    (Screen::Setup(f), _) if !f.busy => {
+                        let line = pasted.trim_end_matches('\n');
+                        f.field_mut().push_str(line);
                     }
                     _ => {}
                 }
+                Vec::new()
+            }
+            Msg::Resize => Vec::new(),
+            Msg::Tick(now) => {
+                // The engine deletes expired messages from the store; the screen drops
+                // them at once rather than at the next reload.
+                self.messages
+                    .retain(|m| m.expires_at.is_none_or(|t| t > now));
                 Vec::new()
             }
             Msg::Engine(ev) => self.on_event(ev),
             Msg::Contacts(list) => {
                 let keep = self.current().map(str::to_string);
                 self.contacts = list;
-                if let Some(name) = keep
-                    && let Some(i) = self.contacts.iter().position(|c| c.name == name)
-                {
-                    self.selected = i;
+                if let Some(name) = keep {
+                    let at = match self.position(&name) {
+                        Some(i) => Some(i),
+                        // Renamed: follow the contact, not its old name, so that what is
+                        // typed next goes to the conversation on screen.
+                        None => self.follow_rename(&name).and_then(|n| self.position(&n)),
+                    };
+                    if let Some(i) = at {
+                        self.selected = i;
+                    }
                 }
+                // A rename whose old and new names are both listed failed or is stale.
+                let listed = |n: &str| self.contacts.iter().any(|c| c.name == n);
+                self.renames
+                    .retain(|(old, new)| listed(old) && !listed(new));
                 self.selected = self.selected.min(self.contacts.len().saturating_sub(1));
                 match self.contacts.get(self.selected) {
-                    Some(c) if self.messages.is_empty() => {
-                        self.unread_on_open = c.unread;
+                    Some(c) if self.loaded.as_deref() != Some(c.name.as_str()) => {
+                        if self.messages.is_empty() {
+                            self.unread_on_open = c.unread;
+                        }
                         vec![Effect::LoadMessages(c.name.clone())]
                     }
                     _ => Vec::new(),
                 }
             }
             Msg::Messages(name, msgs) => {
-                if self.current() == Some(name.as_str()) {
+                if self.current() != Some(name.as_str()) {
+                    return Vec::new();
+                }
+                {
                     self.messages = msgs;
+                    self.loaded = Some(name);
                     let unread = std::mem::take(&mut self.unread_on_open);
                     if unread > 0 {
                         // The oldest of the last `unread` received messages starts the new ones.
@@ -328,9 +502,40 @@ impl App {
                             .map(|m| m.id);
                     }
                 }
-                Vec::new()
+                // Loading marked the conversation read; the list is read after that, not
+                // beside it (a list read first kept the unread badge).
+                if let Some(c) = self.contacts.get_mut(self.selected) {
+                    c.unread = 0;
+                }
+                vec![Effect::LoadContacts]
             }
             Msg::Passphrase(found) => self.on_passphrase(found),
+            Msg::ProfileChosen {
+                name,
+                keys,
+                bell,
+                bad_keys,
+                found,
+            } => {
+                if !matches!(self.screen, Screen::Choose { .. }) {
+                    return Vec::new();
+                }
+                self.profile = name;
+                self.keys = keys;
+                self.bell = bell;
+                if !bad_keys.is_empty() {
+                    self.status = Some(format!(
+                        "unusable key bindings ignored: {}",
+                        bad_keys.join(", ")
+                    ));
+                }
+                self.screen = Screen::Unlock {
+                    pass: String::new(),
+                    error: None,
+                    busy: false,
+                };
+                self.on_passphrase(found)
+            }
             Msg::Opened(Ok(())) => {
                 if let Screen::Setup(f) = &self.screen {
                     self.profile = f.name.trim().to_string();
@@ -349,7 +554,7 @@ impl App {
                         pass.clear();
                         *error = Some(e);
                     }
-                    Screen::Main => self.status = Some(e),
+                    Screen::Main | Screen::Choose { .. } => self.status = Some(e),
                 }
                 Vec::new()
             }
@@ -361,6 +566,7 @@ impl App {
                         "Contact address: publish it; every use is a separate contact".into()
                     },
                     link,
+                    compact: false,
                 });
                 Vec::new()
             }
@@ -380,6 +586,22 @@ impl App {
                 fx
             }
         }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.contacts.iter().position(|c| c.name == name)
+    }
+
+    /// The new name of `old` after the renames asked, if it was renamed; forgets those
+    /// renames.
+    fn follow_rename(&mut self, old: &str) -> Option<String> {
+        let mut name = old.to_string();
+        let mut moved = false;
+        while let Some(i) = self.renames.iter().position(|(o, _)| *o == name) {
+            name = self.renames.remove(i).1;
+            moved = true;
+        }
+        moved.then_some(name)
     }
 
     /// A passphrase found without asking opens the profile at once (the unlock screen shows
@@ -418,11 +640,13 @@ impl App {
                     if self.scroll > 0 && self.new_marker.is_none() {
                         self.new_marker = Some(m.id);
                     }
-                    // Reloading the open conversation also marks the message read.
+                    // Reloading the open conversation also marks the message read, then
+                    // reloads the list.
                     fx.push(Effect::LoadMessages(m.contact.clone()));
                     self.messages.push(m);
+                } else {
+                    fx.push(Effect::LoadContacts);
                 }
-                fx.push(Effect::LoadContacts);
                 fx
             }
             Event::DeliveryChanged { id, state, .. } => {
@@ -451,19 +675,21 @@ impl App {
             return Vec::new();
         }
         let index = index.min(self.contacts.len() - 1);
-        if index == self.selected && !self.messages.is_empty() {
+        if index == self.selected && self.loaded.is_some() {
             return Vec::new();
         }
         self.selected = index;
         self.messages.clear();
+        self.loaded = None;
         self.scroll = 0;
         self.search = None;
         // Unread messages of the newly opened conversation start below the marker, which
         // is placed when they are loaded.
         self.new_marker = None;
         self.unread_on_open = self.contacts[index].unread;
+        // The list is reloaded once the messages are marked read (see Msg::Messages).
         match self.current() {
-            Some(n) => vec![Effect::LoadMessages(n.to_string()), Effect::LoadContacts],
+            Some(n) => vec![Effect::LoadMessages(n.to_string())],
             None => Vec::new(),
         }
     }
@@ -475,6 +701,7 @@ impl App {
             return vec![Effect::Quit];
         }
         match self.screen.clone() {
+            Screen::Choose { .. } => self.on_choose_key(k),
             Screen::Setup(form) => self.on_setup_key(form, k, action),
             Screen::Unlock { .. } => self.on_unlock_key(k),
             Screen::Main => {
@@ -490,6 +717,37 @@ impl App {
         }
     }
 
+    fn on_choose_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Screen::Choose {
+            profiles,
+            selected,
+            new_name,
+        } = &mut self.screen
+        else {
+            return Vec::new();
+        };
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                *selected = (*selected + 1).min(profiles.len());
+            }
+            KeyCode::Enter => {
+                return match profiles.get(*selected) {
+                    Some(name) => vec![Effect::OpenProfile(name.clone())],
+                    None => {
+                        self.screen = Screen::Setup(SetupForm {
+                            name: std::mem::take(new_name),
+                            ..SetupForm::default()
+                        });
+                        Vec::new()
+                    }
+                };
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
     fn on_setup_key(
         &mut self,
         mut f: SetupForm,
@@ -500,12 +758,6 @@ impl App {
             return Vec::new();
         }
         let mut fx = Vec::new();
-        let field = match f.field {
-            0 => &mut f.name,
-            1 => &mut f.pass,
-            2 => &mut f.confirm,
-            _ => &mut f.relay,
-        };
         match (k.code, action) {
             (_, Some(Action::Focus)) | (KeyCode::Down, _) => f.field = (f.field + 1) % 4,
             (KeyCode::Up, _) => f.field = (f.field + 3) % 4,
@@ -532,10 +784,10 @@ impl App {
                     });
                 }
             }
-            (KeyCode::Backspace, _) => {
-                field.pop();
+            (KeyCode::Backspace, _) => text::pop_grapheme(f.field_mut()),
+            (KeyCode::Char(c), _) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                f.field_mut().push(c);
             }
-            (KeyCode::Char(c), _) if !k.modifiers.contains(KeyModifiers::CONTROL) => field.push(c),
             _ => {}
         }
         self.screen = Screen::Setup(f);
@@ -555,9 +807,7 @@ impl App {
                 *error = None;
                 return vec![Effect::Unlock(Passphrase::new(std::mem::take(pass)))];
             }
-            KeyCode::Backspace => {
-                pass.pop();
-            }
+            KeyCode::Backspace => text::pop_grapheme(pass),
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => pass.push(c),
             _ => {}
         }
@@ -575,6 +825,29 @@ impl App {
             (Some(Popup::ConfirmDelete(name)), KeyCode::Char('y' | 'Y')) => {
                 self.popup = None;
                 vec![Effect::DeleteHistory(name)]
+            }
+            (Some(Popup::Invite { link, .. }), KeyCode::Char('c')) => {
+                self.status = Some(
+                    "link sent to the terminal's clipboard (OSC 52; some terminals and tmux \
+                     need it allowed)"
+                        .into(),
+                );
+                vec![Effect::Copy(link)]
+            }
+            (
+                Some(Popup::Invite {
+                    title,
+                    link,
+                    compact,
+                }),
+                KeyCode::Char('z'),
+            ) => {
+                self.popup = Some(Popup::Invite {
+                    title,
+                    link,
+                    compact: !compact,
+                });
+                Vec::new()
             }
             (Some(Popup::Safety { name, info }), KeyCode::Char('m')) => {
                 self.popup = None;
@@ -654,7 +927,7 @@ impl App {
                 return Vec::new();
             }
             Some(Action::Newline) => {
-                self.input.push('\n');
+                self.cursor.insert(&mut self.input, "\n");
                 return Vec::new();
             }
             Some(Action::Send) => return self.submit_input(),
@@ -663,13 +936,17 @@ impl App {
         match k.code {
             KeyCode::Up if self.input.is_empty() => self.select(self.selected.saturating_sub(1)),
             KeyCode::Down if self.input.is_empty() => self.select(self.selected + 1),
-            KeyCode::Backspace => {
-                self.input.pop();
+            _ if edit_of(&k).is_some() => {
+                if let Some(e) = edit_of(&k) {
+                    self.focus = Focus::Input;
+                    self.cursor.apply(&mut self.input, e);
+                }
                 Vec::new()
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.focus = Focus::Input;
-                self.input.push(c);
+                self.cursor
+                    .insert(&mut self.input, c.encode_utf8(&mut [0; 4]));
                 Vec::new()
             }
             _ => Vec::new(),
@@ -686,6 +963,7 @@ impl App {
             && !cmd.starts_with(':')
         {
             self.input.clear();
+            self.cursor.move_to_end();
             return self.run_command(cmd);
         }
         let Some(to) = self.current().map(str::to_string) else {
@@ -693,6 +971,7 @@ impl App {
             return Vec::new();
         };
         self.input.clear();
+        self.cursor.move_to_end();
         self.scroll = 0;
         self.new_marker = None;
         vec![Effect::Send { to, text }]
@@ -772,14 +1051,19 @@ impl App {
                     self.run_command(&line)
                 }
             }
-            KeyCode::Backspace => {
-                if self.command.pop().is_none() {
-                    self.mode = Mode::Normal;
+            KeyCode::Backspace if self.command.is_empty() => {
+                self.mode = Mode::Normal;
+                Vec::new()
+            }
+            _ if edit_of(&k).is_some() => {
+                if let Some(e) = edit_of(&k) {
+                    self.command_cursor.apply(&mut self.command, e);
                 }
                 Vec::new()
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.command.push(c);
+                self.command_cursor
+                    .insert(&mut self.command, c.encode_utf8(&mut [0; 4]));
                 Vec::new()
             }
             _ => Vec::new(),
@@ -797,21 +1081,51 @@ impl App {
             Vec::new()
         };
         match (cmd, args.as_slice()) {
-            ("invite", []) => vec![Effect::Invite(true)],
-            ("address", []) => vec![Effect::Invite(false)],
-            ("accept", [link]) => vec![Effect::Accept {
-                link: (*link).to_string(),
-                name: None,
-            }],
-            ("accept", [link, name @ ..]) => vec![Effect::Accept {
-                link: (*link).to_string(),
-                name: Some(name.join(" ")),
-            }],
+            ("invite" | "address", args) => {
+                let one_time = cmd == "invite";
+                let mut file = None;
+                let mut name = Vec::new();
+                let mut args = args.iter();
+                while let Some(a) = args.next() {
+                    if *a == "--file" {
+                        file = args.next().map(PathBuf::from);
+                        if file.is_none() {
+                            self.status = Some(format!(":{cmd} --file PATH: which file?"));
+                            return Vec::new();
+                        }
+                    } else {
+                        name.push(*a);
+                    }
+                }
+                if !one_time && !name.is_empty() {
+                    self.status =
+                        Some("a contact address is for many people: :address takes no name".into());
+                    return Vec::new();
+                }
+                vec![Effect::Invite {
+                    one_time,
+                    name: (!name.is_empty()).then(|| name.join(" ")),
+                    file,
+                }]
+            }
+            ("accept", [_, ..]) => match split_accept(&args) {
+                Ok((link, name)) => vec![Effect::Accept { link, name }],
+                Err(e) => {
+                    self.status = Some(e.into());
+                    Vec::new()
+                }
+            },
+            ("relay", [address]) => vec![Effect::SetRelay((*address).to_string())],
+            ("receipts", [on @ ("on" | "off")]) => match current {
+                Some(n) => vec![Effect::Receipts(n, *on == "on")],
+                None => need(self),
+            },
             ("rename", new) if !new.is_empty() => match current {
-                Some(old) => vec![Effect::Rename {
-                    old,
-                    new: new.join(" "),
-                }],
+                Some(old) => {
+                    let new = new.join(" ");
+                    self.renames.push((old.clone(), new.clone()));
+                    vec![Effect::Rename { old, new }]
+                }
                 None => need(self),
             },
             ("verify", []) => match current {

@@ -115,6 +115,43 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The key as help shows it: "Ctrl-N", "Alt-Enter", "F1", "x".
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        for (m, name) in [
+            (KeyModifiers::CONTROL, "Ctrl-"),
+            (KeyModifiers::ALT, "Alt-"),
+            (KeyModifiers::SHIFT, "Shift-"),
+        ] {
+            if self.mods.contains(m) {
+                s.push_str(name);
+            }
+        }
+        let code = match self.code {
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "Shift-Tab".into(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Up => "Up".into(),
+            KeyCode::Down => "Down".into(),
+            KeyCode::Left => "Left".into(),
+            KeyCode::Right => "Right".into(),
+            KeyCode::PageUp => "PageUp".into(),
+            KeyCode::PageDown => "PageDown".into(),
+            KeyCode::Home => "Home".into(),
+            KeyCode::End => "End".into(),
+            KeyCode::Backspace => "Backspace".into(),
+            KeyCode::Char(' ') => "Space".into(),
+            KeyCode::Char(c) if self.mods.is_empty() => c.to_string(),
+            KeyCode::Char(c) => c.to_ascii_uppercase().to_string(),
+            KeyCode::F(n) => format!("F{n}"),
+            other => format!("{other:?}"),
+        };
+        s + &code
+    }
+}
+
 /// The active bindings.
 #[derive(Clone, Debug)]
 pub struct KeyMap {
@@ -167,6 +204,22 @@ impl KeyMap {
         (km, bad)
     }
 
+    /// The keys bound to `action` as help shows them ("Alt-Enter / Ctrl-J"), or
+    /// "(none)".
+    pub fn keys_for(&self, action: Action) -> String {
+        let mut labels: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, a)| **a == action)
+            .map(|(k, _)| k.label())
+            .collect();
+        if labels.is_empty() {
+            return "(none)".into();
+        }
+        labels.sort();
+        labels.join(" / ")
+    }
+
     /// The action bound to a key event, if any.
     pub fn action(&self, ev: &KeyEvent) -> Option<Action> {
         self.map.get(&Key::of(ev)).copied()
@@ -197,5 +250,9 @@ mod tests {
         assert_eq!(km.action(&ctrl_s), Some(Action::Send));
         let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
         assert_eq!(km.action(&enter), None, "the old binding of send is gone");
+        assert_eq!(km.keys_for(Action::Send), "Ctrl-S");
+        let km = KeyMap::default();
+        assert_eq!(km.keys_for(Action::Newline), "Alt-Enter / Ctrl-J");
+        assert_eq!(km.keys_for(Action::Help), "F1");
     }
 }

@@ -1,7 +1,8 @@
 //! The terminal UI: `hush` with no subcommand.
 //!
 //! Model/Update/View over the engine: [`app`] holds the state and the pure update function,
-//! [`view`] draws it, [`keys`] maps keys. This driver owns the terminal, turns terminal
+//! [`view`] draws it, [`keys`] maps keys, [`text`] cuts and edits text by grapheme cluster
+//! and display width, [`qr`] draws QR codes. This driver owns the terminal, turns terminal
 //! input and engine events into messages, and runs effects in tasks whose results come back
 //! as messages, so drawing never waits on the network or the disk.
 //!
@@ -10,6 +11,8 @@
 
 pub mod app;
 pub mod keys;
+pub mod qr;
+pub mod text;
 pub mod view;
 
 #[cfg(test)]
@@ -22,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use hush_core::profile::Notify;
+use hush_core::profile::{DEFAULT_PROFILE, Notify};
 use hush_core::{Handle, Options, Passphrase, Profile, Store, passphrase};
 use hush_crypto::InviteKind;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
@@ -40,7 +43,18 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let overrides = config.keys.clone().into_iter().collect();
     let (keymap, bad) = KeyMap::with_overrides(&overrides);
     let bell = config.notify != Some(Notify::Off);
-    let screen = if profile.exists() {
+    let others = existing_profiles(&root);
+    // The CLI opens the only profile when none is named, and passes the default name
+    // otherwise: with several profiles and none named, the user chooses here. (It does not
+    // say whether `--profile default` was typed; a missing profile named otherwise is
+    // created on the setup screen, as asked.)
+    let screen = if !profile.exists() && !others.is_empty() && profile.name() == DEFAULT_PROFILE {
+        Screen::Choose {
+            profiles: others,
+            selected: 0,
+            new_name: profile.name().to_string(),
+        }
+    } else if profile.exists() {
         Screen::Unlock {
             pass: String::new(),
             error: None,
@@ -53,6 +67,7 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
         })
     };
     let mut app = App::new(screen, profile.name(), keymap, bell);
+    app.tz = jiff::tz::TimeZone::system();
     if !bad.is_empty() {
         app.status = Some(format!("unusable key bindings ignored: {}", bad.join(", ")));
     }
@@ -70,6 +85,11 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let _ = execute!(std::io::stdout(), event::EnableBracketedPaste);
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     spawn_input(tx.clone());
+    #[cfg(feature = "test-hooks")]
+    let clock_offset = options.clock_offset_secs;
+    #[cfg(not(feature = "test-hooks"))]
+    let clock_offset = 0;
+    spawn_clock(tx.clone(), clock_offset);
     let mut driver = Driver {
         profile: profile.clone(),
         root,
@@ -113,10 +133,21 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     if let Some(wipe) = driver.wipe.take() {
         let _ = wipe.await;
     }
-    if app.popup.is_none() && matches!(app.screen, Screen::Main) && driver.wiped() {
-        println!("profile wiped");
-    }
+    // A wipe leaves nothing on the terminal, not even a line saying so: whoever looks at
+    // it afterwards sees a plain exit.
     result
+}
+
+/// The names of the profiles that exist under `root`, sorted.
+fn existing_profiles(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("profiles"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| Profile::new(root, name).is_ok_and(|p| p.exists()))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Clears the screen and the scrollback so nothing of the conversation stays visible.
@@ -136,13 +167,42 @@ fn spawn_input(tx: Tx) {
     std::thread::spawn(move || {
         loop {
             let msg = match event::read() {
-                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
-                Ok(TermEvent::Paste(s)) => Msg::Paste(s),
-                Ok(TermEvent::Resize(..)) => Msg::Done(Ok(String::new())),
-                Ok(_) => continue,
+                Ok(ev) => match term_msg(ev) {
+                    Some(msg) => msg,
+                    None => continue,
+                },
                 Err(_) => return,
             };
             if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The message for a terminal event, if any.
+fn term_msg(ev: TermEvent) -> Option<Msg> {
+    match ev {
+        TermEvent::Key(k) if k.kind != KeyEventKind::Release => Some(Msg::Key(k)),
+        TermEvent::Paste(s) => Some(Msg::Paste(s)),
+        // A redraw, and nothing else: the status line (an error being read) stays.
+        TermEvent::Resize(..) => Some(Msg::Resize),
+        _ => None,
+    }
+}
+
+/// The clock: a tick a second, so that disappearing messages leave the screen when they
+/// expire. On the engine's clock: `offset` is its shift (test hooks), 0 otherwise.
+fn spawn_clock(tx: Tx, offset: i64) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .saturating_add_signed(offset);
+            if tx.send(Msg::Tick(now)).is_err() {
                 return;
             }
         }
@@ -173,10 +233,6 @@ fn load_slot(fx: &Effect) -> Option<usize> {
 }
 
 impl Driver {
-    fn wiped(&self) -> bool {
-        !self.profile.exists()
-    }
-
     /// Runs one effect in a task; its result comes back as a message.
     fn run(&mut self, fx: Effect) {
         let tx = self.tx.clone();
@@ -187,7 +243,39 @@ impl Driver {
                 let _ = out.write_all(b"\x07");
                 let _ = out.flush();
             }
+            Effect::Copy(text) => {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(osc52(&text).as_bytes());
+                let _ = out.flush();
+            }
             Effect::Quit => {}
+            Effect::OpenProfile(name) => {
+                let chosen = match Profile::new(&self.root, &name) {
+                    Ok(p) if p.exists() => p,
+                    _ => return,
+                };
+                let (config, config_error) = match chosen.config() {
+                    Ok(c) => (c, None),
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                };
+                let overrides = config.keys.clone().into_iter().collect();
+                let (keys, bad_keys) = KeyMap::with_overrides(&overrides);
+                // As at start-up: a passphrase_command that prompts (a pinentry) may draw
+                // over the TUI for a moment.
+                let found = match config_error {
+                    Some(e) => Err(e),
+                    None => passphrase::resolve(&chosen).map_err(|e| e.to_string()),
+                };
+                crate::cli::init_logging(&chosen);
+                self.profile = chosen;
+                let _ = tx.send(Msg::ProfileChosen {
+                    name,
+                    keys,
+                    bell: config.notify != Some(Notify::Off),
+                    bad_keys,
+                    found,
+                });
+            }
             Effect::Setup { name, pass, relay } => {
                 // The profile is the one named in the form.
                 let named = Profile::new(&self.root, &name)
@@ -269,17 +357,43 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
             Some(Msg::Messages(name, msgs))
         }
         Effect::Send { to, text } => done(h.send(&to, &text).await.map(|_| String::new())),
-        Effect::Invite(one_time) => {
+        Effect::Invite {
+            one_time,
+            name,
+            file,
+        } => {
             let kind = if one_time {
                 InviteKind::OneTime
             } else {
                 InviteKind::ContactAddress
             };
-            match h.create_invite(kind, None).await {
-                Ok(link) => Some(Msg::InviteReady { one_time, link }),
-                Err(e) => done(Err(e)),
+            let link = match h.create_invite(kind, name).await {
+                Ok(link) => link,
+                Err(e) => return done(Err(e)),
+            };
+            match file {
+                None => Some(Msg::InviteReady { one_time, link }),
+                Some(path) => Some(Msg::Done(
+                    write_private(&path, &format!("{link}\n"))
+                        .map(|()| {
+                            format!("link written to {} (readable by you only)", path.display())
+                        })
+                        .map_err(|e| format!("writing {}: {e}", path.display())),
+                )),
             }
         }
+        Effect::SetRelay(address) => done(
+            h.set_relay(&address)
+                .await
+                .map(|()| "relay set; new contacts and moved mailboxes use it".into()),
+        ),
+        Effect::Receipts(name, on) => done(h.set_receipts(&name, on).await.map(|()| {
+            if on {
+                format!("read receipts to {name} on")
+            } else {
+                format!("read receipts to {name} off")
+            }
+        })),
         Effect::Accept { link, name } => {
             let name = match name {
                 Some(n) => n,
@@ -320,10 +434,37 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
                 .await
                 .map(|n| format!("deleted {n} messages on this device")),
         ),
-        Effect::Setup { .. } | Effect::Unlock(_) | Effect::Wipe | Effect::Bell | Effect::Quit => {
-            None
-        }
+        Effect::Setup { .. }
+        | Effect::Unlock(_)
+        | Effect::Wipe
+        | Effect::Bell
+        | Effect::Copy(_)
+        | Effect::OpenProfile(_)
+        | Effect::Quit => None,
     }
+}
+
+/// The OSC 52 sequence that asks the terminal to put `text` on the clipboard.
+fn osc52(text: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    format!("\x1b]52;c;{b64}\x07")
+}
+
+/// Writes `text` to a new or truncated file that only its owner can read (0600): an
+/// invite link is a capability.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open; make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 async fn start_engine(

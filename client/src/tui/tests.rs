@@ -18,7 +18,7 @@ use ratatui::text::Span;
 
 use super::app::{App, Effect, Focus, Mode, Msg, Popup, Screen, SetupForm};
 use super::keys::KeyMap;
-use super::view;
+use super::{text, view};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -425,7 +425,7 @@ fn renders_invite_with_qr_when_it_fits() {
         link: invite_link(),
     });
     let text = screen(&mut app, 100, 40);
-    assert!(text.contains('█'), "a QR code at 100x40");
+    assert!(text.contains('▀'), "a QR code at 100x40");
     assert!(shows_whole(&text, &invite_link()), "and the whole link");
     snapshot("invite_qr", &text);
 }
@@ -808,9 +808,23 @@ fn slash_searches_the_conversation() {
 #[test]
 fn invite_address_and_accept_commands() {
     let mut app = main_app();
-    assert_eq!(command(&mut app, "invite"), vec![Effect::Invite(true)]);
+    assert_eq!(
+        command(&mut app, "invite"),
+        vec![Effect::Invite {
+            one_time: true,
+            name: None,
+            file: None
+        }]
+    );
     assert_eq!(app.mode, Mode::Normal);
-    assert_eq!(command(&mut app, "address"), vec![Effect::Invite(false)]);
+    assert_eq!(
+        command(&mut app, "address"),
+        vec![Effect::Invite {
+            one_time: false,
+            name: None,
+            file: None
+        }]
+    );
     let link = invite_link();
     assert_eq!(
         command(&mut app, &format!("accept {link} alice")),
@@ -857,7 +871,14 @@ fn invite_address_and_accept_commands() {
 fn commands_typed_in_insert_mode() {
     let mut app = main_app();
     typed(&mut app, ":invite");
-    assert_eq!(app.update(key(KeyCode::Enter)), vec![Effect::Invite(true)]);
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Invite {
+            one_time: true,
+            name: None,
+            file: None
+        }]
+    );
     assert_eq!(app.input, "");
     let mut app = app_on(Screen::Main);
     typed(&mut app, ":accept hush:abc alice");
@@ -1313,7 +1334,8 @@ fn incoming(id: i64, from: &str, body: &str) -> Event {
 fn message_for_the_open_conversation() {
     let mut app = main_app();
     let fx = app.update(Msg::Engine(incoming(8, "bob", "hello")));
-    assert_eq!(fx, vec![Effect::Bell, loads("bob"), Effect::LoadContacts]);
+    // The list is reloaded after the conversation (which marks it read), not beside it.
+    assert_eq!(fx, vec![Effect::Bell, loads("bob")]);
     assert_eq!(app.messages.last().map(|m| m.body.as_str()), Some("hello"));
     assert_eq!(app.new_marker, None, "at the bottom: no marker");
     // Scrolled up: the first new message gets the marker, later ones do not move it.
@@ -1462,4 +1484,676 @@ fn opening_a_conversation_with_unread_messages_places_the_marker() {
     assert_eq!(app.new_marker, Some(3));
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("new messages below"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13
+
+/// contact-1 and contact-2, contact-2 open with its messages loaded.
+fn two_contacts_second_open() -> App {
+    let mut app = app_on(Screen::Main);
+    app.update(Msg::Contacts(vec![
+        contact("contact-1"),
+        contact("contact-2"),
+    ]));
+    app.update(Msg::Messages("contact-1".into(), conversation()));
+    app.update(ctrl('n'));
+    app.update(Msg::Messages("contact-2".into(), conversation()));
+    assert_eq!(app.current(), Some("contact-2"));
+    app
+}
+
+#[test]
+fn rename_keeps_the_renamed_contact_selected() {
+    for new in ["001-source", "آمنة"] {
+        let mut app = two_contacts_second_open();
+        let fx = command(&mut app, &format!("rename {new}"));
+        assert_eq!(
+            fx,
+            vec![Effect::Rename {
+                old: "contact-2".into(),
+                new: new.into()
+            }]
+        );
+        app.update(key(KeyCode::Char('i')));
+        // A list loaded before the rename committed keeps the old name.
+        app.update(Msg::Contacts(vec![
+            contact("contact-1"),
+            contact("contact-2"),
+        ]));
+        assert_eq!(app.current(), Some("contact-2"));
+        app.update(Msg::Done(Ok("renamed".into())));
+        // The engine's list, sorted: the renamed contact moves.
+        let mut list = vec![contact("contact-1"), contact(new)];
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        app.update(Msg::Contacts(list));
+        assert_eq!(app.current(), Some(new), "the selection follows the rename");
+        let text = screen(&mut app, 80, 24);
+        assert!(text.contains(&format!("to {new}")), "{text}");
+        typed(&mut app, "for your eyes");
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            vec![Effect::Send {
+                to: new.into(),
+                text: "for your eyes".into()
+            }],
+            "Enter sends to the contact on screen"
+        );
+    }
+}
+
+const CHINESE: &str = "我们明天下午三点在老地方见面，请带上那份文件和硬盘。如果有人跟踪你，就取消见面，改用这个应用联系我。不要打电话，也不要发短信，我们只用这里说话。";
+const JAPANESE: &str = "明日の午後三時にいつもの場所で会いましょう。書類とハードディスクを持ってきてください。誰かに後をつけられたら中止して、このアプリで連絡してください。";
+const ARABIC: &str = "سنلتقي غدا في الساعة الثالثة بعد الظهر في المكان المعتاد، أحضر الوثائق والقرص الصلب معك من فضلك ولا تتصل بي بالهاتف أبدا";
+const EMOJI: &str = "ok 👍🏽 see you 👨\u{200d}👩\u{200d}👧\u{200d}👦 at 3 🏳\u{fe0f}\u{200d}🌈 👩🏿\u{200d}💻 🇵🇸 🇺🇦 e\u{301} done 👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽👍🏽";
+
+/// The conversation pane's text: the rows right of the contact list, borders and spaces
+/// removed, joined.
+fn conversation_text(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.split_once("││").map(|(_, r)| r))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !matches!(c, '│' | ' '))
+        .collect()
+}
+
+fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| *c != ' ').collect()
+}
+
+#[test]
+fn wide_and_combined_text_shows_whole_at_80_columns() {
+    for body in [CHINESE, JAPANESE, ARABIC, EMOJI] {
+        let mut app = main_app();
+        app.messages = vec![
+            message(1, false, body, at(DAY1, 10, 2), DeliveryState::Received),
+            message(2, true, body, at(DAY1, 10, 3), DeliveryState::Delivered),
+        ];
+        let text = screen(&mut app, 80, 24);
+        let shown = conversation_text(&text);
+        let want = without_spaces(body);
+        assert_eq!(
+            shown.matches(want.as_str()).count(),
+            2,
+            "every character of both messages, in order:\n{text}"
+        );
+        // Nothing drawn past the pane's right border.
+        for line in text.lines().filter(|l| l.contains("││")) {
+            assert!(
+                text::width(line) <= 80 && line.ends_with('│'),
+                "{line:?} in\n{text}"
+            );
+        }
+    }
+    let mut app = main_app();
+    app.messages = vec![message(
+        1,
+        false,
+        CHINESE,
+        at(DAY1, 10, 2),
+        DeliveryState::Received,
+    )];
+    snapshot("chinese_80x24", &screen(&mut app, 80, 24));
+}
+
+fn with(mods: KeyModifiers, code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, mods))
+}
+
+#[test]
+fn backspace_removes_what_one_sees_as_one_character() {
+    let mut app = main_app();
+    app.update(Msg::Paste(format!(
+        "hi {}👍🏽",
+        "👨\u{200d}👩\u{200d}👧\u{200d}👦"
+    )));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(
+        app.input, "hi 👨\u{200d}👩\u{200d}👧\u{200d}👦",
+        "the thumb with its skin tone"
+    );
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "hi ", "the family in one press");
+    typed(&mut app, "中文");
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "hi 中");
+}
+
+#[test]
+fn the_input_is_a_line_editor() {
+    let mut app = main_app();
+    typed(&mut app, "send the files");
+    app.update(with(KeyModifiers::ALT, KeyCode::Left));
+    app.update(with(KeyModifiers::CONTROL, KeyCode::Left));
+    typed(&mut app, "me ");
+    assert_eq!(app.input, "send me the files");
+    app.update(ctrl('w'));
+    assert_eq!(app.input, "send the files");
+    app.update(key(KeyCode::Home));
+    typed(&mut app, "please ");
+    app.update(ctrl('e'));
+    typed(&mut app, " now");
+    assert_eq!(app.input, "please send the files now");
+    app.update(ctrl('a'));
+    app.update(key(KeyCode::Delete));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.input, "ease send the files now");
+    app.update(with(KeyModifiers::CONTROL, KeyCode::Right));
+    app.update(ctrl('k'));
+    assert_eq!(app.input, "ease");
+    app.update(key(KeyCode::Left));
+    app.update(ctrl('u'));
+    assert_eq!(app.input, "e");
+    app.update(key(KeyCode::End));
+    typed(&mut app, "!");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Send {
+            to: "bob".into(),
+            text: "e!".into()
+        }]
+    );
+    // The command line edits the same way.
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "rename x");
+    app.update(key(KeyCode::Left));
+    typed(&mut app, "Ma");
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.command, "rename Ma");
+}
+
+#[test]
+fn long_wide_input_shows_whole_with_the_cursor() {
+    let mut app = main_app();
+    typed(&mut app, CHINESE);
+    let text = screen(&mut app, 80, 24);
+    let input: String = text
+        .lines()
+        .skip_while(|l| !l.contains("to bob"))
+        .skip(1)
+        .filter_map(|l| l.split_once("││").map(|(_, r)| r))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !matches!(c, '│' | ' '))
+        .collect();
+    assert_eq!(input, format!("{CHINESE}▏"), "{text}");
+    // The cursor moved back stays on screen, where it is.
+    for _ in 0..10 {
+        app.update(key(KeyCode::Left));
+    }
+    let text = screen(&mut app, 80, 24);
+    let tail: String = CHINESE
+        .chars()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        without_spaces(&text.replace('│', "")).contains(&format!("▏{}", &tail[..3])),
+        "{text}"
+    );
+}
+
+/// A long engine error, as the engine words them.
+const LONG_ERROR: &str = "invalid invite: the link's checksum does not match; it was probably cut or \
+                          changed while copying: copy it again, whole, from the person who gave it";
+
+#[test]
+fn errors_are_readable_at_80_columns_and_survive_a_resize() {
+    let mut app = main_app();
+    app.update(Msg::Done(Err(LONG_ERROR.into())));
+    let mut terminal = render(&mut app, 100, 30);
+    terminal.backend_mut().resize(80, 24);
+    for ev in [
+        ratatui::crossterm::event::Event::Resize(80, 24),
+        ratatui::crossterm::event::Event::FocusGained,
+    ] {
+        if let Some(msg) = super::term_msg(ev) {
+            app.update(msg);
+        }
+    }
+    draw(&mut terminal, &mut app);
+    let text = buffer_text(terminal.backend().buffer());
+    let flat = without_spaces(&text.replace('\n', ""));
+    assert!(
+        flat.contains(&without_spaces(&format!("error: {LONG_ERROR}"))),
+        "the whole error after a resize:\n{text}"
+    );
+    assert!(text.lines().last().is_some_and(|l| l.contains("INSERT")));
+    snapshot("error_80x24", &text);
+}
+
+#[test]
+fn setup_form_wraps_its_error_and_warns_of_a_short_passphrase() {
+    let mut app = app_on(Screen::Setup(SetupForm {
+        field: 1,
+        ..new_form()
+    }));
+    typed(&mut app, "short");
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("5 characters are easy to guess"), "{text}");
+    typed(&mut app, " but fine now");
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("easy to guess"), "{text}");
+    app.update(Msg::Opened(Err(LONG_ERROR.into())));
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        without_spaces(&text.replace(['\n', '│'], "")).contains(&without_spaces(LONG_ERROR)),
+        "{text}"
+    );
+    snapshot("setup_long_error", &text);
+    // Warned, not refused.
+    let mut app = app_on(Screen::Setup(new_form()));
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "pw");
+    app.update(key(KeyCode::Enter));
+    typed(&mut app, "pw");
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(
+        app.update(key(KeyCode::Enter)).as_slice(),
+        [Effect::Setup { .. }]
+    ));
+}
+
+#[test]
+fn paste_keeps_line_breaks_and_works_on_unlock_and_setup() {
+    let mut app = main_app();
+    app.update(Msg::Paste("first\r\nsecond\rthird".into()));
+    assert_eq!(
+        app.input, "first\nsecond\nthird",
+        "no raw \\r stored or sent"
+    );
+    let mut app = app_on(locked());
+    app.update(Msg::Paste("from the password manager\n".into()));
+    assert!(
+        matches!(&app.screen, Screen::Unlock { pass, .. } if pass == "from the password manager")
+    );
+    let mut app = app_on(Screen::Setup(SetupForm {
+        field: 1,
+        ..new_form()
+    }));
+    app.update(Msg::Paste("generated passphrase".into()));
+    assert!(matches!(&app.screen, Screen::Setup(f) if f.pass == "generated passphrase"));
+}
+
+/// A valid one-time invite link: the one of crates/crypto/tests/vectors/conversation_one_time.json
+/// (the fixture above is only link-shaped).
+fn real_invite_link() -> String {
+    "hush:AQHvno32pyNFRoSSWGNnfgJJz8Um9pK9LeGN2i3iLxjCWXqxm8u4ML6K0gYKHBgDzT1l7fFb8uxM4JfYOo5PuXNNSf-igqxfJx_i7-L7k2jvnMu_xM5J0jBu94qMK6C1xZNaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWhFREXJlbGF5LmV4YW1wbGUub3Jnfodnhg".into()
+}
+
+/// Reads the QR modules back from the screen: every cell of the code must have explicit
+/// colours, dark black and light white, so that it reads the same on any theme.
+fn qr_on_screen(buf: &Buffer, compact: bool) -> Vec<Vec<bool>> {
+    use ratatui::style::Color;
+    let (cw, ch) = if compact { (2, 3) } else { (1, 2) };
+    let mut rows: Vec<Vec<bool>> = Vec::new();
+    for y in 0..buf.area.height {
+        let cells: Vec<_> = (0..buf.area.width)
+            .map(|x| &buf[(x, y)])
+            .filter(|c| matches!(c.bg, Color::White | Color::Black))
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let mut band = vec![Vec::new(); ch];
+        for cell in cells {
+            let bits = if compact {
+                assert_eq!((cell.fg, cell.bg), (Color::Black, Color::White));
+                let c = cell.symbol().chars().next().expect("a symbol");
+                super::qr::sextant_bits(c).expect("a sextant")
+            } else {
+                assert_eq!(cell.symbol(), "▀");
+                for c in [cell.fg, cell.bg] {
+                    assert!(matches!(c, Color::Black | Color::White), "{c:?}");
+                }
+                u32::from(cell.fg == Color::Black) | u32::from(cell.bg == Color::Black) << 1
+            };
+            for (dy, row) in band.iter_mut().enumerate() {
+                for dx in 0..cw {
+                    row.push(bits & (1 << (dy * cw + dx)) != 0);
+                }
+            }
+        }
+        rows.extend(band);
+    }
+    rows
+}
+
+#[test]
+fn the_invite_view_has_the_link_on_whole_rows_and_a_qr_code_in_explicit_colours() {
+    let link = real_invite_link();
+    for (w, h) in [(80, 24), (80, 40), (100, 40), (220, 50)] {
+        let mut app = main_app();
+        app.update(Msg::InviteReady {
+            one_time: true,
+            link: link.clone(),
+        });
+        let term = render(&mut app, w, h);
+        let text = buffer_text(term.backend().buffer());
+        // The link: rows that hold nothing else, at the left edge, joined by line breaks.
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("hush:"))
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(rows.concat(), link, "{w}x{h}:\n{text}");
+        assert!(
+            !text.contains('│') && !text.contains('─'),
+            "no border to copy with the link at {w}x{h}:\n{text}"
+        );
+        assert!(text.contains("Esc closes"));
+        // The QR code at 80x40 and up (the design's promise), in its standard form.
+        let qr = qr_on_screen(term.backend().buffer(), false);
+        if h >= 40 {
+            let want = super::qr::modules(&link, 4).expect("a code");
+            assert_eq!(qr[..want.len()], want[..], "{w}x{h}");
+        } else {
+            assert!(qr.is_empty());
+            assert!(text.contains("z tries the compact"), "{text}");
+        }
+    }
+    // The compact rendering fits 80x24.
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: link.clone(),
+    });
+    app.update(ch('z'));
+    let term = render(&mut app, 80, 24);
+    let qr = qr_on_screen(term.backend().buffer(), true);
+    let want = super::qr::modules(&link, 2).expect("a code");
+    assert!(
+        qr.len() >= want.len(),
+        "{}",
+        buffer_text(term.backend().buffer())
+    );
+    for (y, row) in want.iter().enumerate() {
+        assert_eq!(qr[y][..row.len()], row[..], "row {y}");
+    }
+    snapshot(
+        "invite_compact_80x24",
+        &buffer_text(term.backend().buffer()),
+    );
+}
+
+#[test]
+fn copy_and_write_an_invite() {
+    let mut app = main_app();
+    app.update(Msg::InviteReady {
+        one_time: true,
+        link: "hush:xyz".into(),
+    });
+    assert_eq!(app.update(ch('c')), vec![Effect::Copy("hush:xyz".into())]);
+    assert!(app.popup.is_some());
+    assert_eq!(
+        super::osc52("hush:xyz"),
+        "\x1b]52;c;aHVzaDp4eXo=\x07",
+        "OSC 52, clipboard, base64"
+    );
+    app.update(key(KeyCode::Esc));
+    assert_eq!(
+        command(&mut app, "invite --file /tmp/for-amina.txt Amina K"),
+        vec![Effect::Invite {
+            one_time: true,
+            name: Some("Amina K".into()),
+            file: Some("/tmp/for-amina.txt".into())
+        }]
+    );
+    assert_eq!(
+        command(&mut app, "address --file tip.txt"),
+        vec![Effect::Invite {
+            one_time: false,
+            name: None,
+            file: Some("tip.txt".into())
+        }]
+    );
+    assert!(command(&mut app, "invite --file").is_empty());
+    assert!(command(&mut app, "address tipline").is_empty());
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("link.txt");
+    std::fs::write(&path, "old").expect("write");
+    super::write_private(&path, "hush:xyz\n").expect("written");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), "hush:xyz\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn accept_strips_what_a_copy_picks_up() {
+    let link = real_invite_link();
+    let (a, b) = link.split_at(80);
+    let (b, c) = b.split_at(80);
+    let mut app = main_app();
+    // Copied from a bordered box over three rows, pasted into the command line.
+    app.update(key(KeyCode::Esc));
+    app.update(ch(':'));
+    typed(&mut app, "accept ");
+    app.update(Msg::Paste(format!("│{a}│\r\n│{b}│\n│{c}  │\n")));
+    let fx = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        fx,
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: None
+        }]
+    );
+    // And with a name after it.
+    assert_eq!(
+        command(&mut app, &format!("accept {a}│ │{b} {c} Amina K")),
+        vec![Effect::Accept {
+            link: link.clone(),
+            name: Some("Amina K".into())
+        }]
+    );
+    // A relay address is named for what it is.
+    let relay = "hush://q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA@relay.example:4433";
+    assert!(command(&mut app, &format!("accept {relay}")).is_empty());
+    assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("that is a relay address, not an invite")),
+        "{:?}",
+        app.status
+    );
+}
+
+#[test]
+fn relay_receipts_commands() {
+    let mut app = main_app();
+    let relay = "hush://q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA@relay.example:4433";
+    assert_eq!(
+        command(&mut app, &format!("relay {relay}")),
+        vec![Effect::SetRelay(relay.into())]
+    );
+    assert_eq!(
+        command(&mut app, "receipts off"),
+        vec![Effect::Receipts("bob".into(), false)]
+    );
+    assert_eq!(
+        command(&mut app, "receipts on"),
+        vec![Effect::Receipts("bob".into(), true)]
+    );
+    assert!(command(&mut app, "receipts maybe").is_empty());
+}
+
+#[test]
+fn the_unread_badge_clears_when_the_conversation_is_opened() {
+    let mut app = main_app();
+    app.update(Msg::Messages("bob".into(), conversation()));
+    // Down to carol (3 unread): her messages load, which marks them read in the engine.
+    let fx = app.update(key(KeyCode::Down));
+    assert!(
+        !fx.contains(&Effect::LoadContacts),
+        "no list load racing the one that marks read: {fx:?}"
+    );
+    // A list read before the messages were marked read still says 3.
+    app.update(Msg::Contacts(contacts()));
+    let fx = app.update(Msg::Messages("carol".into(), conversation()));
+    assert!(
+        fx.contains(&Effect::LoadContacts),
+        "the list is reloaded after the mark: {fx:?}"
+    );
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("carol (3)"), "{text}");
+    // The reloaded list does not load the conversation again (no loop).
+    let mut list = contacts();
+    list[1].unread = 0;
+    assert!(app.update(Msg::Contacts(list)).is_empty());
+    // A message arriving in the open conversation: read on arrival, no badge.
+    let fx = app.update(Msg::Engine(incoming(20, "carol", "hi")));
+    assert!(!fx.contains(&Effect::LoadContacts), "{fx:?}");
+    assert!(fx.contains(&loads("carol")));
+}
+
+#[test]
+fn expired_messages_leave_the_screen_on_the_next_tick() {
+    let mut app = main_app();
+    let expires = at(DAY2, 8, 20) + 86_400;
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("got them, thanks"));
+    app.update(Msg::Tick(expires - 1));
+    assert!(screen(&mut app, 80, 24).contains("got them, thanks"));
+    assert!(app.update(Msg::Tick(expires)).is_empty());
+    let text = screen(&mut app, 80, 24);
+    assert!(!text.contains("got them, thanks"), "{text}");
+    assert!(text.contains("see you at three"));
+}
+
+#[test]
+fn times_show_in_the_local_zone_with_its_name() {
+    let mut app = main_app();
+    app.tz = jiff::tz::TimeZone::get("Asia/Tokyo").expect("the bundled zone database");
+    let text = screen(&mut app, 80, 24);
+    // 10:02 UTC is 19:02 in Tokyo; 23:58 UTC on the first day is 08:58 on the next.
+    assert!(
+        text.contains("19:02 bob: are you around tomorrow?"),
+        "{text}"
+    );
+    assert!(text.contains("── 2026-11-22 (Asia/Tokyo) ──"), "{text}");
+    assert!(text.contains("08:58 bob: good."), "{text}");
+    assert_eq!(text.matches("(Asia/Tokyo)").count(), 2, "{text}");
+    app.tz = jiff::tz::TimeZone::get("America/New_York").expect("zone");
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        text.contains("05:02 bob: are you around tomorrow?"),
+        "{text}"
+    );
+}
+
+#[test]
+fn help_shows_the_keys_as_rebound() {
+    let overrides: HashMap<String, String> =
+        [("send", "ctrl-s"), ("newline", "enter"), ("help", "f2")]
+            .into_iter()
+            .map(|(a, k)| (a.to_string(), k.to_string()))
+            .collect();
+    let (keys, _) = KeyMap::with_overrides(&overrides);
+    let mut app = App::new(Screen::Main, "alice", keys, true);
+    app.contacts = contacts();
+    app.messages = conversation();
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("F2 help"), "{text}");
+    app.update(key(KeyCode::F(2)));
+    let text = screen(&mut app, 80, 24);
+    let row = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in\n{text}"))
+            .to_string()
+    };
+    assert!(row("send (insert mode)").contains("Ctrl-S"), "{text}");
+    assert!(row("new line in the message").contains("Enter"), "{text}");
+    assert!(
+        !row("new line in the message").contains("Alt-Enter"),
+        "{text}"
+    );
+    assert!(text.contains("help (F2 or ?"), "{text}");
+}
+
+fn chooser() -> App {
+    app_on(Screen::Choose {
+        profiles: vec!["personal".into(), "tipline".into()],
+        selected: 0,
+        new_name: "default".into(),
+    })
+}
+
+#[test]
+fn several_profiles_are_chosen_from() {
+    let mut app = chooser();
+    snapshot("choose_profile", &screen(&mut app, 80, 24));
+    app.update(key(KeyCode::Down));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::OpenProfile("tipline".into())]
+    );
+    let fx = app.update(Msg::ProfileChosen {
+        name: "tipline".into(),
+        keys: KeyMap::default(),
+        bell: false,
+        bad_keys: Vec::new(),
+        found: Ok(passphrase::Resolution::Prompt),
+    });
+    assert!(fx.is_empty());
+    assert!(matches!(app.screen, Screen::Unlock { busy: false, .. }));
+    assert_eq!(app.profile, "tipline");
+    assert!(!app.bell, "the chosen profile's config applies");
+    assert!(screen(&mut app, 80, 24).contains("Profile \"tipline\""));
+
+    // A passphrase source of the chosen profile opens it at once.
+    let mut app = chooser();
+    app.update(key(KeyCode::Enter));
+    let fx = app.update(Msg::ProfileChosen {
+        name: "personal".into(),
+        keys: KeyMap::default(),
+        bell: true,
+        bad_keys: Vec::new(),
+        found: Ok(passphrase::Resolution::Found(hush_core::Passphrase::new(
+            "pw".into(),
+        ))),
+    });
+    assert!(matches!(fx.as_slice(), [Effect::Unlock(_)]));
+
+    // The last entry creates the profile named on the command line.
+    let mut app = chooser();
+    for _ in 0..5 {
+        app.update(key(KeyCode::Down));
+    }
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(matches!(&app.screen, Screen::Setup(f) if f.name == "default"));
+}
+
+#[test]
+fn popups_wrap_wide_text_whole() {
+    let mut app = main_app();
+    let name = "李明华（北京日报调查组的消息来源，请勿外传此联系人）";
+    app.popup = Some(Popup::ConfirmDelete(name.into()));
+    let text = screen(&mut app, 80, 24);
+    let flat = without_spaces(&text.replace(['│', '\n'], ""));
+    assert!(
+        flat.contains(&without_spaces(&format!(
+            "Delete every message with {name} on this device? y / n"
+        ))),
+        "{text}"
+    );
+    let mut app = main_app();
+    app.popup = Some(Popup::ConfirmDelete(ARABIC.into()));
+    let text = screen(&mut app, 80, 24);
+    let flat = without_spaces(&text.replace(['│', '\n'], ""));
+    assert!(flat.contains(&without_spaces(ARABIC)), "{text}");
+    // Word wrapping takes more rows than the width divided by the popup's: they all show.
+    let mut app = main_app();
+    let long = "x".repeat(64);
+    app.popup = Some(Popup::ConfirmDelete(long.clone()));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("y / n"), "{text}");
 }

@@ -1,20 +1,27 @@
 //! Drawing: a pure function of the [`App`] state onto a ratatui frame.
 //!
-//! Usable from 80x24 up; panes shrink, never overlap. Times are shown in UTC (no time
-//! zone database is linked), with the day separators saying so.
+//! Usable from 80x24 up; panes shrink, never overlap. Times are shown in the app's time
+//! zone (the system's, from `TZ` or `/etc/localtime`), the day separators naming it.
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 
 use super::app::{App, Focus, Mode, Popup, Screen, SetupForm};
+use super::keys::{Action, KeyMap};
+use super::{qr, text};
 
 /// Draws the whole UI. Returns how many lines the conversation can scroll up, which only
 /// the view knows (it wraps the lines); the driver clamps [`App::scroll`] to it.
 pub fn draw(f: &mut Frame<'_>, app: &App) -> usize {
     match &app.screen {
+        Screen::Choose {
+            profiles,
+            selected,
+            new_name,
+        } => draw_choose(f, profiles, *selected, new_name),
         Screen::Setup(form) => draw_setup(f, form),
         Screen::Unlock { pass, error, busy } => draw_unlock(f, app, pass, error.as_deref(), *busy),
         Screen::Main => return draw_main(f, app),
@@ -33,8 +40,58 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
+/// A passphrase shorter than this gets a warning on the setup screen (not a refusal: the
+/// choice is the user's).
+pub const SHORT_PASSPHRASE: usize = 12;
+
+/// `text` as lines of at most `width` columns, each styled by `style`.
+fn wrapped(text: &str, width: u16, style: Style) -> Vec<Line<'static>> {
+    text::wrap_text(text, usize::from(width).max(1))
+        .into_iter()
+        .map(|r| Line::styled(r, style))
+        .collect()
+}
+
+fn draw_choose(f: &mut Frame<'_>, profiles: &[String], selected: usize, new_name: &str) {
+    let width = 60.min(f.area().width);
+    let mut lines = wrapped(
+        "Several profiles live here. Which one?",
+        width.saturating_sub(2),
+        Style::new(),
+    );
+    lines.push(Line::from(""));
+    let entries = profiles
+        .iter()
+        .map(|p| format!("  {p}"))
+        .chain(std::iter::once(format!(
+            "+ create a new profile ({new_name})"
+        )));
+    for (i, entry) in entries.enumerate() {
+        let style = if i == selected {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(entry, style));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from("Up/Down choose, Enter opens, Ctrl-C quits.").dim());
+    lines.push(Line::from("hush --profile NAME opens one directly.").dim());
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let area = centered(f.area(), width, height);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" hush: profiles "),
+        ),
+        area,
+    );
+}
+
 fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
-    let area = centered(f.area(), 70, 15);
+    let width = 70.min(f.area().width);
+    let inner = width.saturating_sub(2);
     let field = |i: usize, label: &str, value: String| {
         let style = if form.field == i {
             Style::new().add_modifier(Modifier::REVERSED)
@@ -61,12 +118,25 @@ fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
         Line::from("Leave the relay empty to use the built-in one on this machine.").dim(),
         Line::from("Tab/Up/Down move, Enter continues, Ctrl-C quits.").dim(),
     ];
+    let short = form.pass.chars().count();
+    if short > 0 && short < SHORT_PASSPHRASE {
+        lines.extend(wrapped(
+            &format!(
+                "⚠ {short} characters are easy to guess for whoever takes this device; \
+                 {SHORT_PASSPHRASE} or more (a few random words) are safer."
+            ),
+            inner,
+            Style::new(),
+        ));
+    }
     if form.busy {
         lines.push(Line::from("Creating the encrypted store…"));
     }
     if let Some(e) = &form.error {
-        lines.push(Line::from(format!("⚠ {e}")).bold());
+        lines.extend(wrapped(&format!("⚠ {e}"), inner, Style::new().bold()));
     }
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX).max(15);
+    let area = centered(f.area(), width, height);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
@@ -78,7 +148,7 @@ fn draw_setup(f: &mut Frame<'_>, form: &SetupForm) {
 }
 
 fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, busy: bool) {
-    let area = centered(f.area(), 60, 8);
+    let width = 60.min(f.area().width);
     let mut lines = vec![
         Line::from(format!("Profile {:?}", app.profile)),
         Line::from(vec![
@@ -93,8 +163,14 @@ fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, bu
         lines.push(Line::from("Unlocking…"));
     }
     if let Some(e) = error {
-        lines.push(Line::from(format!("⚠ {e}")).bold());
+        lines.extend(wrapped(
+            &format!("⚠ {e}"),
+            width.saturating_sub(2),
+            Style::new().bold(),
+        ));
     }
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX).max(8);
+    let area = centered(f.area(), width, height);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
@@ -106,8 +182,14 @@ fn draw_unlock(f: &mut Frame<'_>, app: &App, pass: &str, error: Option<&str>, bu
 }
 
 fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
-    let [body, status] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+    let (bar, message) = status_rows(app, f.area().width);
+    let message_h = u16::try_from(message.len()).unwrap_or(u16::MAX);
+    let [body, message_area, status] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(message_h),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
     let contacts_w = (body.width / 4).clamp(16, 30);
     let [left, right] =
         Layout::horizontal([Constraint::Length(contacts_w), Constraint::Min(20)]).areas(body);
@@ -123,9 +205,11 @@ fn draw_main(f: &mut Frame<'_>, app: &App) -> usize {
         Layout::vertical([Constraint::Min(3), Constraint::Length(input_h)]).areas(right);
     let max_scroll = draw_conversation(f, app, conv);
     draw_input(f, app, input, rows);
-    draw_status(f, app, status);
+    f.render_widget(Paragraph::new(bar).reversed(), status);
+    f.render_widget(Clear, message_area);
+    f.render_widget(Paragraph::new(message).bold(), message_area);
     if let Some(p) = &app.popup {
-        draw_popup(f, p);
+        draw_popup(f, p, &app.keys);
     }
     max_scroll
 }
@@ -176,17 +260,22 @@ fn draw_contacts(f: &mut Frame<'_>, app: &App, area: Rect) {
     );
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The day, the time of day and the zone's name of a message's time, in `tz`.
+fn local_time(tz: &jiff::tz::TimeZone, unix: u64) -> (String, String, String) {
+    let at = jiff::Timestamp::from_second(i64::try_from(unix).unwrap_or(i64::MAX))
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_zoned_datetime(tz.clone());
+    let zone = match tz.iana_name() {
+        // No zone configured: the times are UTC, say so.
+        Some("Etc/Unknown") => "UTC".to_string(),
+        Some(name) => name.to_string(),
+        None => at.strftime("%Z").to_string(),
+    };
+    (
+        at.strftime("%Y-%m-%d").to_string(),
+        at.strftime("%H:%M").to_string(),
+        zone,
+    )
 }
 
 fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
@@ -235,11 +324,10 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
         }
     }
     for m in visible {
-        let day = (m.sent_at / 86_400) as i64;
-        if last_day != Some(day) {
-            let (y, mo, d) = civil(day);
+        let (day, hm, zone) = local_time(&app.tz, m.sent_at);
+        if last_day.as_ref() != Some(&day) {
             lines.push(
-                Line::from(format!("── {y:04}-{mo:02}-{d:02} (UTC) ──"))
+                Line::from(format!("── {day} ({zone}) ──"))
                     .dim()
                     .alignment(Alignment::Center),
             );
@@ -252,8 +340,7 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
                     .alignment(Alignment::Center),
             );
         }
-        let hm = m.sent_at % 86_400;
-        let time = format!("{:02}:{:02} ", hm / 3600, (hm % 3600) / 60);
+        let time = format!("{hm} ");
         let (who, style) = if m.outgoing {
             ("me", Style::new().bold())
         } else {
@@ -274,20 +361,16 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
             } else {
                 vec![Span::raw("      ")]
             };
-            // Wrap by hand so scrolling can count lines exactly.
+            // Wrap by hand so scrolling can count lines exactly; by display width, so that
+            // wide characters are neither cut off nor pushed past the edge.
             let mut first = true;
-            let chars: Vec<char> = text_line.chars().collect();
-            let room = width
-                .saturating_sub(if i == 0 {
-                    time.len() + who.len() + 2
-                } else {
-                    6
-                })
-                .max(8);
-            let mut chunks: Vec<String> = chars.chunks(room).map(|c| c.iter().collect()).collect();
-            if chunks.is_empty() {
-                chunks.push(String::new());
-            }
+            let lead = if i == 0 {
+                text::width(&time) + text::width(who) + 2
+            } else {
+                6
+            };
+            let room = width.saturating_sub(lead).max(8);
+            let chunks = text::wrap(text_line, room, width.saturating_sub(6).max(8));
             let n = chunks.len();
             for (j, chunk) in chunks.into_iter().enumerate() {
                 let mut spans = if first {
@@ -314,33 +397,22 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
     max_scroll
 }
 
-/// The input box's text as screen rows: its lines cut to `width` characters, the cursor
-/// after the last. Cut by hand so that the box grows to fit the wrapped text.
+/// The cursor drawn in the input.
+const CURSOR: &str = "▏";
+
+/// The input box's text as screen rows, wrapped to `width` columns, with the cursor where
+/// one types. Wrapped by hand so that the box grows to fit the text.
 fn input_rows(app: &App, width: usize) -> Vec<String> {
-    let text = match app.mode {
-        Mode::Command => format!(":{}", app.command),
-        Mode::Search => format!("/{}", app.command),
-        Mode::Insert | Mode::Normal => app.input.clone(),
+    let (prefix, line, cursor) = match app.mode {
+        Mode::Command => (":", &app.command, &app.command_cursor),
+        Mode::Search => ("/", &app.command, &app.command_cursor),
+        Mode::Insert | Mode::Normal => ("", &app.input, &app.cursor),
     };
-    let cursor = if matches!(app.mode, Mode::Insert | Mode::Command | Mode::Search) {
-        "▏"
-    } else {
-        ""
-    };
-    format!("{text}{cursor}")
-        .split('\n')
-        .flat_map(|line| {
-            let chars: Vec<char> = line.chars().collect();
-            if chars.is_empty() {
-                vec![String::new()]
-            } else {
-                chars
-                    .chunks(width.max(1))
-                    .map(|c| c.iter().collect())
-                    .collect()
-            }
-        })
-        .collect()
+    let mut shown = line.clone();
+    if app.mode != Mode::Normal {
+        shown.insert_str(cursor.pos(line), CURSOR);
+    }
+    text::wrap_text(&format!("{prefix}{shown}"), width.max(1))
 }
 
 fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
@@ -356,13 +428,21 @@ fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
             }
         }
     };
-    // When the box is at its largest, the end (where one types) stays in view.
-    let room = usize::from(area.height.saturating_sub(2));
+    // When the box is at its largest, the row where one types stays in view, and below it
+    // as much of the rest as fits.
+    let room = usize::from(area.height.saturating_sub(2)).max(1);
+    let at = rows
+        .iter()
+        .position(|r| r.contains(CURSOR))
+        .unwrap_or(rows.len().saturating_sub(1));
+    let mut start = rows.len().saturating_sub(room).min(at);
+    if at >= start + room {
+        start = at + 1 - room;
+    }
     let shown: Vec<Line<'_>> = rows
         .into_iter()
-        .rev()
+        .skip(start)
         .take(room)
-        .rev()
         .map(Line::from)
         .collect();
     f.render_widget(
@@ -371,7 +451,12 @@ fn draw_input(f: &mut Frame<'_>, app: &App, area: Rect, rows: Vec<String>) {
     );
 }
 
-fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
+/// Status messages (errors above all) take at most this many rows above the bar.
+const STATUS_ROWS: usize = 4;
+
+/// The status bar, and the status message: in the bar when it fits there, else on rows of
+/// its own above it, wrapped, so that an error is read whole at 80 columns.
+fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     let mode = match app.mode {
         Mode::Insert => "INSERT",
         Mode::Normal => "NORMAL",
@@ -390,83 +475,156 @@ fn draw_status(f: &mut Frame<'_>, app: &App, area: Rect) {
     };
     // `?` is help in normal mode only; in insert mode it is a character.
     let help = if app.mode == Mode::Normal {
-        "? help"
+        "? help".to_string()
     } else {
-        "F1 help"
+        format!("{} help", app.keys.keys_for(Action::Help))
     };
-    let mut text = format!(" {mode} │ {relay} │ {privacy} │ {help}");
-    if let Some(s) = &app.status {
-        text = format!("{text} │ {s}");
-    }
-    f.render_widget(Paragraph::new(text).reversed(), area);
-}
-
-const HELP: &[(&str, &str)] = &[
-    ("Enter", "send (insert mode)"),
-    ("Alt-Enter / Ctrl-J", "new line in the message"),
-    ("Up/Down, Ctrl-N/P", "choose contact"),
-    ("Tab", "switch contacts / input"),
-    ("PageUp/PageDown", "scroll the conversation"),
-    ("Esc", "normal mode: j/k gg G i / :"),
-    (
-        ":invite  :address",
-        "make a one-time invite / contact address",
-    ),
-    (":accept LINK [NAME]", "accept an invite"),
-    (":rename NAME", "rename the contact"),
-    (":verify", "safety number (m marks verified)"),
-    (":disappear 1h|off", "disappearing messages"),
-    (":search TEXT  /TEXT", "search the conversation"),
-    (":delete", "delete local history with the contact"),
-    (":wipe", "panic wipe (asks first)"),
-    (":quit  Ctrl-C", "quit"),
-];
-
-fn qr_lines(text: &str) -> Vec<Line<'static>> {
-    match qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .build()
-            .lines()
-            .map(|l| Line::from(l.to_string()))
-            .collect(),
-        Err(_) => vec![Line::from("(too long for a QR code)")],
+    let bar = format!(" {mode} │ {relay} │ {privacy} │ {help}");
+    match app.status.as_deref().filter(|s| !s.is_empty()) {
+        None => (bar, Vec::new()),
+        Some(s) if text::width(&bar) + 3 + text::width(s) <= usize::from(width) => {
+            (format!("{bar} │ {s}"), Vec::new())
+        }
+        Some(s) => {
+            let mut rows = text::wrap_text(s, usize::from(width.saturating_sub(1)).max(1));
+            if rows.len() > STATUS_ROWS {
+                rows.truncate(STATUS_ROWS);
+                if let Some(last) = rows.last_mut() {
+                    last.push('…');
+                }
+            }
+            (
+                bar,
+                rows.into_iter()
+                    .map(|r| Line::from(format!(" {r}")))
+                    .collect(),
+            )
+        }
     }
 }
 
-fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
+/// The help: the keys as bound now (the `[keys]` of config.toml applied), and the
+/// commands.
+fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
+    let k = |a: Action| keys.keys_for(a);
+    vec![
+        (k(Action::Send), "send (insert mode)"),
+        (k(Action::Newline), "new line in the message"),
+        (
+            k(Action::NextContact),
+            "next contact (Down on an empty input)",
+        ),
+        (k(Action::PrevContact), "previous contact (Up)"),
+        (k(Action::Focus), "switch contacts / input"),
+        (
+            format!("{} / {}", k(Action::PageUp), k(Action::PageDown)),
+            "scroll the conversation",
+        ),
+        (k(Action::Escape), "normal mode: j/k gg G i / :"),
+        (
+            "Left Right Home End".into(),
+            "move; with Alt or Ctrl by word",
+        ),
+        (
+            "Ctrl-A/E/U/W/K Del".into(),
+            "start, end, cut: line, word, rest",
+        ),
+        (":invite [NAME]".into(), "one-time invite (--file PATH)"),
+        (":address".into(), "contact address (--file PATH)"),
+        (":accept LINK [NAME]".into(), "accept an invite"),
+        (":rename NAME".into(), "rename the contact"),
+        (":verify".into(), "safety number (m marks verified)"),
+        (":disappear 1h|off".into(), "disappearing messages"),
+        (":receipts on|off".into(), "read receipts to the contact"),
+        (":relay ADDRESS".into(), "use this relay"),
+        (":search TEXT  /TEXT".into(), "search the conversation"),
+        (":delete".into(), "delete local history with the contact"),
+        (":wipe".into(), "panic wipe (asks first)"),
+        (format!(":quit  {}", k(Action::Quit)), "quit"),
+    ]
+}
+
+/// The keys of the invite view.
+const INVITE_KEYS: &str = "c copies the link (OSC 52) · z switches the QR rendering · Esc closes";
+
+/// An invite fills the screen without borders: the QR code when it fits, and the link on
+/// whole rows at the left edge, so that a terminal selection copies nothing but the link
+/// (over several rows it picks up only line breaks, which `:accept` removes).
+fn draw_invite(f: &mut Frame<'_>, title: &str, link: &str, compact: bool) {
+    let screen = f.area();
+    let width = usize::from(screen.width).max(1);
+    let link_rows: Vec<String> = link
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(width)
+        .map(|c| c.iter().collect())
+        .collect();
+    let hints = text::wrap_text(INVITE_KEYS, width);
+    let title = wrapped(title, screen.width, Style::new().bold());
+    let height = usize::from(screen.height);
+    let fixed = title.len() + link_rows.len() + hints.len();
+    let (code, note) = match qr::lines(link, compact) {
+        Some(code)
+            if code.len() + fixed <= height && code.first().map_or(0, Line::width) <= width =>
+        {
+            (code, None)
+        }
+        Some(code) => {
+            let other = if compact { "the larger" } else { "the compact" };
+            let need = code.len() + fixed;
+            let note = format!(
+                "(the QR code needs {need} rows: a taller terminal shows it, z tries {other} \
+                 rendering)"
+            );
+            (Vec::new(), Some(note))
+        }
+        None => (Vec::new(), Some("(too long for a QR code)".to_string())),
+    };
+    let note = note.map_or_else(Vec::new, |n| wrapped(&n, screen.width, Style::new().dim()));
+    // Blank rows between the parts when there is room for them.
+    let used = fixed + code.len() + note.len();
+    let gap = |n: usize| (used + n <= height).then(|| Line::from(""));
+    let mut lines: Vec<Line<'_>> = title;
+    lines.extend(gap(3));
+    lines.extend(note);
+    lines.extend(code.into_iter().map(|l| l.alignment(Alignment::Center)));
+    lines.extend(gap(2));
+    lines.extend(link_rows.into_iter().map(Line::from));
+    lines.extend(gap(1));
+    lines.extend(hints.into_iter().map(|h| Line::from(h).dim()));
+    f.render_widget(Clear, screen);
+    f.render_widget(Paragraph::new(lines), screen);
+}
+
+fn draw_popup(f: &mut Frame<'_>, popup: &Popup, keys: &KeyMap) {
     let screen = f.area();
     let (title, lines): (String, Vec<Line<'_>>) = match popup {
-        Popup::Help => (
-            " help (Esc closes) ".into(),
-            HELP.iter()
-                .map(|(k, v)| Line::from(vec![Span::raw(format!("{k:<22}")).bold(), Span::raw(*v)]))
-                .collect(),
-        ),
-        Popup::Invite { title, link } => {
-            let mut l = Vec::new();
-            // The QR code only when it fits above the whole link; the link always.
-            let qr = qr_lines(link);
-            let link_rows = link
-                .chars()
-                .count()
-                .div_ceil(usize::from(screen.width.saturating_sub(2)).max(1));
-            if qr.len() + link_rows + 3 <= usize::from(screen.height)
-                && qr.first().map_or(0, |q| q.width()) as u16 + 4 <= screen.width
-            {
-                l.extend(qr);
-            }
-            l.push(Line::from(link.clone()));
-            l.push(Line::from("Esc closes").dim());
-            (format!(" {title} "), l)
+        Popup::Help => {
+            let rows = help_rows(keys);
+            let w = rows.iter().map(|(k, _)| text::width(k)).max().unwrap_or(0) + 2;
+            (
+                format!(" help ({} or ?; Esc closes) ", keys.keys_for(Action::Help)),
+                rows.into_iter()
+                    .map(|(k, v)| {
+                        let pad = " ".repeat(w.saturating_sub(text::width(&k)));
+                        Line::from(vec![Span::raw(k + &pad).bold(), Span::raw(v)])
+                    })
+                    .collect(),
+            )
+        }
+        Popup::Invite {
+            title,
+            link,
+            compact,
+        } => {
+            draw_invite(f, title, link, *compact);
+            return;
         }
         Popup::Safety { name, info } => {
             let mut l = Vec::new();
-            let qr = qr_lines(&info.qr);
+            let qr = qr::lines(&info.qr, false).unwrap_or_default();
             if qr.len() as u16 + 8 <= screen.height {
-                l.extend(qr);
+                l.extend(qr.into_iter().map(|l| l.alignment(Alignment::Center)));
             }
             l.push(Line::from(info.digits.clone()).bold());
             l.push(Line::from(if info.verified {
@@ -497,19 +655,27 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup) {
         .unwrap_or(10)
         .saturating_add(4)
         .min(usize::from(screen.width)) as u16;
-    // Count wrapped rows, not lines: a link wider than the screen takes several, and all of
-    // it must show.
-    let inner = usize::from(w.saturating_sub(2)).max(1);
-    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
-    let h = u16::try_from(rows + 2)
+    // A line wider than the popup is wrapped here, by words and display width, so that the
+    // popup's height counts its rows exactly and all of it shows.
+    let inner = w.saturating_sub(2);
+    let lines: Vec<Line<'_>> = lines
+        .into_iter()
+        .flat_map(|l| {
+            if l.width() <= usize::from(inner) {
+                return vec![l];
+            }
+            let style = l.spans.first().map_or(l.style, |s| l.style.patch(s.style));
+            let plain: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+            wrapped(&plain, inner, style)
+        })
+        .collect();
+    let h = u16::try_from(lines.len() + 2)
         .unwrap_or(u16::MAX)
         .min(screen.height);
     let area = centered(screen, w, h);
     f.render_widget(Clear, area);
     f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(title)),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
 }
