@@ -335,6 +335,70 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Tries what `run` needs from this machine, so that `check` fails where `run` would:
+    /// binds the QUIC address (UDP) and the metrics address (TCP) and releases them at once,
+    /// and checks that `data_dir` is a writable directory, or can be created as one (a probe
+    /// file is created and removed; nothing else is written). Errors name the address or
+    /// path: they are the operator's own settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the address or path that cannot be used, [`Error::Config`] if
+    /// `data_dir` is, or lies under, something that is not a directory.
+    pub fn check_resources(&self) -> Result<(), Error> {
+        std::net::UdpSocket::bind(self.listen)
+            .map_err(|e| Error::io(format!("binding listen = {} (UDP)", self.listen), e))?;
+        if let Some(m) = self.metrics_listen {
+            std::net::TcpListener::bind(m.0)
+                .map_err(|e| Error::io(format!("binding metrics_listen = {} (TCP)", m.0), e))?;
+        }
+        check_writable_dir(&self.data_dir)
+    }
+}
+
+/// `dir` is a writable directory, or its nearest existing ancestor is one (`run` creates the
+/// rest).
+fn check_writable_dir(dir: &Path) -> Result<(), Error> {
+    let mut existing = dir;
+    while std::fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => break,
+        }
+    }
+    let meta = std::fs::metadata(existing)
+        .map_err(|e| Error::io(format!("data_dir {}", existing.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "data_dir {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        )));
+    }
+    // Permission bits do not tell (root, read-only mounts, ACLs): try what opening the
+    // database does, creating a file.
+    let probe = existing.join(format!(".hush-relay-check.{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::io(
+            format!(
+                "data_dir {}: cannot write in {}",
+                dir.display(),
+                existing.display()
+            ),
+            e,
+        )),
+    }
+}
+
 /// The commented configuration file `init` writes.
 #[must_use]
 pub fn template(listen: SocketAddr, public_address: &str) -> String {

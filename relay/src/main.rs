@@ -42,11 +42,16 @@ enum Cmd {
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
     },
-    /// Validate the configuration, certificate and key; print the relay address.
+    /// Validate the configuration, certificate and key, and that the ports and the data
+    /// directory are usable; print the relay address.
     Check {
         /// Path to config.toml.
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
+        /// Check only the files, not the ports and the data directory (for a config whose
+        /// relay is running).
+        #[arg(long)]
+        config_only: bool,
     },
 }
 
@@ -121,6 +126,8 @@ fn init_logging(cfg: &Config) {
 
 async fn run(config: &Path) -> anyhow::Result<()> {
     let (cfg, identity) = load(config)?;
+    // The same checks as `check`, so that a failure names the address or path at fault.
+    cfg.check_resources()?;
     init_logging(&cfg);
     let relay = Relay::start(&cfg, &identity).await?;
     // The relay address is not logged: `check` prints it, and logs stay free of addresses.
@@ -148,11 +155,27 @@ fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the context chain on one line, without a backtrace.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each once, without a backtrace. `{:#}` would print
+/// an I/O cause twice: the relay's errors already end their message with their source.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -163,8 +186,14 @@ fn real_main() -> anyhow::Result<()> {
             public_address,
             listen,
         } => init(&dir, &public_address, listen),
-        Cmd::Check { config } => {
+        Cmd::Check {
+            config,
+            config_only,
+        } => {
             let (cfg, identity) = load(&config)?;
+            if !config_only {
+                cfg.check_resources()?;
+            }
             println!("{}: ok", config.display());
             match &cfg.public_address {
                 Some(p) => println!("relay address: {}", address(&identity, p)?),

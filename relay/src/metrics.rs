@@ -257,7 +257,7 @@ impl Metrics {
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::io("binding the metrics listener", e))
+        .map_err(|e| Error::io(format!("binding the metrics listener on TCP {addr}"), e))
 }
 
 /// Accept loop for the metrics listener.

@@ -152,7 +152,7 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, Error> {
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
     socket
         .bind(&addr.into())
-        .map_err(|e| Error::io("binding the QUIC endpoint", e))?;
+        .map_err(|e| Error::io(format!("binding the QUIC endpoint on UDP {addr}"), e))?;
     Ok(socket.into())
 }
 
