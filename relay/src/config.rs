@@ -167,16 +167,34 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopbackAddr(pub SocketAddr);
 
+/// The metrics listener `init` writes into a new config.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+impl TryFrom<SocketAddr> for LoopbackAddr {
+    type Error = &'static str;
+    fn try_from(a: SocketAddr) -> Result<Self, Self::Error> {
+        if !a.ip().is_loopback() {
+            return Err(
+                "metrics_listen must be a loopback address (127.0.0.1 or [::1]); \
+                 expose it through a reverse proxy or SSH tunnel if needed",
+            );
+        }
+        Ok(Self(a))
+    }
+}
+
+impl std::str::FromStr for LoopbackAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let a: SocketAddr = s.parse().map_err(|e| format!("{s}: {e}"))?;
+        Self::try_from(a).map_err(str::to_owned)
+    }
+}
+
 impl<'de> Deserialize<'de> for LoopbackAddr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let a = SocketAddr::deserialize(d)?;
-        if !a.ip().is_loopback() {
-            return Err(serde::de::Error::custom(
-                "metrics_listen must be a loopback address (127.0.0.1 or [::1]); \
-                 expose it through a reverse proxy or SSH tunnel if needed",
-            ));
-        }
-        Ok(Self(a))
+        Self::try_from(a).map_err(serde::de::Error::custom)
     }
 }
 
@@ -401,13 +419,14 @@ fn check_writable_dir(dir: &Path) -> Result<(), Error> {
 
 /// The commented configuration file `init` writes.
 #[must_use]
-pub fn template(listen: SocketAddr, public_address: &str) -> String {
+pub fn template(listen: SocketAddr, public_address: &str, metrics_listen: LoopbackAddr) -> String {
+    let metrics_listen = metrics_listen.0;
     format!(
         r#"# hush-relay configuration. Every key is listed with its default; see docs/OPERATING.md.
 # Each key can be overridden by an environment variable HUSH_RELAY_<SECTION>_<KEY>, for
 # example HUSH_RELAY_LISTEN or HUSH_RELAY_LIMITS_MAILBOX_QUOTA. Check with `hush-relay check`.
 
-# UDP address of the QUIC endpoint.
+# UDP address of the QUIC endpoint (init takes the port of public_address).
 listen = "{listen}"
 # host:port clients connect to; only used to print the relay address.
 public_address = "{public_address}"
@@ -415,8 +434,9 @@ public_address = "{public_address}"
 data_dir = "data"
 cert = "cert.pem"
 key = "key.pem"
-# Health (/health) and Prometheus metrics (/metrics) over HTTP. Loopback only.
-metrics_listen = "127.0.0.1:9464"
+# Health (/health) and Prometheus metrics (/metrics) over HTTP. Loopback only; each relay
+# on one machine needs its own port.
+metrics_listen = "{metrics_listen}"
 
 [limits]
 # Envelopes (4096 bytes each) one mailbox may hold; a deposit beyond gets MailboxFull.
@@ -456,7 +476,11 @@ mod tests {
     use super::*;
 
     fn tpl() -> String {
-        template("0.0.0.0:4433".parse().unwrap(), "relay.example.org:4433")
+        template(
+            "0.0.0.0:4433".parse().unwrap(),
+            "relay.example.org:4433",
+            DEFAULT_METRICS_LISTEN.parse().unwrap(),
+        )
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use hush_relay::config::{Config, template};
+use hush_relay::config::{Config, DEFAULT_METRICS_LISTEN, LoopbackAddr, template};
 use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
 
@@ -32,9 +32,13 @@ enum Cmd {
         /// host:port clients will use (a DNS name or IP, and the UDP port).
         #[arg(long)]
         public_address: String,
-        /// UDP address to bind.
-        #[arg(long, default_value = "0.0.0.0:4433")]
-        listen: SocketAddr,
+        /// UDP address to bind [default: 0.0.0.0 and the port of --public-address].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Loopback TCP address of /health and /metrics (another one for each relay on the
+        /// machine).
+        #[arg(long, default_value = DEFAULT_METRICS_LISTEN)]
+        metrics_listen: LoopbackAddr,
     },
     /// Run the relay until SIGTERM or SIGINT.
     Run {
@@ -74,21 +78,27 @@ fn write_new(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn address(identity: &Identity, public: &str) -> anyhow::Result<String> {
+fn address(identity: &Identity, public: &str) -> anyhow::Result<hush_proto::RelayAddress> {
     let text = format!("hush://{}@{public}", identity.pin()?);
-    let parsed: hush_proto::RelayAddress = text
-        .parse()
-        .with_context(|| "public_address must be host:port (IPv6 in brackets)")?;
-    Ok(parsed.to_string())
+    text.parse()
+        .with_context(|| "public_address must be host:port (IPv6 in brackets)")
 }
 
-fn init(dir: &Path, public_address: &str, listen: SocketAddr) -> anyhow::Result<()> {
+fn init(
+    dir: &Path,
+    public_address: &str,
+    listen: Option<SocketAddr>,
+    metrics_listen: LoopbackAddr,
+) -> anyhow::Result<()> {
     let host = public_address
         .rsplit_once(':')
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
         .unwrap_or(public_address);
     let identity = Identity::generate(host)?;
     let addr = address(&identity, public_address)?;
+    // Clients connect to the public port; without a port mapping in between, that is the
+    // port to bind.
+    let listen = listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], addr.port)));
     let config = dir.join("config.toml");
     if config.exists() {
         bail!("{} already exists; refusing to overwrite", config.display());
@@ -97,7 +107,11 @@ fn init(dir: &Path, public_address: &str, listen: SocketAddr) -> anyhow::Result<
         .with_context(|| format!("creating {}", dir.display()))?;
     write_new(&dir.join("key.pem"), &identity.key_pem(), true)?;
     write_new(&dir.join("cert.pem"), &identity.cert_pem(), false)?;
-    write_new(&config, &template(listen, public_address), false)?;
+    write_new(
+        &config,
+        &template(listen, public_address, metrics_listen),
+        false,
+    )?;
     println!("created {}", dir.display());
     println!("relay address: {addr}");
     println!(
@@ -185,7 +199,8 @@ fn real_main() -> anyhow::Result<()> {
             dir,
             public_address,
             listen,
-        } => init(&dir, &public_address, listen),
+            metrics_listen,
+        } => init(&dir, &public_address, listen, metrics_listen),
         Cmd::Check {
             config,
             config_only,

@@ -5,10 +5,15 @@
 //! No test depends on timing: waits are bounded polls for a state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use hush_testkit::{free_udp_port, hooks, output_guarded, relay_bin};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::RelayClient;
+use hush_testkit::{free_udp_port, hooks, output_guarded, poll, relay_bin};
 
 /// `hush-relay ARGS` with none of the developer's relay variables.
 fn relay_cmd(args: &[&str]) -> Command {
@@ -178,4 +183,164 @@ fn check_fails_where_run_would_and_both_name_what_failed() {
     assert!(out.status.success(), "{out:?}");
     let left: Vec<_> = std::fs::read_dir(dir.join("data")).unwrap().collect();
     assert!(left.is_empty(), "check wrote into data_dir: {left:?}");
+}
+
+#[test]
+fn init_listens_on_the_port_of_the_public_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (public, listen) in [
+        ("relay.example.org:5555", "0.0.0.0:5555"),
+        ("[2001:db8::1]:6666", "0.0.0.0:6666"),
+    ] {
+        let dir = tmp.path().join(listen.replace(':', "_"));
+        init(&dir, &["--public-address", public]);
+        let text = std::fs::read_to_string(config_of(&dir)).unwrap();
+        assert!(
+            text.lines().any(|l| l == format!("listen = \"{listen}\"")),
+            "{public}: {text}"
+        );
+    }
+    // An explicit --listen still wins.
+    let dir = tmp.path().join("explicit");
+    init(
+        &dir,
+        &[
+            "--public-address",
+            "relay.example.org:443",
+            "--listen",
+            "[::]:4433",
+        ],
+    );
+    let text = std::fs::read_to_string(config_of(&dir)).unwrap();
+    assert!(text.contains("listen = \"[::]:4433\""), "{text}");
+}
+
+/// A `hush-relay run` started by hand (not through the kit: these follow the documented
+/// steps), killed on drop.
+struct Running {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(dir: &Path) -> Self {
+        let log = dir.with_extension("log");
+        let child = relay_cmd(&["run", "--config", config_of(dir).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut r = Self {
+            child: Some(child),
+            log,
+        };
+        poll(Duration::from_secs(30), Duration::from_millis(20), || {
+            let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+            if let Some(st) = r.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("relay exited early ({st}): {text}");
+            }
+            text.contains("metrics listening").then_some(())
+        })
+        .unwrap_or_else(|| panic!("relay did not start: {}", r.log_text()));
+        r
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(mut self) {
+        let mut c = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let st = poll(Duration::from_secs(60), Duration::from_millis(20), || {
+            c.try_wait().unwrap()
+        });
+        assert!(st.is_some_and(|s| s.success()), "{}", self.log_text());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn relay_address(init_stdout: &str) -> hush_proto::RelayAddress {
+    init_stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("hush://"))
+        .unwrap_or_else(|| panic!("no relay address in {init_stdout}"))
+        .parse()
+        .unwrap()
+}
+
+/// docs/OPERATING.md, "Key rotation": the old relay keeps running while the new one is made
+/// with `init` and started next to it, on the ports the recipe gives (free ones here in place
+/// of 4434 and 9465).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_recipe_runs_two_relays_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old_port, new_port) = (free_udp_port(), free_udp_port());
+    let (old_metrics, new_metrics) = (free_tcp_port(), free_tcp_port());
+    let old_dir = tmp.path().join("hush-relay");
+    let old = init(
+        &old_dir,
+        &[
+            "--public-address",
+            &format!("127.0.0.1:{old_port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{old_metrics}"),
+        ],
+    );
+    let old_run = Running::start(&old_dir);
+
+    let new_dir = tmp.path().join("hush-relay-new");
+    let new = init(
+        &new_dir,
+        &[
+            "--public-address",
+            &format!("127.0.0.1:{new_port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{new_metrics}"),
+        ],
+    );
+    let out = check(&new_dir);
+    assert!(out.status.success(), "check of the new relay: {out:?}");
+    let new_run = Running::start(&new_dir);
+
+    for (addr, metrics) in [
+        (relay_address(&old), old_metrics),
+        (relay_address(&new), new_metrics),
+    ] {
+        let health = http_get(metrics, "/health");
+        assert!(health.ends_with("ok\n"), "{health}");
+        RelayClient::connect(&addr)
+            .await
+            .unwrap()
+            .ping()
+            .await
+            .unwrap();
+    }
+    assert_ne!(relay_address(&old).pin, relay_address(&new).pin);
+    new_run.terminate();
+    old_run.terminate();
 }
