@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use hush_relay::config::{Config, DEFAULT_METRICS_LISTEN, LoopbackAddr, template};
 use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(name = "hush-relay", version, about = "hush relay server")]
@@ -143,21 +144,27 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     // The same checks as `check`, so that a failure names the address or path at fault.
     cfg.check_resources()?;
     init_logging(&cfg);
+    // Installed before the relay starts, so that no signal in between takes its default
+    // action (for SIGHUP: terminate at once, without a word in the log).
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let relay = Relay::start(&cfg, &identity).await?;
     // The relay address is not logged: `check` prints it, and logs stay free of addresses.
     let trigger = relay.shutdown_trigger();
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install SIGTERM handler");
-                    return;
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                // Nothing is reloaded: every setting shapes state built at startup (sockets,
+                // store, limits), and a half-applied reload would be worse than none.
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP ignored: restart to reload the configuration");
+                    continue;
                 }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+            break;
         }
         let _ = trigger.send(true);
     });

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::RelayClient;
+use common::{RelayClient, TestRelay};
 use hush_testkit::{free_udp_port, hooks, output_guarded, poll, relay_bin};
 
 /// `hush-relay ARGS` with none of the developer's relay variables.
@@ -343,4 +343,49 @@ async fn key_rotation_recipe_runs_two_relays_side_by_side() {
     assert_ne!(relay_address(&old).pin, relay_address(&new).pin);
     new_run.terminate();
     old_run.terminate();
+}
+
+/// The pid of the kit relay whose config is `config` (the kit keeps its child to itself).
+fn pid_of(config: &Path) -> u32 {
+    let want = config.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.contains(&b"run".as_slice()) && args.contains(&want.as_bytes())
+            })
+        })
+        .unwrap_or_else(|| panic!("no relay process for {want}"))
+}
+
+/// Whether `pid` is gone or a zombie.
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_logged_and_survived() {
+    let mut relay = TestRelay::start(&[]);
+    let pid = pid_of(&relay.dir().join("config.toml"));
+    let st = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let seen = poll(Duration::from_secs(30), Duration::from_millis(20), || {
+        if exited(pid) {
+            return Some(false);
+        }
+        relay.last_log().contains("SIGHUP ignored").then_some(true)
+    });
+    assert_eq!(seen, Some(true), "after SIGHUP: {}", relay.last_log());
+    // Still serving, and still stops gracefully.
+    relay.client().await.ping().await.unwrap();
+    assert!(relay.terminate().success(), "{}", relay.last_log());
 }
