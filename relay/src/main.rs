@@ -144,6 +144,7 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     // The same checks as `check`, so that a failure names the address or path at fault.
     cfg.check_resources()?;
     init_logging(&cfg);
+    tracing::info!(version = %env!("CARGO_PKG_VERSION"), "hush-relay starting");
     // Installed before the relay starts, so that no signal in between takes its default
     // action (for SIGHUP: terminate at once, without a word in the log).
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

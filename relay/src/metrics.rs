@@ -27,6 +27,8 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     deposits_stored: AtomicU64,
     deleted: AtomicU64,
+    /// One counter per entry of [`DeleteOutcome::ALL`].
+    deletes: [AtomicU64; DeleteOutcome::ALL.len()],
     fetched: AtomicU64,
     pushed: AtomicU64,
     commits: AtomicU64,
@@ -44,6 +46,33 @@ pub struct Metrics {
 const COMMIT_BUCKETS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0];
 
 const REQUEST_NAMES: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
+
+/// How a delete request ended (`hush_relay_deletes_total{outcome}`). Finding nothing to
+/// delete is normal (a client retrying after a lost answer, or expiry first), not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// At least one envelope was deleted.
+    Deleted,
+    /// None was deleted; some had expired.
+    Expired,
+    /// None was found (already deleted, never stored, or another mailbox's).
+    Unknown,
+}
+
+impl DeleteOutcome {
+    /// Every outcome, in the order of their counters.
+    pub const ALL: [Self; 3] = [Self::Deleted, Self::Expired, Self::Unknown];
+
+    /// The metric label.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+        }
+    }
+}
 
 impl Metrics {
     pub(crate) fn connection_opened(&self) {
@@ -79,6 +108,13 @@ impl Metrics {
     }
     pub(crate) fn deleted(&self, n: u64) {
         self.deleted.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn delete_outcome(&self, outcome: DeleteOutcome) {
+        if let Some(i) = DeleteOutcome::ALL.iter().position(|o| *o == outcome)
+            && let Some(c) = self.deletes.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
     pub(crate) fn fetched(&self, n: u64) {
         self.fetched.fetch_add(n, Ordering::Relaxed);
@@ -129,6 +165,12 @@ impl Metrics {
             }
         };
         metric(
+            "hush_relay_build_info",
+            "gauge",
+            "Always 1; the label is the relay's version.",
+            vec![(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+        );
+        metric(
             "hush_relay_connections_open",
             "gauge",
             "Open QUIC connections.",
@@ -159,7 +201,7 @@ impl Metrics {
         metric(
             "hush_relay_errors_total",
             "counter",
-            "Error responses by code.",
+            "Error responses by code (a delete that finds nothing is in deletes_total).",
             ErrorCode::ALL
                 .iter()
                 .zip(&self.errors)
@@ -177,6 +219,16 @@ impl Metrics {
             "counter",
             "Envelopes deleted by clients.",
             vec![(String::new(), g(&self.deleted))],
+        );
+        metric(
+            "hush_relay_deletes_total",
+            "counter",
+            "Delete requests by outcome.",
+            DeleteOutcome::ALL
+                .iter()
+                .zip(&self.deletes)
+                .map(|(o, c)| (format!("{{outcome=\"{}\"}}", o.name()), g(c)))
+                .collect(),
         );
         metric(
             "hush_relay_envelopes_expired_total",

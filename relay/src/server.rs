@@ -26,7 +26,7 @@ use crate::Error;
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Config, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
 use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
 use crate::tls::Identity;
@@ -457,8 +457,14 @@ async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
     write_frame(send, &resp.encode()).await.is_ok()
 }
 
+/// Answers `e` and counts it in `errors_total`.
 async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
     metrics.error(e.code);
+    answer_error(send, e).await;
+}
+
+/// Answers `e` without counting it as an error (the caller counts the outcome).
+async fn answer_error(send: &mut SendStream, e: ErrorFrame) {
     let _ = send_frame(send, &Response::Error(e)).await;
     finish(send).await;
 }
@@ -601,6 +607,7 @@ async fn handle_stream(
                 }) => {
                     if deleted > 0 {
                         metrics.deleted(u64::from(deleted));
+                        metrics.delete_outcome(DeleteOutcome::Deleted);
                         let resp = Response::Deleted {
                             deleted,
                             expired,
@@ -609,11 +616,17 @@ async fn handle_stream(
                         let _ = send_frame(&mut send, &resp).await;
                         finish(&mut send).await;
                         return;
-                    } else if expired > 0 {
-                        ErrorCode::Expired
-                    } else {
-                        ErrorCode::UnknownEnvelope
                     }
+                    // A delete that finds nothing is a normal outcome (a retried delete, or
+                    // one that expiry got to first): the answer is an error frame, as the
+                    // protocol says, but it is counted apart from errors.
+                    let (code, outcome) = if expired > 0 {
+                        (ErrorCode::Expired, DeleteOutcome::Expired)
+                    } else {
+                        (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
+                    };
+                    metrics.delete_outcome(outcome);
+                    return answer_error(&mut send, ErrorFrame::new(code)).await;
                 }
                 Ok(_) | Err(Error::Storage(_)) => ErrorCode::Internal,
                 Err(_) => ErrorCode::ShuttingDown,

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{RelayClient, TestRelay};
+use common::{RelayClient, TestRelay, mailbox, relay_error, sealed, secret};
+use hush_proto::{DeleteIds, EnvelopeId, ErrorCode};
 use hush_testkit::{free_udp_port, hooks, output_guarded, poll, relay_bin};
 
 /// `hush-relay ARGS` with none of the developer's relay variables.
@@ -144,12 +145,6 @@ fn check_fails_where_run_would_and_both_name_what_failed() {
     // The QUIC port is taken (UDP).
     let held = std::net::UdpSocket::bind(&quic).unwrap();
     check_and_run_fail_naming(&dir, &quic, "listen port in use");
-    // The files alone are still fine (a running relay's config).
-    let out = relay_cmd(&["check", "--config-only", "--config"])
-        .arg(config_of(&dir))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "check --config-only: {out:?}");
     drop(held);
 
     // The metrics port is taken (TCP).
@@ -388,4 +383,53 @@ async fn sighup_is_logged_and_survived() {
     // Still serving, and still stops gracefully.
     relay.client().await.ping().await.unwrap();
     assert!(relay.terminate().success(), "{}", relay.last_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_counted_by_outcome_not_as_errors_and_the_version_is_shown() {
+    let relay = TestRelay::start(&[]);
+    let c = relay.client().await;
+    let id = c.deposit(mailbox("del", 0), sealed(b"d", 0)).await.unwrap();
+    let ids = |v: Vec<EnvelopeId>| DeleteIds::new(v).unwrap();
+    let out = c.delete(secret("del", 0), ids(vec![id])).await.unwrap();
+    assert_eq!(out.deleted, 1);
+    // Deleting again, an id never given, or with another mailbox's secret: the answer is
+    // still UnknownEnvelope (the protocol is unchanged), a normal outcome for the operator.
+    for (s, i) in [
+        (secret("del", 0), id),
+        (secret("del", 0), EnvelopeId(999_999)),
+        (secret("del", 1), id),
+    ] {
+        let e = c.delete(s, ids(vec![i])).await.unwrap_err();
+        assert_eq!(relay_error(&e).unwrap().code, ErrorCode::UnknownEnvelope);
+    }
+    assert_eq!(
+        relay.metric("hush_relay_errors_total{code=\"unknown_envelope\"}"),
+        0
+    );
+    assert_eq!(
+        relay.metric("hush_relay_deletes_total{outcome=\"deleted\"}"),
+        1
+    );
+    assert_eq!(
+        relay.metric("hush_relay_deletes_total{outcome=\"unknown\"}"),
+        3
+    );
+    assert_eq!(
+        relay.metric("hush_relay_deletes_total{outcome=\"expired\"}"),
+        0
+    );
+    assert_eq!(relay.metric("hush_relay_envelopes_deleted_total"), 1);
+
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        relay.metric(&format!("hush_relay_build_info{{version=\"{version}\"}}")),
+        1
+    );
+    let log = relay.last_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("starting") && l.contains(&format!("version={version}"))),
+        "{log}"
+    );
 }
