@@ -51,6 +51,9 @@ pub struct Limits {
     pub expiry_secs: Positive<u64>,
     /// Bytes of envelopes the relay stores in total (counted as 4096 per envelope).
     pub max_stored_bytes: Positive<u64>,
+    /// Free bytes the file system of `data_dir` keeps: below, deposits are refused
+    /// (`RelayFull`) while fetches and deletes go on. 0 turns the check off.
+    pub min_free_disk_bytes: u64,
     /// Concurrent QUIC connections.
     pub max_connections: Positive<u32>,
     /// Seconds of silence after which a connection is dropped.
@@ -71,6 +74,7 @@ impl Default for Limits {
             mailbox_quota: Positive(256),
             expiry_secs: Positive(7 * 24 * 3600),
             max_stored_bytes: Positive(10 * 1024 * 1024 * 1024),
+            min_free_disk_bytes: 64 * 1024 * 1024,
             max_connections: Positive(20_000),
             idle_timeout_secs: Positive(60),
             requests_per_sec: Positive(500),
@@ -212,6 +216,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "HUSH_RELAY_LIMITS_MAX_STORED_BYTES",
         "limits",
         "max_stored_bytes",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MIN_FREE_DISK_BYTES",
+        "limits",
+        "min_free_disk_bytes",
     ),
     (
         "HUSH_RELAY_LIMITS_MAX_CONNECTIONS",
@@ -445,6 +454,9 @@ mailbox_quota = 256
 expiry_secs = 604800
 # Total bytes of envelopes stored; beyond, deposits get RelayFull (10 GiB).
 max_stored_bytes = 10737418240
+# Free bytes to keep on the file system of data_dir; below, deposits get RelayFull while
+# fetches and deletes go on (64 MiB; 0 turns the check off).
+min_free_disk_bytes = 67108864
 # Concurrent connections; beyond, new connections are refused.
 max_connections = 20000
 # Seconds of silence before a connection is dropped.

@@ -40,6 +40,10 @@ pub struct Metrics {
     stored_envelopes: AtomicU64,
     subscribed_mailboxes: AtomicU64,
     shutting_down: AtomicBool,
+    /// Free space under data_dir is below the reserve: deposits are refused.
+    disk_low: AtomicBool,
+    /// The last commit failed (cleared by the next one that succeeds).
+    storage_failing: AtomicBool,
 }
 
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
@@ -124,6 +128,7 @@ impl Metrics {
     }
     pub(crate) fn commit(&self, ops: usize, took: std::time::Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.storage_failing.store(false, Ordering::Relaxed);
         self.committed_ops.fetch_add(ops as u64, Ordering::Relaxed);
         let ms = took.as_secs_f64() * 1000.0;
         if let Some(b) = COMMIT_BUCKETS_MS
@@ -140,6 +145,10 @@ impl Metrics {
     }
     pub(crate) fn commit_failed(&self) {
         self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        self.storage_failing.store(true, Ordering::Relaxed);
+    }
+    pub(crate) fn set_disk_low(&self, low: bool) {
+        self.disk_low.store(low, Ordering::Relaxed);
     }
     pub(crate) fn expired(&self, n: u64) {
         self.expired.fetch_add(n, Ordering::Relaxed);
@@ -151,6 +160,28 @@ impl Metrics {
     }
     pub(crate) fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// `/health`: the HTTP status and the body. Not 200 while shutting down, while the last
+    /// commit failed, or while deposits are refused for lack of disk space (fetches and
+    /// deletes are still served then; the body says so).
+    fn health(&self) -> (&'static str, String) {
+        let unavailable = "503 Service Unavailable";
+        if self.shutting_down.load(Ordering::Relaxed) {
+            (unavailable, "shutting down\n".to_owned())
+        } else if self.storage_failing.load(Ordering::Relaxed) {
+            (
+                unavailable,
+                "storage failing: the last commit failed\n".to_owned(),
+            )
+        } else if self.disk_low.load(Ordering::Relaxed) {
+            (
+                unavailable,
+                "disk full: deposits refused, fetches and deletes served\n".to_owned(),
+            )
+        } else {
+            ("200 OK", "ok\n".to_owned())
+        }
     }
 
     /// Prometheus text exposition format.
@@ -266,6 +297,19 @@ impl Metrics {
             "Failed commits.",
             vec![(String::new(), g(&self.commit_failures))],
         );
+        let flag = |b: &AtomicBool| u64::from(b.load(Ordering::Relaxed));
+        metric(
+            "hush_relay_disk_low",
+            "gauge",
+            "1 while free space under data_dir is below limits.min_free_disk_bytes (deposits refused).",
+            vec![(String::new(), flag(&self.disk_low))],
+        );
+        metric(
+            "hush_relay_storage_failing",
+            "gauge",
+            "1 after a failed commit, until one succeeds.",
+            vec![(String::new(), flag(&self.storage_failing))],
+        );
         metric(
             "hush_relay_stored_envelopes",
             "gauge",
@@ -345,10 +389,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 .and_then(|l| l.split(' ').next())
                 .unwrap_or("");
             let (status, body) = match path {
-                "/health" if metrics.shutting_down.load(Ordering::Relaxed) => {
-                    ("503 Service Unavailable", "shutting down\n".to_owned())
-                }
-                "/health" => ("200 OK", "ok\n".to_owned()),
+                "/health" => metrics.health(),
                 "/metrics" => ("200 OK", metrics.render()),
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };

@@ -26,6 +26,7 @@ use crate::Error;
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Config, Limits};
+use crate::disk::DiskSpace;
 use crate::metrics::{DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
 use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
@@ -48,6 +49,7 @@ struct Shared {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    disk: DiskSpace,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -211,6 +213,7 @@ impl Relay {
             committer,
             hub,
             metrics,
+            disk: DiskSpace::new(config.data_dir.clone(), limits.min_free_disk_bytes),
             limits,
             shutdown: shutdown_rx,
         });
@@ -325,6 +328,7 @@ async fn serve(
     }
     background.spawn(sweeper(shared.clone(), clock, sweep_every));
     background.spawn(gauges(shared.clone()));
+    background.spawn(disk_watch(shared.clone()));
 
     let mut shutdown = shared.shutdown.clone();
     let max_conns = usize::try_from(shared.limits.max_connections.0).unwrap_or(usize::MAX);
@@ -404,6 +408,29 @@ async fn gauges(shared: Arc<Shared>) {
             shared.hub.mailbox_count() as u64,
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// How often free space under data_dir is measured: often enough that the deposits of one
+/// interval at full speed (about 16 MiB) stay well inside the default reserve (64 MiB).
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+async fn disk_watch(shared: Arc<Shared>) {
+    let mut was_low = false;
+    loop {
+        let low = shared.disk.refresh();
+        shared.metrics.set_disk_low(low);
+        if low != was_low {
+            if low {
+                tracing::warn!(
+                    "free disk space below limits.min_free_disk_bytes: refusing deposits"
+                );
+            } else {
+                tracing::info!("free disk space back above the reserve: accepting deposits");
+            }
+            was_low = low;
+        }
+        tokio::time::sleep(DISK_CHECK_EVERY).await;
     }
 }
 
@@ -536,6 +563,9 @@ async fn handle_stream(
                 expiry_secs: shared.limits.expiry_secs.0,
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
+        }
+        Request::Deposit { .. } if shared.disk.is_low() => {
+            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
         }
         Request::Deposit { mailbox, envelope } => {
             let resp = match shared

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{RelayClient, TestRelay, mailbox, relay_error, sealed, secret};
+use common::{RelayClient, TestRelay, Tmpfs, mailbox, relay_error, sealed, secret};
 use hush_proto::{DeleteIds, EnvelopeId, ErrorCode};
 use hush_testkit::{free_udp_port, hooks, output_guarded, poll, relay_bin};
 
@@ -104,29 +104,6 @@ fn check_and_run_fail_naming(dir: &Path, what: &str, case: &str) {
 fn free_tcp_port() -> u16 {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// A tmpfs mounted at a new directory, unmounted on drop. `None` where this process may not
-/// mount (not root, or no mount namespace rights): the caller skips with a message.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Option<Self> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self(at.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]
