@@ -418,7 +418,11 @@ const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
 async fn disk_watch(shared: Arc<Shared>) {
     let mut was_low = false;
     loop {
-        let low = shared.disk.refresh();
+        // Blocking: statvfs, and at times writing the ballast file.
+        let s = shared.clone();
+        let low = tokio::task::spawn_blocking(move || s.disk.refresh())
+            .await
+            .unwrap_or_else(|_| shared.disk.is_low());
         shared.metrics.set_disk_low(low);
         if low != was_low {
             if low {
