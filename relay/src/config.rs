@@ -51,6 +51,9 @@ pub struct Limits {
     pub expiry_secs: Positive<u64>,
     /// Bytes of envelopes the relay stores in total (counted as 4096 per envelope).
     pub max_stored_bytes: Positive<u64>,
+    /// Free bytes the file system of `data_dir` keeps: below, deposits are refused
+    /// (`RelayFull`) while fetches and deletes go on. 0 turns the check off.
+    pub min_free_disk_bytes: u64,
     /// Concurrent QUIC connections.
     pub max_connections: Positive<u32>,
     /// Seconds of silence after which a connection is dropped.
@@ -71,6 +74,7 @@ impl Default for Limits {
             mailbox_quota: Positive(256),
             expiry_secs: Positive(7 * 24 * 3600),
             max_stored_bytes: Positive(10 * 1024 * 1024 * 1024),
+            min_free_disk_bytes: 64 * 1024 * 1024,
             max_connections: Positive(20_000),
             idle_timeout_secs: Positive(60),
             requests_per_sec: Positive(500),
@@ -167,16 +171,34 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopbackAddr(pub SocketAddr);
 
+/// The metrics listener `init` writes into a new config.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+impl TryFrom<SocketAddr> for LoopbackAddr {
+    type Error = &'static str;
+    fn try_from(a: SocketAddr) -> Result<Self, Self::Error> {
+        if !a.ip().is_loopback() {
+            return Err(
+                "metrics_listen must be a loopback address (127.0.0.1 or [::1]); \
+                 expose it through a reverse proxy or SSH tunnel if needed",
+            );
+        }
+        Ok(Self(a))
+    }
+}
+
+impl std::str::FromStr for LoopbackAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let a: SocketAddr = s.parse().map_err(|e| format!("{s}: {e}"))?;
+        Self::try_from(a).map_err(str::to_owned)
+    }
+}
+
 impl<'de> Deserialize<'de> for LoopbackAddr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let a = SocketAddr::deserialize(d)?;
-        if !a.ip().is_loopback() {
-            return Err(serde::de::Error::custom(
-                "metrics_listen must be a loopback address (127.0.0.1 or [::1]); \
-                 expose it through a reverse proxy or SSH tunnel if needed",
-            ));
-        }
-        Ok(Self(a))
+        Self::try_from(a).map_err(serde::de::Error::custom)
     }
 }
 
@@ -194,6 +216,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "HUSH_RELAY_LIMITS_MAX_STORED_BYTES",
         "limits",
         "max_stored_bytes",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MIN_FREE_DISK_BYTES",
+        "limits",
+        "min_free_disk_bytes",
     ),
     (
         "HUSH_RELAY_LIMITS_MAX_CONNECTIONS",
@@ -335,15 +362,80 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Tries what `run` needs from this machine, so that `check` fails where `run` would:
+    /// binds the QUIC address (UDP) and the metrics address (TCP) and releases them at once,
+    /// and checks that `data_dir` is a writable directory, or can be created as one (a probe
+    /// file is created and removed; nothing else is written). Errors name the address or
+    /// path: they are the operator's own settings.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the address or path that cannot be used, [`Error::Config`] if
+    /// `data_dir` is, or lies under, something that is not a directory.
+    pub fn check_resources(&self) -> Result<(), Error> {
+        std::net::UdpSocket::bind(self.listen)
+            .map_err(|e| Error::io(format!("binding listen = {} (UDP)", self.listen), e))?;
+        if let Some(m) = self.metrics_listen {
+            std::net::TcpListener::bind(m.0)
+                .map_err(|e| Error::io(format!("binding metrics_listen = {} (TCP)", m.0), e))?;
+        }
+        check_writable_dir(&self.data_dir)
+    }
+}
+
+/// `dir` is a writable directory, or its nearest existing ancestor is one (`run` creates the
+/// rest).
+fn check_writable_dir(dir: &Path) -> Result<(), Error> {
+    let mut existing = dir;
+    while std::fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => break,
+        }
+    }
+    let meta = std::fs::metadata(existing)
+        .map_err(|e| Error::io(format!("data_dir {}", existing.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "data_dir {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        )));
+    }
+    // Permission bits do not tell (root, read-only mounts, ACLs): try what opening the
+    // database does, creating a file.
+    let probe = existing.join(format!(".hush-relay-check.{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(f) => {
+            drop(f);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::io(
+            format!(
+                "data_dir {}: cannot write in {}",
+                dir.display(),
+                existing.display()
+            ),
+            e,
+        )),
+    }
+}
+
 /// The commented configuration file `init` writes.
 #[must_use]
-pub fn template(listen: SocketAddr, public_address: &str) -> String {
+pub fn template(listen: SocketAddr, public_address: &str, metrics_listen: LoopbackAddr) -> String {
+    let metrics_listen = metrics_listen.0;
     format!(
         r#"# hush-relay configuration. Every key is listed with its default; see docs/OPERATING.md.
 # Each key can be overridden by an environment variable HUSH_RELAY_<SECTION>_<KEY>, for
 # example HUSH_RELAY_LISTEN or HUSH_RELAY_LIMITS_MAILBOX_QUOTA. Check with `hush-relay check`.
 
-# UDP address of the QUIC endpoint.
+# UDP address of the QUIC endpoint (init takes the port of public_address).
 listen = "{listen}"
 # host:port clients connect to; only used to print the relay address.
 public_address = "{public_address}"
@@ -351,8 +443,9 @@ public_address = "{public_address}"
 data_dir = "data"
 cert = "cert.pem"
 key = "key.pem"
-# Health (/health) and Prometheus metrics (/metrics) over HTTP. Loopback only.
-metrics_listen = "127.0.0.1:9464"
+# Health (/health) and Prometheus metrics (/metrics) over HTTP. Loopback only; each relay
+# on one machine needs its own port.
+metrics_listen = "{metrics_listen}"
 
 [limits]
 # Envelopes (4096 bytes each) one mailbox may hold; a deposit beyond gets MailboxFull.
@@ -361,6 +454,9 @@ mailbox_quota = 256
 expiry_secs = 604800
 # Total bytes of envelopes stored; beyond, deposits get RelayFull (10 GiB).
 max_stored_bytes = 10737418240
+# Free bytes to keep on the file system of data_dir; below, deposits get RelayFull while
+# fetches and deletes go on (64 MiB; 0 turns the check off).
+min_free_disk_bytes = 67108864
 # Concurrent connections; beyond, new connections are refused.
 max_connections = 20000
 # Seconds of silence before a connection is dropped.
@@ -392,7 +488,11 @@ mod tests {
     use super::*;
 
     fn tpl() -> String {
-        template("0.0.0.0:4433".parse().unwrap(), "relay.example.org:4433")
+        template(
+            "0.0.0.0:4433".parse().unwrap(),
+            "relay.example.org:4433",
+            DEFAULT_METRICS_LISTEN.parse().unwrap(),
+        )
     }
 
     #[test]

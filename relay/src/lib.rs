@@ -13,15 +13,16 @@
 //!   cryptography.
 //!
 //! Modules: [`config`] (TOML + environment), [`tls`] (identity, server configuration),
-//! [`store`] (trait and redb backend), [`commit`] (group commit), [`push`] (subscriptions),
-//! [`server`] (endpoint, requests, shutdown), [`metrics`] (health and Prometheus), [`clock`]
-//! (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
+//! [`store`] (trait and redb backend), [`disk`] (free space under the data directory),
+//! [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint, requests,
+//! shutdown), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod commit;
 pub mod config;
+pub mod disk;
 mod error;
 pub mod metrics;
 pub mod push;

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use hush_relay::config::{Config, template};
+use hush_relay::config::{Config, DEFAULT_METRICS_LISTEN, LoopbackAddr, template};
 use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(name = "hush-relay", version, about = "hush relay server")]
@@ -32,9 +33,13 @@ enum Cmd {
         /// host:port clients will use (a DNS name or IP, and the UDP port).
         #[arg(long)]
         public_address: String,
-        /// UDP address to bind.
-        #[arg(long, default_value = "0.0.0.0:4433")]
-        listen: SocketAddr,
+        /// UDP address to bind [default: 0.0.0.0 and the port of --public-address].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Loopback TCP address of /health and /metrics (another one for each relay on the
+        /// machine).
+        #[arg(long, default_value = DEFAULT_METRICS_LISTEN)]
+        metrics_listen: LoopbackAddr,
     },
     /// Run the relay until SIGTERM or SIGINT.
     Run {
@@ -42,11 +47,16 @@ enum Cmd {
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
     },
-    /// Validate the configuration, certificate and key; print the relay address.
+    /// Validate the configuration, certificate and key, and that the ports and the data
+    /// directory are usable; print the relay address.
     Check {
         /// Path to config.toml.
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
+        /// Check only the files, not the ports and the data directory (for a config whose
+        /// relay is running).
+        #[arg(long)]
+        config_only: bool,
     },
 }
 
@@ -69,21 +79,27 @@ fn write_new(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn address(identity: &Identity, public: &str) -> anyhow::Result<String> {
+fn address(identity: &Identity, public: &str) -> anyhow::Result<hush_proto::RelayAddress> {
     let text = format!("hush://{}@{public}", identity.pin()?);
-    let parsed: hush_proto::RelayAddress = text
-        .parse()
-        .with_context(|| "public_address must be host:port (IPv6 in brackets)")?;
-    Ok(parsed.to_string())
+    text.parse()
+        .with_context(|| "public_address must be host:port (IPv6 in brackets)")
 }
 
-fn init(dir: &Path, public_address: &str, listen: SocketAddr) -> anyhow::Result<()> {
+fn init(
+    dir: &Path,
+    public_address: &str,
+    listen: Option<SocketAddr>,
+    metrics_listen: LoopbackAddr,
+) -> anyhow::Result<()> {
     let host = public_address
         .rsplit_once(':')
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
         .unwrap_or(public_address);
     let identity = Identity::generate(host)?;
     let addr = address(&identity, public_address)?;
+    // Clients connect to the public port; without a port mapping in between, that is the
+    // port to bind.
+    let listen = listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], addr.port)));
     let config = dir.join("config.toml");
     if config.exists() {
         bail!("{} already exists; refusing to overwrite", config.display());
@@ -92,7 +108,11 @@ fn init(dir: &Path, public_address: &str, listen: SocketAddr) -> anyhow::Result<
         .with_context(|| format!("creating {}", dir.display()))?;
     write_new(&dir.join("key.pem"), &identity.key_pem(), true)?;
     write_new(&dir.join("cert.pem"), &identity.cert_pem(), false)?;
-    write_new(&config, &template(listen, public_address), false)?;
+    write_new(
+        &config,
+        &template(listen, public_address, metrics_listen),
+        false,
+    )?;
     println!("created {}", dir.display());
     println!("relay address: {addr}");
     println!(
@@ -121,22 +141,31 @@ fn init_logging(cfg: &Config) {
 
 async fn run(config: &Path) -> anyhow::Result<()> {
     let (cfg, identity) = load(config)?;
+    // The same checks as `check`, so that a failure names the address or path at fault.
+    cfg.check_resources()?;
     init_logging(&cfg);
+    tracing::info!(version = %env!("CARGO_PKG_VERSION"), "hush-relay starting");
+    // Installed before the relay starts, so that no signal in between takes its default
+    // action (for SIGHUP: terminate at once, without a word in the log).
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let relay = Relay::start(&cfg, &identity).await?;
     // The relay address is not logged: `check` prints it, and logs stay free of addresses.
     let trigger = relay.shutdown_trigger();
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install SIGTERM handler");
-                    return;
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                // Nothing is reloaded: every setting shapes state built at startup (sockets,
+                // store, limits), and a half-applied reload would be worse than none.
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP ignored: restart to reload the configuration");
+                    continue;
                 }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+            break;
         }
         let _ = trigger.send(true);
     });
@@ -148,11 +177,27 @@ fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the context chain on one line, without a backtrace.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each once, without a backtrace. `{:#}` would print
+/// an I/O cause twice: the relay's errors already end their message with their source.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn real_main() -> anyhow::Result<()> {
@@ -162,9 +207,16 @@ fn real_main() -> anyhow::Result<()> {
             dir,
             public_address,
             listen,
-        } => init(&dir, &public_address, listen),
-        Cmd::Check { config } => {
+            metrics_listen,
+        } => init(&dir, &public_address, listen, metrics_listen),
+        Cmd::Check {
+            config,
+            config_only,
+        } => {
             let (cfg, identity) = load(&config)?;
+            if !config_only {
+                cfg.check_resources()?;
+            }
             println!("{}: ok", config.display());
             match &cfg.public_address {
                 Some(p) => println!("relay address: {}", address(&identity, p)?),

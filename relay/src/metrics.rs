@@ -27,6 +27,8 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     deposits_stored: AtomicU64,
     deleted: AtomicU64,
+    /// One counter per entry of [`DeleteOutcome::ALL`].
+    deletes: [AtomicU64; DeleteOutcome::ALL.len()],
     fetched: AtomicU64,
     pushed: AtomicU64,
     commits: AtomicU64,
@@ -38,12 +40,43 @@ pub struct Metrics {
     stored_envelopes: AtomicU64,
     subscribed_mailboxes: AtomicU64,
     shutting_down: AtomicBool,
+    /// Free space under data_dir is below the reserve: deposits are refused.
+    disk_low: AtomicBool,
+    /// The last commit failed (cleared by the next one that succeeds).
+    storage_failing: AtomicBool,
 }
 
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
 const COMMIT_BUCKETS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0];
 
 const REQUEST_NAMES: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
+
+/// How a delete request ended (`hush_relay_deletes_total{outcome}`). Finding nothing to
+/// delete is normal (a client retrying after a lost answer, or expiry first), not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// At least one envelope was deleted.
+    Deleted,
+    /// None was deleted; some had expired.
+    Expired,
+    /// None was found (already deleted, never stored, or another mailbox's).
+    Unknown,
+}
+
+impl DeleteOutcome {
+    /// Every outcome, in the order of their counters.
+    pub const ALL: [Self; 3] = [Self::Deleted, Self::Expired, Self::Unknown];
+
+    /// The metric label.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+        }
+    }
+}
 
 impl Metrics {
     pub(crate) fn connection_opened(&self) {
@@ -80,6 +113,13 @@ impl Metrics {
     pub(crate) fn deleted(&self, n: u64) {
         self.deleted.fetch_add(n, Ordering::Relaxed);
     }
+    pub(crate) fn delete_outcome(&self, outcome: DeleteOutcome) {
+        if let Some(i) = DeleteOutcome::ALL.iter().position(|o| *o == outcome)
+            && let Some(c) = self.deletes.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     pub(crate) fn fetched(&self, n: u64) {
         self.fetched.fetch_add(n, Ordering::Relaxed);
     }
@@ -88,6 +128,7 @@ impl Metrics {
     }
     pub(crate) fn commit(&self, ops: usize, took: std::time::Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.storage_failing.store(false, Ordering::Relaxed);
         self.committed_ops.fetch_add(ops as u64, Ordering::Relaxed);
         let ms = took.as_secs_f64() * 1000.0;
         if let Some(b) = COMMIT_BUCKETS_MS
@@ -104,6 +145,10 @@ impl Metrics {
     }
     pub(crate) fn commit_failed(&self) {
         self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        self.storage_failing.store(true, Ordering::Relaxed);
+    }
+    pub(crate) fn set_disk_low(&self, low: bool) {
+        self.disk_low.store(low, Ordering::Relaxed);
     }
     pub(crate) fn expired(&self, n: u64) {
         self.expired.fetch_add(n, Ordering::Relaxed);
@@ -117,6 +162,28 @@ impl Metrics {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
+    /// `/health`: the HTTP status and the body. Not 200 while shutting down, while the last
+    /// commit failed, or while deposits are refused for lack of disk space (fetches and
+    /// deletes are still served then; the body says so).
+    fn health(&self) -> (&'static str, String) {
+        let unavailable = "503 Service Unavailable";
+        if self.shutting_down.load(Ordering::Relaxed) {
+            (unavailable, "shutting down\n".to_owned())
+        } else if self.storage_failing.load(Ordering::Relaxed) {
+            (
+                unavailable,
+                "storage failing: the last commit failed\n".to_owned(),
+            )
+        } else if self.disk_low.load(Ordering::Relaxed) {
+            (
+                unavailable,
+                "disk full: deposits refused, fetches and deletes served\n".to_owned(),
+            )
+        } else {
+            ("200 OK", "ok\n".to_owned())
+        }
+    }
+
     /// Prometheus text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
@@ -128,6 +195,12 @@ impl Metrics {
                 s.push_str(&format!("{name}{labels} {v}\n"));
             }
         };
+        metric(
+            "hush_relay_build_info",
+            "gauge",
+            "Always 1; the label is the relay's version.",
+            vec![(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+        );
         metric(
             "hush_relay_connections_open",
             "gauge",
@@ -159,7 +232,7 @@ impl Metrics {
         metric(
             "hush_relay_errors_total",
             "counter",
-            "Error responses by code.",
+            "Error responses by code (a delete that finds nothing is in deletes_total).",
             ErrorCode::ALL
                 .iter()
                 .zip(&self.errors)
@@ -177,6 +250,16 @@ impl Metrics {
             "counter",
             "Envelopes deleted by clients.",
             vec![(String::new(), g(&self.deleted))],
+        );
+        metric(
+            "hush_relay_deletes_total",
+            "counter",
+            "Delete requests by outcome.",
+            DeleteOutcome::ALL
+                .iter()
+                .zip(&self.deletes)
+                .map(|(o, c)| (format!("{{outcome=\"{}\"}}", o.name()), g(c)))
+                .collect(),
         );
         metric(
             "hush_relay_envelopes_expired_total",
@@ -213,6 +296,19 @@ impl Metrics {
             "counter",
             "Failed commits.",
             vec![(String::new(), g(&self.commit_failures))],
+        );
+        let flag = |b: &AtomicBool| u64::from(b.load(Ordering::Relaxed));
+        metric(
+            "hush_relay_disk_low",
+            "gauge",
+            "1 while free space under data_dir is below limits.min_free_disk_bytes (deposits refused).",
+            vec![(String::new(), flag(&self.disk_low))],
+        );
+        metric(
+            "hush_relay_storage_failing",
+            "gauge",
+            "1 after a failed commit, until one succeeds.",
+            vec![(String::new(), flag(&self.storage_failing))],
         );
         metric(
             "hush_relay_stored_envelopes",
@@ -257,7 +353,7 @@ impl Metrics {
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::io("binding the metrics listener", e))
+        .map_err(|e| Error::io(format!("binding the metrics listener on TCP {addr}"), e))
 }
 
 /// Accept loop for the metrics listener.
@@ -293,10 +389,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 .and_then(|l| l.split(' ').next())
                 .unwrap_or("");
             let (status, body) = match path {
-                "/health" if metrics.shutting_down.load(Ordering::Relaxed) => {
-                    ("503 Service Unavailable", "shutting down\n".to_owned())
-                }
-                "/health" => ("200 OK", "ok\n".to_owned()),
+                "/health" => metrics.health(),
                 "/metrics" => ("200 OK", metrics.render()),
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };

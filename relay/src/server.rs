@@ -26,7 +26,8 @@ use crate::Error;
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Config, Limits};
-use crate::metrics::Metrics;
+use crate::disk::DiskSpace;
+use crate::metrics::{DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
 use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
 use crate::tls::Identity;
@@ -48,6 +49,7 @@ struct Shared {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    disk: DiskSpace,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -152,7 +154,7 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, Error> {
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
     socket
         .bind(&addr.into())
-        .map_err(|e| Error::io("binding the QUIC endpoint", e))?;
+        .map_err(|e| Error::io(format!("binding the QUIC endpoint on UDP {addr}"), e))?;
     Ok(socket.into())
 }
 
@@ -211,6 +213,7 @@ impl Relay {
             committer,
             hub,
             metrics,
+            disk: DiskSpace::new(config.data_dir.clone(), limits.min_free_disk_bytes),
             limits,
             shutdown: shutdown_rx,
         });
@@ -325,6 +328,7 @@ async fn serve(
     }
     background.spawn(sweeper(shared.clone(), clock, sweep_every));
     background.spawn(gauges(shared.clone()));
+    background.spawn(disk_watch(shared.clone()));
 
     let mut shutdown = shared.shutdown.clone();
     let max_conns = usize::try_from(shared.limits.max_connections.0).unwrap_or(usize::MAX);
@@ -407,6 +411,33 @@ async fn gauges(shared: Arc<Shared>) {
     }
 }
 
+/// How often free space under data_dir is measured: often enough that the deposits of one
+/// interval at full speed (about 16 MiB) stay well inside the default reserve (64 MiB).
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+async fn disk_watch(shared: Arc<Shared>) {
+    let mut was_low = false;
+    loop {
+        // Blocking: statvfs, and at times writing the ballast file.
+        let s = shared.clone();
+        let low = tokio::task::spawn_blocking(move || s.disk.refresh())
+            .await
+            .unwrap_or_else(|_| shared.disk.is_low());
+        shared.metrics.set_disk_low(low);
+        if low != was_low {
+            if low {
+                tracing::warn!(
+                    "free disk space below limits.min_free_disk_bytes: refusing deposits"
+                );
+            } else {
+                tracing::info!("free disk space back above the reserve: accepting deposits");
+            }
+            was_low = low;
+        }
+        tokio::time::sleep(DISK_CHECK_EVERY).await;
+    }
+}
+
 struct OpenGuard(Arc<Metrics>);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -457,8 +488,14 @@ async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
     write_frame(send, &resp.encode()).await.is_ok()
 }
 
+/// Answers `e` and counts it in `errors_total`.
 async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
     metrics.error(e.code);
+    answer_error(send, e).await;
+}
+
+/// Answers `e` without counting it as an error (the caller counts the outcome).
+async fn answer_error(send: &mut SendStream, e: ErrorFrame) {
     let _ = send_frame(send, &Response::Error(e)).await;
     finish(send).await;
 }
@@ -531,6 +568,9 @@ async fn handle_stream(
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
+        Request::Deposit { .. } if shared.disk.is_low() => {
+            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
+        }
         Request::Deposit { mailbox, envelope } => {
             let resp = match shared
                 .committer
@@ -601,6 +641,7 @@ async fn handle_stream(
                 }) => {
                     if deleted > 0 {
                         metrics.deleted(u64::from(deleted));
+                        metrics.delete_outcome(DeleteOutcome::Deleted);
                         let resp = Response::Deleted {
                             deleted,
                             expired,
@@ -609,11 +650,17 @@ async fn handle_stream(
                         let _ = send_frame(&mut send, &resp).await;
                         finish(&mut send).await;
                         return;
-                    } else if expired > 0 {
-                        ErrorCode::Expired
-                    } else {
-                        ErrorCode::UnknownEnvelope
                     }
+                    // A delete that finds nothing is a normal outcome (a retried delete, or
+                    // one that expiry got to first): the answer is an error frame, as the
+                    // protocol says, but it is counted apart from errors.
+                    let (code, outcome) = if expired > 0 {
+                        (ErrorCode::Expired, DeleteOutcome::Expired)
+                    } else {
+                        (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
+                    };
+                    metrics.delete_outcome(outcome);
+                    return answer_error(&mut send, ErrorFrame::new(code)).await;
                 }
                 Ok(_) | Err(Error::Storage(_)) => ErrorCode::Internal,
                 Err(_) => ErrorCode::ShuttingDown,

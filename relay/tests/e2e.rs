@@ -438,6 +438,12 @@ async fn quotas_rate_limit_connection_limit_and_expiry_are_enforced() {
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::Expired);
     assert!(relay.metric("hush_relay_envelopes_expired_total") >= 5);
+    // Deleting what expired is a normal outcome, not an error.
+    assert_eq!(
+        relay.metric("hush_relay_deletes_total{outcome=\"expired\"}"),
+        1
+    );
+    assert_eq!(relay.metric("hush_relay_errors_total{code=\"expired\"}"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,10 +123,13 @@ impl RelayClient {
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         transport.max_concurrent_uni_streams(0u32.into());
         config.transport_config(Arc::new(transport));
-        // The pin is the identity; the name only fills the SNI field.
+        // The pin is the identity; the name only fills the SNI field, which an observer of the
+        // QUIC Initial reads. A host name goes there as any client would send it; an IP
+        // literal makes rustls send no SNI at all (a fixed name would mark every hush
+        // connection).
         let server_name = match &addr.host {
             Host::Name(n) => n.clone(),
-            Host::Ip(_) => "hush-relay".to_owned(),
+            Host::Ip(ip) => ip.to_string(),
         };
         // quinn's ConnectError messages can carry the remote address; keep only the kind.
         let connecting = endpoint

@@ -6,12 +6,16 @@
 //! - `counts`: key `mailbox_id`, value envelopes held (quota accounting).
 //! - `meta`: `next_id`, `total`, `horizon` (ids below it that are missing have expired).
 //!
-//! Every commit uses redb's immediate durability (fsync before `commit` returns).
+//! Every commit uses redb's immediate durability (fsync before `commit` returns). After an
+//! I/O error (a full disk) redb fails every later operation until the database is closed and
+//! opened again, so a failed operation closes it and the next write opens it again: writes
+//! resume once the disk has room, without a restart.
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
 //! file holds no list of mailboxes that were once used.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId, MailboxId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -30,7 +34,12 @@ const HORIZON: &str = "horizon";
 
 /// redb-backed [`Store`].
 pub struct RedbStore {
-    db: Database,
+    /// `None` only between closing after an I/O error and a successful reopen.
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
+    cache_bytes: usize,
+    /// An operation failed: close and reopen before the next write.
+    failed: AtomicBool,
     quotas: Quotas,
     /// Mirror of `meta.total` for stats without a transaction.
     total: AtomicU64,
@@ -73,45 +82,123 @@ impl RedbStore {
     pub fn open(dir: &Path, quotas: Quotas, cache_bytes: usize) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        // redb's default cache is 1 GiB; the relay's working set is the recent envelopes.
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(dir.join("relay.redb"))
-            .map_err(Error::storage)?;
-        let txn = db.begin_write().map_err(Error::storage)?;
-        let total;
-        {
-            txn.open_table(ENVELOPES).map_err(Error::storage)?;
-            txn.open_table(BY_ID).map_err(Error::storage)?;
-            txn.open_table(COUNTS).map_err(Error::storage)?;
-            let mut meta = txn.open_table(META).map_err(Error::storage)?;
-            let next = meta
-                .get(NEXT_ID)
-                .map_err(Error::storage)?
-                .map(|g| g.value());
-            if next.is_none() {
-                // Ids start at 1 so that `after = 0` means "from the beginning".
-                meta.insert(NEXT_ID, 1).map_err(Error::storage)?;
-                meta.insert(TOTAL, 0).map_err(Error::storage)?;
-                meta.insert(HORIZON, 0).map_err(Error::storage)?;
-            }
-            total = meta
-                .get(TOTAL)
-                .map_err(Error::storage)?
-                .map_or(0, |g| g.value());
-        }
-        txn.commit().map_err(Error::storage)?;
+        let path = dir.join("relay.redb");
+        let (db, total) = open_db(&path, cache_bytes)?;
         Ok(Self {
-            db,
+            db: RwLock::new(Some(db)),
+            path,
+            cache_bytes,
+            failed: AtomicBool::new(false),
             quotas,
             total: AtomicU64::new(total),
         })
     }
+
+    /// Runs `f` on the open database; a failure marks it for reopening. With `write`, first
+    /// reopens a database marked so (a read keeps what is open: reads still served from the
+    /// cache are better than none while the disk is full).
+    fn with_db<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Database) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if write && self.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| Error::Storage("database closed after an I/O error".into()))?;
+        let r = f(db);
+        if r.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn reopen(&self) -> Result<(), Error> {
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(()); // another thread did it while this one waited
+        }
+        // Close first: the open database holds the file lock. A failed open leaves it closed
+        // and marked, and the next write tries again.
+        *guard = None;
+        let (db, total) = open_db(&self.path, self.cache_bytes)?;
+        *guard = Some(db);
+        self.total.store(total, Ordering::Relaxed);
+        self.failed.store(false, Ordering::Release);
+        tracing::info!("database reopened after a failed operation");
+        Ok(())
+    }
+}
+
+/// Opens or creates the database at `path` and its tables; returns it with the stored total.
+fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
+    // redb's default cache is 1 GiB; the relay's working set is the recent envelopes.
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(Error::storage)?;
+    let txn = db.begin_write().map_err(Error::storage)?;
+    let total;
+    {
+        txn.open_table(ENVELOPES).map_err(Error::storage)?;
+        txn.open_table(BY_ID).map_err(Error::storage)?;
+        txn.open_table(COUNTS).map_err(Error::storage)?;
+        let mut meta = txn.open_table(META).map_err(Error::storage)?;
+        let next = meta
+            .get(NEXT_ID)
+            .map_err(Error::storage)?
+            .map(|g| g.value());
+        if next.is_none() {
+            // Ids start at 1 so that `after = 0` means "from the beginning".
+            meta.insert(NEXT_ID, 1).map_err(Error::storage)?;
+            meta.insert(TOTAL, 0).map_err(Error::storage)?;
+            meta.insert(HORIZON, 0).map_err(Error::storage)?;
+        }
+        total = meta
+            .get(TOTAL)
+            .map_err(Error::storage)?
+            .map_or(0, |g| g.value());
+    }
+    txn.commit().map_err(Error::storage)?;
+    Ok((db, total))
 }
 
 impl Store for RedbStore {
     fn commit(&self, ops: &[WriteOp], now: u64) -> Result<Vec<WriteOutcome>, Error> {
-        let txn = self.db.begin_write().map_err(Error::storage)?;
+        self.with_db(true, |db| self.commit_in(db, ops, now))
+    }
+
+    fn fetch(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool), Error> {
+        self.with_db(false, |db| Self::fetch_in(db, mailboxes, after, limit))
+    }
+
+    fn sweep(&self, cutoff: u64, max: usize) -> Result<u64, Error> {
+        self.with_db(true, |db| self.sweep_in(db, cutoff, max))
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            envelopes: self.total.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl RedbStore {
+    fn commit_in(
+        &self,
+        db: &Database,
+        ops: &[WriteOp],
+        now: u64,
+    ) -> Result<Vec<WriteOutcome>, Error> {
+        let txn = db.begin_write().map_err(Error::storage)?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let new_total;
         {
@@ -211,13 +298,13 @@ impl Store for RedbStore {
         Ok(outcomes)
     }
 
-    fn fetch(
-        &self,
+    fn fetch_in(
+        db: &Database,
         mailboxes: &[MailboxId],
         after: EnvelopeId,
         limit: usize,
     ) -> Result<(Vec<Stored>, bool), Error> {
-        let txn = self.db.begin_read().map_err(Error::storage)?;
+        let txn = db.begin_read().map_err(Error::storage)?;
         let envelopes = txn.open_table(ENVELOPES).map_err(Error::storage)?;
         let mut uniq: Vec<MailboxId> = mailboxes.to_vec();
         uniq.sort();
@@ -256,8 +343,8 @@ impl Store for RedbStore {
         Ok((out, more))
     }
 
-    fn sweep(&self, cutoff: u64, max: usize) -> Result<u64, Error> {
-        let txn = self.db.begin_write().map_err(Error::storage)?;
+    fn sweep_in(&self, db: &Database, cutoff: u64, max: usize) -> Result<u64, Error> {
+        let txn = db.begin_write().map_err(Error::storage)?;
         let mut swept = 0u64;
         let new_total;
         {
@@ -310,12 +397,6 @@ impl Store for RedbStore {
         txn.commit().map_err(Error::storage)?;
         self.total.store(new_total, Ordering::Relaxed);
         Ok(swept)
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            envelopes: self.total.load(Ordering::Relaxed),
-        }
     }
 }
 

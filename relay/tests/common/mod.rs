@@ -1,10 +1,12 @@
 //! The relay suites' own helpers, over the shared test kit (`hush-testkit`, which runs the
 //! `hush-relay` process): the relay client type (the one place these suites name it),
-//! deterministic test mailboxes and stand-in ciphertext.
+//! deterministic test mailboxes, stand-in ciphertext, and small file systems (tmpfs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 #![allow(dead_code, unused_imports)] // each test file uses a different subset (re-exports too)
 
 use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
@@ -93,4 +95,27 @@ pub fn sealed(plaintext: &[u8], n: u64) -> Envelope {
         }
     }
     Envelope::new(Box::new(out))
+}
+
+/// A tmpfs mounted at a new directory, unmounted on drop. `None` where this process may not
+/// mount (not root, or no mount namespace rights): the caller skips with a message.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, options: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
