@@ -1,11 +1,11 @@
 //! What travels inside an envelope's encrypted body: a fragment of application content, or
 //! a control message of this crate (moving a mailbox).
 //!
-//! Content longer than one envelope is split by [`fragment`] and joined by [`Reassembler`].
-//! The application's own content types (text, receipts) live inside fragments and are the
-//! client's business; this module never interprets them.
-
-use std::collections::BTreeMap;
+//! Content longer than one envelope is split by [`fragment`]; joining the pieces again is the
+//! client's (it must keep them durably, with the session state that decrypted them: see
+//! PROTOCOL.md, client behaviour). The application's own content types (text, receipts)
+//! live inside fragments and are the client's business too; this module never interprets
+//! them.
 
 use crate::Error;
 use crate::primitives::Key32;
@@ -17,8 +17,6 @@ const KIND_MAILBOX_MOVE: u8 = 2;
 pub const FRAGMENT_OVERHEAD: usize = 1 + 8 + 2 + 2;
 /// Most fragments one content may be split into (about 3.9 MiB of content).
 pub const MAX_FRAGMENTS: u16 = 1024;
-/// Most contents the [`Reassembler`] keeps partially received at once.
-pub const MAX_PARTIAL: usize = 64;
 
 /// A decoded payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,102 +157,45 @@ pub fn fragment(message_id: u64, content: &[u8], capacity: usize) -> Result<Vec<
     Ok(out)
 }
 
-struct Partial {
-    parts: Vec<Option<Vec<u8>>>,
-    received: usize,
-}
-
-/// Joins fragments into contents, whatever order they arrive in; duplicates are ignored.
-/// Memory is bounded: at most [`MAX_PARTIAL`] incomplete contents; the one with the
-/// smallest id (the oldest, as ids increase) is dropped first.
-#[derive(Default)]
-pub struct Reassembler {
-    partial: BTreeMap<u64, Partial>,
-}
-
-impl std::fmt::Debug for Reassembler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reassembler")
-            .field("partial", &self.partial.len())
-            .finish()
-    }
-}
-
-impl Reassembler {
-    /// A reassembler with nothing pending.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a fragment; returns the whole content once its last piece arrived.
-    pub fn handle_fragment(&mut self, frag: Fragment) -> Result<Option<Vec<u8>>, Error> {
-        if frag.count == 0 || frag.index >= frag.count {
-            return Err(Error::MalformedPayload("bad fragment index or count"));
-        }
-        if frag.count == 1 {
-            return Ok(Some(frag.data));
-        }
-        if !self.partial.contains_key(&frag.message_id) && self.partial.len() >= MAX_PARTIAL {
-            self.partial.pop_first();
-        }
-        let entry = self
-            .partial
-            .entry(frag.message_id)
-            .or_insert_with(|| Partial {
-                parts: vec![None; usize::from(frag.count)],
-                received: 0,
-            });
-        if entry.parts.len() != usize::from(frag.count) {
-            return Err(Error::MalformedPayload("fragment count changed"));
-        }
-        let slot = &mut entry.parts[usize::from(frag.index)];
-        if slot.is_none() {
-            *slot = Some(frag.data);
-            entry.received += 1;
-        }
-        if entry.received < entry.parts.len() {
-            return Ok(None);
-        }
-        let done = self.partial.remove(&frag.message_id);
-        Ok(done.map(|p| p.parts.into_iter().flatten().flatten().collect()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Decodes pieces and joins them by index.
+    fn join(pieces: &[Vec<u8>]) -> Vec<u8> {
+        let mut frags: Vec<Fragment> = pieces
+            .iter()
+            .map(|p| match Payload::decode(p).unwrap() {
+                Payload::Fragment(f) => f,
+                other => panic!("not a fragment: {other:?}"),
+            })
+            .collect();
+        frags.sort_by_key(|f| f.index);
+        let n = frags.len();
+        assert!(
+            frags
+                .iter()
+                .enumerate()
+                .all(|(i, f)| usize::from(f.index) == i && usize::from(f.count) == n)
+        );
+        frags.into_iter().flat_map(|f| f.data).collect()
+    }
+
     #[test]
-    fn fragments_join_in_any_order_and_ignore_duplicates() {
+    fn fragments_cover_the_content_in_order() {
         let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let mut pieces = fragment(7, &content, 1000).unwrap();
         assert_eq!(pieces.len(), 11);
         assert!(pieces.iter().all(|p| p.len() <= 1000));
         pieces.reverse();
-        let dup = pieces[3].clone();
-        pieces.insert(5, dup);
-        let mut r = Reassembler::new();
-        let mut out = None;
-        for p in pieces {
-            let Payload::Fragment(f) = Payload::decode(&p).unwrap() else {
-                panic!("not a fragment")
-            };
-            if let Some(done) = r.handle_fragment(f).unwrap() {
-                assert!(out.is_none(), "content completed twice");
-                out = Some(done);
-            }
-        }
-        assert_eq!(out.unwrap(), content);
+        assert_eq!(join(&pieces), content);
     }
 
     #[test]
     fn empty_content_is_one_fragment() {
         let pieces = fragment(1, &[], 100).unwrap();
         assert_eq!(pieces.len(), 1);
-        let Payload::Fragment(f) = Payload::decode(&pieces[0]).unwrap() else {
-            panic!()
-        };
-        assert_eq!(Reassembler::new().handle_fragment(f).unwrap(), Some(vec![]));
+        assert_eq!(join(&pieces), Vec::<u8>::new());
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //! oldest, as a sender's ids increase) is dropped first. Pieces are counted, not summed, so
 //! the check reads only the table's index, never the pieces themselves.
 
-use hush_crypto::payload::{Fragment, MAX_FRAGMENTS, MAX_PARTIAL};
+use hush_crypto::payload::{Fragment, MAX_FRAGMENTS};
 use rusqlite::{OptionalExtension, params};
 
 use super::{ContactId, Db, signed, unsigned};
 use crate::error::{Error, Result};
 
+/// Most incomplete contents kept per contact.
+pub(crate) const MAX_PARTIAL: usize = 64;
 /// Most pieces of incomplete contents kept per contact.
 pub(crate) const MAX_PARTIAL_PIECES: u64 = 4096;
 
