@@ -38,6 +38,8 @@ pub struct Metrics {
     stored_envelopes: AtomicU64,
     subscribed_mailboxes: AtomicU64,
     shutting_down: AtomicBool,
+    /// Set by a backend that lost its storage (a JetStream cluster without quorum).
+    storage_unreachable: AtomicBool,
 }
 
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
@@ -112,6 +114,10 @@ impl Metrics {
         self.stored_envelopes.store(stored, Ordering::Relaxed);
         self.subscribed_mailboxes
             .store(subscribed_mailboxes, Ordering::Relaxed);
+    }
+    pub(crate) fn set_storage_reachable(&self, reachable: bool) {
+        self.storage_unreachable
+            .store(!reachable, Ordering::Relaxed);
     }
     pub(crate) fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -296,6 +302,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 "/health" if metrics.shutting_down.load(Ordering::Relaxed) => {
                     ("503 Service Unavailable", "shutting down\n".to_owned())
                 }
+                "/health" if metrics.storage_unreachable.load(Ordering::Relaxed) => (
+                    "503 Service Unavailable",
+                    "storage unreachable\n".to_owned(),
+                ),
                 "/health" => ("200 OK", "ok\n".to_owned()),
                 "/metrics" => ("200 OK", metrics.render()),
                 _ => ("404 Not Found", "not found\n".to_owned()),
