@@ -42,7 +42,8 @@ enum Cmd {
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
     },
-    /// Validate the configuration, certificate and key; print the relay address.
+    /// Validate the configuration, certificate and key (and reach the JetStream cluster if it
+    /// is the backend); print the relay address.
     Check {
         /// Path to config.toml.
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
@@ -165,6 +166,16 @@ fn real_main() -> anyhow::Result<()> {
         } => init(&dir, &public_address, listen),
         Cmd::Check { config } => {
             let (cfg, identity) = load(&config)?;
+            if let (hush_relay::config::Backend::Jetstream, Some(js)) =
+                (cfg.storage.backend, &cfg.jetstream)
+            {
+                let summary = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?
+                    .block_on(hush_relay::store::jetstream::check(js, &cfg.limits))?;
+                println!("{summary}");
+            }
             println!("{}: ok", config.display());
             match &cfg.public_address {
                 Some(p) => println!("relay address: {}", address(&identity, p)?),
