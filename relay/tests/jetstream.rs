@@ -274,6 +274,14 @@ async fn a_client_at_one_relay_is_pushed_what_was_deposited_at_another() {
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::UnknownEnvelope);
     assert_eq!(ca.fetch_all(&[secret("push", 0)]).await.unwrap().len(), 1);
+
+    // The relays' logs name no mailbox (the subjects do).
+    for r in [&a, &b] {
+        let logs = r.all_logs();
+        for mb in [mailbox("push", 0), mailbox("marker", 0)] {
+            assert!(!logs.contains(&hex::encode(mb.as_bytes())), "{logs}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -550,29 +550,43 @@ impl JetStreamStore {
     }
 }
 
+/// Arrival reads in flight at once: the feed stays in stream order while the reads overlap.
+const FEED_READS: usize = 32;
+
 /// Pushes every arrival, from whichever relay, to this relay's subscribers of its mailbox.
 async fn arrivals(
-    mut feed: async_nats::Subscriber,
+    feed: async_nats::Subscriber,
     stream: stream::Stream,
     names: Names,
     ids: IdCipher,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(m) = feed.next().await {
-        let Some(mailbox) = names.arrival_mailbox(m.subject.as_str()) else {
-            continue;
-        };
-        if !hub.has_subscribers(&mailbox) {
-            continue;
+    let wanted = {
+        let hub = hub.clone();
+        move |m: async_nats::Message| {
+            let mailbox = names.arrival_mailbox(m.subject.as_str())?;
+            // Only mailboxes someone here waits for are read.
+            if !hub.has_subscribers(&mailbox) {
+                return None;
+            }
+            let seq = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Sequence"))
+                .and_then(|v| v.as_str().parse::<u64>().ok())?;
+            Some((mailbox, seq))
         }
-        let seq = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Sequence"))
-            .and_then(|v| v.as_str().parse::<u64>().ok());
-        let Some(seq) = seq else { continue };
-        match stream.direct_get(seq).await {
+    };
+    let mut reads = feed
+        .filter_map(move |m| std::future::ready(wanted(m)))
+        .map(|(mailbox, seq)| {
+            let stream = stream.clone();
+            async move { (mailbox, seq, stream.direct_get(seq).await) }
+        })
+        .buffered(FEED_READS);
+    while let Some((mailbox, seq, read)) = reads.next().await {
+        match read {
             Ok(msg) => {
                 let Ok(envelope) = Envelope::from_slice(&msg.payload) else {
                     continue;
