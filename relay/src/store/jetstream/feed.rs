@@ -25,8 +25,9 @@ pub(super) struct Health {
     pub(super) envelopes: AtomicU64,
     pub(super) reachable: AtomicBool,
 }
-/// Arrival reads in flight at once: the feed stays in stream order while the reads overlap.
-const FEED_READS: usize = 32;
+/// Arrival reads in flight at once: the feed stays in stream order while the reads overlap
+/// (32 left the feed 2 s behind 6,500 deposits/s in docs/BENCHMARKS.md; 256 kept it at 0.1 s).
+const FEED_READS: usize = 256;
 
 /// Pushes every arrival, from whichever relay, to this relay's subscribers of its mailbox.
 pub(super) async fn arrivals(
