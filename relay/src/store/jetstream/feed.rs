@@ -58,12 +58,12 @@ pub(super) async fn arrivals(
         .filter_map(move |m| std::future::ready(wanted(m)))
         .map(|(mailbox, seq)| {
             let stream = stream.clone();
-            async move { (mailbox, seq, stream.direct_get(seq).await) }
+            async move { (mailbox, seq, super::read_seq(&stream, seq).await) }
         })
         .buffered(FEED_READS);
     while let Some((mailbox, seq, read)) = reads.next().await {
         match read {
-            Ok(msg) => {
+            Ok(Some(msg)) => {
                 let Ok(envelope) = Envelope::from_slice(&msg.payload) else {
                     continue;
                 };
@@ -75,7 +75,7 @@ pub(super) async fn arrivals(
                 metrics.pushed(pushed);
             }
             // Deleted or expired before it could be pushed: nothing to push.
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {}
+            Ok(None) => {}
             Err(e) => {
                 // The envelope is stored but cannot be read now: the subscriber must fetch.
                 tracing::warn!(error = %e, "reading an arrival failed; subscriptions lagged");

@@ -63,6 +63,26 @@ const START_PATIENCE: Duration = Duration::from_secs(30);
 /// when a quota was lowered and old envelopes remain.
 const READ_SLACK: usize = 64;
 
+/// Message `seq` of `stream`: a direct get (any replica answers it), and if that replica does
+/// not have it, the leader. A follower may lag the quorum that acknowledged a deposit by a few
+/// milliseconds, so a direct get's "not found" alone does not mean deleted. `Ok(None)`: the
+/// stream does not hold it (deleted, expired or never stored).
+async fn read_seq(
+    stream: &stream::Stream,
+    seq: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, String> {
+    match stream.direct_get(seq).await {
+        Ok(m) => return Ok(Some(m)),
+        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    match stream.get_raw_message(seq).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// JetStream-backed [`Store`]. Its methods block on the relay's runtime (call them from a
 /// blocking context, as every [`Store`] method).
 pub struct JetStreamStore {
@@ -243,8 +263,8 @@ impl JetStreamStore {
                 unknown = unknown.saturating_add(1);
                 continue;
             };
-            match self.stream.direct_get(seq).await {
-                Ok(m) if m.subject.as_str() == subject => {
+            match read_seq(&self.stream, seq).await {
+                Ok(Some(m)) if m.subject.as_str() == subject => {
                     match self.stream.delete_message(seq).await {
                         Ok(true) => deleted = deleted.saturating_add(1),
                         Ok(false) => unknown = unknown.saturating_add(1),
@@ -255,8 +275,8 @@ impl JetStreamStore {
                     }
                 }
                 // Another mailbox's envelope: answered as a missing one.
-                Ok(_) => unknown = unknown.saturating_add(1),
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
+                Ok(Some(_)) => unknown = unknown.saturating_add(1),
+                Ok(None) => {
                     if first_seq.is_none() {
                         match self.stream.get_info().await {
                             Ok(info) => first_seq = Some(info.state.first_sequence),
