@@ -16,6 +16,10 @@
 //!   marks every local subscription lagged, so clients fetch again (as after `Lagged` on one
 //!   relay).
 //! - stream `<stream>_META` (no age limit): one message, the key of the envelope ids.
+//! - reads: fetch uses direct gets along each mailbox's subject, which any replica answers, so
+//!   it may miss a deposit acknowledged milliseconds ago (the push and the next fetch bring
+//!   it). A read of one sequence that a replica does not find is asked again of the leader
+//!   ([`read_seq`]) before it counts as gone: pushes and deletes rely on that.
 //!
 //! Envelope ids are the stream sequence under a keyed 64-bit permutation ([`IdCipher`]), so a
 //! client cannot read the cluster's volume off the ids of its own deposits. They are unique
