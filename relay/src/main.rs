@@ -166,6 +166,7 @@ fn real_main() -> anyhow::Result<()> {
         } => init(&dir, &public_address, listen),
         Cmd::Check { config } => {
             let (cfg, identity) = load(&config)?;
+            #[cfg(feature = "jetstream")]
             if let (hush_relay::config::Backend::Jetstream, Some(js)) =
                 (cfg.storage.backend, &cfg.jetstream)
             {

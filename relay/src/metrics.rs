@@ -115,7 +115,8 @@ impl Metrics {
         self.subscribed_mailboxes
             .store(subscribed_mailboxes, Ordering::Relaxed);
     }
-    pub(crate) fn set_storage_reachable(&self, reachable: bool) {
+    /// Whether the storage backend reaches its store (`/health` answers 503 while not).
+    pub fn set_storage_reachable(&self, reachable: bool) {
         self.storage_unreachable
             .store(!reachable, Ordering::Relaxed);
     }

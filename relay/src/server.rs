@@ -28,7 +28,7 @@ use crate::commit::Committer;
 use crate::config::{Backend, Config, Limits};
 use crate::metrics::Metrics;
 use crate::push::{Hub, Next};
-use crate::store::{JetStreamStore, Quotas, RedbStore, Store, WriteOp, WriteOutcome};
+use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
 use crate::tls::Identity;
 
 /// QUIC application close code: relay shutting down.
@@ -171,8 +171,9 @@ impl Relay {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::default());
         let store: Arc<dyn Store> = match (config.storage.backend, &config.jetstream) {
+            #[cfg(feature = "jetstream")]
             (Backend::Jetstream, Some(js)) => Arc::new(
-                JetStreamStore::connect(
+                crate::store::JetStreamStore::connect(
                     js,
                     quotas,
                     limits.expiry_secs.0,
@@ -181,6 +182,14 @@ impl Relay {
                 )
                 .await?,
             ),
+            #[cfg(not(feature = "jetstream"))]
+            (Backend::Jetstream, Some(_)) => {
+                return Err(Error::Config(
+                    "storage.backend = \"jetstream\": this build has no JetStream backend \
+                     (cargo feature jetstream)"
+                        .into(),
+                ));
+            }
             (Backend::Jetstream, None) => {
                 return Err(Error::Config(
                     "storage.backend = \"jetstream\" needs [jetstream]".into(),

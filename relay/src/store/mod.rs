@@ -8,9 +8,11 @@
 //! Must never store a fetch secret, a connection address or anything about who deposited;
 //! must never report a deposit as stored before its commit is durable.
 
+#[cfg(feature = "jetstream")]
 pub mod jetstream;
 mod redb_store;
 
+#[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
 
