@@ -557,3 +557,50 @@ async fn a_deleted_envelope_is_gone_from_every_nodes_files() {
     }
     assert_eq!(c.fetch_all(&[secret("del", 0)]).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_relay_find_every_acknowledged_deposit_at_another() {
+    const TOTAL: u64 = 600;
+    const MAILBOXES: u64 = 20;
+    let cluster = Cluster::start();
+    let mut a = cluster.relay(&[]);
+    let b = cluster.relay(&[]);
+    let clients = a.clients(16).await;
+    let (tasks, mut ack_rx) = deposit_storm(&clients, TOTAL, ("rk", MAILBOXES), b"rk", |_| {});
+    let mut acked = HashMap::new();
+    take_acks(&mut ack_rx, &mut acked, (TOTAL / 3) as usize).await;
+    a.kill9();
+    // In-flight deposits can never be acknowledged now; end them at once.
+    for c in &clients {
+        c.close();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
+    eprintln!(
+        "relay killed: {} of {TOTAL} deposits acknowledged",
+        acked.len()
+    );
+
+    // The clients reconnect to the other relay: everything acknowledged is there, and it
+    // takes their deposits.
+    let cb = b.client().await;
+    let secrets: Vec<_> = (0..MAILBOXES).map(|i| secret("rk", i)).collect();
+    let stored: HashMap<EnvelopeId, _> = cb
+        .fetch_all(&secrets)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    for (n, id) in &acked {
+        let d = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
+        assert_eq!(d.envelope, sealed(b"rk", *n));
+    }
+    cb.deposit(mailbox("rk", 0), sealed(b"rk", TOTAL))
+        .await
+        .unwrap();
+}
