@@ -1,7 +1,8 @@
 //! Group commit: one writer thread that batches concurrent writes into single durable commits.
 //!
 //! Owns: the queue of pending writes, the writer thread, and the order "commit, then push to
-//! subscribers, then acknowledge". Many deposits arriving while a commit is in flight are
+//! subscribers, then acknowledge" (for a backend that announces arrivals itself, the push
+//! comes from the backend's feed instead). Many deposits arriving while a commit is in flight are
 //! committed together by the next one, so fsyncs are shared.
 //! Must never acknowledge a write before `Store::commit` returned Ok, and must drain every
 //! queued write before the thread exits (graceful shutdown loses nothing it acknowledged).
@@ -48,6 +49,7 @@ impl Committer {
         max_batch: usize,
     ) -> Result<(Self, JoinHandle<()>), Error> {
         let (tx, mut rx) = mpsc::channel::<Job>(max_batch.saturating_mul(4).max(64));
+        let announced = store.announces_arrivals();
         let handle = std::thread::Builder::new()
             .name("hush-committer".into())
             .spawn(move || {
@@ -71,7 +73,8 @@ impl Committer {
                                 if let (
                                     WriteOp::Deposit { mailbox, envelope },
                                     WriteOutcome::Stored(id),
-                                ) = (op, outcome)
+                                    false,
+                                ) = (op, outcome, announced)
                                 {
                                     let pushed = hub.publish(&Delivery {
                                         mailbox,

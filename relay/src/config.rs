@@ -33,9 +33,12 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
-    /// Storage tuning.
+    /// Storage backend and tuning.
     #[serde(default)]
     pub storage: Storage,
+    /// The NATS JetStream cluster, when `storage.backend = "jetstream"`.
+    #[serde(default)]
+    pub jetstream: Option<JetStream>,
     /// Logging.
     #[serde(default)]
     pub log: Log,
@@ -85,10 +88,12 @@ impl Default for Limits {
     }
 }
 
-/// Storage tuning.
+/// Storage backend and tuning.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
+    /// Where envelopes are kept.
+    pub backend: Backend,
     /// Most operations grouped into one durable commit.
     pub max_commit_batch: Positive<u32>,
     /// Seconds between expiry sweeps.
@@ -100,10 +105,128 @@ pub struct Storage {
 impl Default for Storage {
     fn default() -> Self {
         Self {
+            backend: Backend::Redb,
             max_commit_batch: Positive(1024),
             sweep_interval_secs: Positive(60),
             cache_mib: Positive(64),
         }
+    }
+}
+
+/// A storage backend.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `relay.redb` in `data_dir`: one machine, one relay process (the default).
+    Redb,
+    /// A replicated NATS JetStream cluster shared by several relay processes (`[jetstream]`).
+    Jetstream,
+}
+
+/// The NATS JetStream cluster (see docs/OPERATING.md). The relay authenticates with a TLS
+/// client certificate: credentials are files, never values in this file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JetStream {
+    /// Comma-separated NATS URLs of the cluster's nodes (`nats://host:4222` or `tls://...`).
+    pub servers: String,
+    /// Name of the envelope stream (its id-key stream is `<stream>_META`).
+    #[serde(default = "JetStream::default_stream")]
+    pub stream: String,
+    /// First token of every subject the relay uses (`<prefix>.mb.<mailbox>`).
+    #[serde(default = "JetStream::default_prefix")]
+    pub subject_prefix: String,
+    /// Copies of each envelope in the cluster: 1, 3 or 5.
+    #[serde(default = "JetStream::default_replicas")]
+    pub replicas: Replicas,
+    /// Seconds within which a retried deposit of the same bytes is stored once.
+    #[serde(default = "JetStream::default_duplicate_window")]
+    pub duplicate_window_secs: Positive<u64>,
+    /// Milliseconds to wait for the cluster's answer to one request or publish.
+    #[serde(default = "JetStream::default_request_timeout")]
+    pub request_timeout_ms: Positive<u64>,
+    /// CA certificate (PEM) that signs the cluster's client-facing certificates; setting it
+    /// requires TLS.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS; both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl JetStream {
+    fn default_stream() -> String {
+        "HUSH".into()
+    }
+    fn default_prefix() -> String {
+        "hush".into()
+    }
+    fn default_replicas() -> Replicas {
+        Replicas(3)
+    }
+    fn default_duplicate_window() -> Positive<u64> {
+        Positive(120)
+    }
+    fn default_request_timeout() -> Positive<u64> {
+        Positive(5000)
+    }
+
+    /// The URLs of `servers`.
+    #[must_use]
+    pub fn server_list(&self) -> Vec<&str> {
+        self.servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// Checks what serde cannot: names NATS accepts, TLS files in pairs.
+    fn validate(&self, origin: &str) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(format!("{origin}: [jetstream] {m}")));
+        if self.server_list().is_empty() {
+            return bad("servers must name at least one NATS URL");
+        }
+        #[cfg(feature = "jetstream")]
+        for url in self.server_list() {
+            if url.parse::<async_nats::ServerAddr>().is_err() {
+                return bad(&format!(
+                    "servers: {url:?} is not a NATS URL (nats://host:port or tls://host:port)"
+                ));
+            }
+        }
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token_ok(&self.stream) || self.stream.len() > 32 {
+            return bad("stream must be 1..=32 characters of A-Z, a-z, 0-9, '_' or '-'");
+        }
+        if !token_ok(&self.subject_prefix) {
+            return bad("subject_prefix must be one subject token (A-Z, a-z, 0-9, '_', '-')");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together");
+        }
+        Ok(())
+    }
+}
+
+/// JetStream replica count: 1, 3 or 5 (an even count adds no fault tolerance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replicas(pub u8);
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if !matches!(v, 1 | 3 | 5) {
+            return Err(serde::de::Error::custom("replicas must be 1, 3 or 5"));
+        }
+        Ok(Self(v))
     }
 }
 
@@ -259,6 +382,25 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "sweep_interval_secs",
     ),
     ("HUSH_RELAY_STORAGE_CACHE_MIB", "storage", "cache_mib"),
+    ("HUSH_RELAY_STORAGE_BACKEND", "storage", "backend"),
+    ("HUSH_RELAY_JETSTREAM_SERVERS", "jetstream", "servers"),
+    ("HUSH_RELAY_JETSTREAM_STREAM", "jetstream", "stream"),
+    (
+        "HUSH_RELAY_JETSTREAM_SUBJECT_PREFIX",
+        "jetstream",
+        "subject_prefix",
+    ),
+    ("HUSH_RELAY_JETSTREAM_REPLICAS", "jetstream", "replicas"),
+    (
+        "HUSH_RELAY_JETSTREAM_DUPLICATE_WINDOW_SECS",
+        "jetstream",
+        "duplicate_window_secs",
+    ),
+    (
+        "HUSH_RELAY_JETSTREAM_REQUEST_TIMEOUT_MS",
+        "jetstream",
+        "request_timeout_ms",
+    ),
     ("HUSH_RELAY_LOG_LEVEL", "log", "level"),
 ];
 
@@ -278,6 +420,7 @@ impl Config {
             metrics_listen: None,
             limits: Limits::default(),
             storage: Storage::default(),
+            jetstream: None,
             log: Log {
                 level: LogLevel::Warn,
             },
@@ -298,7 +441,15 @@ impl Config {
             .collect();
         let mut cfg = Self::parse(&text, &path.display().to_string(), &env)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.cert, &mut cfg.key] {
+        let js_files = cfg.jetstream.iter_mut().flat_map(|j| {
+            [&mut j.tls_ca, &mut j.tls_cert, &mut j.tls_key]
+                .into_iter()
+                .flatten()
+        });
+        for p in [&mut cfg.data_dir, &mut cfg.cert, &mut cfg.key]
+            .into_iter()
+            .chain(js_files)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -313,6 +464,17 @@ impl Config {
     /// [`Error::Config`] with line and column for file errors, or the variable name for
     /// override errors.
     pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
+        let cfg = Self::parse_unchecked(text, origin, env)?;
+        match (cfg.storage.backend, &cfg.jetstream) {
+            (Backend::Jetstream, None) => Err(Error::Config(format!(
+                "{origin}: storage.backend = \"jetstream\" needs a [jetstream] section with servers"
+            ))),
+            (Backend::Jetstream, Some(js)) => js.validate(origin).map(|()| cfg),
+            (Backend::Redb, _) => Ok(cfg),
+        }
+    }
+
+    fn parse_unchecked(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
         // First the file alone, so that its errors carry exact line and column.
         let cfg: Self =
             toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
@@ -475,6 +637,23 @@ max_commit_batch = 1024
 sweep_interval_secs = 60
 # Memory for the database page cache, in MiB.
 cache_mib = 64
+# "redb" (relay.redb in data_dir, one machine) or "jetstream" (a replicated NATS JetStream
+# cluster shared by several relays: fill in [jetstream] below; see docs/OPERATING.md).
+backend = "redb"
+
+# [jetstream]
+# Comma-separated URLs of the cluster's nodes.
+# servers = "tls://nats1.example.org:4222,tls://nats2.example.org:4222,tls://nats3.example.org:4222"
+# stream = "HUSH"
+# subject_prefix = "hush"
+# Copies of each envelope: 1, 3 or 5.
+# replicas = 3
+# A retried deposit of the same bytes within this many seconds is stored once.
+# duplicate_window_secs = 120
+# request_timeout_ms = 5000
+# tls_ca = "nats-ca.pem"
+# tls_cert = "nats-client.pem"
+# tls_key = "nats-client.key"
 
 [log]
 # error, warn, info, debug or trace. Logs never contain addresses, mailbox ids or secrets.
@@ -546,6 +725,67 @@ mod tests {
         let env = vec![("HUSH_RELAY_LIMITS_MAILBOX_QUOTA".to_owned(), "x".to_owned())];
         let e = Config::parse(&tpl(), "t", &env).unwrap_err().to_string();
         assert!(e.contains("HUSH_RELAY_LIMITS_MAILBOX_QUOTA"), "{e}");
+    }
+
+    #[test]
+    fn the_jetstream_backend_needs_a_valid_cluster_section() {
+        let with = |extra: &str| tpl().replace("backend = \"redb\"", extra);
+        let c = Config::parse(&tpl(), "t", &[]).unwrap();
+        assert_eq!(c.storage.backend, Backend::Redb);
+        assert_eq!(c.jetstream, None);
+
+        let e = Config::parse(&with("backend = \"jetstream\""), "t", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a [jetstream] section"), "{e}");
+
+        let env = |servers: &str| {
+            vec![
+                (
+                    "HUSH_RELAY_STORAGE_BACKEND".to_owned(),
+                    "jetstream".to_owned(),
+                ),
+                (
+                    "HUSH_RELAY_JETSTREAM_SERVERS".to_owned(),
+                    servers.to_owned(),
+                ),
+            ]
+        };
+        let c = Config::parse(&tpl(), "t", &env("nats://a:4222, tls://b:4222")).unwrap();
+        let js = c.jetstream.unwrap();
+        assert_eq!(js.server_list(), ["nats://a:4222", "tls://b:4222"]);
+        assert_eq!((js.replicas.0, js.stream.as_str()), (3, "HUSH"));
+        assert_eq!(js.duplicate_window_secs.0, 120);
+
+        let mut bad_servers = vec![(" , ", "at least one")];
+        if cfg!(feature = "jetstream") {
+            bad_servers.push(("nats://a:99999", "not a NATS URL"));
+        }
+        for (bad, says) in bad_servers {
+            let e = Config::parse(&tpl(), "t", &env(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        let section = |body: &str| {
+            format!(
+                "{}\n[jetstream]\nservers = \"nats://a:4222\"\n{body}\n",
+                with("backend = \"jetstream\"")
+            )
+        };
+        for (body, says) in [
+            ("replicas = 2", "1, 3 or 5"),
+            ("stream = \"a.b\"", "stream must be"),
+            ("subject_prefix = \"a.b\"", "one subject token"),
+            ("tls_cert = \"c.pem\"", "go together"),
+            ("password = \"x\"", "unknown field"),
+        ] {
+            let e = Config::parse(&section(body), "t", &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        assert!(Config::parse(&section("replicas = 5"), "t", &[]).is_ok());
     }
 
     #[test]

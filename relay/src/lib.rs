@@ -13,9 +13,9 @@
 //!   cryptography.
 //!
 //! Modules: [`config`] (TOML + environment), [`tls`] (identity, server configuration),
-//! [`store`] (trait and redb backend), [`disk`] (free space under the data directory),
-//! [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint, requests,
-//! shutdown), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
+//! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
+//! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
+//! requests, shutdown), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 

@@ -47,8 +47,9 @@ enum Cmd {
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
         config: PathBuf,
     },
-    /// Validate the configuration, certificate and key, and that the ports and the data
-    /// directory are usable; print the relay address.
+    /// Validate the configuration, certificate and key, that the ports and the data
+    /// directory are usable, and reach the JetStream cluster if it is the backend; print the
+    /// relay address.
     Check {
         /// Path to config.toml.
         #[arg(long, env = "HUSH_RELAY_CONFIG")]
@@ -216,6 +217,17 @@ fn real_main() -> anyhow::Result<()> {
             let (cfg, identity) = load(&config)?;
             if !config_only {
                 cfg.check_resources()?;
+            }
+            #[cfg(feature = "jetstream")]
+            if let (hush_relay::config::Backend::Jetstream, Some(js)) =
+                (cfg.storage.backend, &cfg.jetstream)
+            {
+                let summary = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?
+                    .block_on(hush_relay::store::jetstream::check(js, &cfg.limits))?;
+                println!("{summary}");
             }
             println!("{}: ok", config.display());
             match &cfg.public_address {

@@ -44,6 +44,8 @@ pub struct Metrics {
     disk_low: AtomicBool,
     /// The last commit failed (cleared by the next one that succeeds).
     storage_failing: AtomicBool,
+    /// Set by a backend that lost its storage (a JetStream cluster without quorum).
+    storage_unreachable: AtomicBool,
 }
 
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
@@ -158,6 +160,11 @@ impl Metrics {
         self.subscribed_mailboxes
             .store(subscribed_mailboxes, Ordering::Relaxed);
     }
+    /// Whether the storage backend reaches its store (`/health` answers 503 while not).
+    pub fn set_storage_reachable(&self, reachable: bool) {
+        self.storage_unreachable
+            .store(!reachable, Ordering::Relaxed);
+    }
     pub(crate) fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
@@ -169,6 +176,8 @@ impl Metrics {
         let unavailable = "503 Service Unavailable";
         if self.shutting_down.load(Ordering::Relaxed) {
             (unavailable, "shutting down\n".to_owned())
+        } else if self.storage_unreachable.load(Ordering::Relaxed) {
+            (unavailable, "storage unreachable\n".to_owned())
         } else if self.storage_failing.load(Ordering::Relaxed) {
             (
                 unavailable,

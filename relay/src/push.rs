@@ -102,6 +102,25 @@ impl Hub {
         n
     }
 
+    /// Whether any live subscription covers `mailbox` (a backend that learns of arrivals from
+    /// elsewhere reads the envelope only when someone here waits for it).
+    pub fn has_subscribers(&self, mailbox: &MailboxId) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(mailbox)
+    }
+
+    /// Marks every live subscription lagged: pushes may have been missed (the backend's
+    /// arrival feed dropped or lost messages), so each client must fetch again.
+    pub fn lag_all(&self) {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, s) in map.values().flatten() {
+            s.lagged.store(true, Ordering::Release);
+            s.lag.notify_one();
+        }
+    }
+
     /// Live subscriptions (aggregate, for metrics).
     pub fn mailbox_count(&self) -> usize {
         self.map
@@ -197,5 +216,17 @@ mod tests {
         }
         assert_eq!(hub.publish(&delivery(1, 999)), 0);
         assert!(matches!(a.next().await, Next::Lagged));
+    }
+
+    #[tokio::test]
+    async fn lag_all_ends_every_subscription() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe(vec![MailboxId([1; 32])]);
+        let mut b = hub.subscribe(vec![MailboxId([2; 32])]);
+        assert!(hub.has_subscribers(&MailboxId([2; 32])));
+        assert!(!hub.has_subscribers(&MailboxId([3; 32])));
+        hub.lag_all();
+        assert!(matches!(a.next().await, Next::Lagged));
+        assert!(matches!(b.next().await, Next::Lagged));
     }
 }

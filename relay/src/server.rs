@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::clock::Clock;
 use crate::commit::Committer;
-use crate::config::{Config, Limits};
+use crate::config::{Backend, Config, Limits};
 use crate::disk::DiskSpace;
 use crate::metrics::{DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
@@ -167,15 +167,38 @@ impl Relay {
     pub async fn start(config: &Config, identity: &Identity) -> Result<Self, Error> {
         let clock = Clock::from_env();
         let limits = config.limits.clone();
-        let quotas = Quotas {
-            mailbox: limits.mailbox_quota.0,
-            total: (limits.max_stored_bytes.0 / hush_proto::ENVELOPE_LEN as u64).max(1),
-        };
+        let quotas = Quotas::from_limits(&limits);
         let cache = usize::try_from(config.storage.cache_mib.0.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX);
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::default());
+        let store: Arc<dyn Store> = match (config.storage.backend, &config.jetstream) {
+            #[cfg(feature = "jetstream")]
+            (Backend::Jetstream, Some(js)) => Arc::new(
+                crate::store::JetStreamStore::connect(
+                    js,
+                    quotas,
+                    limits.expiry_secs.0,
+                    hub.clone(),
+                    metrics.clone(),
+                )
+                .await?,
+            ),
+            #[cfg(not(feature = "jetstream"))]
+            (Backend::Jetstream, Some(_)) => {
+                return Err(Error::Config(
+                    "storage.backend = \"jetstream\": this build has no JetStream backend \
+                     (cargo feature jetstream)"
+                        .into(),
+                ));
+            }
+            (Backend::Jetstream, None) => {
+                return Err(Error::Config(
+                    "storage.backend = \"jetstream\" needs [jetstream]".into(),
+                ));
+            }
+            (Backend::Redb, _) => Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?),
+        };
         let (committer, writer) = Committer::start(
             store.clone(),
             hub.clone(),
@@ -589,7 +612,8 @@ async fn handle_stream(
                     return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull))
                         .await;
                 }
-                Ok(WriteOutcome::Deleted { .. }) | Err(Error::Storage(_)) => {
+                Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable)
+                | Err(Error::Storage(_)) => {
                     return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
                         .await;
                 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Error, RelayClient, TestRelay, client_endpoint, mailbox, relay_error, sealed, secret,
+    Error, RelayClient, TestRelay, client_endpoint, deposit_storm, mailbox, relay_error, sealed,
+    secret, take_acks,
 };
 use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
@@ -25,55 +26,6 @@ fn code(e: &Error) -> ErrorCode {
 
 fn batch(tag: &str, range: std::ops::Range<u64>) -> SecretBatch {
     SecretBatch::new(range.map(|i| secret(tag, i)).collect()).unwrap()
-}
-
-/// Deposits `0..total` at once, spread over `clients`: deposit `n` goes to mailbox
-/// `n % count` of `tag` (`mailboxes = (tag, count)`) as `sealed(plaintext, n)`. Each
-/// acknowledgement (n, id) arrives on the receiver; each failure goes to `on_error` (in the
-/// deposit's task).
-fn deposit_storm(
-    clients: &[Arc<RelayClient>],
-    total: u64,
-    (tag, count): (&'static str, u64),
-    plaintext: &'static [u8],
-    on_error: fn(Error),
-) -> (
-    Vec<tokio::task::JoinHandle<()>>,
-    tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
-) {
-    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    for n in 0..total {
-        let c = clients[(n % clients.len() as u64) as usize].clone();
-        let ack_tx = ack_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            match c
-                .deposit(mailbox(tag, n % count), sealed(plaintext, n))
-                .await
-            {
-                Ok(id) => {
-                    let _ = ack_tx.send((n, id));
-                }
-                Err(e) => on_error(e),
-            }
-        }));
-    }
-    (tasks, ack_rx)
-}
-
-/// Adds acknowledgements (deposit number, id) to `acked` until it holds `at_least` or
-/// every sender is done.
-async fn take_acks(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
-    acked: &mut HashMap<u64, EnvelopeId>,
-    at_least: usize,
-) {
-    while acked.len() < at_least {
-        let Some((n, id)) = rx.recv().await else {
-            break;
-        };
-        acked.insert(n, id);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,19 @@
 //! Storage: what a relay keeps, behind a trait, so that backends can be swapped.
 //!
 //! Owns: the [`Store`] trait (one durable commit for a batch of writes, fetch, expiry sweep)
-//! and the backends (`redb`, the embedded default). A backend stores envelopes under their
+//! and the backends (`redb`, the embedded default; `jetstream`, a replicated NATS JetStream
+//! cluster shared by several relay processes). A backend stores envelopes under their
 //! mailbox id with a relay-assigned id and a storage time, and enforces the per-mailbox and
 //! global quotas inside the same commit as the write.
 //! Must never store a fetch secret, a connection address or anything about who deposited;
 //! must never report a deposit as stored before its commit is durable.
 
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 mod redb_store;
 
+#[cfg(feature = "jetstream")]
+pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
 
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
@@ -22,6 +27,17 @@ pub struct Quotas {
     pub mailbox: u32,
     /// Envelopes in total.
     pub total: u64,
+}
+
+impl Quotas {
+    /// The quotas `limits` set (the global one counted in 4096-byte envelopes).
+    #[must_use]
+    pub fn from_limits(limits: &crate::config::Limits) -> Self {
+        Self {
+            mailbox: limits.mailbox_quota.0,
+            total: (limits.max_stored_bytes.0 / hush_proto::ENVELOPE_LEN as u64).max(1),
+        }
+    }
 }
 
 /// One write in a grouped commit.
@@ -52,6 +68,10 @@ pub enum WriteOutcome {
     MailboxFull,
     /// Deposit refused: the relay is at its global quota.
     RelayFull,
+    /// The backend could not apply this op (the others of the commit may have been). A
+    /// deposit may nevertheless be stored: the client retries, and a backend with
+    /// idempotent deposits stores the retry once.
+    Unavailable,
     /// Delete applied.
     Deleted {
         /// Ids deleted now.
@@ -84,7 +104,8 @@ pub struct StoreStats {
 /// A relay storage backend. Methods block; call them from a blocking context.
 pub trait Store: Send + Sync + 'static {
     /// Applies `ops` in order in one durable commit at time `now` (Unix seconds) and returns
-    /// one outcome per op. On `Err`, nothing was committed.
+    /// one outcome per op. On `Err`, nothing was committed. A backend without multi-op
+    /// transactions answers per op ([`WriteOutcome::Unavailable`] for those that failed).
     ///
     /// # Errors
     /// [`Error::Storage`] if the commit failed.
@@ -110,4 +131,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Aggregate figures.
     fn stats(&self) -> StoreStats;
+
+    /// Whether the backend itself announces committed deposits to the push hub (so that
+    /// relays sharing it push each other's deposits); if not, the committer does.
+    fn announces_arrivals(&self) -> bool {
+        false
+    }
 }

@@ -1,15 +1,17 @@
 //! The relay suites' own helpers, over the shared test kit (`hush-testkit`, which runs the
 //! `hush-relay` process): the relay client type (the one place these suites name it),
-//! deterministic test mailboxes, stand-in ciphertext, and small file systems (tmpfs).
+//! deterministic test mailboxes, stand-in ciphertext, concurrent deposit storms, and small
+//! file systems (tmpfs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 #![allow(dead_code, unused_imports)] // each test file uses a different subset (re-exports too)
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
+use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, RelayAddress};
 use hush_testkit::Relay;
 pub use hush_transport::{Error, RelayClient, client_endpoint, relay_error};
 use sha2::{Digest, Sha256};
@@ -117,5 +119,54 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Deposits `0..total` at once, spread over `clients`: deposit `n` goes to mailbox
+/// `n % count` of `tag` (`mailboxes = (tag, count)`) as `sealed(plaintext, n)`. Each
+/// acknowledgement (n, id) arrives on the receiver; each failure goes to `on_error` (in the
+/// deposit's task).
+pub fn deposit_storm(
+    clients: &[Arc<RelayClient>],
+    total: u64,
+    (tag, count): (&'static str, u64),
+    plaintext: &'static [u8],
+    on_error: fn(Error),
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
+) {
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        let c = clients[(n % clients.len() as u64) as usize].clone();
+        let ack_tx = ack_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            match c
+                .deposit(mailbox(tag, n % count), sealed(plaintext, n))
+                .await
+            {
+                Ok(id) => {
+                    let _ = ack_tx.send((n, id));
+                }
+                Err(e) => on_error(e),
+            }
+        }));
+    }
+    (tasks, ack_rx)
+}
+
+/// Adds acknowledgements (deposit number, id) to `acked` until it holds `at_least` or
+/// every sender is done.
+pub async fn take_acks(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, EnvelopeId)>,
+    acked: &mut HashMap<u64, EnvelopeId>,
+    at_least: usize,
+) {
+    while acked.len() < at_least {
+        let Some((n, id)) = rx.recv().await else {
+            break;
+        };
+        acked.insert(n, id);
     }
 }

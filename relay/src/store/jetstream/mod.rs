@@ -1,0 +1,386 @@
+//! The JetStream backend: envelopes in one stream of a replicated NATS JetStream cluster that
+//! several relay processes share (docs/OPERATING.md, "Several relays over JetStream").
+//!
+//! Owns: the stream layout, the translation of JetStream's answers into [`WriteOutcome`]s,
+//! the envelope ids of this backend, and the feed through which every relay learns of every
+//! deposit (cross-process push). Layout:
+//! - stream `<stream>`: file storage, `replicas` copies, subjects `<prefix>.mb.>`; one message
+//!   per envelope on `<prefix>.mb.<hex mailbox id>`, the payload the 4096 bytes, one header
+//!   (`Nats-Msg-Id`, see [`msg_id`]). Limits: messages per subject = the mailbox quota and
+//!   messages in all = the global quota, both with discard *new* (a full mailbox refuses, it
+//!   never evicts); max age = the expiry (the cluster expires envelopes, [`Store::sweep`] has
+//!   nothing to do); direct get allowed; deletes erase (overwrite) the message.
+//! - a headers-only republish of `<prefix>.mb.>` to `<prefix>.arrived.>`: every relay
+//!   subscribes and, for a mailbox one of its clients subscribed to, reads the envelope by
+//!   direct get and pushes it. Core NATS is at most once: a lost connection or a slow feed
+//!   marks every local subscription lagged, so clients fetch again (as after `Lagged` on one
+//!   relay).
+//! - stream `<stream>_META` (no age limit): one message, the key of the envelope ids.
+//! - reads: fetch uses direct gets along each mailbox's subject, which any replica answers, so
+//!   it may miss a deposit acknowledged milliseconds ago (the push and the next fetch bring
+//!   it). A read of one sequence that a replica does not find is asked again of the leader
+//!   ([`read_seq`]) before it counts as gone: pushes and deletes rely on that.
+//!
+//! Envelope ids are the stream sequence under a keyed 64-bit permutation ([`IdCipher`]), so a
+//! client cannot read the cluster's volume off the ids of its own deposits. They are unique
+//! and stable but not in deposit order; fetch still returns them in increasing id order and
+//! `after` pages through them (PROTOCOL.md II.4 promises no more). A missing id whose
+//! sequence lies below the stream's first one has expired (the cluster expires oldest
+//! first), the horizon the redb backend keeps too; one deleted at the head of the stream is
+//! answered `Expired` as well (redb would say `UnknownEnvelope`: both mean gone). The key sits
+//! in the cluster: it hides the volume from clients, not from whoever holds the cluster, which
+//! knows the sequence anyway.
+//!
+//! Files: this one (the [`Store`] and its answers), `cluster.rs` (names, connection, stream
+//! set-up, `check`), `ids.rs` (envelope ids, idempotency ids), `feed.rs` (arrivals, health).
+//!
+//! Must never answer `Stored` before JetStream's publish acknowledgement (the cluster holds
+//! the message on a quorum), never delete an envelope of another mailbox than the one whose
+//! fetch secret was shown, and never log a subject (it names a mailbox).
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use hush_proto::{Envelope, EnvelopeId, MailboxId};
+
+use super::{Quotas, Store, StoreStats, Stored, WriteOp, WriteOutcome};
+use crate::Error;
+use crate::config::JetStream as Settings;
+use crate::metrics::Metrics;
+use crate::push::Hub;
+
+mod cluster;
+mod feed;
+mod ids;
+
+pub use cluster::check;
+use cluster::{Names, context, ensure_stream, id_key, options, stream_config};
+use feed::{Health, arrivals, monitor};
+use ids::{IdCipher, msg_id};
+
+/// How long a starting relay waits for the cluster to elect leaders and take the stream.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+/// Most messages read from one subject by a fetch: the quota, and then some for the moment
+/// when a quota was lowered and old envelopes remain.
+const READ_SLACK: usize = 64;
+
+/// Message `seq` of `stream`: a direct get (any replica answers it), and if that replica does
+/// not have it, the leader. A follower may lag the quorum that acknowledged a deposit by a few
+/// milliseconds, so a direct get's "not found" alone does not mean deleted. `Ok(None)`: the
+/// stream does not hold it (deleted, expired or never stored).
+async fn read_seq(
+    stream: &stream::Stream,
+    seq: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, String> {
+    match stream.direct_get(seq).await {
+        Ok(m) => return Ok(Some(m)),
+        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    match stream.get_raw_message(seq).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// JetStream-backed [`Store`]. Its methods block on the relay's runtime (call them from a
+/// blocking context, as every [`Store`] method).
+pub struct JetStreamStore {
+    rt: tokio::runtime::Handle,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    names: Names,
+    ids: IdCipher,
+    quota: usize,
+    health: Arc<Health>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for JetStreamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for JetStreamStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+/// What a refused publish means for the client.
+fn refused(e: &jetstream::context::PublishError) -> WriteOutcome {
+    let js_err = std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>());
+    match js_err {
+        Some(j) if j.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED => {
+            let text = j.to_string();
+            if text.contains("per subject") {
+                WriteOutcome::MailboxFull
+            } else if text.contains("maximum messages") || text.contains("maximum bytes") {
+                WriteOutcome::RelayFull
+            } else {
+                WriteOutcome::Unavailable
+            }
+        }
+        Some(j) if j.error_code() == jetstream::ErrorCode::INSUFFICIENT_RESOURCES => {
+            WriteOutcome::RelayFull
+        }
+        _ => WriteOutcome::Unavailable,
+    }
+}
+
+impl JetStreamStore {
+    /// Connects to the cluster, creates or updates the streams (waiting up to 30 s for the
+    /// cluster to have leaders), and starts the arrival feed into `hub` and the monitor that
+    /// reports the cluster's health to `metrics`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the cluster cannot be reached or refuses the streams.
+    pub async fn connect(
+        settings: &Settings,
+        quotas: Quotas,
+        expiry_secs: u64,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
+        let names = Names::new(settings);
+        let health = Arc::new(Health::default());
+        let events = {
+            let (hub, metrics, health) = (hub.clone(), metrics.clone(), health.clone());
+            move |event: async_nats::Event| {
+                let (hub, metrics, health) = (hub.clone(), metrics.clone(), health.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            // Arrivals published meanwhile are lost to this relay's feed.
+                            hub.lag_all();
+                            health.reachable.store(false, Ordering::Relaxed);
+                            metrics.set_storage_reachable(false);
+                            tracing::warn!("lost the connection to the JetStream cluster");
+                        }
+                        async_nats::Event::Connected => {
+                            tracing::info!("connected to the JetStream cluster");
+                        }
+                        async_nats::Event::SlowConsumer(_) => {
+                            hub.lag_all();
+                            tracing::warn!("the arrival feed overflowed; subscriptions lagged");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+        let opts = options(settings).event_callback(events);
+        let client = async_nats::connect_with_options(settings.server_list().as_slice(), opts)
+            .await
+            .map_err(|e| Error::Storage(format!("connecting to the JetStream cluster: {e}")))?;
+        let js = context(client.clone(), settings);
+        let want = stream_config(&names, settings, quotas, expiry_secs);
+        let started = tokio::time::Instant::now();
+        let (stream, key) = loop {
+            let attempt = async {
+                let st = ensure_stream(&js, want.clone()).await?;
+                let key = id_key(&js, &names, settings).await?;
+                Ok::<_, String>((st, key))
+            };
+            match attempt.await {
+                Ok(v) => break v,
+                Err(e) if started.elapsed() < START_PATIENCE => {
+                    tracing::info!(error = %e, "waiting for the JetStream cluster");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(Error::Storage(format!("setting up the stream: {e}"))),
+            }
+        };
+        health.reachable.store(true, Ordering::Relaxed);
+        metrics.set_storage_reachable(true);
+
+        // Subscribed before the relay serves, so no deposit after a Subscribe is missed.
+        let feed = client
+            .subscribe(names.arrivals())
+            .await
+            .map_err(|e| Error::Storage(format!("subscribing to arrivals: {e}")))?;
+        let ids = IdCipher::new(&key);
+        let tasks = vec![
+            tokio::spawn(arrivals(
+                feed,
+                stream.clone(),
+                names.clone(),
+                IdCipher::new(&key),
+                hub,
+                metrics.clone(),
+            )),
+            tokio::spawn(monitor(
+                stream.clone(),
+                usize::from(settings.replicas.0),
+                health.clone(),
+                metrics,
+            )),
+        ];
+        Ok(Self {
+            rt: tokio::runtime::Handle::current(),
+            js,
+            stream,
+            names,
+            ids,
+            quota: usize::try_from(quotas.mailbox).unwrap_or(usize::MAX),
+            health,
+            tasks,
+        })
+    }
+
+    async fn deposit(&self, mailbox: &MailboxId, envelope: &Envelope) -> WriteOutcome {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(Bytes::copy_from_slice(envelope.as_bytes()))
+            .message_id(msg_id(mailbox, envelope));
+        let acked = match self
+            .js
+            .send_publish(self.names.mailbox(mailbox), publish)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(ack) => WriteOutcome::Stored(self.ids.id(ack.sequence)),
+            Err(e) => {
+                let outcome = refused(&e);
+                if outcome == WriteOutcome::Unavailable {
+                    tracing::warn!(error = %e, "deposit not acknowledged by the cluster");
+                }
+                outcome
+            }
+        }
+    }
+
+    async fn delete(&self, mailbox: &MailboxId, ids: &[EnvelopeId]) -> WriteOutcome {
+        let subject = self.names.mailbox(mailbox);
+        let (mut deleted, mut expired, mut unknown) = (0u16, 0u16, 0u16);
+        let mut first_seq = None;
+        for id in ids {
+            let Some(seq) = self.ids.seq(*id) else {
+                unknown = unknown.saturating_add(1);
+                continue;
+            };
+            match read_seq(&self.stream, seq).await {
+                Ok(Some(m)) if m.subject.as_str() == subject => {
+                    match self.stream.delete_message(seq).await {
+                        Ok(true) => deleted = deleted.saturating_add(1),
+                        Ok(false) => unknown = unknown.saturating_add(1),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "delete not acknowledged by the cluster");
+                            return WriteOutcome::Unavailable;
+                        }
+                    }
+                }
+                // Another mailbox's envelope: answered as a missing one.
+                Ok(Some(_)) => unknown = unknown.saturating_add(1),
+                Ok(None) => {
+                    if first_seq.is_none() {
+                        match self.stream.get_info().await {
+                            Ok(info) => first_seq = Some(info.state.first_sequence),
+                            Err(_) => return WriteOutcome::Unavailable,
+                        }
+                    }
+                    if first_seq.is_some_and(|first| seq < first) {
+                        expired = expired.saturating_add(1);
+                    } else {
+                        unknown = unknown.saturating_add(1);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading an envelope to delete failed");
+                    return WriteOutcome::Unavailable;
+                }
+            }
+        }
+        WriteOutcome::Deleted {
+            deleted,
+            expired,
+            unknown,
+        }
+    }
+
+    /// Every envelope of one mailbox, by direct gets along its subject.
+    async fn read_mailbox(&self, mailbox: MailboxId) -> Result<Vec<Stored>, Error> {
+        let subject = self.names.mailbox(&mailbox);
+        let mut out = Vec::new();
+        let mut next = 1u64;
+        while out.len() < self.quota.saturating_add(READ_SLACK) {
+            match self
+                .stream
+                .direct_get_next_for_subject(subject.as_str(), Some(next))
+                .await
+            {
+                Ok(m) => {
+                    next = m.sequence.saturating_add(1);
+                    let envelope = Envelope::from_slice(&m.payload)
+                        .map_err(|_| Error::Storage("corrupt envelope message".into()))?;
+                    out.push(Stored {
+                        mailbox,
+                        id: self.ids.id(m.sequence),
+                        envelope,
+                    });
+                }
+                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(Error::Storage(format!("direct get: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+impl Store for JetStreamStore {
+    fn commit(&self, ops: &[WriteOp], _now: u64) -> Result<Vec<WriteOutcome>, Error> {
+        // Publishes of one batch are in flight together: their acknowledgements overlap as
+        // the fsyncs of one redb commit are shared.
+        let each = ops.iter().map(|op| async move {
+            match op {
+                WriteOp::Deposit { mailbox, envelope } => self.deposit(mailbox, envelope).await,
+                WriteOp::Delete { mailbox, ids } => self.delete(mailbox, ids).await,
+            }
+        });
+        Ok(self.rt.block_on(join_all(each)))
+    }
+
+    fn fetch(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool), Error> {
+        let mut uniq: Vec<MailboxId> = mailboxes.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        let read = self
+            .rt
+            .block_on(join_all(uniq.into_iter().map(|mb| self.read_mailbox(mb))));
+        let mut found = Vec::new();
+        for r in read {
+            found.extend(r?.into_iter().filter(|s| s.id > after));
+        }
+        found.sort_unstable_by_key(|s| s.id);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, more))
+    }
+
+    fn sweep(&self, _cutoff: u64, _max: usize) -> Result<u64, Error> {
+        // The stream's max age expires envelopes inside the cluster.
+        Ok(0)
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            envelopes: self.health.envelopes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn announces_arrivals(&self) -> bool {
+        true
+    }
+}
