@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 #[cfg(feature = "test-hooks")]
 use hush_core::CrashPoint;
@@ -14,6 +14,9 @@ use hush_core::profile::{DEFAULT_PROFILE, data_root};
 use hush_core::{DeliveryState, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
+
+use crate::failure::{self, Kind, usage};
+use crate::terminal_text::terminal_safe;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -134,12 +137,21 @@ enum RelayAction {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // The arguments did not parse, so neither did --json: look for it by hand.
+            if std::env::args().skip(1).any(|a| a == "--json") {
+                return failure::report(Kind::Usage, &e.kind().to_string(), true);
+            }
+            let _ = e.print();
+            return ExitCode::from(Kind::Usage.exit_code());
         }
     };
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,16 +159,12 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hush: cannot start: {e}");
-            return ExitCode::from(1);
+            return failure::report(Kind::Other, &format!("cannot start: {e}"), json);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hush: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => failure::report_error(&e, json),
     }
 }
 
@@ -238,7 +246,7 @@ fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Passphrase> {
     if confirm {
         let again = Passphrase::new(rpassword::prompt_password("Passphrase again: ")?);
         if first != again {
-            bail!("the passphrases differ");
+            return Err(usage("the passphrases differ"));
         }
     }
     Ok(first)
@@ -281,7 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     let Some(command) = cli.command else {
         if !std::io::stdout().is_terminal() {
-            bail!("the terminal UI needs a terminal; see `hush --help` for the commands");
+            return Err(usage(
+                "the terminal UI needs a terminal; see `hush --help` for the commands",
+            ));
         }
         // A profile created under another name in the first-run screen is found again.
         let profile = match (&cli.profile, profile.exists()) {
@@ -306,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !yes {
                 if !std::io::stdin().is_terminal() {
-                    bail!("refusing to wipe without confirmation: pass --yes");
+                    return Err(usage("refusing to wipe without confirmation: pass --yes"));
                 }
                 eprint!(
                     "This destroys profile {:?}: its keys, contacts and messages, for good. Type the profile name to confirm: ",
@@ -315,7 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
                 if line.trim() != profile.name() {
-                    bail!("not confirmed; nothing was wiped");
+                    return Err(usage("not confirmed; nothing was wiped"));
                 }
             }
             Store::wipe(&profile)?;
@@ -406,7 +416,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     }
                     println!(
                         "{}{}",
-                        c.name,
+                        terminal_safe(&c.name),
                         if marks.is_empty() {
                             String::new()
                         } else {
@@ -426,7 +436,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 }
             };
             if text.is_empty() {
-                bail!("nothing to send");
+                return Err(usage("nothing to send"));
             }
             let id = h.send(&name, &text).await?;
             if let Ok(flushed) = tokio::time::timeout(Duration::from_secs(20), h.flush()).await {
@@ -469,7 +479,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 for m in &msgs {
-                    println!("{}: {}", m.contact, m.body);
+                    println!("{}: {}", terminal_safe(&m.contact), terminal_safe(&m.body));
                 }
             }
             if !ok {
@@ -488,6 +498,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
+                let name = terminal_safe(&name);
                 for m in &msgs {
                     let who = if m.outgoing { "me" } else { name.as_str() };
                     let state = if m.outgoing {
@@ -495,7 +506,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     } else {
                         String::new()
                     };
-                    println!("{who}: {}{state}", m.body);
+                    println!("{who}: {}{state}", terminal_safe(&m.body));
                 }
             }
         }
@@ -511,7 +522,11 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 );
             } else {
                 println!("{}", qr(&s.qr)?);
-                println!("safety number with {name}:\n  {}", s.digits);
+                println!(
+                    "safety number with {}:\n  {}",
+                    terminal_safe(&name),
+                    s.digits
+                );
                 println!(
                     "{}",
                     if s.verified {
@@ -523,17 +538,18 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
         }
         Command::Disappear { name, duration } => {
-            let secs = crate::timer::parse_timer(&duration).map_err(anyhow::Error::msg)?;
+            let secs = crate::timer::parse_timer(&duration).map_err(usage)?;
             h.set_disappear(&name, secs).await?;
             if json {
                 println!("{}", json!({"contact": name, "disappear_secs": secs}));
             } else {
                 match secs {
                     Some(s) => println!(
-                        "messages with {name} now disappear after {}",
+                        "messages with {} now disappear after {}",
+                        terminal_safe(&name),
                         humantime::format_duration(Duration::from_secs(s))
                     ),
-                    None => println!("disappearing messages off for {name}"),
+                    None => println!("disappearing messages off for {}", terminal_safe(&name)),
                 }
             }
         }
@@ -549,7 +565,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             let on = match setting.as_str() {
                 "on" => true,
                 "off" => false,
-                _ => bail!("receipts take \"on\" or \"off\""),
+                _ => return Err(usage("receipts take \"on\" or \"off\"")),
             };
             h.set_receipts(&name, on).await?;
             if json {

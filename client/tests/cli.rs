@@ -803,30 +803,147 @@ fn a_relay_down_holds_up_only_its_own_contacts() {
 fn errors_are_one_line_with_a_non_zero_exit() {
     let home = Home::new();
     home.init("alice", None);
-    for (args, stdin, expect) in [
-        (&["send", "nobody", "hi"][..], None, "no contact"),
-        (&["send", "nobody"], Some(""), "nothing to send"),
-        (&["accept", "hush:not-a-link", "--name", "x"], None, ""),
-        (&["history", "nobody"], None, "no contact"),
-        (&["disappear", "nobody", "soon"], None, "not a duration"),
+    // (arguments, standard input, text the error contains, exit code, --json code)
+    for (args, stdin, expect, exit, code) in [
+        (
+            &["send", "nobody", "hi"][..],
+            None,
+            "no contact",
+            4,
+            "not_found",
+        ),
+        (&["send", "nobody"], Some(""), "nothing to send", 2, "usage"),
+        (
+            &["accept", "hush:not-a-link", "--name", "x"],
+            None,
+            "invalid invite",
+            2,
+            "invalid_link",
+        ),
+        (&["history", "nobody"], None, "no contact", 4, "not_found"),
+        (
+            &["disappear", "nobody", "soon"],
+            None,
+            "not a duration",
+            2,
+            "usage",
+        ),
         (
             &["relay", "set", "http://example.com"],
             None,
             "relay address",
+            2,
+            "usage",
         ),
+        (&["send"], None, "", 2, "usage"),
+        (&["no-such-command"], None, "", 2, "usage"),
     ] {
         let mut cmd = home.hush("alice", args);
         if let Some(s) = stdin {
             cmd = cmd.stdin(s);
         }
         let out = cmd.run().fails();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
-        let line = out.error_line();
-        assert!(line.starts_with("hush: "), "{args:?}: {line}");
-        assert!(line.contains(expect), "{args:?}: {line}");
+        assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", out.stderr);
+        if !expect.is_empty() {
+            let line = out.error_line();
+            assert!(line.starts_with("hush: "), "{args:?}: {line}");
+            assert!(line.contains(expect), "{args:?}: {line}");
+        }
+        // Under --json: one JSON object on stderr, with its stable code.
+        let mut cmd = home.hush("alice", &[&["--json"][..], args].concat());
+        if let Some(s) = stdin {
+            cmd = cmd.stdin(s);
+        }
+        let out = cmd.run().fails();
+        assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        let v: serde_json::Value = serde_json::from_str(out.error_line())
+            .unwrap_or_else(|e| panic!("{args:?}: stderr is not JSON ({e}): {}", out.stderr));
+        assert_eq!(v["code"], code, "{args:?}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(expect), "{v}");
     }
+    // An error prints its text once (it printed `not base64url: invalid invite: not
+    // base64url`).
+    let out = home
+        .hush("alice", &["accept", "hush:not-a-link!", "--name", "x"])
+        .run()
+        .fails();
+    assert_eq!(out.error_line(), "hush: invalid invite: not base64url");
+    let out = home
+        .hush("alice", &["contacts"])
+        .passphrase("not the passphrase")
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert_eq!(out.error_line(), "hush: wrong passphrase");
+    let out = home.hush("nobody", &["--json", "contacts"]).run().fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.error_line().contains("\"not_found\""), "{}", out.stderr);
     let out = home.hush("alice", &["init"]).run().fails();
     assert!(out.error_line().contains("exists"), "{}", out.stderr);
     let out = home.hush("../etc", &["contacts"]).run().fails();
     assert!(out.error_line().contains("profile name"), "{}", out.stderr);
+}
+
+/// What a terminal would act on: every control character but the line feed, and the bidi
+/// embeddings, overrides and isolates.
+fn terminal_active(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        })
+        .collect()
+}
+
+#[test]
+fn peer_text_cannot_drive_the_terminal() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    // Title set, screen cleared, red, a carriage return over the prefix, a C1 CSI, a
+    // right-to-left override and an isolate, and a second line forging another sender.
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31m\rcarol: fake\u{9b}1m\u{202e}gnp.exe\u{2066}\nme: forged";
+    assert_eq!(home.send("bob", "alice", hostile), "on-relay");
+
+    let out = home.hush("alice", &["recv"]).run().ok();
+    assert_eq!(
+        terminal_active(&out.stdout),
+        Vec::<char>::new(),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .starts_with("bob: ␛]0;pwned␇␛[2J␛[31m␍carol: fake"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\\u{9b}1m\\u{202e}gnp.exe\\u{2066}"),
+        "{:?}",
+        out.stdout
+    );
+    // The second line of the body cannot pass for a line of output.
+    assert!(
+        out.stdout.lines().skip(1).all(|l| l.starts_with("  ")),
+        "{:?}",
+        out.stdout
+    );
+
+    let out = home.hush("alice", &["history", "bob"]).run().ok();
+    assert_eq!(
+        terminal_active(&out.stdout),
+        Vec::<char>::new(),
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("bob: ␛]0;pwned"), "{:?}", out.stdout);
+
+    // --json keeps the exact text, in history and in recv.
+    let h = home.history("alice", "bob");
+    assert_eq!(h.last().unwrap()["text"], hostile);
+    assert_eq!(home.send("bob", "alice", hostile), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", hostile)]));
 }
