@@ -376,10 +376,14 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     json!({"contact": name, "handshake": if left == 0 {"on-relay"} else {"queued"}})
                 );
             } else if left == 0 {
-                println!("added {name:?}; the handshake is on the relay, you can write now");
+                // What the inviter does with it cannot be known here: a one-time link that
+                // someone else used already is never answered.
+                println!(
+                    "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
+                );
             } else {
                 println!(
-                    "added {name:?}; the relay is unreachable, the handshake will be sent later"
+                    "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"
                 );
             }
         }

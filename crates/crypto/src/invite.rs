@@ -93,6 +93,13 @@ impl Invite {
         self.relay.address()
     }
 
+    /// Whether `session` is a relationship made by accepting this invite (or another link
+    /// with the same inviter identity key: the same contact address): accepting it again
+    /// would make a second relationship with the same person.
+    pub fn accepted_in(&self, session: &crate::Session) -> bool {
+        session.role == crate::session::Role::Invitee && session.peer_identity == self.identity
+    }
+
     /// Handshake mailbox fetch secret of `epoch` (the invitee deposits to its id).
     pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
         fetch_secret(
@@ -258,6 +265,11 @@ impl InviterSecrets {
     /// One-time invite or contact address.
     pub fn kind(&self) -> InviteKind {
         self.kind
+    }
+
+    /// Whether `invite` is this invite (used or not): a profile accepting its own invite.
+    pub fn made(&self, invite: &Invite) -> bool {
+        self.identity.public() == invite.identity
     }
 
     /// The public invite to hand out; `InviteAlreadyUsed` once a one-time invite was used.

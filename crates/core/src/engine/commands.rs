@@ -135,6 +135,28 @@ impl Engine {
             return Err(Error::DuplicateContact);
         }
         let invite = Invite::parse(link)?;
+        // What this profile can know: its own invites, and contacts made through a link of
+        // the same inviter identity (the same link twice, or the same contact address). A
+        // one-time link someone else already used cannot be known here: the inviter drops
+        // the handshake, and the contact stays pending (shown "waiting for reply").
+        if self
+            .store
+            .db()
+            .all_invite_secrets()?
+            .iter()
+            .any(|s| s.made(&invite))
+        {
+            return Err(Error::OwnInvite);
+        }
+        if self
+            .store
+            .db()
+            .contact_sessions()?
+            .iter()
+            .any(|(_, s, _)| invite.accepted_in(s))
+        {
+            return Err(Error::AlreadyContact);
+        }
         let session = invite.accept(&mut self.rng)?;
         let id = self.store.db().insert_contact(
             name,

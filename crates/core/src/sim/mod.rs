@@ -11,6 +11,7 @@
 //! It records what a relay and a network observer would see ([`Observation`]: time,
 //! connection, command, size), so traffic-shape properties can be proven here.
 
+mod lifecycle_tests;
 mod net;
 mod relay;
 mod tests;

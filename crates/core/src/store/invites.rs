@@ -50,6 +50,17 @@ impl Db<'_> {
         .map(|rows| rows.into_iter().map(|((id, s), e)| (id, s, e)).collect())
     }
 
+    /// The secrets of every invite this profile made, answered still or not.
+    pub(crate) fn all_invite_secrets(self) -> Result<Vec<InviterSecrets>> {
+        let mut stmt = self.0.prepare("SELECT secrets FROM invites ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for bytes in rows {
+            out.push(InviterSecrets::from_bytes(&bytes?)?);
+        }
+        Ok(out)
+    }
+
     /// An invite's secrets and the name its contact gets.
     pub(crate) fn invite(self, id: InviteId) -> Result<(InviterSecrets, Option<String>)> {
         let (bytes, name): (Vec<u8>, Option<String>) = self.0.query_row(
