@@ -54,6 +54,12 @@ enum Command {
     },
     /// Make a contact address: a multi-use link (a tip line) to publish.
     Address,
+    /// List the invites still answered (one-time links nobody used yet, contact addresses);
+    /// `invites revoke ID` stops answering one.
+    Invites {
+        #[command(subcommand)]
+        action: Option<InvitesAction>,
+    },
     /// Accept an invite link or contact address.
     Accept {
         /// The `hush:` link.
@@ -122,6 +128,16 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum InvitesAction {
+    /// Stop answering an invite: its link makes no contact any more, and its mailboxes are
+    /// no longer fetched.
+    Revoke {
+        /// The id `hush invites` shows.
+        id: i64,
     },
 }
 
@@ -365,6 +381,52 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             let link = h.create_invite(InviteKind::ContactAddress, None).await?;
             print_link(&link, "address", json)?;
         }
+        Command::Invites { action: None } => {
+            let list = h.invites().await?;
+            let kind = |k: InviteKind| match k {
+                InviteKind::OneTime => "one-time",
+                InviteKind::ContactAddress => "address",
+            };
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|i| {
+                        json!({"id": i.id, "kind": kind(i.kind), "name": i.name, "created": i.created,
+                               "expires": i.expires(), "uses": i.uses})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if list.is_empty() {
+                println!("no invites answered (hush invite, hush address)");
+            } else {
+                for i in &list {
+                    let name = i.name.as_deref().map(terminal_safe).unwrap_or_default();
+                    let expires = i
+                        .expires()
+                        .map(|t| format!(", expires {}", utc(t)))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}  {}  made {}, used {}{}",
+                        i.id,
+                        kind(i.kind),
+                        if name.is_empty() { "-" } else { &name },
+                        utc(i.created),
+                        i.uses,
+                        expires
+                    );
+                }
+            }
+        }
+        Command::Invites {
+            action: Some(InvitesAction::Revoke { id }),
+        } => {
+            h.revoke_invite(id).await?;
+            if json {
+                println!("{}", json!({"revoked": id}));
+            } else {
+                println!("invite {id} revoked: its link makes no contact any more");
+            }
+        }
         Command::Accept { link, name } => {
             h.accept(&link, &name).await?;
             let _ = tokio::time::timeout(Duration::from_secs(20), h.flush()).await;
@@ -581,6 +643,14 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
         Command::Init | Command::Wipe { .. } => {}
     }
     Ok(())
+}
+
+/// Unix seconds as a UTC time to the minute.
+fn utc(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    let mut s = humantime::format_rfc3339_seconds(t).to_string();
+    s.truncate(16);
+    format!("{} UTC", s.replace('T', " "))
 }
 
 fn print_link(link: &str, kind: &str, json: bool) -> anyhow::Result<()> {

@@ -947,3 +947,38 @@ fn peer_text_cannot_drive_the_terminal() {
     assert_eq!(home.send("bob", "alice", hostile), "on-relay");
     assert_eq!(home.recv("alice"), pairs(&[("bob", hostile)]));
 }
+
+#[test]
+fn invites_are_listed_and_revoked() {
+    let home = Home::new();
+    home.init("alice", None);
+    home.invite("alice", Some("bob"));
+    home.hush("alice", &["address"]).json();
+    let list = home.hush("alice", &["invites"]).json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["kind"], "one-time");
+    assert_eq!(list[0]["name"], "bob");
+    assert_eq!(list[0]["uses"], 0);
+    assert_eq!(
+        list[0]["expires"].as_u64().unwrap(),
+        list[0]["created"].as_u64().unwrap() + 7 * 24 * 3600
+    );
+    assert_eq!(list[1]["kind"], "address");
+    assert!(list[1]["expires"].is_null());
+    let text = home.hush("alice", &["invites"]).run().ok().stdout;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("one-time  bob  made "), "{text}");
+
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+    let v = home.hush("alice", &["invites", "revoke", &id]).json();
+    assert_eq!(v["revoked"].as_i64().unwrap().to_string(), id);
+    let left = home.hush("alice", &["invites"]).json();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    let out = home
+        .hush("alice", &["--json", "invites", "revoke", &id])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.error_line().contains("not_found"), "{}", out.stderr);
+}

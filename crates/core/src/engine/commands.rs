@@ -83,6 +83,8 @@ impl Engine {
             }
             Command::SetRelay { address } => done(self.set_relay(&address)),
             Command::Status => Some(self.status().map(Response::Status)),
+            Command::Invites => Some(self.store.db().invite_list().map(Response::Invites)),
+            Command::RevokeInvite { id } => done(self.revoke_invite(id)),
             Command::MoveMailbox { contact, relay } => {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
@@ -266,6 +268,11 @@ impl Engine {
         self.refresh_subscriptions()?;
         self.flush_due(None)?;
         Ok(())
+    }
+
+    fn revoke_invite(&mut self, id: i64) -> Result<()> {
+        self.store.db().retire_invite(crate::store::InviteId(id))?;
+        self.refresh_subscriptions()
     }
 
     fn status(&self) -> Result<Status> {

@@ -63,7 +63,10 @@ impl Engine {
             Owner::Contact(id) => {
                 let mut session = self.store.db().session(id)?;
                 match session.decrypt(env, &mut self.rng) {
-                    Ok(payload) => self.commit_payload(id, session, &payload),
+                    Ok(payload) => {
+                        self.commit_payload(id, session, &payload)?;
+                        self.heard_from(id)
+                    }
                     Err(e) => {
                         // A replay (already committed) or an envelope no key opens: drop it.
                         tracing::debug!(error = %e, "envelope not decrypted; dropped");

@@ -253,6 +253,8 @@ struct FetchJob {
     relay: String,
     contacts: Vec<ContactId>,
     invites: Vec<InviteId>,
+    /// Used one-time invites to retire when this fetch completes.
+    retire: Vec<InviteId>,
     epoch: u64,
 }
 
@@ -291,6 +293,9 @@ pub struct Engine {
     sync_waiters: Vec<SyncWaiter>,
     flush_waiters: Vec<FlushWaiter>,
     subscribed_epoch: Option<u64>,
+    /// Used one-time invites whose contact was heard from on its own mailboxes (see
+    /// `mailboxes`); not stored: after a restart the next message marks them again.
+    used_invites: HashSet<InviteId>,
     acks_in_flight: usize,
     requests: VecDeque<LinkRequest>,
     events: VecDeque<Event>,
@@ -325,12 +330,14 @@ impl Engine {
             sync_waiters: Vec::new(),
             flush_waiters: Vec::new(),
             subscribed_epoch: None,
+            used_invites: HashSet::new(),
             acks_in_flight: 0,
             requests: VecDeque::new(),
             events: VecDeque::new(),
             replies: VecDeque::new(),
         };
         engine.sweep_expired()?;
+        engine.retire_expired_invites()?;
         engine.refresh_subscriptions()?;
         engine.catch_up(None)?;
         engine.flush_due_by(None, u64::MAX)?;
@@ -371,7 +378,8 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Time) -> Result<()> {
         self.now = now;
         self.sweep_expired()?;
-        if self.subscribed_epoch != Some(now.epoch()) {
+        let retired = self.retire_expired_invites()?;
+        if retired || self.subscribed_epoch != Some(now.epoch()) {
             self.refresh_subscriptions()?;
         }
         self.flush_due(None)?;

@@ -85,3 +85,74 @@ fn messages_queued_in_an_outage_show_in_send_order() {
         .collect();
     assert_eq!(mine, vec!["A", "B", "C", "D"]);
 }
+
+fn invites(w: &mut World, n: usize) -> Vec<crate::api::InviteInfo> {
+    match ok(w.command(n, Command::Invites)) {
+        crate::Response::Invites(i) => i,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Whether node `n` still watches the handshake mailbox of `link` this epoch on relay 0.
+fn watches_invite(w: &World, n: usize, link: &str) -> bool {
+    let invite = hush_crypto::Invite::parse(link).unwrap();
+    let epoch = w.node_now(n).epoch();
+    let mailbox = invite.handshake_fetch_secret(epoch).mailbox_id();
+    w.relays[0].watches(n, &mailbox)
+}
+
+/// Invites are retired: a revoked one, a one-time invite once its contact wrote from its own
+/// mailbox, and a one-time invite nobody used for 7 days stop being watched and leave the
+/// list; a contact address stays until revoked. (Seen to fail before: every invite ever
+/// made stayed in the subscriptions and there was no list or revoke.)
+#[test]
+fn used_revoked_and_expired_invites_stop_being_watched() {
+    let mut w = World::new(23, START, 1);
+    let a = w.add_node(0);
+    let b = w.add_node(0);
+    let used = link(&mut w, a, InviteKind::OneTime, Some("bob"));
+    let revoked = link(&mut w, a, InviteKind::ContactAddress, None);
+    let address = link(&mut w, a, InviteKind::ContactAddress, None);
+    w.settle();
+    let list = invites(&mut w, a);
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].name.as_deref(), Some("bob"));
+    assert_eq!(list[0].kind, InviteKind::OneTime);
+    assert_eq!(list[0].expires(), Some(START.unix_secs() + 7 * 24 * 3600));
+    assert_eq!(list[1].expires(), None);
+    for l in [&used, &revoked, &address] {
+        assert!(watches_invite(&w, a, l));
+    }
+
+    ok(w.command(a, Command::RevokeInvite { id: list[1].id }));
+    w.settle();
+    assert!(!watches_invite(&w, a, &revoked));
+    match w.command(a, Command::RevokeInvite { id: list[1].id }) {
+        Err(Error::UnknownInvite) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // Bob accepts the one-time invite and writes: Alice's next fetch retires it.
+    ok(accept(&mut w, b, &used, "alice"));
+    w.settle();
+    assert_eq!(invites(&mut w, a)[0].uses, 1);
+    send(&mut w, b, "alice", "hi");
+    w.settle();
+    ok(w.command(a, Command::Sync));
+    w.settle();
+    assert_eq!(received(&mut w, a, "bob"), vec!["hi"]);
+    assert!(!watches_invite(&w, a, &used));
+    let left: Vec<i64> = invites(&mut w, a).iter().map(|i| i.id).collect();
+    assert_eq!(left, vec![list[2].id]);
+
+    // A one-time invite nobody uses expires after 7 days; the contact address stays.
+    let unused = link(&mut w, a, InviteKind::OneTime, None);
+    w.settle();
+    assert!(watches_invite(&w, a, &unused));
+    w.run_for(std::time::Duration::from_secs(7 * 24 * 3600 + 3600));
+    w.settle();
+    assert!(!watches_invite(&w, a, &unused));
+    assert!(watches_invite(&w, a, &address));
+    let left: Vec<i64> = invites(&mut w, a).iter().map(|i| i.id).collect();
+    assert_eq!(left, vec![list[2].id]);
+}

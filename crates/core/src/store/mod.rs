@@ -43,6 +43,7 @@ pub(crate) mod settings;
 
 pub use contacts::{ContactId, ContactSettings};
 pub(crate) use fragments::FragmentOutcome;
+pub(crate) use invites::ActiveInvite;
 pub use invites::InviteId;
 pub use messages::{NewOutgoing, NewReceived};
 pub use outbox::{OutboxEntry, OutboxId};
