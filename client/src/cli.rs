@@ -123,6 +123,20 @@ enum Command {
         /// "on" or "off".
         setting: String,
     },
+    /// Delete a contact: the relationship, its history and its mailboxes.
+    Delete {
+        /// Contact name.
+        name: String,
+    },
+    /// Block a contact: it stays in the list, what it sends is dropped unread, it gets no
+    /// receipts and nothing can be sent to it. --undo unblocks it.
+    Block {
+        /// Contact name.
+        name: String,
+        /// Unblock.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Panic wipe: destroy this profile's keys, contacts and messages.
     Wipe {
         /// Do not ask for confirmation.
@@ -638,6 +652,27 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 println!("{}", json!({"contact": name, "receipts": on}));
             } else {
                 println!("receipts {}", if on { "on" } else { "off" });
+            }
+        }
+        Command::Delete { name } => {
+            h.delete_contact(&name).await?;
+            if json {
+                println!("{}", json!({"contact": name, "deleted": true}));
+            } else {
+                println!("deleted {} and its history", terminal_safe(&name));
+            }
+        }
+        Command::Block { name, undo } => {
+            h.set_blocked(&name, !undo).await?;
+            if json {
+                println!("{}", json!({"contact": name, "blocked": !undo}));
+            } else if undo {
+                println!("unblocked {}", terminal_safe(&name));
+            } else {
+                println!(
+                    "blocked {}: what it sends is dropped unread",
+                    terminal_safe(&name)
+                );
             }
         }
         Command::Init | Command::Wipe { .. } => {}

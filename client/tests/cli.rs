@@ -982,3 +982,26 @@ fn invites_are_listed_and_revoked() {
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
     assert!(out.error_line().contains("not_found"), "{}", out.stderr);
 }
+
+#[test]
+fn contacts_are_blocked_and_deleted() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let v = home.hush("alice", &["block", "bob"]).json();
+    assert_eq!(v["blocked"], true, "{v}");
+    assert_eq!(home.send("bob", "alice", "blocked words"), "on-relay");
+    assert_eq!(home.recv("alice"), vec![]);
+    assert_eq!(home.contacts("alice"), vec!["bob"]);
+    let out = home.hush("alice", &["send", "bob", "x"]).run().fails();
+    assert!(out.error_line().contains("blocked"), "{}", out.stderr);
+    home.hush("alice", &["block", "bob", "--undo"]).json();
+    assert_eq!(home.send("bob", "alice", "heard again"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "heard again")]));
+
+    let v = home.hush("alice", &["delete", "bob"]).json();
+    assert_eq!(v["deleted"], true, "{v}");
+    assert_eq!(home.contacts("alice"), Vec::<String>::new());
+    let out = home.hush("alice", &["history", "bob"]).run().fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+}

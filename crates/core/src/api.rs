@@ -338,6 +338,21 @@ pub enum Command {
     },
     /// Connection and outbox status; [`Response::Status`].
     Status,
+    /// Delete a contact: its relationship, history, queued envelopes and mailboxes (no
+    /// longer fetched); [`Response::Done`].
+    DeleteContact {
+        /// Contact name.
+        contact: String,
+    },
+    /// Block or unblock a contact: a blocked contact stays in the list, what it sends is
+    /// dropped unread and unacknowledged by receipts, and nothing can be sent to it;
+    /// [`Response::Done`].
+    SetBlocked {
+        /// Contact name.
+        contact: String,
+        /// Blocked.
+        blocked: bool,
+    },
     /// The invites still answered; [`Response::Invites`].
     Invites,
     /// Stop answering an invite (its mailboxes are no longer fetched); [`Response::Done`].
@@ -378,6 +393,8 @@ impl std::fmt::Debug for Command {
             Self::SetRelay { .. } => "SetRelay",
             Self::Status => "Status",
             Self::MoveMailbox { .. } => "MoveMailbox",
+            Self::DeleteContact { .. } => "DeleteContact",
+            Self::SetBlocked { .. } => "SetBlocked",
             Self::Invites => "Invites",
             Self::RevokeInvite { .. } => "RevokeInvite",
         };
@@ -588,6 +605,21 @@ impl Handle {
         let cmd = Command::MoveMailbox {
             contact: contact.to_string(),
             relay: relay.map(str::to_string),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Deletes a contact, its history and its mailboxes.
+    pub async fn delete_contact(&self, contact: &str) -> Result<()> {
+        let cmd = Command::DeleteContact {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Blocks or unblocks a contact.
+    pub async fn set_blocked(&self, contact: &str, blocked: bool) -> Result<()> {
+        let cmd = Command::SetBlocked {
+            contact: contact.to_string(),
+            blocked,
         };
         call!(self, cmd, Done => ())
     }

@@ -83,6 +83,13 @@ impl Engine {
             }
             Command::SetRelay { address } => done(self.set_relay(&address)),
             Command::Status => Some(self.status().map(Response::Status)),
+            Command::DeleteContact { contact } => done(self.delete_contact(&contact)),
+            Command::SetBlocked { contact, blocked } => done(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().set_blocked(id, blocked)),
+            ),
             Command::Invites => Some(self.store.db().invite_list().map(Response::Invites)),
             Command::RevokeInvite { id } => done(self.revoke_invite(id)),
             Command::MoveMailbox { contact, relay } => {
@@ -182,6 +189,11 @@ impl Engine {
     fn send_text(&mut self, name: &str, text: &str) -> Result<i64> {
         let id = self.store.db().existing_contact(name)?;
         let settings = self.store.db().contact_settings(id)?;
+        if settings.blocked {
+            return Err(Error::InvalidArgument(
+                "the contact is blocked (unblock it to write)".into(),
+            ));
+        }
         let content = Content::Text {
             sent_at: self.now.unix_secs(),
             disappear_secs: settings
@@ -268,6 +280,20 @@ impl Engine {
         self.refresh_subscriptions()?;
         self.flush_due(None)?;
         Ok(())
+    }
+
+    /// Deletes a contact and everything of it; its mailboxes are no longer watched. A
+    /// one-time invite that made it and is still answered is retired with it.
+    fn delete_contact(&mut self, name: &str) -> Result<()> {
+        let id = self.store.db().existing_contact(name)?;
+        if let Some(invite) = self.store.db().active_one_time_invite_of(id)? {
+            self.store.db().retire_invite(invite)?;
+        }
+        self.store.db().delete_contact(id)?;
+        self.store.checkpoint()?;
+        self.routes
+            .retain(|_, r| r.owner != super::Owner::Contact(id));
+        self.refresh_subscriptions()
     }
 
     fn revoke_invite(&mut self, id: i64) -> Result<()> {

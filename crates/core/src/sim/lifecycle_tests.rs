@@ -156,3 +156,86 @@ fn used_revoked_and_expired_invites_stop_being_watched() {
     let left: Vec<i64> = invites(&mut w, a).iter().map(|i| i.id).collect();
     assert_eq!(left, vec![list[2].id]);
 }
+
+/// Deleting a contact removes it, its history and its mailboxes: what it sends afterwards
+/// is never fetched. (Seen to fail before: there was no such command.)
+#[test]
+fn a_deleted_contact_is_gone_with_its_history_and_mailboxes() {
+    let mut w = pair(24, 1, 0);
+    send(&mut w, 1, "alice", "before");
+    w.settle();
+    assert_eq!(received(&mut w, 0, "bob"), vec!["before"]);
+    ok(w.command(
+        0,
+        Command::DeleteContact {
+            contact: "bob".into(),
+        },
+    ));
+    assert!(contacts(&mut w, 0).is_empty());
+    match w.command(
+        0,
+        Command::Messages {
+            contact: "bob".into(),
+            limit: 10,
+        },
+    ) {
+        Err(Error::UnknownContact) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.relays[0].stored(), 0);
+    send(&mut w, 1, "alice", "after");
+    w.settle();
+    ok(w.command(0, Command::Sync));
+    w.settle();
+    assert_eq!(
+        w.relays[0].stored(),
+        1,
+        "Alice fetched a deleted contact's mailbox"
+    );
+    // The name is free again.
+    let l = link(&mut w, 0, InviteKind::OneTime, Some("bob"));
+    assert!(l.starts_with("hush:"));
+}
+
+/// A blocked contact stays in the list; what it sends is dropped (and acknowledged, so the
+/// relay keeps nothing), it gets no receipts, and nothing can be sent to it until it is
+/// unblocked. (Seen to fail before: there was no such command.)
+#[test]
+fn a_blocked_contact_is_kept_but_not_heard() {
+    let mut w = pair(25, 1, 0);
+    let block = |blocked| Command::SetBlocked {
+        contact: "bob".into(),
+        blocked,
+    };
+    ok(w.command(0, block(true)));
+    let id = send(&mut w, 1, "alice", "let me in");
+    w.settle();
+    w.run_for(Duration::from_secs(60));
+    w.settle();
+    assert_eq!(contacts(&mut w, 0), vec!["bob"]);
+    assert!(received(&mut w, 0, "bob").is_empty());
+    assert_eq!(
+        w.relays[0].stored(),
+        0,
+        "the blocked contact's envelope was left"
+    );
+    assert_eq!(
+        super::tests::state_of(&mut w, 1, "alice", id),
+        crate::api::DeliveryState::OnRelay,
+        "a blocked contact got a receipt"
+    );
+    match w.command(
+        0,
+        Command::Send {
+            contact: "bob".into(),
+            text: "no".into(),
+        },
+    ) {
+        Err(Error::InvalidArgument(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    ok(w.command(0, block(false)));
+    send(&mut w, 1, "alice", "again");
+    w.settle();
+    assert_eq!(received(&mut w, 0, "bob"), vec!["again"]);
+}

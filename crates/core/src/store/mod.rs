@@ -32,7 +32,10 @@ const CHECK_INFO: &[u8] = b"hush/v1/store-key-check";
 const M_COST_KIB: u32 = 64 * 1024;
 const T_COST: u32 = 3;
 const P_COST: u32 = 1;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+/// What brings a store of the version before up to [`SCHEMA_VERSION`]: version 2 adds the
+/// blocked flag of contacts.
+const MIGRATE_FROM_1: &str = "ALTER TABLE contacts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;";
 
 mod contacts;
 mod fragments;
@@ -223,7 +226,7 @@ impl Store {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
-        if version != SCHEMA_VERSION {
+        if version != SCHEMA_VERSION && version != 1 {
             return Err(Error::StoreCorrupted("unknown schema version"));
         }
         let ok: String = store
@@ -232,6 +235,12 @@ impl Store {
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
         if ok != "ok" {
             return Err(Error::StoreCorrupted("integrity check failed"));
+        }
+        if version == 1 {
+            // Checked intact above: only now may the store be written.
+            store.conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
         }
         Ok(store)
     }
@@ -376,7 +385,8 @@ CREATE TABLE contacts (
     receipts       INTEGER NOT NULL DEFAULT 1,
     next_msg_id    INTEGER NOT NULL DEFAULT 1,
     last_epoch     INTEGER NOT NULL,  -- receive mailbox epochs fetched up to here
-    created        INTEGER NOT NULL
+    created        INTEGER NOT NULL,
+    blocked        INTEGER NOT NULL DEFAULT 0  -- what it sends is dropped (version 2)
 );
 CREATE TABLE messages (
     id          INTEGER PRIMARY KEY,
@@ -417,6 +427,30 @@ mod tests {
 
     fn profile(dir: &tempfile::TempDir) -> Profile {
         Profile::new(dir.path(), "t").unwrap()
+    }
+
+    /// A version-1 store (before the blocked flag) opens and is brought up to date.
+    #[test]
+    fn a_version_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        {
+            let s = Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap();
+            s.conn
+                .execute_batch("ALTER TABLE contacts DROP COLUMN blocked; PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let s = Store::open(&p, b"pw").unwrap();
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(blocked) FROM contacts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
