@@ -157,11 +157,17 @@ enum InvitesAction {
 
 #[derive(Subcommand, Debug)]
 enum RelayAction {
-    /// Use the relay at ADDRESS (hush://PIN@HOST:PORT) for new invites.
+    /// Use the relay at ADDRESS (hush://PIN@HOST:PORT) for new invites. Connects once to
+    /// check it answers with the pinned certificate, unless --no-check.
     Set {
         /// Relay address printed by `hush-relay init`.
         address: String,
+        /// Set it without connecting (a relay not running yet).
+        #[arg(long)]
+        no_check: bool,
     },
+    /// Show the relay new invites point to, and whether it answers.
+    Show,
 }
 
 pub fn main() -> ExitCode {
@@ -378,8 +384,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow::Result<()> {
     match command {
         Command::Relay {
-            action: RelayAction::Set { address },
+            action: RelayAction::Set { address, no_check },
         } => {
+            if !no_check {
+                let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
+                    Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
+                })?;
+                hush_core::check_relay(&parsed).await?;
+            }
             h.set_relay(&address).await?;
             if json {
                 println!("{}", json!({"relay": address.trim()}));
@@ -394,6 +406,38 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
         Command::Address => {
             let link = h.create_invite(InviteKind::ContactAddress, None).await?;
             print_link(&link, "address", json)?;
+        }
+        Command::Relay {
+            action: RelayAction::Show,
+        } => {
+            let status = h.status().await?;
+            let Some(address) = status.home_relay else {
+                return Err(Error::NoRelay.into());
+            };
+            let parsed: hush_proto::RelayAddress = address
+                .parse()
+                .map_err(|_| Error::StoreCorrupted("configured relay address"))?;
+            let check = hush_core::check_relay(&parsed).await;
+            let state = match &check {
+                Ok(()) => "reachable",
+                Err(Error::CertificateMismatch) => "certificate_mismatch",
+                Err(_) => "unreachable",
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({"relay": address, "built_in": status.home_relay_local, "state": state})
+                );
+            } else {
+                println!("{address}");
+                if status.home_relay_local {
+                    println!("the built-in relay, served on loopback by a running hush");
+                }
+                match check {
+                    Ok(()) => println!("reachable"),
+                    Err(e) => println!("{e}"),
+                }
+            }
         }
         Command::Invites { action: None } => {
             let list = h.invites().await?;
@@ -537,6 +581,10 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 );
             } else if state != DeliveryState::Queued {
                 println!("sent");
+            } else if h.status().await?.certificate_mismatch > 0 {
+                println!(
+                    "queued: the relay's certificate does not match its address's pin (interception, or the relay's key changed); it will be retried by the next hush command"
+                );
             } else {
                 println!(
                     "queued: the relay is unreachable; it will be sent by the next hush command"

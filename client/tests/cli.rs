@@ -1005,3 +1005,62 @@ fn contacts_are_blocked_and_deleted() {
     let out = home.hush("alice", &["history", "bob"]).run().fails();
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
 }
+
+/// `relay set` connects once: a wrong pin is a certificate mismatch (exit 6), not
+/// "unreachable"; a relay that does not answer is unreachable (exit 5); `--no-check` sets it
+/// anyway. `relay show` says which relay and how it answers.
+#[test]
+fn relay_set_checks_the_relay_and_tells_a_wrong_pin_from_unreachable() {
+    let relay = Relay::start();
+    let home = Home::new();
+    home.init("alice", Some(&relay));
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], relay.address());
+    assert_eq!(v["state"], "reachable");
+    assert_eq!(v["built_in"], false);
+
+    // The same host and port, another pin: what an interceptor (or a rotated key) shows.
+    let (_, host) = relay.address().split_once('@').unwrap();
+    let wrong = format!("hush://{}@{host}", "A".repeat(43));
+    let out = home
+        .hush("alice", &["--json", "relay", "set", &wrong])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(6), "{}", out.stderr);
+    assert!(
+        out.error_line().contains("\"certificate_mismatch\""),
+        "{}",
+        out.stderr
+    );
+    let out = home.hush("alice", &["relay", "set", &wrong]).run().fails();
+    assert!(
+        out.error_line().contains("does not match"),
+        "{}",
+        out.stderr
+    );
+
+    let nobody = format!(
+        "hush://{}@127.0.0.1:{}",
+        relay.address()[7..50].to_string(),
+        hush_testkit::free_udp_port()
+    );
+    let out = home
+        .hush("alice", &["--json", "relay", "set", &nobody])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    assert!(
+        out.error_line().contains("\"relay_unreachable\""),
+        "{}",
+        out.stderr
+    );
+
+    // Nothing was changed by the failed checks; --no-check sets it.
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], relay.address());
+    home.hush("alice", &["relay", "set", &wrong, "--no-check"])
+        .json();
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], wrong);
+    assert_eq!(v["state"], "certificate_mismatch");
+}

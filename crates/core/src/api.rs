@@ -233,14 +233,41 @@ impl std::fmt::Debug for Event {
 }
 
 /// Engine status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Status {
+    /// The relay new invites point to (`hush://` address), if there is one.
+    pub home_relay: Option<String>,
+    /// That relay is the built-in one this device serves on loopback.
+    pub home_relay_local: bool,
     /// Relays connected.
     pub relays_up: usize,
     /// Relays in use.
     pub relays: usize,
     /// Envelopes waiting in the outbox.
     pub outbox: u64,
+    /// Relays whose last connection attempt met a certificate that does not match the pin
+    /// of their address (interception, or a rotated key).
+    pub certificate_mismatch: usize,
+}
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            home_relay: _,
+            home_relay_local,
+            relays_up,
+            relays,
+            outbox,
+            certificate_mismatch,
+        } = self;
+        f.debug_struct("Status")
+            .field("home_relay_local", home_relay_local)
+            .field("relays_up", relays_up)
+            .field("relays", relays)
+            .field("outbox", outbox)
+            .field("certificate_mismatch", certificate_mismatch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a front end asks of the engine. Each is answered by one [`Response`].

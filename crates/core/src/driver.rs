@@ -60,6 +60,30 @@ impl std::fmt::Debug for Options {
     }
 }
 
+/// How long [`check_relay`] waits for the relay.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Connects to `address` once and pings it: [`Error::CertificateMismatch`] if it presents a
+/// certificate that does not match the address's pin, [`Error::RelayUnreachable`] if it
+/// cannot be reached or does not answer. Sends nothing else.
+pub async fn check_relay(address: &RelayAddress) -> Result<()> {
+    let attempt = async {
+        let client = hush_transport::RelayClient::connect(address).await?;
+        let pong = client.ping().await;
+        client.close();
+        pong.map(|_| ())
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "relay check failed");
+            Err(Error::RelayUnreachable)
+        }
+        Err(_) => Err(Error::RelayUnreachable),
+    }
+}
+
 /// 32 bytes from the operating system's generator.
 pub(crate) fn os_seed() -> Result<[u8; 32]> {
     let mut seed = [0u8; 32];

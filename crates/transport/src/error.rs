@@ -37,6 +37,10 @@ pub enum Error {
     /// A stream failed while reading or writing.
     #[error("stream: {0}")]
     Stream(String),
+    /// The relay presented a certificate that does not match the pin of its address:
+    /// someone in the path is intercepting, or the relay's key changed. Nothing was sent.
+    #[error("the relay's certificate does not match the pin of its address")]
+    PinMismatch,
     /// A caller's deadline passed.
     #[error("timed out")]
     Timeout,

@@ -302,8 +302,14 @@ impl Engine {
     }
 
     fn status(&self) -> Result<Status> {
+        let configured = self.configured_relay()?;
+        let home_relay_local = configured.is_none() && self.config.local_relay.is_some();
+        let home = configured.or_else(|| self.config.local_relay.clone());
         Ok(Status {
+            home_relay: home.map(|a| a.to_string()),
+            home_relay_local,
             relays_up: self.relays.values().filter(|r| r.up).count(),
+            certificate_mismatch: self.relays.values().filter(|r| r.pin_mismatch).count(),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
         })

@@ -126,10 +126,17 @@ impl LinkOp {
     /// did not happen, a fetch that failed, a delete that is done as far as it can be.
     /// `None` for a subscription, which the link keeps for its next connection.
     pub fn unreachable(self) -> Option<LinkEvent> {
+        self.not_sent(DepositFailure::Unreachable)
+    }
+
+    /// What a link reports for this op when it could not connect for `why` (unreachable,
+    /// or a certificate that does not match the pin): as [`LinkOp::unreachable`], with
+    /// `why` as a deposit's failure.
+    pub fn not_sent(self, why: DepositFailure) -> Option<LinkEvent> {
         match self {
             Self::Deposit { outbox, .. } => Some(LinkEvent::Deposited {
                 outbox,
-                result: Err(DepositFailure::Unreachable),
+                result: Err(why),
             }),
             Self::Fetch { token, .. } => Some(LinkEvent::FetchDone { token, ok: false }),
             Self::Delete { .. } => Some(LinkEvent::Deleted),
@@ -164,6 +171,9 @@ pub enum DepositFailure {
     Refused(ErrorCode),
     /// The connection failed mid-request: the envelope may or may not be stored.
     Transport,
+    /// The relay presented a certificate that does not match the pin of its address
+    /// (interception, or the relay's key changed); nothing was sent.
+    CertificateMismatch,
 }
 
 /// What a relay link reports.
@@ -275,6 +285,8 @@ struct RelayState {
     up: bool,
     /// It went down or failed a fetch since its last catch-up: fetch again when it is up.
     stale: bool,
+    /// Its last connection attempt met a certificate that does not match its pin.
+    pin_mismatch: bool,
 }
 
 /// The client engine. See the module documentation.
@@ -430,6 +442,7 @@ impl Engine {
                 address: relay.clone(),
                 up: false,
                 stale: false,
+                pin_mismatch: false,
             });
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
@@ -452,7 +465,14 @@ impl Engine {
 
     fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
         match ev {
-            LinkEvent::Deposited { outbox, result } => self.on_deposited(outbox, result)?,
+            LinkEvent::Deposited { outbox, result } => {
+                if result == Err(DepositFailure::CertificateMismatch)
+                    && let Some(r) = self.relays.get_mut(&relay.to_string())
+                {
+                    r.pin_mismatch = true;
+                }
+                self.on_deposited(outbox, result)?;
+            }
             LinkEvent::Delivery {
                 mailbox,
                 id,
@@ -467,6 +487,7 @@ impl Engine {
                 let stale = match self.relays.get_mut(&key) {
                     Some(r) => {
                         r.up = true;
+                        r.pin_mismatch = false;
                         std::mem::take(&mut r.stale)
                     }
                     None => false,
