@@ -137,12 +137,19 @@ enum Command {
         #[arg(long)]
         undo: bool,
     },
-    /// Panic wipe: destroy this profile's keys, contacts and messages.
+    /// Panic wipe: destroy this profile's keys, contacts and messages. Refused while another
+    /// hush process has the profile open, unless --force.
     Wipe {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Wipe even while another hush process has the profile open (its key file is
+        /// destroyed first; that process keeps what it holds in memory until it exits).
+        #[arg(long)]
+        force: bool,
     },
+    /// List the profiles of this data root.
+    Profiles,
 }
 
 #[derive(Subcommand, Debug)]
@@ -204,15 +211,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The names of the profiles that exist under `root`, sorted.
+fn profile_names(root: &std::path::Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root.join("profiles")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| Profile::new(root, name).is_ok_and(|p| p.exists()))
+        .collect();
+    names.sort();
+    names
+}
+
 /// The profile, if exactly one exists under `root`.
 fn only_profile(root: &std::path::Path) -> Option<Profile> {
-    let mut found = std::fs::read_dir(root.join("profiles"))
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|name| Profile::new(root, &name).ok())
-        .filter(Profile::exists);
-    let one = found.next()?;
-    found.next().is_none().then_some(one)
+    match profile_names(root).as_slice() {
+        [one] => Profile::new(root, one).ok(),
+        _ => None,
+    }
 }
 
 // Without the embedded relay there is nothing to set from `root`.
@@ -340,13 +357,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => {
             let pass = passphrase(&profile, true)?;
             drop(Store::create(&profile, pass.as_bytes())?);
+            let warning = pass.is_short().then(|| {
+                format!(
+                    "the passphrase is shorter than {} characters: anyone who gets this device's files can guess it more easily",
+                    passphrase::SHORT_PASSPHRASE_CHARS
+                )
+            });
             if json {
-                println!("{}", json!({"profile": profile.name(), "created": true}));
+                let mut v = json!({"profile": profile.name(), "created": true});
+                if let Some(w) = &warning {
+                    v["warning"] = json!(w);
+                }
+                println!("{v}");
             } else {
                 println!("created profile {:?}", profile.name());
+                if let Some(w) = &warning {
+                    eprintln!("hush: warning: {w}");
+                }
             }
         }
-        Command::Wipe { yes } => {
+        Command::Profiles => {
+            let names = profile_names(&root);
+            if json {
+                let v: Vec<_> = names
+                    .iter()
+                    .map(|n| json!({"name": n, "default": n == DEFAULT_PROFILE}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if names.is_empty() {
+                println!("no profiles yet (hush init)");
+            } else {
+                for n in &names {
+                    println!("{n}");
+                }
+            }
+        }
+        Command::Wipe { yes, force } => {
             if !profile.exists() {
                 return Err(Error::NoProfile.into());
             }
@@ -364,7 +410,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return Err(usage("not confirmed; nothing was wiped"));
                 }
             }
-            Store::wipe(&profile)?;
+            if force {
+                Store::wipe(&profile)?;
+            } else {
+                Store::wipe_unused(&profile)?;
+            }
+            // The built-in relay serves this data root's profiles: with none left, what it
+            // holds (its key, undelivered envelopes, deposit times) goes too.
+            #[cfg(feature = "embedded-relay")]
+            if profile_names(&root).is_empty() {
+                crate::local_relay::remove_unused(&root)?;
+            }
             if json {
                 println!("{}", json!({"profile": profile.name(), "wiped": true}));
             } else {
@@ -723,7 +779,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 );
             }
         }
-        Command::Init | Command::Wipe { .. } => {}
+        Command::Init | Command::Wipe { .. } | Command::Profiles => {}
     }
     Ok(())
 }

@@ -1064,3 +1064,67 @@ fn relay_set_checks_the_relay_and_tells_a_wrong_pin_from_unreachable() {
     assert_eq!(v["relay"], wrong);
     assert_eq!(v["state"], "certificate_mismatch");
 }
+
+/// `wipe` refuses while another process holds the profile (that process would go on
+/// decrypting), `--force` wipes anyway, and wiping the last profile removes the built-in
+/// relay's directory too. (Seen to fail before: the wipe went through under a running
+/// process, and the relay's directory stayed.)
+#[test]
+fn wipe_takes_the_profile_lock_and_the_last_one_removes_the_built_in_relay() {
+    let home = Home::new();
+    pair(&home, None, "alice", "bob");
+    let relay_dir = home.root().join("embedded-relay");
+    assert!(relay_dir.is_dir());
+    let listening = home.hush("alice", &["recv", "--wait", "6"]).spawn();
+    let busy = poll(Duration::from_secs(15), Duration::from_millis(50), || {
+        let out = home.hush("alice", &["--json", "contacts"]).run();
+        (out.status.code() == Some(7)).then_some(())
+    });
+    assert!(busy.is_some(), "alice's recv never held the profile");
+    let out = home
+        .hush("alice", &["--json", "wipe", "--yes"])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+    assert!(out.error_line().contains("profile_busy"), "{}", out.stderr);
+    assert!(home.profile_dir("alice").join("store.key").exists());
+    let v = home.hush("alice", &["wipe", "--yes", "--force"]).json();
+    assert_eq!(v["wiped"], true);
+    assert!(!home.profile_dir("alice").exists());
+    drop(listening.finish());
+    assert!(relay_dir.is_dir(), "bob still uses the built-in relay");
+
+    let v = home.hush("bob", &["profiles"]).json();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], "bob");
+    home.hush("bob", &["wipe", "--yes"]).json();
+    assert!(
+        !relay_dir.exists(),
+        "the built-in relay's directory outlived every profile"
+    );
+    let v = home.hush("bob", &["profiles"]).json();
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[test]
+fn a_short_passphrase_is_warned_about_at_init() {
+    let home = Home::new();
+    let out = home.hush("alice", &["init"]).passphrase("short").run().ok();
+    assert!(
+        out.stderr
+            .contains("warning: the passphrase is shorter than 12"),
+        "{}",
+        out.stderr
+    );
+    let v = home
+        .hush("bob", &["init"])
+        .passphrase("short")
+        .json_allowing_warnings();
+    assert!(v["warning"].as_str().unwrap().contains("shorter"), "{v}");
+    let out = home
+        .hush("carol", &["init"])
+        .passphrase("a long enough passphrase")
+        .run()
+        .ok();
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}

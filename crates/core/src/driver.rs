@@ -181,6 +181,9 @@ impl Driver {
                     None => break,
                     Some(Request::Shutdown(done)) => {
                         self.shutdown(&mut link_events).await;
+                        // The engine, and with it the store and the profile's lock, is gone
+                        // by the time the caller hears the shutdown is done.
+                        drop(self);
                         let _ = done.send(());
                         return;
                     }

@@ -32,6 +32,11 @@ const CHECK_INFO: &[u8] = b"hush/v1/store-key-check";
 const M_COST_KIB: u32 = 64 * 1024;
 const T_COST: u32 = 3;
 const P_COST: u32 = 1;
+/// The most a key file may ask for on open: 1 GiB of memory, 10 passes, 16 lanes (16 times,
+/// 3 times and 16 times what hush writes).
+const MAX_M_COST_KIB: u32 = 1024 * 1024;
+const MAX_T_COST: u32 = 10;
+const MAX_P_COST: u32 = 16;
 const SCHEMA_VERSION: i64 = 2;
 /// What brings a store of the version before up to [`SCHEMA_VERSION`]: version 2 adds the
 /// blocked flag of contacts.
@@ -117,10 +122,23 @@ impl KeyFile {
         salt.copy_from_slice(&b[20..36]);
         let mut check = [0u8; 32];
         check.copy_from_slice(&b[36..68]);
+        let (m_cost, t_cost, p_cost) = (u(8), u(12), u(16));
+        // A cost past these bounds is no profile hush made: deriving with it would hang the
+        // unlock (t_cost = 2^32-1) or take gigabytes; refuse before deriving anything.
+        if m_cost > MAX_M_COST_KIB
+            || t_cost == 0
+            || t_cost > MAX_T_COST
+            || p_cost == 0
+            || p_cost > MAX_P_COST
+        {
+            return Err(Error::StoreCorrupted(
+                "key file cost parameters out of range",
+            ));
+        }
         Ok(Self {
-            m_cost: u(8),
-            t_cost: u(12),
-            p_cost: u(16),
+            m_cost,
+            t_cost,
+            p_cost,
             salt,
             check,
         })
@@ -283,8 +301,22 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::wipe`], only while no other process holds the profile: a process that has
+    /// it open keeps its key in memory and would go on decrypting ([`Error::ProfileBusy`],
+    /// nothing destroyed).
+    pub fn wipe_unused(profile: &Profile) -> Result<()> {
+        if !profile.exists() {
+            return Err(Error::NoProfile);
+        }
+        let lock = Self::lock(profile)?;
+        let r = Self::wipe(profile);
+        drop(lock);
+        r
+    }
+
     /// Panic wipe: destroys the key file first (so the database is unreadable even with the
-    /// passphrase), then the database, its journals, the log and the profile directory.
+    /// passphrase), then the database, its journals, the log and the profile directory. It
+    /// does not wait for the profile's lock (see [`Store::wipe_unused`]).
     pub fn wipe(profile: &Profile) -> Result<()> {
         let key_path = profile.key_path();
         if let Ok(meta) = std::fs::metadata(&key_path) {
@@ -427,6 +459,37 @@ mod tests {
 
     fn profile(dir: &tempfile::TempDir) -> Profile {
         Profile::new(dir.path(), "t").unwrap()
+    }
+
+    /// Cost parameters past the bounds are a damaged key file, refused before deriving
+    /// (seen to fail before: t_cost = 2^32-1 hung the open, m_cost = 4 GiB took seconds).
+    #[test]
+    fn key_file_costs_are_bounded_before_deriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        drop(Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap());
+        let good = std::fs::read(p.key_path()).unwrap();
+        for (at, value) in [
+            (12, u32::MAX),
+            (12, 11),
+            (12, 0),
+            (8, 4 * 1024 * 1024),
+            (16, 17),
+            (16, 0),
+        ] {
+            let mut bad = good.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_be_bytes());
+            std::fs::write(p.key_path(), &bad).unwrap();
+            let started = std::time::Instant::now();
+            match Store::open(&p, b"pw") {
+                Err(Error::StoreCorrupted(_)) => {}
+                Err(e) => panic!("offset {at} = {value}: {e}"),
+                Ok(_) => panic!("offset {at} = {value}: opened"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        std::fs::write(p.key_path(), &good).unwrap();
+        drop(Store::open(&p, b"pw").unwrap());
     }
 
     /// A version-1 store (before the blocked flag) opens and is brought up to date.
