@@ -18,6 +18,7 @@ use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -215,7 +216,8 @@ impl Store {
         kf.check = key_check(&key);
         // A leftover database from an interrupted init or wipe is unreadable: replace it.
         let _ = std::fs::remove_file(profile.db_path());
-        let store = Self::open_db(&profile.db_path(), &key, lock)?;
+        let store = Self::open_db(&profile.db_path(), &key, lock, false)?;
+        store.writable_on_close()?;
         store.migrate()?;
         write_durably(&profile.key_path(), &kf.encode())?;
         Ok(store)
@@ -238,7 +240,10 @@ impl Store {
             return Err(Error::StoreCorrupted("database missing"));
         }
         let lock = Self::lock(profile)?;
-        let store = Self::open_db(&profile.db_path(), &key, lock)
+        // A log a crash left behind must not be checkpointed into a database found damaged.
+        let wal = profile.db_path().with_extension("db-wal");
+        let has_log = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let store = Self::open_db(&profile.db_path(), &key, lock, has_log)
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
         let version: i64 = store
             .conn
@@ -254,6 +259,7 @@ impl Store {
         if ok != "ok" {
             return Err(Error::StoreCorrupted("integrity check failed"));
         }
+        store.writable_on_close()?;
         if version == 1 {
             // Checked intact above: only now may the store be written.
             store.conn.execute_batch(&format!(
@@ -277,8 +283,16 @@ impl Store {
         }
     }
 
-    fn open_db(path: &Path, key: &[u8; 32], lock: std::fs::File) -> Result<Self> {
+    /// Opens the database. With `keep_log`, closing it does not write until
+    /// [`Store::writable_on_close`]: by default the last connection to close checkpoints
+    /// the write-ahead log (a crash leaves one) into the database file, which would change a
+    /// store reported damaged and unchanged. (Without a log there is nothing to checkpoint,
+    /// and a normal close removes the empty log it made.)
+    fn open_db(path: &Path, key: &[u8; 32], lock: std::fs::File, keep_log: bool) -> Result<Self> {
         let conn = Connection::open(path)?;
+        if keep_log {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        }
         // SQLCipher would print decryption failures to stderr, i.e. onto the user's screen.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
         let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(key)));
@@ -292,6 +306,14 @@ impl Store {
             r.get::<_, i64>(0)
         })?;
         Ok(Self { conn, _lock: lock })
+    }
+
+    /// The store is known intact: closing it checkpoints the log again (so a clean exit
+    /// leaves only the database file).
+    fn writable_on_close(&self) -> Result<()> {
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        Ok(())
     }
 
     fn migrate(&self) -> Result<()> {
@@ -490,6 +512,71 @@ mod tests {
         }
         std::fs::write(p.key_path(), &good).unwrap();
         drop(Store::open(&p, b"pw").unwrap());
+    }
+
+    /// A damaged store is reported and left byte for byte as it was, also when a crash left
+    /// its write-ahead log behind: closing the connection that found the damage used to
+    /// checkpoint the log into the damaged file, both when the damage made the database
+    /// unreadable (page 1) and when only the integrity check found it (page 3).
+    #[test]
+    fn a_damaged_store_left_by_a_crash_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Profile::new(dir.path(), "live").unwrap();
+        let s = Store::create_with_cost(&live, b"pw", KdfCost::TEST).unwrap();
+        for i in 0..200 {
+            s.db()
+                .set_setting(
+                    settings::Setting::Relay,
+                    &format!("value {i} {}", "x".repeat(500)),
+                )
+                .unwrap();
+            if i == 150 {
+                s.checkpoint().unwrap();
+            }
+        }
+        // What a crash leaves: the database and its log as they are while it is open.
+        let files =
+            |p: &Profile| ["store.key", "store.db", "store.db-wal"].map(|f| p.dir().join(f));
+        let crashed = Profile::new(dir.path(), "crashed").unwrap();
+        std::fs::create_dir_all(crashed.dir()).unwrap();
+        for (from, to) in files(&live).iter().zip(files(&crashed)) {
+            std::fs::copy(from, to).unwrap();
+        }
+        drop(s);
+        let wal = crashed.dir().join("store.db-wal");
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "no log was left"
+        );
+        let good_db = std::fs::read(crashed.db_path()).unwrap();
+        let good_wal = std::fs::read(&wal).unwrap();
+        for (what, file, at) in [
+            ("database page 3", crashed.db_path(), 2 * 4096 + 1000),
+            ("database page 1", crashed.db_path(), 1000),
+        ] {
+            std::fs::write(crashed.db_path(), &good_db).unwrap();
+            std::fs::write(&wal, &good_wal).unwrap();
+            let mut bad = std::fs::read(&file).unwrap();
+            for b in &mut bad[at..at + 16] {
+                *b ^= 0x5A;
+            }
+            std::fs::write(&file, &bad).unwrap();
+            let before: Vec<_> = files(&crashed)
+                .iter()
+                .map(|f| std::fs::read(f).ok())
+                .collect();
+            let r = Store::open(&crashed, b"pw");
+            let after: Vec<_> = files(&crashed)
+                .iter()
+                .map(|f| std::fs::read(f).ok())
+                .collect();
+            match r {
+                Err(Error::StoreCorrupted(_)) => {}
+                Err(e) => panic!("{what}: {e}"),
+                Ok(_) => panic!("{what}: opened"),
+            }
+            assert!(before == after, "{what}: the files changed");
+        }
     }
 
     /// A version-1 store (before the blocked flag) opens and is brought up to date.
