@@ -1041,7 +1041,7 @@ fn relay_set_checks_the_relay_and_tells_a_wrong_pin_from_unreachable() {
 
     let nobody = format!(
         "hush://{}@127.0.0.1:{}",
-        relay.address()[7..50].to_string(),
+        &relay.address()[7..50],
         hush_testkit::free_udp_port()
     );
     let out = home

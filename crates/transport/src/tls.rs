@@ -143,13 +143,24 @@ mod tests {
     }
 
     fn verify(pin: SpkiPin, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let mismatch = Arc::new(AtomicBool::new(false));
         let v = PinVerifier {
             pin,
             provider: crypto_provider(),
+            mismatch: mismatch.clone(),
         };
         let name = ServerName::try_from("other.example").unwrap();
-        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
-            .map(|_| ())
+        let r = v
+            .verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ());
+        // The flag the connection error is told apart by is set exactly on a mismatch.
+        assert_eq!(
+            mismatch.load(Ordering::SeqCst),
+            r == Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure
+            ))
+        );
+        r
     }
 
     #[test]
