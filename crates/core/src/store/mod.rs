@@ -4,7 +4,12 @@
 //! `store.key` holds the Argon2id parameters, the salt and a key check value (an HMAC under
 //! the derived key), so that a wrong passphrase is told apart from a damaged database and
 //! neither changes anything. Deleting `store.key` makes the database unreadable even with
-//! the passphrase, which is what a panic wipe does first.
+//! the passphrase, which is what a panic wipe does first. Its cost parameters are bounded
+//! on open (a key file asking for more is damaged, refused before deriving).
+//!
+//! Opening checks before it writes: the schema version and an integrity check run before the
+//! connection may checkpoint a write-ahead log a crash left into the database file, and a
+//! store of the previous schema version is migrated only once it passed them.
 //!
 //! This module owns the schema and every SQL statement, split by table: [`contacts`],
 //! [`messages`], [`outbox`], [`invites`], [`fragments`] and [`settings`]. Nothing outside it
