@@ -557,6 +557,10 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 println!(
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
                 );
+            } else if h.status().await?.certificate_mismatch > 0 {
+                println!(
+                    "added {name:?}; the inviter's relay answered with a certificate that does not match the link's pin (interception, or the relay's key changed): the handshake is queued and will be retried by the next hush command"
+                );
             } else {
                 println!(
                     "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"

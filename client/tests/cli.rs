@@ -1082,6 +1082,25 @@ fn relay_set_checks_the_relay_and_tells_a_wrong_pin_from_unreachable() {
     let v = home.hush("alice", &["relay", "show"]).json();
     assert_eq!(v["relay"], wrong);
     assert_eq!(v["state"], "certificate_mismatch");
+
+    // Accepting a link whose relay shows another key: queued, and the reason is named.
+    let link = home.invite("alice", Some("bob"));
+    home.init("bob", Some(&relay));
+    let out = home
+        .hush("bob", &["accept", &link, "--name", "alice"])
+        .run()
+        .ok();
+    assert!(
+        out.stdout.contains("does not match the link's pin"),
+        "{}",
+        out.stdout
+    );
+    let out = home.hush("bob", &["send", "alice", "hello"]).run().ok();
+    assert!(
+        out.stdout.contains("queued: the relay's certificate"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// `wipe` refuses while another process holds the profile (that process would go on
