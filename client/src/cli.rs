@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 #[cfg(feature = "test-hooks")]
 use hush_core::CrashPoint;
@@ -14,6 +14,9 @@ use hush_core::profile::{DEFAULT_PROFILE, data_root};
 use hush_core::{DeliveryState, Error, Handle, Options, Profile, Store};
 use hush_crypto::InviteKind;
 use serde_json::json;
+
+use crate::failure::{self, Kind, usage};
+use crate::terminal_text::terminal_safe;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +54,12 @@ enum Command {
     },
     /// Make a contact address: a multi-use link (a tip line) to publish.
     Address,
+    /// List the invites still answered (one-time links nobody used yet, contact addresses);
+    /// `invites revoke ID` stops answering one.
+    Invites {
+        #[command(subcommand)]
+        action: Option<InvitesAction>,
+    },
     /// Accept an invite link or contact address.
     Accept {
         /// The `hush:` link.
@@ -114,32 +123,78 @@ enum Command {
         /// "on" or "off".
         setting: String,
     },
-    /// Panic wipe: destroy this profile's keys, contacts and messages.
+    /// Delete a contact: the relationship, its history and its mailboxes.
+    Delete {
+        /// Contact name.
+        name: String,
+    },
+    /// Block a contact: it stays in the list, what it sends is dropped unread, it gets no
+    /// receipts and nothing can be sent to it. --undo unblocks it.
+    Block {
+        /// Contact name.
+        name: String,
+        /// Unblock.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Panic wipe: destroy this profile's keys, contacts and messages. Refused while another
+    /// hush process has the profile open, unless --force.
     Wipe {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Wipe even while another hush process has the profile open (its key file is
+        /// destroyed first; that process keeps what it holds in memory until it exits).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the profiles of this data root.
+    Profiles,
+}
+
+#[derive(Subcommand, Debug)]
+enum InvitesAction {
+    /// Stop answering an invite: its link makes no contact any more, and its mailboxes are
+    /// no longer fetched.
+    Revoke {
+        /// The id `hush invites` shows.
+        id: i64,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum RelayAction {
-    /// Use the relay at ADDRESS (hush://PIN@HOST:PORT) for new invites.
+    /// Use the relay at ADDRESS (hush://PIN@HOST:PORT) for new invites. Connects once to
+    /// check it answers with the pinned certificate, unless --no-check.
     Set {
         /// Relay address printed by `hush-relay init`.
         address: String,
+        /// Set it without connecting (a relay not running yet).
+        #[arg(long)]
+        no_check: bool,
     },
+    /// Show the relay new invites point to, and whether it answers.
+    Show,
 }
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // The arguments did not parse, so neither did --json: look for it by hand.
+            if std::env::args().skip(1).any(|a| a == "--json") {
+                return failure::report(Kind::Usage, &e.kind().to_string(), true);
+            }
+            let _ = e.print();
+            return ExitCode::from(Kind::Usage.exit_code());
         }
     };
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,28 +202,34 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hush: cannot start: {e}");
-            return ExitCode::from(1);
+            return failure::report(Kind::Other, &format!("cannot start: {e}"), json);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hush: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => failure::report_error(&e, json),
     }
+}
+
+/// The names of the profiles that exist under `root`, sorted.
+fn profile_names(root: &std::path::Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root.join("profiles")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| Profile::new(root, name).is_ok_and(|p| p.exists()))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The profile, if exactly one exists under `root`.
 fn only_profile(root: &std::path::Path) -> Option<Profile> {
-    let mut found = std::fs::read_dir(root.join("profiles"))
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|name| Profile::new(root, &name).ok())
-        .filter(Profile::exists);
-    let one = found.next()?;
-    found.next().is_none().then_some(one)
+    match profile_names(root).as_slice() {
+        [one] => Profile::new(root, one).ok(),
+        _ => None,
+    }
 }
 
 // Without the embedded relay there is nothing to set from `root`.
@@ -238,7 +299,7 @@ fn passphrase(profile: &Profile, confirm: bool) -> anyhow::Result<Passphrase> {
     if confirm {
         let again = Passphrase::new(rpassword::prompt_password("Passphrase again: ")?);
         if first != again {
-            bail!("the passphrases differ");
+            return Err(usage("the passphrases differ"));
         }
     }
     Ok(first)
@@ -281,7 +342,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     let Some(command) = cli.command else {
         if !std::io::stdout().is_terminal() {
-            bail!("the terminal UI needs a terminal; see `hush --help` for the commands");
+            return Err(usage(
+                "the terminal UI needs a terminal; see `hush --help` for the commands",
+            ));
         }
         // A profile created under another name in the first-run screen is found again.
         let profile = match (&cli.profile, profile.exists()) {
@@ -294,19 +357,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => {
             let pass = passphrase(&profile, true)?;
             drop(Store::create(&profile, pass.as_bytes())?);
+            let warning = pass.is_short().then(|| {
+                format!(
+                    "the passphrase is shorter than {} characters: anyone who gets this device's files can guess it more easily",
+                    passphrase::SHORT_PASSPHRASE_CHARS
+                )
+            });
             if json {
-                println!("{}", json!({"profile": profile.name(), "created": true}));
+                let mut v = json!({"profile": profile.name(), "created": true});
+                if let Some(w) = &warning {
+                    v["warning"] = json!(w);
+                }
+                println!("{v}");
             } else {
                 println!("created profile {:?}", profile.name());
+                if let Some(w) = &warning {
+                    eprintln!("hush: warning: {w}");
+                }
             }
         }
-        Command::Wipe { yes } => {
+        Command::Profiles => {
+            let names = profile_names(&root);
+            if json {
+                let v: Vec<_> = names
+                    .iter()
+                    .map(|n| json!({"name": n, "default": n == DEFAULT_PROFILE}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if names.is_empty() {
+                println!("no profiles yet (hush init)");
+            } else {
+                for n in &names {
+                    println!("{n}");
+                }
+            }
+        }
+        Command::Wipe { yes, force } => {
             if !profile.exists() {
                 return Err(Error::NoProfile.into());
             }
             if !yes {
                 if !std::io::stdin().is_terminal() {
-                    bail!("refusing to wipe without confirmation: pass --yes");
+                    return Err(usage("refusing to wipe without confirmation: pass --yes"));
                 }
                 eprint!(
                     "This destroys profile {:?}: its keys, contacts and messages, for good. Type the profile name to confirm: ",
@@ -315,10 +407,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
                 if line.trim() != profile.name() {
-                    bail!("not confirmed; nothing was wiped");
+                    return Err(usage("not confirmed; nothing was wiped"));
                 }
             }
-            Store::wipe(&profile)?;
+            if force {
+                Store::wipe(&profile)?;
+            } else {
+                Store::wipe_unused(&profile)?;
+            }
+            // The built-in relay serves this data root's profiles: with none left, what it
+            // holds (its key, undelivered envelopes, deposit times) goes too.
+            #[cfg(feature = "embedded-relay")]
+            if profile_names(&root).is_empty() {
+                crate::local_relay::remove_unused(&root)?;
+            }
             if json {
                 println!("{}", json!({"profile": profile.name(), "wiped": true}));
             } else {
@@ -338,8 +440,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow::Result<()> {
     match command {
         Command::Relay {
-            action: RelayAction::Set { address },
+            action: RelayAction::Set { address, no_check },
         } => {
+            if !no_check {
+                let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
+                    Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
+                })?;
+                hush_core::check_relay(&parsed).await?;
+            }
             h.set_relay(&address).await?;
             if json {
                 println!("{}", json!({"relay": address.trim()}));
@@ -355,6 +463,84 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             let link = h.create_invite(InviteKind::ContactAddress, None).await?;
             print_link(&link, "address", json)?;
         }
+        Command::Relay {
+            action: RelayAction::Show,
+        } => {
+            let status = h.status().await?;
+            let Some(address) = status.home_relay else {
+                return Err(Error::NoRelay.into());
+            };
+            let parsed: hush_proto::RelayAddress = address
+                .parse()
+                .map_err(|_| Error::StoreCorrupted("configured relay address"))?;
+            let check = hush_core::check_relay(&parsed).await;
+            let state = match &check {
+                Ok(()) => "reachable",
+                Err(Error::CertificateMismatch) => "certificate_mismatch",
+                Err(_) => "unreachable",
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({"relay": address, "built_in": status.home_relay_local, "state": state})
+                );
+            } else {
+                println!("{address}");
+                if status.home_relay_local {
+                    println!("the built-in relay, served on loopback by a running hush");
+                }
+                match check {
+                    Ok(()) => println!("reachable"),
+                    Err(e) => println!("{e}"),
+                }
+            }
+        }
+        Command::Invites { action: None } => {
+            let list = h.invites().await?;
+            let kind = |k: InviteKind| match k {
+                InviteKind::OneTime => "one-time",
+                InviteKind::ContactAddress => "address",
+            };
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|i| {
+                        json!({"id": i.id, "kind": kind(i.kind), "name": i.name, "created": i.created,
+                               "expires": i.expires(), "uses": i.uses})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else if list.is_empty() {
+                println!("no invites answered (hush invite, hush address)");
+            } else {
+                for i in &list {
+                    let name = i.name.as_deref().map(terminal_safe).unwrap_or_default();
+                    let expires = i
+                        .expires()
+                        .map(|t| format!(", expires {}", utc(t)))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}  {}  made {}, used {}{}",
+                        i.id,
+                        kind(i.kind),
+                        if name.is_empty() { "-" } else { &name },
+                        utc(i.created),
+                        i.uses,
+                        expires
+                    );
+                }
+            }
+        }
+        Command::Invites {
+            action: Some(InvitesAction::Revoke { id }),
+        } => {
+            h.revoke_invite(id).await?;
+            if json {
+                println!("{}", json!({"revoked": id}));
+            } else {
+                println!("invite {id} revoked: its link makes no contact any more");
+            }
+        }
         Command::Accept { link, name } => {
             h.accept(&link, &name).await?;
             let _ = tokio::time::timeout(Duration::from_secs(20), h.flush()).await;
@@ -366,10 +552,18 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     json!({"contact": name, "handshake": if left == 0 {"on-relay"} else {"queued"}})
                 );
             } else if left == 0 {
-                println!("added {name:?}; the handshake is on the relay, you can write now");
+                // What the inviter does with it cannot be known here: a one-time link that
+                // someone else used already is never answered.
+                println!(
+                    "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
+                );
+            } else if h.status().await?.certificate_mismatch > 0 {
+                println!(
+                    "added {name:?}; the inviter's relay answered with a certificate that does not match the link's pin (interception, or the relay's key changed): the handshake is queued and will be retried by the next hush command"
+                );
             } else {
                 println!(
-                    "added {name:?}; the relay is unreachable, the handshake will be sent later"
+                    "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"
                 );
             }
         }
@@ -406,7 +600,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     }
                     println!(
                         "{}{}",
-                        c.name,
+                        terminal_safe(&c.name),
                         if marks.is_empty() {
                             String::new()
                         } else {
@@ -426,7 +620,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 }
             };
             if text.is_empty() {
-                bail!("nothing to send");
+                return Err(usage("nothing to send"));
             }
             let id = h.send(&name, &text).await?;
             if let Ok(flushed) = tokio::time::timeout(Duration::from_secs(20), h.flush()).await {
@@ -447,6 +641,10 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 );
             } else if state != DeliveryState::Queued {
                 println!("sent");
+            } else if h.status().await?.certificate_mismatch > 0 {
+                println!(
+                    "queued: the relay's certificate does not match its address's pin (interception, or the relay's key changed); it will be retried by the next hush command"
+                );
             } else {
                 println!(
                     "queued: the relay is unreachable; it will be sent by the next hush command"
@@ -469,7 +667,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 for m in &msgs {
-                    println!("{}: {}", m.contact, m.body);
+                    println!("{}: {}", terminal_safe(&m.contact), terminal_safe(&m.body));
                 }
             }
             if !ok {
@@ -488,6 +686,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
+                let name = terminal_safe(&name);
                 for m in &msgs {
                     let who = if m.outgoing { "me" } else { name.as_str() };
                     let state = if m.outgoing {
@@ -495,7 +694,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     } else {
                         String::new()
                     };
-                    println!("{who}: {}{state}", m.body);
+                    println!("{who}: {}{state}", terminal_safe(&m.body));
                 }
             }
         }
@@ -511,7 +710,11 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 );
             } else {
                 println!("{}", qr(&s.qr)?);
-                println!("safety number with {name}:\n  {}", s.digits);
+                println!(
+                    "safety number with {}:\n  {}",
+                    terminal_safe(&name),
+                    s.digits
+                );
                 println!(
                     "{}",
                     if s.verified {
@@ -523,17 +726,18 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
         }
         Command::Disappear { name, duration } => {
-            let secs = crate::timer::parse_timer(&duration).map_err(anyhow::Error::msg)?;
+            let secs = crate::timer::parse_timer(&duration).map_err(usage)?;
             h.set_disappear(&name, secs).await?;
             if json {
                 println!("{}", json!({"contact": name, "disappear_secs": secs}));
             } else {
                 match secs {
                     Some(s) => println!(
-                        "messages with {name} now disappear after {}",
+                        "messages with {} now disappear after {}",
+                        terminal_safe(&name),
                         humantime::format_duration(Duration::from_secs(s))
                     ),
-                    None => println!("disappearing messages off for {name}"),
+                    None => println!("disappearing messages off for {}", terminal_safe(&name)),
                 }
             }
         }
@@ -549,7 +753,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             let on = match setting.as_str() {
                 "on" => true,
                 "off" => false,
-                _ => bail!("receipts take \"on\" or \"off\""),
+                _ => return Err(usage("receipts take \"on\" or \"off\"")),
             };
             h.set_receipts(&name, on).await?;
             if json {
@@ -558,9 +762,38 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 println!("receipts {}", if on { "on" } else { "off" });
             }
         }
-        Command::Init | Command::Wipe { .. } => {}
+        Command::Delete { name } => {
+            h.delete_contact(&name).await?;
+            if json {
+                println!("{}", json!({"contact": name, "deleted": true}));
+            } else {
+                println!("deleted {} and its history", terminal_safe(&name));
+            }
+        }
+        Command::Block { name, undo } => {
+            h.set_blocked(&name, !undo).await?;
+            if json {
+                println!("{}", json!({"contact": name, "blocked": !undo}));
+            } else if undo {
+                println!("unblocked {}", terminal_safe(&name));
+            } else {
+                println!(
+                    "blocked {}: what it sends is dropped unread",
+                    terminal_safe(&name)
+                );
+            }
+        }
+        Command::Init | Command::Wipe { .. } | Command::Profiles => {}
     }
     Ok(())
+}
+
+/// Unix seconds as a UTC time to the minute.
+fn utc(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    let mut s = humantime::format_rfc3339_seconds(t).to_string();
+    s.truncate(16);
+    format!("{} UTC", s.replace('T', " "))
 }
 
 fn print_link(link: &str, kind: &str, json: bool) -> anyhow::Result<()> {

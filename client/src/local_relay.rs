@@ -34,6 +34,16 @@ impl EmbeddedRelay {
     }
 }
 
+/// Removes the local relay of `root` (its key, certificate, port and database, with any
+/// envelope and deposit time it still holds), once no profile is left to use it.
+pub fn remove_unused(root: &Path) -> std::io::Result<()> {
+    let dir = EmbeddedRelay::new(root.to_path_buf()).dir();
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Relay(format!("embedded relay: {e}"))
 }

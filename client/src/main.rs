@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod failure;
 #[cfg(feature = "embedded-relay")]
 mod local_relay;
+mod terminal_text;
 mod timer;
 mod tui;
 

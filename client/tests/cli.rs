@@ -269,16 +269,35 @@ fn catch_up_in_order_with_reorder_loss_and_receipts_off() {
         .json();
     assert_eq!(v["state"], "on-relay");
     let back = 151 * hour;
+    // They show in the order Alice sent them (docs/PROTOCOL.md, client behaviour 9).
     let got = messages(&home.hush("bob", &["recv"]).clock(back).json());
     assert_eq!(
         got,
         pairs(&[
             ("alice", "after the loss"),
-            ("alice", "sent second, 1 h ahead"),
             ("alice", "sent first, 150 h ahead"),
+            ("alice", "sent second, 1 h ahead"),
         ]),
-        "missing or duplicated after loss and reordering (or not reordered: the catch-up \
-         should meet the 150-hour message last)"
+        "missing, duplicated or not in send order after loss and reordering"
+    );
+    // ... although the catch-up met the 150-hour message last: its row (ids grow in commit
+    // order) is the later one.
+    let h = home
+        .hush("bob", &["history", "alice", "--limit", "100"])
+        .clock(back)
+        .json();
+    let row = |text: &str| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["text"] == text)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(
+        row("sent first, 150 h ahead") > row("sent second, 1 h ahead"),
+        "not reordered: the catch-up should meet the 150-hour message last"
     );
     assert_eq!(
         messages(&home.hush("bob", &["recv"]).clock(back).json()),
@@ -806,30 +825,357 @@ fn a_relay_down_holds_up_only_its_own_contacts() {
 fn errors_are_one_line_with_a_non_zero_exit() {
     let home = Home::new();
     home.init("alice", None);
-    for (args, stdin, expect) in [
-        (&["send", "nobody", "hi"][..], None, "no contact"),
-        (&["send", "nobody"], Some(""), "nothing to send"),
-        (&["accept", "hush:not-a-link", "--name", "x"], None, ""),
-        (&["history", "nobody"], None, "no contact"),
-        (&["disappear", "nobody", "soon"], None, "not a duration"),
+    // (arguments, standard input, text the error contains, exit code, --json code)
+    for (args, stdin, expect, exit, code) in [
+        (
+            &["send", "nobody", "hi"][..],
+            None,
+            "no contact",
+            4,
+            "not_found",
+        ),
+        (&["send", "nobody"], Some(""), "nothing to send", 2, "usage"),
+        (
+            &["accept", "hush:not-a-link", "--name", "x"],
+            None,
+            "invalid invite",
+            2,
+            "invalid_link",
+        ),
+        (&["history", "nobody"], None, "no contact", 4, "not_found"),
+        (
+            &["disappear", "nobody", "soon"],
+            None,
+            "not a duration",
+            2,
+            "usage",
+        ),
         (
             &["relay", "set", "http://example.com"],
             None,
             "relay address",
+            2,
+            "usage",
         ),
+        (&["send"], None, "", 2, "usage"),
+        (&["no-such-command"], None, "", 2, "usage"),
     ] {
         let mut cmd = home.hush("alice", args);
         if let Some(s) = stdin {
             cmd = cmd.stdin(s);
         }
         let out = cmd.run().fails();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
-        let line = out.error_line();
-        assert!(line.starts_with("hush: "), "{args:?}: {line}");
-        assert!(line.contains(expect), "{args:?}: {line}");
+        assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", out.stderr);
+        if !expect.is_empty() {
+            let line = out.error_line();
+            assert!(line.starts_with("hush: "), "{args:?}: {line}");
+            assert!(line.contains(expect), "{args:?}: {line}");
+        }
+        // Under --json: one JSON object on stderr, with its stable code.
+        let mut cmd = home.hush("alice", &[&["--json"][..], args].concat());
+        if let Some(s) = stdin {
+            cmd = cmd.stdin(s);
+        }
+        let out = cmd.run().fails();
+        assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        let v: serde_json::Value = serde_json::from_str(out.error_line())
+            .unwrap_or_else(|e| panic!("{args:?}: stderr is not JSON ({e}): {}", out.stderr));
+        assert_eq!(v["code"], code, "{args:?}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(expect), "{v}");
     }
+    // An error prints its text once (it printed `not base64url: invalid invite: not
+    // base64url`).
+    let out = home
+        .hush("alice", &["accept", "hush:not-a-link!", "--name", "x"])
+        .run()
+        .fails();
+    assert_eq!(out.error_line(), "hush: invalid invite: not base64url");
+    let out = home
+        .hush("alice", &["contacts"])
+        .passphrase("not the passphrase")
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert_eq!(out.error_line(), "hush: wrong passphrase");
+    let out = home.hush("nobody", &["--json", "contacts"]).run().fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.error_line().contains("\"not_found\""), "{}", out.stderr);
     let out = home.hush("alice", &["init"]).run().fails();
     assert!(out.error_line().contains("exists"), "{}", out.stderr);
     let out = home.hush("../etc", &["contacts"]).run().fails();
     assert!(out.error_line().contains("profile name"), "{}", out.stderr);
+}
+
+/// What a terminal would act on: every control character but the line feed, and the bidi
+/// embeddings, overrides and isolates.
+fn terminal_active(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        })
+        .collect()
+}
+
+#[test]
+fn peer_text_cannot_drive_the_terminal() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    // Title set, screen cleared, red, a carriage return over the prefix, a C1 CSI, a
+    // right-to-left override and an isolate, and a second line forging another sender.
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31m\rcarol: fake\u{9b}1m\u{202e}gnp.exe\u{2066}\nme: forged";
+    assert_eq!(home.send("bob", "alice", hostile), "on-relay");
+
+    let out = home.hush("alice", &["recv"]).run().ok();
+    assert_eq!(
+        terminal_active(&out.stdout),
+        Vec::<char>::new(),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .starts_with("bob: ␛]0;pwned␇␛[2J␛[31m␍carol: fake"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\\u{9b}1m\\u{202e}gnp.exe\\u{2066}"),
+        "{:?}",
+        out.stdout
+    );
+    // The second line of the body cannot pass for a line of output.
+    assert!(
+        out.stdout.lines().skip(1).all(|l| l.starts_with("  ")),
+        "{:?}",
+        out.stdout
+    );
+
+    let out = home.hush("alice", &["history", "bob"]).run().ok();
+    assert_eq!(
+        terminal_active(&out.stdout),
+        Vec::<char>::new(),
+        "{:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("bob: ␛]0;pwned"), "{:?}", out.stdout);
+
+    // --json keeps the exact text, in history and in recv.
+    let h = home.history("alice", "bob");
+    assert_eq!(h.last().unwrap()["text"], hostile);
+    assert_eq!(home.send("bob", "alice", hostile), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", hostile)]));
+}
+
+#[test]
+fn invites_are_listed_and_revoked() {
+    let home = Home::new();
+    home.init("alice", None);
+    home.invite("alice", Some("bob"));
+    home.hush("alice", &["address"]).json();
+    let list = home.hush("alice", &["invites"]).json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["kind"], "one-time");
+    assert_eq!(list[0]["name"], "bob");
+    assert_eq!(list[0]["uses"], 0);
+    assert_eq!(
+        list[0]["expires"].as_u64().unwrap(),
+        list[0]["created"].as_u64().unwrap() + 7 * 24 * 3600
+    );
+    assert_eq!(list[1]["kind"], "address");
+    assert!(list[1]["expires"].is_null());
+    let text = home.hush("alice", &["invites"]).run().ok().stdout;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("one-time  bob  made "), "{text}");
+
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+    let v = home.hush("alice", &["invites", "revoke", &id]).json();
+    assert_eq!(v["revoked"].as_i64().unwrap().to_string(), id);
+    let left = home.hush("alice", &["invites"]).json();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    let out = home
+        .hush("alice", &["--json", "invites", "revoke", &id])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.error_line().contains("not_found"), "{}", out.stderr);
+}
+
+#[test]
+fn contacts_are_blocked_and_deleted() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let v = home.hush("alice", &["block", "bob"]).json();
+    assert_eq!(v["blocked"], true, "{v}");
+    assert_eq!(home.send("bob", "alice", "blocked words"), "on-relay");
+    assert_eq!(home.recv("alice"), vec![]);
+    assert_eq!(home.contacts("alice"), vec!["bob"]);
+    let out = home.hush("alice", &["send", "bob", "x"]).run().fails();
+    assert!(out.error_line().contains("blocked"), "{}", out.stderr);
+    home.hush("alice", &["block", "bob", "--undo"]).json();
+    assert_eq!(home.send("bob", "alice", "heard again"), "on-relay");
+    assert_eq!(home.recv("alice"), pairs(&[("bob", "heard again")]));
+
+    let v = home.hush("alice", &["delete", "bob"]).json();
+    assert_eq!(v["deleted"], true, "{v}");
+    assert_eq!(home.contacts("alice"), Vec::<String>::new());
+    let out = home.hush("alice", &["history", "bob"]).run().fails();
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+}
+
+/// `relay set` connects once: a wrong pin is a certificate mismatch (exit 6), not
+/// "unreachable"; a relay that does not answer is unreachable (exit 5); `--no-check` sets it
+/// anyway. `relay show` says which relay and how it answers.
+#[test]
+fn relay_set_checks_the_relay_and_tells_a_wrong_pin_from_unreachable() {
+    let relay = Relay::start();
+    let home = Home::new();
+    home.init("alice", Some(&relay));
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], relay.address());
+    assert_eq!(v["state"], "reachable");
+    assert_eq!(v["built_in"], false);
+
+    // The same host and port, another pin: what an interceptor (or a rotated key) shows.
+    let (_, host) = relay.address().split_once('@').unwrap();
+    let wrong = format!("hush://{}@{host}", "A".repeat(43));
+    let out = home
+        .hush("alice", &["--json", "relay", "set", &wrong])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(6), "{}", out.stderr);
+    assert!(
+        out.error_line().contains("\"certificate_mismatch\""),
+        "{}",
+        out.stderr
+    );
+    let out = home.hush("alice", &["relay", "set", &wrong]).run().fails();
+    assert!(
+        out.error_line().contains("does not match"),
+        "{}",
+        out.stderr
+    );
+
+    let nobody = format!(
+        "hush://{}@127.0.0.1:{}",
+        &relay.address()[7..50],
+        hush_testkit::free_udp_port()
+    );
+    let out = home
+        .hush("alice", &["--json", "relay", "set", &nobody])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    assert!(
+        out.error_line().contains("\"relay_unreachable\""),
+        "{}",
+        out.stderr
+    );
+
+    // Nothing was changed by the failed checks; --no-check sets it.
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], relay.address());
+    home.hush("alice", &["relay", "set", &wrong, "--no-check"])
+        .json();
+    let v = home.hush("alice", &["relay", "show"]).json();
+    assert_eq!(v["relay"], wrong);
+    assert_eq!(v["state"], "certificate_mismatch");
+
+    // Accepting a link whose relay shows another key: queued, and the reason is named.
+    let link = home.invite("alice", Some("bob"));
+    home.init("bob", Some(&relay));
+    let out = home
+        .hush("bob", &["accept", &link, "--name", "alice"])
+        .run()
+        .ok();
+    assert!(
+        out.stdout.contains("does not match the link's pin"),
+        "{}",
+        out.stdout
+    );
+    let out = home.hush("bob", &["send", "alice", "hello"]).run().ok();
+    assert!(
+        out.stdout.contains("queued: the relay's certificate"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `wipe` refuses while another process holds the profile (that process would go on
+/// decrypting), `--force` wipes anyway, and wiping the last profile removes the built-in
+/// relay's directory too. (Seen to fail before: the wipe went through under a running
+/// process, and the relay's directory stayed.)
+#[test]
+fn wipe_takes_the_profile_lock_and_the_last_one_removes_the_built_in_relay() {
+    let home = Home::new();
+    pair(&home, None, "alice", "bob");
+    let relay_dir = home.root().join("embedded-relay");
+    assert!(relay_dir.is_dir());
+    // Listening long enough for any machine's load; stopped (killed) once the wipe is done.
+    // It holds the profile once it serves the built-in relay (watched from outside: a
+    // command polling the profile would take its lock and make the listener fail).
+    let port: u16 = std::fs::read_to_string(relay_dir.join("port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let listening = home.hush("alice", &["recv", "--wait", "120"]).spawn();
+    let served = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        udp_port_bound(port).then_some(())
+    });
+    if served.is_none() {
+        let out = listening.finish();
+        panic!("alice's recv never served the built-in relay: {out:?}");
+    }
+    let out = home
+        .hush("alice", &["--json", "wipe", "--yes"])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+    assert!(out.error_line().contains("profile_busy"), "{}", out.stderr);
+    assert!(home.profile_dir("alice").join("store.key").exists());
+    let v = home.hush("alice", &["wipe", "--yes", "--force"]).json();
+    assert_eq!(v["wiped"], true);
+    assert!(!home.profile_dir("alice").exists());
+    drop(listening);
+    assert!(relay_dir.is_dir(), "bob still uses the built-in relay");
+
+    let v = home.hush("bob", &["profiles"]).json();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], "bob");
+    home.hush("bob", &["wipe", "--yes"]).json();
+    assert!(
+        !relay_dir.exists(),
+        "the built-in relay's directory outlived every profile"
+    );
+    let v = home.hush("bob", &["profiles"]).json();
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[test]
+fn a_short_passphrase_is_warned_about_at_init() {
+    let home = Home::new();
+    let out = home.hush("alice", &["init"]).passphrase("short").run().ok();
+    assert!(
+        out.stderr
+            .contains("warning: the passphrase is shorter than 12"),
+        "{}",
+        out.stderr
+    );
+    let v = home
+        .hush("bob", &["init"])
+        .passphrase("short")
+        .json_allowing_warnings();
+    assert!(v["warning"].as_str().unwrap().contains("shorter"), "{v}");
+    let out = home
+        .hush("carol", &["init"])
+        .passphrase("a long enough passphrase")
+        .run()
+        .ok();
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

@@ -18,7 +18,11 @@ fn a_wrong_pin_is_refused_and_nothing_is_lost() {
     let (pin, _) = relay.address().split_once('@').unwrap();
     let (_, impostor_host) = impostor.address().split_once('@').unwrap();
     let forged = format!("{pin}@{impostor_host}");
-    home.hush("alice", &["relay", "set", &forged]).json();
+    // `relay set` checks the relay and names the mismatch; --no-check sets it anyway.
+    let out = home.hush("alice", &["relay", "set", &forged]).run().fails();
+    assert_eq!(out.status.code(), Some(6), "{}", out.stderr);
+    home.hush("alice", &["relay", "set", &forged, "--no-check"])
+        .json();
     let link = home.hush("alice", &["invite", "--name", "bob"]).json()["link"]
         .as_str()
         .unwrap()

@@ -117,6 +117,52 @@ impl std::fmt::Debug for MessageInfo {
     }
 }
 
+/// An invite this profile made and still answers (a one-time link not used yet, or a
+/// contact address), as front ends see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InviteInfo {
+    /// Its id, for [`Command::RevokeInvite`].
+    pub id: i64,
+    /// One-time invite or contact address.
+    pub kind: InviteKind,
+    /// The name its contact gets (one-time invites made with a name).
+    pub name: Option<String>,
+    /// When it was made, Unix seconds.
+    pub created: u64,
+    /// Relationships made through it.
+    pub uses: u64,
+}
+
+impl InviteInfo {
+    /// When a one-time invite stops being answered if nobody used it, Unix seconds;
+    /// `None` for a contact address, which is answered until revoked.
+    pub fn expires(&self) -> Option<u64> {
+        (self.kind == InviteKind::OneTime)
+            .then(|| self.created.saturating_add(ONE_TIME_INVITE_LIFETIME_SECS))
+    }
+}
+
+/// How long a one-time invite nobody used is answered: 7 days, the relays' default expiry.
+pub const ONE_TIME_INVITE_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+impl std::fmt::Debug for InviteInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            id,
+            kind,
+            name: _,
+            created,
+            uses,
+        } = self;
+        f.debug_struct("InviteInfo")
+            .field("id", id)
+            .field("kind", kind)
+            .field("created", created)
+            .field("uses", uses)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A relationship's safety number.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SafetyInfo {
@@ -187,14 +233,41 @@ impl std::fmt::Debug for Event {
 }
 
 /// Engine status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Status {
+    /// The relay new invites point to (`hush://` address), if there is one.
+    pub home_relay: Option<String>,
+    /// That relay is the built-in one this device serves on loopback.
+    pub home_relay_local: bool,
     /// Relays connected.
     pub relays_up: usize,
     /// Relays in use.
     pub relays: usize,
     /// Envelopes waiting in the outbox.
     pub outbox: u64,
+    /// Relays whose last connection attempt met a certificate that does not match the pin
+    /// of their address (interception, or a rotated key).
+    pub certificate_mismatch: usize,
+}
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            home_relay: _,
+            home_relay_local,
+            relays_up,
+            relays,
+            outbox,
+            certificate_mismatch,
+        } = self;
+        f.debug_struct("Status")
+            .field("home_relay_local", home_relay_local)
+            .field("relays_up", relays_up)
+            .field("relays", relays)
+            .field("outbox", outbox)
+            .field("certificate_mismatch", certificate_mismatch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a front end asks of the engine. Each is answered by one [`Response`].
@@ -292,6 +365,28 @@ pub enum Command {
     },
     /// Connection and outbox status; [`Response::Status`].
     Status,
+    /// Delete a contact: its relationship, history, queued envelopes and mailboxes (no
+    /// longer fetched); [`Response::Done`].
+    DeleteContact {
+        /// Contact name.
+        contact: String,
+    },
+    /// Block or unblock a contact: a blocked contact stays in the list, what it sends is
+    /// dropped unread and unacknowledged by receipts, and nothing can be sent to it;
+    /// [`Response::Done`].
+    SetBlocked {
+        /// Contact name.
+        contact: String,
+        /// Blocked.
+        blocked: bool,
+    },
+    /// The invites still answered; [`Response::Invites`].
+    Invites,
+    /// Stop answering an invite (its mailboxes are no longer fetched); [`Response::Done`].
+    RevokeInvite {
+        /// [`InviteInfo::id`].
+        id: i64,
+    },
     /// Move where a contact deposits to us (a fresh mailbox root, optionally on another
     /// relay); [`Response::Done`].
     MoveMailbox {
@@ -325,6 +420,10 @@ impl std::fmt::Debug for Command {
             Self::SetRelay { .. } => "SetRelay",
             Self::Status => "Status",
             Self::MoveMailbox { .. } => "MoveMailbox",
+            Self::DeleteContact { .. } => "DeleteContact",
+            Self::SetBlocked { .. } => "SetBlocked",
+            Self::Invites => "Invites",
+            Self::RevokeInvite { .. } => "RevokeInvite",
         };
         f.write_str(name)
     }
@@ -351,6 +450,8 @@ pub enum Response {
     Safety(SafetyInfo),
     /// Status.
     Status(Status),
+    /// Invites still answered, oldest first.
+    Invites(Vec<InviteInfo>),
 }
 
 /// An invite link (`hush:...`); `Debug` leaves it out.
@@ -396,6 +497,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Messages(_) => "Messages",
         Response::Safety(_) => "Safety",
         Response::Status(_) => "Status",
+        Response::Invites(_) => "Invites",
     }
 }
 
@@ -532,6 +634,29 @@ impl Handle {
             relay: relay.map(str::to_string),
         };
         call!(self, cmd, Done => ())
+    }
+    /// Deletes a contact, its history and its mailboxes.
+    pub async fn delete_contact(&self, contact: &str) -> Result<()> {
+        let cmd = Command::DeleteContact {
+            contact: contact.to_string(),
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// Blocks or unblocks a contact.
+    pub async fn set_blocked(&self, contact: &str, blocked: bool) -> Result<()> {
+        let cmd = Command::SetBlocked {
+            contact: contact.to_string(),
+            blocked,
+        };
+        call!(self, cmd, Done => ())
+    }
+    /// The invites still answered, oldest first.
+    pub async fn invites(&self) -> Result<Vec<InviteInfo>> {
+        call!(self, Command::Invites, Invites(i) => i)
+    }
+    /// Stops answering an invite.
+    pub async fn revoke_invite(&self, id: i64) -> Result<()> {
+        call!(self, Command::RevokeInvite { id }, Done => ())
     }
     /// Stops the engine (and the local relay it serves, if any).
     pub async fn shutdown(&self) {

@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hush_proto::RelayAddress;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::api::{Event, Handle, Request, Response};
+use crate::backoff::Backoff;
 use crate::engine::{Engine, EngineConfig, LinkEvent, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
@@ -53,6 +57,30 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("local_relay", &self.local_relay.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// How long [`check_relay`] waits for the relay.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Connects to `address` once and pings it: [`Error::CertificateMismatch`] if it presents a
+/// certificate that does not match the address's pin, [`Error::RelayUnreachable`] if it
+/// cannot be reached or does not answer. Sends nothing else.
+pub async fn check_relay(address: &RelayAddress) -> Result<()> {
+    let attempt = async {
+        let client = hush_transport::RelayClient::connect(address).await?;
+        let pong = client.ping().await;
+        client.close();
+        pong.map(|_| ())
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "relay check failed");
+            Err(Error::RelayUnreachable)
+        }
+        Err(_) => Err(Error::RelayUnreachable),
     }
 }
 
@@ -114,6 +142,8 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         local: opts.local_relay,
         local_address,
         served,
+        takeover: None,
+        rng: ChaCha20Rng::from_seed(os_seed()?),
     };
     driver.pump();
     tokio::spawn(driver.run(requests, link_events));
@@ -131,6 +161,11 @@ struct Driver {
     local: Option<Arc<dyn LocalRelay>>,
     local_address: Option<RelayAddress>,
     served: Option<Box<dyn ServedRelay>>,
+    /// While the local relay is down and served by no one here: when to try serving it
+    /// again, and how many tries failed.
+    takeover: Option<(Instant, u32)>,
+    /// Jitter for the takeover's backoff (never the engine's generator).
+    rng: ChaCha20Rng,
 }
 
 impl Driver {
@@ -146,6 +181,9 @@ impl Driver {
                     None => break,
                     Some(Request::Shutdown(done)) => {
                         self.shutdown(&mut link_events).await;
+                        // The engine, and with it the store and the profile's lock, is gone
+                        // by the time the caller hears the shutdown is done.
+                        drop(self);
                         let _ = done.send(());
                         return;
                     }
@@ -157,11 +195,20 @@ impl Driver {
                     }
                 },
                 Some((relay, ev)) = link_events.recv() => {
-                    if matches!(ev, LinkEvent::Down) {
-                        self.take_over_local_relay(&relay).await;
+                    match ev {
+                        LinkEvent::Down => self.take_over_local_relay(&relay).await,
+                        LinkEvent::Up if self.local_address.as_ref() == Some(&relay) => {
+                            self.takeover = None;
+                        }
+                        _ => {}
                     }
                     if let Err(e) = self.engine.handle_link_event(self.clock.now(), &relay, ev) {
                         tracing::warn!(error = %e, "engine: handling a relay report failed");
+                    }
+                }
+                () = Self::takeover_due(self.takeover) => {
+                    if let Some(relay) = self.local_address.clone() {
+                        self.take_over_local_relay(&relay).await;
                     }
                 }
                 () = tokio::time::sleep(sleep) => {
@@ -217,17 +264,38 @@ impl Driver {
         }
     }
 
-    /// If the local process serving the local relay went away, serve it here.
+    /// Resolves when the next takeover try is due (never while none is planned).
+    async fn takeover_due(takeover: Option<(Instant, u32)>) {
+        match takeover {
+            Some((at, _)) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// If the local process serving the local relay went away, serve it here. That process
+    /// may still hold the relay's lock for a while after its connections closed (it is
+    /// shutting down): a failed try is repeated with backoff until this process serves the
+    /// relay or its link is up again (another process took over).
     async fn take_over_local_relay(&mut self, relay: &RelayAddress) {
         if self.served.is_some() || self.local_address.as_ref() != Some(relay) {
+            self.takeover = None;
             return;
         }
-        if let Some(local) = &self.local {
-            match local.serve().await {
-                Ok(served) => self.served = served,
-                Err(e) => tracing::warn!(error = %e, "serving the local relay failed"),
+        let Some(local) = &self.local else {
+            return;
+        };
+        match local.serve().await {
+            Ok(Some(served)) => {
+                self.served = Some(served);
+                self.takeover = None;
+                return;
             }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "serving the local relay failed"),
         }
+        let failures = self.takeover.map_or(0, |(_, f)| f.saturating_add(1));
+        let delay = Backoff::RECONNECT.delay(failures, &mut self.rng);
+        self.takeover = Some((Instant::now() + delay, failures));
     }
 
     /// Waits (bounded) until the acknowledgements sent so far have reached their relays. A
@@ -259,5 +327,92 @@ impl Driver {
         for (_, reply) in self.replies.drain() {
             let _ = reply.send(Err(Error::EngineStopped));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hush_crypto::InviteKind;
+
+    use super::*;
+    use crate::local_relay::BoxFuture;
+    use crate::profile::Profile;
+    use crate::store::KdfCost;
+
+    /// A local relay at a loopback port nobody serves, whose lock stays "held by another
+    /// process" for the first `busy` tries to serve it.
+    struct Stubborn {
+        port: u16,
+        busy: usize,
+        tries: Arc<AtomicUsize>,
+    }
+
+    struct Served;
+
+    impl ServedRelay for Served {
+        fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    impl LocalRelay for Stubborn {
+        fn address(&self) -> Result<RelayAddress> {
+            let pin = "A".repeat(43);
+            format!("hush://{pin}@127.0.0.1:{}", self.port)
+                .parse()
+                .map_err(|_| Error::NoRelay)
+        }
+        fn serve(&self) -> BoxFuture<'_, Result<Option<Box<dyn ServedRelay>>>> {
+            let n = self.tries.fetch_add(1, Ordering::SeqCst);
+            let busy = n < self.busy;
+            Box::pin(async move { Ok((!busy).then(|| Box::new(Served) as Box<dyn ServedRelay>)) })
+        }
+    }
+
+    /// The process serving the local relay quit but held its lock a little longer: the
+    /// takeover is tried again, with backoff, until it succeeds. (Seen to fail before: it
+    /// was tried once at start and once at the link's first `Down`, never again.)
+    #[tokio::test]
+    async fn the_local_relay_takeover_is_retried_while_its_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::new(dir.path(), "p").unwrap();
+        let store = Store::create_with_cost(&profile, b"pass", KdfCost::TEST).unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tries = Arc::new(AtomicUsize::new(0));
+        let local = Stubborn {
+            port,
+            busy: 4,
+            tries: tries.clone(),
+        };
+        let opts = Options {
+            local_relay: Some(Arc::new(local)),
+            ..Options::default()
+        };
+        let (handle, _events) = start(store, opts).await.unwrap();
+        // An invite makes the engine watch a mailbox on the local relay: its link starts.
+        handle
+            .create_invite(InviteKind::ContactAddress, None)
+            .await
+            .unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(60), async {
+            while tries.load(Ordering::SeqCst) <= 4 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let n = tries.load(Ordering::SeqCst);
+        handle.shutdown().await;
+        assert!(
+            served.is_ok(),
+            "the takeover was tried {n} times, then no more"
+        );
     }
 }

@@ -41,13 +41,32 @@ pub enum Error {
     /// A contact with that name exists.
     #[error("a contact with that name exists")]
     DuplicateContact,
+    /// No pending invite has that id.
+    #[error("no invite with that id")]
+    UnknownInvite,
+    /// The link is one of this profile's own invites.
+    #[error("this is one of your own invites: give it to the person you invite")]
+    OwnInvite,
+    /// The link's inviter is already a contact (the same link accepted twice).
+    #[error("you already accepted this invite: its sender is one of your contacts")]
+    AlreadyContact,
+    /// The relay could not be reached.
+    #[error("the relay is unreachable")]
+    RelayUnreachable,
+    /// The relay answered with a certificate that does not match the pin of its address:
+    /// someone may be intercepting, or the relay's key changed.
+    #[error(
+        "the relay's certificate does not match its address's pin (interception, or the relay's key changed)"
+    )]
+    CertificateMismatch,
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
     // --- peers, relays, storage ---
-    /// A cryptographic operation failed.
-    #[error("crypto: {0}")]
+    /// A cryptographic operation failed, or a link or peer message did not parse. Its
+    /// message is hush-crypto's (printed once: it is not repeated as a source).
+    #[error(transparent)]
     Crypto(#[from] hush_crypto::Error),
     /// The relay refused or failed.
     #[error("relay: {0}")]

@@ -36,10 +36,10 @@ mod sim;
 pub mod store;
 
 pub use api::{
-    Command, ContactInfo, DeliveryState, Event, Handle, InviteLink, MessageInfo, Response,
-    SafetyInfo, Status,
+    Command, ContactInfo, DeliveryState, Event, Handle, InviteInfo, InviteLink, MessageInfo,
+    ONE_TIME_INVITE_LIFETIME_SECS, Response, SafetyInfo, Status,
 };
-pub use driver::{Options, start};
+pub use driver::{Options, check_relay, start};
 #[cfg(feature = "test-hooks")]
 pub use engine::CrashPoint;
 pub use error::{Error, Result};

@@ -74,6 +74,11 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::debug!(error = %e, "relay connect failed");
+                let why = if matches!(e, hush_transport::Error::PinMismatch) {
+                    DepositFailure::CertificateMismatch
+                } else {
+                    DepositFailure::Unreachable
+                };
                 if !announced_down {
                     announced_down = true;
                     report(&reports, &relay, LinkEvent::Down).await;
@@ -86,7 +91,7 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
                         () = &mut wait => break,
                         op = rx.recv() => match op {
                             None => return,
-                            Some(op) => fail_offline(op, &relay, &reports, &mut subscribed).await,
+                            Some(op) => fail_offline(op, why, &relay, &reports, &mut subscribed).await,
                         },
                     }
                 }
@@ -134,6 +139,7 @@ async fn report(reports: &Reports, relay: &RelayAddress, ev: LinkEvent) {
 
 async fn fail_offline(
     op: LinkOp,
+    why: DepositFailure,
     relay: &RelayAddress,
     reports: &Reports,
     subscribed: &mut Vec<FetchSecret>,
@@ -141,7 +147,7 @@ async fn fail_offline(
     if let LinkOp::Subscribe { secrets } = &op {
         subscribed.clone_from(secrets);
     }
-    if let Some(ev) = op.unreachable() {
+    if let Some(ev) = op.not_sent(why) {
         report(reports, relay, ev).await;
     }
 }

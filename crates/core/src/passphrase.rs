@@ -48,7 +48,16 @@ impl Passphrase {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether it is shorter than [`SHORT_PASSPHRASE_CHARS`]: front ends warn when a
+    /// profile is made with one (the store's key is only as strong as the passphrase).
+    pub fn is_short(&self) -> bool {
+        self.0.chars().count() < SHORT_PASSPHRASE_CHARS
+    }
 }
+
+/// Passphrases with fewer characters than this get a warning when a profile is made.
+pub const SHORT_PASSPHRASE_CHARS: usize = 12;
 
 impl From<String> for Passphrase {
     fn from(text: String) -> Self {

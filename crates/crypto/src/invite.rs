@@ -26,6 +26,12 @@ use crate::{Error, PROTOCOL_VERSION};
 /// The scheme prefix of invite links.
 pub const LINK_PREFIX: &str = "hush:";
 const CHECKSUM_LEN: usize = 4;
+/// The shortest link body that can be an invite: version, kind, two keys, the invite
+/// secret, a relay with an empty host (pin, port, length), the checksum.
+const MIN_LINK_BYTES: usize = 1 + 1 + 32 + 32 + 32 + (32 + 2 + 1) + CHECKSUM_LEN;
+/// How relay addresses start (`hush://PIN@HOST:PORT`): never an invite's start, whose
+/// base64url has no `/`.
+const RELAY_ADDRESS_PREFIX: &str = "hush://";
 
 /// One-time invite or multi-use contact address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +93,13 @@ impl Invite {
         self.relay.address()
     }
 
+    /// Whether `session` is a relationship made by accepting this invite (or another link
+    /// with the same inviter identity key: the same contact address): accepting it again
+    /// would make a second relationship with the same person.
+    pub fn accepted_in(&self, session: &crate::Session) -> bool {
+        session.role == crate::session::Role::Invitee && session.peer_identity == self.identity
+    }
+
     /// Handshake mailbox fetch secret of `epoch` (the invitee deposits to its id).
     pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
         fetch_secret(
@@ -127,19 +140,35 @@ impl Invite {
         format!("{LINK_PREFIX}{}", URL_SAFE_NO_PAD.encode(bin))
     }
 
-    /// Parses a `hush:` link; surrounding white space is ignored. A relay address that a
-    /// client could not connect to (docs/PROTOCOL.md, "Binary relay address") is
+    /// Parses a `hush:` link; surrounding white space is ignored. The checksum is checked
+    /// before the body is decoded, so a typo anywhere in the link (near its end too, where
+    /// the relay's host is) is [`Error::InviteChecksum`]. A relay address (`hush://...`)
+    /// pasted instead of an invite is named as such. A relay address that a client could
+    /// not connect to (docs/PROTOCOL.md, "Binary relay address") is
     /// [`Error::UnusableRelay`]: such a link is refused here, before anything is stored.
     pub fn parse(link: &str) -> Result<Self, Error> {
         let link = link.trim();
+        if link.starts_with(RELAY_ADDRESS_PREFIX) {
+            return Err(Error::InvalidInvite(
+                "this is a relay address (hush://...), not an invite",
+            ));
+        }
         let b64 = link
             .strip_prefix(LINK_PREFIX)
             .ok_or(Error::InvalidInvite("missing hush: prefix"))?;
         let bin = URL_SAFE_NO_PAD
             .decode(b64)
             .map_err(|_| Error::InvalidInvite("not base64url"))?;
-        let mut r = Reader::new(&bin);
         const TRUNC: Error = Error::InvalidInvite("truncated");
+        if bin.len() < MIN_LINK_BYTES {
+            return Err(TRUNC);
+        }
+        let (body, sum) = bin.split_at(bin.len() - CHECKSUM_LEN);
+        let want = sha256(&[DOMAIN_INVITE_CHECKSUM, body]);
+        if sum != &want[..CHECKSUM_LEN] {
+            return Err(Error::InviteChecksum);
+        }
+        let mut r = Reader::new(body);
         let version = r.u8().ok_or(TRUNC)?;
         if version != PROTOCOL_VERSION {
             return Err(Error::InvalidInvite("unsupported invite version"));
@@ -152,15 +181,8 @@ impl Invite {
             hush_proto::Error::AddressTruncated => TRUNC,
             e => unusable(e),
         })?;
-        let body_len = bin.len() - r.rest().len();
-        let mut r = Reader::new(&bin[body_len..]);
-        let sum = r.take(CHECKSUM_LEN).ok_or(TRUNC)?;
         if !r.is_empty() {
             return Err(Error::InvalidInvite("trailing bytes"));
-        }
-        let want = sha256(&[DOMAIN_INVITE_CHECKSUM, &bin[..body_len]]);
-        if sum != &want[..CHECKSUM_LEN] {
-            return Err(Error::InviteChecksum);
         }
         Ok(Self {
             kind,
@@ -243,6 +265,11 @@ impl InviterSecrets {
     /// One-time invite or contact address.
     pub fn kind(&self) -> InviteKind {
         self.kind
+    }
+
+    /// Whether `invite` is this invite (used or not): a profile accepting its own invite.
+    pub fn made(&self, invite: &Invite) -> bool {
+        self.identity.public() == invite.identity
     }
 
     /// The public invite to hand out; `InviteAlreadyUsed` once a one-time invite was used.

@@ -643,13 +643,49 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_invite_truncated.json".into(),
             case(
-                "The invite link without its last 10 characters.",
+                "The invite link without its last 10 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
                 0,
                 "invitee",
                 "parse_invite",
                 None,
                 Some(link[..link.len() - 10].to_string()),
+                "InviteChecksum",
+            ),
+        ),
+        (
+            "fail_invite_truncated_below_minimum.json".into(),
+            case(
+                "The invite link cut to hush: and its first 96 base64url characters (72 bytes, shorter than the layout's minimum).",
+                0,
+                "invitee",
+                "parse_invite",
+                None,
+                Some(link[..101].to_string()),
                 "InvalidInvite(\"truncated\")",
+            ),
+        ),
+        (
+            "fail_invite_typo_in_relay.json".into(),
+            case(
+                "The invite link with one character of the relay host changed (a typo near the end).",
+                0,
+                "invitee",
+                "parse_invite",
+                None,
+                Some(mutate_char(&link, link.len() - 12)),
+                "InviteChecksum",
+            ),
+        ),
+        (
+            "fail_invite_relay_address.json".into(),
+            case(
+                "A relay address pasted where an invite link goes.",
+                0,
+                "invitee",
+                "parse_invite",
+                None,
+                Some(format!("hush://{}@relay.example.org:4433", "A".repeat(43))),
+                "InvalidInvite(\"this is a relay address (hush://...), not an invite\")",
             ),
         ),
         (

@@ -115,7 +115,7 @@ impl RelayClient {
         alpn: &[u8],
     ) -> Result<Self, Error> {
         let remote = resolve(addr).await?;
-        let tls = tls::client_config(addr.pin, alpn)?;
+        let (tls, mismatch) = tls::client_config_noting_mismatch(addr.pin, alpn)?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| Error::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -135,7 +135,13 @@ impl RelayClient {
         let connecting = endpoint
             .connect_with(config, remote, &server_name)
             .map_err(|e| Error::Connect(connect_error(&e)))?;
-        let conn = connecting.await?;
+        let conn = match connecting.await {
+            Ok(c) => c,
+            Err(_) if mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Err(Error::PinMismatch);
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Self {
             conn,
             _endpoint: None,

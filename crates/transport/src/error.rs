@@ -2,7 +2,7 @@
 //!
 //! Owns: classifying failures into what the relay did (refused, or sent something that is
 //! not a valid answer), what the network did (unreachable, connection or stream lost, TLS
-//! handshake failed, including a certificate that does not match the pin), and local failures
+//! handshake failed, and apart from those a certificate that does not match the pin), and local failures
 //! or misuse of the API. Must never carry an IP address, a host name, a mailbox id, a fetch
 //! secret or envelope bytes in a message: these errors end up in logs.
 
@@ -30,13 +30,17 @@ pub enum Error {
     /// The QUIC connection could not be started (before any packet was sent).
     #[error("connect: {0}")]
     Connect(&'static str),
-    /// The QUIC connection failed or was closed, including a failed TLS handshake (a
-    /// certificate that does not match the pin, or no common ALPN).
+    /// The QUIC connection failed or was closed, including a failed TLS handshake (no
+    /// common ALPN; a certificate that does not match the pin is [`Error::PinMismatch`]).
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
     /// A stream failed while reading or writing.
     #[error("stream: {0}")]
     Stream(String),
+    /// The relay presented a certificate that does not match the pin of its address:
+    /// someone in the path is intercepting, or the relay's key changed. Nothing was sent.
+    #[error("the relay's certificate does not match the pin of its address")]
+    PinMismatch,
     /// A caller's deadline passed.
     #[error("timed out")]
     Timeout,

@@ -8,6 +8,7 @@
 //! TLS 1.3 CertificateVerify signature check, and never enable TLS 1.2 or 0-RTT.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hush_proto::SpkiPin;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -39,10 +40,21 @@ pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<SpkiPin, Error> {
 /// # Errors
 /// [`Error::Tls`] if rustls rejects the configuration.
 pub fn client_config(pin: SpkiPin, alpn: &[u8]) -> Result<rustls::ClientConfig, Error> {
+    client_config_noting_mismatch(pin, alpn).map(|(cfg, _)| cfg)
+}
+
+/// [`client_config`], and a flag its verifier sets when the relay presented a certificate
+/// whose SPKI does not hash to the pin (so the connection error can say so).
+pub(crate) fn client_config_noting_mismatch(
+    pin: SpkiPin,
+    alpn: &[u8],
+) -> Result<(rustls::ClientConfig, Arc<AtomicBool>), Error> {
     let provider = crypto_provider();
+    let mismatch = Arc::new(AtomicBool::new(false));
     let verifier = Arc::new(PinVerifier {
         pin,
         provider: provider.clone(),
+        mismatch: mismatch.clone(),
     });
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -52,7 +64,7 @@ pub fn client_config(pin: SpkiPin, alpn: &[u8]) -> Result<rustls::ClientConfig, 
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     cfg.enable_early_data = false;
-    Ok(cfg)
+    Ok((cfg, mismatch))
 }
 
 /// Accepts exactly the certificate whose SPKI hashes to the pin; names and dates are not
@@ -61,6 +73,8 @@ pub fn client_config(pin: SpkiPin, alpn: &[u8]) -> Result<rustls::ClientConfig, 
 struct PinVerifier {
     pin: SpkiPin,
     provider: Arc<CryptoProvider>,
+    /// Set when a certificate did not match the pin.
+    mismatch: Arc<AtomicBool>,
 }
 
 impl ServerCertVerifier for PinVerifier {
@@ -78,6 +92,7 @@ impl ServerCertVerifier for PinVerifier {
         if got == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
+            self.mismatch.store(true, Ordering::SeqCst);
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ))
@@ -128,13 +143,24 @@ mod tests {
     }
 
     fn verify(pin: SpkiPin, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let mismatch = Arc::new(AtomicBool::new(false));
         let v = PinVerifier {
             pin,
             provider: crypto_provider(),
+            mismatch: mismatch.clone(),
         };
         let name = ServerName::try_from("other.example").unwrap();
-        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
-            .map(|_| ())
+        let r = v
+            .verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ());
+        // The flag the connection error is told apart by is set exactly on a mismatch.
+        assert_eq!(
+            mismatch.load(Ordering::SeqCst),
+            r == Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure
+            ))
+        );
+        r
     }
 
     #[test]

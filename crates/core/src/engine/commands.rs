@@ -83,6 +83,15 @@ impl Engine {
             }
             Command::SetRelay { address } => done(self.set_relay(&address)),
             Command::Status => Some(self.status().map(Response::Status)),
+            Command::DeleteContact { contact } => done(self.delete_contact(&contact)),
+            Command::SetBlocked { contact, blocked } => done(
+                self.store
+                    .db()
+                    .existing_contact(&contact)
+                    .and_then(|id| self.store.db().set_blocked(id, blocked)),
+            ),
+            Command::Invites => Some(self.store.db().invite_list().map(Response::Invites)),
+            Command::RevokeInvite { id } => done(self.revoke_invite(id)),
             Command::MoveMailbox { contact, relay } => {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
@@ -135,6 +144,28 @@ impl Engine {
             return Err(Error::DuplicateContact);
         }
         let invite = Invite::parse(link)?;
+        // What this profile can know: its own invites, and contacts made through a link of
+        // the same inviter identity (the same link twice, or the same contact address). A
+        // one-time link someone else already used cannot be known here: the inviter drops
+        // the handshake, and the contact stays pending (shown "waiting for reply").
+        if self
+            .store
+            .db()
+            .all_invite_secrets()?
+            .iter()
+            .any(|s| s.made(&invite))
+        {
+            return Err(Error::OwnInvite);
+        }
+        if self
+            .store
+            .db()
+            .contact_sessions()?
+            .iter()
+            .any(|(_, s, _)| invite.accepted_in(s))
+        {
+            return Err(Error::AlreadyContact);
+        }
         let session = invite.accept(&mut self.rng)?;
         let id = self.store.db().insert_contact(
             name,
@@ -158,6 +189,11 @@ impl Engine {
     fn send_text(&mut self, name: &str, text: &str) -> Result<i64> {
         let id = self.store.db().existing_contact(name)?;
         let settings = self.store.db().contact_settings(id)?;
+        if settings.blocked {
+            return Err(Error::InvalidArgument(
+                "the contact is blocked (unblock it to write)".into(),
+            ));
+        }
         let content = Content::Text {
             sent_at: self.now.unix_secs(),
             disappear_secs: settings
@@ -246,9 +282,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes a contact and everything of it; its mailboxes are no longer watched. A
+    /// one-time invite that made it and is still answered is retired with it.
+    fn delete_contact(&mut self, name: &str) -> Result<()> {
+        let id = self.store.db().existing_contact(name)?;
+        if let Some(invite) = self.store.db().active_one_time_invite_of(id)? {
+            self.store.db().retire_invite(invite)?;
+        }
+        self.store.db().delete_contact(id)?;
+        self.store.checkpoint()?;
+        self.routes
+            .retain(|_, r| r.owner != super::Owner::Contact(id));
+        self.refresh_subscriptions()
+    }
+
+    fn revoke_invite(&mut self, id: i64) -> Result<()> {
+        self.store.db().retire_invite(crate::store::InviteId(id))?;
+        self.refresh_subscriptions()
+    }
+
     fn status(&self) -> Result<Status> {
+        let configured = self.configured_relay()?;
+        let home_relay_local = configured.is_none() && self.config.local_relay.is_some();
+        let home = configured.or_else(|| self.config.local_relay.clone());
         Ok(Status {
+            home_relay: home.map(|a| a.to_string()),
+            home_relay_local,
             relays_up: self.relays.values().filter(|r| r.up).count(),
+            certificate_mismatch: self.relays.values().filter(|r| r.pin_mismatch).count(),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
         })

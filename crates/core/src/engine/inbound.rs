@@ -63,7 +63,10 @@ impl Engine {
             Owner::Contact(id) => {
                 let mut session = self.store.db().session(id)?;
                 match session.decrypt(env, &mut self.rng) {
-                    Ok(payload) => self.commit_payload(id, session, &payload),
+                    Ok(payload) => {
+                        self.commit_payload(id, session, &payload)?;
+                        self.heard_from(id)
+                    }
                     Err(e) => {
                         // A replay (already committed) or an envelope no key opens: drop it.
                         tracing::debug!(error = %e, "envelope not decrypted; dropped");
@@ -142,10 +145,14 @@ impl Engine {
         #[cfg(feature = "test-hooks")]
         self.crash_if(CrashPoint::BeforeCommit);
         let mut done = Committed::default();
+        let blocked = self.store.db().contact_settings(contact)?.blocked;
         let tx = self.store.transaction()?;
         let db = tx.db();
         match payload {
             Ok(Payload::MailboxMove(mv)) => session.apply_peer_mailbox_move(&mv),
+            // A blocked contact's texts and receipts are dropped; its ratchet still moves
+            // on, and the envelope is acknowledged, so nothing piles up on the relay.
+            Ok(Payload::Fragment(_)) if blocked => {}
             Ok(Payload::Fragment(frag)) => match db.add_fragment(contact, &frag)? {
                 FragmentOutcome::Complete(content) => match Content::decode(&content) {
                     Ok(Content::Text {

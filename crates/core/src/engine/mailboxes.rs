@@ -6,9 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use hush_proto::{FetchSecret, RelayAddress};
 
+use hush_crypto::InviteKind;
+
 use super::{Engine, FetchJob, FetchToken, LinkOp, Owner, Route, SyncWaiter, Ticket};
-use crate::api::Response;
+use crate::api::{ONE_TIME_INVITE_LIFETIME_SECS, Response};
 use crate::error::Result;
+use crate::store::{ActiveInvite, ContactId};
 
 /// How far back catch-up fetches: the relays' default expiry (7 days) in epochs.
 pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
@@ -38,17 +41,53 @@ impl Engine {
                 }
             }
         }
-        for (id, secrets, last) in self.store.db().active_invites()? {
-            let relay = secrets.relay().clone();
-            for e in epochs(last) {
+        for invite in self.store.db().active_invites()? {
+            if Self::expired(&invite, now) {
+                continue;
+            }
+            let relay = invite.secrets.relay().clone();
+            for e in epochs(invite.last_epoch) {
                 out.push(Route {
-                    owner: Owner::Invite(id),
-                    secret: secrets.handshake_fetch_secret(e),
+                    owner: Owner::Invite(invite.id),
+                    secret: invite.secrets.handshake_fetch_secret(e),
                     relay: relay.clone(),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// A one-time invite nobody used within its lifetime
+    /// ([`ONE_TIME_INVITE_LIFETIME_SECS`]) is no longer watched or fetched.
+    fn expired(invite: &ActiveInvite, now_secs: u64) -> bool {
+        invite.secrets.kind() == InviteKind::OneTime
+            && invite.secrets.accepted_count() == 0
+            && now_secs >= invite.created.saturating_add(ONE_TIME_INVITE_LIFETIME_SECS)
+    }
+
+    /// Retires the one-time invites nobody used within their lifetime (they leave the
+    /// list of invites as they leave the subscriptions).
+    pub(super) fn retire_expired_invites(&mut self) -> Result<bool> {
+        let now = self.now.unix_secs();
+        let mut any = false;
+        for invite in self.store.db().active_invites()? {
+            if Self::expired(&invite, now) {
+                self.store.db().retire_invite(invite.id)?;
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
+    /// A contact made through a one-time invite was heard from on its own mailboxes: the
+    /// invitee has left the handshake mailbox. The invite is retired after the next fetch
+    /// that includes its mailboxes completes (so that an envelope the invitee deposited
+    /// there before leaving is not left behind).
+    pub(super) fn heard_from(&mut self, contact: ContactId) -> Result<()> {
+        if let Some(invite) = self.store.db().active_one_time_invite_of(contact)? {
+            self.used_invites.insert(invite);
+        }
+        Ok(())
     }
 
     /// Subscribes to the current and next epoch's mailboxes on every relay in use (a relay
@@ -122,6 +161,12 @@ impl Engine {
                 token,
                 FetchJob {
                     relay: key,
+                    retire: plan
+                        .invites
+                        .iter()
+                        .filter(|i| self.used_invites.contains(i))
+                        .copied()
+                        .collect(),
                     contacts: plan.contacts.into_iter().collect(),
                     invites: plan.invites.into_iter().collect(),
                     epoch: now_e,
@@ -166,6 +211,18 @@ impl Engine {
                 }
                 for i in job.invites {
                     self.store.db().set_invite_epoch(i, job.epoch)?;
+                }
+                // Used one-time invites whose invitee had left their mailboxes before this
+                // fetch began: nothing more can arrive there.
+                if !job.retire.is_empty() {
+                    for i in job.retire {
+                        self.used_invites.remove(&i);
+                        match self.store.db().retire_invite(i) {
+                            Ok(()) | Err(crate::Error::UnknownInvite) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.refresh_subscriptions()?;
                 }
             } else if let Some(r) = self.relays.get_mut(&job.relay) {
                 r.stale = true;

@@ -126,10 +126,17 @@ impl LinkOp {
     /// did not happen, a fetch that failed, a delete that is done as far as it can be.
     /// `None` for a subscription, which the link keeps for its next connection.
     pub fn unreachable(self) -> Option<LinkEvent> {
+        self.not_sent(DepositFailure::Unreachable)
+    }
+
+    /// What a link reports for this op when it could not connect for `why` (unreachable,
+    /// or a certificate that does not match the pin): as [`LinkOp::unreachable`], with
+    /// `why` as a deposit's failure.
+    pub fn not_sent(self, why: DepositFailure) -> Option<LinkEvent> {
         match self {
             Self::Deposit { outbox, .. } => Some(LinkEvent::Deposited {
                 outbox,
-                result: Err(DepositFailure::Unreachable),
+                result: Err(why),
             }),
             Self::Fetch { token, .. } => Some(LinkEvent::FetchDone { token, ok: false }),
             Self::Delete { .. } => Some(LinkEvent::Deleted),
@@ -164,6 +171,9 @@ pub enum DepositFailure {
     Refused(ErrorCode),
     /// The connection failed mid-request: the envelope may or may not be stored.
     Transport,
+    /// The relay presented a certificate that does not match the pin of its address
+    /// (interception, or the relay's key changed); nothing was sent.
+    CertificateMismatch,
 }
 
 /// What a relay link reports.
@@ -253,6 +263,8 @@ struct FetchJob {
     relay: String,
     contacts: Vec<ContactId>,
     invites: Vec<InviteId>,
+    /// Used one-time invites to retire when this fetch completes.
+    retire: Vec<InviteId>,
     epoch: u64,
 }
 
@@ -273,6 +285,8 @@ struct RelayState {
     up: bool,
     /// It went down or failed a fetch since its last catch-up: fetch again when it is up.
     stale: bool,
+    /// Its last connection attempt met a certificate that does not match its pin.
+    pin_mismatch: bool,
 }
 
 /// The client engine. See the module documentation.
@@ -291,6 +305,9 @@ pub struct Engine {
     sync_waiters: Vec<SyncWaiter>,
     flush_waiters: Vec<FlushWaiter>,
     subscribed_epoch: Option<u64>,
+    /// Used one-time invites whose contact was heard from on its own mailboxes (see
+    /// `mailboxes`); not stored: after a restart the next message marks them again.
+    used_invites: HashSet<InviteId>,
     acks_in_flight: usize,
     requests: VecDeque<LinkRequest>,
     events: VecDeque<Event>,
@@ -325,12 +342,14 @@ impl Engine {
             sync_waiters: Vec::new(),
             flush_waiters: Vec::new(),
             subscribed_epoch: None,
+            used_invites: HashSet::new(),
             acks_in_flight: 0,
             requests: VecDeque::new(),
             events: VecDeque::new(),
             replies: VecDeque::new(),
         };
         engine.sweep_expired()?;
+        engine.retire_expired_invites()?;
         engine.refresh_subscriptions()?;
         engine.catch_up(None)?;
         engine.flush_due_by(None, u64::MAX)?;
@@ -371,7 +390,8 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Time) -> Result<()> {
         self.now = now;
         self.sweep_expired()?;
-        if self.subscribed_epoch != Some(now.epoch()) {
+        let retired = self.retire_expired_invites()?;
+        if retired || self.subscribed_epoch != Some(now.epoch()) {
             self.refresh_subscriptions()?;
         }
         self.flush_due(None)?;
@@ -422,6 +442,7 @@ impl Engine {
                 address: relay.clone(),
                 up: false,
                 stale: false,
+                pin_mismatch: false,
             });
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
@@ -444,7 +465,14 @@ impl Engine {
 
     fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
         match ev {
-            LinkEvent::Deposited { outbox, result } => self.on_deposited(outbox, result)?,
+            LinkEvent::Deposited { outbox, result } => {
+                if result == Err(DepositFailure::CertificateMismatch)
+                    && let Some(r) = self.relays.get_mut(&relay.to_string())
+                {
+                    r.pin_mismatch = true;
+                }
+                self.on_deposited(outbox, result)?;
+            }
             LinkEvent::Delivery {
                 mailbox,
                 id,
@@ -459,6 +487,7 @@ impl Engine {
                 let stale = match self.relays.get_mut(&key) {
                     Some(r) => {
                         r.up = true;
+                        r.pin_mismatch = false;
                         std::mem::take(&mut r.stale)
                     }
                     None => false,

@@ -10,7 +10,11 @@
 //!
 //! It records what a relay and a network observer would see ([`Observation`]: time,
 //! connection, command, size), so traffic-shape properties can be proven here.
+//!
+//! Tests: `tests` (delivery, catch-up, crashes, faults) and `lifecycle_tests` (links that
+//! make no new relationship, invite retirement, deleting and blocking contacts, send order).
 
+mod lifecycle_tests;
 mod net;
 mod relay;
 mod tests;

@@ -118,6 +118,13 @@ impl SimRelay {
         );
     }
 
+    /// Whether `node` asked to be pushed `mailbox` (on any connection).
+    pub(crate) fn watches(&self, node: usize, mailbox: &MailboxId) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|((n, _), set)| *n == node && set.contains(mailbox))
+    }
+
     pub(crate) fn forget_node(&mut self, node: usize) {
         self.subscriptions.retain(|(n, _), _| *n != node);
     }

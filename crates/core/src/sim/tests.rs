@@ -13,13 +13,13 @@ use crate::api::{Command, DeliveryState, Event, MessageInfo, Response};
 use crate::engine::{EPOCH_SECONDS, Time};
 
 /// 2026-12-01 00:00 UTC.
-const START: Time = Time::from_unix_secs(1_796_083_200);
+pub(super) const START: Time = Time::from_unix_secs(1_796_083_200);
 
-fn ok(r: crate::Result<Response>) -> Response {
+pub(super) fn ok(r: crate::Result<Response>) -> Response {
     r.unwrap_or_else(|e| panic!("command failed: {e}"))
 }
 
-fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String {
+pub(super) fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String {
     match ok(w.command(
         n,
         Command::CreateInvite {
@@ -34,7 +34,7 @@ fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String
 
 /// Alice (node 0, relay 0) and Bob (node 1, relay `bob_relay`) with a finished handshake:
 /// Alice calls him "bob", he calls her "alice".
-fn pair(seed: u64, relays: usize, bob_relay: usize) -> World {
+pub(super) fn pair(seed: u64, relays: usize, bob_relay: usize) -> World {
     let mut w = World::new(seed, START, relays);
     let a = w.add_node(0);
     let b = w.add_node(bob_relay);
@@ -52,14 +52,14 @@ fn pair(seed: u64, relays: usize, bob_relay: usize) -> World {
     w
 }
 
-fn contacts(w: &mut World, n: usize) -> Vec<String> {
+pub(super) fn contacts(w: &mut World, n: usize) -> Vec<String> {
     match ok(w.command(n, Command::Contacts)) {
         Response::Contacts(c) => c.into_iter().map(|c| c.name).collect(),
         other => panic!("{other:?}"),
     }
 }
 
-fn send(w: &mut World, n: usize, to: &str, text: &str) -> i64 {
+pub(super) fn send(w: &mut World, n: usize, to: &str, text: &str) -> i64 {
     match ok(w.command(
         n,
         Command::Send {
@@ -72,7 +72,7 @@ fn send(w: &mut World, n: usize, to: &str, text: &str) -> i64 {
     }
 }
 
-fn history(w: &mut World, n: usize, with: &str) -> Vec<MessageInfo> {
+pub(super) fn history(w: &mut World, n: usize, with: &str) -> Vec<MessageInfo> {
     match ok(w.command(
         n,
         Command::Messages {
@@ -85,7 +85,7 @@ fn history(w: &mut World, n: usize, with: &str) -> Vec<MessageInfo> {
     }
 }
 
-fn received(w: &mut World, n: usize, with: &str) -> Vec<String> {
+pub(super) fn received(w: &mut World, n: usize, with: &str) -> Vec<String> {
     history(w, n, with)
         .into_iter()
         .filter(|m| !m.outgoing)
@@ -93,7 +93,7 @@ fn received(w: &mut World, n: usize, with: &str) -> Vec<String> {
         .collect()
 }
 
-fn state_of(w: &mut World, n: usize, with: &str, id: i64) -> DeliveryState {
+pub(super) fn state_of(w: &mut World, n: usize, with: &str, id: i64) -> DeliveryState {
     history(w, n, with)
         .into_iter()
         .find(|m| m.id == id)

@@ -21,6 +21,8 @@ pub struct ContactSettings {
     pub receipts: bool,
     /// The id the next outgoing content gets.
     pub next_msg_id: u64,
+    /// Blocked: what it sends is dropped, nothing is sent to it.
+    pub blocked: bool,
 }
 
 fn bool_of(v: i64, what: &'static str) -> Result<bool> {
@@ -145,16 +147,33 @@ impl<'a> Db<'a> {
 
     /// Settings that shape what is sent to a contact.
     pub(crate) fn contact_settings(self, id: ContactId) -> Result<ContactSettings> {
-        let (disappear, receipts, next): (Option<i64>, i64, i64) = self.0.query_row(
-            "SELECT disappear_secs, receipts, next_msg_id FROM contacts WHERE id = ?1",
+        let (disappear, receipts, next, blocked): (Option<i64>, i64, i64, i64) = self.0.query_row(
+            "SELECT disappear_secs, receipts, next_msg_id, blocked FROM contacts WHERE id = ?1",
             [id.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         Ok(ContactSettings {
             disappear_secs: timer_of(disappear)?,
             receipts: bool_of(receipts, "receipts flag")?,
             next_msg_id: unsigned(next, "next message id")?,
+            blocked: bool_of(blocked, "blocked flag")?,
         })
+    }
+
+    /// Blocks or unblocks a contact.
+    pub(crate) fn set_blocked(self, id: ContactId, blocked: bool) -> Result<()> {
+        self.0.execute(
+            "UPDATE contacts SET blocked = ?1 WHERE id = ?2",
+            params![i64::from(blocked), id.0],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a contact with its session, history, pieces and outbox (they cascade).
+    pub(crate) fn delete_contact(self, id: ContactId) -> Result<()> {
+        self.0
+            .execute("DELETE FROM contacts WHERE id = ?1", [id.0])?;
+        Ok(())
     }
 
     /// Whether the user marked the contact verified.

@@ -33,8 +33,26 @@ pub struct NewReceived<'a> {
     pub expires_at: Option<u64>,
 }
 
-const SELECT: &str = "SELECT m.id, c.name, m.outgoing, m.body, m.sent_at, m.state, m.expires_at
-                      FROM messages m JOIN contacts c ON c.id = m.contact_id";
+/// Messages in conversation order, from the rows `filter` keeps (a `WHERE` clause on
+/// `m`, the messages, and `c`, their contacts); the caller adds `ORDER BY` on `pos, msg_id`.
+///
+/// Conversation order is the order each side sent in (docs/PROTOCOL.md, "Behaviour"): a
+/// message takes the place of the first-arrived of its sender's later messages, and messages
+/// at one place follow the sender's message ids. So A, B, C queued during an outage and D
+/// sent after it show A, B, C, D even though D arrived first. `pos` is that place: the
+/// least row id among the messages of the same contact and direction with a message id at
+/// least as high (our own ids grow with our row ids, so for outgoing messages it is their
+/// own row id).
+fn select(filter: &str) -> String {
+    format!(
+        "SELECT id, name, outgoing, body, sent_at, state, expires_at FROM (
+             SELECT m.id, c.name, m.outgoing, m.body, m.sent_at, m.state, m.expires_at, m.msg_id,
+                    min(m.id) OVER (PARTITION BY m.contact_id, m.outgoing ORDER BY m.msg_id DESC
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS pos
+             FROM messages m JOIN contacts c ON c.id = m.contact_id
+             WHERE {filter})"
+    )
+}
 
 fn rows(
     stmt: &mut rusqlite::Statement<'_>,
@@ -161,7 +179,7 @@ impl Db<'_> {
 
     /// One message.
     pub(crate) fn message(self, row: i64) -> Result<MessageInfo> {
-        let mut stmt = self.0.prepare(&format!("{SELECT} WHERE m.id = ?1"))?;
+        let mut stmt = self.0.prepare(&select("m.id = ?1"))?;
         rows(&mut stmt, [row])?
             .pop()
             .ok_or(Error::StoreCorrupted("message row missing"))
@@ -176,7 +194,7 @@ impl Db<'_> {
         )?)
     }
 
-    /// The last `limit` messages with a contact, oldest first.
+    /// The last `limit` messages with a contact, in conversation order (see [`select`]).
     pub(crate) fn last_messages(
         self,
         contact: ContactId,
@@ -184,17 +202,19 @@ impl Db<'_> {
     ) -> Result<Vec<MessageInfo>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.0.prepare(&format!(
-            "{SELECT} WHERE m.contact_id = ?1 ORDER BY m.id DESC LIMIT ?2"
+            "{} ORDER BY pos DESC, msg_id DESC LIMIT ?2",
+            select("m.contact_id = ?1")
         ))?;
         let mut out = rows(&mut stmt, params![contact.0, limit])?;
         out.reverse();
         Ok(out)
     }
 
-    /// Received messages not shown yet, oldest first.
+    /// Received messages not shown yet, in conversation order (see [`select`]).
     pub(crate) fn unshown(self) -> Result<Vec<MessageInfo>> {
         let mut stmt = self.0.prepare(&format!(
-            "{SELECT} WHERE m.outgoing = 0 AND m.shown = 0 ORDER BY m.id"
+            "{} ORDER BY pos, msg_id",
+            select("m.outgoing = 0 AND m.shown = 0")
         ))?;
         rows(&mut stmt, [])
     }

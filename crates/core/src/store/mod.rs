@@ -4,7 +4,12 @@
 //! `store.key` holds the Argon2id parameters, the salt and a key check value (an HMAC under
 //! the derived key), so that a wrong passphrase is told apart from a damaged database and
 //! neither changes anything. Deleting `store.key` makes the database unreadable even with
-//! the passphrase, which is what a panic wipe does first.
+//! the passphrase, which is what a panic wipe does first. Its cost parameters are bounded
+//! on open (a key file asking for more is damaged, refused before deriving).
+//!
+//! Opening checks before it writes: the schema version and an integrity check run before the
+//! connection may checkpoint a write-ahead log a crash left into the database file, and a
+//! store of the previous schema version is migrated only once it passed them.
 //!
 //! This module owns the schema and every SQL statement, split by table: [`contacts`],
 //! [`messages`], [`outbox`], [`invites`], [`fragments`] and [`settings`]. Nothing outside it
@@ -18,6 +23,7 @@ use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -32,7 +38,15 @@ const CHECK_INFO: &[u8] = b"hush/v1/store-key-check";
 const M_COST_KIB: u32 = 64 * 1024;
 const T_COST: u32 = 3;
 const P_COST: u32 = 1;
-const SCHEMA_VERSION: i64 = 1;
+/// The most a key file may ask for on open: 1 GiB of memory, 10 passes, 16 lanes (16 times,
+/// 3 times and 16 times what hush writes).
+const MAX_M_COST_KIB: u32 = 1024 * 1024;
+const MAX_T_COST: u32 = 10;
+const MAX_P_COST: u32 = 16;
+const SCHEMA_VERSION: i64 = 2;
+/// What brings a store of the version before up to [`SCHEMA_VERSION`]: version 2 adds the
+/// blocked flag of contacts.
+const MIGRATE_FROM_1: &str = "ALTER TABLE contacts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;";
 
 mod contacts;
 mod fragments;
@@ -43,6 +57,7 @@ pub(crate) mod settings;
 
 pub use contacts::{ContactId, ContactSettings};
 pub(crate) use fragments::FragmentOutcome;
+pub(crate) use invites::ActiveInvite;
 pub use invites::InviteId;
 pub use messages::{NewOutgoing, NewReceived};
 pub use outbox::{OutboxEntry, OutboxId};
@@ -113,10 +128,23 @@ impl KeyFile {
         salt.copy_from_slice(&b[20..36]);
         let mut check = [0u8; 32];
         check.copy_from_slice(&b[36..68]);
+        let (m_cost, t_cost, p_cost) = (u(8), u(12), u(16));
+        // A cost past these bounds is no profile hush made: deriving with it would hang the
+        // unlock (t_cost = 2^32-1) or take gigabytes; refuse before deriving anything.
+        if m_cost > MAX_M_COST_KIB
+            || t_cost == 0
+            || t_cost > MAX_T_COST
+            || p_cost == 0
+            || p_cost > MAX_P_COST
+        {
+            return Err(Error::StoreCorrupted(
+                "key file cost parameters out of range",
+            ));
+        }
         Ok(Self {
-            m_cost: u(8),
-            t_cost: u(12),
-            p_cost: u(16),
+            m_cost,
+            t_cost,
+            p_cost,
             salt,
             check,
         })
@@ -193,7 +221,8 @@ impl Store {
         kf.check = key_check(&key);
         // A leftover database from an interrupted init or wipe is unreadable: replace it.
         let _ = std::fs::remove_file(profile.db_path());
-        let store = Self::open_db(&profile.db_path(), &key, lock)?;
+        let store = Self::open_db(&profile.db_path(), &key, lock, false)?;
+        store.writable_on_close()?;
         store.migrate()?;
         write_durably(&profile.key_path(), &kf.encode())?;
         Ok(store)
@@ -216,13 +245,16 @@ impl Store {
             return Err(Error::StoreCorrupted("database missing"));
         }
         let lock = Self::lock(profile)?;
-        let store = Self::open_db(&profile.db_path(), &key, lock)
+        // A log a crash left behind must not be checkpointed into a database found damaged.
+        let wal = profile.db_path().with_extension("db-wal");
+        let has_log = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let store = Self::open_db(&profile.db_path(), &key, lock, has_log)
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
         let version: i64 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
-        if version != SCHEMA_VERSION {
+        if version != SCHEMA_VERSION && version != 1 {
             return Err(Error::StoreCorrupted("unknown schema version"));
         }
         let ok: String = store
@@ -231,6 +263,13 @@ impl Store {
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
         if ok != "ok" {
             return Err(Error::StoreCorrupted("integrity check failed"));
+        }
+        store.writable_on_close()?;
+        if version == 1 {
+            // Checked intact above: only now may the store be written.
+            store.conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
         }
         Ok(store)
     }
@@ -249,8 +288,16 @@ impl Store {
         }
     }
 
-    fn open_db(path: &Path, key: &[u8; 32], lock: std::fs::File) -> Result<Self> {
+    /// Opens the database. With `keep_log`, closing it does not write until
+    /// [`Store::writable_on_close`]: by default the last connection to close checkpoints
+    /// the write-ahead log (a crash leaves one) into the database file, which would change a
+    /// store reported damaged and unchanged. (Without a log there is nothing to checkpoint,
+    /// and a normal close removes the empty log it made.)
+    fn open_db(path: &Path, key: &[u8; 32], lock: std::fs::File, keep_log: bool) -> Result<Self> {
         let conn = Connection::open(path)?;
+        if keep_log {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        }
         // SQLCipher would print decryption failures to stderr, i.e. onto the user's screen.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
         let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(key)));
@@ -266,6 +313,14 @@ impl Store {
         Ok(Self { conn, _lock: lock })
     }
 
+    /// The store is known intact: closing it checkpoints the log again (so a clean exit
+    /// leaves only the database file).
+    fn writable_on_close(&self) -> Result<()> {
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        Ok(())
+    }
+
     fn migrate(&self) -> Result<()> {
         self.conn.execute_batch(SCHEMA)?;
         self.conn
@@ -273,8 +328,22 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::wipe`], only while no other process holds the profile: a process that has
+    /// it open keeps its key in memory and would go on decrypting ([`Error::ProfileBusy`],
+    /// nothing destroyed).
+    pub fn wipe_unused(profile: &Profile) -> Result<()> {
+        if !profile.exists() {
+            return Err(Error::NoProfile);
+        }
+        let lock = Self::lock(profile)?;
+        let r = Self::wipe(profile);
+        drop(lock);
+        r
+    }
+
     /// Panic wipe: destroys the key file first (so the database is unreadable even with the
-    /// passphrase), then the database, its journals, the log and the profile directory.
+    /// passphrase), then the database, its journals, the log and the profile directory. It
+    /// does not wait for the profile's lock (see [`Store::wipe_unused`]).
     pub fn wipe(profile: &Profile) -> Result<()> {
         let key_path = profile.key_path();
         if let Ok(meta) = std::fs::metadata(&key_path) {
@@ -375,7 +444,8 @@ CREATE TABLE contacts (
     receipts       INTEGER NOT NULL DEFAULT 1,
     next_msg_id    INTEGER NOT NULL DEFAULT 1,
     last_epoch     INTEGER NOT NULL,  -- receive mailbox epochs fetched up to here
-    created        INTEGER NOT NULL
+    created        INTEGER NOT NULL,
+    blocked        INTEGER NOT NULL DEFAULT 0  -- what it sends is dropped (version 2)
 );
 CREATE TABLE messages (
     id          INTEGER PRIMARY KEY,
@@ -416,6 +486,126 @@ mod tests {
 
     fn profile(dir: &tempfile::TempDir) -> Profile {
         Profile::new(dir.path(), "t").unwrap()
+    }
+
+    /// Cost parameters past the bounds are a damaged key file, refused before deriving
+    /// (seen to fail before: t_cost = 2^32-1 hung the open, m_cost = 4 GiB took seconds).
+    #[test]
+    fn key_file_costs_are_bounded_before_deriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        drop(Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap());
+        let good = std::fs::read(p.key_path()).unwrap();
+        for (at, value) in [
+            (12, u32::MAX),
+            (12, 11),
+            (12, 0),
+            (8, 4 * 1024 * 1024),
+            (16, 17),
+            (16, 0),
+        ] {
+            let mut bad = good.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_be_bytes());
+            std::fs::write(p.key_path(), &bad).unwrap();
+            let started = std::time::Instant::now();
+            match Store::open(&p, b"pw") {
+                Err(Error::StoreCorrupted(_)) => {}
+                Err(e) => panic!("offset {at} = {value}: {e}"),
+                Ok(_) => panic!("offset {at} = {value}: opened"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        std::fs::write(p.key_path(), &good).unwrap();
+        drop(Store::open(&p, b"pw").unwrap());
+    }
+
+    /// A damaged store is reported and left byte for byte as it was, also when a crash left
+    /// its write-ahead log behind: closing the connection that found the damage used to
+    /// checkpoint the log into the damaged file, both when the damage made the database
+    /// unreadable (page 1) and when only the integrity check found it (page 3).
+    #[test]
+    fn a_damaged_store_left_by_a_crash_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Profile::new(dir.path(), "live").unwrap();
+        let s = Store::create_with_cost(&live, b"pw", KdfCost::TEST).unwrap();
+        for i in 0..200 {
+            s.db()
+                .set_setting(
+                    settings::Setting::Relay,
+                    &format!("value {i} {}", "x".repeat(500)),
+                )
+                .unwrap();
+            if i == 150 {
+                s.checkpoint().unwrap();
+            }
+        }
+        // What a crash leaves: the database and its log as they are while it is open.
+        let files =
+            |p: &Profile| ["store.key", "store.db", "store.db-wal"].map(|f| p.dir().join(f));
+        let crashed = Profile::new(dir.path(), "crashed").unwrap();
+        std::fs::create_dir_all(crashed.dir()).unwrap();
+        for (from, to) in files(&live).iter().zip(files(&crashed)) {
+            std::fs::copy(from, to).unwrap();
+        }
+        drop(s);
+        let wal = crashed.dir().join("store.db-wal");
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "no log was left"
+        );
+        let good_db = std::fs::read(crashed.db_path()).unwrap();
+        let good_wal = std::fs::read(&wal).unwrap();
+        for (what, file, at) in [
+            ("database page 3", crashed.db_path(), 2 * 4096 + 1000),
+            ("database page 1", crashed.db_path(), 1000),
+        ] {
+            std::fs::write(crashed.db_path(), &good_db).unwrap();
+            std::fs::write(&wal, &good_wal).unwrap();
+            let mut bad = std::fs::read(&file).unwrap();
+            for b in &mut bad[at..at + 16] {
+                *b ^= 0x5A;
+            }
+            std::fs::write(&file, &bad).unwrap();
+            let before: Vec<_> = files(&crashed)
+                .iter()
+                .map(|f| std::fs::read(f).ok())
+                .collect();
+            let r = Store::open(&crashed, b"pw");
+            let after: Vec<_> = files(&crashed)
+                .iter()
+                .map(|f| std::fs::read(f).ok())
+                .collect();
+            match r {
+                Err(Error::StoreCorrupted(_)) => {}
+                Err(e) => panic!("{what}: {e}"),
+                Ok(_) => panic!("{what}: opened"),
+            }
+            assert!(before == after, "{what}: the files changed");
+        }
+    }
+
+    /// A version-1 store (before the blocked flag) opens and is brought up to date.
+    #[test]
+    fn a_version_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        {
+            let s = Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap();
+            s.conn
+                .execute_batch("ALTER TABLE contacts DROP COLUMN blocked; PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let s = Store::open(&p, b"pw").unwrap();
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(blocked) FROM contacts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]

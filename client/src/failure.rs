@@ -1,0 +1,172 @@
+//! How the CLI reports a failure: one line of text on stderr (`hush: <message>`), or under
+//! `--json` one JSON object `{"code": ..., "message": ...}`, and an exit code by kind. The
+//! codes and exit codes are stable (README, "Errors and exit codes"); the messages are for
+//! people and may change. Messages carry no names, texts or links (hush-core's errors never
+//! do, and the CLI's own say what was wrong, not with what).
+
+use std::process::ExitCode;
+
+use hush_core::Error;
+
+/// A mistake in how the CLI was called, found by the CLI itself (not by clap or the engine).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// A usage error as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
+/// What kind of failure: its stable code and exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Anything else.
+    Other,
+    /// Arguments the CLI cannot use (clap's errors included).
+    Usage,
+    /// A link that is not a usable invite.
+    InvalidLink,
+    /// An invite this profile made itself.
+    OwnInvite,
+    /// An invite from someone already a contact.
+    AlreadyContact,
+    /// The passphrase does not open the store.
+    WrongPassphrase,
+    /// No passphrase source gave one.
+    NoPassphrase,
+    /// No such profile, contact or invite.
+    NotFound,
+    /// The name or profile exists already.
+    Exists,
+    /// The relay could not be reached.
+    RelayUnreachable,
+    /// The relay's certificate does not match the pin of its address.
+    CertificateMismatch,
+    /// Another hush process holds the profile.
+    ProfileBusy,
+    /// The store is damaged.
+    StoreDamaged,
+}
+
+impl Kind {
+    /// The stable code in `--json` errors.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Other => "error",
+            Self::Usage => "usage",
+            Self::InvalidLink => "invalid_link",
+            Self::OwnInvite => "own_invite",
+            Self::AlreadyContact => "already_contact",
+            Self::WrongPassphrase => "wrong_passphrase",
+            Self::NoPassphrase => "no_passphrase",
+            Self::NotFound => "not_found",
+            Self::Exists => "exists",
+            Self::RelayUnreachable => "relay_unreachable",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::ProfileBusy => "profile_busy",
+            Self::StoreDamaged => "store_damaged",
+        }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Other
+            | Self::OwnInvite
+            | Self::AlreadyContact
+            | Self::NoPassphrase
+            | Self::Exists
+            | Self::StoreDamaged => 1,
+            Self::Usage | Self::InvalidLink => 2,
+            Self::WrongPassphrase => 3,
+            Self::NotFound => 4,
+            Self::RelayUnreachable => 5,
+            Self::CertificateMismatch => 6,
+            Self::ProfileBusy => 7,
+        }
+    }
+
+    fn of_core(e: &Error) -> Self {
+        match e {
+            Error::WrongPassphrase => Self::WrongPassphrase,
+            Error::NoPassphrase(_) => Self::NoPassphrase,
+            Error::StoreCorrupted(_) => Self::StoreDamaged,
+            Error::ProfileBusy => Self::ProfileBusy,
+            Error::ProfileExists | Error::DuplicateContact => Self::Exists,
+            Error::NoProfile | Error::UnknownContact | Error::UnknownInvite => Self::NotFound,
+            Error::InvalidProfileName | Error::InvalidArgument(_) => Self::Usage,
+            Error::Crypto(
+                hush_crypto::Error::InvalidInvite(_)
+                | hush_crypto::Error::InviteChecksum
+                | hush_crypto::Error::UnusableRelay(_),
+            ) => Self::InvalidLink,
+            Error::OwnInvite => Self::OwnInvite,
+            Error::AlreadyContact => Self::AlreadyContact,
+            Error::RelayUnreachable => Self::RelayUnreachable,
+            Error::CertificateMismatch => Self::CertificateMismatch,
+            _ => Self::Other,
+        }
+    }
+
+    /// The kind of a failure the CLI ended with.
+    pub fn of(e: &anyhow::Error) -> Self {
+        if let Some(core) = e.downcast_ref::<Error>() {
+            Self::of_core(core)
+        } else if e.downcast_ref::<Usage>().is_some() {
+            Self::Usage
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Prints `message` as a failure of `kind` (text or JSON) and returns its exit code.
+pub fn report(kind: Kind, message: &str, json: bool) -> ExitCode {
+    let message = message.trim_end();
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({"code": kind.code(), "message": message})
+        );
+    } else {
+        eprintln!("hush: {message}");
+    }
+    ExitCode::from(kind.exit_code())
+}
+
+/// Prints an error the CLI ended with once: its own message, not the chain of its sources
+/// (hush-core's messages already include what they wrap).
+pub fn report_error(e: &anyhow::Error, json: bool) -> ExitCode {
+    report(Kind::of(e), &e.to_string(), json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invite_error_prints_its_text_once() {
+        let e: anyhow::Error =
+            Error::from(hush_crypto::Error::InvalidInvite("not base64url")).into();
+        assert_eq!(e.to_string(), "invalid invite: not base64url");
+        assert_eq!(Kind::of(&e), Kind::InvalidLink);
+    }
+
+    #[test]
+    fn exit_codes_of_the_documented_kinds_differ() {
+        let kinds = [
+            Kind::Usage,
+            Kind::WrongPassphrase,
+            Kind::NotFound,
+            Kind::RelayUnreachable,
+            Kind::CertificateMismatch,
+            Kind::ProfileBusy,
+        ];
+        let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
+        codes.push(Kind::Other.exit_code());
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), kinds.len() + 1);
+    }
+}
