@@ -97,7 +97,8 @@ fn two_and_three_profiles_through_a_real_relay() {
     assert_eq!(home.accept("carol", &link, "alice"), "on-relay");
     assert_eq!(home.send("carol", "alice", "carol here"), "on-relay");
     assert_eq!(home.recv("alice"), pairs(&[("carol", "carol here")]));
-    assert_eq!(home.contacts("alice"), vec!["bob", "carol"]);
+    // Most recent conversation first: Carol just wrote.
+    assert_eq!(home.contacts("alice"), vec!["carol", "bob"]);
     assert_eq!(home.send("alice", "carol", "for carol only"), "on-relay");
     assert_eq!(home.send("alice", "bob", "for bob only"), "on-relay");
     assert_eq!(home.recv("carol"), pairs(&[("alice", "for carol only")]));

@@ -38,6 +38,7 @@ fn contact(name: &str) -> ContactInfo {
         disappear_secs: None,
         unread: 0,
         pending: false,
+        last_activity: None,
     }
 }
 

@@ -24,6 +24,9 @@ pub struct ContactInfo {
     pub unread: u64,
     /// The handshake is not complete yet (we accepted, they have not replied).
     pub pending: bool,
+    /// When the last message with this contact was sent or received (our clock, Unix
+    /// seconds); `None` without messages. Contacts are listed by it, most recent first.
+    pub last_activity: Option<u64>,
 }
 
 impl std::fmt::Debug for ContactInfo {
@@ -34,6 +37,7 @@ impl std::fmt::Debug for ContactInfo {
             disappear_secs,
             unread,
             pending,
+            last_activity: _,
         } = self;
         f.debug_struct("ContactInfo")
             .field("verified", verified)

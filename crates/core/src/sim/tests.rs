@@ -436,3 +436,33 @@ fn a_crafted_link_with_an_unusable_relay_is_refused_and_the_profile_keeps_workin
     assert_eq!(contacts(&mut w, a), vec!["contact-1"]);
     assert_eq!(received(&mut w, a, "contact-1"), vec!["still here"]);
 }
+
+/// Contacts are listed by their last message, most recent first, whatever their names
+/// (a contact with no messages yet by when it was made). (Seen to fail with the list
+/// ordered by name: "bob" stayed first.)
+#[test]
+fn contacts_are_listed_by_recent_activity() {
+    let mut w = pair(12, 1, 0);
+    let c = w.add_node(0);
+    let l = link(&mut w, 0, InviteKind::OneTime, Some("ﻛﺮﻳﻢ"));
+    ok(w.command(
+        c,
+        Command::Accept {
+            link: l,
+            name: "alice".into(),
+        },
+    ));
+    w.settle();
+    w.run_for(Duration::from_secs(60));
+    send(&mut w, 0, "bob", "first");
+    w.settle();
+    w.run_for(Duration::from_secs(60));
+    assert_eq!(contacts(&mut w, 0), vec!["bob", "ﻛﺮﻳﻢ"]);
+    send(&mut w, c, "alice", "later");
+    w.settle();
+    assert_eq!(contacts(&mut w, 0), vec!["ﻛﺮﻳﻢ", "bob"]);
+    w.run_for(Duration::from_secs(60));
+    send(&mut w, 1, "alice", "even later");
+    w.settle();
+    assert_eq!(contacts(&mut w, 0), vec!["bob", "ﻛﺮﻳﻢ"]);
+}

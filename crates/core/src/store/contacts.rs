@@ -76,13 +76,17 @@ impl<'a> Db<'a> {
         self.contact_id(name)?.ok_or(Error::UnknownContact)
     }
 
-    /// Every contact as front ends list it, by name.
+    /// Every contact as front ends list it: the most recent conversation first (its last
+    /// message sent or received, else when the contact was made), then by name.
     pub(crate) fn contact_list(self) -> Result<Vec<ContactInfo>> {
         let mut stmt = self.0.prepare(
             "SELECT c.id, c.name, c.verified, c.disappear_secs, c.session,
                     (SELECT count(*) FROM messages m
-                     WHERE m.contact_id = c.id AND m.outgoing = 0 AND m.shown = 0)
-             FROM contacts c ORDER BY c.name",
+                     WHERE m.contact_id = c.id AND m.outgoing = 0 AND m.shown = 0),
+                    (SELECT max(coalesce(m.received_at, m.sent_at)) FROM messages m
+                     WHERE m.contact_id = c.id) AS activity
+             FROM contacts c
+             ORDER BY coalesce(activity, c.created) DESC, c.name",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -91,17 +95,19 @@ impl<'a> Db<'a> {
                 r.get::<_, Option<i64>>(3)?,
                 r.get::<_, Vec<u8>>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, verified, disappear, session, unread) = row?;
+            let (name, verified, disappear, session, unread, activity) = row?;
             out.push(ContactInfo {
                 name,
                 verified: bool_of(verified, "verified flag")?,
                 disappear_secs: timer_of(disappear)?,
                 unread: unsigned(unread, "unread count")?,
                 pending: Session::from_bytes(&session)?.awaiting_reply(),
+                last_activity: activity.map(|t| unsigned(t, "message time")).transpose()?,
             });
         }
         Ok(out)
