@@ -345,9 +345,11 @@ async fn quota_expiry_and_retries_answer_as_with_redb_and_check_reaches_the_clus
         "{sorted:?}"
     );
 
-    // `check` reaches the cluster; with no cluster behind the address it fails.
+    // `check` reaches the cluster; with no cluster behind the address it fails. The relay
+    // is running on this configuration's ports, so only the configuration and the cluster
+    // are checked (`--config-only`: binding the ports would fail).
     let out = Command::new(relay_bin())
-        .args(["check", "--config"])
+        .args(["check", "--config-only", "--config"])
         .arg(a.dir().join("config.toml"))
         .env("HUSH_RELAY_STORAGE_BACKEND", "jetstream")
         .env("HUSH_RELAY_JETSTREAM_SERVERS", cluster.servers())
@@ -358,7 +360,7 @@ async fn quota_expiry_and_retries_answer_as_with_redb_and_check_reaches_the_clus
     assert!(stdout.contains("jetstream: cluster reached"), "{stdout}");
     assert!(stdout.contains("leader present"), "{stdout}");
     let out = Command::new(relay_bin())
-        .args(["check", "--config"])
+        .args(["check", "--config-only", "--config"])
         .arg(a.dir().join("config.toml"))
         .env("HUSH_RELAY_STORAGE_BACKEND", "jetstream")
         .env(
