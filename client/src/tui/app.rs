@@ -178,6 +178,8 @@ pub enum Popup {
     ConfirmWipe,
     /// Confirm deleting the local history with the selected contact.
     ConfirmDelete(String),
+    /// Confirm deleting the selected contact itself (relationship, history, mailboxes).
+    ConfirmForget(String),
 }
 
 /// What the driver must do.
@@ -244,6 +246,14 @@ pub enum Effect {
     Disappear(String, Option<u64>),
     /// Delete the local history with a contact.
     DeleteHistory(String),
+    /// Delete a contact: its relationship, history and mailboxes.
+    DeleteContact(String),
+    /// Block (`true`) or unblock a contact.
+    Block(String, bool),
+    /// List the invites and contact addresses still answered.
+    ListInvites,
+    /// Stop answering an invite or contact address.
+    RevokeInvite(i64),
     /// Panic wipe, then quit.
     Wipe,
     /// Ring the terminal bell (no content).
@@ -826,6 +836,10 @@ impl App {
                 self.popup = None;
                 vec![Effect::DeleteHistory(name)]
             }
+            (Some(Popup::ConfirmForget(name)), KeyCode::Char('y' | 'Y')) => {
+                self.popup = None;
+                vec![Effect::DeleteContact(name)]
+            }
             (Some(Popup::Invite { link, .. }), KeyCode::Char('c')) => {
                 self.status = Some(
                     "link sent to the terminal's clipboard (OSC 52; some terminals and tmux \
@@ -854,7 +868,7 @@ impl App {
                 vec![Effect::MarkVerified(name, !info.verified)]
             }
             // The confirmation says so: any other key cancels.
-            (Some(Popup::ConfirmWipe | Popup::ConfirmDelete(_)), _) => {
+            (Some(Popup::ConfirmWipe | Popup::ConfirmDelete(_) | Popup::ConfirmForget(_)), _) => {
                 self.popup = None;
                 Vec::new()
             }
@@ -1151,6 +1165,25 @@ impl App {
                     Vec::new()
                 }
                 None => need(self),
+            },
+            ("forget", []) => match current {
+                Some(n) => {
+                    self.popup = Some(Popup::ConfirmForget(n));
+                    Vec::new()
+                }
+                None => need(self),
+            },
+            (b @ ("block" | "unblock"), []) => match current {
+                Some(n) => vec![Effect::Block(n, b == "block")],
+                None => need(self),
+            },
+            ("invites", []) => vec![Effect::ListInvites],
+            ("revoke", [id]) => match id.trim_start_matches('#').parse::<i64>() {
+                Ok(id) => vec![Effect::RevokeInvite(id)],
+                Err(_) => {
+                    self.status = Some(":revoke ID takes an invite number (see :invites)".into());
+                    Vec::new()
+                }
             },
             ("wipe", []) => {
                 self.popup = Some(Popup::ConfirmWipe);

@@ -434,6 +434,24 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
                 .await
                 .map(|n| format!("deleted {n} messages on this device")),
         ),
+        Effect::DeleteContact(name) => done(
+            h.delete_contact(&name)
+                .await
+                .map(|()| format!("deleted {name}")),
+        ),
+        Effect::Block(name, on) => done(h.set_blocked(&name, on).await.map(|()| {
+            if on {
+                format!("blocked {name}: what they send is dropped unread")
+            } else {
+                format!("unblocked {name}")
+            }
+        })),
+        Effect::ListInvites => done(h.invites().await.map(|list| invites_text(&list))),
+        Effect::RevokeInvite(id) => done(
+            h.revoke_invite(id)
+                .await
+                .map(|()| format!("invite #{id} revoked: it is no longer answered")),
+        ),
         Effect::Setup { .. }
         | Effect::Unlock(_)
         | Effect::Wipe
@@ -527,4 +545,27 @@ async fn setup(
         handle.set_relay(&relay).await?;
     }
     Ok(())
+}
+
+/// The invites still answered, as one status text.
+fn invites_text(list: &[hush_core::InviteInfo]) -> String {
+    if list.is_empty() {
+        return "no invites or addresses are answered (:invite, :address)".into();
+    }
+    let items: Vec<String> = list
+        .iter()
+        .map(|i| {
+            let kind = match i.kind {
+                hush_crypto::InviteKind::OneTime => "one-time",
+                hush_crypto::InviteKind::ContactAddress => "address",
+            };
+            let name = i
+                .name
+                .as_deref()
+                .map(|n| format!(" for {n}"))
+                .unwrap_or_default();
+            format!("#{} {kind}{name}, {} used", i.id, i.uses)
+        })
+        .collect();
+    format!("invites: {} (:revoke ID stops one)", items.join(" · "))
 }

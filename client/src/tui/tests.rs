@@ -2158,3 +2158,45 @@ fn popups_wrap_wide_text_whole() {
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("y / n"), "{text}");
 }
+
+/// `:forget` asks first and any key but y cancels; `:block`/`:unblock`, `:invites` and
+/// `:revoke` reach the engine with the contact on screen and the invite number. (Seen to
+/// fail before these commands existed: each was "unknown command".)
+#[test]
+fn forget_block_invites_and_revoke_commands() {
+    let mut app = main_app();
+    app.update(Msg::Contacts(vec![contact("bob"), contact("ﻛﺮﻳﻢ")]));
+    assert!(command(&mut app, "forget").is_empty());
+    assert_eq!(app.popup, Some(Popup::ConfirmForget("bob".into())));
+    assert_eq!(
+        app.update(Msg::Key(KeyEvent::from(KeyCode::Char('y')))),
+        vec![Effect::DeleteContact("bob".into())]
+    );
+    assert_eq!(app.popup, None);
+    command(&mut app, "forget");
+    assert!(
+        app.update(Msg::Key(KeyEvent::from(KeyCode::Char('x'))))
+            .is_empty()
+    );
+    assert_eq!(app.popup, None, "any other key cancels");
+    assert_eq!(
+        command(&mut app, "block"),
+        vec![Effect::Block("bob".into(), true)]
+    );
+    assert_eq!(
+        command(&mut app, "unblock"),
+        vec![Effect::Block("bob".into(), false)]
+    );
+    assert_eq!(command(&mut app, "invites"), vec![Effect::ListInvites]);
+    assert_eq!(
+        command(&mut app, "revoke #7"),
+        vec![Effect::RevokeInvite(7)]
+    );
+    assert_eq!(command(&mut app, "revoke 7"), vec![Effect::RevokeInvite(7)]);
+    assert!(command(&mut app, "revoke soon").is_empty());
+    assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains(":invites"))
+    );
+}

@@ -529,8 +529,10 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
             "Ctrl-A/E/U/W/K Del".into(),
             "start, end, cut: line, word, rest",
         ),
-        (":invite [NAME]".into(), "one-time invite (--file PATH)"),
-        (":address".into(), "contact address (--file PATH)"),
+        (
+            ":invite [NAME]  :address".into(),
+            "one-time invite; contact address (--file)",
+        ),
         (":accept LINK [NAME]".into(), "accept an invite"),
         (":rename NAME".into(), "rename the contact"),
         (":verify".into(), "safety number (m marks verified)"),
@@ -538,7 +540,18 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
         (":receipts on|off".into(), "read receipts to the contact"),
         (":relay ADDRESS".into(), "use this relay"),
         (":search TEXT  /TEXT".into(), "search the conversation"),
-        (":delete".into(), "delete local history with the contact"),
+        (
+            ":delete  :forget".into(),
+            "delete the history; the contact (both ask)",
+        ),
+        (
+            ":block  :unblock".into(),
+            "drop what the contact sends, or stop",
+        ),
+        (
+            ":invites  :revoke ID".into(),
+            "invites still answered; stop one",
+        ),
         (":wipe".into(), "panic wipe (asks first)"),
         (format!(":quit  {}", k(Action::Quit)), "quit"),
     ]
@@ -646,6 +659,18 @@ fn draw_popup(f: &mut Frame<'_>, popup: &Popup, keys: &KeyMap) {
             vec![Line::from(format!(
                 "Delete every message with {name} on this device? y / n"
             ))],
+        ),
+        Popup::ConfirmForget(name) => (
+            " delete contact ".into(),
+            vec![
+                Line::from(format!(
+                    "Delete {name}: the contact, every message and its mailboxes?"
+                ))
+                .bold(),
+                Line::from(
+                    "They are not told. This cannot be undone. y deletes, any other key cancels.",
+                ),
+            ],
         ),
     };
     let w = lines
