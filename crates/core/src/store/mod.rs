@@ -11,8 +11,9 @@
 //! connection may checkpoint a write-ahead log a crash left into the database file, and a
 //! store of the previous schema version is migrated only once it passed them.
 //!
-//! This module owns the schema and every SQL statement, split by table: [`contacts`],
-//! [`messages`], [`outbox`], [`invites`], [`fragments`] and [`settings`]. Nothing outside it
+//! This module owns the schema (`schema`) and every SQL statement, split by table:
+//! `contacts`, `messages`, `outbox`, `invites`, `fragments` and `settings`; `key` owns
+//! `store.key` and the key derivation. Nothing outside it
 //! sees a connection: callers get typed methods on [`Db`] (one statement at a time) or on a
 //! [`Tx`] (several, committed together). Values read back are checked: a value the schema
 //! does not allow is [`Error::StoreCorrupted`], never a silent default. It never talks to the
@@ -21,69 +22,33 @@
 use std::io::Write;
 use std::path::Path;
 
-use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 
-const KEY_MAGIC: &[u8; 8] = b"HUSHKEY1";
-const KEY_FILE_LEN: usize = 8 + 4 + 4 + 4 + 16 + 32;
-const CHECK_INFO: &[u8] = b"hush/v1/store-key-check";
-/// Argon2id cost: 64 MiB, 3 passes, 1 lane (RFC 9106 second recommended option, scaled).
-const M_COST_KIB: u32 = 64 * 1024;
-const T_COST: u32 = 3;
-const P_COST: u32 = 1;
-/// The most a key file may ask for on open: 1 GiB of memory, 10 passes, 16 lanes (16 times,
-/// 3 times and 16 times what hush writes).
-const MAX_M_COST_KIB: u32 = 1024 * 1024;
-const MAX_T_COST: u32 = 10;
-const MAX_P_COST: u32 = 16;
-const SCHEMA_VERSION: i64 = 2;
-/// What brings a store of the version before up to [`SCHEMA_VERSION`]: version 2 adds the
-/// blocked flag of contacts.
-const MIGRATE_FROM_1: &str = "ALTER TABLE contacts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;";
-
 mod contacts;
 mod fragments;
 mod invites;
+mod key;
 mod messages;
 mod outbox;
+mod schema;
 pub(crate) mod settings;
 
 pub use contacts::{ContactId, ContactSettings};
 pub(crate) use fragments::FragmentOutcome;
 pub(crate) use invites::ActiveInvite;
 pub use invites::InviteId;
+pub use key::KdfCost;
+pub(crate) use key::os_random;
+use key::{KeyFile, P_COST, derive_key, key_check, write_durably};
 pub use messages::{NewOutgoing, NewReceived};
 pub use outbox::{OutboxEntry, OutboxId};
-
-/// Argon2id cost of a new store's key derivation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KdfCost {
-    /// Memory in KiB.
-    pub m_cost_kib: u32,
-    /// Passes.
-    pub t_cost: u32,
-}
-
-impl KdfCost {
-    /// The cost every profile gets: 64 MiB, 3 passes.
-    pub const DEFAULT: Self = Self {
-        m_cost_kib: M_COST_KIB,
-        t_cost: T_COST,
-    };
-    /// A cheap cost for simulated-world tests, which open many stores many times.
-    #[cfg(test)]
-    pub(crate) const TEST: Self = Self {
-        m_cost_kib: 8,
-        t_cost: 1,
-    };
-}
+use schema::{MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION};
 
 /// An open, unlocked store.
 pub struct Store {
@@ -97,97 +62,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Store(..)")
     }
-}
-
-struct KeyFile {
-    m_cost: u32,
-    t_cost: u32,
-    p_cost: u32,
-    salt: [u8; 16],
-    check: [u8; 32],
-}
-
-impl KeyFile {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(KEY_FILE_LEN);
-        v.extend_from_slice(KEY_MAGIC);
-        v.extend_from_slice(&self.m_cost.to_be_bytes());
-        v.extend_from_slice(&self.t_cost.to_be_bytes());
-        v.extend_from_slice(&self.p_cost.to_be_bytes());
-        v.extend_from_slice(&self.salt);
-        v.extend_from_slice(&self.check);
-        v
-    }
-
-    fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() != KEY_FILE_LEN || &b[..8] != KEY_MAGIC {
-            return Err(Error::StoreCorrupted("key file"));
-        }
-        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let mut salt = [0u8; 16];
-        salt.copy_from_slice(&b[20..36]);
-        let mut check = [0u8; 32];
-        check.copy_from_slice(&b[36..68]);
-        let (m_cost, t_cost, p_cost) = (u(8), u(12), u(16));
-        // A cost past these bounds is no profile hush made: deriving with it would hang the
-        // unlock (t_cost = 2^32-1) or take gigabytes; refuse before deriving anything.
-        if m_cost > MAX_M_COST_KIB
-            || t_cost == 0
-            || t_cost > MAX_T_COST
-            || p_cost == 0
-            || p_cost > MAX_P_COST
-        {
-            return Err(Error::StoreCorrupted(
-                "key file cost parameters out of range",
-            ));
-        }
-        Ok(Self {
-            m_cost,
-            t_cost,
-            p_cost,
-            salt,
-            check,
-        })
-    }
-}
-
-fn derive_key(passphrase: &[u8], kf: &KeyFile) -> Result<Zeroizing<[u8; 32]>> {
-    let params = argon2::Params::new(kf.m_cost, kf.t_cost, kf.p_cost, Some(32))
-        .map_err(|_| Error::StoreCorrupted("key file parameters"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut key = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase, &kf.salt, key.as_mut())
-        .map_err(|_| Error::StoreCorrupted("key derivation"))?;
-    Ok(key)
-}
-
-fn key_check(key: &[u8; 32]) -> [u8; 32] {
-    // HMAC takes a key of any length; a 32-byte key cannot be refused.
-    #[allow(clippy::expect_used)] // fail loudly: a zero check value would open any store
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC-SHA256 accepts 32-byte keys");
-    mac.update(CHECK_INFO);
-    mac.finalize().into_bytes().into()
-}
-
-/// Fills `buf` from the operating system's generator.
-pub(crate) fn os_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|_| Error::Io("no system randomness".into()))
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl Store {
@@ -418,67 +292,6 @@ fn restrict_permissions(dir: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_dir: &Path) {}
-
-const SCHEMA: &str = "
-CREATE TABLE settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE invites (
-    id        INTEGER PRIMARY KEY,
-    kind      TEXT NOT NULL,          -- 'one-time' | 'address'
-    secrets   BLOB NOT NULL,          -- hush_crypto::InviterSecrets::to_bytes
-    name      TEXT,                   -- name for the contact a one-time invite creates
-    created   INTEGER NOT NULL,
-    last_epoch INTEGER NOT NULL,      -- handshake mailbox epochs fetched up to here
-    active    INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE contacts (
-    id             INTEGER PRIMARY KEY,
-    name           TEXT NOT NULL UNIQUE,
-    handshake_id   BLOB NOT NULL UNIQUE,
-    session        BLOB NOT NULL,     -- hush_crypto::Session::to_bytes
-    invite_id      INTEGER,           -- the invite that made it (inviter side)
-    verified       INTEGER NOT NULL DEFAULT 0,
-    disappear_secs INTEGER,           -- NULL: messages stay
-    receipts       INTEGER NOT NULL DEFAULT 1,
-    next_msg_id    INTEGER NOT NULL DEFAULT 1,
-    last_epoch     INTEGER NOT NULL,  -- receive mailbox epochs fetched up to here
-    created        INTEGER NOT NULL,
-    blocked        INTEGER NOT NULL DEFAULT 0  -- what it sends is dropped (version 2)
-);
-CREATE TABLE messages (
-    id          INTEGER PRIMARY KEY,
-    contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
-    outgoing    INTEGER NOT NULL,
-    msg_id      INTEGER NOT NULL,     -- the sender's id for this message
-    body        TEXT NOT NULL,
-    sent_at     INTEGER NOT NULL,     -- sender's clock
-    received_at INTEGER,              -- our clock, incoming only
-    state       TEXT NOT NULL,        -- queued | on-relay | delivered | received
-    expires_at  INTEGER,              -- disappearing messages
-    shown       INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (contact_id, outgoing, msg_id)
-);
-CREATE TABLE fragments (
-    contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
-    msg_id     INTEGER NOT NULL,
-    idx        INTEGER NOT NULL,
-    count      INTEGER NOT NULL,
-    data       BLOB NOT NULL,
-    PRIMARY KEY (contact_id, msg_id, idx)
-);
-CREATE TABLE outbox (
-    id           INTEGER PRIMARY KEY,
-    contact_id   INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
-    message_id   INTEGER REFERENCES messages(id) ON DELETE SET NULL,
-    relay        TEXT NOT NULL,       -- relay address
-    mailbox_id   BLOB NOT NULL,
-    envelope     BLOB NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_attempt INTEGER NOT NULL
-);
-";
 
 #[cfg(test)]
 mod tests {
