@@ -22,8 +22,8 @@
 //!
 //! Logs carry no names, text, keys or mailbox ids.
 //!
-//! Split by job: [`commands`] (front-end commands), [`mailboxes`] (which mailboxes to watch
-//! and fetch), [`outbox`] (sending and retries), [`inbound`] (decrypting and committing).
+//! Split by job: `commands` (front-end commands), `mailboxes` (which mailboxes to watch
+//! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing).
 
 mod commands;
 mod inbound;

@@ -14,8 +14,8 @@
 //! This module owns the schema (`schema`) and every SQL statement, split by table:
 //! `contacts`, `messages`, `outbox`, `invites`, `fragments` and `settings`; `key` owns
 //! `store.key` and the key derivation. Nothing outside it
-//! sees a connection: callers get typed methods on [`Db`] (one statement at a time) or on a
-//! [`Tx`] (several, committed together). Values read back are checked: a value the schema
+//! sees a connection: callers get typed methods on `Db` (one statement at a time) or on a
+//! `Tx` (several, committed together). Values read back are checked: a value the schema
 //! does not allow is [`Error::StoreCorrupted`], never a silent default. It never talks to the
 //! network and never sees plaintext outside the encrypted database.
 
