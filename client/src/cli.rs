@@ -1,6 +1,6 @@
 //! The scripting CLI. See README ("CLI") for every command and its `--json` output.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -206,7 +206,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => failure::report_error(&e, json),
     }
 }
@@ -336,7 +336,7 @@ fn qr(text: &str) -> anyhow::Result<String> {
         .build())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = data_root();
     let profile = Profile::new(&root, cli.profile.as_deref().unwrap_or(DEFAULT_PROFILE))?;
     let json = cli.json;
@@ -351,7 +351,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             (None, false) => only_profile(&root).unwrap_or(profile),
             _ => profile,
         };
-        return crate::tui::run(profile, root.clone(), engine_options(root)).await;
+        crate::tui::run(profile, root.clone(), engine_options(root)).await?;
+        return Ok(ExitCode::SUCCESS);
     };
     match command {
         Command::Init => {
@@ -428,16 +429,126 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         other => {
+            // A hush process holding the profile (the terminal UI, `recv --wait`) runs the
+            // command for us; asked first, so that no passphrase is needed then.
+            if let Some(served) = crate::control::Client::connect(&profile).await {
+                return served_elsewhere(served, &other).await;
+            }
             let s = Session::open(&profile, root).await?;
-            let result = command_with_engine(other, &s.handle, json).await;
+            // A process that stays a while serves the other commands on its profile.
+            let server = match other {
+                Command::Recv { wait } if wait > 0 => {
+                    crate::control::Server::start(&profile, s.handle.clone())
+                }
+                _ => None,
+            };
+            let mut io = Io {
+                out: &mut std::io::stdout(),
+                err: &mut std::io::stderr(),
+                stdin: None,
+            };
+            let result = command_with_engine(other, &s.handle, json, &mut io).await;
+            drop(server);
             s.close().await;
             result?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow::Result<()> {
+/// Runs `command` in the process that holds the profile and prints what it answers: the
+/// same output, errors and exit code as if it had run here.
+async fn served_elsewhere(
+    served: crate::control::Client,
+    command: &Command,
+) -> anyhow::Result<ExitCode> {
+    // Clap parsed every argument as UTF-8 already; they go as typed and are parsed there
+    // again, by the same code.
+    let args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| usage("arguments must be UTF-8"))?;
+    let stdin = match command {
+        Command::Send { text: None, .. } => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            Some(s)
+        }
+        _ => None,
+    };
+    let reply = served.ask(&crate::control::Request { args, stdin }).await?;
+    std::io::stdout().write_all(reply.stdout.as_bytes())?;
+    std::io::stderr().write_all(reply.stderr.as_bytes())?;
+    Ok(ExitCode::from(reply.exit))
+}
+
+/// Runs a command line another process of this user sent over the control socket, parsed
+/// as [`main`] parses its own, on this process's engine (`served` is its profile).
+pub(crate) async fn run_remote(
+    request: crate::control::Request,
+    served: &Profile,
+    h: &Handle,
+) -> crate::control::Reply {
+    let crate::control::Request { args, stdin } = request;
+    let json = args.iter().any(|a| a == "--json");
+    let refuse = |kind: Kind, message: &str| crate::control::Reply {
+        stdout: String::new(),
+        stderr: failure::render(kind, message, json),
+        exit: kind.exit_code(),
+    };
+    let cli = match Cli::try_parse_from(std::iter::once("hush".to_string()).chain(args)) {
+        Ok(c) => c,
+        Err(e) => return refuse(Kind::Usage, &e.kind().to_string()),
+    };
+    if cli.profile.as_deref().unwrap_or(DEFAULT_PROFILE) != served.name() {
+        return refuse(Kind::Usage, "this process serves another profile");
+    }
+    let command = match cli.command {
+        None | Some(Command::Init | Command::Wipe { .. } | Command::Profiles) => {
+            return refuse(
+                Kind::Usage,
+                "the terminal UI, init, wipe and profiles do not run in another hush process",
+            );
+        }
+        Some(c) => c,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        // Never this process's own input (a terminal UI's): what the caller read, or nothing.
+        stdin: Some(stdin.unwrap_or_default()),
+    };
+    let exit = match command_with_engine(command, h, cli.json, &mut io).await {
+        Ok(()) => 0,
+        Err(e) => {
+            let kind = Kind::of(&e);
+            err.extend_from_slice(failure::render(kind, &e.to_string(), cli.json).as_bytes());
+            kind.exit_code()
+        }
+    };
+    crate::control::Reply {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        exit,
+    }
+}
+
+/// Where a command's output goes, and the text `send` without TEXT sends.
+struct Io<'a> {
+    out: &'a mut (dyn Write + Send),
+    err: &'a mut (dyn Write + Send),
+    /// `None`: read this process's standard input.
+    stdin: Option<String>,
+}
+
+async fn command_with_engine(
+    command: Command,
+    h: &Handle,
+    json: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
     match command {
         Command::Relay {
             action: RelayAction::Set { address, no_check },
@@ -450,18 +561,18 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
             h.set_relay(&address).await?;
             if json {
-                println!("{}", json!({"relay": address.trim()}));
+                writeln!(io.out, "{}", json!({"relay": address.trim()}))?;
             } else {
-                println!("new invites will use {}", address.trim());
+                writeln!(io.out, "new invites will use {}", address.trim())?;
             }
         }
         Command::Invite { name } => {
             let link = h.create_invite(InviteKind::OneTime, name).await?;
-            print_link(&link, "one-time", json)?;
+            print_link(&link, "one-time", json, io)?;
         }
         Command::Address => {
             let link = h.create_invite(InviteKind::ContactAddress, None).await?;
-            print_link(&link, "address", json)?;
+            print_link(&link, "address", json, io)?;
         }
         Command::Relay {
             action: RelayAction::Show,
@@ -480,18 +591,22 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 Err(_) => "unreachable",
             };
             if json {
-                println!(
+                writeln!(
+                    io.out,
                     "{}",
                     json!({"relay": address, "built_in": status.home_relay_local, "state": state})
-                );
+                )?;
             } else {
-                println!("{address}");
+                writeln!(io.out, "{address}")?;
                 if status.home_relay_local {
-                    println!("the built-in relay, served on loopback by a running hush");
+                    writeln!(
+                        io.out,
+                        "the built-in relay, served on loopback by a running hush"
+                    )?;
                 }
                 match check {
-                    Ok(()) => println!("reachable"),
-                    Err(e) => println!("{e}"),
+                    Ok(()) => writeln!(io.out, "reachable")?,
+                    Err(e) => writeln!(io.out, "{e}")?,
                 }
             }
         }
@@ -509,9 +624,9 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                                "expires": i.expires(), "uses": i.uses})
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                writeln!(io.out, "{}", serde_json::Value::Array(v))?;
             } else if list.is_empty() {
-                println!("no invites answered (hush invite, hush address)");
+                writeln!(io.out, "no invites answered (hush invite, hush address)")?;
             } else {
                 for i in &list {
                     let name = i.name.as_deref().map(terminal_safe).unwrap_or_default();
@@ -519,7 +634,8 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                         .expires()
                         .map(|t| format!(", expires {}", utc(t)))
                         .unwrap_or_default();
-                    println!(
+                    writeln!(
+                        io.out,
                         "{}  {}  {}  made {}, used {}{}",
                         i.id,
                         kind(i.kind),
@@ -527,7 +643,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                         utc(i.created),
                         i.uses,
                         expires
-                    );
+                    )?;
                 }
             }
         }
@@ -536,9 +652,12 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
         } => {
             h.revoke_invite(id).await?;
             if json {
-                println!("{}", json!({"revoked": id}));
+                writeln!(io.out, "{}", json!({"revoked": id}))?;
             } else {
-                println!("invite {id} revoked: its link makes no contact any more");
+                writeln!(
+                    io.out,
+                    "invite {id} revoked: its link makes no contact any more"
+                )?;
             }
         }
         Command::Accept { link, name } => {
@@ -547,24 +666,28 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             // This contact's own envelopes decide, not other relays' backlogs.
             let left = h.outbox_for(&name).await?;
             if json {
-                println!(
+                writeln!(
+                    io.out,
                     "{}",
                     json!({"contact": name, "handshake": if left == 0 {"on-relay"} else {"queued"}})
-                );
+                )?;
             } else if left == 0 {
                 // What the inviter does with it cannot be known here: a one-time link that
                 // someone else used already is never answered.
-                println!(
+                writeln!(
+                    io.out,
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
-                );
+                )?;
             } else if h.status().await?.certificate_mismatch > 0 {
-                println!(
+                writeln!(
+                    io.out,
                     "added {name:?}; the inviter's relay answered with a certificate that does not match the link's pin (interception, or the relay's key changed): the handshake is queued and will be retried by the next hush command"
-                );
+                )?;
             } else {
-                println!(
+                writeln!(
+                    io.out,
                     "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"
-                );
+                )?;
             }
         }
         Command::Contacts => {
@@ -577,9 +700,9 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                                "unread": c.unread, "pending": c.pending})
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                writeln!(io.out, "{}", serde_json::Value::Array(v))?;
             } else if contacts.is_empty() {
-                println!("no contacts yet (hush invite, hush accept)");
+                writeln!(io.out, "no contacts yet (hush invite, hush accept)")?;
             } else {
                 for c in contacts {
                     let mut marks = Vec::new();
@@ -598,7 +721,8 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     if c.unread > 0 {
                         marks.push(format!("{} unread", c.unread));
                     }
-                    println!(
+                    writeln!(
+                        io.out,
                         "{}{}",
                         terminal_safe(&c.name),
                         if marks.is_empty() {
@@ -606,12 +730,12 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                         } else {
                             format!("  ({})", marks.join(", "))
                         }
-                    );
+                    )?;
                 }
             }
         }
         Command::Send { name, text } => {
-            let text = match text {
+            let text = match text.or_else(|| io.stdin.take()) {
                 Some(t) => t,
                 None => {
                     let mut s = String::new();
@@ -635,20 +759,23 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                 .find(|m| m.id == id)
                 .map_or(DeliveryState::Queued, |m| m.state);
             if json {
-                println!(
+                writeln!(
+                    io.out,
                     "{}",
                     json!({"id": id, "contact": name, "state": state.as_str()})
-                );
+                )?;
             } else if state != DeliveryState::Queued {
-                println!("sent");
+                writeln!(io.out, "sent")?;
             } else if h.status().await?.certificate_mismatch > 0 {
-                println!(
+                writeln!(
+                    io.out,
                     "queued: the relay's certificate does not match its address's pin (interception, or the relay's key changed); it will be retried by the next hush command"
-                );
+                )?;
             } else {
-                println!(
+                writeln!(
+                    io.out,
                     "queued: the relay is unreachable; it will be sent by the next hush command"
-                );
+                )?;
             }
         }
         Command::Recv { wait } => {
@@ -664,16 +791,22 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     .iter()
                     .map(|m| json!({"contact": m.contact, "text": m.body, "sent_at": m.sent_at, "expires_at": m.expires_at}))
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                writeln!(io.out, "{}", serde_json::Value::Array(v))?;
             } else {
                 for m in &msgs {
-                    println!("{}: {}", terminal_safe(&m.contact), terminal_safe(&m.body));
+                    writeln!(
+                        io.out,
+                        "{}: {}",
+                        terminal_safe(&m.contact),
+                        terminal_safe(&m.body)
+                    )?;
                 }
             }
             if !ok {
-                eprintln!(
+                writeln!(
+                    io.err,
                     "hush: warning: a relay could not be reached; some messages may be missing"
-                );
+                )?;
             }
         }
         Command::History { name, limit } => {
@@ -684,7 +817,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     .map(|m| json!({"id": m.id, "outgoing": m.outgoing, "text": m.body, "sent_at": m.sent_at,
                                     "state": m.state.as_str(), "expires_at": m.expires_at}))
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                writeln!(io.out, "{}", serde_json::Value::Array(v))?;
             } else {
                 let name = terminal_safe(&name);
                 for m in &msgs {
@@ -694,7 +827,7 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
                     } else {
                         String::new()
                     };
-                    println!("{who}: {}{state}", terminal_safe(&m.body));
+                    writeln!(io.out, "{who}: {}{state}", terminal_safe(&m.body))?;
                 }
             }
         }
@@ -704,49 +837,61 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             }
             let s = h.safety(&name).await?;
             if json {
-                println!(
+                writeln!(
+                    io.out,
                     "{}",
                     json!({"contact": name, "safety_number": s.digits, "qr": s.qr, "verified": s.verified})
-                );
+                )?;
             } else {
-                println!("{}", qr(&s.qr)?);
-                println!(
+                writeln!(io.out, "{}", qr(&s.qr)?)?;
+                writeln!(
+                    io.out,
                     "safety number with {}:\n  {}",
                     terminal_safe(&name),
                     s.digits
-                );
-                println!(
+                )?;
+                writeln!(
+                    io.out,
                     "{}",
                     if s.verified {
                         "marked verified"
                     } else {
                         "not verified: compare in person, then run with --mark"
                     }
-                );
+                )?;
             }
         }
         Command::Disappear { name, duration } => {
             let secs = crate::timer::parse_timer(&duration).map_err(usage)?;
             h.set_disappear(&name, secs).await?;
             if json {
-                println!("{}", json!({"contact": name, "disappear_secs": secs}));
+                writeln!(
+                    io.out,
+                    "{}",
+                    json!({"contact": name, "disappear_secs": secs})
+                )?;
             } else {
                 match secs {
-                    Some(s) => println!(
+                    Some(s) => writeln!(
+                        io.out,
                         "messages with {} now disappear after {}",
                         terminal_safe(&name),
                         humantime::format_duration(Duration::from_secs(s))
-                    ),
-                    None => println!("disappearing messages off for {}", terminal_safe(&name)),
+                    )?,
+                    None => writeln!(
+                        io.out,
+                        "disappearing messages off for {}",
+                        terminal_safe(&name)
+                    )?,
                 }
             }
         }
         Command::Rename { old, new } => {
             h.rename(&old, &new).await?;
             if json {
-                println!("{}", json!({"old": old, "new": new}));
+                writeln!(io.out, "{}", json!({"old": old, "new": new}))?;
             } else {
-                println!("renamed");
+                writeln!(io.out, "renamed")?;
             }
         }
         Command::Receipts { name, setting } => {
@@ -757,30 +902,31 @@ async fn command_with_engine(command: Command, h: &Handle, json: bool) -> anyhow
             };
             h.set_receipts(&name, on).await?;
             if json {
-                println!("{}", json!({"contact": name, "receipts": on}));
+                writeln!(io.out, "{}", json!({"contact": name, "receipts": on}))?;
             } else {
-                println!("receipts {}", if on { "on" } else { "off" });
+                writeln!(io.out, "receipts {}", if on { "on" } else { "off" })?;
             }
         }
         Command::Delete { name } => {
             h.delete_contact(&name).await?;
             if json {
-                println!("{}", json!({"contact": name, "deleted": true}));
+                writeln!(io.out, "{}", json!({"contact": name, "deleted": true}))?;
             } else {
-                println!("deleted {} and its history", terminal_safe(&name));
+                writeln!(io.out, "deleted {} and its history", terminal_safe(&name))?;
             }
         }
         Command::Block { name, undo } => {
             h.set_blocked(&name, !undo).await?;
             if json {
-                println!("{}", json!({"contact": name, "blocked": !undo}));
+                writeln!(io.out, "{}", json!({"contact": name, "blocked": !undo}))?;
             } else if undo {
-                println!("unblocked {}", terminal_safe(&name));
+                writeln!(io.out, "unblocked {}", terminal_safe(&name))?;
             } else {
-                println!(
+                writeln!(
+                    io.out,
                     "blocked {}: what it sends is dropped unread",
                     terminal_safe(&name)
-                );
+                )?;
             }
         }
         Command::Init | Command::Wipe { .. } | Command::Profiles => {}
@@ -796,12 +942,12 @@ fn utc(secs: u64) -> String {
     format!("{} UTC", s.replace('T', " "))
 }
 
-fn print_link(link: &str, kind: &str, json: bool) -> anyhow::Result<()> {
+fn print_link(link: &str, kind: &str, json: bool, io: &mut Io<'_>) -> anyhow::Result<()> {
     if json {
-        println!("{}", json!({"kind": kind, "link": link}));
+        writeln!(io.out, "{}", json!({"kind": kind, "link": link}))?;
     } else {
-        println!("{}", qr(link)?);
-        println!("{link}");
+        writeln!(io.out, "{}", qr(link)?)?;
+        writeln!(io.out, "{link}")?;
     }
     Ok(())
 }

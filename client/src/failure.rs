@@ -121,17 +121,22 @@ impl Kind {
     }
 }
 
-/// Prints `message` as a failure of `kind` (text or JSON) and returns its exit code.
-pub fn report(kind: Kind, message: &str, json: bool) -> ExitCode {
+/// The stderr line (newline included) of a failure of `kind`, text or JSON.
+pub fn render(kind: Kind, message: &str, json: bool) -> String {
     let message = message.trim_end();
     if json {
-        eprintln!(
-            "{}",
+        format!(
+            "{}\n",
             serde_json::json!({"code": kind.code(), "message": message})
-        );
+        )
     } else {
-        eprintln!("hush: {message}");
+        format!("hush: {message}\n")
     }
+}
+
+/// Prints `message` as a failure of `kind` (text or JSON) and returns its exit code.
+pub fn report(kind: Kind, message: &str, json: bool) -> ExitCode {
+    eprint!("{}", render(kind, message, json));
     ExitCode::from(kind.exit_code())
 }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod control;
 mod failure;
 #[cfg(feature = "embedded-relay")]
 mod local_relay;

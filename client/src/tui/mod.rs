@@ -36,6 +36,7 @@ use app::{App, Effect, Msg, Screen, SetupForm};
 use keys::KeyMap;
 
 type Tx = mpsc::UnboundedSender<Msg>;
+type ControlSlot = Arc<OnceLock<crate::control::Server>>;
 
 /// Runs the TUI until the user quits.
 pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::Result<()> {
@@ -95,6 +96,7 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
         root,
         options,
         handle: Arc::new(OnceLock::new()),
+        control: Arc::new(OnceLock::new()),
         tx: tx.clone(),
         wipe: None,
         latest_load: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
@@ -125,6 +127,10 @@ pub async fn run(profile: Profile, root: PathBuf, options: Options) -> anyhow::R
     let _ = execute!(std::io::stdout(), event::DisableBracketedPaste);
     ratatui::restore();
     clear_screen();
+    // Commands from other processes stop before the engine does (and the socket goes).
+    if let Some(server) = driver.control.get() {
+        server.stop();
+    }
     if let Some(h) = driver.handle.get() {
         h.shutdown().await;
     }
@@ -214,6 +220,8 @@ struct Driver {
     root: PathBuf,
     options: Options,
     handle: Arc<OnceLock<Handle>>,
+    /// The control socket, served once the engine runs: CLI commands on this profile.
+    control: ControlSlot,
     tx: Tx,
     /// The panic wipe in progress, awaited before exit.
     wipe: Option<tokio::task::JoinHandle<()>>,
@@ -297,21 +305,39 @@ impl Driver {
                     }
                 }
                 let (profile, root, options, slot) = self.open_args();
+                let control = Arc::clone(&self.control);
                 tokio::spawn(async move {
-                    let r = setup(profile, root, options, slot, pass, relay, tx.clone()).await;
-                    let _ = tx.send(Msg::Opened(r.map_err(|e| format!("{e:#}"))));
+                    let r = setup(
+                        profile.clone(),
+                        root,
+                        options,
+                        slot,
+                        pass,
+                        relay,
+                        tx.clone(),
+                    )
+                    .await
+                    .inspect(|h| serve_control(&control, &profile, h));
+                    let _ = tx.send(Msg::Opened(r.map(drop).map_err(|e| format!("{e:#}"))));
                 });
             }
             Effect::Unlock(pass) => {
                 let (profile, root, options, slot) = self.open_args();
+                let control = Arc::clone(&self.control);
                 tokio::spawn(async move {
-                    let r = open(profile, root, options, slot, pass, tx.clone()).await;
-                    let _ = tx.send(Msg::Opened(r.map_err(|e| format!("{e:#}"))));
+                    let r = open(profile.clone(), root, options, slot, pass, tx.clone())
+                        .await
+                        .inspect(|h| serve_control(&control, &profile, h));
+                    let _ = tx.send(Msg::Opened(r.map(drop).map_err(|e| format!("{e:#}"))));
                 });
             }
             Effect::Wipe => {
                 let profile = self.profile.clone();
+                let control = Arc::clone(&self.control);
                 self.wipe = Some(tokio::spawn(async move {
+                    if let Some(server) = control.get() {
+                        server.stop();
+                    }
                     if let Some(h) = handle {
                         h.shutdown().await;
                     }
@@ -462,6 +488,13 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
     }
 }
 
+/// Serves the control socket of the profile just opened (see `control`).
+fn serve_control(control: &ControlSlot, profile: &Profile, handle: &Handle) {
+    if let Some(server) = crate::control::Server::start(profile, handle.clone()) {
+        let _ = control.set(server);
+    }
+}
+
 /// The OSC 52 sequence that asks the terminal to put `text` on the clipboard.
 fn osc52(text: &str) -> String {
     use base64::Engine as _;
@@ -510,13 +543,12 @@ async fn open(
     slot: Arc<OnceLock<Handle>>,
     pass: Passphrase,
     tx: Tx,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Handle> {
     let p = profile.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&p, pass.as_bytes()))
         .await
         .context("opening the store")??;
-    start_engine(store, options, slot, tx).await?;
-    Ok(())
+    start_engine(store, options, slot, tx).await
 }
 
 async fn setup(
@@ -527,7 +559,7 @@ async fn setup(
     pass: Passphrase,
     relay: String,
     tx: Tx,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Handle> {
     if !relay.is_empty() {
         relay.parse::<hush_proto::RelayAddress>().map_err(|_| {
             anyhow::anyhow!(
@@ -544,7 +576,7 @@ async fn setup(
     if !relay.is_empty() {
         handle.set_relay(&relay).await?;
     }
-    Ok(())
+    Ok(handle)
 }
 
 /// The invites still answered, as one status text.
