@@ -326,6 +326,34 @@ impl Session {
     }
 }
 
+/// `relay set` on a profile no process holds: checks the relay (unless told not to) and
+/// writes the setting straight into the store.
+async fn set_relay_offline(
+    profile: &Profile,
+    address: &str,
+    no_check: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !profile.exists() {
+        return Err(Error::NoProfile.into());
+    }
+    let pass = passphrase(profile, false)?;
+    let store = Store::open(profile, pass.as_bytes())?;
+    if !no_check {
+        let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
+            Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
+        })?;
+        hush_core::check_relay(&parsed).await?;
+    }
+    store.set_relay(address)?;
+    if json {
+        println!("{}", json!({"relay": address.trim()}));
+    } else {
+        println!("new invites will use {}", address.trim());
+    }
+    Ok(())
+}
+
 fn qr(text: &str) -> anyhow::Result<String> {
     let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
         .map_err(|e| anyhow!("QR code: {e}"))?;
@@ -433,6 +461,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // command for us; asked first, so that no passphrase is needed then.
             if let Some(served) = crate::control::Client::connect(&profile).await {
                 return served_elsewhere(served, &other).await;
+            }
+            // Setting the relay needs no engine: starting one on a profile without a relay
+            // would serve (and create) the built-in relay just to be told not to.
+            if let Command::Relay {
+                action: RelayAction::Set { address, no_check },
+            } = &other
+            {
+                set_relay_offline(&profile, address, *no_check, json).await?;
+                return Ok(ExitCode::SUCCESS);
             }
             let s = Session::open(&profile, root).await?;
             // A process that stays a while serves the other commands on its profile.

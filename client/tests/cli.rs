@@ -64,6 +64,11 @@ fn two_and_three_profiles_through_a_real_relay() {
     let relay = Relay::start();
     let home = Home::new();
     pair(&home, Some(&relay), "alice", "bob");
+    // Profiles with a relay of their own never serve (or even create) the built-in one.
+    assert!(
+        !home.root().join("embedded-relay").exists(),
+        "a profile with its own relay set up the built-in relay"
+    );
     let bob_contacts = home.hush("bob", &["contacts"]).json();
     assert_eq!(bob_contacts[0]["name"], "alice");
     assert_eq!(bob_contacts[0]["pending"], false, "{bob_contacts}");

@@ -572,11 +572,12 @@ async fn setup(
         .await
         .context("creating the store")??;
     crate::cli::init_logging(&profile);
-    let handle = start_engine(store, options, slot, tx).await?;
+    // Before the engine starts: with a relay of its own the profile never serves the
+    // built-in one.
     if !relay.is_empty() {
-        handle.set_relay(&relay).await?;
+        store.set_relay(&relay)?;
     }
-    Ok(handle)
+    start_engine(store, options, slot, tx).await
 }
 
 /// The invites still answered, as one status text.

@@ -25,6 +25,15 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// A relay address as a user gives it, for the profile's relay setting.
+pub(crate) fn relay_setting(addr: &str) -> Result<RelayAddress> {
+    let parsed: RelayAddress = addr
+        .trim()
+        .parse()
+        .map_err(|_| Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into()))?;
+    usable_in_invite(parsed)
+}
+
 /// A relay address an invite can carry (its binary form decodes back to it).
 fn usable_in_invite(addr: RelayAddress) -> Result<RelayAddress> {
     addr.to_binary()
@@ -249,13 +258,7 @@ impl Engine {
     }
 
     fn set_relay(&mut self, addr: &str) -> Result<()> {
-        let parsed: RelayAddress = addr.trim().parse().map_err(|_| {
-            Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
-        })?;
-        let parsed = usable_in_invite(parsed)?;
-        self.store
-            .db()
-            .set_setting(Setting::Relay, &parsed.to_string())
+        self.store.set_relay(addr)
     }
 
     /// Moves where a contact deposits to us: a fresh mailbox root, on `relay` or on the

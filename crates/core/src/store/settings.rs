@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Db;
+use super::{Db, Store};
 use crate::error::Result;
 
 /// A profile-wide value.
@@ -41,5 +41,15 @@ impl Db<'_> {
             params![setting.key(), value],
         )?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Sets the relay new invites point to (`hush://` text; checked as the engine checks it).
+    /// A front end that knows the relay before starting the engine sets it here, so the
+    /// engine never serves the built-in relay for this profile.
+    pub fn set_relay(&self, address: &str) -> Result<()> {
+        let relay = crate::engine::relay_setting(address)?;
+        self.db().set_setting(Setting::Relay, &relay.to_string())
     }
 }
