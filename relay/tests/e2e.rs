@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Error, RelayClient, TestRelay, client_endpoint, deposit_storm, mailbox, relay_error, sealed,
-    secret, take_acks,
+    Error, RelayClient, TestRelay, assert_acked_stored, client_endpoint, deposit_storm, mailbox,
+    relay_error, sealed, secret, take_acks,
 };
 use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
@@ -194,20 +194,10 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
 
     relay.run();
     let c = relay.client().await;
-    let secrets: Vec<_> = (0..MAILBOXES).map(|i| secret("k9", i)).collect();
-    let all = c.fetch_all(&secrets).await.unwrap();
-    let stored: HashMap<EnvelopeId, _> = all.into_iter().map(|d| (d.id, d)).collect();
-    for (n, id) in &acked {
-        let d = stored
-            .get(id)
-            .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
-        assert_eq!(d.mailbox, mailbox("k9", n % MAILBOXES));
-        assert_eq!(d.envelope, sealed(b"k9", *n));
-    }
+    let stored = assert_acked_stored(&c, &acked, ("k9", MAILBOXES), b"k9").await;
     eprintln!(
-        "kill -9: {} acknowledged, {} stored after restart, {TOTAL} attempted",
-        acked.len(),
-        stored.len()
+        "kill -9: {} acknowledged, {stored} stored after restart, {TOTAL} attempted",
+        acked.len()
     );
 }
 

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Error, TestRelay, deposit_storm, mailbox, relay_error, sealed, secret, take_acks};
-use hush_proto::{DeleteIds, EnvelopeId, ErrorCode, SecretBatch};
+use common::{
+    Error, TestRelay, assert_acked_stored, deposit_storm, mailbox, relay_error, sealed, secret,
+    take_acks,
+};
+use hush_proto::{DeleteIds, ErrorCode, SecretBatch};
 use hush_testkit::{contains, files_under, poll, poll_async, relay_bin};
 
 const NODES: usize = 3;
@@ -467,24 +470,8 @@ async fn killing_the_stream_leader_during_deposits_loses_no_acknowledged_one() {
         .await
         .expect("relay does not serve after the node died");
     }
-    let secrets: Vec<_> = (0..MAILBOXES).map(|i| secret("k9", i)).collect();
     for r in [&a, &b] {
-        let stored: HashMap<EnvelopeId, _> = r
-            .client()
-            .await
-            .fetch_all(&secrets)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.id, d))
-            .collect();
-        for (n, id) in &acked {
-            let d = stored
-                .get(id)
-                .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
-            assert_eq!(d.envelope, sealed(b"k9", *n));
-            assert_eq!(d.mailbox, mailbox("k9", n % MAILBOXES));
-        }
+        assert_acked_stored(&r.client().await, &acked, ("k9", MAILBOXES), b"k9").await;
     }
 
     // Health reports the loss of the quorum, and its return.
@@ -588,20 +575,7 @@ async fn clients_of_a_killed_relay_find_every_acknowledged_deposit_at_another() 
     // The clients reconnect to the other relay: everything acknowledged is there, and it
     // takes their deposits.
     let cb = b.client().await;
-    let secrets: Vec<_> = (0..MAILBOXES).map(|i| secret("rk", i)).collect();
-    let stored: HashMap<EnvelopeId, _> = cb
-        .fetch_all(&secrets)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.id, d))
-        .collect();
-    for (n, id) in &acked {
-        let d = stored
-            .get(id)
-            .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
-        assert_eq!(d.envelope, sealed(b"rk", *n));
-    }
+    assert_acked_stored(&cb, &acked, ("rk", MAILBOXES), b"rk").await;
     cb.deposit(mailbox("rk", 0), sealed(b"rk", TOTAL))
         .await
         .unwrap();

@@ -170,3 +170,30 @@ pub async fn take_acks(
         acked.insert(n, id);
     }
 }
+
+/// Fetches mailboxes `0..count` of `tag` through `client` and checks that every
+/// acknowledged deposit of a [`deposit_storm`] is stored under its id, in its mailbox, with
+/// its ciphertext. Returns how many envelopes those mailboxes hold.
+pub async fn assert_acked_stored(
+    client: &RelayClient,
+    acked: &HashMap<u64, EnvelopeId>,
+    (tag, count): (&'static str, u64),
+    plaintext: &'static [u8],
+) -> usize {
+    let secrets: Vec<_> = (0..count).map(|i| secret(tag, i)).collect();
+    let stored: HashMap<EnvelopeId, _> = client
+        .fetch_all(&secrets)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    for (n, id) in acked {
+        let d = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
+        assert_eq!(d.mailbox, mailbox(tag, n % count));
+        assert_eq!(d.envelope, sealed(plaintext, *n));
+    }
+    stored.len()
+}
