@@ -392,6 +392,8 @@ mod tests {
             busy: 4,
             tries: tries.clone(),
         };
+        // The other fields exist only with the test hooks; without them the update is empty.
+        #[allow(clippy::needless_update)]
         let opts = Options {
             local_relay: Some(Arc::new(local)),
             ..Options::default()

@@ -15,6 +15,13 @@ fn frames(n: usize, per: usize) -> usize {
 }
 
 impl World {
+    /// Puts a message on the network, to arrive at `at` (in sending order among messages
+    /// due at the same time).
+    pub(super) fn schedule(&mut self, at: Time, msg: Msg) {
+        self.seq += 1;
+        self.net.insert((at, self.seq), msg);
+    }
+
     pub(super) fn relay_index(&self, addr: &RelayAddress) -> Option<usize> {
         self.relays.iter().position(|r| r.address == *addr)
     }
@@ -60,9 +67,8 @@ impl World {
         }
         let connection = link.connection;
         let at = self.arrival();
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
+        self.schedule(
+            at,
             Msg::ToRelay {
                 node: n,
                 relay: r,
@@ -86,9 +92,8 @@ impl World {
         link.up = true;
         let subscribed = link.subscribed.clone();
         let at = self.arrival().plus(delay);
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
+        self.schedule(
+            at,
             Msg::ToNode {
                 node: n,
                 relay: addr,
@@ -97,9 +102,8 @@ impl World {
             },
         );
         if !subscribed.is_empty() {
-            self.seq += 1;
-            self.net.insert(
-                (at, self.seq),
+            self.schedule(
+                at,
                 Msg::ToRelay {
                     node: n,
                     relay: r,
@@ -158,9 +162,8 @@ impl World {
             });
         }
         let at = self.arrival();
-        self.seq += 1;
-        self.net.insert(
-            (at, self.seq),
+        self.schedule(
+            at,
             Msg::ToNode {
                 node: n,
                 relay: relay.clone(),
