@@ -49,6 +49,10 @@ pub enum Error {
     /// The bytes end inside a binary-form relay address.
     #[error("relay address truncated")]
     AddressTruncated,
+    /// A cell of the TCP transport's stream layer breaks the named rule (docs/PROTOCOL.md
+    /// II.1.2).
+    #[error("invalid cell: {0}")]
+    BadCell(&'static str),
     /// An envelope was not exactly [`crate::ENVELOPE_LEN`] bytes.
     #[error("envelope must be exactly {len} bytes, got {0}", len = crate::ENVELOPE_LEN)]
     EnvelopeLength(usize),
@@ -69,7 +73,10 @@ impl Error {
             Self::PaddingNotZero => ErrorCode::PaddingNotZero,
             Self::BadCount { .. } => ErrorCode::BadCount,
             Self::BadField(_) => ErrorCode::BadField,
-            Self::BadAddress(_) | Self::AddressTruncated | Self::EnvelopeLength(_) => return None,
+            Self::BadAddress(_)
+            | Self::AddressTruncated
+            | Self::EnvelopeLength(_)
+            | Self::BadCell(_) => return None,
         })
     }
 }

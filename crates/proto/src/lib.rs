@@ -23,6 +23,7 @@
 mod address;
 mod error;
 mod frame;
+pub mod mux;
 mod types;
 
 pub use address::{Host, RelayAddress, SpkiPin};

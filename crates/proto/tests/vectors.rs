@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::Path;
 
+use hush_proto::mux::{Cell, decode_cell};
 use hush_proto::{RelayAddress, Request, Response, decode_request, decode_response};
 use sha2::{Digest, Sha256};
 
@@ -81,6 +82,21 @@ fn describe_response(r: &Response) -> String {
     }
 }
 
+fn describe_cell(c: &Cell<'_>) -> String {
+    match c {
+        Cell::Pad => "pad".into(),
+        Cell::Data { stream, bytes, fin } => format!(
+            "data stream={} fin={fin} len={} sha256={}",
+            stream.0,
+            bytes.len(),
+            h(&Sha256::digest(bytes))
+        ),
+        Cell::Reset { stream, code } => format!("reset stream={} code={code}", stream.0),
+        Cell::Stop { stream, code } => format!("stop stream={} code={code}", stream.0),
+        Cell::Close { code } => format!("close code={code}"),
+    }
+}
+
 #[test]
 fn replay_all_vectors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
@@ -140,6 +156,16 @@ fn replay_all_vectors() {
                     Err(e) => format!("error {}", e.code().unwrap().name()),
                 }
             }
+            "cell" => {
+                let bytes = hex::decode(field("cell")).unwrap();
+                match decode_cell(&bytes) {
+                    Ok(c) => {
+                        assert_eq!(&c.encode().unwrap()[..], &bytes[..], "{name}: canonical re-encode");
+                        describe_cell(&c)
+                    }
+                    Err(_) => "error bad_cell".to_owned(),
+                }
+            }
             other => panic!("{name}: bad direction {other}"),
         };
         assert_eq!(got, expect, "vector {name}");
@@ -152,7 +178,7 @@ fn replay_all_vectors() {
         fails += usize::from(name.starts_with("fail_"));
     }
     assert!(
-        seen >= 40 && fails >= 25,
+        seen >= 60 && fails >= 38,
         "too few vectors: {seen} ({fails} fail_)"
     );
 }

@@ -115,3 +115,53 @@ for name, addr, note in [
     ("fail_address_path", f"hush://{pin_txt}@a.example:1/x", "trailing path"),
 ]:
     write(name, "address", addr, "error bad_address", note)
+
+# Cells of the TCP transport's stream layer (PROTOCOL.md II.1.2): a 12-byte header (kind,
+# flags, length u16, stream u32, code u32) and a FRAME_LEN payload, zero after `length`.
+CELL_HEADER_LEN = 12
+CELL_LEN = CELL_HEADER_LEN + FRAME_LEN
+
+def cell(kind, flags=0, stream=0, code=0, data=b"", length=None):
+    n = len(data) if length is None else length
+    c = bytes([kind, flags]) + u16(n) + u32(stream) + u32(code) + data
+    return c + b"\0" * (CELL_LEN - len(c))
+
+def write_cell(name, data, expect, note):
+    with open(os.path.join(HERE, name + ".txt"), "w") as fh:
+        fh.write(f"# {note}\n")
+        fh.write("direction: cell\n")
+        fh.write(f"cell: {data.hex()}\n")
+        fh.write(f"expect: {expect}\n")
+
+ping_frame = frame(0x01)
+hello = "مرحبا 你好 🕵️".encode()
+write_cell("cell_pad", cell(0x00), "pad", "PAD: keep-alive, all zero")
+write_cell("cell_data_request", cell(0x01, flags=1, stream=1, data=ping_frame),
+           f"data stream=1 fin=true len=4160 sha256={sha(ping_frame)}",
+           "DATA: a whole Ping request and FIN on stream 1 (how a client sends every request)")
+write_cell("cell_data_partial", cell(0x01, stream=7, data=hello),
+           f"data stream=7 fin=false len={len(hello)} sha256={sha(hello)}",
+           "DATA: the first bytes of a stream, no FIN (stream data is opaque to the layer)")
+write_cell("cell_data_fin_only", cell(0x01, flags=1, stream=7),
+           f"data stream=7 fin=true len=0 sha256={sha(b'')}", "DATA: an empty cell that only ends the stream")
+write_cell("cell_reset_refused", cell(0x02, stream=3, code=1), "reset stream=3 code=1",
+           "RESET: relay refuses stream 3 (too many open)")
+write_cell("cell_stop_cancel", cell(0x03, stream=4294967295), "stop stream=4294967295 code=0",
+           "STOP: the client stops reading its last possible stream")
+write_cell("cell_close_shutting_down", cell(0x04, code=2), "close code=2", "CLOSE: relay shutting down")
+for name, data, note in [
+    ("fail_cell_truncated", cell(0x00)[:-1], "one byte short"),
+    ("fail_cell_oversized", cell(0x00) + b"\0", "one byte too many"),
+    ("fail_cell_unknown_kind", cell(0x05), "kind 0x05 is not assigned"),
+    ("fail_cell_unknown_flag", cell(0x01, flags=3, stream=1, data=b"x"), "DATA flag 0x02 is not assigned"),
+    ("fail_cell_flags_on_reset", cell(0x02, flags=1, stream=1), "FIN flag on a RESET"),
+    ("fail_cell_length_above_frame", cell(0x01, stream=1, length=FRAME_LEN + 1), "length 4161"),
+    ("fail_cell_length_on_stop", cell(0x03, stream=1, length=1, data=b"\0"), "STOP with a length"),
+    ("fail_cell_data_stream_0", cell(0x01, flags=1, stream=0, data=b"x"), "DATA on stream 0"),
+    ("fail_cell_close_with_stream", cell(0x04, stream=1), "CLOSE naming a stream"),
+    ("fail_cell_empty_without_fin", cell(0x01, stream=1), "empty DATA without FIN"),
+    ("fail_cell_code_on_data", cell(0x01, flags=1, stream=1, code=1, data=b"x"), "DATA with a code"),
+    ("fail_cell_code_on_pad", cell(0x00, code=1), "PAD with a code"),
+    ("fail_cell_padding", cell(0x01, stream=1, data=b"x")[:-1] + b"\x01", "a byte after the data is not zero"),
+]:
+    write_cell(name, data, "error bad_cell", note)
