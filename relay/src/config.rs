@@ -18,6 +18,11 @@ use crate::Error;
 pub struct Config {
     /// UDP address the QUIC endpoint binds.
     pub listen: SocketAddr,
+    /// The TLS-over-TCP listener for clients without UDP (Tor, UDP-blocked networks):
+    /// `"same"` (the address and port of `listen`, which is where clients look for it) or
+    /// an explicit address. Omit to turn it off.
+    #[serde(default)]
+    pub tcp_listen: Option<TcpListen>,
     /// Public `host:port` clients use; only used to print the relay address.
     #[serde(default)]
     pub public_address: Option<String>,
@@ -290,6 +295,42 @@ where
     }
 }
 
+/// Where the TCP listener binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpListen {
+    /// The IP and port of `listen` (TCP and UDP port spaces are separate). With port 0 the
+    /// TCP listener takes the port the QUIC endpoint got.
+    SameAsQuic,
+    /// This address. Clients connect to the port of the relay address, so an operator who
+    /// chooses another port forwards the published one to it.
+    Addr(SocketAddr),
+}
+
+impl TcpListen {
+    /// The address to bind, given the QUIC endpoint's bound address.
+    #[must_use]
+    pub fn resolve(self, quic: SocketAddr) -> SocketAddr {
+        match self {
+            Self::SameAsQuic => quic,
+            Self::Addr(a) => a,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "same" {
+            return Ok(Self::SameAsQuic);
+        }
+        s.parse().map(Self::Addr).map_err(|_| {
+            serde::de::Error::custom(
+                "tcp_listen must be \"same\" (the address of listen) or an address like \"0.0.0.0:4433\"",
+            )
+        })
+    }
+}
+
 /// A socket address on a loopback interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopbackAddr(pub SocketAddr);
@@ -328,6 +369,7 @@ impl<'de> Deserialize<'de> for LoopbackAddr {
 /// Environment variables that override keys: (variable, section or "", key).
 pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
     ("HUSH_RELAY_LISTEN", "", "listen"),
+    ("HUSH_RELAY_TCP_LISTEN", "", "tcp_listen"),
     ("HUSH_RELAY_PUBLIC_ADDRESS", "", "public_address"),
     ("HUSH_RELAY_DATA_DIR", "", "data_dir"),
     ("HUSH_RELAY_CERT", "", "cert"),
@@ -413,6 +455,7 @@ impl Config {
     pub fn loopback(listen: SocketAddr, data_dir: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
         Self {
             listen,
+            tcp_listen: None,
             public_address: None,
             data_dir,
             cert,
@@ -537,6 +580,13 @@ impl Config {
     pub fn check_resources(&self) -> Result<(), Error> {
         std::net::UdpSocket::bind(self.listen)
             .map_err(|e| Error::io(format!("binding listen = {} (UDP)", self.listen), e))?;
+        if let Some(t) = self.tcp_listen {
+            // With "same" and port 0 the real port is only known once QUIC is bound; any
+            // free port stands for it here.
+            let a = t.resolve(self.listen);
+            std::net::TcpListener::bind(a)
+                .map_err(|e| Error::io(format!("binding tcp_listen = {a} (TCP)"), e))?;
+        }
         if let Some(m) = self.metrics_listen {
             std::net::TcpListener::bind(m.0)
                 .map_err(|e| Error::io(format!("binding metrics_listen = {} (TCP)", m.0), e))?;
@@ -599,6 +649,9 @@ pub fn template(listen: SocketAddr, public_address: &str, metrics_listen: Loopba
 
 # UDP address of the QUIC endpoint (init takes the port of public_address).
 listen = "{listen}"
+# TLS over TCP for clients without UDP (Tor, networks that block UDP): "same" listens on
+# the address and port of `listen` (TCP), where clients look for it. Remove to turn off.
+tcp_listen = "same"
 # host:port clients connect to; only used to print the relay address.
 public_address = "{public_address}"
 # Database directory, certificate and private key (relative to this file).

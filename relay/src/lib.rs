@@ -15,7 +15,7 @@
 //! Modules: [`config`] (TOML + environment), [`tls`] (identity, server configuration),
 //! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
 //! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
-//! requests, shutdown), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
+//! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 
@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod push;
 pub mod server;
 pub mod store;
+mod tcp;
 pub mod tls;
 
 pub use error::Error;

@@ -22,6 +22,7 @@ pub struct Metrics {
     connections_open: AtomicU64,
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
+    tcp_connections_total: AtomicU64,
     requests: [AtomicU64; 5],
     /// One counter per entry of [`ErrorCode::ALL`], the labels being their names.
     errors: [AtomicU64; ErrorCode::ALL.len()],
@@ -87,6 +88,9 @@ impl Metrics {
     }
     pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn tcp_connection_opened(&self) {
+        self.tcp_connections_total.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -213,14 +217,20 @@ impl Metrics {
         metric(
             "hush_relay_connections_open",
             "gauge",
-            "Open QUIC connections.",
+            "Open connections (QUIC and TCP).",
             vec![(String::new(), g(&self.connections_open))],
         );
         metric(
             "hush_relay_connections_total",
             "counter",
-            "Accepted QUIC connections.",
+            "Accepted connections (QUIC and TCP).",
             vec![(String::new(), g(&self.connections_total))],
+        );
+        metric(
+            "hush_relay_tcp_connections_total",
+            "counter",
+            "Accepted connections over TCP (a part of hush_relay_connections_total).",
+            vec![(String::new(), g(&self.tcp_connections_total))],
         );
         metric(
             "hush_relay_connections_refused_total",

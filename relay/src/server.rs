@@ -21,11 +21,12 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::clock::Clock;
 use crate::commit::Committer;
-use crate::config::{Backend, Config, Limits};
+use crate::config::{Backend, Config, Limits, TcpListen};
 use crate::disk::DiskSpace;
 use crate::metrics::{DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
@@ -43,20 +44,21 @@ const SWEEP_CHUNK: usize = 10_000;
 /// Time in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Shared {
+pub(crate) struct Shared {
     store: Arc<dyn Store>,
     committer: Committer,
     hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
     disk: DiskSpace,
-    shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// A running relay. Dropping it starts a graceful shutdown in the background; call
 /// [`Relay::shutdown`] to wait for it to complete.
 pub struct Relay {
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     pin: hush_proto::SpkiPin,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -75,7 +77,7 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     // A dropped sender also means shutdown.
     let _ = rx.wait_for(|v| *v).await;
 }
@@ -113,7 +115,7 @@ impl RateLimiter {
     }
 }
 
-struct ConnState {
+pub(crate) struct ConnState {
     limiter: Mutex<RateLimiter>,
     subscriptions: AtomicUsize,
 }
@@ -212,7 +214,7 @@ impl Relay {
             .map_err(|e| Error::Tls(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(transport(&limits)?));
-        let socket = udp_socket(config.listen)?;
+        let (socket, tcp_listener) = bind_listeners(config)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server_config),
@@ -223,6 +225,16 @@ impl Relay {
         let local_addr = endpoint
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
+        let tcp = match tcp_listener {
+            Some(l) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(identity.server_config()?));
+                let l = tokio::net::TcpListener::from_std(l)
+                    .map_err(|e| Error::io("registering the TCP listener", e))?;
+                Some((l, acceptor))
+            }
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
         let metrics_listener = match &config.metrics_listen {
             Some(a) => Some(crate::metrics::bind(a.0).await?),
@@ -250,12 +262,16 @@ impl Relay {
             );
         }
         tracing::info!(port = local_addr.port(), "relay listening");
+        if let Some(a) = tcp_addr {
+            tracing::info!(port = a.port(), "relay listening on TCP");
+        }
         if let Some(a) = metrics_addr {
             tracing::info!(port = a.port(), "metrics listening");
         }
         let sweep_every = Duration::from_secs(config.storage.sweep_interval_secs.0);
         let task = tokio::spawn(serve(
             endpoint,
+            tcp,
             shared,
             writer,
             metrics_listener,
@@ -264,6 +280,7 @@ impl Relay {
         ));
         Ok(Self {
             local_addr,
+            tcp_addr,
             pin: identity.pin()?,
             metrics_addr,
             shutdown: shutdown_tx,
@@ -275,6 +292,12 @@ impl Relay {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound TCP address, if the TCP listener is on.
+    #[must_use]
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// The bound metrics address, if any.
@@ -337,8 +360,62 @@ impl Relay {
     }
 }
 
+/// Tries this many UDP ports when `tcp_listen = "same"` and `listen` has port 0, until the
+/// same TCP port is free too.
+const SAME_PORT_TRIES: usize = 16;
+
+/// Binds the QUIC socket and, if configured, the TCP listener (on the same port for "same").
+fn bind_listeners(
+    config: &Config,
+) -> Result<(std::net::UdpSocket, Option<std::net::TcpListener>), Error> {
+    let Some(tcp) = config.tcp_listen else {
+        return Ok((udp_socket(config.listen)?, None));
+    };
+    let tries = match tcp {
+        TcpListen::SameAsQuic if config.listen.port() == 0 => SAME_PORT_TRIES,
+        _ => 1,
+    };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = udp_socket(config.listen)?;
+        let quic = udp
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let addr = tcp.resolve(quic);
+        match tcp_socket(addr) {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) => last = Some(Error::io(format!("binding tcp_listen = {addr} (TCP)"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Config("tcp_listen could not be bound".into())))
+}
+
+fn tcp_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The next TCP connection, or never if the TCP listener is off.
+async fn accept_tcp(
+    tcp: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match tcp {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve(
     endpoint: quinn::Endpoint,
+    tcp: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     shared: Arc<Shared>,
     writer: std::thread::JoinHandle<()>,
     metrics_listener: Option<tokio::net::TcpListener>,
@@ -367,6 +444,19 @@ async fn serve(
                 }
                 conns.spawn(handle_connection(incoming, shared.clone()));
             }
+            accepted = accept_tcp(tcp.as_ref().map(|(l, _)| l)) => {
+                // Accept errors (out of descriptors, a connection reset before accept) are
+                // the kernel's; the listener goes on.
+                let Ok(stream) = accepted else { continue };
+                let Some((_, acceptor)) = &tcp else { continue };
+                // The same limit as QUIC, counted over both: closed before its handshake.
+                if conns.len() >= max_conns {
+                    shared.metrics.connection_refused();
+                    drop(stream);
+                    continue;
+                }
+                conns.spawn(crate::tcp::handle_connection(stream, acceptor.clone(), shared.clone()));
+            }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             () = wait_shutdown(&mut shutdown) => break,
         }
@@ -375,6 +465,7 @@ async fn serve(
     tracing::info!(connections = conns.len(), "shutting down");
     shared.metrics.set_shutting_down();
     endpoint.set_server_config(None);
+    drop(tcp);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while conns.join_next().await.is_some() {}
     })
@@ -461,7 +552,7 @@ async fn disk_watch(shared: Arc<Shared>) {
     }
 }
 
-struct OpenGuard(Arc<Metrics>);
+pub(crate) struct OpenGuard(pub(crate) Arc<Metrics>);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.connection_closed();
@@ -478,14 +569,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     shared.metrics.connection_opened();
     let _open = OpenGuard(shared.metrics.clone());
-    let state = Arc::new(ConnState {
-        limiter: Mutex::new(RateLimiter::new(
-            shared.limits.requests_per_sec.0,
-            shared.limits.request_burst.0,
-            Instant::now(),
-        )),
-        subscriptions: AtomicUsize::new(0),
-    });
+    let state = ConnState::new(&shared);
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut shutting_down = false;
@@ -507,50 +591,111 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
 }
 
-async fn send_frame(send: &mut SendStream, resp: &Response) -> bool {
-    write_frame(send, &resp.encode()).await.is_ok()
+impl ConnState {
+    /// The per-connection state of a new connection, QUIC or TCP.
+    pub(crate) fn new(shared: &Shared) -> Arc<Self> {
+        Arc::new(Self {
+            limiter: Mutex::new(RateLimiter::new(
+                shared.limits.requests_per_sec.0,
+                shared.limits.request_burst.0,
+                Instant::now(),
+            )),
+            subscriptions: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// The relay's reading half of one request stream, QUIC or TCP (`crate::tcp`).
+pub(crate) trait RequestRecv: Send {
+    /// Every byte up to the end of the stream, at most one frame (as
+    /// [`hush_transport::stream::read_request`]).
+    fn read_request(
+        &mut self,
+    ) -> impl Future<Output = Result<Zeroizing<Vec<u8>>, hush_transport::Error>> + Send;
+    /// Stops reading: the client is told to send no more.
+    fn stop(&mut self);
+}
+
+/// The relay's writing half of one request stream, QUIC or TCP.
+pub(crate) trait ResponseSend: Send {
+    /// Writes one frame; `false` if the stream or the connection failed.
+    fn write_frame(&mut self, frame: &[u8; FRAME_LEN]) -> impl Future<Output = bool> + Send;
+    /// Ends the stream and waits (bounded) until the client has every byte of it.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+    /// Resolves when the client stops reading the stream.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static;
+}
+
+impl RequestRecv for RecvStream {
+    async fn read_request(&mut self) -> Result<Zeroizing<Vec<u8>>, hush_transport::Error> {
+        read_request(self).await
+    }
+    fn stop(&mut self) {
+        let _ = RecvStream::stop(self, VarInt::from_u32(0));
+    }
+}
+
+impl ResponseSend for SendStream {
+    async fn write_frame(&mut self, frame: &[u8; FRAME_LEN]) -> bool {
+        write_frame(self, frame).await.is_ok()
+    }
+    /// Waits until the client has acknowledged every byte, so that a graceful shutdown
+    /// closing the connection afterwards cannot discard an answer.
+    async fn finish(&mut self) {
+        if SendStream::finish(self).is_ok() {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, SendStream::stopped(self)).await;
+        }
+    }
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let stopped = SendStream::stopped(self);
+        async move {
+            let _ = stopped.await;
+        }
+    }
+}
+
+async fn send_frame(send: &mut impl ResponseSend, resp: &Response) -> bool {
+    send.write_frame(&resp.encode()).await
 }
 
 /// Answers `e` and counts it in `errors_total`.
-async fn send_error(send: &mut SendStream, metrics: &Metrics, e: ErrorFrame) {
+async fn send_error(send: &mut impl ResponseSend, metrics: &Metrics, e: ErrorFrame) {
     metrics.error(e.code);
     answer_error(send, e).await;
 }
 
 /// Answers `e` without counting it as an error (the caller counts the outcome).
-async fn answer_error(send: &mut SendStream, e: ErrorFrame) {
+async fn answer_error(send: &mut impl ResponseSend, e: ErrorFrame) {
     let _ = send_frame(send, &Response::Error(e)).await;
     finish(send).await;
 }
 
-/// Finishes the stream and waits (bounded) until the client has acknowledged every byte, so
-/// that a graceful shutdown closing the connection afterwards cannot discard an answer.
-async fn finish(send: &mut SendStream) {
-    if send.finish().is_ok() {
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT, send.stopped()).await;
-    }
+/// Finishes the stream and waits (bounded) until the client has every byte of it.
+async fn finish(send: &mut impl ResponseSend) {
+    send.finish().await;
 }
 
-async fn handle_stream(
-    mut send: SendStream,
-    mut recv: RecvStream,
+/// Serves one request stream, QUIC or TCP.
+pub(crate) async fn handle_stream(
+    mut send: impl ResponseSend,
+    mut recv: impl RequestRecv,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
 ) {
     let metrics = &shared.metrics;
     // The frame may carry fetch secrets: `bytes` wipes itself when dropped (quinn's own
     // buffers are out of reach); the decoded values zeroize themselves.
-    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut recv)).await {
+    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_request()).await {
         Ok(Ok(b)) => b,
         Ok(Err(hush_transport::Error::Protocol(e))) => {
-            let _ = recv.stop(VarInt::from_u32(0));
+            recv.stop();
             let code = e.code().unwrap_or(ErrorCode::Oversized);
             return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
         }
         // The client reset the stream or the connection died: nobody to answer.
         Ok(Err(_)) => return,
         Err(_) => {
-            let _ = recv.stop(VarInt::from_u32(0));
+            recv.stop();
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Truncated)).await;
         }
     };

@@ -6,7 +6,8 @@
 //! processes in temporary directories ([`Relay`]: init, run with environment overrides,
 //! wait until listening, SIGKILL, SIGTERM, restart on the same port and data, metrics,
 //! logs), isolated client data roots ([`Home`]: the `hush` CLI with a passphrase from the
-//! environment, `--json` helpers), bounded waits ([`poll`], [`poll_async`]) and the names
+//! environment, `--json` helpers), a SOCKS5 proxy that records what it was asked
+//! ([`socks`]), bounded waits ([`poll`], [`poll_async`]) and the names
 //! of the binaries' test hooks ([`hooks`]).
 //!
 //! What it must never do: mock a component, or link hush-relay, hush-core or hush (each
@@ -23,6 +24,7 @@ mod fs;
 pub mod hooks;
 mod profile;
 mod relay;
+pub mod socks;
 mod wait;
 
 pub use bins::{bin_dir, hush_bin, relay_bin};

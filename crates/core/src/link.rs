@@ -121,7 +121,7 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
                     }
                 },
                 Some(_) = requests.join_next(), if !requests.is_empty() => {}
-                _ = client.connection().closed() => break,
+                () = client.closed() => break,
             }
         }
         subs.abort_all();

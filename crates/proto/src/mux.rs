@@ -603,10 +603,7 @@ mod tests {
             t.handle_cell(data(3, b"q", false)),
             Ok(StreamEvent::Refused(StreamId(3)))
         );
-        assert_eq!(
-            t.handle_cell(data(3, b"r", true)),
-            Ok(StreamEvent::Nothing)
-        );
+        assert_eq!(t.handle_cell(data(3, b"r", true)), Ok(StreamEvent::Nothing));
         // Refused with FIN in its first cell: nothing to track.
         assert_eq!(
             t.handle_cell(data(4, b"q", true)),

@@ -160,7 +160,11 @@ fn replay_all_vectors() {
                 let bytes = hex::decode(field("cell")).unwrap();
                 match decode_cell(&bytes) {
                     Ok(c) => {
-                        assert_eq!(&c.encode().unwrap()[..], &bytes[..], "{name}: canonical re-encode");
+                        assert_eq!(
+                            &c.encode().unwrap()[..],
+                            &bytes[..],
+                            "{name}: canonical re-encode"
+                        );
                         describe_cell(&c)
                     }
                     Err(_) => "error bad_cell".to_owned(),

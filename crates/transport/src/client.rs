@@ -1,7 +1,7 @@
 //! The relay client: connect to a relay by its `hush://` address and speak hush-proto.
 //!
-//! Owns: resolving the address, the pinned TLS 1.3 QUIC connection, and one request per
-//! bidirectional stream with typed results. Used by hush-core's relay links, the load
+//! Owns: resolving the address, the pinned TLS 1.3 connection (QUIC, or TCP directly or
+//! through SOCKS5: a [`Route`]), and one request per bidirectional stream with typed results. Used by hush-core's relay links, the load
 //! generator and the relay's end-to-end tests.
 //! Must never connect without verifying the pin, never log or print fetch secrets, mailbox ids
 //! or envelope bytes, and never treat a relay error frame as success.
@@ -18,7 +18,9 @@ use quinn::{RecvStream, SendStream};
 use zeroize::Zeroize as _;
 
 use crate::Error;
+use crate::socks::Socks5;
 use crate::stream::{read_response, write_frame};
+use crate::tcp::{TcpConn, TcpStreamRecv};
 use crate::tls;
 
 /// Keep-alive a client sends so that idle subscriptions survive the relay's idle timeout.
@@ -44,12 +46,52 @@ pub struct DeleteOutcome {
     pub unknown: u16,
 }
 
+/// How a client reaches a relay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Route {
+    /// QUIC over UDP (the default).
+    #[default]
+    Quic,
+    /// TLS over TCP, directly (docs/PROTOCOL.md II.1.1).
+    Tcp,
+    /// TLS over TCP through a SOCKS5 proxy, which resolves the host.
+    Socks5(Socks5),
+}
+
 /// A connection to one relay. Cheap to share by reference; requests run concurrently.
 #[derive(Debug)]
 pub struct RelayClient {
-    conn: quinn::Connection,
-    // Kept so that a client made by `connect` owns its socket.
-    _endpoint: Option<quinn::Endpoint>,
+    conn: Conn,
+}
+
+#[derive(Debug)]
+enum Conn {
+    Quic {
+        conn: quinn::Connection,
+        // Kept so that a client made by `connect` owns its socket.
+        endpoint: Option<quinn::Endpoint>,
+    },
+    Tcp(TcpConn),
+}
+
+/// The reading side of a request stream, on either transport.
+#[derive(Debug)]
+enum Reply {
+    Quic {
+        // Kept open: dropping it would reset the stream.
+        _send: SendStream,
+        recv: RecvStream,
+    },
+    Tcp(TcpStreamRecv),
+}
+
+impl Reply {
+    async fn next(&mut self) -> Result<Option<Response>, Error> {
+        match self {
+            Self::Quic { recv, .. } => read_response(recv).await,
+            Self::Tcp(r) => r.read_response().await,
+        }
+    }
 }
 
 /// Builds a client endpoint bound to an ephemeral UDP port, to share among many connections.
@@ -63,7 +105,7 @@ pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, Error> {
     })
 }
 
-async fn resolve(addr: &RelayAddress) -> Result<SocketAddr, Error> {
+pub(crate) async fn resolve(addr: &RelayAddress) -> Result<SocketAddr, Error> {
     match &addr.host {
         Host::Ip(ip) => Ok(SocketAddr::new(*ip, addr.port)),
         // The resolver's message may name the host; only the fact of failure is kept.
@@ -90,8 +132,38 @@ impl RelayClient {
         };
         let endpoint = client_endpoint(bind)?;
         let mut c = Self::connect_with_alpn(&endpoint, addr, ALPN).await?;
-        c._endpoint = Some(endpoint);
+        if let Conn::Quic { endpoint: e, .. } = &mut c.conn {
+            *e = Some(endpoint);
+        }
         Ok(c)
+    }
+
+    /// Connects by `route`: QUIC with its own socket, or TCP directly or through SOCKS5.
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect`]; through a proxy also [`Error::ProxyUnreachable`] and
+    /// [`Error::Proxy`]. A proxy that fails is never bypassed.
+    pub async fn connect_via(addr: &RelayAddress, route: &Route) -> Result<Self, Error> {
+        match route {
+            Route::Quic => Self::connect(addr).await,
+            Route::Tcp => Self::connect_tcp(addr, None, ALPN).await,
+            Route::Socks5(s) => Self::connect_tcp(addr, Some(s), ALPN).await,
+        }
+    }
+
+    /// Connects over TCP+TLS (through `socks` if given), offering `alpn`.
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect_via`].
+    pub async fn connect_tcp(
+        addr: &RelayAddress,
+        socks: Option<&Socks5>,
+        alpn: &[u8],
+    ) -> Result<Self, Error> {
+        let conn = TcpConn::connect(addr, socks, alpn).await?;
+        Ok(Self {
+            conn: Conn::Tcp(conn),
+        })
     }
 
     /// Connects through a shared endpoint (see [`client_endpoint`]).
@@ -143,39 +215,94 @@ impl RelayClient {
             Err(e) => return Err(e.into()),
         };
         Ok(Self {
-            conn,
-            _endpoint: None,
+            conn: Conn::Quic {
+                conn,
+                endpoint: None,
+            },
         })
     }
 
-    /// The underlying QUIC connection.
+    /// The underlying QUIC connection; `None` over TCP.
     #[must_use]
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.conn
+    pub fn quic_connection(&self) -> Option<&quinn::Connection> {
+        match &self.conn {
+            Conn::Quic { conn, .. } => Some(conn),
+            Conn::Tcp(_) => None,
+        }
     }
 
-    /// Closes the connection (code 0).
+    /// Whether this client runs over TCP.
+    #[must_use]
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.conn, Conn::Tcp(_))
+    }
+
+    /// Resolves when the connection has ended (closed by either side, or lost).
+    pub async fn closed(&self) {
+        match &self.conn {
+            Conn::Quic { conn, .. } => {
+                conn.closed().await;
+            }
+            Conn::Tcp(t) => t.closed().await,
+        }
+    }
+
+    /// Closes the connection (code 0) without waiting.
     pub fn close(&self) {
-        self.conn.close(0u32.into(), b"");
+        match &self.conn {
+            Conn::Quic { conn, .. } => conn.close(0u32.into(), b""),
+            Conn::Tcp(t) => t.close(),
+        }
+    }
+
+    /// Closes the connection and waits, at most `within`, until the relay has been told:
+    /// for QUIC until the endpoint this client owns is idle (the close was sent and
+    /// acknowledged or timed out), for TCP until CLOSE and TLS close_notify are written and
+    /// the socket shut down. A relay then counts the connection closed at once.
+    pub async fn close_and_wait(&self, within: Duration) {
+        match &self.conn {
+            Conn::Quic { conn, endpoint } => {
+                conn.close(0u32.into(), b"");
+                if let Some(e) = endpoint {
+                    let _ = tokio::time::timeout(within, e.wait_idle()).await;
+                }
+            }
+            Conn::Tcp(t) => {
+                let _ = tokio::time::timeout(within, t.close_and_wait()).await;
+            }
+        }
     }
 
     /// Opens a request stream and sends `req`; the encoded frame (which may hold fetch
     /// secrets) is wiped once written.
-    async fn open(&self, req: &Request) -> Result<(SendStream, RecvStream), Error> {
+    async fn open(&self, req: &Request) -> Result<Reply, Error> {
         let mut frame = req.encode();
-        let r = self.open_raw(&frame).await;
+        let r = self.open_raw(&frame[..]).await;
         frame.zeroize();
         r
     }
 
-    async fn open_raw(
-        &self,
-        frame: &[u8; hush_proto::FRAME_LEN],
-    ) -> Result<(SendStream, RecvStream), Error> {
-        let (mut send, recv) = self.conn.open_bi().await?;
-        write_frame(&mut send, frame).await?;
-        send.finish().map_err(Error::stream)?;
-        Ok((send, recv))
+    /// Opens a stream, sends `bytes` and ends the sending side.
+    async fn open_raw(&self, bytes: &[u8]) -> Result<Reply, Error> {
+        match &self.conn {
+            Conn::Quic { conn, .. } => {
+                let (mut send, recv) = conn.open_bi().await?;
+                if bytes.len() == hush_proto::FRAME_LEN {
+                    let mut frame = [0u8; hush_proto::FRAME_LEN];
+                    frame.copy_from_slice(bytes);
+                    let r = write_frame(&mut send, &frame).await;
+                    frame.zeroize();
+                    r?;
+                    send.finish().map_err(Error::stream)?;
+                } else if send.write_all(bytes).await.is_ok() {
+                    // The relay may stop reading an oversized request before it is all
+                    // sent; what it answers is still readable.
+                    let _ = send.finish();
+                }
+                Ok(Reply::Quic { _send: send, recv })
+            }
+            Conn::Tcp(t) => t.request(bytes).map(Reply::Tcp),
+        }
     }
 
     /// Sends raw bytes as a request stream and returns every response frame until the relay
@@ -185,22 +312,17 @@ impl RelayClient {
     /// [`Error::Stream`]/[`Error::Connection`] on transport failure, [`Error::Protocol`] if a
     /// response does not decode.
     pub async fn raw_request(&self, bytes: &[u8]) -> Result<Vec<Response>, Error> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
-        // The relay may stop reading an oversized request before it is all sent; what it
-        // answers is still readable.
-        if send.write_all(bytes).await.is_ok() {
-            let _ = send.finish();
-        }
+        let mut reply = self.open_raw(bytes).await?;
         let mut out = Vec::new();
-        while let Some(r) = read_response(&mut recv).await? {
+        while let Some(r) = reply.next().await? {
             out.push(r);
         }
         Ok(out)
     }
 
     async fn single(&self, req: &Request) -> Result<Response, Error> {
-        let (_send, mut recv) = self.open(req).await?;
-        match read_response(&mut recv).await? {
+        let mut reply = self.open(req).await?;
+        match reply.next().await? {
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             Some(r) => Ok(r),
             None => Err(Error::UnexpectedResponse("stream ended without a response")),
@@ -239,10 +361,10 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`], or a transport/protocol error.
     pub async fn fetch(&self, secrets: SecretBatch, after: EnvelopeId) -> Result<FetchPage, Error> {
-        let (_send, mut recv) = self.open(&Request::Fetch { after, secrets }).await?;
+        let mut reply = self.open(&Request::Fetch { after, secrets }).await?;
         let mut deliveries = Vec::new();
         loop {
-            match read_response(&mut recv).await? {
+            match reply.next().await? {
                 Some(Response::Envelope(d)) => deliveries.push(d),
                 Some(Response::FetchDone { returned, more }) => {
                     if usize::try_from(returned).ok() != Some(deliveries.len()) {
@@ -311,13 +433,9 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
     pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
-        let (send, mut recv) = self.open(&Request::Subscribe { secrets }).await?;
-        match read_response(&mut recv).await? {
-            Some(Response::Subscribed { count }) => Ok(Subscription {
-                _send: send,
-                recv,
-                count,
-            }),
+        let mut reply = self.open(&Request::Subscribe { secrets }).await?;
+        match reply.next().await? {
+            Some(Response::Subscribed { count }) => Ok(Subscription { reply, count }),
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             _ => Err(Error::UnexpectedResponse("expected Subscribed")),
         }
@@ -327,8 +445,7 @@ impl RelayClient {
 /// A live subscription. Dropping it ends the subscription.
 #[derive(Debug)]
 pub struct Subscription {
-    _send: SendStream,
-    recv: RecvStream,
+    reply: Reply,
     count: u16,
 }
 
@@ -345,7 +462,7 @@ impl Subscription {
     /// [`Error::Relay`] with `Lagged` (fetch to catch up, then subscribe again) or
     /// `ShuttingDown`; [`Error::UnexpectedResponse`] if the relay ended the stream.
     pub async fn next(&mut self) -> Result<Delivery, Error> {
-        match read_response(&mut self.recv).await? {
+        match self.reply.next().await? {
             Some(Response::Envelope(d)) => Ok(d),
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             Some(_) => Err(Error::UnexpectedResponse("expected Envelope")),
@@ -356,8 +473,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Tell the relay to stop pushing on this stream.
-        let _ = self.recv.stop(0u32.into());
+        // Tell the relay to stop pushing on this stream (over TCP the stream's own drop
+        // sends STOP).
+        if let Reply::Quic { recv, .. } = &mut self.reply {
+            let _ = recv.stop(0u32.into());
+        }
     }
 }
 

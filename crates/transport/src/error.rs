@@ -27,7 +27,8 @@ pub enum Error {
     /// The relay host could not be resolved or has no address.
     #[error("resolving the relay host: {0}")]
     Resolve(&'static str),
-    /// The QUIC connection could not be started (before any packet was sent).
+    /// The connection could not be started (QUIC: before any packet was sent; TCP: the
+    /// relay did not accept the TCP connection).
     #[error("connect: {0}")]
     Connect(&'static str),
     /// The QUIC connection failed or was closed, including a failed TLS handshake (no
@@ -41,6 +42,14 @@ pub enum Error {
     /// someone in the path is intercepting, or the relay's key changed. Nothing was sent.
     #[error("the relay's certificate does not match the pin of its address")]
     PinMismatch,
+    /// The SOCKS5 proxy could not be reached (nothing listens there, or it is down). No
+    /// direct connection is tried instead.
+    #[error("the SOCKS5 proxy is unreachable")]
+    ProxyUnreachable,
+    /// The SOCKS5 proxy refused (the step or its reply code is named) or did not speak
+    /// SOCKS5. No direct connection is tried instead.
+    #[error("SOCKS5: {0}")]
+    Proxy(&'static str),
     /// A caller's deadline passed.
     #[error("timed out")]
     Timeout,

@@ -3,7 +3,8 @@
 //! This crate owns the client side of the connection: the pinned TLS 1.3 client
 //! configuration (a relay is identified by the SHA-256 of its SPKI, not by a CA), reading and
 //! writing whole [`hush_proto::FRAME_LEN`] frames on QUIC streams (the relay server uses the
-//! same [`stream`] functions), and the relay client with its typed requests and push
+//! same [`stream`] functions) or on hush-proto's cell streams over TLS/TCP, and the relay
+//! client with its typed requests and push
 //! subscriptions. Wire bytes are hush-proto's; this crate only moves them.
 //!
 //! Principles:
@@ -17,17 +18,23 @@
 //!   wiped once written or read.
 //!
 //! Modules: [`tls`] (pin verifier and client configuration), [`stream`] (frame I/O on QUIC
-//! streams), `client` (the relay client, [`RelayClient`], re-exported at the root). [`Error`]
+//! streams), `client` (the relay client, [`RelayClient`], re-exported at the root, over
+//! QUIC or over the TCP transport of `tcp`, directly or through the SOCKS5 client of
+//! `socks`). [`Error`]
 //! separates what the relay or the network did from local failures and misuse.
 #![forbid(unsafe_code)]
 
 mod client;
 mod error;
+mod socks;
 pub mod stream;
+mod tcp;
 pub mod tls;
 
 pub use client::{
-    DeleteOutcome, FetchPage, KEEP_ALIVE, RelayClient, Subscription, client_endpoint, relay_error,
+    DeleteOutcome, FetchPage, KEEP_ALIVE, RelayClient, Route, Subscription, client_endpoint,
+    relay_error,
 };
 pub use error::Error;
+pub use socks::Socks5;
 pub use tls::spki_pin;

@@ -54,7 +54,7 @@ async fn a_request_stream_carries_at_most_one_frame() {
         (vec![0], Some(1)),
         (over, None),
     ] {
-        let c = client.connection().clone();
+        let c = client.quic_connection().unwrap().clone();
         let send = tokio::spawn(async move {
             let (mut s, _r) = c.open_bi().await.unwrap();
             s.write_all(&sent).await.unwrap();
@@ -79,7 +79,7 @@ async fn responses_are_read_whole_and_a_cut_one_is_an_error() {
     let (client, conn) = tokio::join!(RelayClient::connect(&addr), accept(&ep));
     let client = client.unwrap();
     let done = Response::Deposited(EnvelopeId(9)).encode();
-    let (mut s, mut r) = client.connection().open_bi().await.unwrap();
+    let (mut s, mut r) = client.quic_connection().unwrap().open_bi().await.unwrap();
     // The server sees the stream only once data arrives on it.
     s.write_all(b"x").await.unwrap();
     let (mut ss, _sr) = conn.accept_bi().await.unwrap();
@@ -98,7 +98,7 @@ async fn responses_are_read_whole_and_a_cut_one_is_an_error() {
         Err(Error::Protocol(hush_proto::Error::Truncated(10)))
     ));
 
-    let (mut s2, mut r2) = client.connection().open_bi().await.unwrap();
+    let (mut s2, mut r2) = client.quic_connection().unwrap().open_bi().await.unwrap();
     s2.write_all(b"x").await.unwrap();
     let (mut ss2, _sr2) = conn.accept_bi().await.unwrap();
     ss2.finish().unwrap();
