@@ -317,7 +317,9 @@ impl Session {
         let pass = passphrase(profile, false)?;
         let store = Store::open(profile, pass.as_bytes())?;
         init_logging(profile);
-        let (handle, _events) = hush_core::start(store, engine_options(root)).await?;
+        let mut options = engine_options(root);
+        options.network = profile.config()?.network();
+        let (handle, _events) = hush_core::start(store, options).await?;
         Ok(Self { handle })
     }
 
@@ -343,7 +345,7 @@ async fn set_relay_offline(
         let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
             Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
         })?;
-        hush_core::check_relay(&parsed).await?;
+        hush_core::check_relay(&parsed, profile.config()?.network()).await?;
     }
     store.set_relay(address)?;
     if json {
@@ -594,7 +596,7 @@ async fn command_with_engine(
                 let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
                     Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
                 })?;
-                hush_core::check_relay(&parsed).await?;
+                hush_core::check_relay(&parsed, h.network()).await?;
             }
             h.set_relay(&address).await?;
             if json {
@@ -621,10 +623,11 @@ async fn command_with_engine(
             let parsed: hush_proto::RelayAddress = address
                 .parse()
                 .map_err(|_| Error::StoreCorrupted("configured relay address"))?;
-            let check = hush_core::check_relay(&parsed).await;
+            let check = hush_core::check_relay(&parsed, h.network()).await;
             let state = match &check {
                 Ok(()) => "reachable",
                 Err(Error::CertificateMismatch) => "certificate_mismatch",
+                Err(Error::ProxyFailed) => "proxy_failed",
                 Err(_) => "unreachable",
             };
             if json {
@@ -715,6 +718,11 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
                 )?;
+            } else if h.status().await?.proxy_failed > 0 {
+                writeln!(
+                    io.out,
+                    "added {name:?}; the SOCKS5 proxy (socks5 in config.toml) is unreachable or refused the connection, and nothing is ever sent around it: the handshake is queued and will be sent by the next hush command"
+                )?;
             } else if h.status().await?.certificate_mismatch > 0 {
                 writeln!(
                     io.out,
@@ -803,6 +811,11 @@ async fn command_with_engine(
                 )?;
             } else if state != DeliveryState::Queued {
                 writeln!(io.out, "sent")?;
+            } else if h.status().await?.proxy_failed > 0 {
+                writeln!(
+                    io.out,
+                    "queued: the SOCKS5 proxy (socks5 in config.toml) is unreachable or refused the connection, and nothing is ever sent around it; it will be sent by the next hush command"
+                )?;
             } else if h.status().await?.certificate_mismatch > 0 {
                 writeln!(
                     io.out,

@@ -43,6 +43,8 @@ pub enum Kind {
     RelayUnreachable,
     /// The relay's certificate does not match the pin of its address.
     CertificateMismatch,
+    /// The profile's SOCKS5 proxy is unreachable or refused.
+    ProxyFailed,
     /// Another hush process holds the profile.
     ProfileBusy,
     /// The store is damaged.
@@ -64,6 +66,7 @@ impl Kind {
             Self::Exists => "exists",
             Self::RelayUnreachable => "relay_unreachable",
             Self::CertificateMismatch => "certificate_mismatch",
+            Self::ProxyFailed => "proxy_failed",
             Self::ProfileBusy => "profile_busy",
             Self::StoreDamaged => "store_damaged",
         }
@@ -84,6 +87,7 @@ impl Kind {
             Self::RelayUnreachable => 5,
             Self::CertificateMismatch => 6,
             Self::ProfileBusy => 7,
+            Self::ProxyFailed => 8,
         }
     }
 
@@ -105,6 +109,7 @@ impl Kind {
             Error::AlreadyContact => Self::AlreadyContact,
             Error::RelayUnreachable => Self::RelayUnreachable,
             Error::CertificateMismatch => Self::CertificateMismatch,
+            Error::ProxyFailed => Self::ProxyFailed,
             _ => Self::Other,
         }
     }
@@ -167,6 +172,7 @@ mod tests {
             Kind::RelayUnreachable,
             Kind::CertificateMismatch,
             Kind::ProfileBusy,
+            Kind::ProxyFailed,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.push(Kind::Other.exit_code());

@@ -23,6 +23,8 @@ pub struct Metrics {
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
     tcp_connections_total: AtomicU64,
+    /// One counter per entry of [`ConnectionEnd::ALL`].
+    connections_closed: [AtomicU64; ConnectionEnd::ALL.len()],
     requests: [AtomicU64; 5],
     /// One counter per entry of [`ErrorCode::ALL`], the labels being their names.
     errors: [AtomicU64; ErrorCode::ALL.len()],
@@ -81,7 +83,54 @@ impl DeleteOutcome {
     }
 }
 
+/// How a connection ended (`hush_relay_connections_closed_total{how}`), QUIC or TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The client closed it (QUIC CONNECTION_CLOSE, a TCP CLOSE cell).
+    Client,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// Lost or broken: a reset, a transport or cell error, TCP ended without CLOSE.
+    Lost,
+    /// The relay closed it for its shutdown.
+    Shutdown,
+}
+
+impl ConnectionEnd {
+    /// Every way, in the order of their counters.
+    pub const ALL: [Self; 4] = [Self::Client, Self::Idle, Self::Lost, Self::Shutdown];
+
+    /// The metric label.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Idle => "idle",
+            Self::Lost => "lost",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    /// How a QUIC connection ended, from the error that ended its accept loop.
+    #[must_use]
+    pub fn of_quic(e: &quinn::ConnectionError) -> Self {
+        match e {
+            quinn::ConnectionError::ApplicationClosed(_)
+            | quinn::ConnectionError::ConnectionClosed(_) => Self::Client,
+            quinn::ConnectionError::TimedOut => Self::Idle,
+            _ => Self::Lost,
+        }
+    }
+}
+
 impl Metrics {
+    pub(crate) fn connection_ended(&self, how: ConnectionEnd) {
+        if let Some(i) = ConnectionEnd::ALL.iter().position(|o| *o == how)
+            && let Some(c) = self.connections_closed.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -225,6 +274,16 @@ impl Metrics {
             "counter",
             "Accepted connections (QUIC and TCP).",
             vec![(String::new(), g(&self.connections_total))],
+        );
+        metric(
+            "hush_relay_connections_closed_total",
+            "counter",
+            "Connections ended (QUIC and TCP), by how.",
+            ConnectionEnd::ALL
+                .iter()
+                .zip(&self.connections_closed)
+                .map(|(o, c)| (format!("{{how=\"{}\"}}", o.name()), g(c)))
+                .collect(),
         );
         metric(
             "hush_relay_tcp_connections_total",

@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Backend, Config, Limits, TcpListen};
 use crate::disk::DiskSpace;
-use crate::metrics::{DeleteOutcome, Metrics};
+use crate::metrics::{ConnectionEnd, DeleteOutcome, Metrics};
 use crate::push::{Hub, Next};
 use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
 use crate::tls::Identity;
@@ -573,18 +573,19 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut shutting_down = false;
-    loop {
+    let ended = loop {
         tokio::select! {
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
                     streams.spawn(handle_stream(send, recv, shared.clone(), state.clone()));
                 }
-                Err(_) => break,
+                Err(e) => break ConnectionEnd::of_quic(&e),
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
-            () = wait_shutdown(&mut shutdown) => { shutting_down = true; break }
+            () = wait_shutdown(&mut shutdown) => { shutting_down = true; break ConnectionEnd::Shutdown }
         }
-    }
+    };
+    shared.metrics.connection_ended(ended);
     while streams.join_next().await.is_some() {}
     if shutting_down {
         conn.close(VarInt::from_u32(CLOSE_SHUTTING_DOWN), b"shutting down");

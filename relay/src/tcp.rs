@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
+use crate::metrics::ConnectionEnd;
 use crate::server::{
     ConnState, OpenGuard, REQUEST_TIMEOUT, RequestRecv, ResponseSend, Shared, handle_stream,
     wait_shutdown,
@@ -92,22 +93,24 @@ pub(crate) async fn handle_connection(
     let mut shutdown = shared.shutdown.clone();
     let mut shutting_down = false;
     let mut buf = Zeroizing::new(vec![0u8; CELL_LEN]);
-    let close = loop {
+    let (close, ended) = loop {
         tokio::select! {
             read = tokio::time::timeout(idle, reader.read_exact(&mut buf[..])) => {
-                let Ok(read) = read else { break close_code::NORMAL };
+                let Ok(read) = read else { break (close_code::NORMAL, ConnectionEnd::Idle) };
                 if read.is_err() {
-                    // The client went away; nobody to tell.
-                    break close_code::NORMAL;
+                    // The client went away without CLOSE; nobody to tell.
+                    break (close_code::NORMAL, ConnectionEnd::Lost);
                 }
-                let Ok(cell) = decode_cell(&buf) else { break close_code::MALFORMED_CELL };
+                let Ok(cell) = decode_cell(&buf) else {
+                    break (close_code::MALFORMED_CELL, ConnectionEnd::Lost);
+                };
                 let event = match table.handle_cell(cell) {
                     Ok(e) => e,
-                    Err(code) => break code,
+                    Err(code) => break (code, ConnectionEnd::Lost),
                 };
                 match event {
                     StreamEvent::Nothing => {}
-                    StreamEvent::Closed(_) => break close_code::NORMAL,
+                    StreamEvent::Closed(_) => break (close_code::NORMAL, ConnectionEnd::Client),
                     StreamEvent::Opened { stream, bytes, fin } if shutting_down => {
                         // As QUIC stops accepting streams: this one is not served.
                         let _ = (bytes, fin);
@@ -153,14 +156,15 @@ pub(crate) async fn handle_connection(
             () = wait_shutdown(&mut shutdown), if !shutting_down => {
                 shutting_down = true;
                 if tasks.is_empty() {
-                    break close_code::SHUTTING_DOWN;
+                    break (close_code::SHUTTING_DOWN, ConnectionEnd::Shutdown);
                 }
             }
         }
         if shutting_down && tasks.is_empty() {
-            break close_code::SHUTTING_DOWN;
+            break (close_code::SHUTTING_DOWN, ConnectionEnd::Shutdown);
         }
     };
+    shared.metrics.connection_ended(ended);
     // In-flight requests finish (the server bounds the whole drain); a broken connection
     // makes their writes fail at once.
     if close != close_code::NORMAL || shutting_down {

@@ -544,6 +544,8 @@ async fn open(
     pass: Passphrase,
     tx: Tx,
 ) -> anyhow::Result<Handle> {
+    let mut options = options;
+    options.network = profile.config()?.network();
     let p = profile.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&p, pass.as_bytes()))
         .await
@@ -577,6 +579,8 @@ async fn setup(
     if !relay.is_empty() {
         store.set_relay(&relay)?;
     }
+    let mut options = options;
+    options.network = profile.config()?.network();
     start_engine(store, options, slot, tx).await
 }
 

@@ -22,6 +22,8 @@ use crate::engine::{Engine, EngineConfig, LinkEvent, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
 use crate::local_relay::{LocalRelay, ServedRelay};
+use crate::profile::Network;
+use crate::store::ContactId;
 use crate::store::Store;
 use crate::store::settings::Setting;
 
@@ -44,6 +46,8 @@ const EVENT_DEPTH: usize = 1024;
 pub struct Options {
     /// The relay to serve when the profile names none (`None`: a relay must be set).
     pub local_relay: Option<Arc<dyn LocalRelay>>,
+    /// How relays are reached (the profile's `transport` and `socks5` settings).
+    pub network: Network,
     /// Test hook: seconds added to the system clock (epoch rotation and catch-up).
     #[cfg(feature = "test-hooks")]
     pub clock_offset_secs: i64,
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("local_relay", &self.local_relay.is_some())
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -63,24 +68,73 @@ impl std::fmt::Debug for Options {
 /// How long [`check_relay`] waits for the relay.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Connects to `address` once and pings it: [`Error::CertificateMismatch`] if it presents a
-/// certificate that does not match the address's pin, [`Error::RelayUnreachable`] if it
-/// cannot be reached or does not answer. Sends nothing else.
-pub async fn check_relay(address: &RelayAddress) -> Result<()> {
+/// Connects to `address` once over `network` and pings it: [`Error::CertificateMismatch`]
+/// if it presents a certificate that does not match the address's pin,
+/// [`Error::ProxyFailed`] if the SOCKS5 proxy is unreachable or refuses,
+/// [`Error::RelayUnreachable`] if it cannot be reached or does not answer. Sends nothing
+/// else, and closes the connection before returning.
+pub async fn check_relay(address: &RelayAddress, network: Network) -> Result<()> {
+    let route = Isolation::new([0; 32]).route(network, None);
     let attempt = async {
-        let client = hush_transport::RelayClient::connect(address).await?;
+        let client = hush_transport::RelayClient::connect_via(address, &route).await?;
         let pong = client.ping().await;
-        client.close();
+        client.close_and_wait(LINK_CLOSE_WAIT).await;
         pong.map(|_| ())
     };
     match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable)) => {
+            Err(Error::ProxyFailed)
+        }
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "relay check failed");
             Err(Error::RelayUnreachable)
         }
         Err(_) => Err(Error::RelayUnreachable),
+    }
+}
+
+/// SOCKS5 usernames that isolate contacts: through Tor each gets its own circuit, so the
+/// exit (and the relay) cannot tell from a shared circuit that two contacts' deposits come
+/// from one person. A username is an opaque token derived from a secret drawn anew for each
+/// engine run and the contact's row id: it names no contact, and runs cannot be linked by
+/// it.
+struct Isolation {
+    secret: [u8; 32],
+}
+
+impl Isolation {
+    fn new(secret: [u8; 32]) -> Self {
+        Self { secret }
+    }
+
+    /// The username of `contact`'s deposits, or of the profile's own requests (`None`).
+    fn username(&self, contact: Option<ContactId>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"hush socks5 isolation v1");
+        h.update(self.secret);
+        match contact {
+            Some(c) => {
+                h.update([1]);
+                h.update(c.0.to_be_bytes());
+            }
+            None => h.update([0]),
+        }
+        let digest = h.finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn route(&self, network: Network, contact: Option<ContactId>) -> hush_transport::Route {
+        match network {
+            Network::Quic => hush_transport::Route::Quic,
+            Network::Tcp => hush_transport::Route::Tcp,
+            Network::Socks5(proxy) => hush_transport::Route::Socks5(hush_transport::Socks5 {
+                proxy,
+                username: self.username(contact),
+            }),
+        }
     }
 }
 
@@ -131,9 +185,12 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
     let (tx, requests) = mpsc::channel(CHANNEL_DEPTH);
     let (events_tx, events) = mpsc::channel(EVENT_DEPTH);
     let (reports, link_events) = mpsc::channel(CHANNEL_DEPTH);
+    let opts_network = opts.network;
     let mut driver = Driver {
         engine,
         clock,
+        network: opts.network,
+        isolation: Isolation::new(os_seed()?),
         links: HashMap::new(),
         reports,
         events: events_tx,
@@ -147,13 +204,22 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
     };
     driver.pump();
     tokio::spawn(driver.run(requests, link_events));
-    Ok((Handle { tx }, events))
+    Ok((
+        Handle {
+            tx,
+            network: opts_network,
+        },
+        events,
+    ))
 }
 
 struct Driver {
     engine: Engine,
     clock: Clock,
-    links: HashMap<String, Link>,
+    network: Network,
+    isolation: Isolation,
+    /// Links by relay and, through a SOCKS5 proxy, by the contact a deposit goes to.
+    links: HashMap<(String, Option<ContactId>), Link>,
     reports: Reports,
     events: mpsc::Sender<Event>,
     replies: HashMap<Ticket, oneshot::Sender<Result<Response>>>,
@@ -243,10 +309,19 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
+            // Only a proxy can give contacts apart circuits; without one a connection per
+            // contact would hide nothing from the relay, which sees one address.
+            let contact = match self.network {
+                Network::Socks5(_) => req.contact,
+                Network::Quic | Network::Tcp => None,
+            };
+            let route = self.isolation.route(self.network, contact);
             let link = self
                 .links
-                .entry(req.relay.to_string())
-                .or_insert_with(|| Link::spawn(req.relay.clone(), reports));
+                .entry((req.relay.to_string(), contact))
+                .or_insert_with(|| {
+                    Link::spawn(req.relay.clone(), route, reports, contact.is_none())
+                });
             link.send(req.op);
         }
         while let Some(ev) = self.engine.poll_event() {
@@ -318,9 +393,12 @@ impl Driver {
                 Ok(None) | Err(_) => break,
             }
         }
+        // All at once: a profile with many contacts' links must not wait for each in turn.
+        let mut closing = tokio::task::JoinSet::new();
         for (_, link) in self.links.drain() {
-            link.close(LINK_CLOSE_WAIT).await;
+            closing.spawn(link.close(LINK_CLOSE_WAIT));
         }
+        while closing.join_next().await.is_some() {}
         if let Some(s) = self.served.take() {
             s.stop().await;
         }

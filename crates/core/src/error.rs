@@ -59,6 +59,10 @@ pub enum Error {
         "the relay's certificate does not match its address's pin (interception, or the relay's key changed)"
     )]
     CertificateMismatch,
+    /// The profile's SOCKS5 proxy (`socks5` in its config.toml) is unreachable or refused
+    /// the connection; nothing went to the relay, directly or otherwise.
+    #[error("the SOCKS5 proxy is unreachable or refused the connection")]
+    ProxyFailed,
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

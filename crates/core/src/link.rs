@@ -1,5 +1,8 @@
-//! Relay links, the I/O half of the engine's [`LinkOp`]s: one task per relay keeps a pinned
-//! QUIC connection alive (reconnecting with backoff) and turns each op into relay requests.
+//! Relay links, the I/O half of the engine's [`LinkOp`]s: one task per relay (and, through a
+//! SOCKS5 proxy, per contact that deposits there) keeps a pinned connection alive
+//! (reconnecting with backoff) over the profile's [`Route`], and turns each op into relay
+//! requests. A proxy that fails is reported as such; a link never falls back to another
+//! route.
 //!
 //! A link never decides anything: it reports every result back to the driver as a
 //! [`LinkEvent`], so the engine stays the only owner of state and never waits on the
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hush_proto::{DeleteIds, FetchSecret, MAX_SECRETS, RelayAddress, SecretBatch};
-use hush_transport::{RelayClient, relay_error};
+use hush_transport::{RelayClient, Route, relay_error};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::sync::mpsc;
@@ -37,9 +40,17 @@ impl Drop for Link {
 }
 
 impl Link {
-    pub(crate) fn spawn(relay: RelayAddress, reports: Reports) -> Self {
+    /// A link to `relay` over `route`. `announce`: it reports [`LinkEvent::Up`] and
+    /// [`LinkEvent::Down`] (the profile's own link to a relay does; a contact's deposit link
+    /// beside it reports only its deposits, so the relay's state has one source).
+    pub(crate) fn spawn(
+        relay: RelayAddress,
+        route: Route,
+        reports: Reports,
+        announce: bool,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(relay, rx, reports));
+        let task = tokio::spawn(run(relay, route, rx, reports, announce));
         Self { tx, task }
     }
 
@@ -56,10 +67,18 @@ impl Link {
     }
 }
 
-/// How long one connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection attempt may take (through Tor, CONNECT builds a circuit).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a link that ends waits for its connection's close to reach the relay.
+const CLOSE_WAIT: Duration = Duration::from_millis(400);
 
-async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, reports: Reports) {
+async fn run(
+    relay: RelayAddress,
+    route: Route,
+    mut rx: mpsc::UnboundedReceiver<LinkOp>,
+    reports: Reports,
+    announce: bool,
+) {
     let mut subscribed: Vec<FetchSecret> = Vec::new();
     let mut failures = 0u32;
     let mut announced_down = false;
@@ -67,19 +86,22 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
     let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed().unwrap_or([7; 32]));
     loop {
         let client = tokio::select! {
-            c = RelayClient::connect(&relay) => c,
+            c = RelayClient::connect_via(&relay, &route) => c,
             () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_transport::Error::Timeout),
         };
         let client = match client {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::debug!(error = %e, "relay connect failed");
-                let why = if matches!(e, hush_transport::Error::PinMismatch) {
-                    DepositFailure::CertificateMismatch
-                } else {
-                    DepositFailure::Unreachable
+                let why = match e {
+                    hush_transport::Error::PinMismatch => DepositFailure::CertificateMismatch,
+                    hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable => {
+                        tracing::warn!(error = %e, "the SOCKS5 proxy failed; nothing sent");
+                        DepositFailure::ProxyFailed
+                    }
+                    _ => DepositFailure::Unreachable,
                 };
-                if !announced_down {
+                if announce && !announced_down {
                     announced_down = true;
                     report(&reports, &relay, LinkEvent::Down).await;
                 }
@@ -100,7 +122,9 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
             }
         };
         failures = 0;
-        report(&reports, &relay, LinkEvent::Up).await;
+        if announce {
+            report(&reports, &relay, LinkEvent::Up).await;
+        }
         let mut requests = JoinSet::new();
         let mut subs = JoinSet::new();
         start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
@@ -108,7 +132,9 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
             tokio::select! {
                 op = rx.recv() => match op {
                     None => {
-                        client.close();
+                        // Told at once, the relay frees the connection now rather than after
+                        // its idle timeout (and its shutdown does not wait for it).
+                        client.close_and_wait(CLOSE_WAIT).await;
                         return;
                     }
                     Some(LinkOp::Subscribe { secrets }) => {
@@ -127,7 +153,9 @@ async fn run(relay: RelayAddress, mut rx: mpsc::UnboundedReceiver<LinkOp>, repor
         subs.abort_all();
         // Requests still running fail on the closed connection and report it themselves.
         while requests.join_next().await.is_some() {}
-        report(&reports, &relay, LinkEvent::Down).await;
+        if announce {
+            report(&reports, &relay, LinkEvent::Down).await;
+        }
         announced_down = true;
     }
 }

@@ -5,6 +5,7 @@
 //! then `profiles/<name>/` holding `store.key`, `store.db`, `config.toml` and `hush.log`.
 //! This module owns paths and config parsing; it never opens the store.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -104,9 +105,38 @@ pub struct Config {
     pub passphrase_command: Option<String>,
     /// Notifications of the TUI: "bell" (default: a terminal bell, no content) or "off".
     pub notify: Option<Notify>,
+    /// How relays are reached: "quic" (the default) or "tcp" (TLS over TCP, for networks
+    /// without UDP).
+    pub transport: Option<Transport>,
+    /// A SOCKS5 proxy to reach relays through, e.g. Tor's `"127.0.0.1:9050"`. Implies TCP.
+    /// Each contact's deposits get their own proxy username (so Tor gives each its own
+    /// circuit); never a direct connection when the proxy fails.
+    pub socks5: Option<SocketAddr>,
     /// TUI key bindings: action name to key, e.g. `send = "ctrl-s"`.
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, String>,
+}
+
+/// The `transport` setting.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// QUIC over UDP.
+    Quic,
+    /// TLS 1.3 over TCP.
+    Tcp,
+}
+
+/// How the engine reaches relays, from [`Config::network`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// QUIC (the default).
+    #[default]
+    Quic,
+    /// TLS over TCP, directly.
+    Tcp,
+    /// TLS over TCP through this SOCKS5 proxy, a username per contact.
+    Socks5(SocketAddr),
 }
 
 /// How the TUI notifies of new messages.
@@ -120,8 +150,32 @@ pub enum Notify {
 }
 
 impl Config {
+    /// How relays are reached.
+    pub fn network(&self) -> Network {
+        match (self.socks5, self.transport) {
+            (Some(proxy), _) => Network::Socks5(proxy),
+            (None, Some(Transport::Tcp)) => Network::Tcp,
+            (None, _) => Network::Quic,
+        }
+    }
+
     /// Parses TOML with line-precise errors.
     pub fn parse(text: &str) -> Result<Self> {
+        let config = Self::parse_unchecked(text)?;
+        if config.socks5.is_some() && config.transport == Some(Transport::Quic) {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("transport"))
+                .map_or(1, |i| i + 1);
+            return Err(Error::Config {
+                line,
+                message: "socks5 carries TCP only: set transport = \"tcp\" or remove it".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    fn parse_unchecked(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |s| {
                 text[..s.start.min(text.len())].matches('\n').count() + 1
@@ -161,5 +215,38 @@ mod tests {
         assert_eq!(c.keys.get("send").map(String::as_str), Some("ctrl-s"));
         let err = Config::parse("notify = \"loud\"\n").unwrap_err();
         assert!(matches!(err, Error::Config { line: 1, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn transport_and_socks5_settings() {
+        assert_eq!(Config::parse("").unwrap().network(), Network::Quic);
+        assert_eq!(
+            Config::parse("transport = \"tcp\"\n").unwrap().network(),
+            Network::Tcp
+        );
+        let tor: SocketAddr = "127.0.0.1:9050".parse().unwrap();
+        for text in [
+            "socks5 = \"127.0.0.1:9050\"\n",
+            "transport = \"tcp\"\nsocks5 = \"127.0.0.1:9050\"\n",
+        ] {
+            assert_eq!(Config::parse(text).unwrap().network(), Network::Socks5(tor));
+        }
+        // A proxy with QUIC is a contradiction, named at its line.
+        let err =
+            Config::parse("notify = \"off\"\ntransport = \"quic\"\nsocks5 = \"127.0.0.1:9050\"\n")
+                .unwrap_err();
+        assert!(matches!(err, Error::Config { line: 2, .. }), "{err:?}");
+        for bad in [
+            "transport = \"udp\"\n",
+            "socks5 = \"localhost:9050\"\n",
+            "socks5 = \"127.0.0.1\"\n",
+            "socks5 = \"تور\"\n",
+        ] {
+            let err = Config::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::Config { line: 1, .. }),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

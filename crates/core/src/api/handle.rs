@@ -17,6 +17,7 @@ pub(crate) enum Request {
 #[derive(Clone, Debug)]
 pub struct Handle {
     pub(crate) tx: mpsc::Sender<Request>,
+    pub(crate) network: crate::profile::Network,
 }
 
 /// Sends a command and unwraps the response variant it is answered with.
@@ -45,6 +46,11 @@ fn response_name(r: &Response) -> &'static str {
 }
 
 impl Handle {
+    /// How this engine reaches relays (for a front end's own relay check).
+    pub fn network(&self) -> crate::profile::Network {
+        self.network
+    }
+
     /// Sends any command and awaits its response.
     pub async fn command(&self, cmd: Command) -> Result<Response> {
         let (tx, rx) = oneshot::channel();

@@ -254,6 +254,8 @@ pub struct Status {
     /// Relays whose last connection attempt met a certificate that does not match the pin
     /// of their address (interception, or a rotated key).
     pub certificate_mismatch: usize,
+    /// Relays whose last connection attempt failed at the profile's SOCKS5 proxy.
+    pub proxy_failed: usize,
 }
 
 impl std::fmt::Debug for Status {
@@ -265,6 +267,7 @@ impl std::fmt::Debug for Status {
             relays,
             outbox,
             certificate_mismatch,
+            proxy_failed,
         } = self;
         f.debug_struct("Status")
             .field("home_relay_local", home_relay_local)
@@ -272,6 +275,7 @@ impl std::fmt::Debug for Status {
             .field("relays", relays)
             .field("outbox", outbox)
             .field("certificate_mismatch", certificate_mismatch)
+            .field("proxy_failed", proxy_failed)
             .finish_non_exhaustive()
     }
 }

@@ -313,6 +313,7 @@ impl Engine {
             home_relay_local,
             relays_up: self.relays.values().filter(|r| r.up).count(),
             certificate_mismatch: self.relays.values().filter(|r| r.pin_mismatch).count(),
+            proxy_failed: self.relays.values().filter(|r| r.proxy_failed).count(),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
         })

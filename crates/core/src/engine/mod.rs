@@ -151,6 +151,10 @@ impl LinkOp {
 pub struct LinkRequest {
     /// The relay.
     pub relay: RelayAddress,
+    /// For a deposit, the contact it goes to: a driver that isolates contacts (a Tor
+    /// circuit per contact) sends it on that contact's own connection. `None` for the
+    /// profile's own requests (fetch, delete, subscribe).
+    pub contact: Option<crate::store::ContactId>,
     /// What to do there.
     pub op: LinkOp,
 }
@@ -175,6 +179,9 @@ pub enum DepositFailure {
     /// The relay presented a certificate that does not match the pin of its address
     /// (interception, or the relay's key changed); nothing was sent.
     CertificateMismatch,
+    /// The profile's SOCKS5 proxy is unreachable or refused; nothing was sent (never
+    /// directly instead).
+    ProxyFailed,
 }
 
 /// What a relay link reports.
@@ -288,6 +295,8 @@ struct RelayState {
     stale: bool,
     /// Its last connection attempt met a certificate that does not match its pin.
     pin_mismatch: bool,
+    /// Its last connection attempt failed at the SOCKS5 proxy.
+    proxy_failed: bool,
 }
 
 /// The client engine. See the module documentation.
@@ -437,6 +446,15 @@ impl Engine {
     }
 
     fn push_request(&mut self, relay: &RelayAddress, op: LinkOp) {
+        self.push_request_for(relay, None, op);
+    }
+
+    fn push_request_for(
+        &mut self,
+        relay: &RelayAddress,
+        contact: Option<crate::store::ContactId>,
+        op: LinkOp,
+    ) {
         self.relays
             .entry(relay.to_string())
             .or_insert_with(|| RelayState {
@@ -444,9 +462,11 @@ impl Engine {
                 up: false,
                 stale: false,
                 pin_mismatch: false,
+                proxy_failed: false,
             });
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
+            contact,
             op,
         });
     }
@@ -467,10 +487,19 @@ impl Engine {
     fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
         match ev {
             LinkEvent::Deposited { outbox, result } => {
-                if result == Err(DepositFailure::CertificateMismatch)
+                if let Err(why) = result
                     && let Some(r) = self.relays.get_mut(&relay.to_string())
                 {
-                    r.pin_mismatch = true;
+                    match why {
+                        DepositFailure::CertificateMismatch => r.pin_mismatch = true,
+                        DepositFailure::ProxyFailed => r.proxy_failed = true,
+                        _ => {}
+                    }
+                }
+                if result.is_ok()
+                    && let Some(r) = self.relays.get_mut(&relay.to_string())
+                {
+                    r.proxy_failed = false;
                 }
                 self.on_deposited(outbox, result)?;
             }
@@ -489,6 +518,7 @@ impl Engine {
                     Some(r) => {
                         r.up = true;
                         r.pin_mismatch = false;
+                        r.proxy_failed = false;
                         std::mem::take(&mut r.stale)
                     }
                     None => false,

@@ -105,8 +105,9 @@ impl Engine {
             }
             self.in_flight.insert(entry.id);
             sent.insert(entry.id);
-            self.push_request(
+            self.push_request_for(
                 &entry.relay,
+                Some(entry.contact),
                 LinkOp::Deposit {
                     outbox: entry.id,
                     mailbox: entry.mailbox,

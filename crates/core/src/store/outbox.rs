@@ -16,6 +16,8 @@ pub struct OutboxId(pub(crate) i64);
 pub struct OutboxEntry {
     /// Row id.
     pub id: OutboxId,
+    /// The contact it goes to (never sent anywhere: it only keys per-contact connections).
+    pub contact: super::ContactId,
     /// Where it goes.
     pub relay: RelayAddress,
     /// The mailbox it goes to.
@@ -28,6 +30,7 @@ impl std::fmt::Debug for OutboxEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Self {
             id,
+            contact: _,
             relay: _,
             mailbox: _,
             envelope: _,
@@ -66,7 +69,7 @@ impl Db<'_> {
     pub(crate) fn due_outbox(self, due_by: u64) -> Result<Vec<OutboxEntry>> {
         let due_by = i64::try_from(due_by).unwrap_or(i64::MAX);
         let mut stmt = self.0.prepare(
-            "SELECT id, relay, mailbox_id, envelope FROM outbox WHERE next_attempt <= ?1 ORDER BY id",
+            "SELECT id, relay, mailbox_id, envelope, contact_id FROM outbox WHERE next_attempt <= ?1 ORDER BY id",
         )?;
         let raw = stmt.query_map([due_by], |r| {
             Ok((
@@ -74,13 +77,15 @@ impl Db<'_> {
                 r.get::<_, String>(1)?,
                 r.get::<_, Vec<u8>>(2)?,
                 r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in raw {
-            let (id, relay, mailbox, envelope) = row?;
+            let (id, relay, mailbox, envelope, contact) = row?;
             out.push(OutboxEntry {
                 id: OutboxId(id),
+                contact: super::ContactId(contact),
                 relay: relay
                     .parse()
                     .map_err(|_| Error::StoreCorrupted("outbox relay address"))?,
