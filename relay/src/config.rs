@@ -764,6 +764,40 @@ mod tests {
     }
 
     #[test]
+    fn the_tcp_listener_is_same_in_new_configs_off_without_the_key_and_checked() {
+        let c = Config::parse(&tpl(), "t", &[]).unwrap();
+        assert_eq!(c.tcp_listen, Some(TcpListen::SameAsQuic));
+        let quic: SocketAddr = "0.0.0.0:4433".parse().unwrap();
+        assert_eq!(TcpListen::SameAsQuic.resolve(quic), quic);
+        let old = tpl().replace("tcp_listen = \"same\"\n", "");
+        assert_eq!(Config::parse(&old, "t", &[]).unwrap().tcp_listen, None);
+        let at = tpl().replace("tcp_listen = \"same\"", "tcp_listen = \"[::]:443\"");
+        let c = Config::parse(&at, "t", &[]).unwrap();
+        assert_eq!(
+            c.tcp_listen.map(|t| t.resolve(quic)),
+            Some("[::]:443".parse().unwrap())
+        );
+        for bad in ["\"yes\"", "\"443\"", "\"0.0.0.0\"", "true", "\"مرحبا\""] {
+            let text = tpl().replace("tcp_listen = \"same\"", &format!("tcp_listen = {bad}"));
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("tcp_listen"))
+                .unwrap()
+                + 1;
+            let e = Config::parse(&text, "relay.toml", &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("line {line}")), "{bad}: {e}");
+        }
+        let env = vec![("HUSH_RELAY_TCP_LISTEN".to_owned(), "127.0.0.1:9".to_owned())];
+        let c = Config::parse(&old, "t", &env).unwrap();
+        assert_eq!(
+            c.tcp_listen,
+            Some(TcpListen::Addr("127.0.0.1:9".parse().unwrap()))
+        );
+    }
+
+    #[test]
     fn env_overrides() {
         let env = vec![
             ("HUSH_RELAY_LIMITS_MAILBOX_QUOTA".to_owned(), "3".to_owned()),

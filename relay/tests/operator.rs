@@ -129,6 +129,19 @@ fn check_fails_where_run_would_and_both_name_what_failed() {
     check_and_run_fail_naming(&dir, &metrics, "metrics port in use");
     drop(held);
 
+    // The TCP listener's port (the QUIC port, on TCP: "same") is taken.
+    let held = std::net::TcpListener::bind(&quic).unwrap();
+    check_and_run_fail_naming(
+        &dir,
+        &format!("tcp_listen = {quic} (TCP)"),
+        "TCP port in use",
+    );
+    drop(held);
+    // A tcp_listen that is no address is a config error naming the key.
+    set_key(&dir, "tcp_listen", "\"everywhere\"");
+    check_and_run_fail_naming(&dir, "tcp_listen must be", "tcp_listen not an address");
+    set_key(&dir, "tcp_listen", "\"same\"");
+
     // data_dir is a file.
     let file = dir.join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();

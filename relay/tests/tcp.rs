@@ -387,3 +387,34 @@ async fn streams_beyond_the_limit_are_refused_and_the_open_ones_still_answered()
     // The relay serves a new connection.
     tcp_client(relay.addr()).await.ping().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_tcp_subscription_with_shutting_down_and_a_close() {
+    let relay = TestRelay::start(&[]);
+    let c = tcp_client(relay.addr()).await;
+    let s = secret("tcp-stop", 0);
+    let mut sub = c
+        .subscribe(SecretBatch::new(vec![s]).unwrap())
+        .await
+        .unwrap();
+    let mut raw = raw_tls(relay.addr()).await;
+    ping_on(&mut raw, 1).await;
+    let stopping = tokio::task::spawn_blocking(move || {
+        let mut relay = relay;
+        let status = relay.terminate();
+        (relay, status)
+    });
+    let e = sub.next().await.unwrap_err();
+    assert_eq!(
+        hush_transport::relay_error(&e).map(|f| f.code),
+        Some(ErrorCode::ShuttingDown),
+        "{e}"
+    );
+    // An idle connection is told why it ends: CLOSE with SHUTTING_DOWN.
+    assert_eq!(close_code_of(&mut raw).await, close_code::SHUTTING_DOWN);
+    let (relay, status) = stopping.await.unwrap();
+    assert!(status.success(), "{status}");
+    let log = relay.last_log();
+    assert!(!log.contains("did not finish in time"), "{log}");
+    c.closed().await;
+}
