@@ -295,10 +295,11 @@ impl StreamTable {
     }
 
     fn forget_if_done(&mut self, id: StreamId) {
-        if let Some(e) = self.open.get(&id) {
-            if e.client_done && e.relay_done {
-                self.open.remove(&id);
-            }
+        if let Some(e) = self.open.get(&id)
+            && e.client_done
+            && e.relay_done
+        {
+            self.open.remove(&id);
         }
     }
 
