@@ -236,10 +236,16 @@ fn logged_port(log: &str, what: &str) -> Option<u16> {
         .and_then(|p| p.trim().parse().ok())
 }
 
-/// A free UDP port on loopback (bound, then released).
+/// A loopback port free on UDP and on TCP (bound, then released): a relay's QUIC endpoint
+/// takes it on UDP, and its TCP listener (`tcp_listen = "same"`) on TCP.
 pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
-    s.local_addr().unwrap().port()
+    loop {
+        let s = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        let port = s.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Whether a UDP socket is bound to `port` (read from /proc, so probing does not take it).
