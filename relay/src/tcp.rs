@@ -36,6 +36,9 @@ use crate::server::{
 /// not read slows only its own connection.
 const WRITE_QUEUE: usize = 64;
 
+/// Cells read ahead of the connection task.
+const CELLS_IN: usize = 4;
+
 type CellBuf = Box<[u8; CELL_LEN]>;
 
 /// What the stream halves tell the connection task.
@@ -92,15 +95,28 @@ pub(crate) async fn handle_connection(
     let mut tasks = JoinSet::new();
     let mut shutdown = shared.shutdown.clone();
     let mut shutting_down = false;
-    let mut buf = Zeroizing::new(vec![0u8; CELL_LEN]);
+    // Reading a cell is not cancel-safe (a partial read dropped by `select!` would lose
+    // bytes), so one task reads whole cells and hands them over; the small queue keeps TCP
+    // backpressure on a client that sends faster than its streams are served.
+    let (cell_tx, mut cells_in) = mpsc::channel::<Zeroizing<Vec<u8>>>(CELLS_IN);
+    let read_task = tokio::spawn(async move {
+        loop {
+            let mut buf = Zeroizing::new(vec![0u8; CELL_LEN]);
+            if reader.read_exact(&mut buf[..]).await.is_err() || cell_tx.send(buf).await.is_err() {
+                return;
+            }
+        }
+    });
+    let idle_at = tokio::time::sleep(idle);
+    tokio::pin!(idle_at);
     let (close, ended) = loop {
         tokio::select! {
-            read = tokio::time::timeout(idle, reader.read_exact(&mut buf[..])) => {
-                let Ok(read) = read else { break (close_code::NORMAL, ConnectionEnd::Idle) };
-                if read.is_err() {
+            received = cells_in.recv() => {
+                let Some(buf) = received else {
                     // The client went away without CLOSE; nobody to tell.
                     break (close_code::NORMAL, ConnectionEnd::Lost);
-                }
+                };
+                idle_at.as_mut().reset(tokio::time::Instant::now() + idle);
                 let Ok(cell) = decode_cell(&buf) else {
                     break (close_code::MALFORMED_CELL, ConnectionEnd::Lost);
                 };
@@ -151,6 +167,7 @@ pub(crate) async fn handle_connection(
                     StreamEvent::Refused(stream) => refuse(&cells, stream).await,
                 }
             }
+            () = &mut idle_at => break (close_code::NORMAL, ConnectionEnd::Idle),
             Some(c) = ctl.recv() => handle_ctl(c, &cells, &mut table, &mut streams).await,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             () = wait_shutdown(&mut shutdown), if !shutting_down => {
@@ -165,6 +182,7 @@ pub(crate) async fn handle_connection(
         }
     };
     shared.metrics.connection_ended(ended);
+    read_task.abort();
     // In-flight requests finish (the server bounds the whole drain); a broken connection
     // makes their writes fail at once.
     if close != close_code::NORMAL || shutting_down {
