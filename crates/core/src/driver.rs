@@ -451,6 +451,45 @@ mod tests {
         }
     }
 
+    /// Through a proxy, each contact and the profile get their own opaque username, the
+    /// same for the whole run; another run's usernames differ. Without a proxy there is
+    /// nothing to isolate and no username.
+    #[test]
+    fn isolation_usernames_are_opaque_distinct_per_contact_and_per_run() {
+        let run = Isolation::new([1; 32]);
+        let proxy: std::net::SocketAddr = "127.0.0.1:9050".parse().unwrap();
+        let name = |i: &Isolation, c: Option<i64>| match i
+            .route(Network::Socks5(proxy), c.map(ContactId))
+        {
+            hush_transport::Route::Socks5(s) => {
+                assert_eq!(s.proxy, proxy);
+                s.username
+            }
+            other => panic!("expected SOCKS5, got {other:?}"),
+        };
+        let users: Vec<String> = [None, Some(1), Some(2), Some(3)]
+            .iter()
+            .map(|c| name(&run, *c))
+            .collect();
+        let distinct: std::collections::HashSet<_> = users.iter().collect();
+        assert_eq!(distinct.len(), users.len(), "{users:?}");
+        assert_eq!(name(&run, Some(2)), users[2], "stable within a run");
+        for u in &users {
+            assert_eq!(u.len(), 32);
+            assert!(u.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        let next_run = Isolation::new([2; 32]);
+        assert_ne!(name(&next_run, Some(1)), users[1], "runs cannot be linked");
+        assert_eq!(
+            run.route(Network::Quic, Some(ContactId(1))),
+            hush_transport::Route::Quic
+        );
+        assert_eq!(
+            run.route(Network::Tcp, Some(ContactId(1))),
+            hush_transport::Route::Tcp
+        );
+    }
+
     /// The process serving the local relay quit but held its lock a little longer: the
     /// takeover is tried again, with backoff, until it succeeds. (Seen to fail before: it
     /// was tried once at start and once at the link's first `Down`, never again.)
