@@ -122,6 +122,8 @@ pub(crate) struct World {
     pub(crate) steps: u64,
     /// Every deposit a node's link was given: (world time, node).
     pub(crate) deposit_attempts: Vec<(Time, usize)>,
+    /// Every request a node's engine emitted: (node, is a deposit, the contact it names).
+    pub(crate) request_contacts: Vec<(usize, bool, Option<crate::store::ContactId>)>,
     /// Nodes whose engine has outputs waiting to leave it.
     unpumped: VecDeque<usize>,
 }
@@ -159,6 +161,7 @@ impl World {
             log: Vec::new(),
             steps: 0,
             deposit_attempts: Vec::new(),
+            request_contacts: Vec::new(),
             unpumped: VecDeque::new(),
         }
     }
@@ -389,6 +392,8 @@ impl World {
             node.replies.insert(ticket, r);
         }
         for req in requests {
+            let deposit = matches!(req.op, LinkOp::Deposit { .. });
+            self.request_contacts.push((n, deposit, req.contact));
             self.link_send(n, &req.relay, req.op);
         }
     }

@@ -440,6 +440,42 @@ fn a_crafted_link_with_an_unusable_relay_is_refused_and_the_profile_keeps_workin
 /// Contacts are listed by their last message, most recent first, whatever their names
 /// (a contact with no messages yet by when it was made). (Seen to fail with the list
 /// ordered by name: "bob" stayed first.)
+/// Every deposit names the contact it goes to, and only deposits name one: the driver keys
+/// per-contact connections (a Tor circuit each) by it. Seen to fail with the outbox flush
+/// passing no contact (every deposit then named none).
+#[test]
+fn deposits_name_their_contact_and_other_requests_none() {
+    let mut w = pair(31, 1, 0);
+    let (a, c) = (0, w.add_node(0));
+    let l = link(&mut w, a, InviteKind::OneTime, Some("carol"));
+    ok(w.command(
+        c,
+        Command::Accept {
+            link: l,
+            name: "alice".into(),
+        },
+    ));
+    w.settle();
+    let seen = w.request_contacts.len();
+    send(&mut w, a, "bob", "مرحبا");
+    send(&mut w, a, "carol", "你好 🕵️");
+    w.settle();
+    let mine: Vec<_> = w.request_contacts[seen..]
+        .iter()
+        .filter(|(n, _, _)| *n == a)
+        .collect();
+    let deposit_contacts: std::collections::BTreeSet<_> = mine
+        .iter()
+        .filter(|(_, deposit, _)| *deposit)
+        .map(|(_, _, c)| c.expect("a deposit names its contact"))
+        .collect();
+    assert_eq!(deposit_contacts.len(), 2, "{mine:?}");
+    assert!(
+        mine.iter().all(|(_, deposit, c)| *deposit == c.is_some()),
+        "{mine:?}"
+    );
+}
+
 #[test]
 fn contacts_are_listed_by_recent_activity() {
     let mut w = pair(12, 1, 0);
