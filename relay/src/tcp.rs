@@ -183,11 +183,22 @@ pub(crate) async fn handle_connection(
     };
     shared.metrics.connection_ended(ended);
     read_task.abort();
-    // In-flight requests finish (the server bounds the whole drain); a broken connection
-    // makes their writes fail at once.
-    if close != close_code::NORMAL || shutting_down {
+    // For a shutdown, in-flight requests finish and answer (the server bounds the drain).
+    // Otherwise nobody will read the answers: every stream is told the client stopped
+    // reading and its data ended, so request tasks (a subscription too) end at once; a
+    // deposit already submitted still completes its commit.
+    if !shutting_down {
+        for ends in streams.values() {
+            let _ = ends.stop.send(true);
+        }
+        streams.clear();
+    }
+    if tokio::time::timeout(REQUEST_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}
-    } else {
+    })
+    .await
+    .is_err()
+    {
         tasks.shutdown().await;
     }
     while let Ok(c) = ctl.try_recv() {

@@ -418,3 +418,38 @@ async fn sigterm_ends_a_tcp_subscription_with_shutting_down_and_a_close() {
     assert!(!log.contains("did not finish in time"), "{log}");
     c.closed().await;
 }
+
+/// A connection broken by its client while a subscription is open still ends at once: the
+/// subscription is stopped, the relay sends CLOSE and frees the connection. Seen to fail
+/// (no CLOSE, the connection held open) while the relay waited for the subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_with_an_open_subscription_is_closed_and_freed() {
+    let relay = TestRelay::start(&[]);
+    let mut s = raw_tls(relay.addr()).await;
+    let sub = Request::Subscribe {
+        secrets: SecretBatch::new(vec![secret("tcp-broken", 0)]).unwrap(),
+    }
+    .encode();
+    send(&mut s, data(1, &sub[..], true)).await;
+    let cell = next_cell(&mut s).await.unwrap();
+    match decode_cell(&cell).unwrap() {
+        Cell::Data { bytes, .. } => assert!(matches!(
+            decode_response(bytes).unwrap(),
+            Response::Subscribed { count: 1 }
+        )),
+        other => panic!("expected Subscribed, got {other:?}"),
+    }
+    let mut bad = Cell::Pad.encode().unwrap();
+    bad[1] = 1; // a flag on PAD
+    s.write_all(&bad[..]).await.unwrap();
+    assert_eq!(close_code_of(&mut s).await, close_code::MALFORMED_CELL);
+    let freed = poll_async(HANG_GUARD, Duration::from_millis(20), || async {
+        (relay.metric("hush_relay_connections_open") == 0).then_some(())
+    })
+    .await;
+    assert!(freed.is_some());
+    assert_eq!(
+        relay.metric("hush_relay_connections_closed_total{how=\"lost\"}"),
+        1
+    );
+}
