@@ -266,8 +266,9 @@ struct Entry {
 /// reports when its own side of a stream ended.
 #[derive(Debug)]
 pub struct StreamTable {
-    /// The id the next new stream must have.
-    next: u32,
+    /// The id the next new stream must have (a `u64` so that after stream `u32::MAX` no id
+    /// is the next one).
+    next: u64,
     max_open: usize,
     open: BTreeMap<StreamId, Entry>,
 }
@@ -327,11 +328,11 @@ impl StreamTable {
                     }
                     return Ok(StreamEvent::Data { stream, bytes, fin });
                 }
-                if stream.0 != self.next {
+                if u64::from(stream.0) != self.next {
                     // Below: a stream that ended on both sides (reused); above: skipped ids.
                     return Err(close_code::STREAM_STATE);
                 }
-                self.next = self.next.checked_add(1).ok_or(close_code::STREAM_STATE)?;
+                self.next += 1;
                 if self.served() >= self.max_open {
                     if !fin {
                         if self.refused() >= self.max_open {
@@ -379,7 +380,7 @@ impl StreamTable {
     /// A RESET or STOP for an id that is not open: fine for a stream that existed (the two
     /// sides crossed), a violation for one never opened.
     fn late(&self, stream: StreamId) -> Result<StreamEvent<'static>, u32> {
-        if stream.0 < self.next {
+        if u64::from(stream.0) < self.next {
             Ok(StreamEvent::Nothing)
         } else {
             Err(close_code::STREAM_STATE)
@@ -656,6 +657,23 @@ mod tests {
             }),
             Ok(StreamEvent::Nothing)
         );
+    }
+
+    #[test]
+    fn the_last_stream_id_opens_and_then_none() {
+        let mut t = StreamTable::new(4);
+        t.next = u64::from(u32::MAX);
+        assert!(matches!(
+            t.handle_cell(data(u32::MAX, b"q", true)),
+            Ok(StreamEvent::Opened { .. })
+        ));
+        t.relay_done(StreamId(u32::MAX));
+        for id in [1, u32::MAX] {
+            assert_eq!(
+                t.handle_cell(data(id, b"q", true)),
+                Err(close_code::STREAM_STATE)
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ enum Chunk {
 }
 
 struct Registry {
-    next: u32,
+    /// The next stream id; past `u32::MAX` the connection has no more.
+    next: u64,
     streams: HashMap<StreamId, mpsc::Sender<Chunk>>,
 }
 
@@ -198,11 +199,10 @@ impl TcpConn {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let stream = {
             let mut r = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = StreamId(r.next);
-            r.next = r
-                .next
-                .checked_add(1)
-                .ok_or(Error::Stream("stream ids exhausted".into()))?;
+            let id = u32::try_from(r.next)
+                .map(StreamId)
+                .map_err(|_| Error::Stream("stream ids exhausted: reconnect".into()))?;
+            r.next += 1;
             r.streams.insert(id, tx);
             id
         };
