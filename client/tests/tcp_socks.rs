@@ -137,3 +137,29 @@ fn messages_go_over_tcp_and_through_socks5_with_a_username_per_contact() {
     assert_eq!(ed, vec![("anon".to_string(), long.clone())]);
     assert_all_closed(&relay, "hush recv");
 }
+
+/// The built-in relay is this machine's loopback: a profile set to TCP, or to a proxy that
+/// is down, still reaches it (over QUIC), and two profiles talk at once. Seen to fail
+/// (the handshake stayed queued) while the built-in relay was reached by the profile's
+/// route.
+#[test]
+fn the_built_in_relay_is_reached_whatever_the_transport() {
+    let home = Home::new();
+    home.init("a", None);
+    home.init("b", None);
+    write_config(&home, "a", "transport = \"tcp\"\n");
+    // A proxy nobody runs: the port was just released.
+    let absent = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    write_config(&home, "b", &format!("socks5 = \"{absent}\"\n"));
+    let link = home.invite("a", Some("b"));
+    assert_eq!(home.accept("b", &link, "a"), "on-relay");
+    assert_eq!(home.recv("a"), vec![]);
+    assert_eq!(home.send("b", "a", "سلام 👋"), "on-relay");
+    assert_eq!(
+        home.recv("a"),
+        vec![("b".to_string(), "سلام 👋".to_string())]
+    );
+}

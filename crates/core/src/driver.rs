@@ -311,11 +311,18 @@ impl Driver {
             let reports = self.reports.clone();
             // Only a proxy can give contacts apart circuits; without one a connection per
             // contact would hide nothing from the relay, which sees one address.
-            let contact = match self.network {
+            // The built-in relay is this machine's own loopback: nothing to hide from a network
+            // and nothing a proxy could reach, so it is always QUIC.
+            let network = if self.local_address.as_ref() == Some(&req.relay) {
+                Network::Quic
+            } else {
+                self.network
+            };
+            let contact = match network {
                 Network::Socks5(_) => req.contact,
                 Network::Quic | Network::Tcp => None,
             };
-            let route = self.isolation.route(self.network, contact);
+            let route = self.isolation.route(network, contact);
             let link = self
                 .links
                 .entry((req.relay.to_string(), contact))
