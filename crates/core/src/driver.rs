@@ -33,7 +33,7 @@ use crate::engine::CrashPoint;
 /// How long shutdown waits for acknowledgements still on their way to a relay.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for each relay link to close its connection.
-const LINK_CLOSE_WAIT: Duration = Duration::from_millis(500);
+const LINK_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Longest sleep between timeouts, so a wall clock that jumps is noticed soon.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Commands and link reports that may wait for the loop.
@@ -309,10 +309,10 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
-            // Only a proxy can give contacts apart circuits; without one a connection per
-            // contact would hide nothing from the relay, which sees one address.
             // The built-in relay is this machine's own loopback: nothing to hide from a network
-            // and nothing a proxy could reach, so it is always QUIC.
+            // and nothing a proxy could reach, so it is always QUIC. Only a proxy can give
+            // contacts apart circuits; without one a connection per contact would hide
+            // nothing from the relay, which sees one address.
             let network = if self.local_address.as_ref() == Some(&req.relay) {
                 Network::Quic
             } else {
@@ -323,13 +323,20 @@ impl Driver {
                 Network::Quic | Network::Tcp => None,
             };
             let route = self.isolation.route(network, contact);
-            let link = self
-                .links
-                .entry((req.relay.to_string(), contact))
-                .or_insert_with(|| {
-                    Link::spawn(req.relay.clone(), route, reports, contact.is_none())
-                });
-            link.send(req.op);
+            let key = (req.relay.to_string(), contact);
+            let op = match self.links.get(&key) {
+                Some(link) => match link.send(req.op) {
+                    Ok(()) => continue,
+                    // A contact's link that ended once idle: start another.
+                    Err(op) => op,
+                },
+                None => req.op,
+            };
+            let link = Link::spawn(req.relay.clone(), route, reports, contact.is_none());
+            if link.send(op).is_err() {
+                tracing::warn!("a new relay link refused its first request");
+            }
+            self.links.insert(key, link);
         }
         while let Some(ev) = self.engine.poll_event() {
             if self.events.try_send(ev).is_err() {

@@ -54,8 +54,10 @@ impl Link {
         Self { tx, task }
     }
 
-    pub(crate) fn send(&self, op: LinkOp) -> bool {
-        self.tx.send(op).is_ok()
+    /// Hands `op` to the link; gives it back if the link has ended (a contact's link ends
+    /// once idle: start a new one).
+    pub(crate) fn send(&self, op: LinkOp) -> Result<(), LinkOp> {
+        self.tx.send(op).map_err(|e| e.0)
     }
 
     /// Ends the link gracefully, waiting at most `within`: its task closes the connection,
@@ -70,7 +72,11 @@ impl Link {
 /// How long one connection attempt may take (through Tor, CONNECT builds a circuit).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a link that ends waits for its connection's close to reach the relay.
-const CLOSE_WAIT: Duration = Duration::from_millis(400);
+const CLOSE_WAIT: Duration = Duration::from_millis(800);
+/// How long a contact's link (through a proxy) stays with nothing to do before it closes its
+/// connection, and with it a Tor circuit, and ends; the next deposit starts a new one. The
+/// profile's own link stays: it holds the subscriptions.
+const CONTACT_LINK_IDLE: Duration = Duration::from_secs(60);
 
 async fn run(
     relay: RelayAddress,
@@ -82,6 +88,8 @@ async fn run(
     let mut subscribed: Vec<FetchSecret> = Vec::new();
     let mut failures = 0u32;
     let mut announced_down = false;
+    let ends_when_idle = !announce;
+    let mut last_op = tokio::time::Instant::now();
     // Jitter only spreads reconnects out; it protects nothing, so OS seeding is plenty.
     let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed().unwrap_or([7; 32]));
     loop {
@@ -113,9 +121,20 @@ async fn run(
                         () = &mut wait => break,
                         op = rx.recv() => match op {
                             None => return,
-                            Some(op) => fail_offline(op, why, &relay, &reports, &mut subscribed).await,
+                            Some(op) => {
+                                last_op = tokio::time::Instant::now();
+                                fail_offline(op, why, &relay, &reports, &mut subscribed).await;
+                            }
                         },
                     }
+                }
+                if ends_when_idle && last_op.elapsed() >= CONTACT_LINK_IDLE {
+                    // Nothing to send for a while: stop retrying; ops that raced in fail now.
+                    rx.close();
+                    while let Ok(op) = rx.try_recv() {
+                        fail_offline(op, why, &relay, &reports, &mut subscribed).await;
+                    }
+                    return;
                 }
                 failures = failures.saturating_add(1);
                 continue;
@@ -128,8 +147,21 @@ async fn run(
         let mut requests = JoinSet::new();
         let mut subs = JoinSet::new();
         start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
+        let idle = tokio::time::sleep(CONTACT_LINK_IDLE);
+        tokio::pin!(idle);
         loop {
             tokio::select! {
+                () = &mut idle, if ends_when_idle && requests.is_empty() => {
+                    // Ops that raced in are served on this connection before it closes; later
+                    // sends fail, and the driver starts a new link.
+                    rx.close();
+                    while let Ok(op) = rx.try_recv() {
+                        requests.spawn(serve(op, Arc::clone(&client), relay.clone(), reports.clone()));
+                    }
+                    while requests.join_next().await.is_some() {}
+                    client.close_and_wait(CLOSE_WAIT).await;
+                    return;
+                }
                 op = rx.recv() => match op {
                     None => {
                         // Told at once, the relay frees the connection now rather than after
@@ -143,10 +175,13 @@ async fn run(
                         start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
                     }
                     Some(op) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + CONTACT_LINK_IDLE);
                         requests.spawn(serve(op, Arc::clone(&client), relay.clone(), reports.clone()));
                     }
                 },
-                Some(_) = requests.join_next(), if !requests.is_empty() => {}
+                Some(_) = requests.join_next(), if !requests.is_empty() => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + CONTACT_LINK_IDLE);
+                }
                 () = client.closed() => break,
             }
         }
@@ -272,5 +307,65 @@ fn start_subscriptions(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+    use hush_proto::{ENVELOPE_LEN, Envelope, MailboxId};
+
+    use super::*;
+    use crate::store::OutboxId;
+
+    fn deposit(n: i64) -> LinkOp {
+        LinkOp::Deposit {
+            outbox: OutboxId(n),
+            mailbox: MailboxId([7; 32]),
+            envelope: Envelope::new(Box::new([1; ENVELOPE_LEN])),
+        }
+    }
+
+    /// A contact's link through a proxy that is down reports each deposit as a proxy
+    /// failure, and ends once it has had nothing to do for its idle time, so that a
+    /// profile with many contacts does not keep a connection (a Tor circuit) per contact
+    /// retrying for ever; the profile's own link stays. Paused clock: no real waiting.
+    /// Seen to fail with the idle end removed (the contact's link still took requests).
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_contacts_link_ends_and_the_profiles_stays() {
+        // Nothing listens on a port just released.
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let relay: RelayAddress = format!("hush://{}@relay.invalid:4433", "A".repeat(43))
+            .parse()
+            .unwrap();
+        let route = Route::Socks5(hush_transport::Socks5 {
+            proxy,
+            username: "0123456789abcdef0123456789abcdef".into(),
+        });
+        let (reports, mut seen) = mpsc::channel(16);
+        let contact = Link::spawn(relay.clone(), route.clone(), reports.clone(), false);
+        let profile = Link::spawn(relay, route, reports, true);
+        assert!(contact.send(deposit(1)).is_ok());
+        loop {
+            match seen.recv().await.unwrap().1 {
+                LinkEvent::Deposited { outbox, result } => {
+                    assert_eq!(outbox, OutboxId(1));
+                    assert_eq!(result, Err(DepositFailure::ProxyFailed));
+                    break;
+                }
+                LinkEvent::Down => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        tokio::time::sleep(CONTACT_LINK_IDLE * 4).await;
+        assert!(
+            contact.send(deposit(2)).is_err(),
+            "the idle contact's link ended"
+        );
+        assert!(profile.send(deposit(3)).is_ok(), "the profile's link stays");
     }
 }
