@@ -81,6 +81,10 @@ fn describe_response(r: &Response) -> String {
     }
 }
 
+fn describe_address(a: &RelayAddress) -> String {
+    format!("address pin={} host={} port={}", h(&a.pin.0), a.host, a.port)
+}
+
 #[test]
 fn replay_all_vectors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
@@ -103,25 +107,39 @@ fn replay_all_vectors() {
                 .unwrap_or_else(|| panic!("{name}: missing {k}"))
                 .to_owned()
         };
+        let optional = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .map(str::to_owned)
+        };
         let direction = field("direction");
         let expect = field("expect");
         let got = match direction.as_str() {
             "address" => match field("address").parse::<RelayAddress>() {
                 Ok(a) => {
-                    assert_eq!(
-                        a.to_string(),
-                        field("address"),
-                        "{name}: address round trip"
-                    );
-                    format!(
-                        "address pin={} host={} port={}",
-                        h(&a.pin.0),
-                        a.host,
-                        a.port
-                    )
+                    // An accepted address prints back in its canonical form, which is the
+                    // input itself unless the vector names another.
+                    let canonical = optional("canonical").unwrap_or_else(|| field("address"));
+                    assert_eq!(a.to_string(), canonical, "{name}: canonical text");
+                    let binary = hex::decode(field("binary")).unwrap();
+                    assert_eq!(a.to_binary().unwrap(), binary, "{name}: binary form");
+                    let (back, rest) = RelayAddress::from_binary(&binary).unwrap();
+                    assert!(back == a && rest.is_empty(), "{name}: binary round trip");
+                    describe_address(&a)
                 }
                 Err(_) => "error bad_address".to_owned(),
             },
+            "binary_address" => {
+                let bytes = hex::decode(field("binary")).unwrap();
+                match RelayAddress::from_binary(&bytes) {
+                    Ok((a, rest)) => {
+                        assert_eq!(a.to_binary().unwrap(), bytes[..bytes.len() - rest.len()]);
+                        format!("{} rest={}", describe_address(&a), h(rest))
+                    }
+                    Err(hush_proto::Error::AddressTruncated) => "error address_truncated".into(),
+                    Err(_) => "error bad_address".to_owned(),
+                }
+            }
             "request" | "response" => {
                 let bytes = hex::decode(field("frame")).unwrap();
                 let decoded = if direction == "request" {
@@ -152,7 +170,7 @@ fn replay_all_vectors() {
         fails += usize::from(name.starts_with("fail_"));
     }
     assert!(
-        seen >= 40 && fails >= 25,
+        seen >= 85 && fails >= 55,
         "too few vectors: {seen} ({fails} fail_)"
     );
 }
