@@ -134,6 +134,10 @@ accepted("address_ipv6_long_form", "[2001:DB8:0:0:0:0:0:1]", 4433, "[2001:db8::1
          "IPv6 in full and upper case; canonical is RFC 5952")
 accepted("address_ipv6_zero_runs", "[2001:0:0:1:0:0:0:1]", 4433, "[2001:0:0:1::1]",
          "RFC 5952: the longest run of zero groups is compressed")
+accepted("address_ipv6_tie", "[2001:db8:0:0:1:0:0:1]", 4433, "[2001:db8::1:0:0:1]",
+         "RFC 5952: of two equally long zero runs the first is compressed")
+accepted("address_ipv6_single_zero", "[2001:db8:0:1:1:1:1:1]", 4433, "[2001:db8:0:1:1:1:1:1]",
+         "RFC 5952: a single zero group is not compressed")
 accepted("address_ipv6_loopback", "[::1]", 4433, "[::1]", "IPv6 loopback")
 accepted("address_ipv6_mapped", "[::ffff:192.0.2.1]", 4433, "[::ffff:192.0.2.1]",
          "IPv4-mapped IPv6 ends in a dotted quad")
