@@ -14,16 +14,16 @@ use rand_core::CryptoRng;
 use crate::envelope::{Envelope, INIT_INNER_LEN, INIT_PREFIX_LEN};
 use crate::invite::{Invite, InviteKind, InviterSecrets, invite_mailbox_root, invite_seal_key};
 use crate::primitives::{
-    DOMAIN_HANDSHAKE_ID, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed, Key32,
-    TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, kem_encapsulate, sha256, split32,
-    xopen,
+    DOMAIN_HANDSHAKE_ID, DOMAIN_LINK, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed,
+    Key32, TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, kem_encapsulate, sha256,
+    split32, xopen,
 };
 use crate::ratchet::Ratchet;
 use crate::session::{PendingInit, Role, Route, Session};
 use crate::wire::{Put, Reader};
 use crate::{Error, PROTOCOL_VERSION};
 
-/// Names one handshake: SHA-256("hush/v1/handshake-id" || IK_A || EK_A). Not secret.
+/// Names one handshake: SHA-256("hush/v2/handshake-id" || IK_A || EK_A). Not secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandshakeId(pub [u8; 32]);
 
@@ -88,8 +88,11 @@ struct X3dhOutput {
     mailbox_root: Key32,
 }
 
-fn transcript(invite: &[u8; 66], ik_a: &[u8; 32], ek_a: &[u8; 32], kem_ek: &[u8]) -> [u8; 32] {
-    sha256(&[DOMAIN_TRANSCRIPT, invite, ik_a, ek_a, kem_ek])
+/// `TH = SHA-256("hush/v2/transcript" || B || IK_A || EK_A || ek_A)`, `B` being the whole
+/// link body (relay included), so that the keys, and the safety number, cover every field
+/// of the link the invitee used.
+fn transcript(link_body: &[u8], ik_a: &[u8; 32], ek_a: &[u8; 32], kem_ek: &[u8]) -> [u8; 32] {
+    sha256(&[DOMAIN_TRANSCRIPT, link_body, ik_a, ek_a, kem_ek])
 }
 
 fn handshake_id(ik_a: &[u8; 32], ek_a: &[u8; 32]) -> HandshakeId {
@@ -122,12 +125,7 @@ impl Invite {
         let ek_a = DhKeyPair::generate(rng);
         let kem = KemSeed::generate(rng);
         let kem_ek = kem.encapsulation_key();
-        let th = transcript(
-            &self.transcript_part(),
-            &ik_a.public(),
-            &ek_a.public(),
-            &kem_ek,
-        );
+        let th = transcript(&self.body(), &ik_a.public(), &ek_a.public(), &kem_ek);
         let out = x3dh(
             &ik_a.dh(&self.prekey)?,
             &ek_a.dh(&self.identity)?,
@@ -138,6 +136,7 @@ impl Invite {
 
         let mut prefix = Vec::with_capacity(INIT_PREFIX_LEN);
         prefix.put_u8(PROTOCOL_VERSION);
+        prefix.put(&self.link_hash());
         prefix.put(&ik_a.public());
         prefix.put(&ek_a.public());
         prefix.put(&kem_ek);
@@ -196,6 +195,16 @@ impl InviterSecrets {
         if version != PROTOCOL_VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
+        let link_hash: [u8; 32] = r.array().ok_or(E)?;
+        // Checked first, for every envelope: the seal only shows the sender held the
+        // invite secret, this shows it used the link as the inviter made it.
+        let link_body = self.link_body();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &link_hash[..],
+            &sha256(&[DOMAIN_LINK, &link_body])[..],
+        )) {
+            return Err(Error::LinkMismatch);
+        }
         let ik_a: [u8; 32] = r.array().ok_or(E)?;
         let ek_a: [u8; 32] = r.array().ok_or(E)?;
         let kem_ek = r.take(KEM_EK_LEN).ok_or(E)?;
@@ -210,8 +219,7 @@ impl InviterSecrets {
         }
         let prekey = self.prekey.as_ref().ok_or(Error::InviteAlreadyUsed)?;
         kem_check_encapsulation_key(kem_ek)?;
-        let invite = self.invite()?;
-        let th = transcript(&invite.transcript_part(), &ik_a, &ek_a, kem_ek);
+        let th = transcript(&link_body, &ik_a, &ek_a, kem_ek);
         let out = x3dh(
             &prekey.dh(&ik_a)?,
             &self.identity.dh(&ek_a)?,

@@ -52,7 +52,7 @@ pub use safety::SafetyNumber;
 pub use session::{Role, Session};
 
 /// The protocol version carried inside every encrypted header, invite and stored state.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Randomness source accepted by this crate (a cryptographically secure generator).
 pub use rand_core::CryptoRng;

@@ -219,6 +219,18 @@ impl Ratchet {
         ad: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
+        self.encrypt_as(PROTOCOL_VERSION, payload, body_len, ad, rng)
+    }
+
+    /// [`Self::encrypt`] writing `version` in the header: only tests write another version.
+    fn encrypt_as(
+        &mut self,
+        version: u8,
+        payload: &[u8],
+        body_len: usize,
+        ad: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
         let capacity = self.payload_capacity(body_len);
         if payload.len() > capacity {
             return Err(Error::PayloadTooLong {
@@ -239,7 +251,7 @@ impl Ratchet {
         let mut nonce = [0u8; XNONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let mut header = Vec::with_capacity(HEADER_PLAIN_LEN);
-        header.put_u8(PROTOCOL_VERSION);
+        header.put_u8(version);
         header.put(&self.dhs.public());
         header.put_u32(self.pn);
         header.put_u32(self.ns);
@@ -261,7 +273,7 @@ impl Ratchet {
         body[at..at + 2].copy_from_slice(&(payload.len() as u16).to_be_bytes());
         at += 2;
         body[at..at + payload.len()].copy_from_slice(payload);
-        let tag = seal_body(&mk, &[ad, region], body);
+        let tag = seal_body(&mk, &nonce, &[ad, region], body);
         out.put(&tag);
 
         self.cks = Some(next_ck);
@@ -288,6 +300,8 @@ impl Ratchet {
         let (region, rest) = msg.split_at(HEADER_REGION_LEN);
         let (body_ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         let aad: [&[u8]; 2] = [ad, region];
+        let mut salt = [0u8; XNONCE_LEN];
+        salt.copy_from_slice(&region[..XNONCE_LEN]);
 
         // 1. Keys of skipped messages, one header decryption per distinct header key.
         let mut tried: Vec<&Key32> = Vec::new();
@@ -304,7 +318,8 @@ impl Ratchet {
                 .iter()
                 .position(|s| s.hk == sk.hk && s.n == header.n)
             {
-                let (payload, _) = open_and_parse(&self.skipped[pos].mk, &aad, body_ct, tag)?;
+                let (payload, _) =
+                    open_and_parse(&self.skipped[pos].mk, &salt, &aad, body_ct, tag)?;
                 return Ok(Pending {
                     payload,
                     skipped: Vec::new(),
@@ -328,7 +343,7 @@ impl Ratchet {
                 return Err(Error::MessageReplayed);
             }
             let (ckr, mk, skipped) = skip_to(ckr, hkr, self.nr, header.n)?;
-            let (payload, _) = open_and_parse(&mk, &aad, body_ct, tag)?;
+            let (payload, _) = open_and_parse(&mk, &salt, &aad, body_ct, tag)?;
             return Ok(Pending {
                 payload,
                 skipped,
@@ -364,7 +379,7 @@ impl Ratchet {
         }
         let [rk, ckr0, nhkr] = kdf_rk(&rk, &self.dhs.dh(&header.dh)?);
         let (ckr, mk, new_skipped) = skip_to(&ckr0, &self.nhkr, 0, header.n)?;
-        let (payload, kem_ct) = open_and_parse(&mk, &aad, body_ct, tag)?;
+        let (payload, kem_ct) = open_and_parse(&mk, &salt, &aad, body_ct, tag)?;
         skipped.extend(new_skipped);
 
         let rk = match &pq {
@@ -619,13 +634,14 @@ fn open_header(hk: &Key32, region: &[u8]) -> Option<Result<Header, Error>> {
 /// payload and all-zero padding.
 fn open_and_parse(
     mk: &Key32,
+    salt: &[u8; XNONCE_LEN],
     aad: &[&[u8]],
     body_ct: &[u8],
     tag: &[u8],
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
     // Authentication comes before decryption: on failure `body` still holds ciphertext.
     let mut body = body_ct.to_vec();
-    open_body(mk, aad, &mut body, tag)?;
+    open_body(mk, salt, aad, &mut body, tag)?;
     match parse_body(&body) {
         Ok((start, len, kem_ct)) => {
             // Reuse the buffer for the payload; wipe the rest of the plaintext.
@@ -664,4 +680,56 @@ fn parse_body(body: &[u8]) -> Result<(usize, usize, Option<Vec<u8>>), Error> {
     }
     let start = 1 + kem_ct.as_ref().map_or(0, Vec::len) + 2;
     Ok((start, payload.len(), kem_ct))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use crate::envelope::SESSION_BODY_LEN;
+    use crate::{Error, InviteKind, InviterSecrets, Session};
+
+    fn established(seed: u64) -> (Session, Session, ChaCha20Rng) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let relay = "hush://CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk@relay.example:4433"
+            .parse()
+            .unwrap();
+        let mut secrets = InviterSecrets::generate(InviteKind::OneTime, relay, &mut rng).unwrap();
+        let mut invitee = secrets.invite().unwrap().accept(&mut rng).unwrap();
+        let env = invitee.encrypt(b"hello", &mut rng).unwrap();
+        let mut inviter = match secrets.handle_init(&env, &mut rng).unwrap() {
+            crate::InitOutcome::New { session, .. } => *session,
+            crate::InitOutcome::Existing(_) => panic!("not new"),
+        };
+        let env = inviter.encrypt(b"welcome", &mut rng).unwrap();
+        invitee.decrypt(&env, &mut rng).unwrap();
+        (inviter, invitee, rng)
+    }
+
+    /// A header that authenticates under the right key but says version 1 is refused as
+    /// such, in the current chain and on a ratchet step, and changes nothing.
+    #[test]
+    fn a_version_1_header_is_refused() {
+        let (mut inviter, mut invitee, mut rng) = established(7);
+        for _ in 0..2 {
+            let t = &inviter.transcript.clone();
+            let msg = inviter
+                .ratchet
+                .encrypt_as(1, "نسخة".as_bytes(), SESSION_BODY_LEN, t, &mut rng)
+                .unwrap();
+            let env = crate::envelope::from_vec(msg).unwrap();
+            let before = invitee.to_bytes();
+            assert_eq!(
+                invitee.decrypt(&env, &mut rng),
+                Err(Error::UnsupportedVersion(1))
+            );
+            assert_eq!(invitee.to_bytes().as_slice(), before.as_slice());
+            // Turn the ratchet so that the second round is a new chain.
+            let env = invitee.encrypt(b"turn", &mut rng).unwrap();
+            inviter.decrypt(&env, &mut rng).unwrap();
+        }
+    }
 }

@@ -24,7 +24,8 @@ use hush_proto::RelayAddress;
 /// relays' default expiry), so that envelopes already in flight are not lost.
 pub const RETIRED_ROOT_SECONDS: u64 = 7 * 24 * 3600;
 
-const STATE_VERSION: u8 = 1;
+/// Version 2: the state of a protocol version 2 relationship.
+const STATE_VERSION: u8 = 2;
 
 /// Which side of the handshake this party was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -47,7 +47,7 @@ impl RatchetFields {
     const HEAD_LEN: usize = 1 + 1 + 32 + 32 + 32 + 32;
 
     fn parse(bytes: &[u8]) -> Self {
-        assert_eq!(bytes[0], 1, "state version changed: update RatchetFields");
+        assert_eq!(bytes[0], 2, "state version changed: update RatchetFields");
         let mut r = Cursor {
             bytes,
             at: Self::HEAD_LEN,

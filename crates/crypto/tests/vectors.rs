@@ -402,7 +402,7 @@ fn spec_derivations_match_the_implementation() {
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    assert_eq!(bin[0], 1, "version");
+    assert_eq!(bin[0], 2, "version");
     assert_eq!(bin[1], 1, "kind one-time");
     let invite_secret = &bin[66..98];
     assert_eq!(&bin[98..130], hex::decode(&c.relay_pin).unwrap().as_slice());
@@ -410,27 +410,30 @@ fn spec_derivations_match_the_implementation() {
     let host_len = usize::from(bin[132]);
     assert_eq!(&bin[133..133 + host_len], c.relay_host.as_bytes());
     let body_len = 133 + host_len;
-    let sum = sha256(&[b"hush/v1/invite-checksum", &bin[..body_len]]);
+    let sum = sha256(&[b"hush/v2/invite-checksum", &bin[..body_len]]);
     assert_eq!(&bin[body_len..], &sum[..4]);
+    let link_body = &bin[..body_len];
 
-    // Handshake mailbox: root = HKDF(invite_secret, "hush/v1/invite-mailbox"),
-    // fetch = HKDF(root, "hush/v1/mailbox" || 0x00 || epoch), id = SHA-256(fetch).
-    let root = hkdf32(invite_secret, &[b"hush/v1/invite-mailbox"]);
+    // Handshake mailbox: root = HKDF(invite_secret, "hush/v2/invite-mailbox"),
+    // fetch = HKDF(root, "hush/v2/mailbox" || 0x00 || epoch), id = SHA-256(fetch).
+    let root = hkdf32(invite_secret, &[b"hush/v2/invite-mailbox"]);
     let epoch = c.unix_seconds / 3600;
-    let fetch = hkdf32(&root, &[b"hush/v1/mailbox", &[0], &epoch.to_be_bytes()]);
+    let fetch = hkdf32(&root, &[b"hush/v2/mailbox", &[0], &epoch.to_be_bytes()]);
     let id = sha256(&[&fetch]);
     assert_eq!(
         c.steps[2].mailbox_id.as_deref(),
         Some(hex::encode(id).as_str())
     );
 
-    // Init envelope: XChaCha20-Poly1305 under HKDF(invite_secret, "hush/v1/invite-seal"),
-    // nonce = first 24 bytes, tag = last 16; inner starts with version 1, IK_A, EK_A, ek_A.
+    // Init envelope: XChaCha20-Poly1305 under HKDF(invite_secret, "hush/v2/invite-seal"),
+    // nonce = first 24 bytes, tag = last 16; inner starts with version 2, the link hash
+    // LH = SHA-256("hush/v2/link" || B), IK_A, EK_A, ek_A.
     let env = hex::decode(c.steps[2].envelope.as_ref().unwrap()).unwrap();
     let inner = open_init(invite_secret, &env);
     assert_eq!(inner.len(), 4056);
-    assert_eq!(inner[0], 1);
-    let hid = sha256(&[b"hush/v1/handshake-id", &inner[1..33], &inner[33..65]]);
+    assert_eq!(inner[0], 2);
+    assert_eq!(&inner[1..33], &sha256(&[b"hush/v2/link", link_body]));
+    let hid = sha256(&[b"hush/v2/handshake-id", &inner[33..65], &inner[65..97]]);
     assert_eq!(hex::encode(hid), c.handshake_id);
     let _ = epoch_of(0);
 }
@@ -453,7 +456,7 @@ fn hkdf32(ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
 }
 
 fn seal_cipher(invite_secret: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
-    let key = hkdf32(invite_secret, &[b"hush/v1/invite-seal"]);
+    let key = hkdf32(invite_secret, &[b"hush/v2/invite-seal"]);
     chacha20poly1305::XChaCha20Poly1305::new(&key.into())
 }
 
@@ -512,7 +515,7 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
     let wrong_version = {
         let env = hex::decode(env_hex(2)).unwrap();
         let mut inner = open_init(&invite_secret, &env);
-        inner[0] = 2;
+        inner[0] = 1;
         hex::encode(reseal_init(&invite_secret, &env[..24], &mut inner))
     };
     // A session envelope for another relationship: the contact-address conversation's reply.
@@ -619,13 +622,13 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_wrong_version.json".into(),
             case(
-                "Step 2's init envelope resealed with prefix version byte 2.",
+                "Step 2's init envelope resealed with prefix version byte 1 (a version 1 handshake).",
                 0,
                 "inviter",
                 "handle_init",
                 Some(wrong_version),
                 None,
-                "UnsupportedVersion(2)",
+                "UnsupportedVersion(1)",
             ),
         ),
         (
@@ -726,7 +729,152 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         ),
     ];
     cases.extend(unusable_relay_cases(&c, &base));
+    cases.extend(version_and_link_cases(&c, &base));
     cases
+}
+
+/// A link body `B` (no checksum) made into a link with the checksum of `domain`.
+fn relink(body: &[u8], domain: &[u8]) -> String {
+    let sum = sha256(&[domain, body]);
+    format!(
+        "hush:{}",
+        URL_SAFE_NO_PAD.encode([body, &sum[..4]].concat())
+    )
+}
+
+/// Version 1 links and handshakes, edited links (the inviter names them), and a message
+/// encrypted twice from a restored sending state.
+fn version_and_link_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)> {
+    let case = |desc: String, after: usize, actor: &str, op: &str, err: &str| FailCase {
+        description: desc,
+        base: base.into(),
+        after_step: after,
+        actor: actor.into(),
+        op: op.into(),
+        envelope: None,
+        link: None,
+        state: None,
+        payload: None,
+        error: err.into(),
+    };
+    let link = c.steps[0].link.clone().unwrap();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let body = &bin[..bin.len() - 4];
+    let mut out = Vec::new();
+
+    let mut v1 = body.to_vec();
+    v1[0] = 1;
+    let mut f = case(
+        "The invite link as version 1 wrote it: version byte 1, checksum under \
+         \"hush/v1/invite-checksum\"."
+            .into(),
+        0,
+        "invitee",
+        "parse_invite",
+        "UnsupportedVersion(1)",
+    );
+    f.link = Some(relink(&v1, b"hush/v1/invite-checksum"));
+    out.push(("fail_invite_version_1.json".to_string(), f));
+    let mut v3 = body.to_vec();
+    v3[0] = 3;
+    let mut f = case(
+        "The invite link with version byte 3 and a correct version 2 checksum.".into(),
+        0,
+        "invitee",
+        "parse_invite",
+        "UnsupportedVersion(3)",
+    );
+    f.link = Some(relink(&v3, b"hush/v2/invite-checksum"));
+    out.push(("fail_invite_version_3.json".to_string(), f));
+
+    // Edited links: the checksum is recomputed (it is unkeyed), the invitee accepts the link
+    // and writes; the inviter refuses the handshake. Offsets in B: kind 1, IK_B 2..34,
+    // relay pin 98..130, port 130..132, host 133...
+    let host_at = 133;
+    let edits: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("kind", "its kind changed to contact address (0x02)", {
+            let mut b = body.to_vec();
+            b[1] = 2;
+            b
+        }),
+        ("identity", "one bit of IK_B flipped (byte 10)", {
+            let mut b = body.to_vec();
+            b[10] ^= 0x01;
+            b
+        }),
+        ("relay_pin", "another relay pin (all bytes 0x66)", {
+            let mut b = body.to_vec();
+            b[98..130].fill(0x66);
+            b
+        }),
+        ("relay_port", "the relay port changed to 443", {
+            let mut b = body.to_vec();
+            b[130..132].copy_from_slice(&443u16.to_be_bytes());
+            b
+        }),
+        (
+            "relay_host",
+            "the relay host changed to relay.example.net",
+            {
+                let mut b = body[..host_at - 1].to_vec();
+                let host = b"relay.example.net";
+                b.push(u8::try_from(host.len()).unwrap());
+                b.extend_from_slice(host);
+                b
+            },
+        ),
+    ];
+    for (i, (name, what, edited)) in edits.into_iter().enumerate() {
+        let edited_link = relink(&edited, b"hush/v2/invite-checksum");
+        let mut rng = ChaCha20Rng::seed_from_u64(700 + i as u64);
+        let mut session = Invite::parse(&edited_link)
+            .unwrap()
+            .accept(&mut rng)
+            .unwrap();
+        let env = session
+            .encrypt(b"sent through an edited link", &mut rng)
+            .unwrap();
+        let mut f = case(
+            format!(
+                "An init envelope from an invitee that accepted the invite link with {what} \
+                 (checksum recomputed; the link is {edited_link}). The inviter refuses it."
+            ),
+            0,
+            "inviter",
+            "handle_init",
+            "LinkMismatch",
+        );
+        f.envelope = Some(hex::encode(env.as_bytes()));
+        out.push((format!("fail_link_edited_{name}.json"), f));
+    }
+
+    // A sending state restored from a snapshot: the inviter's state before step 10 encrypts
+    // step 10's plaintext again with other random bytes. Its header nonce differs, so its
+    // body key and nonce differ too; the receiver, which read step 10, calls it a replay.
+    let mut player = replay(c, Some(9));
+    let restored = player.inviter.session.as_mut().unwrap();
+    let pt = hex::decode(c.steps[10].plaintext.as_ref().unwrap()).unwrap();
+    let again = restored
+        .encrypt(&pt, &mut ChaCha20Rng::seed_from_u64(710))
+        .unwrap();
+    assert_ne!(
+        hex::encode(again.as_bytes()),
+        c.steps[10].envelope.clone().unwrap()
+    );
+    let mut f = case(
+        "Step 10's plaintext encrypted again from the inviter's state after step 9 (a \
+         restored snapshot) with other random bytes, delivered after step 13 read step 10."
+            .into(),
+        13,
+        "invitee",
+        "decrypt",
+        "MessageReplayed",
+    );
+    f.envelope = Some(hex::encode(again.as_bytes()));
+    out.push(("fail_rollback_second_encryption.json".to_string(), f));
+    out
 }
 
 /// Relays a client cannot use (docs/PROTOCOL.md, "Binary relay address"): (file name part,
@@ -853,7 +1001,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
         let err = format!("UnusableRelay({rule:?})");
 
         let mut body = [&bin[..98], &bad].concat();
-        let sum = sha256(&[b"hush/v1/invite-checksum", &body]);
+        let sum = sha256(&[b"hush/v2/invite-checksum", &body]);
         body.extend_from_slice(&sum[..4]);
         let mut f = case(
             format!(
@@ -952,12 +1100,17 @@ fn fail_vectors_are_rejected_with_the_named_error() {
                         );
                         e
                     }
-                    Ok(env) => party
-                        .secrets
-                        .as_mut()
-                        .unwrap()
-                        .handle_init(&env, &mut rng)
-                        .unwrap_err(),
+                    Ok(env) => {
+                        let secrets = party.secrets.as_mut().unwrap();
+                        let before = secrets.to_bytes();
+                        let e = secrets.handle_init(&env, &mut rng).unwrap_err();
+                        assert_eq!(
+                            secrets.to_bytes().as_slice(),
+                            before.as_slice(),
+                            "{name}: inviter state changed"
+                        );
+                        e
+                    }
                 }
             }
             other => panic!("unknown op {other}"),
