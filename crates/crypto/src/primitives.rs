@@ -4,8 +4,8 @@
 //! Every KDF of the protocol lives here with its info string, so that docs/PROTOCOL.md and
 //! the code can be compared line by line. Nothing here knows about sessions or the wire.
 
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use ml_kem::MlKem768;
@@ -266,16 +266,25 @@ fn message_key_material(mk: &Key32, salt: &[u8; XNONCE_LEN]) -> Zeroizing<[u8; 4
     hkdf::<44>(Some(salt), mk.as_bytes(), &[INFO_MESSAGE])
 }
 
-/// The AEAD instance and nonce of a message key.
-fn body_cipher(mk: &Key32, salt: &[u8; XNONCE_LEN]) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
+/// The AEAD key and nonce of a message. ChaCha20-Poly1305 of RFC 8439 from ring: the same
+/// function as RustCrypto's, in assembly chosen at run time for the CPU (AVX2, NEON...),
+/// which the 4 KiB body of every message is worth.
+fn body_cipher(
+    mk: &Key32,
+    salt: &[u8; XNONCE_LEN],
+) -> (ring::aead::LessSafeKey, ring::aead::Nonce) {
     let km = message_key_material(mk, salt);
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&km[..32]);
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&km[32..44]);
+    let key = match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &km[..32]) {
+        Ok(k) => k,
+        // ring refuses only a key of the wrong length; this one is 32 bytes by construction.
+        #[allow(clippy::panic)] // a 32-byte slice is always a ChaCha20 key: fail loudly if not
+        Err(_) => panic!("ChaCha20-Poly1305 key of 32 bytes refused"),
+    };
     (
-        ChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key)),
-        chacha20poly1305::Nonce::from(nonce),
+        ring::aead::LessSafeKey::new(key),
+        ring::aead::Nonce::assume_unique_for_key(nonce),
     )
 }
 
@@ -303,17 +312,22 @@ pub(crate) fn seal_body(
     ad: &[&[u8]],
     buf: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let (cipher, nonce) = body_cipher(mk, salt);
+    let (key, nonce) = body_cipher(mk, salt);
     match with_ad(ad, |ad| {
-        cipher.encrypt_inout_detached(&nonce, ad, buf.into())
+        key.seal_in_place_separate_tag(nonce, ring::aead::Aad::from(ad), buf)
     }) {
-        Ok(tag) => tag.into(),
+        Ok(tag) => {
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            out
+        }
         // Only possible for inputs beyond 256 GiB; envelopes are 4 KiB.
         Err(_) => [0u8; TAG_LEN],
     }
 }
 
-/// Inverse of [`seal_body`].
+/// Inverse of [`seal_body`]. On failure the content of `buf` is unspecified (it may hold
+/// unauthenticated plaintext): the caller wipes it.
 pub(crate) fn open_body(
     mk: &Key32,
     salt: &[u8; XNONCE_LEN],
@@ -321,10 +335,17 @@ pub(crate) fn open_body(
     buf: &mut [u8],
     tag: &[u8],
 ) -> Result<(), Error> {
-    let (cipher, nonce) = body_cipher(mk, salt);
-    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Error::BodyAuthFailed)?;
+    let (key, nonce) = body_cipher(mk, salt);
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::BodyAuthFailed)?;
     with_ad(ad, |ad| {
-        cipher.decrypt_inout_detached(&nonce, ad, buf.into(), &tag)
+        key.open_in_place_separate_tag(
+            nonce,
+            ring::aead::Aad::from(ad),
+            ring::aead::Tag::from(tag),
+            buf,
+            0..,
+        )
+        .map(|_| ())
     })
     .map_err(|_| Error::BodyAuthFailed)
 }

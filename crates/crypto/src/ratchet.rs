@@ -639,8 +639,7 @@ fn open_and_parse(
     body_ct: &[u8],
     tag: &[u8],
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
-    // Authentication comes before decryption: on failure `body` still holds ciphertext.
-    let mut body = body_ct.to_vec();
+    let mut body = zeroize::Zeroizing::new(body_ct.to_vec());
     open_body(mk, salt, aad, &mut body, tag)?;
     match parse_body(&body) {
         Ok((start, len, kem_ct)) => {
@@ -648,12 +647,10 @@ fn open_and_parse(
             body.copy_within(start..start + len, 0);
             body[len..].zeroize();
             body.truncate(len);
-            Ok((body, kem_ct))
+            Ok((std::mem::take(&mut *body), kem_ct))
         }
-        Err(e) => {
-            body.zeroize();
-            Err(e)
-        }
+        // `body` is wiped when dropped, here and when authentication failed.
+        Err(e) => Err(e),
     }
 }
 
