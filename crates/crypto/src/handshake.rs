@@ -2,8 +2,9 @@
 //!
 //! X3DH-style triple Diffie-Hellman over X25519 gives the first keys at once, so the
 //! invitee can write immediately, even while the inviter is offline. The invitee's first
-//! message also carries an ML-KEM-768 encapsulation key; the inviter's reply carries the
-//! ciphertext, and both mix the shared secret into the root key at the next ratchet step.
+//! message also carries an ML-KEM-768 encapsulation key; the inviter's first ratchet step
+//! encapsulates to it, and from then on every ratchet step is also an ML-KEM step
+//! ([`crate::ratchet`]).
 //! Nothing is signed: authentication is implicit in the Diffie-Hellman values (deniable).
 //!
 //! This module owns the derivations of the first keys and the replay rule (a handshake id
@@ -15,8 +16,7 @@ use crate::envelope::{Envelope, INIT_INNER_LEN, INIT_PREFIX_LEN};
 use crate::invite::{Invite, InviteKind, InviterSecrets, invite_mailbox_root, invite_seal_key};
 use crate::primitives::{
     DOMAIN_HANDSHAKE_ID, DOMAIN_LINK, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed,
-    Key32, TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, kem_encapsulate, sha256,
-    split32, xopen,
+    Key32, TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, sha256, split32, xopen,
 };
 use crate::ratchet::Ratchet;
 use crate::session::{PendingInit, Role, Route, Session};
@@ -170,7 +170,8 @@ impl InviterSecrets {
     /// relationship. A new one (while the invite is usable) yields [`InitOutcome::New`]
     /// and is recorded; a one-time invite then deletes its prekey. On error nothing changes.
     ///
-    /// Draws, in order: ML-KEM encapsulation randomness (32), next ratchet key (32).
+    /// Draws, in order: the next ratchet key (32), the next ML-KEM seed (64) and the
+    /// encapsulation randomness (32) of the ratchet step (docs/PROTOCOL.md section 5.4).
     pub fn handle_init(
         &mut self,
         envelope: &Envelope,
@@ -226,10 +227,9 @@ impl InviterSecrets {
             &prekey.dh(&ek_a)?,
             &th,
         );
-        let (kem_ct, kem_ss) = kem_encapsulate(kem_ek, rng)?;
-        let mut ratchet =
-            Ratchet::new_inviter(&out.sk, prekey.clone(), out.hka, out.nhkb, kem_ct, kem_ss);
-        let payload = ratchet.decrypt(&opened.message, &th, rng)?;
+        let mut ratchet = Ratchet::new_inviter(&out.sk, prekey.clone(), out.hka, out.nhkb);
+        // The first step encapsulates to ek_A: the first post-quantum secret.
+        let payload = ratchet.decrypt(&opened.message, &th, Some(kem_ek), rng)?;
 
         let route = Route {
             root: out.mailbox_root,
@@ -270,6 +270,7 @@ impl Session {
                 "init envelope belongs to another session",
             ));
         }
-        self.ratchet.decrypt(&opened.message, &self.transcript, rng)
+        self.ratchet
+            .decrypt(&opened.message, &self.transcript, None, rng)
     }
 }

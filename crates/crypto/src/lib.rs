@@ -37,6 +37,8 @@ pub mod invite;
 pub mod mailbox;
 pub mod payload;
 mod primitives;
+#[cfg(test)]
+mod quantum_tests;
 pub mod ratchet;
 pub mod safety;
 pub mod session;

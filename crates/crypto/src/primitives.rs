@@ -236,8 +236,19 @@ pub(crate) fn kdf_rk(rk: &Key32, dh_out: &Key32) -> [Key32; 3] {
     split32(okm.as_ref())
 }
 
-/// Mixes the ML-KEM shared secret into the root key.
+#[cfg(test)]
+thread_local! {
+    /// Tests only: turns [`kdf_pq`] into the identity, to show that what a test attributes
+    /// to the post-quantum ratchet disappears without it.
+    pub(crate) static PQ_MIX_DISABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mixes an ML-KEM shared secret into the root key.
 pub(crate) fn kdf_pq(rk: &Key32, ss: &Key32) -> Key32 {
+    #[cfg(test)]
+    if PQ_MIX_DISABLED.with(std::cell::Cell::get) {
+        return rk.clone();
+    }
     let okm = hkdf::<32>(Some(rk.as_bytes()), ss.as_bytes(), &[INFO_PQ_MIX]);
     Key32(*okm)
 }

@@ -224,8 +224,11 @@ fn failed_decryption_changes_nothing() {
 #[test]
 fn capacity_is_enforced_and_reported() {
     let mut p = established(9);
+    // 3999-byte body: flags, the post-quantum block (1184 + 1088), length, payload.
     let cap = p.inviter.payload_capacity();
-    assert_eq!(cap, 3996);
+    assert_eq!(cap, 1724);
+    assert_eq!(p.invitee.payload_capacity(), 1724);
+    assert_eq!(accepted(9).invitee.payload_capacity(), 2675);
     let err = p
         .inviter
         .encrypt(&vec![0; cap + 1], &mut p.rng)
@@ -289,17 +292,17 @@ fn an_edited_link_fails_the_handshake_at_the_inviter() {
     for kind in [InviteKind::ContactAddress, InviteKind::OneTime] {
         let (mut secrets, invite) = new_inviter(kind, &mut rng);
         let link = invite.to_link();
-        let edits: Vec<Box<dyn Fn(&mut Vec<u8>)>> = vec![
-            Box::new(|b| b[98..130].fill(0x66)), // relay pin: the editor's own relay
-            Box::new(|b| b[130..132].copy_from_slice(&443u16.to_be_bytes())), // port
-            Box::new(|b| {
+        let edits: [fn(&mut Vec<u8>); 6] = [
+            |b| b[98..130].fill(0x66), // relay pin: the editor's own relay
+            |b| b[130..132].copy_from_slice(&443u16.to_be_bytes()), // port
+            |b| {
                 // host: "relay.example" becomes "relay.exampla"
                 let last = b.len() - 1;
                 b[last] = b'a';
-            }),
-            Box::new(|b| b[1] ^= 0x03), // kind: one-time <-> contact address
-            Box::new(|b| b[20] ^= 0x80), // IK_B
-            Box::new(|b| b[50] ^= 0x01), // SPK_B
+            },
+            |b| b[1] ^= 0x03,  // kind: one-time <-> contact address
+            |b| b[20] ^= 0x80, // IK_B
+            |b| b[50] ^= 0x01, // SPK_B
         ];
         for edit in edits {
             let edited = edited_link(&link, edit);

@@ -730,7 +730,84 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
     ];
     cases.extend(unusable_relay_cases(&c, &base));
     cases.extend(version_and_link_cases(&c, &base));
+    cases.extend(pq_cases(&c, &base));
     cases
+}
+
+/// Offsets in stored session state (docs/PROTOCOL.md section 11) of the ratchet's KEM key
+/// tag and of its post-quantum block tag.
+fn pq_offsets(state: &[u8]) -> (usize, usize) {
+    let opt = |at: usize| if state[at] == 1 { at + 33 } else { at + 1 };
+    let mut at = 130 + 32; // role, transcript, ids, identity keys; the ratchet key
+    at = opt(at); // DHr
+    at += 32; // RK
+    for _ in 0..4 {
+        at = opt(at); // CKs, CKr, HKs, HKr
+    }
+    at += 64 + 12; // NHKs, NHKr, Ns, Nr, PN
+    let kem = at;
+    let block = if state[kem] == 1 { kem + 65 } else { kem + 1 };
+    (kem, block)
+}
+
+/// A sender that breaks the post-quantum ratchet, made by editing its stored state: the
+/// invitee after step 13 (its next message opens a new chain at the inviter) without its
+/// block, or with an encapsulation key that fails the FIPS 203 check.
+fn pq_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)> {
+    let case = |desc: &str, op: &str, err: &str| FailCase {
+        description: desc.into(),
+        base: base.into(),
+        after_step: 13,
+        actor: "inviter".into(),
+        op: op.into(),
+        envelope: None,
+        link: None,
+        state: None,
+        payload: None,
+        error: err.into(),
+    };
+    let player = replay(c, Some(13));
+    let state = player.invitee.session.as_ref().unwrap().to_bytes().to_vec();
+    let (kem, block) = pq_offsets(&state);
+    assert_eq!((state[kem], state[block]), (1, 1));
+    let encrypt_from = |edited: Vec<u8>, seed: u64| {
+        let mut s = Session::from_bytes(&edited).unwrap();
+        let env = s
+            .encrypt("后量子".as_bytes(), &mut ChaCha20Rng::seed_from_u64(seed))
+            .unwrap();
+        hex::encode(env.as_bytes())
+    };
+    let without = [&state[..block], &[0u8][..], &state[block + 1 + 2272..]].concat();
+    let mut bad_key = state.clone();
+    bad_key[block + 1..block + 1 + 1184].fill(0xff);
+    let mut bad_tag = state.clone();
+    bad_tag[kem] = 7;
+
+    let mut missing = case(
+        "The invitee's message after step 13 (a new chain for the inviter) without the \
+         post-quantum block: its stored state's block removed (tag 0), then encrypted.",
+        "decrypt",
+        "MissingKemCiphertext",
+    );
+    missing.envelope = Some(encrypt_from(without, 720));
+    let mut invalid = case(
+        "The invitee's message after step 13 whose post-quantum block carries an \
+         encapsulation key of 1184 bytes 0xff (fails the FIPS 203 modulus check).",
+        "decrypt",
+        "InvalidPeerKey",
+    );
+    invalid.envelope = Some(encrypt_from(bad_key, 721));
+    let mut tag = case(
+        "The invitee's stored state after step 13 with the ratchet's KEM key tag 7.",
+        "session_state",
+        "InvalidState(\"bad option tag\")",
+    );
+    tag.state = Some(hex::encode(bad_tag));
+    vec![
+        ("fail_pq_missing_block.json".into(), missing),
+        ("fail_pq_invalid_encapsulation_key.json".into(), invalid),
+        ("fail_state_pq_tag.json".into(), tag),
+    ]
 }
 
 /// A link body `B` (no checksum) made into a link with the checksum of `domain`.
