@@ -1196,3 +1196,215 @@ fn fail_vectors_are_rejected_with_the_named_error() {
     }
     assert!(count >= 10, "fail vectors missing: found {count}");
 }
+
+// --- the ratchet re-derived from the spec -------------------------------------------------
+
+/// A spec-only re-implementation of the steps the one-time conversation starts with, from
+/// the random bytes the vector lists and the primitives alone (x25519-dalek, ml-kem,
+/// RustCrypto's ChaCha20-Poly1305 rather than the ring code hush seals bodies with):
+/// PROTOCOL.md sections 4.2 to 6.2. It rebuilds byte for byte the invitee's first init
+/// envelope (step 2), the inviter's first reply with its post-quantum block (step 6, after
+/// the inviter's first ratchet step at step 4) and the invitee's first post-quantum message
+/// (step 8, after its step 7 decapsulated and mixed).
+#[test]
+fn the_ratchet_and_its_pq_steps_follow_the_spec() {
+    use ml_kem::kem::{Decapsulate, KeyExport};
+    let c: Conversation = load(&conversation_file("one-time"));
+    let rnd = |i: usize| hex::decode(&c.steps[i].random).unwrap();
+    let env = |i: usize| hex::decode(c.steps[i].envelope.as_ref().unwrap()).unwrap();
+    let pt = |i: usize| hex::decode(c.steps[i].plaintext.as_ref().unwrap()).unwrap();
+    let k32 = |b: &[u8]| -> [u8; 32] { b.try_into().unwrap() };
+    let pubkey = |k: [u8; 32]| x25519_dalek::x25519(k, x25519_dalek::X25519_BASEPOINT_BYTES);
+    let dh = |k: [u8; 32], p: [u8; 32]| x25519_dalek::x25519(k, p);
+    let hkdf_n = |salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]], n: usize| {
+        let mut out = vec![0u8; n];
+        hkdf::Hkdf::<sha2::Sha256>::new(salt, ikm)
+            .expand_multi_info(info, &mut out)
+            .unwrap();
+        out
+    };
+    let kdf_rk = |rk: &[u8], dh: &[u8]| {
+        let o = hkdf_n(Some(rk), dh, &[b"hush/v2/ratchet"], 96);
+        (k32(&o[..32]), k32(&o[32..64]), k32(&o[64..]))
+    };
+    let kdf_pq = |rk: &[u8], ss: &[u8]| k32(&hkdf_n(Some(rk), ss, &[b"hush/v2/pq-mix"], 32));
+    let hmac = |k: &[u8], d: u8| -> [u8; 32] {
+        use hmac::Mac;
+        let mut m = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(k).unwrap();
+        m.update(&[d]);
+        m.finalize().into_bytes().into()
+    };
+    let kem_keygen = |seed: &[u8]| {
+        let seed: [u8; 64] = seed.try_into().unwrap();
+        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(seed))
+    };
+    let encaps = |ek: &[u8], m: &[u8]| {
+        let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek).unwrap();
+        let ek = ml_kem::EncapsulationKey768::new(&key).unwrap();
+        let m: [u8; 32] = m.try_into().unwrap();
+        let (ct, ss) = ek.encapsulate_deterministic(&ml_kem::B32::from(m));
+        (ct.to_vec(), ss.to_vec())
+    };
+    // One ratchet message: header under `hk`, body of `body_len` bytes under the message key
+    // of chain key `ck`, with the optional post-quantum block.
+    let message = |hk: [u8; 32],
+                   ck: [u8; 32],
+                   header: (&[u8; 32], u32, u32),
+                   hn: &[u8],
+                   block: Option<&[u8]>,
+                   payload: &[u8],
+                   body_len: usize,
+                   th: &[u8; 32]| {
+        let mk = hmac(&ck, 0x01);
+        let mut plain = vec![2u8];
+        plain.extend(header.0);
+        plain.extend(header.1.to_be_bytes());
+        plain.extend(header.2.to_be_bytes());
+        let nonce = chacha20poly1305::XNonce::try_from(hn).unwrap();
+        let tag = chacha20poly1305::XChaCha20Poly1305::new(&hk.into())
+            .encrypt_inout_detached(&nonce, &[], plain.as_mut_slice().into())
+            .unwrap();
+        let region = [hn, &plain, tag.as_slice()].concat();
+        let mut body = vec![0u8; body_len];
+        let mut at = 1;
+        if let Some(b) = block {
+            body[0] = 0x01;
+            body[1..1 + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        body[at..at + 2].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        body[at + 2..at + 2 + payload.len()].copy_from_slice(payload);
+        let km = hkdf_n(Some(hn), &mk, &[b"hush/v2/message"], 44);
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new_from_slice(&km[..32]).unwrap();
+        let n = chacha20poly1305::Nonce::try_from(&km[32..]).unwrap();
+        let ad = [&th[..], &region].concat();
+        let tag = cipher
+            .encrypt_inout_detached(&n, &ad, body.as_mut_slice().into())
+            .unwrap();
+        [region, body, tag.to_vec()].concat()
+    };
+
+    // Step 0 and 1: the inviter's and the invitee's keys.
+    let (r0, r1) = (rnd(0), rnd(1));
+    let (ik_b, spk_b, invite_secret) = (k32(&r0[..32]), k32(&r0[32..64]), &r0[64..96]);
+    let (ik_a, ek_a, seed_a, a0) = (
+        k32(&r1[..32]),
+        k32(&r1[32..64]),
+        &r1[64..128],
+        k32(&r1[128..160]),
+    );
+    let link = c.steps[0].link.as_ref().unwrap();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let b = &bin[..bin.len() - 4];
+    let ek_a_pub = kem_keygen(seed_a).encapsulation_key().to_bytes().to_vec();
+    let th = sha256(&[
+        b"hush/v2/transcript",
+        b,
+        &pubkey(ik_a),
+        &pubkey(ek_a),
+        &ek_a_pub,
+    ]);
+    let ikm = [
+        &[0xff; 32][..],
+        &dh(ik_a, pubkey(spk_b)),
+        &dh(ek_a, pubkey(ik_b)),
+        &dh(ek_a, pubkey(spk_b)),
+    ]
+    .concat();
+    let okm = hkdf_n(None, &ikm, &[b"hush/v2/x3dh", &th], 128);
+    let (sk, hka, nhkb) = (k32(&okm[..32]), k32(&okm[32..64]), k32(&okm[64..96]));
+
+    // Step 2: the invitee's first message, chain 0 (no block), in an init envelope.
+    let (rk_a, cks_a0, nhks_a) = kdf_rk(&sk, &dh(a0, pubkey(spk_b)));
+    let r2 = rnd(2);
+    let msg = message(
+        hka,
+        cks_a0,
+        (&pubkey(a0), 0, 0),
+        &r2[..24],
+        None,
+        &pt(2),
+        2678,
+        &th,
+    );
+    let prefix = [
+        &[2u8][..],
+        &sha256(&[b"hush/v2/link", b]),
+        &pubkey(ik_a),
+        &pubkey(ek_a),
+        &ek_a_pub,
+    ]
+    .concat();
+    let mut inner = [prefix, msg].concat();
+    assert_eq!(inner.len(), 4056);
+    let sealed = reseal_init(invite_secret, &r2[24..48], &mut inner);
+    assert_eq!(
+        hex::encode(sealed),
+        hex::encode(env(2)),
+        "step 2 (init envelope)"
+    );
+
+    // Step 4: the inviter's first ratchet step (on step 3's message): receive half without
+    // KEM, send half encapsulating to ek_A.
+    let r4 = rnd(4);
+    let (rk1, _ckr, _nhkr) = kdf_rk(&sk, &dh(spk_b, pubkey(a0)));
+    let (b1, kem_b1, m_b) = (k32(&r4[..32]), &r4[32..96], &r4[96..128]);
+    let ek_b1 = kem_keygen(kem_b1).encapsulation_key().to_bytes().to_vec();
+    let (ct_b1, ss_b1) = encaps(&ek_a_pub, m_b);
+    let (rk2, cks_b1, _nhks_b) = kdf_rk(&rk1, &dh(b1, pubkey(a0)));
+    let rk_b = kdf_pq(&rk2, &ss_b1);
+
+    // Step 6: the inviter's first message, chain 1, under HKs = NHKb, with its block.
+    let block_b1 = [ek_b1.clone(), ct_b1.clone()].concat();
+    let msg = message(
+        nhkb,
+        cks_b1,
+        (&pubkey(b1), 0, 0),
+        &rnd(6)[..24],
+        Some(&block_b1),
+        &pt(6),
+        3999,
+        &th,
+    );
+    assert_eq!(
+        hex::encode(msg),
+        hex::encode(env(6)),
+        "step 6 (first reply)"
+    );
+
+    // Step 7: the invitee's step: receive half decapsulates ct_B1 and mixes; send half
+    // encapsulates to ek_B1. Its chain 0 had 2 messages, so PN = 2.
+    let r7 = rnd(7);
+    let (rk1, _ckr, _nhkr) = kdf_rk(&rk_a, &dh(a0, pubkey(b1)));
+    let ct = ml_kem::ml_kem_768::Ciphertext::try_from(ct_b1.as_slice()).unwrap();
+    let ss = kem_keygen(seed_a).decapsulate(&ct);
+    assert_eq!(ss.as_slice(), ss_b1.as_slice(), "decapsulation");
+    let rk1 = kdf_pq(&rk1, &ss);
+    let (a1, kem_a1, m_a) = (k32(&r7[..32]), &r7[32..96], &r7[96..128]);
+    let ek_a1 = kem_keygen(kem_a1).encapsulation_key().to_bytes().to_vec();
+    let (ct_a1, ss_a1) = encaps(&ek_b1, m_a);
+    let (rk2, cks_a1, _nhks) = kdf_rk(&rk1, &dh(a1, pubkey(b1)));
+    let _rk_a = kdf_pq(&rk2, &ss_a1);
+
+    // Step 8: the invitee's first post-quantum message, chain 2, under HKs = NHKs of its
+    // initialisation, in a session envelope.
+    let block_a1 = [ek_a1, ct_a1].concat();
+    let msg = message(
+        nhks_a,
+        cks_a1,
+        (&pubkey(a1), 2, 0),
+        &rnd(8)[..24],
+        Some(&block_a1),
+        &pt(8),
+        3999,
+        &th,
+    );
+    assert_eq!(
+        hex::encode(msg),
+        hex::encode(env(8)),
+        "step 8 (first PQ chain)"
+    );
+    let _ = rk_b;
+}
