@@ -19,7 +19,8 @@
 //! - [`invite`]: invite links (one-time and contact address) and the inviter's secrets.
 //! - [`handshake`]: the hybrid X25519 + ML-KEM-768 key agreement that turns an invite into a
 //!   [`Session`], and replay protection for first messages.
-//! - [`ratchet`]: the Double Ratchet with header encryption.
+//! - [`ratchet`]: the Double Ratchet with header encryption, every step of which is also an
+//!   ML-KEM-768 step (the continuous post-quantum ratchet).
 //! - [`envelope`]: fixed-size envelope layouts and padding.
 //! - [`payload`]: what travels inside an envelope: fragments of content and control messages.
 //! - [`mailbox`]: epoch-rotating mailbox pseudonyms.
