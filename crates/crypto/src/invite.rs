@@ -17,8 +17,8 @@ use rand_core::CryptoRng;
 use crate::handshake::HandshakeId;
 use crate::mailbox::{Direction, FetchSecret, fetch_secret};
 use crate::primitives::{
-    DOMAIN_INVITE_CHECKSUM, DhKeyPair, Fingerprint, INFO_INVITE_MAILBOX, INFO_INVITE_SEAL, Key32,
-    hkdf, sha256,
+    DOMAIN_INVITE_CHECKSUM, DOMAIN_INVITE_CHECKSUM_V1, DOMAIN_LINK, DhKeyPair, Fingerprint,
+    INFO_INVITE_MAILBOX, INFO_INVITE_SEAL, Key32, hkdf, sha256,
 };
 use crate::wire::{Put, Reader, Relay, unusable};
 use crate::{Error, PROTOCOL_VERSION};
@@ -109,8 +109,10 @@ impl Invite {
         )
     }
 
-    /// The binary form, without checksum.
-    fn body(&self) -> Vec<u8> {
+    /// The binary form `B`, without checksum: everything the link says. All of it enters
+    /// the handshake transcript, so an edited link (another relay, key or kind) gives
+    /// another transcript and fails the handshake at the inviter.
+    pub(crate) fn body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(200);
         out.put_u8(PROTOCOL_VERSION);
         out.put_u8(self.kind.byte());
@@ -121,15 +123,10 @@ impl Invite {
         out
     }
 
-    /// Bytes of the invite that enter the handshake transcript:
-    /// version || kind || IK_B || SPK_B.
-    pub(crate) fn transcript_part(&self) -> [u8; 66] {
-        let mut t = [0u8; 66];
-        t[0] = PROTOCOL_VERSION;
-        t[1] = self.kind.byte();
-        t[2..34].copy_from_slice(&self.identity);
-        t[34..66].copy_from_slice(&self.prekey);
-        t
+    /// `LH = SHA-256("hush/v2/link" || B)`: the invitee's view of the link, sent in the
+    /// handshake prefix so that the inviter can name an edited link as such.
+    pub(crate) fn link_hash(&self) -> [u8; 32] {
+        sha256(&[DOMAIN_LINK, &self.body()])
     }
 
     /// The `hush:` link.
@@ -166,12 +163,18 @@ impl Invite {
         let (body, sum) = bin.split_at(bin.len() - CHECKSUM_LEN);
         let want = sha256(&[DOMAIN_INVITE_CHECKSUM, body]);
         if sum != &want[..CHECKSUM_LEN] {
+            // A version 1 link has a checksum under the version 1 domain: name it as the
+            // old version it is rather than as a typo.
+            let v1 = sha256(&[DOMAIN_INVITE_CHECKSUM_V1, body]);
+            if body.first() == Some(&1) && sum == &v1[..CHECKSUM_LEN] {
+                return Err(Error::UnsupportedVersion(1));
+            }
             return Err(Error::InviteChecksum);
         }
         let mut r = Reader::new(body);
         let version = r.u8().ok_or(TRUNC)?;
         if version != PROTOCOL_VERSION {
-            return Err(Error::InvalidInvite("unsupported invite version"));
+            return Err(Error::UnsupportedVersion(version));
         }
         let kind = InviteKind::from_byte(r.u8().ok_or(TRUNC)?)?;
         let identity = r.array().ok_or(TRUNC)?;
@@ -218,6 +221,9 @@ pub struct InviterSecrets {
     pub(crate) identity: DhKeyPair,
     /// `None` once a one-time invite has been used.
     pub(crate) prekey: Option<DhKeyPair>,
+    /// SPK_B's public key, kept after the private key is deleted: it is part of the link
+    /// body that every handshake of this invite is checked against.
+    pub(crate) prekey_public: [u8; 32],
     pub(crate) invite_secret: Key32,
     pub(crate) relay: Relay,
     /// Handshakes already accepted through this invite: a replayed first message is
@@ -236,7 +242,8 @@ impl std::fmt::Debug for InviterSecrets {
     }
 }
 
-const SECRETS_VERSION: u8 = 1;
+/// Version 2: the secrets of an invite whose link is a version 2 link.
+const SECRETS_VERSION: u8 = 2;
 
 impl InviterSecrets {
     /// Makes a new invite. Draws 96 random bytes: identity key, prekey, invite secret.
@@ -255,6 +262,7 @@ impl InviterSecrets {
         Ok(Self {
             kind,
             identity,
+            prekey_public: prekey.public(),
             prekey: Some(prekey),
             invite_secret,
             relay,
@@ -282,6 +290,18 @@ impl InviterSecrets {
             invite_secret: self.invite_secret.clone(),
             relay: self.relay.clone(),
         })
+    }
+
+    /// The body `B` of this invite's link, also once a one-time invite was used.
+    pub(crate) fn link_body(&self) -> Vec<u8> {
+        Invite {
+            kind: self.kind,
+            identity: self.identity.public(),
+            prekey: self.prekey_public,
+            invite_secret: self.invite_secret.clone(),
+            relay: self.relay.clone(),
+        }
+        .body()
     }
 
     /// Fetch secret of the handshake mailbox in `epoch`: the inviter watches it.
@@ -316,6 +336,7 @@ impl InviterSecrets {
             }
             None => out.put_u8(0),
         }
+        out.put(&self.prekey_public);
         out.put(self.invite_secret.as_bytes());
         self.relay.encode(&mut out);
         out.put_u32(self.accepted.len() as u32);
@@ -341,6 +362,10 @@ impl InviterSecrets {
             1 => Some(DhKeyPair::from_secret(&Key32(r.array().ok_or(E)?))),
             _ => return Err(Error::InvalidState("bad option tag")),
         };
+        let prekey_public: [u8; 32] = r.array().ok_or(E)?;
+        if prekey.as_ref().is_some_and(|p| p.public() != prekey_public) {
+            return Err(Error::InvalidState("prekey does not match its public key"));
+        }
         let invite_secret = Key32(r.array().ok_or(E)?);
         let relay = r.relay().map_err(|e| match e {
             hush_proto::Error::AddressTruncated => E,
@@ -361,6 +386,7 @@ impl InviterSecrets {
             kind,
             identity,
             prekey,
+            prekey_public,
             invite_secret,
             relay,
             accepted,

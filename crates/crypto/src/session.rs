@@ -24,7 +24,8 @@ use hush_proto::RelayAddress;
 /// relays' default expiry), so that envelopes already in flight are not lost.
 pub const RETIRED_ROOT_SECONDS: u64 = 7 * 24 * 3600;
 
-const STATE_VERSION: u8 = 1;
+/// Version 2: the state of a protocol version 2 relationship.
+const STATE_VERSION: u8 = 2;
 
 /// Which side of the handshake this party was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,10 +112,12 @@ impl Session {
         self.pending_init.is_some()
     }
 
-    /// True once the ML-KEM shared secret is part of the root key: from then on, new
-    /// message keys resist an attacker who later breaks X25519 (see PROTOCOL.md).
+    /// True once this party's sending chain key depends on an ML-KEM shared secret: from
+    /// then on its messages resist an attacker who records them and later breaks X25519
+    /// (docs/PROTOCOL.md section 10). The invitee is post-quantum from its first ratchet
+    /// step, the inviter from its second.
     pub fn post_quantum(&self) -> bool {
-        self.ratchet.pq_complete()
+        self.ratchet.pq_sending()
     }
 
     /// The relationship's safety number.
@@ -174,7 +177,8 @@ impl Session {
     }
 
     /// Decrypts an envelope fetched from this session's receive mailbox. On error the
-    /// session is unchanged. Draws 32 random bytes when the peer turned the ratchet.
+    /// session is unchanged. Draws 128 random bytes when the peer turned the ratchet (next
+    /// X25519 key 32, next ML-KEM seed 64, encapsulation randomness 32).
     pub fn decrypt(
         &mut self,
         envelope: &Envelope,
@@ -182,7 +186,7 @@ impl Session {
     ) -> Result<Vec<u8>, Error> {
         let payload = self
             .ratchet
-            .decrypt(envelope.as_bytes(), &self.transcript, rng)?;
+            .decrypt(envelope.as_bytes(), &self.transcript, None, rng)?;
         // The only chain an invitee can receive on is the one the inviter's reply opened.
         self.pending_init = None;
         Ok(payload)

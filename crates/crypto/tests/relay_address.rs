@@ -81,7 +81,7 @@ fn link_with_relay(link: &str, relay: &[u8]) -> String {
     let mut body = bin[..98].to_vec();
     body.extend_from_slice(relay);
     let sum = sha2::Sha256::new()
-        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(b"hush/v2/invite-checksum")
         .chain_update(&body)
         .finalize();
     body.extend_from_slice(&sum[..4]);

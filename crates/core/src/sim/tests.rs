@@ -372,7 +372,7 @@ fn link_with_relay(link: &str, host: &[u8], port: u16) -> String {
     body.push(u8::try_from(host.len()).unwrap());
     body.extend_from_slice(host);
     let sum = sha2::Sha256::new()
-        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(b"hush/v2/invite-checksum")
         .chain_update(&body)
         .finalize();
     body.extend_from_slice(&sum[..4]);
