@@ -10,6 +10,7 @@
 //! bytes 2..4 reserved (zero), then a [`BODY_LEN`]-byte body whose used prefix depends on the
 //! kind and whose remainder is zero.
 
+use crate::drop::{DropAddress, MAX_STAMP_BITS, STAMP_LEN};
 use crate::types::{
     DeleteIds, Delivery, ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, SecretBatch,
 };
@@ -24,6 +25,7 @@ mod kind {
     pub const FETCH: u8 = 0x03;
     pub const DELETE: u8 = 0x04;
     pub const SUBSCRIBE: u8 = 0x05;
+    pub const DEPOSIT_STAMPED: u8 = 0x06;
 
     pub const PONG: u8 = 0x81;
     pub const DEPOSITED: u8 = 0x82;
@@ -34,7 +36,10 @@ mod kind {
     pub const ERROR: u8 = 0xff;
 
     pub fn is_request(k: u8) -> bool {
-        matches!(k, PING | DEPOSIT | FETCH | DELETE | SUBSCRIBE)
+        matches!(
+            k,
+            PING | DEPOSIT | FETCH | DELETE | SUBSCRIBE | DEPOSIT_STAMPED
+        )
     }
     pub fn is_response(k: u8) -> bool {
         matches!(
@@ -78,6 +83,16 @@ pub enum Request {
     Subscribe {
         /// The fetch secrets.
         secrets: SecretBatch,
+    },
+    /// Store `envelope` in a drop (an invite's handshake mailbox), paying with a stamp;
+    /// answered like [`Request::Deposit`], or `StampTooWeak` with the work now required.
+    DepositStamped {
+        /// The drop, as the invite names it.
+        drop: DropAddress,
+        /// Proof of work for this envelope and drop (see [`crate::drop::stamp_work`]).
+        stamp: [u8; STAMP_LEN],
+        /// The ciphertext.
+        envelope: Envelope,
     },
 }
 
@@ -232,6 +247,8 @@ error_codes! {
     MailboxFull = 0x0100, "mailbox_full";
     /// the relay's global storage quota is reached.
     RelayFull = 0x0101, "relay_full";
+    /// a stamped deposit's stamp shows too little work; the argument is the bits required.
+    StampTooWeak = 0x0102, "stamp_too_weak";
     /// too many requests on this connection; the argument is milliseconds to wait.
     RateLimited = 0x0200, "rate_limited";
     /// no named envelope exists in that mailbox.
@@ -409,6 +426,18 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
                 secrets: read_secrets(&mut r, count)?,
             }
         }
+        kind::DEPOSIT_STAMPED => {
+            let id = MailboxId(r.take());
+            let bits = r.u8();
+            if bits > MAX_STAMP_BITS {
+                return Err(Error::BadField("stamp bits"));
+            }
+            Request::DepositStamped {
+                drop: DropAddress { id, bits },
+                stamp: r.take(),
+                envelope: r.envelope(),
+            }
+        }
         other => return Err(Error::UnknownKind(other)),
     };
     r.finish()?;
@@ -514,6 +543,18 @@ impl Request {
                 put_secrets(&mut w, secrets);
                 w.finish()
             }
+            Self::DepositStamped {
+                drop,
+                stamp,
+                envelope,
+            } => {
+                let mut w = Writer::new(kind::DEPOSIT_STAMPED);
+                w.put(drop.id.as_bytes());
+                w.put(&[drop.bits]);
+                w.put(stamp);
+                w.put(envelope.as_bytes());
+                w.finish()
+            }
         }
     }
 
@@ -526,6 +567,7 @@ impl Request {
             Self::Fetch { .. } => "fetch",
             Self::Delete { .. } => "delete",
             Self::Subscribe { .. } => "subscribe",
+            Self::DepositStamped { .. } => "deposit_stamped",
         }
     }
 }
@@ -607,6 +649,14 @@ mod tests {
     fn all_requests() -> Vec<Request> {
         vec![
             Request::Ping,
+            Request::DepositStamped {
+                drop: DropAddress {
+                    id: MailboxId([0xd5; 32]),
+                    bits: MAX_STAMP_BITS,
+                },
+                stamp: [0xa7; STAMP_LEN],
+                envelope: env(0x3c),
+            },
             Request::Deposit {
                 mailbox: MailboxId([7; 32]),
                 envelope: env(0x55),
@@ -719,9 +769,12 @@ mod tests {
         long.push(0);
         assert_eq!(decode_request(&long), Err(Error::Oversized(FRAME_LEN + 1)));
 
-        let mut f = good.clone();
-        f[0] = 2;
-        assert_eq!(decode_request(&f[..]), Err(Error::UnsupportedVersion(2)));
+        // Version 1 frames (and any other) are refused with the version error.
+        for v in [0, 1, 3] {
+            let mut f = good.clone();
+            f[0] = v;
+            assert_eq!(decode_request(&f[..]), Err(Error::UnsupportedVersion(v)));
+        }
         assert_eq!(
             Error::UnsupportedVersion(2).code(),
             Some(ErrorCode::UnsupportedVersion)
@@ -768,6 +821,22 @@ mod tests {
         .encode();
         f[HEADER_LEN + 4] = 2;
         assert_eq!(decode_response(&f[..]), Err(Error::BadField("more")));
+    }
+
+    #[test]
+    fn a_stamped_deposit_naming_more_work_than_anyone_can_do_is_refused() {
+        let req = Request::DepositStamped {
+            drop: DropAddress {
+                id: MailboxId([1; 32]),
+                bits: 20,
+            },
+            stamp: [2; STAMP_LEN],
+            envelope: env(3),
+        };
+        let mut f = req.encode();
+        assert_eq!(decode_request(&f[..]).as_ref(), Ok(&req));
+        f[HEADER_LEN + 32] = MAX_STAMP_BITS + 1;
+        assert_eq!(decode_request(&f[..]), Err(Error::BadField("stamp bits")));
     }
 
     proptest! {
