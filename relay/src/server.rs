@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hush_proto::{
-    ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, Pong, RelayAddress, Request,
-    Response, decode_request,
+    Envelope, ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, MailboxId, Pong,
+    RelayAddress, Request, Response, decode_request,
 };
 use hush_transport::stream::{read_request, write_frame};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -45,6 +45,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Shared {
     store: Arc<dyn Store>,
+    spent_stamps: crate::drops::SpentStamps,
     committer: Committer,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
@@ -233,6 +234,7 @@ impl Relay {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
+            spent_stamps: crate::drops::SpentStamps::new(),
             committer,
             hub,
             metrics,
@@ -591,45 +593,48 @@ async fn handle_stream(
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
-        Request::Deposit { .. } if shared.disk.is_low() => {
+        Request::Deposit { .. } | Request::DepositStamped { .. } if shared.disk.is_low() => {
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
         }
         Request::Deposit { mailbox, envelope } => {
-            let resp = match shared
-                .committer
-                .submit(WriteOp::Deposit { mailbox, envelope })
-                .await
-            {
-                Ok(WriteOutcome::Stored(id)) => {
-                    metrics.stored();
-                    Response::Deposited(id)
+            let key = hush_proto::drop::storage_key(&mailbox);
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
                 }
-                Ok(WriteOutcome::MailboxFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::MailboxFull))
-                        .await;
-                }
-                Ok(WriteOutcome::RelayFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull))
-                        .await;
-                }
-                Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable)
-                | Err(Error::Storage(_)) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
-                        .await;
-                }
-                Err(_) => {
-                    return send_error(
-                        &mut send,
-                        metrics,
-                        ErrorFrame::new(ErrorCode::ShuttingDown),
-                    )
-                    .await;
-                }
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
+        }
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => {
+            let key = drop.storage_key();
+            let store = shared.store.clone();
+            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
+            else {
+                return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
             };
-            let _ = send_frame(&mut send, &resp).await;
+            if let Err(weak) = shared.spent_stamps.pay(&drop, &stamp, &envelope, stored) {
+                let e = ErrorFrame {
+                    code: ErrorCode::StampTooWeak,
+                    arg: weak.required,
+                };
+                return send_error(&mut send, metrics, e).await;
+            }
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
+                }
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
         }
         Request::Fetch { after, secrets } => {
-            let mailboxes: Vec<_> = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            // Each secret opens its mailbox and its drop; answers name both by the mailbox.
+            let opened = crate::drops::Opened::new(secrets.secrets());
+            drop(secrets);
+            let mailboxes = opened.keys.clone();
             let store = shared.store.clone();
             let r =
                 tokio::task::spawn_blocking(move || store.fetch(&mailboxes, after, FETCH_LIMIT))
@@ -641,7 +646,7 @@ async fn handle_stream(
             metrics.fetched(u64::from(returned));
             for s in items {
                 let d = hush_proto::Delivery {
-                    mailbox: s.mailbox,
+                    mailbox: opened.reported(s.mailbox),
                     id: s.id,
                     envelope: s.envelope,
                 };
@@ -652,44 +657,68 @@ async fn handle_stream(
             let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
         }
         Request::Delete { secret, ids } => {
-            let op = WriteOp::Delete {
-                mailbox: secret.mailbox_id(),
-                ids: ids.ids().to_vec(),
-            };
+            // The ids are in the secret's mailbox or its drop (ids are unique on a relay):
+            // delete in both and count each id once.
+            let opened = crate::drops::Opened::new([&secret]);
             drop(secret);
-            let code = match shared.committer.submit(op).await {
-                Ok(WriteOutcome::Deleted {
+            let mut totals: Option<(u16, u16)> = None;
+            for mailbox in opened.keys {
+                let op = WriteOp::Delete {
+                    mailbox,
+                    ids: ids.ids().to_vec(),
+                };
+                match shared.committer.submit(op).await {
+                    Ok(WriteOutcome::Deleted {
+                        deleted, expired, ..
+                    }) => {
+                        let (d, e) = totals.get_or_insert((0, expired));
+                        *d = d.saturating_add(deleted);
+                        *e = (*e).min(expired);
+                    }
+                    Ok(_) | Err(Error::Storage(_)) => {
+                        return send_error(
+                            &mut send,
+                            metrics,
+                            ErrorFrame::new(ErrorCode::Internal),
+                        )
+                        .await;
+                    }
+                    Err(_) => {
+                        return send_error(
+                            &mut send,
+                            metrics,
+                            ErrorFrame::new(ErrorCode::ShuttingDown),
+                        )
+                        .await;
+                    }
+                }
+            }
+            let (deleted, expired) = totals.unwrap_or((0, 0));
+            let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
+            let expired = expired.min(n.saturating_sub(deleted));
+            let unknown = n.saturating_sub(deleted).saturating_sub(expired);
+            if deleted > 0 {
+                metrics.deleted(u64::from(deleted));
+                metrics.delete_outcome(DeleteOutcome::Deleted);
+                let resp = Response::Deleted {
                     deleted,
                     expired,
                     unknown,
-                }) => {
-                    if deleted > 0 {
-                        metrics.deleted(u64::from(deleted));
-                        metrics.delete_outcome(DeleteOutcome::Deleted);
-                        let resp = Response::Deleted {
-                            deleted,
-                            expired,
-                            unknown,
-                        };
-                        let _ = send_frame(&mut send, &resp).await;
-                        finish(&mut send).await;
-                        return;
-                    }
-                    // A delete that finds nothing is a normal outcome (a retried delete, or
-                    // one that expiry got to first): the answer is an error frame, as the
-                    // protocol says, but it is counted apart from errors.
-                    let (code, outcome) = if expired > 0 {
-                        (ErrorCode::Expired, DeleteOutcome::Expired)
-                    } else {
-                        (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
-                    };
-                    metrics.delete_outcome(outcome);
-                    return answer_error(&mut send, ErrorFrame::new(code)).await;
-                }
-                Ok(_) | Err(Error::Storage(_)) => ErrorCode::Internal,
-                Err(_) => ErrorCode::ShuttingDown,
+                };
+                let _ = send_frame(&mut send, &resp).await;
+                finish(&mut send).await;
+                return;
+            }
+            // A delete that finds nothing is a normal outcome (a retried delete, or one that
+            // expiry got to first): the answer is an error frame, as the protocol says, but
+            // it is counted apart from errors.
+            let (code, outcome) = if expired > 0 {
+                (ErrorCode::Expired, DeleteOutcome::Expired)
+            } else {
+                (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
             };
-            return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
+            metrics.delete_outcome(outcome);
+            return answer_error(&mut send, ErrorFrame::new(code)).await;
         }
         Request::Subscribe { secrets } => {
             let max = usize::try_from(shared.limits.max_subscriptions_per_connection.0)
@@ -699,10 +728,10 @@ async fn handle_stream(
                 let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
                 return send_error(&mut send, metrics, e).await;
             }
-            let mailboxes = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            let opened = crate::drops::Opened::new(secrets.secrets());
+            let count = u16::try_from(secrets.secrets().len()).unwrap_or(u16::MAX);
             drop(secrets);
-            let mut sub = shared.hub.subscribe(mailboxes);
-            let count = u16::try_from(sub.len()).unwrap_or(u16::MAX);
+            let mut sub = shared.hub.subscribe(opened.keys.clone());
             let mut shutdown = shared.shutdown.clone();
             let stopped = send.stopped();
             tokio::pin!(stopped);
@@ -710,7 +739,8 @@ async fn handle_stream(
                 loop {
                     tokio::select! {
                         next = sub.next() => match next {
-                            Next::Delivery(d) => {
+                            Next::Delivery(mut d) => {
+                                d.mailbox = opened.reported(d.mailbox);
                                 if !send_frame(&mut send, &Response::Envelope(d)).await {
                                     break;
                                 }
@@ -738,6 +768,31 @@ async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+/// Commits one deposit under the storage key `mailbox` (of a mailbox or a drop) and gives
+/// the answer: `Deposited`, or the error frame to send.
+async fn deposit(
+    shared: &Shared,
+    mailbox: MailboxId,
+    envelope: Envelope,
+) -> Result<Response, ErrorFrame> {
+    match shared
+        .committer
+        .submit(WriteOp::Deposit { mailbox, envelope })
+        .await
+    {
+        Ok(WriteOutcome::Stored(id)) => {
+            shared.metrics.stored();
+            Ok(Response::Deposited(id))
+        }
+        Ok(WriteOutcome::MailboxFull) => Err(ErrorFrame::new(ErrorCode::MailboxFull)),
+        Ok(WriteOutcome::RelayFull) => Err(ErrorFrame::new(ErrorCode::RelayFull)),
+        Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable) | Err(Error::Storage(_)) => {
+            Err(ErrorFrame::new(ErrorCode::Internal))
+        }
+        Err(_) => Err(ErrorFrame::new(ErrorCode::ShuttingDown)),
+    }
 }
 
 #[cfg(test)]

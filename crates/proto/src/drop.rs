@@ -19,6 +19,8 @@ use crate::types::{Envelope, FetchSecret, MailboxId};
 
 /// Domain separation of a drop's storage key.
 const DOMAIN_DROP: &[u8] = b"hush/v2/drop";
+/// Domain separation of an ordinary mailbox's storage key.
+const DOMAIN_MAILBOX_KEY: &[u8] = b"hush/v2/mailbox-key";
 /// Domain separation of a stamp's hash.
 const DOMAIN_STAMP: &[u8] = b"hush/v2/stamp";
 /// Length of a stamp.
@@ -59,9 +61,9 @@ impl DropAddress {
     }
 
     /// Where a relay stores the drop's envelopes:
-    /// `SHA-256("hush/v2/drop" || bits || D)`. Its preimage is 45 bytes long, so it never
-    /// equals an ordinary mailbox id (`SHA-256` of a 32-byte secret) short of a SHA-256
-    /// collision, and a plain `Deposit` cannot reach a drop.
+    /// `SHA-256("hush/v2/drop" || bits || D)`. A relay stores ordinary mailboxes under
+    /// [`storage_key`] of their id, whose preimage has another prefix and length, so a plain
+    /// `Deposit` (to any id at all) cannot reach a drop short of a SHA-256 collision.
     #[must_use]
     pub fn storage_key(&self) -> MailboxId {
         let mut h = Sha256::new();
@@ -70,6 +72,16 @@ impl DropAddress {
         h.update(self.id.as_bytes());
         MailboxId(h.finalize().into())
     }
+}
+
+/// Where a relay stores the ordinary mailbox `id` (one a plain `Deposit` names):
+/// `SHA-256("hush/v2/mailbox-key" || id)`.
+#[must_use]
+pub fn storage_key(id: &MailboxId) -> MailboxId {
+    let mut h = Sha256::new();
+    h.update(DOMAIN_MAILBOX_KEY);
+    h.update(id.as_bytes());
+    MailboxId(h.finalize().into())
 }
 
 /// The work a stamp shows for an envelope deposited to the drop stored under `key`: the
@@ -159,7 +171,9 @@ mod tests {
     fn a_drop_key_is_never_the_plain_mailbox() {
         let secret = FetchSecret::from_bytes([0; 32]);
         let drop = DropAddress::of_secret(&secret);
-        assert_ne!(drop.storage_key(), secret.mailbox_id());
+        assert_ne!(drop.storage_key(), storage_key(&secret.mailbox_id()));
+        // A plain deposit naming the drop's storage key lands elsewhere.
+        assert_ne!(drop.storage_key(), storage_key(&drop.storage_key()));
         assert_ne!(
             drop.storage_key(),
             DropAddress { bits: 1, ..drop }.storage_key()
