@@ -6,8 +6,9 @@
 //! ordinary mailbox `id` is stored under [`storage_key`]`(id)` and a drop under
 //! [`DropAddress::storage_key`], so no plain deposit reaches a drop. A stamped deposit is
 //! worth its work only once and only if it shows the owner's difficulty plus what the
-//! drop's fill adds; a fetch secret `F` opens the mailbox `SHA-256(F)` and its drop, and
-//! answers name both by `SHA-256(F)`, so a client never sees a storage key. Must never keep a stamp beyond the bounded in-memory ledger, nor
+//! drop's fill adds. A fetch secret `F` opens the mailbox `SHA-256(F)` in Fetch, Delete and
+//! Subscribe, and the drop it owns in FetchDrops, DeleteDrop and SubscribeDrops; answers
+//! name either by `SHA-256(F)`, so a client never sees a storage key. Must never keep a stamp beyond the bounded in-memory ledger, nor
 //! anything about who deposited.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -30,13 +31,20 @@ pub(crate) struct TooWeak {
 
 /// The stamps of recent stamped deposits, so that one piece of work buys one deposit.
 pub(crate) struct SpentStamps {
-    inner: Mutex<(HashSet<[u8; 32]>, VecDeque<[u8; 32]>)>,
+    inner: Mutex<Ledger>,
+}
+
+/// Spent stamp tags, and their order for forgetting the oldest.
+#[derive(Default)]
+struct Ledger {
+    seen: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
 }
 
 impl SpentStamps {
     pub(crate) fn new() -> Self {
         Self {
-            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+            inner: Mutex::new(Ledger::default()),
         }
     }
 
@@ -59,7 +67,7 @@ impl SpentStamps {
         h.update(stamp);
         let tag: [u8; 32] = h.finalize().into();
         let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let (seen, order) = &mut *guard;
+        let Ledger { seen, order } = &mut *guard;
         if !seen.insert(tag) {
             return Err(TooWeak { required });
         }
@@ -75,23 +83,25 @@ impl SpentStamps {
 
 /// The stored mailboxes a batch of fetch secrets opens, and the name each is answered by.
 pub(crate) struct Opened {
-    /// Every storage key to read or watch: each secret's mailbox and its drop.
+    /// The storage key of each secret's mailbox (or drop).
     pub(crate) keys: Vec<MailboxId>,
     back: HashMap<MailboxId, MailboxId>,
 }
 
 impl Opened {
-    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = &'a FetchSecret>) -> Self {
+    /// What `secrets` open: their ordinary mailboxes, or (`drops`) the drops they own.
+    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = &'a FetchSecret>, drops: bool) -> Self {
         let mut keys = Vec::new();
         let mut back = HashMap::new();
         for s in secrets {
             let id = s.mailbox_id();
-            let own = storage_key(&id);
-            let drop = DropAddress::of_secret(s).storage_key();
-            keys.push(own);
-            keys.push(drop);
-            back.insert(own, id);
-            back.insert(drop, id);
+            let key = if drops {
+                DropAddress::of_secret(s).storage_key()
+            } else {
+                storage_key(&id)
+            };
+            keys.push(key);
+            back.insert(key, id);
         }
         Self { keys, back }
     }
@@ -142,13 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_opens_its_mailbox_and_its_drop_under_one_name() {
+    fn a_secret_opens_its_mailbox_or_its_drop_under_one_name() {
         let s = FetchSecret::from_bytes([0xd8; 32]);
-        let opened = Opened::new([&s]);
         let drop = DropAddress::of_secret(&s).storage_key();
         let own = storage_key(&s.mailbox_id());
-        assert_eq!(opened.keys, vec![own, drop]);
-        assert_eq!(opened.reported(drop), s.mailbox_id());
-        assert_eq!(opened.reported(own), s.mailbox_id());
+        assert_ne!(own, drop);
+        let mailboxes = Opened::new([&s], false);
+        assert_eq!(mailboxes.keys, vec![own]);
+        assert_eq!(mailboxes.reported(own), s.mailbox_id());
+        let drops = Opened::new([&s], true);
+        assert_eq!(drops.keys, vec![drop]);
+        assert_eq!(drops.reported(drop), s.mailbox_id());
     }
 }

@@ -583,6 +583,7 @@ async fn handle_stream(
         }
     };
     metrics.request(req.name());
+    let req_kind = Kind::of(&req);
     match req {
         Request::Ping => {
             let pong = Pong {
@@ -630,9 +631,9 @@ async fn handle_stream(
                 Err(e) => return send_error(&mut send, metrics, e).await,
             }
         }
-        Request::Fetch { after, secrets } => {
-            // Each secret opens its mailbox and its drop; answers name both by the mailbox.
-            let opened = crate::drops::Opened::new(secrets.secrets());
+        Request::Fetch { after, secrets } | Request::FetchDrops { after, secrets } => {
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
             drop(secrets);
             let mailboxes = opened.keys.clone();
             let store = shared.store.clone();
@@ -656,71 +657,49 @@ async fn handle_stream(
             }
             let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
         }
-        Request::Delete { secret, ids } => {
-            // The ids are in the secret's mailbox or its drop (ids are unique on a relay):
-            // delete in both and count each id once.
-            let opened = crate::drops::Opened::new([&secret]);
+        Request::Delete { secret, ids } | Request::DeleteDrop { secret, ids } => {
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new([&secret], drops);
             drop(secret);
-            let mut totals: Option<(u16, u16)> = None;
-            for mailbox in opened.keys {
-                let op = WriteOp::Delete {
-                    mailbox,
-                    ids: ids.ids().to_vec(),
-                };
-                match shared.committer.submit(op).await {
-                    Ok(WriteOutcome::Deleted {
-                        deleted, expired, ..
-                    }) => {
-                        let (d, e) = totals.get_or_insert((0, expired));
-                        *d = d.saturating_add(deleted);
-                        *e = (*e).min(expired);
-                    }
-                    Ok(_) | Err(Error::Storage(_)) => {
-                        return send_error(
-                            &mut send,
-                            metrics,
-                            ErrorFrame::new(ErrorCode::Internal),
-                        )
-                        .await;
-                    }
-                    Err(_) => {
-                        return send_error(
-                            &mut send,
-                            metrics,
-                            ErrorFrame::new(ErrorCode::ShuttingDown),
-                        )
-                        .await;
-                    }
-                }
-            }
-            let (deleted, expired) = totals.unwrap_or((0, 0));
-            let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
-            let expired = expired.min(n.saturating_sub(deleted));
-            let unknown = n.saturating_sub(deleted).saturating_sub(expired);
-            if deleted > 0 {
-                metrics.deleted(u64::from(deleted));
-                metrics.delete_outcome(DeleteOutcome::Deleted);
-                let resp = Response::Deleted {
+            let op = WriteOp::Delete {
+                mailbox: opened.keys[0],
+                ids: ids.ids().to_vec(),
+            };
+            let code = match shared.committer.submit(op).await {
+                Ok(WriteOutcome::Deleted {
                     deleted,
                     expired,
                     unknown,
-                };
-                let _ = send_frame(&mut send, &resp).await;
-                finish(&mut send).await;
-                return;
-            }
-            // A delete that finds nothing is a normal outcome (a retried delete, or one that
-            // expiry got to first): the answer is an error frame, as the protocol says, but
-            // it is counted apart from errors.
-            let (code, outcome) = if expired > 0 {
-                (ErrorCode::Expired, DeleteOutcome::Expired)
-            } else {
-                (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
+                }) => {
+                    if deleted > 0 {
+                        metrics.deleted(u64::from(deleted));
+                        metrics.delete_outcome(DeleteOutcome::Deleted);
+                        let resp = Response::Deleted {
+                            deleted,
+                            expired,
+                            unknown,
+                        };
+                        let _ = send_frame(&mut send, &resp).await;
+                        finish(&mut send).await;
+                        return;
+                    }
+                    // A delete that finds nothing is a normal outcome (a retried delete, or
+                    // one that expiry got to first): the answer is an error frame, as the
+                    // protocol says, but it is counted apart from errors.
+                    let (code, outcome) = if expired > 0 {
+                        (ErrorCode::Expired, DeleteOutcome::Expired)
+                    } else {
+                        (ErrorCode::UnknownEnvelope, DeleteOutcome::Unknown)
+                    };
+                    metrics.delete_outcome(outcome);
+                    return answer_error(&mut send, ErrorFrame::new(code)).await;
+                }
+                Ok(_) | Err(Error::Storage(_)) => ErrorCode::Internal,
+                Err(_) => ErrorCode::ShuttingDown,
             };
-            metrics.delete_outcome(outcome);
-            return answer_error(&mut send, ErrorFrame::new(code)).await;
+            return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
         }
-        Request::Subscribe { secrets } => {
+        Request::Subscribe { secrets } | Request::SubscribeDrops { secrets } => {
             let max = usize::try_from(shared.limits.max_subscriptions_per_connection.0)
                 .unwrap_or(usize::MAX);
             if state.subscriptions.fetch_add(1, Ordering::AcqRel) >= max {
@@ -728,7 +707,8 @@ async fn handle_stream(
                 let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
                 return send_error(&mut send, metrics, e).await;
             }
-            let opened = crate::drops::Opened::new(secrets.secrets());
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
             let count = u16::try_from(secrets.secrets().len()).unwrap_or(u16::MAX);
             drop(secrets);
             let mut sub = shared.hub.subscribe(opened.keys.clone());
@@ -768,6 +748,23 @@ async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+/// Whether a fetch secret in a request opens an ordinary mailbox or the drop it owns.
+enum Kind {
+    Mailboxes,
+    Drops,
+}
+
+impl Kind {
+    fn of(req: &Request) -> Self {
+        match req {
+            Request::FetchDrops { .. }
+            | Request::DeleteDrop { .. }
+            | Request::SubscribeDrops { .. } => Self::Drops,
+            _ => Self::Mailboxes,
+        }
+    }
 }
 
 /// Commits one deposit under the storage key `mailbox` (of a mailbox or a drop) and gives

@@ -26,6 +26,9 @@ mod kind {
     pub const DELETE: u8 = 0x04;
     pub const SUBSCRIBE: u8 = 0x05;
     pub const DEPOSIT_STAMPED: u8 = 0x06;
+    pub const FETCH_DROPS: u8 = 0x07;
+    pub const DELETE_DROP: u8 = 0x08;
+    pub const SUBSCRIBE_DROPS: u8 = 0x09;
 
     pub const PONG: u8 = 0x81;
     pub const DEPOSITED: u8 = 0x82;
@@ -38,7 +41,14 @@ mod kind {
     pub fn is_request(k: u8) -> bool {
         matches!(
             k,
-            PING | DEPOSIT | FETCH | DELETE | SUBSCRIBE | DEPOSIT_STAMPED
+            PING | DEPOSIT
+                | FETCH
+                | DELETE
+                | SUBSCRIBE
+                | DEPOSIT_STAMPED
+                | FETCH_DROPS
+                | DELETE_DROP
+                | SUBSCRIBE_DROPS
         )
     }
     pub fn is_response(k: u8) -> bool {
@@ -93,6 +103,27 @@ pub enum Request {
         stamp: [u8; STAMP_LEN],
         /// The ciphertext.
         envelope: Envelope,
+    },
+    /// [`Request::Fetch`] from the drops the secrets open (each secret `F` is an invite
+    /// owner's, and opens the drop `SHA-256(F)` of difficulty `F[0]`), never from ordinary
+    /// mailboxes.
+    FetchDrops {
+        /// Cursor, as in [`Request::Fetch`].
+        after: EnvelopeId,
+        /// The owners' secrets.
+        secrets: SecretBatch,
+    },
+    /// [`Request::Delete`] in the drop `secret` opens.
+    DeleteDrop {
+        /// The owner's secret.
+        secret: FetchSecret,
+        /// The envelopes to delete.
+        ids: DeleteIds,
+    },
+    /// [`Request::Subscribe`] to the drops the secrets open.
+    SubscribeDrops {
+        /// The owners' secrets.
+        secrets: SecretBatch,
     },
 }
 
@@ -400,30 +431,37 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
             mailbox: MailboxId(r.take()),
             envelope: r.envelope(),
         },
-        kind::FETCH => {
+        kind::FETCH | kind::FETCH_DROPS => {
             let after = EnvelopeId(r.u64());
             let count = r.count(MAX_SECRETS)?;
             r.reserved16()?;
-            Request::Fetch {
-                after,
-                secrets: read_secrets(&mut r, count)?,
+            let secrets = read_secrets(&mut r, count)?;
+            if k == kind::FETCH {
+                Request::Fetch { after, secrets }
+            } else {
+                Request::FetchDrops { after, secrets }
             }
         }
-        kind::DELETE => {
+        kind::DELETE | kind::DELETE_DROP => {
             let secret = FetchSecret::from_bytes(r.take());
             let count = r.count(MAX_DELETE_IDS)?;
             r.reserved16()?;
             let ids = (0..count).map(|_| EnvelopeId(r.u64())).collect();
-            Request::Delete {
-                secret,
-                ids: DeleteIds::new(ids)?,
+            let ids = DeleteIds::new(ids)?;
+            if k == kind::DELETE {
+                Request::Delete { secret, ids }
+            } else {
+                Request::DeleteDrop { secret, ids }
             }
         }
-        kind::SUBSCRIBE => {
+        kind::SUBSCRIBE | kind::SUBSCRIBE_DROPS => {
             let count = r.count(MAX_SECRETS)?;
             r.reserved16()?;
-            Request::Subscribe {
-                secrets: read_secrets(&mut r, count)?,
+            let secrets = read_secrets(&mut r, count)?;
+            if k == kind::SUBSCRIBE {
+                Request::Subscribe { secrets }
+            } else {
+                Request::SubscribeDrops { secrets }
             }
         }
         kind::DEPOSIT_STAMPED => {
@@ -520,26 +558,17 @@ impl Request {
                 w.put(envelope.as_bytes());
                 w.finish()
             }
-            Self::Fetch { after, secrets } => {
-                let mut w = Writer::new(kind::FETCH);
-                w.put(&after.0.to_be_bytes());
+            Self::Fetch { after, secrets } => fetch_frame(kind::FETCH, *after, secrets),
+            Self::FetchDrops { after, secrets } => fetch_frame(kind::FETCH_DROPS, *after, secrets),
+            Self::Delete { secret, ids } => delete_frame(kind::DELETE, secret, ids),
+            Self::DeleteDrop { secret, ids } => delete_frame(kind::DELETE_DROP, secret, ids),
+            Self::Subscribe { secrets } => {
+                let mut w = Writer::new(kind::SUBSCRIBE);
                 put_secrets(&mut w, secrets);
                 w.finish()
             }
-            Self::Delete { secret, ids } => {
-                let mut w = Writer::new(kind::DELETE);
-                w.put(secret.as_bytes());
-                // DeleteIds holds 1..=MAX_DELETE_IDS (512) entries.
-                let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
-                w.put(&n.to_be_bytes());
-                w.put(&[0, 0]);
-                for id in ids.ids() {
-                    w.put(&id.0.to_be_bytes());
-                }
-                w.finish()
-            }
-            Self::Subscribe { secrets } => {
-                let mut w = Writer::new(kind::SUBSCRIBE);
+            Self::SubscribeDrops { secrets } => {
+                let mut w = Writer::new(kind::SUBSCRIBE_DROPS);
                 put_secrets(&mut w, secrets);
                 w.finish()
             }
@@ -568,8 +597,33 @@ impl Request {
             Self::Delete { .. } => "delete",
             Self::Subscribe { .. } => "subscribe",
             Self::DepositStamped { .. } => "deposit_stamped",
+            Self::FetchDrops { .. } => "fetch_drops",
+            Self::DeleteDrop { .. } => "delete_drop",
+            Self::SubscribeDrops { .. } => "subscribe_drops",
         }
     }
+}
+
+/// Fetch and FetchDrops: cursor, count, reserved, secrets.
+fn fetch_frame(k: u8, after: EnvelopeId, secrets: &SecretBatch) -> Box<[u8; FRAME_LEN]> {
+    let mut w = Writer::new(k);
+    w.put(&after.0.to_be_bytes());
+    put_secrets(&mut w, secrets);
+    w.finish()
+}
+
+/// Delete and DeleteDrop: secret, count, reserved, ids.
+fn delete_frame(k: u8, secret: &FetchSecret, ids: &DeleteIds) -> Box<[u8; FRAME_LEN]> {
+    let mut w = Writer::new(k);
+    w.put(secret.as_bytes());
+    // DeleteIds holds 1..=MAX_DELETE_IDS (512) entries.
+    let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
+    w.put(&n.to_be_bytes());
+    w.put(&[0, 0]);
+    for id in ids.ids() {
+        w.put(&id.0.to_be_bytes());
+    }
+    w.finish()
 }
 
 impl Response {

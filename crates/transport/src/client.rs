@@ -234,12 +234,51 @@ impl RelayClient {
         }
     }
 
+    /// Stores `envelope` in a drop (an invite's handshake mailbox), paying with `stamp`; the
+    /// relay answers `StampTooWeak` with the bits it wants now if the stamp shows less.
+    ///
+    /// # Errors
+    /// [`Error::Relay`], or a transport/protocol error.
+    pub async fn deposit_stamped(
+        &self,
+        drop: hush_proto::DropAddress,
+        stamp: [u8; hush_proto::drop::STAMP_LEN],
+        envelope: Envelope,
+    ) -> Result<EnvelopeId, Error> {
+        let req = Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        };
+        match self.single(&req).await? {
+            Response::Deposited(id) => Ok(id),
+            _ => Err(Error::UnexpectedResponse("expected Deposited")),
+        }
+    }
+
     /// One fetch page: envelopes with id greater than `after` in the mailboxes of `secrets`.
     ///
     /// # Errors
     /// [`Error::Relay`], or a transport/protocol error.
     pub async fn fetch(&self, secrets: SecretBatch, after: EnvelopeId) -> Result<FetchPage, Error> {
-        let (_send, mut recv) = self.open(&Request::Fetch { after, secrets }).await?;
+        self.fetch_page(&Request::Fetch { after, secrets }).await
+    }
+
+    /// One fetch page from the drops `secrets` own (invite owners' secrets).
+    ///
+    /// # Errors
+    /// As [`RelayClient::fetch`].
+    pub async fn fetch_drops(
+        &self,
+        secrets: SecretBatch,
+        after: EnvelopeId,
+    ) -> Result<FetchPage, Error> {
+        self.fetch_page(&Request::FetchDrops { after, secrets })
+            .await
+    }
+
+    async fn fetch_page(&self, req: &Request) -> Result<FetchPage, Error> {
+        let (_send, mut recv) = self.open(req).await?;
         let mut deliveries = Vec::new();
         loop {
             match read_response(&mut recv).await? {
@@ -291,7 +330,23 @@ impl RelayClient {
         secret: FetchSecret,
         ids: DeleteIds,
     ) -> Result<DeleteOutcome, Error> {
-        match self.single(&Request::Delete { secret, ids }).await? {
+        self.delete_in(&Request::Delete { secret, ids }).await
+    }
+
+    /// Deletes envelopes of the drop `secret` owns.
+    ///
+    /// # Errors
+    /// As [`RelayClient::delete`].
+    pub async fn delete_drop(
+        &self,
+        secret: FetchSecret,
+        ids: DeleteIds,
+    ) -> Result<DeleteOutcome, Error> {
+        self.delete_in(&Request::DeleteDrop { secret, ids }).await
+    }
+
+    async fn delete_in(&self, req: &Request) -> Result<DeleteOutcome, Error> {
+        match self.single(req).await? {
             Response::Deleted {
                 deleted,
                 expired,
@@ -311,7 +366,20 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
     pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
-        let (send, mut recv) = self.open(&Request::Subscribe { secrets }).await?;
+        self.subscribe_to(&Request::Subscribe { secrets }).await
+    }
+
+    /// Subscribes to the drops `secrets` own.
+    ///
+    /// # Errors
+    /// As [`RelayClient::subscribe`].
+    pub async fn subscribe_drops(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
+        self.subscribe_to(&Request::SubscribeDrops { secrets })
+            .await
+    }
+
+    async fn subscribe_to(&self, req: &Request) -> Result<Subscription, Error> {
+        let (send, mut recv) = self.open(req).await?;
         match read_response(&mut recv).await? {
             Some(Response::Subscribed { count }) => Ok(Subscription {
                 _send: send,
