@@ -7,7 +7,7 @@ use common::*;
 use hush_crypto::handshake::InitOutcome;
 use hush_crypto::mailbox::epoch_of;
 use hush_crypto::payload::Payload;
-use hush_crypto::{Error, InviteKind, Session};
+use hush_crypto::{Error, InviteKind, Session, Target};
 
 #[test]
 fn one_time_invite_full_flow_with_early_messages() {
@@ -140,7 +140,7 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
     let e = epoch_of(now);
     let (_, to_inviter) = p.invitee.deposit_target(now);
     let fetch = &p.inviter.receive_mailboxes(e, now)[0].1;
-    assert_eq!(fetch.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch.mailbox_id()), to_inviter);
     let (_, next_hour) = p.invitee.deposit_target(now + 3600);
     assert_ne!(to_inviter, next_hour);
 
@@ -163,8 +163,8 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
         2,
         "old root is still fetched for in-flight envelopes"
     );
-    assert_eq!(fetch[0].1.mailbox_id(), moved);
-    assert_eq!(fetch[1].1.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch[0].1.mailbox_id()), moved);
+    assert_eq!(Target::Mailbox(fetch[1].1.mailbox_id()), to_inviter);
     let later = now + hush_crypto::session::RETIRED_ROOT_SECONDS + 1;
     assert_eq!(p.inviter.receive_mailboxes(epoch_of(later), later).len(), 1);
 }
@@ -257,4 +257,53 @@ fn late_messages_of_a_previous_chain_still_decrypt() {
     assert_eq!(p.inviter.decrypt(&m[2], &mut p.rng).unwrap(), b"old 2");
     assert_eq!(p.inviter.decrypt(&m[1], &mut p.rng).unwrap(), b"old 1");
     assert_eq!(p.inviter.skipped_keys(), 0);
+}
+
+#[test]
+fn the_link_names_the_drop_only_the_inviter_can_open() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let mut rng = rng(77);
+    let secrets = hush_crypto::InviterSecrets::generate_with_bits(
+        InviteKind::ContactAddress,
+        relay(),
+        21,
+        &mut rng,
+    )
+    .unwrap();
+    let invite = secrets.invite().unwrap();
+    // The link's drop is the one the inviter's secret opens, with the difficulty chosen.
+    assert_eq!(invite.drop(), secrets.drop());
+    assert_eq!(invite.drop().bits, 21);
+    assert_eq!(secrets.drop_secret().mailbox_id(), invite.drop().id);
+    // The secret itself is nowhere in the link.
+    let link = invite.to_link();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    assert!(
+        !bin.windows(32)
+            .any(|w| w == secrets.drop_secret().as_bytes())
+    );
+    // The invitee deposits to the drop until the inviter replies.
+    let session = invite.accept(&mut rng).unwrap();
+    assert_eq!(session.deposit_target(0).1, Target::Drop(invite.drop()));
+    // A link asking for more work than anyone can do is refused (checksum fixed up).
+    let mut body = bin[..bin.len() - 4].to_vec();
+    body[98] = 41;
+    let sum = sha2::Sha256::new()
+        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(&body)
+        .finalize();
+    body.extend_from_slice(&sum[..4]);
+    let edited = format!("hush:{}", URL_SAFE_NO_PAD.encode(&body));
+    assert_eq!(
+        hush_crypto::Invite::parse(&edited).unwrap_err(),
+        Error::InvalidInvite("stamp difficulty above 40 bits")
+    );
+    assert!(
+        hush_crypto::InviterSecrets::generate_with_bits(InviteKind::OneTime, relay(), 41, &mut rng)
+            .is_err()
+    );
 }

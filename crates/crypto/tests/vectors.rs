@@ -229,7 +229,11 @@ impl Player {
                 let now = self.unix_seconds;
                 let session = self.party(&step.actor.clone()).session.as_mut().unwrap();
                 let env = session.encrypt(&pt, rng).unwrap();
-                let (_, mailbox) = session.deposit_target(now);
+                // A mailbox id, or for a drop its id D (the link's, stamped deposits name it).
+                let mailbox = match session.deposit_target(now).1 {
+                    hush_crypto::Target::Mailbox(id) => id,
+                    hush_crypto::Target::Drop(drop) => drop.id,
+                };
                 check(&mut step.envelope, hex::encode(env.as_bytes()), "envelope");
                 check(&mut step.mailbox_id, hex::encode(mailbox.0), "mailbox id");
                 envelope_out = Some(env);
@@ -404,30 +408,28 @@ fn spec_derivations_match_the_implementation() {
         .unwrap();
     assert_eq!(bin[0], 1, "version");
     assert_eq!(bin[1], 1, "kind one-time");
-    let invite_secret = &bin[66..98];
-    assert_eq!(&bin[98..130], hex::decode(&c.relay_pin).unwrap().as_slice());
-    assert_eq!(u16::from_be_bytes([bin[130], bin[131]]), c.relay_port);
-    let host_len = usize::from(bin[132]);
-    assert_eq!(&bin[133..133 + host_len], c.relay_host.as_bytes());
-    let body_len = 133 + host_len;
+    // The drop: its id D and the stamp difficulty; the relay address follows.
+    let drop_id = &bin[66..98];
+    assert!(bin[98] <= 40, "stamp bits");
+    assert_eq!(&bin[99..131], hex::decode(&c.relay_pin).unwrap().as_slice());
+    assert_eq!(u16::from_be_bytes([bin[131], bin[132]]), c.relay_port);
+    let host_len = usize::from(bin[133]);
+    assert_eq!(&bin[134..134 + host_len], c.relay_host.as_bytes());
+    let body_len = 134 + host_len;
     let sum = sha256(&[b"hush/v1/invite-checksum", &bin[..body_len]]);
     assert_eq!(&bin[body_len..], &sum[..4]);
 
-    // Handshake mailbox: root = HKDF(invite_secret, "hush/v1/invite-mailbox"),
-    // fetch = HKDF(root, "hush/v1/mailbox" || 0x00 || epoch), id = SHA-256(fetch).
-    let root = hkdf32(invite_secret, &[b"hush/v1/invite-mailbox"]);
-    let epoch = c.unix_seconds / 3600;
-    let fetch = hkdf32(&root, &[b"hush/v1/mailbox", &[0], &epoch.to_be_bytes()]);
-    let id = sha256(&[&fetch]);
+    // The invitee's first envelope goes to the drop D named in the link.
     assert_eq!(
         c.steps[2].mailbox_id.as_deref(),
-        Some(hex::encode(id).as_str())
+        Some(hex::encode(drop_id).as_str())
     );
 
-    // Init envelope: XChaCha20-Poly1305 under HKDF(invite_secret, "hush/v1/invite-seal"),
+    // Init envelope: XChaCha20-Poly1305 under HKDF(D || IK_B || SPK_B, "hush/v1/invite-seal"),
     // nonce = first 24 bytes, tag = last 16; inner starts with version 1, IK_A, EK_A, ek_A.
     let env = hex::decode(c.steps[2].envelope.as_ref().unwrap()).unwrap();
-    let inner = open_init(invite_secret, &env);
+    let seal_ikm = [drop_id, &bin[2..34], &bin[34..66]].concat();
+    let inner = open_init(&seal_ikm, &env);
     assert_eq!(inner.len(), 4056);
     assert_eq!(inner[0], 1);
     let hid = sha256(&[b"hush/v1/handshake-id", &inner[1..33], &inner[33..65]]);
@@ -452,24 +454,24 @@ fn hkdf32(ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-fn seal_cipher(invite_secret: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
-    let key = hkdf32(invite_secret, &[b"hush/v1/invite-seal"]);
+fn seal_cipher(seal_ikm: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
+    let key = hkdf32(seal_ikm, &[b"hush/v1/invite-seal"]);
     chacha20poly1305::XChaCha20Poly1305::new(&key.into())
 }
 
-fn open_init(invite_secret: &[u8], env: &[u8]) -> Vec<u8> {
+fn open_init(seal_ikm: &[u8], env: &[u8]) -> Vec<u8> {
     let nonce = chacha20poly1305::XNonce::try_from(&env[..24]).unwrap();
     let tag = chacha20poly1305::Tag::try_from(&env[4080..]).unwrap();
     let mut inner = env[24..4080].to_vec();
-    seal_cipher(invite_secret)
+    seal_cipher(seal_ikm)
         .decrypt_inout_detached(&nonce, &[], inner.as_mut_slice().into(), &tag)
         .unwrap();
     inner
 }
 
-fn reseal_init(invite_secret: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
+fn reseal_init(seal_ikm: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
     let n = chacha20poly1305::XNonce::try_from(nonce).unwrap();
-    let tag = seal_cipher(invite_secret)
+    let tag = seal_cipher(seal_ikm)
         .encrypt_inout_detached(&n, &[], inner.into())
         .unwrap();
     [nonce, &inner[..], tag.as_slice()].concat()
@@ -503,17 +505,18 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         error: err.into(),
     };
     let link = c.steps[0].link.clone().unwrap();
-    let invite_secret = {
+    // The seal key's input: the drop id D, IK_B and SPK_B, all from the link.
+    let seal_ikm = {
         let bin = URL_SAFE_NO_PAD
             .decode(link.strip_prefix("hush:").unwrap())
             .unwrap();
-        bin[66..98].to_vec()
+        [&bin[66..98], &bin[2..34], &bin[34..66]].concat()
     };
     let wrong_version = {
         let env = hex::decode(env_hex(2)).unwrap();
-        let mut inner = open_init(&invite_secret, &env);
+        let mut inner = open_init(&seal_ikm, &env);
         inner[0] = 2;
-        hex::encode(reseal_init(&invite_secret, &env[..24], &mut inner))
+        hex::encode(reseal_init(&seal_ikm, &env[..24], &mut inner))
     };
     // A session envelope for another relationship: the contact-address conversation's reply.
     let other: Conversation = load(&conversation_file("contact-address"));
@@ -643,12 +646,12 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_invite_truncated.json".into(),
             case(
-                "The invite link without its last 10 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
+                "The invite link without its last 11 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
                 0,
                 "invitee",
                 "parse_invite",
                 None,
-                Some(link[..link.len() - 10].to_string()),
+                Some(link[..link.len() - 11].to_string()),
                 "InviteChecksum",
             ),
         ),
@@ -842,7 +845,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    assert_eq!(&bin[98..98 + good.len()], good.as_slice());
+    assert_eq!(&bin[99..99 + good.len()], good.as_slice());
     let state = {
         let player = replay(c, None);
         player.invitee.session.as_ref().unwrap().to_bytes().to_vec()
@@ -852,7 +855,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
         let bad = relay_binary(&pin, &host, port);
         let err = format!("UnusableRelay({rule:?})");
 
-        let mut body = [&bin[..98], &bad].concat();
+        let mut body = [&bin[..99], &bad].concat();
         let sum = sha256(&[b"hush/v1/invite-checksum", &body]);
         body.extend_from_slice(&sum[..4]);
         let mut f = case(
