@@ -302,12 +302,28 @@ impl RelayClient {
     /// # Errors
     /// As [`RelayClient::fetch`].
     pub async fn fetch_all(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
+        self.fetch_every(secrets, false).await
+    }
+
+    /// Every stored envelope of the drops `secrets` own, as [`RelayClient::fetch_all`].
+    ///
+    /// # Errors
+    /// As [`RelayClient::fetch`].
+    pub async fn fetch_all_drops(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
+        self.fetch_every(secrets, true).await
+    }
+
+    async fn fetch_every(&self, secrets: &[FetchSecret], drops: bool) -> Result<Vec<Delivery>, Error> {
         let mut out = Vec::new();
         for chunk in secrets.chunks(MAX_SECRETS) {
             let batch = SecretBatch::new(chunk.to_vec()).map_err(Error::InvalidArgument)?;
             let mut after = EnvelopeId(0);
             loop {
-                let page = self.fetch(batch.clone(), after).await?;
+                let page = if drops {
+                    self.fetch_drops(batch.clone(), after).await?
+                } else {
+                    self.fetch(batch.clone(), after).await?
+                };
                 if let Some(last) = page.deliveries.last() {
                     after = last.id;
                 }

@@ -366,8 +366,8 @@ fn link_with_relay(link: &str, host: &[u8], port: u16) -> String {
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    // version, kind, IK_B, SPK_B, invite secret (98 bytes), then pin, port, host.
-    let mut body = bin[..98 + 32].to_vec();
+    // version, kind, IK_B, SPK_B, drop id, stamp bits (99 bytes), then pin, port, host.
+    let mut body = bin[..99 + 32].to_vec();
     body.extend_from_slice(&port.to_be_bytes());
     body.push(u8::try_from(host.len()).unwrap());
     body.extend_from_slice(host);
