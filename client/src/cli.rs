@@ -625,6 +625,7 @@ async fn command_with_engine(
             let state = match &check {
                 Ok(()) => "reachable",
                 Err(Error::CertificateMismatch) => "certificate_mismatch",
+                Err(Error::RelayVersionMismatch) => "version_mismatch",
                 Err(_) => "unreachable",
             };
             if json {

@@ -80,7 +80,8 @@ impl RelayClient {
     ///
     /// # Errors
     /// [`Error::Resolve`] / [`Error::Connect`] / [`Error::Connection`] if the relay is
-    /// unreachable, presents another key than the pin, or does not speak `hush/1`.
+    /// unreachable, presents another key than the pin, or does not speak this protocol version
+    /// ([`Error::VersionMismatch`]).
     pub async fn connect(addr: &RelayAddress) -> Result<Self, Error> {
         let remote = resolve(addr).await?;
         let bind = if remote.is_ipv6() {
@@ -105,7 +106,7 @@ impl RelayClient {
         Self::connect_with_alpn(endpoint, addr, ALPN).await
     }
 
-    /// Connects offering `alpn` instead of `hush/1` (tests of version negotiation).
+    /// Connects offering `alpn` instead of this version's (tests of version negotiation).
     ///
     /// # Errors
     /// As [`RelayClient::connect`].
@@ -139,6 +140,12 @@ impl RelayClient {
             Ok(c) => c,
             Err(_) if mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
                 return Err(Error::PinMismatch);
+            }
+            // TLS alert no_application_protocol (120): no protocol version in common.
+            Err(quinn::ConnectionError::ConnectionClosed(c))
+                if c.error_code == quinn::TransportErrorCode::crypto(120) =>
+            {
+                return Err(Error::VersionMismatch);
             }
             Err(e) => return Err(e.into()),
         };
@@ -313,7 +320,11 @@ impl RelayClient {
         self.fetch_every(secrets, true).await
     }
 
-    async fn fetch_every(&self, secrets: &[FetchSecret], drops: bool) -> Result<Vec<Delivery>, Error> {
+    async fn fetch_every(
+        &self,
+        secrets: &[FetchSecret],
+        drops: bool,
+    ) -> Result<Vec<Delivery>, Error> {
         let mut out = Vec::new();
         for chunk in secrets.chunks(MAX_SECRETS) {
             let batch = SecretBatch::new(chunk.to_vec()).map_err(Error::InvalidArgument)?;

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use hush_crypto::{Session, payload};
 use hush_crypto::Target;
+use hush_crypto::{Session, payload};
 use hush_proto::{Envelope, RelayAddress};
 
 use super::{DepositFailure, Engine, FlushWaiter, LinkOp, Ticket};

@@ -128,7 +128,10 @@ impl SimRelay {
         self.subscriptions.retain(|(n, _), _| *n != node);
         self.subscriptions.insert(
             (node, connection),
-            secrets.iter().map(|s| (key_of(s), s.mailbox_id())).collect(),
+            secrets
+                .iter()
+                .map(|s| (key_of(s), s.mailbox_id()))
+                .collect(),
         );
     }
 
