@@ -19,12 +19,17 @@ pub(super) fn ok(r: crate::Result<Response>) -> Response {
     r.unwrap_or_else(|e| panic!("command failed: {e}"))
 }
 
+/// The simulated relay takes drop deposits as paid; a low difficulty keeps the links of
+/// these tests honest about the field without costing anything.
+const STAMP_BITS: u8 = 4;
+
 pub(super) fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String {
     match ok(w.command(
         n,
         Command::CreateInvite {
             kind,
             name: name.map(str::to_string),
+            stamp_bits: Some(STAMP_BITS),
         },
     )) {
         Response::Link(l) => l.0,
