@@ -43,6 +43,8 @@ pub enum Kind {
     RelayUnreachable,
     /// The relay's certificate does not match the pin of its address.
     CertificateMismatch,
+    /// The relay speaks another protocol version.
+    RelayVersionMismatch,
     /// Another hush process holds the profile.
     ProfileBusy,
     /// The store is damaged.
@@ -64,6 +66,7 @@ impl Kind {
             Self::Exists => "exists",
             Self::RelayUnreachable => "relay_unreachable",
             Self::CertificateMismatch => "certificate_mismatch",
+            Self::RelayVersionMismatch => "relay_version_mismatch",
             Self::ProfileBusy => "profile_busy",
             Self::StoreDamaged => "store_damaged",
         }
@@ -81,7 +84,7 @@ impl Kind {
             Self::Usage | Self::InvalidLink => 2,
             Self::WrongPassphrase => 3,
             Self::NotFound => 4,
-            Self::RelayUnreachable => 5,
+            Self::RelayUnreachable | Self::RelayVersionMismatch => 5,
             Self::CertificateMismatch => 6,
             Self::ProfileBusy => 7,
         }
@@ -105,6 +108,7 @@ impl Kind {
             Error::AlreadyContact => Self::AlreadyContact,
             Error::RelayUnreachable => Self::RelayUnreachable,
             Error::CertificateMismatch => Self::CertificateMismatch,
+            Error::RelayVersionMismatch => Self::RelayVersionMismatch,
             _ => Self::Other,
         }
     }

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod disk;
+mod drops;
 mod error;
 pub mod metrics;
 pub mod push;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hush_proto::{
-    ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, Pong, RelayAddress, Request,
-    Response, decode_request,
+    Envelope, ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, MailboxId, Pong,
+    RelayAddress, Request, Response, decode_request,
 };
 use hush_transport::stream::{read_request, write_frame};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -45,6 +45,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Shared {
     store: Arc<dyn Store>,
+    spent_stamps: crate::drops::SpentStamps,
     committer: Committer,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
@@ -233,6 +234,7 @@ impl Relay {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
+            spent_stamps: crate::drops::SpentStamps::new(),
             committer,
             hub,
             metrics,
@@ -581,6 +583,7 @@ async fn handle_stream(
         }
     };
     metrics.request(req.name());
+    let req_kind = Kind::of(&req);
     match req {
         Request::Ping => {
             let pong = Pong {
@@ -591,45 +594,48 @@ async fn handle_stream(
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
-        Request::Deposit { .. } if shared.disk.is_low() => {
+        Request::Deposit { .. } | Request::DepositStamped { .. } if shared.disk.is_low() => {
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
         }
         Request::Deposit { mailbox, envelope } => {
-            let resp = match shared
-                .committer
-                .submit(WriteOp::Deposit { mailbox, envelope })
-                .await
-            {
-                Ok(WriteOutcome::Stored(id)) => {
-                    metrics.stored();
-                    Response::Deposited(id)
+            let key = hush_proto::drop::storage_key(&mailbox);
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
                 }
-                Ok(WriteOutcome::MailboxFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::MailboxFull))
-                        .await;
-                }
-                Ok(WriteOutcome::RelayFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull))
-                        .await;
-                }
-                Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable)
-                | Err(Error::Storage(_)) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
-                        .await;
-                }
-                Err(_) => {
-                    return send_error(
-                        &mut send,
-                        metrics,
-                        ErrorFrame::new(ErrorCode::ShuttingDown),
-                    )
-                    .await;
-                }
-            };
-            let _ = send_frame(&mut send, &resp).await;
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
         }
-        Request::Fetch { after, secrets } => {
-            let mailboxes: Vec<_> = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => {
+            let key = drop.storage_key();
+            let store = shared.store.clone();
+            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
+            else {
+                return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
+            };
+            if let Err(weak) = shared.spent_stamps.pay(&drop, &stamp, &envelope, stored) {
+                let e = ErrorFrame {
+                    code: ErrorCode::StampTooWeak,
+                    arg: weak.required,
+                };
+                return send_error(&mut send, metrics, e).await;
+            }
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
+                }
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
+        }
+        Request::Fetch { after, secrets } | Request::FetchDrops { after, secrets } => {
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
+            drop(secrets);
+            let mailboxes = opened.keys.clone();
             let store = shared.store.clone();
             let r =
                 tokio::task::spawn_blocking(move || store.fetch(&mailboxes, after, FETCH_LIMIT))
@@ -641,7 +647,7 @@ async fn handle_stream(
             metrics.fetched(u64::from(returned));
             for s in items {
                 let d = hush_proto::Delivery {
-                    mailbox: s.mailbox,
+                    mailbox: opened.reported(s.mailbox),
                     id: s.id,
                     envelope: s.envelope,
                 };
@@ -651,12 +657,14 @@ async fn handle_stream(
             }
             let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
         }
-        Request::Delete { secret, ids } => {
+        Request::Delete { secret, ids } | Request::DeleteDrop { secret, ids } => {
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new([&secret], drops);
+            drop(secret);
             let op = WriteOp::Delete {
-                mailbox: secret.mailbox_id(),
+                mailbox: opened.keys[0],
                 ids: ids.ids().to_vec(),
             };
-            drop(secret);
             let code = match shared.committer.submit(op).await {
                 Ok(WriteOutcome::Deleted {
                     deleted,
@@ -691,7 +699,7 @@ async fn handle_stream(
             };
             return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
         }
-        Request::Subscribe { secrets } => {
+        Request::Subscribe { secrets } | Request::SubscribeDrops { secrets } => {
             let max = usize::try_from(shared.limits.max_subscriptions_per_connection.0)
                 .unwrap_or(usize::MAX);
             if state.subscriptions.fetch_add(1, Ordering::AcqRel) >= max {
@@ -699,10 +707,11 @@ async fn handle_stream(
                 let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
                 return send_error(&mut send, metrics, e).await;
             }
-            let mailboxes = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
+            let count = u16::try_from(secrets.secrets().len()).unwrap_or(u16::MAX);
             drop(secrets);
-            let mut sub = shared.hub.subscribe(mailboxes);
-            let count = u16::try_from(sub.len()).unwrap_or(u16::MAX);
+            let mut sub = shared.hub.subscribe(opened.keys.clone());
             let mut shutdown = shared.shutdown.clone();
             let stopped = send.stopped();
             tokio::pin!(stopped);
@@ -710,7 +719,8 @@ async fn handle_stream(
                 loop {
                     tokio::select! {
                         next = sub.next() => match next {
-                            Next::Delivery(d) => {
+                            Next::Delivery(mut d) => {
+                                d.mailbox = opened.reported(d.mailbox);
                                 if !send_frame(&mut send, &Response::Envelope(d)).await {
                                     break;
                                 }
@@ -738,6 +748,48 @@ async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+/// Whether a fetch secret in a request opens an ordinary mailbox or the drop it owns.
+enum Kind {
+    Mailboxes,
+    Drops,
+}
+
+impl Kind {
+    fn of(req: &Request) -> Self {
+        match req {
+            Request::FetchDrops { .. }
+            | Request::DeleteDrop { .. }
+            | Request::SubscribeDrops { .. } => Self::Drops,
+            _ => Self::Mailboxes,
+        }
+    }
+}
+
+/// Commits one deposit under the storage key `mailbox` (of a mailbox or a drop) and gives
+/// the answer: `Deposited`, or the error frame to send.
+async fn deposit(
+    shared: &Shared,
+    mailbox: MailboxId,
+    envelope: Envelope,
+) -> Result<Response, ErrorFrame> {
+    match shared
+        .committer
+        .submit(WriteOp::Deposit { mailbox, envelope })
+        .await
+    {
+        Ok(WriteOutcome::Stored(id)) => {
+            shared.metrics.stored();
+            Ok(Response::Deposited(id))
+        }
+        Ok(WriteOutcome::MailboxFull) => Err(ErrorFrame::new(ErrorCode::MailboxFull)),
+        Ok(WriteOutcome::RelayFull) => Err(ErrorFrame::new(ErrorCode::RelayFull)),
+        Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable) | Err(Error::Storage(_)) => {
+            Err(ErrorFrame::new(ErrorCode::Internal))
+        }
+        Err(_) => Err(ErrorFrame::new(ErrorCode::ShuttingDown)),
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub async fn check_relay(address: &RelayAddress) -> Result<()> {
     match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(hush_transport::Error::VersionMismatch)) => Err(Error::RelayVersionMismatch),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "relay check failed");
             Err(Error::RelayUnreachable)

@@ -59,6 +59,9 @@ pub enum Error {
         "the relay's certificate does not match its address's pin (interception, or the relay's key changed)"
     )]
     CertificateMismatch,
+    /// The relay speaks no version of the protocol this client does.
+    #[error("the relay speaks another version of the hush protocol: update hush or the relay")]
+    RelayVersionMismatch,
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -13,7 +13,7 @@
 use rand_core::CryptoRng;
 
 use crate::envelope::{Envelope, INIT_INNER_LEN, INIT_PREFIX_LEN};
-use crate::invite::{Invite, InviteKind, InviterSecrets, invite_mailbox_root, invite_seal_key};
+use crate::invite::{Invite, InviteKind, InviterSecrets};
 use crate::primitives::{
     DOMAIN_HANDSHAKE_ID, DOMAIN_LINK, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed,
     Key32, TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, sha256, split32, xopen,
@@ -152,8 +152,8 @@ impl Invite {
             peer_identity: self.identity,
             ratchet,
             pending_init: Some(PendingInit {
-                seal_key: invite_seal_key(&self.invite_secret),
-                invite_root: invite_mailbox_root(&self.invite_secret),
+                seal_key: self.seal_key(),
+                drop: self.drop,
                 prefix,
             }),
             send: route.clone(),
@@ -181,12 +181,7 @@ impl InviterSecrets {
         let (nonce, rest) = bytes.split_at(XNONCE_LEN);
         let (ct, tag) = rest.split_at(INIT_INNER_LEN);
         let mut inner = zeroize::Zeroizing::new(ct.to_vec());
-        if !xopen(
-            &invite_seal_key(&self.invite_secret),
-            nonce,
-            &mut inner,
-            tag,
-        ) {
+        if !xopen(&self.seal_key(), nonce, &mut inner, tag) {
             return Err(Error::HandshakeUndecryptable);
         }
         debug_assert_eq!(TAG_LEN, tag.len());

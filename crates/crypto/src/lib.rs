@@ -48,11 +48,11 @@ mod wire;
 pub use error::Error;
 pub use handshake::{HandshakeId, InitOutcome};
 /// The wire types this crate shares with the relay and the client, defined once in hush-proto.
-pub use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
-pub use invite::{Invite, InviteKind, InviterSecrets};
+pub use hush_proto::{DropAddress, ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
+pub use invite::{DEFAULT_DROP_BITS, Invite, InviteKind, InviterSecrets};
 pub use mailbox::{Direction, EPOCH_SECONDS};
 pub use safety::SafetyNumber;
-pub use session::{Role, Session};
+pub use session::{Role, Session, Target};
 
 /// The protocol version carried inside every encrypted header, invite and stored state.
 pub const PROTOCOL_VERSION: u8 = 2;

@@ -34,7 +34,6 @@ pub(crate) const INFO_RATCHET: &[u8] = b"hush/v2/ratchet";
 pub(crate) const INFO_PQ_MIX: &[u8] = b"hush/v2/pq-mix";
 pub(crate) const INFO_MESSAGE: &[u8] = b"hush/v2/message";
 pub(crate) const INFO_INVITE_SEAL: &[u8] = b"hush/v2/invite-seal";
-pub(crate) const INFO_INVITE_MAILBOX: &[u8] = b"hush/v2/invite-mailbox";
 pub(crate) const INFO_MAILBOX: &[u8] = b"hush/v2/mailbox";
 pub(crate) const INFO_SAFETY: &[u8] = b"hush/v2/safety-number";
 pub(crate) const DOMAIN_TRANSCRIPT: &[u8] = b"hush/v2/transcript";

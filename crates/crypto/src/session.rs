@@ -18,7 +18,7 @@ use crate::primitives::{DhKeyPair, Fingerprint, Key32, XNONCE_LEN, xseal};
 use crate::ratchet::Ratchet;
 use crate::safety::SafetyNumber;
 use crate::wire::{Put, Reader, Relay};
-use hush_proto::RelayAddress;
+use hush_proto::{DropAddress, RelayAddress};
 
 /// How long a receiver keeps fetching its previous mailbox root after moving (7 days, the
 /// relays' default expiry), so that envelopes already in flight are not lost.
@@ -59,11 +59,21 @@ pub(crate) struct Route {
     pub(crate) relay: Relay,
 }
 
+/// Where an envelope goes on its relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An ordinary mailbox (a plain deposit).
+    Mailbox(MailboxId),
+    /// An invite's drop (a stamped deposit).
+    Drop(DropAddress),
+}
+
 /// The invitee's handshake data, repeated in each envelope until the inviter replies.
 #[derive(Clone)]
 pub(crate) struct PendingInit {
     pub(crate) seal_key: Key32,
-    pub(crate) invite_root: Key32,
+    /// The invite's handshake mailbox.
+    pub(crate) drop: DropAddress,
     pub(crate) prefix: Vec<u8>,
 }
 
@@ -192,14 +202,18 @@ impl Session {
         Ok(payload)
     }
 
-    /// Where an envelope encrypted now must be deposited: the relay and the mailbox id.
-    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayAddress, MailboxId) {
-        let epoch = epoch_of(unix_seconds);
-        let id = match &self.pending_init {
-            Some(init) => fetch_secret(&init.invite_root, Direction::Handshake, epoch).mailbox_id(),
-            None => fetch_secret(&self.send.root, self.role.send_direction(), epoch).mailbox_id(),
+    /// Where an envelope encrypted now must be deposited: the relay, and the mailbox id or
+    /// (until the inviter replied) the invite's drop.
+    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayAddress, Target) {
+        let target = match &self.pending_init {
+            Some(init) => Target::Drop(init.drop),
+            None => {
+                let epoch = epoch_of(unix_seconds);
+                let dir = self.role.send_direction();
+                Target::Mailbox(fetch_secret(&self.send.root, dir, epoch).mailbox_id())
+            }
         };
-        (self.send.relay.address(), id)
+        (self.send.relay.address(), target)
     }
 
     /// The mailboxes to fetch for `epoch`: the current receive root and, while it is kept,
@@ -279,7 +293,8 @@ impl Session {
             Some(p) => {
                 out.put_u8(1);
                 out.put(p.seal_key.as_bytes());
-                out.put(p.invite_root.as_bytes());
+                out.put(p.drop.id.as_bytes());
+                out.put_u8(p.drop.bits);
                 out.put(&p.prefix);
             }
         }
@@ -318,7 +333,10 @@ impl Session {
             0 => None,
             1 => Some(PendingInit {
                 seal_key: Key32(r.array().ok_or(E)?),
-                invite_root: Key32(r.array().ok_or(E)?),
+                drop: DropAddress {
+                    id: MailboxId(r.array().ok_or(E)?),
+                    bits: r.u8().ok_or(E)?,
+                },
                 prefix: r.take(INIT_PREFIX_LEN).ok_or(E)?.to_vec(),
             }),
             _ => return Err(Error::InvalidState("bad option tag")),

@@ -7,7 +7,7 @@ use common::*;
 use hush_crypto::handshake::InitOutcome;
 use hush_crypto::mailbox::epoch_of;
 use hush_crypto::payload::Payload;
-use hush_crypto::{Error, InviteKind, Session};
+use hush_crypto::{Error, InviteKind, Session, Target};
 
 #[test]
 fn one_time_invite_full_flow_with_early_messages() {
@@ -140,7 +140,7 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
     let e = epoch_of(now);
     let (_, to_inviter) = p.invitee.deposit_target(now);
     let fetch = &p.inviter.receive_mailboxes(e, now)[0].1;
-    assert_eq!(fetch.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch.mailbox_id()), to_inviter);
     let (_, next_hour) = p.invitee.deposit_target(now + 3600);
     assert_ne!(to_inviter, next_hour);
 
@@ -163,8 +163,8 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
         2,
         "old root is still fetched for in-flight envelopes"
     );
-    assert_eq!(fetch[0].1.mailbox_id(), moved);
-    assert_eq!(fetch[1].1.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch[0].1.mailbox_id()), moved);
+    assert_eq!(Target::Mailbox(fetch[1].1.mailbox_id()), to_inviter);
     let later = now + hush_crypto::session::RETIRED_ROOT_SECONDS + 1;
     assert_eq!(p.inviter.receive_mailboxes(epoch_of(later), later).len(), 1);
 }
@@ -292,29 +292,35 @@ fn an_edited_link_fails_the_handshake_at_the_inviter() {
     for kind in [InviteKind::ContactAddress, InviteKind::OneTime] {
         let (mut secrets, invite) = new_inviter(kind, &mut rng);
         let link = invite.to_link();
-        let edits: [fn(&mut Vec<u8>); 6] = [
-            |b| b[98..130].fill(0x66), // relay pin: the editor's own relay
-            |b| b[130..132].copy_from_slice(&443u16.to_be_bytes()), // port
-            |b| {
-                // host: "relay.example" becomes "relay.exampla"
-                let last = b.len() - 1;
-                b[last] = b'a';
-            },
-            |b| b[1] ^= 0x03,  // kind: one-time <-> contact address
-            |b| b[20] ^= 0x80, // IK_B
-            |b| b[50] ^= 0x01, // SPK_B
+        // IK_B and SPK_B key the init seal (with D): an envelope made with an edited key does
+        // not open (HandshakeUndecryptable); every other edit opens and fails the link hash.
+        let edits: [(fn(&mut Vec<u8>), Error); 7] = [
+            (|b| b[98] ^= 0x01, Error::LinkMismatch), // the drop's stamp difficulty
+            (|b| b[99..131].fill(0x66), Error::LinkMismatch), // relay pin: another relay
+            (
+                |b| b[131..133].copy_from_slice(&443u16.to_be_bytes()),
+                Error::LinkMismatch,
+            ), // port
+            (
+                |b| {
+                    // host: "relay.example" becomes "relay.exampla"
+                    let last = b.len() - 1;
+                    b[last] = b'a';
+                },
+                Error::LinkMismatch,
+            ),
+            (|b| b[1] ^= 0x03, Error::LinkMismatch), // kind: one-time <-> contact address
+            (|b| b[20] ^= 0x80, Error::HandshakeUndecryptable), // IK_B
+            (|b| b[50] ^= 0x01, Error::HandshakeUndecryptable), // SPK_B
         ];
-        for edit in edits {
+        for (edit, refusal) in edits {
             let edited = edited_link(&link, edit);
             let parsed = hush_crypto::Invite::parse(&edited).unwrap();
             let mut invitee = parsed.accept(&mut rng).unwrap();
             for text in ["来源保护", "مرحبا", "🕵️‍♀️", ""] {
                 let env = send(&mut invitee, text.as_bytes(), &mut rng);
                 let before = secrets.to_bytes();
-                assert_eq!(
-                    secrets.handle_init(&env, &mut rng).unwrap_err(),
-                    Error::LinkMismatch
-                );
+                assert_eq!(secrets.handle_init(&env, &mut rng).unwrap_err(), refusal);
                 assert_eq!(secrets.to_bytes().as_slice(), before.as_slice());
             }
         }
@@ -395,4 +401,45 @@ fn a_restored_sending_state_never_reuses_a_keystream() {
         assert_eq!(p.invitee.decrypt(first, &mut p.rng).unwrap(), text);
         assert_rejected(&mut p.invitee, second, Error::MessageReplayed, &mut p.rng);
     }
+}
+
+#[test]
+fn the_link_names_the_drop_only_the_inviter_can_open() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut rng = rng(77);
+    let secrets = hush_crypto::InviterSecrets::generate_with_bits(
+        InviteKind::ContactAddress,
+        relay(),
+        21,
+        &mut rng,
+    )
+    .unwrap();
+    let invite = secrets.invite().unwrap();
+    // The link's drop is the one the inviter's secret opens, with the difficulty chosen.
+    assert_eq!(invite.drop(), secrets.drop());
+    assert_eq!(invite.drop().bits, 21);
+    assert_eq!(secrets.drop_secret().mailbox_id(), invite.drop().id);
+    // The secret itself is nowhere in the link.
+    let link = invite.to_link();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    assert!(
+        !bin.windows(32)
+            .any(|w| w == secrets.drop_secret().as_bytes())
+    );
+    // The invitee deposits to the drop until the inviter replies.
+    let session = invite.accept(&mut rng).unwrap();
+    assert_eq!(session.deposit_target(0).1, Target::Drop(invite.drop()));
+    // A link asking for more work than anyone can do is refused (checksum fixed up).
+    let edited = edited_link(&link, |b| b[98] = 41);
+    assert_eq!(
+        hush_crypto::Invite::parse(&edited).unwrap_err(),
+        Error::InvalidInvite("stamp difficulty above 40 bits")
+    );
+    assert!(
+        hush_crypto::InviterSecrets::generate_with_bits(InviteKind::OneTime, relay(), 41, &mut rng)
+            .is_err()
+    );
 }

@@ -591,9 +591,9 @@ fn debug_output_holds_no_key_bytes() {
 
     let epoch = epoch_of(now);
     let mut fetch = vec![
-        invite.handshake_fetch_secret(epoch),
-        secrets.handshake_fetch_secret(epoch),
-        contact_invite.handshake_fetch_secret(epoch),
+        secrets.drop_secret().clone(),
+        contact.drop_secret().clone(),
+        unused_secrets.drop_secret().clone(),
     ];
     for s in [&inviter, &invitee, &awaiting] {
         fetch.extend(s.receive_mailboxes(epoch, now).into_iter().map(|(_, f)| f));

@@ -229,7 +229,11 @@ impl Player {
                 let now = self.unix_seconds;
                 let session = self.party(&step.actor.clone()).session.as_mut().unwrap();
                 let env = session.encrypt(&pt, rng).unwrap();
-                let (_, mailbox) = session.deposit_target(now);
+                // A mailbox id, or for a drop its id D (the link's, stamped deposits name it).
+                let mailbox = match session.deposit_target(now).1 {
+                    hush_crypto::Target::Mailbox(id) => id,
+                    hush_crypto::Target::Drop(drop) => drop.id,
+                };
                 check(&mut step.envelope, hex::encode(env.as_bytes()), "envelope");
                 check(&mut step.mailbox_id, hex::encode(mailbox.0), "mailbox id");
                 envelope_out = Some(env);
@@ -404,32 +408,30 @@ fn spec_derivations_match_the_implementation() {
         .unwrap();
     assert_eq!(bin[0], 2, "version");
     assert_eq!(bin[1], 1, "kind one-time");
-    let invite_secret = &bin[66..98];
-    assert_eq!(&bin[98..130], hex::decode(&c.relay_pin).unwrap().as_slice());
-    assert_eq!(u16::from_be_bytes([bin[130], bin[131]]), c.relay_port);
-    let host_len = usize::from(bin[132]);
-    assert_eq!(&bin[133..133 + host_len], c.relay_host.as_bytes());
-    let body_len = 133 + host_len;
+    // The drop: its id D and the stamp difficulty; the relay address follows.
+    let drop_id = &bin[66..98];
+    assert!(bin[98] <= 40, "stamp bits");
+    assert_eq!(&bin[99..131], hex::decode(&c.relay_pin).unwrap().as_slice());
+    assert_eq!(u16::from_be_bytes([bin[131], bin[132]]), c.relay_port);
+    let host_len = usize::from(bin[133]);
+    assert_eq!(&bin[134..134 + host_len], c.relay_host.as_bytes());
+    let body_len = 134 + host_len;
     let sum = sha256(&[b"hush/v2/invite-checksum", &bin[..body_len]]);
     assert_eq!(&bin[body_len..], &sum[..4]);
     let link_body = &bin[..body_len];
 
-    // Handshake mailbox: root = HKDF(invite_secret, "hush/v2/invite-mailbox"),
-    // fetch = HKDF(root, "hush/v2/mailbox" || 0x00 || epoch), id = SHA-256(fetch).
-    let root = hkdf32(invite_secret, &[b"hush/v2/invite-mailbox"]);
-    let epoch = c.unix_seconds / 3600;
-    let fetch = hkdf32(&root, &[b"hush/v2/mailbox", &[0], &epoch.to_be_bytes()]);
-    let id = sha256(&[&fetch]);
+    // The invitee's first envelope goes to the drop D named in the link.
     assert_eq!(
         c.steps[2].mailbox_id.as_deref(),
-        Some(hex::encode(id).as_str())
+        Some(hex::encode(drop_id).as_str())
     );
 
-    // Init envelope: XChaCha20-Poly1305 under HKDF(invite_secret, "hush/v2/invite-seal"),
+    // Init envelope: XChaCha20-Poly1305 under HKDF(D || IK_B || SPK_B, "hush/v2/invite-seal"),
     // nonce = first 24 bytes, tag = last 16; inner starts with version 2, the link hash
     // LH = SHA-256("hush/v2/link" || B), IK_A, EK_A, ek_A.
     let env = hex::decode(c.steps[2].envelope.as_ref().unwrap()).unwrap();
-    let inner = open_init(invite_secret, &env);
+    let seal_ikm = [drop_id, &bin[2..34], &bin[34..66]].concat();
+    let inner = open_init(&seal_ikm, &env);
     assert_eq!(inner.len(), 4056);
     assert_eq!(inner[0], 2);
     assert_eq!(&inner[1..33], &sha256(&[b"hush/v2/link", link_body]));
@@ -455,24 +457,24 @@ fn hkdf32(ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-fn seal_cipher(invite_secret: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
-    let key = hkdf32(invite_secret, &[b"hush/v2/invite-seal"]);
+fn seal_cipher(seal_ikm: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
+    let key = hkdf32(seal_ikm, &[b"hush/v2/invite-seal"]);
     chacha20poly1305::XChaCha20Poly1305::new(&key.into())
 }
 
-fn open_init(invite_secret: &[u8], env: &[u8]) -> Vec<u8> {
+fn open_init(seal_ikm: &[u8], env: &[u8]) -> Vec<u8> {
     let nonce = chacha20poly1305::XNonce::try_from(&env[..24]).unwrap();
     let tag = chacha20poly1305::Tag::try_from(&env[4080..]).unwrap();
     let mut inner = env[24..4080].to_vec();
-    seal_cipher(invite_secret)
+    seal_cipher(seal_ikm)
         .decrypt_inout_detached(&nonce, &[], inner.as_mut_slice().into(), &tag)
         .unwrap();
     inner
 }
 
-fn reseal_init(invite_secret: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
+fn reseal_init(seal_ikm: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
     let n = chacha20poly1305::XNonce::try_from(nonce).unwrap();
-    let tag = seal_cipher(invite_secret)
+    let tag = seal_cipher(seal_ikm)
         .encrypt_inout_detached(&n, &[], inner.into())
         .unwrap();
     [nonce, &inner[..], tag.as_slice()].concat()
@@ -506,17 +508,18 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         error: err.into(),
     };
     let link = c.steps[0].link.clone().unwrap();
-    let invite_secret = {
+    // The seal key's input: the drop id D, IK_B and SPK_B, all from the link.
+    let seal_ikm = {
         let bin = URL_SAFE_NO_PAD
             .decode(link.strip_prefix("hush:").unwrap())
             .unwrap();
-        bin[66..98].to_vec()
+        [&bin[66..98], &bin[2..34], &bin[34..66]].concat()
     };
     let wrong_version = {
         let env = hex::decode(env_hex(2)).unwrap();
-        let mut inner = open_init(&invite_secret, &env);
+        let mut inner = open_init(&seal_ikm, &env);
         inner[0] = 1;
-        hex::encode(reseal_init(&invite_secret, &env[..24], &mut inner))
+        hex::encode(reseal_init(&seal_ikm, &env[..24], &mut inner))
     };
     // A session envelope for another relationship: the contact-address conversation's reply.
     let other: Conversation = load(&conversation_file("contact-address"));
@@ -646,12 +649,12 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_invite_truncated.json".into(),
             case(
-                "The invite link without its last 10 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
+                "The invite link without its last 11 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
                 0,
                 "invitee",
                 "parse_invite",
                 None,
-                Some(link[..link.len() - 10].to_string()),
+                Some(link[..link.len() - 11].to_string()),
                 "InviteChecksum",
             ),
         ),
@@ -868,8 +871,8 @@ fn version_and_link_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase
 
     // Edited links: the checksum is recomputed (it is unkeyed), the invitee accepts the link
     // and writes; the inviter refuses the handshake. Offsets in B: kind 1, IK_B 2..34,
-    // relay pin 98..130, port 130..132, host 133...
-    let host_at = 133;
+    // drop bits 98, relay pin 99..131, port 131..133, host 134...
+    let host_at = 134;
     let edits: Vec<(&str, &str, Vec<u8>)> = vec![
         ("kind", "its kind changed to contact address (0x02)", {
             let mut b = body.to_vec();
@@ -881,14 +884,23 @@ fn version_and_link_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase
             b[10] ^= 0x01;
             b
         }),
+        (
+            "drop_bits",
+            "the drop's stamp difficulty lowered by one (byte 98)",
+            {
+                let mut b = body.to_vec();
+                b[98] -= 1;
+                b
+            },
+        ),
         ("relay_pin", "another relay pin (all bytes 0x66)", {
             let mut b = body.to_vec();
-            b[98..130].fill(0x66);
+            b[99..131].fill(0x66);
             b
         }),
         ("relay_port", "the relay port changed to 443", {
             let mut b = body.to_vec();
-            b[130..132].copy_from_slice(&443u16.to_be_bytes());
+            b[131..133].copy_from_slice(&443u16.to_be_bytes());
             b
         }),
         (
@@ -916,12 +928,19 @@ fn version_and_link_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase
         let mut f = case(
             format!(
                 "An init envelope from an invitee that accepted the invite link with {what} \
-                 (checksum recomputed; the link is {edited_link}). The inviter refuses it."
+                 (checksum recomputed; the link is {edited_link}). The inviter refuses it: \
+                 an edited key fails the seal, any other edit the link hash."
             ),
             0,
             "inviter",
             "handle_init",
-            "LinkMismatch",
+            // IK_B and SPK_B key the seal (with D): an envelope made with edited keys does
+            // not even open. Every other edit opens and is named by the link hash.
+            if name == "identity" {
+                "HandshakeUndecryptable"
+            } else {
+                "LinkMismatch"
+            },
         );
         f.envelope = Some(hex::encode(env.as_bytes()));
         out.push((format!("fail_link_edited_{name}.json"), f));
@@ -1067,7 +1086,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    assert_eq!(&bin[98..98 + good.len()], good.as_slice());
+    assert_eq!(&bin[99..99 + good.len()], good.as_slice());
     let state = {
         let player = replay(c, None);
         player.invitee.session.as_ref().unwrap().to_bytes().to_vec()
@@ -1077,7 +1096,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
         let bad = relay_binary(&pin, &host, port);
         let err = format!("UnusableRelay({rule:?})");
 
-        let mut body = [&bin[..98], &bad].concat();
+        let mut body = [&bin[..99], &bad].concat();
         let sum = sha256(&[b"hush/v2/invite-checksum", &body]);
         body.extend_from_slice(&sum[..4]);
         let mut f = case(
@@ -1286,7 +1305,7 @@ fn the_ratchet_and_its_pq_steps_follow_the_spec() {
 
     // Step 0 and 1: the inviter's and the invitee's keys.
     let (r0, r1) = (rnd(0), rnd(1));
-    let (ik_b, spk_b, invite_secret) = (k32(&r0[..32]), k32(&r0[32..64]), &r0[64..96]);
+    let (ik_b, spk_b) = (k32(&r0[..32]), k32(&r0[32..64]));
     let (ik_a, ek_a, seed_a, a0) = (
         k32(&r1[..32]),
         k32(&r1[32..64]),
@@ -1298,6 +1317,12 @@ fn the_ratchet_and_its_pq_steps_follow_the_spec() {
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
     let b = &bin[..bin.len() - 4];
+    // The drop secret F: the third 32 bytes drawn, its first byte replaced by the
+    // difficulty; the link carries D = SHA-256(F) and that byte.
+    let mut f = r0[64..96].to_vec();
+    f[0] = b[98];
+    let d = sha256(&[&f]);
+    assert_eq!(&b[66..98], &d, "the link's drop id");
     let ek_a_pub = kem_keygen(seed_a).encapsulation_key().to_bytes().to_vec();
     let th = sha256(&[
         b"hush/v2/transcript",
@@ -1339,7 +1364,8 @@ fn the_ratchet_and_its_pq_steps_follow_the_spec() {
     .concat();
     let mut inner = [prefix, msg].concat();
     assert_eq!(inner.len(), 4056);
-    let sealed = reseal_init(invite_secret, &r2[24..48], &mut inner);
+    let seal_ikm = [&d[..], &pubkey(ik_b), &pubkey(spk_b)].concat();
+    let sealed = reseal_init(&seal_ikm, &r2[24..48], &mut inner);
     assert_eq!(
         hex::encode(sealed),
         hex::encode(env(2)),

@@ -7,7 +7,10 @@
 use std::fs;
 use std::path::Path;
 
-use hush_proto::{RelayAddress, Request, Response, decode_request, decode_response};
+use hush_proto::{
+    DropAddress, Envelope, FetchSecret, RelayAddress, Request, Response, decode_request,
+    decode_response,
+};
 use sha2::{Digest, Sha256};
 
 fn h(b: &[u8]) -> String {
@@ -40,6 +43,17 @@ fn describe_request(r: &Request) -> String {
                 .map(|i| i.0.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
+        ),
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => format!(
+            "deposit_stamped drop={} bits={} stamp={} envelope_sha256={}",
+            h(drop.id.as_bytes()),
+            drop.bits,
+            h(stamp),
+            h(&Sha256::digest(envelope.as_bytes()))
         ),
         Request::Subscribe { secrets } => format!(
             "subscribe secrets={}",
@@ -82,7 +96,12 @@ fn describe_response(r: &Response) -> String {
 }
 
 fn describe_address(a: &RelayAddress) -> String {
-    format!("address pin={} host={} port={}", h(&a.pin.0), a.host, a.port)
+    format!(
+        "address pin={} host={} port={}",
+        h(&a.pin.0),
+        a.host,
+        a.port
+    )
 }
 
 #[test]
@@ -129,6 +148,24 @@ fn replay_all_vectors() {
                 }
                 Err(_) => "error bad_address".to_owned(),
             },
+            "drop" => {
+                let secret = FetchSecret::from_bytes(
+                    hex::decode(field("secret")).unwrap().try_into().unwrap(),
+                );
+                let stamp: [u8; 16] = hex::decode(field("stamp")).unwrap().try_into().unwrap();
+                let envelope = Envelope::new(Box::new(
+                    hex::decode(field("envelope")).unwrap().try_into().unwrap(),
+                ));
+                let drop = DropAddress::of_secret(&secret);
+                let key = drop.storage_key();
+                format!(
+                    "drop id={} bits={} key={} work={}",
+                    h(drop.id.as_bytes()),
+                    drop.bits,
+                    h(key.as_bytes()),
+                    hush_proto::drop::stamp_work(&key, &envelope, &stamp)
+                )
+            }
             "binary_address" => {
                 let bytes = hex::decode(field("binary")).unwrap();
                 match RelayAddress::from_binary(&bytes) {

@@ -189,6 +189,17 @@ impl Store for RedbStore {
             envelopes: self.total.load(Ordering::Relaxed),
         }
     }
+
+    fn count(&self, mailbox: &MailboxId) -> Result<u32, Error> {
+        self.with_db(false, |db| {
+            let txn = db.begin_read().map_err(Error::storage)?;
+            let counts = txn.open_table(COUNTS).map_err(Error::storage)?;
+            Ok(counts
+                .get(&mailbox.as_bytes()[..])
+                .map_err(Error::storage)?
+                .map_or(0, |g| g.value()))
+        })
+    }
 }
 
 impl RedbStore {

@@ -10,7 +10,7 @@ import hashlib, os, struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAME_LEN, HEADER_LEN = 4160, 4
 
-def frame(kind, body=b"", version=1, reserved=b"\0\0"):
+def frame(kind, body=b"", version=2, reserved=b"\0\0"):
     f = bytes([version, kind]) + reserved + body
     return f + b"\0" * (FRAME_LEN - len(f))
 
@@ -49,9 +49,42 @@ write("request_delete", "request", frame(0x04, secret0 + u16(3) + u16(0) + u64(1
 write("request_subscribe", "request", frame(0x05, u16(1) + u16(0) + secret1),
       f"subscribe secrets={secret1.hex()}", "Subscribe: count, reserved, secrets")
 
+# Drops (section II.4, "Drops"): the owner's secret F has the difficulty in its first byte.
+drop_secret = bytes([12]) + bytes(range(100, 131))
+drop_id = hashlib.sha256(drop_secret).digest()
+drop_bits = drop_secret[0]
+drop_key = hashlib.sha256(b"hush/v2/drop" + bytes([drop_bits]) + drop_id).digest()
+
+def stamp_work(key, env, stamp):
+    d = hashlib.sha256(b"hush/v2/stamp" + key + hashlib.sha256(env).digest() + stamp).digest()
+    n = int.from_bytes(d, "big")
+    return 256 - n.bit_length()
+
+def mint(key, env, bits, prefix):
+    c = 0
+    while True:
+        st = prefix + u64(c)
+        if stamp_work(key, env, st) >= bits:
+            return st
+        c += 1
+
+drop_stamp = mint(drop_key, envelope, drop_bits, bytes.fromhex("e4b8ade69687f09f"))
+write("request_deposit_stamped", "request", frame(0x06, drop_id + bytes([drop_bits]) + drop_stamp + envelope),
+      f"deposit_stamped drop={drop_id.hex()} bits={drop_bits} stamp={drop_stamp.hex()} envelope_sha256={sha(envelope)}",
+      "DepositStamped: drop id, bits, stamp, envelope")
+write("fail_deposit_stamped_bits_41", "request", frame(0x06, drop_id + bytes([41]) + drop_stamp + envelope),
+      "error bad_field", "a stamp difficulty above 40 bits")
+with open(os.path.join(HERE, "drop_stamp.txt"), "w") as fh:
+    fh.write("# a drop's id and storage key from the owner's secret, and the work a minted stamp shows\n")
+    fh.write("direction: drop\n")
+    fh.write(f"secret: {drop_secret.hex()}\n")
+    fh.write(f"stamp: {drop_stamp.hex()}\n")
+    fh.write(f"envelope: {envelope.hex()}\n")
+    fh.write(f"expect: drop id={drop_id.hex()} bits={drop_bits} key={drop_key.hex()} work={stamp_work(drop_key, envelope, drop_stamp)}\n")
+
 # Responses.
-write("response_pong", "response", frame(0x81, bytes([1, 1, 0, 0]) + u32(256) + u64(604800)),
-      "pong min=1 max=1 quota=256 expiry=604800", "Pong: version range, mailbox quota, expiry")
+write("response_pong", "response", frame(0x81, bytes([2, 2, 0, 0]) + u32(256) + u64(604800)),
+      "pong min=2 max=2 quota=256 expiry=604800", "Pong: version range, mailbox quota, expiry")
 write("response_deposited", "response", frame(0x82, u64(7)), "deposited id=7", "Deposited: envelope id")
 write("response_envelope", "response", frame(0x83, mb + u64(7) + envelope),
       f"envelope mailbox={mb.hex()} id=7 envelope_sha256={sha(envelope)}", "Envelope: mailbox, id, envelope")
@@ -62,8 +95,10 @@ write("response_deleted", "response", frame(0x85, u16(1) + u16(2) + u16(0)), "de
 write("response_subscribed", "response", frame(0x86, u16(2)), "subscribed count=2", "Subscribed: count")
 write("response_error_mailbox_full", "response", frame(0xff, u16(0x0100) + u16(0) + u32(0)),
       "error code=0x0100 arg=0", "Error: mailbox full")
-write("response_error_version", "response", frame(0xff, u16(0x0010) + u16(0) + u32(0x0101)),
-      "error code=0x0010 arg=257", "Error: unsupported version, arg = min<<8|max")
+write("response_error_version", "response", frame(0xff, u16(0x0010) + u16(0) + u32(0x0202)),
+      "error code=0x0010 arg=514", "Error: unsupported version, arg = min<<8|max")
+write("response_error_stamp_too_weak", "response", frame(0xff, u16(0x0102) + u16(0) + u32(13)),
+      "error code=0x0102 arg=13", "Error: stamp too weak, 13 bits required now")
 write("response_error_rate_limited", "response", frame(0xff, u16(0x0200) + u16(0) + u32(250)),
       "error code=0x0200 arg=250", "Error: rate limited, retry after 250 ms")
 write("response_error_unrecognized", "response", frame(0xff, u16(0x7777) + u16(0) + u32(0)),
@@ -75,7 +110,8 @@ write("fail_truncated", "request", ping[:4159], "error truncated", "one byte sho
 write("fail_empty", "request", b"", "error truncated", "no bytes at all")
 write("fail_oversized", "request", ping + b"\0", "error oversized", "one byte too many")
 write("fail_version_0", "request", frame(0x01, version=0), "error unsupported_version", "version 0")
-write("fail_version_2", "request", frame(0x01, version=2), "error unsupported_version", "version 2 (future)")
+write("fail_version_1", "request", frame(0x01, version=1), "error unsupported_version", "a version 1 frame")
+write("fail_version_3", "request", frame(0x01, version=3), "error unsupported_version", "version 3 (future)")
 write("fail_unknown_kind", "request", frame(0x42), "error unknown_kind", "kind 0x42 is not assigned")
 write("fail_response_as_request", "request", frame(0x82, u64(7)), "error unexpected_kind", "Deposited sent to a relay")
 write("fail_request_as_response", "response", frame(0x01), "error unexpected_kind", "Ping sent to a client")
