@@ -132,6 +132,16 @@ pub trait Store: Send + Sync + 'static {
     /// Aggregate figures.
     fn stats(&self) -> StoreStats;
 
+    /// Makes deleted and expired envelopes unrecoverable from the backend's files if anything
+    /// was deleted since the last call; returns whether it did work. A backend that erases
+    /// on delete has nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Io`] if the work failed (it is retried by the next call).
+    fn scrub(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
+
     /// Whether the backend itself announces committed deposits to the push hub (so that
     /// relays sharing it push each other's deposits); if not, the committer does.
     fn announces_arrivals(&self) -> bool {

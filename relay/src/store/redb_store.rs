@@ -10,9 +10,17 @@
 //! I/O error (a full disk) redb fails every later operation until the database is closed and
 //! opened again, so a failed operation closes it and the next write opens it again: writes
 //! resume once the disk has room, without a restart.
+//! Deletion that deletes: redb is copy-on-write, so a deleted row stays whole in freed pages.
+//! After anything was deleted or expired, [`RedbStore::scrub`] (called by the relay every
+//! `storage.scrub_interval_secs`) rewrites the live rows into a fresh file, swaps it in
+//! atomically, overwrites every byte of the old file with zeros, syncs, and unlinks it. A crash
+//! at any step leaves `relay.redb` whole (old or new); the next open finishes the job on the
+//! leftovers (`relay.redb.old` zeroed unless it is still `relay.redb` itself, a partial
+//! `relay.redb.scrub` removed) and the first scrub after a start always rewrites.
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
 //! file holds no list of mailboxes that were once used.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
@@ -27,6 +35,13 @@ const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes
 const BY_ID: TableDefinition<u64, &[u8]> = TableDefinition::new("by_id");
 const COUNTS: TableDefinition<&[u8], u32> = TableDefinition::new("counts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The fresh file a scrub writes, beside `relay.redb`.
+const SCRUB_NEW: &str = "relay.redb.scrub";
+/// A second name for the file a scrub replaces, until it is overwritten and unlinked.
+const SCRUB_OLD: &str = "relay.redb.old";
+/// Rows copied per transaction of a scrub (bounds its write buffer).
+const SCRUB_CHUNK: usize = 4096;
 
 const NEXT_ID: &str = "next_id";
 const TOTAL: &str = "total";
@@ -43,6 +58,8 @@ pub struct RedbStore {
     quotas: Quotas,
     /// Mirror of `meta.total` for stats without a transaction.
     total: AtomicU64,
+    /// Something was deleted since the last scrub: freed pages may hold it.
+    dirty: AtomicBool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -83,6 +100,7 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join("relay.redb");
+        finish_scrub(dir)?;
         let (db, total) = open_db(&path, cache_bytes)?;
         Ok(Self {
             db: RwLock::new(Some(db)),
@@ -91,6 +109,8 @@ impl RedbStore {
             failed: AtomicBool::new(false),
             quotas,
             total: AtomicU64::new(total),
+            // A previous run may have stopped between a delete and its scrub.
+            dirty: AtomicBool::new(true),
         })
     }
 
@@ -189,6 +209,17 @@ impl Store for RedbStore {
             envelopes: self.total.load(Ordering::Relaxed),
         }
     }
+
+    fn scrub(&self) -> Result<bool, Error> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let r = self.rewrite();
+        if r.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        r.map(|()| true)
+    }
 }
 
 impl RedbStore {
@@ -258,6 +289,7 @@ impl RedbStore {
                             if removed {
                                 by_id.remove(id.0).map_err(Error::storage)?;
                                 deleted = deleted.saturating_add(1);
+                                self.dirty.store(true, Ordering::Release);
                             } else if id.0 < horizon {
                                 expired = expired.saturating_add(1);
                             } else {
@@ -396,8 +428,207 @@ impl RedbStore {
         }
         txn.commit().map_err(Error::storage)?;
         self.total.store(new_total, Ordering::Relaxed);
+        if swept > 0 {
+            self.dirty.store(true, Ordering::Release);
+        }
         Ok(swept)
     }
+}
+
+impl RedbStore {
+    /// Rewrites the live rows into a fresh file that replaces `relay.redb`, then destroys the
+    /// old file's bytes. Holds the database exclusively meanwhile (requests wait).
+    fn rewrite(&self) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let new_path = dir.join(SCRUB_NEW);
+        let copied = {
+            let old = guard
+                .as_ref()
+                .ok_or_else(|| Error::Storage("database closed after an I/O error".into()))?;
+            remove_if_present(&new_path)?;
+            copy_live(old, &new_path, self.cache_bytes)
+        };
+        if let Err(e) = copied {
+            // The old file is untouched and still open; the fresh one holds only live rows.
+            let _ = std::fs::remove_file(&new_path);
+            return Err(e);
+        }
+        // From here the old database must be closed: it is replaced on disk.
+        *guard = None;
+        let swapped = swap_in(dir, &self.path, &new_path);
+        let reopened = open_db(&self.path, self.cache_bytes);
+        match reopened {
+            Ok((db, total)) => {
+                *guard = Some(db);
+                self.total.store(total, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        swapped?;
+        tracing::info!(
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "database rewritten: deleted envelopes overwritten"
+        );
+        Ok(())
+    }
+}
+
+/// Copies every live row of `old` into a new database at `path`, committing durably.
+fn copy_live(old: &Database, path: &Path, cache_bytes: usize) -> Result<(), Error> {
+    let new = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(Error::storage)?;
+    let read = old.begin_read().map_err(Error::storage)?;
+    // Each chunk is its own non-durable commit (bounding the write buffer); the last commit,
+    // with immediate durability, makes them all durable.
+    macro_rules! copy {
+        ($def:expr, $own_k:expr, $own_v:expr, $view_k:expr, $view_v:expr) => {{
+            let table = read.open_table($def).map_err(Error::storage)?;
+            let mut rows = table.iter().map_err(Error::storage)?;
+            loop {
+                let mut chunk = Vec::with_capacity(SCRUB_CHUNK);
+                for item in rows.by_ref().take(SCRUB_CHUNK) {
+                    let (k, v) = item.map_err(Error::storage)?;
+                    chunk.push(($own_k(k.value()), $own_v(v.value())));
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut txn = new.begin_write().map_err(Error::storage)?;
+                txn.set_durability(redb::Durability::None)
+                    .map_err(Error::storage)?;
+                {
+                    let mut t = txn.open_table($def).map_err(Error::storage)?;
+                    for (k, v) in &chunk {
+                        t.insert($view_k(k), $view_v(v)).map_err(Error::storage)?;
+                    }
+                }
+                txn.commit().map_err(Error::storage)?;
+            }
+        }};
+    }
+    fn bytes(b: &Vec<u8>) -> &[u8] {
+        b
+    }
+    let copied = |n: &u64| *n;
+    copy!(ENVELOPES, <[u8]>::to_vec, <[u8]>::to_vec, bytes, bytes);
+    copy!(BY_ID, std::convert::identity, <[u8]>::to_vec, copied, bytes);
+    copy!(
+        COUNTS,
+        <[u8]>::to_vec,
+        std::convert::identity,
+        bytes,
+        |n: &u32| *n
+    );
+    copy!(
+        META,
+        str::to_owned,
+        std::convert::identity,
+        String::as_str,
+        copied
+    );
+    let txn = new.begin_write().map_err(Error::storage)?;
+    {
+        // Tables exist even when empty, as open_db makes them.
+        txn.open_table(ENVELOPES).map_err(Error::storage)?;
+        txn.open_table(BY_ID).map_err(Error::storage)?;
+        txn.open_table(COUNTS).map_err(Error::storage)?;
+        txn.open_table(META).map_err(Error::storage)?;
+    }
+    txn.commit().map_err(Error::storage)?;
+    Ok(())
+}
+
+/// Swaps the fresh file in for `live` and destroys the old one: a second name for the old
+/// file first (so a crash never leaves no `relay.redb`), the atomic rename, then zeros over
+/// the old file, sync, unlink.
+fn swap_in(dir: &Path, live: &Path, fresh: &Path) -> Result<(), Error> {
+    let old = dir.join(SCRUB_OLD);
+    remove_if_present(&old)?;
+    std::fs::hard_link(live, &old)
+        .map_err(|e| Error::io(format!("linking {}", old.display()), e))?;
+    std::fs::rename(fresh, live)
+        .map_err(|e| Error::io(format!("renaming to {}", live.display()), e))?;
+    sync_dir(dir)?;
+    destroy(&old)?;
+    sync_dir(dir)
+}
+
+/// Finishes a scrub that a crash interrupted (see the module doc).
+fn finish_scrub(dir: &Path) -> Result<(), Error> {
+    let old = dir.join(SCRUB_OLD);
+    if std::fs::symlink_metadata(&old).is_ok() {
+        if same_file(&old, &dir.join("relay.redb")) {
+            // The rename did not happen: `old` is just a second name of the live file.
+            remove_if_present(&old)?;
+        } else {
+            destroy(&old)?;
+        }
+    }
+    remove_if_present(&dir.join(SCRUB_NEW))?;
+    sync_dir(dir)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
+/// Overwrites every byte of the file at `path` with zeros, syncs it and unlinks it.
+fn destroy(path: &Path) -> Result<(), Error> {
+    let what = || format!("overwriting {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(what(), e))?;
+    let len = f.metadata().map_err(|e| Error::io(what(), e))?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+        f.write_all(&zeros[..n]).map_err(|e| Error::io(what(), e))?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(|e| Error::io(what(), e))?;
+    drop(f);
+    remove_if_present(path)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -521,5 +752,111 @@ mod tests {
         // Quota space is released: mailbox a is empty again.
         let out = s.commit(&[dep(a, 9)], 400).unwrap();
         assert_eq!(out[0], WriteOutcome::Stored(EnvelopeId(6)));
+    }
+
+    fn raw_files(dir: &Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            all.extend(std::fs::read(e.unwrap().path()).unwrap());
+        }
+        all
+    }
+
+    fn has(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn a_scrub_leaves_nothing_of_deleted_envelopes_and_keeps_the_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas {
+            mailbox: 100,
+            total: 1000,
+        };
+        let gone = FetchSecret::from_bytes([7; 32]).mailbox_id();
+        let kept = FetchSecret::from_bytes([8; 32]).mailbox_id();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        // The first scrub after a start always rewrites; then only after a delete.
+        assert!(s.scrub().unwrap());
+        assert!(!s.scrub().unwrap());
+        let (t_gone, t_kept) = (0x1234_5678_9abc_u64, 0x0fed_cba9_8765_u64);
+        let ids: Vec<EnvelopeId> = s
+            .commit(&[dep(gone, 0xa1), dep(gone, 0xa2)], t_gone)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                WriteOutcome::Stored(id) => id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        s.commit(&[dep(kept, 0xb1)], t_kept).unwrap();
+        let before = raw_files(dir.path());
+        assert!(has(&before, &[0xa1; 64]), "the deposit is in the file");
+        s.commit(&[WriteOp::Delete { mailbox: gone, ids }], t_kept)
+            .unwrap();
+        // Copy-on-write: the deleted bytes are still in the file until the scrub.
+        assert!(has(&raw_files(dir.path()), &[0xa1; 64]));
+        assert!(s.scrub().unwrap());
+        let after = raw_files(dir.path());
+        for needle in [
+            &[0xa1; 64][..],
+            &[0xa2; 64],
+            gone.as_bytes(),
+            &t_gone.to_be_bytes(),
+        ] {
+            assert!(!has(&after, needle), "deleted data survived the scrub");
+        }
+        for needle in [&[0xb1; 64][..], kept.as_bytes(), &t_kept.to_be_bytes()] {
+            assert!(has(&after, needle), "live data lost");
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("relay.redb")]);
+        // The store keeps working on the new file, and a reopen sees the same state.
+        let (got, _) = s.fetch(&[kept, gone], EnvelopeId(0), 10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].envelope, env(0xb1));
+        let out = s.commit(&[dep(kept, 0xb2)], t_kept).unwrap();
+        assert_eq!(out[0], WriteOutcome::Stored(EnvelopeId(4)));
+        drop(s);
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        assert_eq!(s.stats().envelopes, 2);
+    }
+
+    #[test]
+    fn an_interrupted_scrub_is_finished_at_open_without_touching_the_live_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas {
+            mailbox: 100,
+            total: 1000,
+        };
+        let mb = FetchSecret::from_bytes([9; 32]).mailbox_id();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        s.commit(&[dep(mb, 0xc1)], 5).unwrap();
+        drop(s);
+        let live = dir.path().join("relay.redb");
+        // Crash before the rename: `.old` is a second name of the live file, and a partial
+        // fresh file exists.
+        std::fs::hard_link(&live, dir.path().join(SCRUB_OLD)).unwrap();
+        std::fs::write(dir.path().join(SCRUB_NEW), [0xc1; 128]).unwrap();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        assert_eq!(s.fetch(&[mb], EnvelopeId(0), 10).unwrap().0.len(), 1);
+        drop(s);
+        assert!(!dir.path().join(SCRUB_OLD).exists());
+        assert!(!dir.path().join(SCRUB_NEW).exists());
+        // Crash after the rename: `.old` is the replaced file and is destroyed.
+        let old = dir.path().join(SCRUB_OLD);
+        std::fs::write(&old, [0xd1; 4096]).unwrap();
+        let f = std::fs::File::open(&old).unwrap();
+        drop(RedbStore::open(dir.path(), quotas, 1 << 20).unwrap());
+        assert!(!old.exists());
+        // The inode that was `.old` now holds zeros only (read through the open handle).
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        (&f).read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, vec![0; 4096]);
+        assert!(has(&raw_files(dir.path()), &[0xc1; 64]));
     }
 }
