@@ -61,16 +61,19 @@ pub fn connection_bytes(limits: &Limits) -> u64 {
         + FETCH_PAGE as u64 * envelope
 }
 
-/// Memory the relay needs before any connection, in bytes: the process, the database cache,
-/// the committer's queue and the fan-out backlog.
+/// Memory the relay needs before any connection, in bytes: the process, the database cache
+/// (twice: a scrub opens a second database), the committer's queue, the fan-out backlog and
+/// a scrub's copy buffer.
 #[must_use]
 pub fn fixed_bytes(config: &Config) -> u64 {
     let envelope = ENVELOPE_LEN as u64;
     let commit_queue = u64::from(config.storage.max_commit_batch.0) * 4 * (envelope + 256);
+    let scrub_buffer = 2 * crate::store::SCRUB_CHUNK as u64 * (envelope + 64);
     PROCESS_BASE_BYTES
-        + config.storage.cache_mib.0.saturating_mul(1 << 20)
+        + 2 * config.storage.cache_mib.0.saturating_mul(1 << 20)
         + commit_queue
         + FANOUT_BACKLOG as u64 * envelope
+        + scrub_buffer
 }
 
 /// Connections the relay admits: `limits.max_connections`, or fewer if their worst case

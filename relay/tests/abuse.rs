@@ -93,11 +93,31 @@ fn peak_mib(relay: &TestRelay) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_attack_stays_under_the_memory_ceiling_and_good_clients_are_served() {
+    // The default bound on subscribers per mailbox (32) refuses most of the attack.
+    fan_out_attack(None, 32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_attack_with_every_subscription_admitted_stays_under_the_ceiling() {
+    // All 800 subscriptions admitted (issue 15's attack as it was): the fan-out, its shared
+    // deliveries and the per-connection queues alone must hold memory.
+    fan_out_attack(Some("800"), 800).await;
+}
+
+/// 50 connections with 16 subscriptions each to one mailbox (never reading), then 100
+/// deposits to it, while a good client deposits; `subscribers` overrides
+/// `limits.max_subscribers_per_mailbox`, `admitted` is how many subscriptions it lets in.
+async fn fan_out_attack(subscribers: Option<&str>, admitted: usize) {
     const CEILING_MIB: u64 = 256;
-    let relay = TestRelay::start(&[
-        ("HUSH_RELAY_LIMITS_MAX_MEMORY_MIB", &CEILING_MIB.to_string()),
+    let ceiling = CEILING_MIB.to_string();
+    let mut env = vec![
+        ("HUSH_RELAY_LIMITS_MAX_MEMORY_MIB", ceiling.as_str()),
         ("HUSH_RELAY_STORAGE_CACHE_MIB", "16"),
-    ]);
+    ];
+    if let Some(n) = subscribers {
+        env.push(("HUSH_RELAY_LIMITS_MAX_SUBSCRIBERS_PER_MAILBOX", n));
+    }
+    let relay = TestRelay::start(&env);
     let good = relay.client().await;
     let mut acked = HashMap::new();
     let quiet = median(timed_deposits(&good, "good", 0, 40, &mut acked).await);
@@ -118,9 +138,8 @@ async fn fan_out_attack_stays_under_the_memory_ceiling_and_good_clients_are_serv
             }
         }
     }
-    // The relay's bound on subscribers per mailbox (default 32) refused the rest.
-    assert_eq!(subs.len(), 32);
-    assert_eq!(crowded, 50 * 16 - 32);
+    assert_eq!(subs.len(), admitted);
+    assert_eq!(crowded, 50 * 16 - admitted);
 
     // Deposits to the attacked mailbox (400 KiB) while the good client keeps depositing.
     let feeder = relay.clients(4).await;
@@ -147,7 +166,7 @@ async fn fan_out_attack_stays_under_the_memory_ceiling_and_good_clients_are_serv
 
     let peak = peak_mib(&relay);
     eprintln!(
-        "fan-out attack: relay peak RSS {quiet_mib:.1} MiB quiet, {peak:.1} MiB under attack \
+        "fan-out attack, {admitted} subscribers: relay peak RSS {quiet_mib:.1} MiB quiet, {peak:.1} MiB under attack \
          (ceiling {CEILING_MIB} MiB); good-client deposit median {:.2} ms quiet, {:.2} ms under \
          attack, ratio {:.2}",
         quiet.as_secs_f64() * 1e3,
@@ -451,9 +470,14 @@ async fn deleted_and_expired_envelopes_leave_nothing_in_the_relays_files() {
             .unwrap();
         assert_eq!(out.deleted, 10);
     }
-    let probe = sealed(text(0), 1000);
+    let doomed_bytes: Vec<_> = doomed
+        .iter()
+        .map(|(n, _)| sealed(text(*n), 1000 + n))
+        .collect();
     await_scrub(&relay, scrubs, |raw| {
-        !contains(raw, &probe.as_bytes()[..64])
+        doomed_bytes
+            .iter()
+            .all(|e| !contains(raw, &e.as_bytes()[..32]))
     });
     let raw = data_files(&relay);
     for (n, _) in &doomed {
@@ -491,8 +515,12 @@ async fn deleted_and_expired_envelopes_leave_nothing_in_the_relays_files() {
         (relay.metric("hush_relay_envelopes_expired_total") >= 20).then_some(())
     })
     .expect("the relay did not expire the live envelopes");
-    let probe = sealed(text(0), 0);
-    await_scrub(&relay, 0, |raw| !contains(raw, &probe.as_bytes()[..64]));
+    let live_bytes: Vec<_> = live.keys().map(|n| sealed(text(*n), *n)).collect();
+    await_scrub(&relay, 0, |raw| {
+        live_bytes
+            .iter()
+            .all(|e| !contains(raw, &e.as_bytes()[..32]))
+    });
     let raw = data_files(&relay);
     for n in live.keys() {
         assert!(!contains(&raw, &sealed(text(*n), *n).as_bytes()[..32]));

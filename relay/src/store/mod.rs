@@ -15,6 +15,7 @@ mod redb_store;
 #[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
+pub(crate) use redb_store::SCRUB_CHUNK;
 
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 

@@ -41,7 +41,7 @@ const SCRUB_NEW: &str = "relay.redb.scrub";
 /// A second name for the file a scrub replaces, until it is overwritten and unlinked.
 const SCRUB_OLD: &str = "relay.redb.old";
 /// Rows copied per transaction of a scrub (bounds its write buffer).
-const SCRUB_CHUNK: usize = 4096;
+pub(crate) const SCRUB_CHUNK: usize = 4096;
 
 const NEXT_ID: &str = "next_id";
 const TOTAL: &str = "total";
@@ -858,5 +858,67 @@ mod tests {
         (&f).read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes, vec![0; 4096]);
         assert!(has(&raw_files(dir.path()), &[0xc1; 64]));
+    }
+
+    /// The cost of a scrub against copying the same file (not a test: run with --ignored
+    /// --nocapture; the figures go to docs/BENCHMARKS.md).
+    #[test]
+    #[ignore = "measurement"]
+    fn scrub_cost_against_a_file_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas {
+            mailbox: u32::MAX,
+            total: u64::MAX,
+        };
+        let s = RedbStore::open(dir.path(), quotas, 64 << 20).unwrap();
+        let n: u64 = std::env::var("HUSH_SCRUB_BENCH_ENVELOPES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let mut id = 0u64;
+        while id < n {
+            let ops: Vec<_> = (0..1000)
+                .map(|k| {
+                    dep(
+                        FetchSecret::from_bytes([(k % 251) as u8; 32]).mailbox_id(),
+                        k as u8,
+                    )
+                })
+                .collect();
+            s.commit(&ops, 1).unwrap();
+            id += 1000;
+        }
+        s.commit(
+            &[WriteOp::Delete {
+                mailbox: FetchSecret::from_bytes([0; 32]).mailbox_id(),
+                ids: vec![EnvelopeId(1)],
+            }],
+            1,
+        )
+        .unwrap();
+        let size = std::fs::metadata(dir.path().join("relay.redb"))
+            .unwrap()
+            .len();
+        let t = std::time::Instant::now();
+        let copy = dir.path().join("copy");
+        std::fs::copy(dir.path().join("relay.redb"), &copy).unwrap();
+        std::fs::File::open(&copy).unwrap().sync_all().unwrap();
+        let reference = t.elapsed();
+        std::fs::remove_file(&copy).unwrap();
+        let t = std::time::Instant::now();
+        assert!(s.scrub().unwrap());
+        let scrub = t.elapsed();
+        let after = std::fs::metadata(dir.path().join("relay.redb"))
+            .unwrap()
+            .len();
+        println!(
+            "{n} envelopes, relay.redb {:.1} MiB (after the scrub {:.1} MiB): file copy + fsync \
+             {:.0} ms, scrub {:.0} ms, ratio {:.1}",
+            size as f64 / f64::from(1 << 20),
+            after as f64 / f64::from(1 << 20),
+            reference.as_secs_f64() * 1e3,
+            scrub.as_secs_f64() * 1e3,
+            scrub.as_secs_f64() / reference.as_secs_f64()
+        );
     }
 }
