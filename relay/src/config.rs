@@ -542,6 +542,8 @@ impl Config {
     /// override errors.
     pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
         let cfg = Self::parse_unchecked(text, origin, env)?;
+        crate::admission::connection_slots(&cfg)
+            .map_err(|m| Error::Config(format!("{origin}: {m}")))?;
         match (cfg.storage.backend, &cfg.jetstream) {
             (Backend::Jetstream, None) => Err(Error::Config(format!(
                 "{origin}: storage.backend = \"jetstream\" needs a [jetstream] section with servers"
@@ -805,6 +807,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn a_memory_ceiling_without_room_for_a_connection_is_a_config_error() {
+        let env = vec![(
+            "HUSH_RELAY_LIMITS_MAX_MEMORY_MIB".to_owned(),
+            "100".to_owned(),
+        )];
+        let e = Config::parse(&tpl(), "t", &env).unwrap_err().to_string();
+        assert!(
+            e.contains("t: limits.max_memory_mib = 100 leaves no room"),
+            "{e}"
+        );
+        let env = vec![(
+            "HUSH_RELAY_LIMITS_MAX_MEMORY_MIB".to_owned(),
+            "512".to_owned(),
+        )];
+        assert!(Config::parse(&tpl(), "t", &env).is_ok());
     }
 
     #[test]

@@ -364,7 +364,7 @@ async fn random_malformed_frames_mixed_with_good_traffic_cost_nothing_acknowledg
                 };
                 let mut frame = rng.bytes(len);
                 // Half the full frames carry a valid version so that decoding goes deeper.
-                if len == FRAME_LEN && rng.next() % 2 == 0 {
+                if len == FRAME_LEN && rng.next().is_multiple_of(2) {
                     frame[0] = 1;
                     frame[1] = (rng.next() % 6) as u8;
                 }
