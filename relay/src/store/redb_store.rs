@@ -23,7 +23,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId, MailboxId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -60,6 +60,11 @@ pub struct RedbStore {
     total: AtomicU64,
     /// Something was deleted since the last scrub: freed pages may hold it.
     dirty: AtomicBool,
+    /// While a scrub copies a snapshot: the rows deleted by commits since (it removes them
+    /// from the copy before the swap).
+    tracking: Mutex<Option<Vec<(MailboxId, u64)>>>,
+    /// Bumped at every reopen: a scrub whose snapshot came from another open gives up.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -111,6 +116,8 @@ impl RedbStore {
             total: AtomicU64::new(total),
             // A previous run may have stopped between a delete and its scrub.
             dirty: AtomicBool::new(true),
+            tracking: Mutex::new(None),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -147,6 +154,7 @@ impl RedbStore {
         let (db, total) = open_db(&self.path, self.cache_bytes)?;
         *guard = Some(db);
         self.total.store(total, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.failed.store(false, Ordering::Release);
         tracing::info!("database reopened after a failed operation");
         Ok(())
@@ -231,6 +239,7 @@ impl RedbStore {
     ) -> Result<Vec<WriteOutcome>, Error> {
         let txn = db.begin_write().map_err(Error::storage)?;
         let mut outcomes = Vec::with_capacity(ops.len());
+        let mut removed_rows = Vec::new();
         let new_total;
         {
             let mut envelopes = txn.open_table(ENVELOPES).map_err(Error::storage)?;
@@ -288,6 +297,7 @@ impl RedbStore {
                                 .is_some();
                             if removed {
                                 by_id.remove(id.0).map_err(Error::storage)?;
+                                removed_rows.push((*mailbox, id.0));
                                 deleted = deleted.saturating_add(1);
                                 self.dirty.store(true, Ordering::Release);
                             } else if id.0 < horizon {
@@ -327,6 +337,7 @@ impl RedbStore {
         }
         txn.commit().map_err(Error::storage)?;
         self.total.store(new_total, Ordering::Relaxed);
+        self.track(removed_rows);
         Ok(outcomes)
     }
 
@@ -378,6 +389,7 @@ impl RedbStore {
     fn sweep_in(&self, db: &Database, cutoff: u64, max: usize) -> Result<u64, Error> {
         let txn = db.begin_write().map_err(Error::storage)?;
         let mut swept = 0u64;
+        let mut removed_rows = Vec::new();
         let new_total;
         {
             let mut envelopes = txn.open_table(ENVELOPES).map_err(Error::storage)?;
@@ -415,6 +427,7 @@ impl RedbStore {
                         .map_err(Error::storage)?;
                 }
                 horizon = horizon.max(id + 1);
+                removed_rows.push((*mb, *id));
                 swept += 1;
             }
             let total = meta
@@ -431,26 +444,69 @@ impl RedbStore {
         if swept > 0 {
             self.dirty.store(true, Ordering::Release);
         }
+        self.track(removed_rows);
         Ok(swept)
     }
 }
 
 impl RedbStore {
+    /// Records rows a committed transaction removed, if a scrub is copying.
+    fn track(&self, rows: Vec<(MailboxId, u64)>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut t = self.tracking.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = t.as_mut() {
+            list.extend(rows);
+        }
+    }
+
     /// Rewrites the live rows into a fresh file that replaces `relay.redb`, then destroys the
-    /// old file's bytes. Holds the database exclusively meanwhile (requests wait).
+    /// old file's bytes. The bulk copy reads a snapshot while requests go on; only the rows
+    /// written since (and the swap) are done with the database held exclusively.
     fn rewrite(&self) -> Result<(), Error> {
+        self.rewrite_with(|| {}).map(|_| ())
+    }
+
+    /// [`Self::rewrite`], running `between` after the snapshot copy and before the exclusive
+    /// part (tests write there); returns how long requests had to wait.
+    fn rewrite_with(&self, between: impl FnOnce()) -> Result<std::time::Duration, Error> {
         let started = std::time::Instant::now();
-        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let new_path = dir.join(SCRUB_NEW);
+        remove_if_present(&new_path)?;
+        let generation = self.generation.load(Ordering::Acquire);
+        // Tracking starts before the snapshot: a delete between the two is recorded and finds
+        // nothing to remove from the copy, which is harmless.
+        *self.tracking.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
         let copied = {
+            let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(old) => copy_snapshot(old, &new_path, self.cache_bytes),
+                None => Err(Error::Storage("database closed after an I/O error".into())),
+            }
+        };
+        between();
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let exclusive = std::time::Instant::now();
+        let deleted = self
+            .tracking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        let caught_up = copied.and_then(|(new, snapshot_next)| {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return Err(Error::Storage(
+                    "reopened during a scrub; retried later".into(),
+                ));
+            }
             let old = guard
                 .as_ref()
                 .ok_or_else(|| Error::Storage("database closed after an I/O error".into()))?;
-            remove_if_present(&new_path)?;
-            copy_live(old, &new_path, self.cache_bytes)
-        };
-        if let Err(e) = copied {
+            catch_up(old, &new, snapshot_next, &deleted)
+        });
+        if let Err(e) = caught_up {
             // The old file is untouched and still open; the fresh one holds only live rows.
             let _ = std::fs::remove_file(&new_path);
             return Err(e);
@@ -458,35 +514,121 @@ impl RedbStore {
         // From here the old database must be closed: it is replaced on disk.
         *guard = None;
         let swapped = swap_in(dir, &self.path, &new_path);
+        if swapped.is_err() {
+            let _ = std::fs::remove_file(&new_path);
+        }
         let reopened = open_db(&self.path, self.cache_bytes);
         match reopened {
             Ok((db, total)) => {
                 *guard = Some(db);
                 self.total.store(total, Ordering::Relaxed);
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
             Err(e) => {
                 self.failed.store(true, Ordering::Release);
                 return Err(e);
             }
         }
-        swapped?;
+        drop(guard);
+        let paused = exclusive.elapsed();
+        // Requests go on while the old file is overwritten: it is no longer the database.
+        destroy(&swapped?)?;
+        sync_dir(dir)?;
+        if !deleted.is_empty() {
+            // Rows removed from the copy left their bytes in its freed pages: rewrite again.
+            self.dirty.store(true, Ordering::Release);
+        }
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
-            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ms = ms(started.elapsed()),
+            paused_ms = ms(paused),
             "database rewritten: deleted envelopes overwritten"
         );
-        Ok(())
+        Ok(paused)
     }
 }
 
-/// Copies every live row of `old` into a new database at `path`, committing durably.
-fn copy_live(old: &Database, path: &Path, cache_bytes: usize) -> Result<(), Error> {
+/// Applies to `new` (a copy of a snapshot of `old` taken when `meta.next_id` was
+/// `snapshot_next`) what was committed to `old` since: the deposits with ids from
+/// `snapshot_next` that are still there, the `deleted` rows, the counts and the meta rows.
+/// One durable commit.
+fn catch_up(
+    old: &Database,
+    new: &Database,
+    snapshot_next: u64,
+    deleted: &[(MailboxId, u64)],
+) -> Result<(), Error> {
+    let read = old.begin_read().map_err(Error::storage)?;
+    let old_envelopes = read.open_table(ENVELOPES).map_err(Error::storage)?;
+    let old_by_id = read.open_table(BY_ID).map_err(Error::storage)?;
+    let old_meta = read.open_table(META).map_err(Error::storage)?;
+    let txn = new.begin_write().map_err(Error::storage)?;
+    {
+        let mut envelopes = txn.open_table(ENVELOPES).map_err(Error::storage)?;
+        let mut by_id = txn.open_table(BY_ID).map_err(Error::storage)?;
+        let mut counts = txn.open_table(COUNTS).map_err(Error::storage)?;
+        let mut meta = txn.open_table(META).map_err(Error::storage)?;
+        let mut adjust = |mb: &MailboxId, up: bool| -> Result<(), Error> {
+            let n = counts
+                .get(&mb.as_bytes()[..])
+                .map_err(Error::storage)?
+                .map_or(0, |g| g.value());
+            let n = if up { n + 1 } else { n.saturating_sub(1) };
+            if n == 0 {
+                counts.remove(&mb.as_bytes()[..]).map_err(Error::storage)?;
+            } else {
+                counts
+                    .insert(&mb.as_bytes()[..], n)
+                    .map_err(Error::storage)?;
+            }
+            Ok(())
+        };
+        for item in old_by_id.range(snapshot_next..).map_err(Error::storage)? {
+            let (k, v) = item.map_err(Error::storage)?;
+            let (id, idx) = (k.value(), v.value());
+            let mb = mailbox_of(idx);
+            let key = env_key(&mb, id);
+            if let Some(row) = old_envelopes.get(&key[..]).map_err(Error::storage)? {
+                envelopes
+                    .insert(&key[..], row.value())
+                    .map_err(Error::storage)?;
+                by_id.insert(id, idx).map_err(Error::storage)?;
+                adjust(&mb, true)?;
+            }
+        }
+        for (mb, id) in deleted {
+            if envelopes
+                .remove(&env_key(mb, *id)[..])
+                .map_err(Error::storage)?
+                .is_some()
+            {
+                by_id.remove(*id).map_err(Error::storage)?;
+                adjust(mb, false)?;
+            }
+        }
+        for item in old_meta.iter().map_err(Error::storage)? {
+            let (k, v) = item.map_err(Error::storage)?;
+            meta.insert(k.value(), v.value()).map_err(Error::storage)?;
+        }
+    }
+    txn.commit().map_err(Error::storage)?;
+    Ok(())
+}
+
+/// Copies every row of a snapshot of `old` into a new database at `path`, durably; returns it
+/// with the snapshot's `meta.next_id`.
+fn copy_snapshot(
+    old: &Database,
+    path: &Path,
+    cache_bytes: usize,
+) -> Result<(Database, u64), Error> {
     let new = Database::builder()
         .set_cache_size(cache_bytes)
         .create(path)
         .map_err(Error::storage)?;
     let read = old.begin_read().map_err(Error::storage)?;
-    // Each chunk is its own non-durable commit (bounding the write buffer); the last commit,
-    // with immediate durability, makes them all durable.
+    // Each chunk is its own non-durable commit (bounding the write buffer); one durable
+    // commit at the end makes them all durable.
     macro_rules! copy {
         ($def:expr, $own_k:expr, $own_v:expr, $view_k:expr, $view_v:expr) => {{
             let table = read.open_table($def).map_err(Error::storage)?;
@@ -533,31 +675,35 @@ fn copy_live(old: &Database, path: &Path, cache_bytes: usize) -> Result<(), Erro
         String::as_str,
         copied
     );
+    // Durable now, outside the exclusive part: catch_up then syncs only its delta.
     let txn = new.begin_write().map_err(Error::storage)?;
-    {
-        // Tables exist even when empty, as open_db makes them.
-        txn.open_table(ENVELOPES).map_err(Error::storage)?;
-        txn.open_table(BY_ID).map_err(Error::storage)?;
-        txn.open_table(COUNTS).map_err(Error::storage)?;
-        txn.open_table(META).map_err(Error::storage)?;
-    }
+    txn.open_table(META).map_err(Error::storage)?;
     txn.commit().map_err(Error::storage)?;
-    Ok(())
+    let next = read
+        .open_table(META)
+        .map_err(Error::storage)?
+        .get(NEXT_ID)
+        .map_err(Error::storage)?
+        .map_or(0, |g| g.value());
+    drop(read);
+    Ok((new, next))
 }
 
-/// Swaps the fresh file in for `live` and destroys the old one: a second name for the old
-/// file first (so a crash never leaves no `relay.redb`), the atomic rename, then zeros over
-/// the old file, sync, unlink.
-fn swap_in(dir: &Path, live: &Path, fresh: &Path) -> Result<(), Error> {
+/// Swaps the fresh file in for `live`: a second name for the old file first (so a crash never
+/// leaves no `relay.redb`), then the atomic rename. Returns the old file's second name, for
+/// [`destroy`].
+fn swap_in(dir: &Path, live: &Path, fresh: &Path) -> Result<PathBuf, Error> {
     let old = dir.join(SCRUB_OLD);
     remove_if_present(&old)?;
     std::fs::hard_link(live, &old)
         .map_err(|e| Error::io(format!("linking {}", old.display()), e))?;
-    std::fs::rename(fresh, live)
-        .map_err(|e| Error::io(format!("renaming to {}", live.display()), e))?;
+    if let Err(e) = std::fs::rename(fresh, live) {
+        // `old` is still a second name of the live file: unlink it, never overwrite it.
+        let _ = std::fs::remove_file(&old);
+        return Err(Error::io(format!("renaming to {}", live.display()), e));
+    }
     sync_dir(dir)?;
-    destroy(&old)?;
-    sync_dir(dir)
+    Ok(old)
 }
 
 /// Finishes a scrub that a crash interrupted (see the module doc).
@@ -826,6 +972,75 @@ mod tests {
     }
 
     #[test]
+    fn writes_during_a_scrubs_copy_are_kept_and_its_deletes_scrubbed_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let quotas = Quotas {
+            mailbox: 100,
+            total: 1000,
+        };
+        let a = FetchSecret::from_bytes([3; 32]).mailbox_id();
+        let b = FetchSecret::from_bytes([4; 32]).mailbox_id();
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        s.commit(&[dep(a, 0x11), dep(a, 0x12), dep(b, 0x13)], 10)
+            .unwrap();
+        assert!(s.dirty.swap(false, Ordering::AcqRel));
+        // While the snapshot is copied: a deposit, a delete of a copied row, a deposit
+        // deleted again, and an expiry sweep of nothing.
+        s.rewrite_with(|| {
+            s.commit(&[dep(b, 0x14), dep(a, 0x15)], 20).unwrap();
+            let out = s
+                .commit(
+                    &[
+                        WriteOp::Delete {
+                            mailbox: a,
+                            ids: vec![EnvelopeId(1), EnvelopeId(5)],
+                        },
+                        dep(b, 0x16),
+                    ],
+                    30,
+                )
+                .unwrap();
+            assert_eq!(out[1], WriteOutcome::Stored(EnvelopeId(6)));
+            assert_eq!(s.sweep(5, 10).unwrap(), 0);
+        })
+        .unwrap();
+        // The new file has exactly what the old one had at the swap.
+        let (got, _) = s.fetch(&[a, b], EnvelopeId(0), 10).unwrap();
+        let ids: Vec<u64> = got.iter().map(|x| x.id.0).collect();
+        assert_eq!(ids, vec![2, 3, 4, 6]);
+        assert_eq!(got[2].envelope, env(0x14));
+        assert_eq!(s.stats().envelopes, 4);
+        assert!(
+            s.dirty.load(Ordering::Acquire),
+            "deletes during the copy ask for another scrub"
+        );
+        // Quota accounting came along: mailbox a holds one envelope, b three.
+        let tight = Quotas {
+            mailbox: 2,
+            total: 1000,
+        };
+        drop(s);
+        let s = RedbStore::open(dir.path(), tight, 1 << 20).unwrap();
+        let out = s
+            .commit(&[dep(a, 0x17), dep(a, 0x18), dep(b, 0x19)], 40)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                WriteOutcome::Stored(EnvelopeId(7)),
+                WriteOutcome::MailboxFull,
+                WriteOutcome::MailboxFull
+            ]
+        );
+        // The rows deleted during the copy left bytes in the copy's freed pages; the store
+        // asks for another scrub, and that one leaves nothing.
+        assert!(s.scrub().unwrap());
+        let raw = raw_files(dir.path());
+        assert!(!has(&raw, &[0x11; 64]) && !has(&raw, &[0x15; 64]));
+        assert!(has(&raw, &[0x12; 64]) && has(&raw, &[0x16; 64]));
+    }
+
+    #[test]
     fn an_interrupted_scrub_is_finished_at_open_without_touching_the_live_file() {
         let dir = tempfile::tempdir().unwrap();
         let quotas = Quotas {
@@ -906,19 +1121,22 @@ mod tests {
         let reference = t.elapsed();
         std::fs::remove_file(&copy).unwrap();
         let t = std::time::Instant::now();
-        assert!(s.scrub().unwrap());
+        let paused = s.rewrite_with(|| {}).unwrap();
         let scrub = t.elapsed();
         let after = std::fs::metadata(dir.path().join("relay.redb"))
             .unwrap()
             .len();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         println!(
             "{n} envelopes, relay.redb {:.1} MiB (after the scrub {:.1} MiB): file copy + fsync \
-             {:.0} ms, scrub {:.0} ms, ratio {:.1}",
+             {:.0} ms; scrub {:.0} ms in all (ratio {:.2}), requests paused {:.1} ms (ratio {:.3})",
             size as f64 / f64::from(1 << 20),
             after as f64 / f64::from(1 << 20),
-            reference.as_secs_f64() * 1e3,
-            scrub.as_secs_f64() * 1e3,
-            scrub.as_secs_f64() / reference.as_secs_f64()
+            ms(reference),
+            ms(scrub),
+            scrub.as_secs_f64() / reference.as_secs_f64(),
+            ms(paused),
+            paused.as_secs_f64() / reference.as_secs_f64()
         );
     }
 }
