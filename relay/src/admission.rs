@@ -15,7 +15,7 @@
 //! with the peer's address and gets a [`Ticket`] that lives as long as the connection.
 //! Must never log, persist or expose a source (not in errors, not in metrics: [`Source`]'s
 //! `Debug` is redacted), and must forget a source once it has no live connection and its
-//! budget window has ended.
+//! budget window has ended (the server calls [`Gate::forget_ended_windows`] every 2 s).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -442,6 +442,13 @@ impl Gate {
     #[must_use]
     pub fn connections(&self) -> usize {
         self.lock().admission.connections()
+    }
+
+    /// Forgets the sources whose budget window has ended (call it every few seconds: a
+    /// source is then remembered at most that much longer than its window).
+    pub fn forget_ended_windows(&self) {
+        let now = self.now();
+        self.lock().admission.forget_ended_windows(now);
     }
 }
 

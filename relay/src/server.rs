@@ -478,6 +478,7 @@ async fn scrubber(shared: Arc<Shared>, every: Duration) {
 
 async fn gauges(shared: Arc<Shared>) {
     loop {
+        shared.gate.forget_ended_windows();
         shared.metrics.set_gauges(
             shared.store.stats().envelopes,
             shared.hub.mailbox_count() as u64,
