@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use hush_proto::{ENVELOPE_LEN, FRAME_LEN};
+use hush_proto::{ENVELOPE_LEN, FRAME_LEN, MAX_SECRETS};
 use tokio::sync::Notify;
 
 use crate::config::{Config, Limits};
@@ -39,6 +39,8 @@ const CONNECTION_BASE_BYTES: u64 = 48 << 10;
 const STREAM_BYTES: u64 = 4 << 10;
 /// Estimated cost of one queued push beyond its envelope (pointer, channel node).
 const PUSH_OVERHEAD_BYTES: u64 = 128;
+/// Estimated cost of one subscribed mailbox in the push hub (map entry, subscriber handle).
+const SUBSCRIBED_MAILBOX_BYTES: u64 = 96;
 /// Estimated memory of the process before any connection: runtime, threads, tables.
 const PROCESS_BASE_BYTES: u64 = 48 << 20;
 /// Deposits the fan-out may hold between the committer and the subscribers' queues.
@@ -48,8 +50,8 @@ pub const FANOUT_BACKLOG: usize = 4096;
 const BUDGETS_PER_SLOT: usize = 2;
 
 /// Worst-case memory of one connection under `limits`, in bytes: every window full, every
-/// stream holding a frame, a full push queue of envelopes no other queue shares, and one
-/// fetch page.
+/// stream holding a frame, every subscription covering the most mailboxes a request names,
+/// a full push queue of envelopes no other queue shares, and one fetch page.
 #[must_use]
 pub fn connection_bytes(limits: &Limits) -> u64 {
     let frame = FRAME_LEN as u64;
@@ -57,6 +59,9 @@ pub fn connection_bytes(limits: &Limits) -> u64 {
     CONNECTION_BASE_BYTES
         + (RECEIVE_WINDOW_FRAMES + SEND_WINDOW_FRAMES) * frame
         + u64::from(limits.max_streams_per_connection.0) * (frame + STREAM_BYTES)
+        + u64::from(limits.max_subscriptions_per_connection.0)
+            * MAX_SECRETS as u64
+            * SUBSCRIBED_MAILBOX_BYTES
         + u64::from(limits.max_queued_pushes_per_connection.0) * (envelope + PUSH_OVERHEAD_BYTES)
         + FETCH_PAGE as u64 * envelope
 }
