@@ -15,6 +15,7 @@ mod redb_store;
 #[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
+pub(crate) use redb_store::SCRUB_CHUNK;
 
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 
@@ -149,6 +150,16 @@ pub trait Store: Send + Sync + 'static {
                 _ => return Ok(n),
             }
         }
+    }
+
+    /// Makes deleted and expired envelopes unrecoverable from the backend's files if anything
+    /// was deleted since the last call; returns whether it did work. A backend that erases
+    /// on delete has nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Io`] if the work failed (it is retried by the next call).
+    fn scrub(&self) -> Result<bool, Error> {
+        Ok(false)
     }
 
     /// Whether the backend itself announces committed deposits to the push hub (so that

@@ -177,8 +177,19 @@ pub async fn take_acks(
 pub async fn assert_acked_stored(
     client: &RelayClient,
     acked: &HashMap<u64, EnvelopeId>,
-    (tag, count): (&'static str, u64),
+    mailboxes: (&'static str, u64),
     plaintext: &'static [u8],
+) -> usize {
+    assert_acked_stored_with(client, acked, mailboxes, |_| plaintext).await
+}
+
+/// [`assert_acked_stored`] for deposits whose plaintext depends on the deposit number:
+/// deposit `n` went to mailbox `n % count` as `sealed(plaintext(n), n)`.
+pub async fn assert_acked_stored_with(
+    client: &RelayClient,
+    acked: &HashMap<u64, EnvelopeId>,
+    (tag, count): (&'static str, u64),
+    plaintext: impl Fn(u64) -> &'static [u8],
 ) -> usize {
     let secrets: Vec<_> = (0..count).map(|i| secret(tag, i)).collect();
     let stored: HashMap<EnvelopeId, _> = client
@@ -193,7 +204,7 @@ pub async fn assert_acked_stored(
             .get(id)
             .unwrap_or_else(|| panic!("acknowledged deposit {n} (id {}) lost", id.0));
         assert_eq!(d.mailbox, mailbox(tag, n % count));
-        assert_eq!(d.envelope, sealed(plaintext, *n));
+        assert_eq!(d.envelope, sealed(plaintext(*n), *n));
     }
     stored.len()
 }
