@@ -249,8 +249,10 @@ async fn send_one(conns: &[Conn], i: usize, dest: usize, ts: u64, rec: &Recorder
             tally.acked.fetch_add(1, Ordering::Relaxed);
         }
         Ok(()) => {}
-        Err(_) => {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
+        Err(e) => {
+            if tally.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("first failed send of the phase: {e:#}");
+            }
         }
     }
 }
@@ -411,7 +413,10 @@ async fn wait_log(log: &Path, child: &mut Child, keys: &[&str]) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("process did not start; see {}", log.display())
+    bail!(
+        "process did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
 }
 
 struct RelayProc {
@@ -945,6 +950,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(conns);
     drop(endpoints);
     drop(relay);
+    // Free the disk for the systems that follow.
+    std::fs::remove_dir_all(&hdir)?;
 
     if !args.skip_nats {
         let nodes = if args.cluster { 3 } else { 1 };
@@ -983,6 +990,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 drop(conns);
                 drop(endpoints);
                 drop(relays);
+                if let Ok(st) = nats.admin().await?.get_stream("HUSH").await {
+                    st.purge().await?;
+                }
             }
         }
         drop(nats);
