@@ -432,6 +432,8 @@ struct AfterKill {
 /// storm takes seconds (the test prints how long); it leaves thousands in flight at the kill.
 const STORM: u64 = 10_000;
 const STORM_MAILBOXES: u64 = 50;
+/// What the storm's stand-in ciphertext seals: text from everywhere.
+const STORM_TEXT: &str = "风暴中的消息 · رسالة في العاصفة · 🌪️📨";
 
 /// Two relays over a 3-node cluster take `STORM` concurrent deposits from 32 connections;
 /// a third of the way in, node `victim` is killed with SIGKILL. Checks what holds for either
@@ -457,8 +459,13 @@ async fn kill_a_node_during_a_storm(victim: Victim, tag: &'static str) -> AfterK
     let cc = c.client().await;
     let mut sub_c = cc.subscribe(batch(tag, 0..1)).await.unwrap();
     let started = std::time::Instant::now();
-    let (tasks, mut ack_rx) =
-        deposit_storm(&clients, STORM, (tag, STORM_MAILBOXES), b"storm", |_| {});
+    let (tasks, mut ack_rx) = deposit_storm(
+        &clients,
+        STORM,
+        (tag, STORM_MAILBOXES),
+        STORM_TEXT.as_bytes(),
+        |_| {},
+    );
     let mut acked = HashMap::new();
     take_acks(&mut ack_rx, &mut acked, (STORM / 3) as usize).await;
     let at_kill = started.elapsed();
@@ -501,7 +508,13 @@ async fn kill_a_node_during_a_storm(victim: Victim, tag: &'static str) -> AfterK
         .expect("relay does not serve after the node died");
     }
     for r in [&a, &b] {
-        assert_acked_stored(&r.client().await, &acked, (tag, STORM_MAILBOXES), b"storm").await;
+        assert_acked_stored(
+            &r.client().await,
+            &acked,
+            (tag, STORM_MAILBOXES),
+            STORM_TEXT.as_bytes(),
+        )
+        .await;
     }
     AfterKill {
         cluster,
