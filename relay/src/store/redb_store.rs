@@ -162,13 +162,29 @@ impl RedbStore {
 }
 
 /// Opens or creates the database at `path` and its tables; returns it with the stored total.
+///
+/// After a crash, redb must rebuild its allocator state. Every write transaction of this
+/// store is begun by [`begin_write`] with quick repair on, so the last commit before a crash
+/// recorded that state and the open loads it (a few pages) instead of walking and checksumming
+/// every page of the file (24-28 s at a million envelopes). Only a file whose last commit was
+/// made without it (by an older relay) is repaired in full; the log says so, as it may take
+/// long.
 fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
+    let announced = std::sync::atomic::AtomicBool::new(false);
     // redb's default cache is 1 GiB; the relay's working set is the recent envelopes.
     let db = Database::builder()
         .set_cache_size(cache_bytes)
+        .set_repair_callback(move |_| {
+            if !announced.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "relay.redb was not shut down cleanly and records no allocator state: \
+                     checking the whole file before serving (time grows with its size)"
+                );
+            }
+        })
         .create(path)
         .map_err(Error::storage)?;
-    let txn = db.begin_write().map_err(Error::storage)?;
+    let txn = begin_write(&db)?;
     let total;
     {
         txn.open_table(ENVELOPES).map_err(Error::storage)?;
@@ -192,6 +208,15 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
     }
     txn.commit().map_err(Error::storage)?;
     Ok((db, total))
+}
+
+/// A write transaction whose commit records the allocator state (redb's quick repair), so
+/// that an open after a crash need not rebuild it ([`open_db`]). It makes each commit
+/// two-phase: one more fsync and a few more pages per commit, shared by a whole group commit.
+fn begin_write(db: &Database) -> Result<redb::WriteTransaction, Error> {
+    let mut txn = db.begin_write().map_err(Error::storage)?;
+    txn.set_quick_repair(true);
+    Ok(txn)
 }
 
 impl Store for RedbStore {
@@ -248,7 +273,7 @@ impl RedbStore {
         ops: &[WriteOp],
         now: u64,
     ) -> Result<Vec<WriteOutcome>, Error> {
-        let txn = db.begin_write().map_err(Error::storage)?;
+        let txn = begin_write(db)?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut removed_rows = Vec::new();
         let new_total;
@@ -398,7 +423,7 @@ impl RedbStore {
     }
 
     fn sweep_in(&self, db: &Database, cutoff: u64, max: usize) -> Result<u64, Error> {
-        let txn = db.begin_write().map_err(Error::storage)?;
+        let txn = begin_write(db)?;
         let mut swept = 0u64;
         let mut removed_rows = Vec::new();
         let new_total;

@@ -191,14 +191,14 @@ pub async fn assert_acked_stored_with(
     (tag, count): (&'static str, u64),
     plaintext: impl Fn(u64) -> &'static [u8],
 ) -> usize {
-    let secrets: Vec<_> = (0..count).map(|i| secret(tag, i)).collect();
-    let stored: HashMap<EnvelopeId, _> = client
-        .fetch_all(&secrets)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.id, d))
-        .collect();
+    // One mailbox a fetch: a fetch pages through its batch in id order, and the JetStream
+    // backend reads every mailbox of the batch again for each page (its ids are permuted),
+    // so one fetch of all of a 10,000-deposit storm would take tens of seconds.
+    let mut stored: HashMap<EnvelopeId, _> = HashMap::new();
+    for i in 0..count {
+        let got = client.fetch_all(&[secret(tag, i)]).await.unwrap();
+        stored.extend(got.into_iter().map(|d| (d.id, d)));
+    }
     for (n, id) in acked {
         let d = stored
             .get(id)
