@@ -51,9 +51,17 @@ enum Command {
         /// Name for the contact this invite will create.
         #[arg(long)]
         name: Option<String>,
+        /// Work a source pays per first message, in bits (0..=28; default 16): each bit
+        /// doubles what a flood of the invite's mailbox costs.
+        #[arg(long, value_name = "BITS")]
+        stamp_bits: Option<u8>,
     },
     /// Make a contact address: a multi-use link (a tip line) to publish.
-    Address,
+    Address {
+        /// Work a source pays per first message, in bits (0..=28; default 16).
+        #[arg(long, value_name = "BITS")]
+        stamp_bits: Option<u8>,
+    },
     /// List the invites still answered (one-time links nobody used yet, contact addresses);
     /// `invites revoke ID` stops answering one.
     Invites {
@@ -605,12 +613,16 @@ async fn command_with_engine(
                 writeln!(io.out, "new invites will use {}", address.trim())?;
             }
         }
-        Command::Invite { name } => {
-            let link = h.create_invite(InviteKind::OneTime, name).await?;
+        Command::Invite { name, stamp_bits } => {
+            let link = h
+                .create_invite_with(InviteKind::OneTime, name, stamp_bits)
+                .await?;
             print_link(&link, "one-time", json, io)?;
         }
-        Command::Address => {
-            let link = h.create_invite(InviteKind::ContactAddress, None).await?;
+        Command::Address { stamp_bits } => {
+            let link = h
+                .create_invite_with(InviteKind::ContactAddress, None, stamp_bits)
+                .await?;
             print_link(&link, "address", json, io)?;
         }
         Command::Relay {
@@ -627,6 +639,7 @@ async fn command_with_engine(
             let state = match &check {
                 Ok(()) => "reachable",
                 Err(Error::CertificateMismatch) => "certificate_mismatch",
+                Err(Error::RelayVersionMismatch) => "version_mismatch",
                 Err(Error::ProxyFailed) => "proxy_failed",
                 Err(_) => "unreachable",
             };

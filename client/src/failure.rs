@@ -43,6 +43,8 @@ pub enum Kind {
     RelayUnreachable,
     /// The relay's certificate does not match the pin of its address.
     CertificateMismatch,
+    /// The relay speaks another protocol version.
+    RelayVersionMismatch,
     /// The profile's SOCKS5 proxy is unreachable or refused.
     ProxyFailed,
     /// Another hush process holds the profile.
@@ -66,6 +68,7 @@ impl Kind {
             Self::Exists => "exists",
             Self::RelayUnreachable => "relay_unreachable",
             Self::CertificateMismatch => "certificate_mismatch",
+            Self::RelayVersionMismatch => "relay_version_mismatch",
             Self::ProxyFailed => "proxy_failed",
             Self::ProfileBusy => "profile_busy",
             Self::StoreDamaged => "store_damaged",
@@ -84,7 +87,7 @@ impl Kind {
             Self::Usage | Self::InvalidLink => 2,
             Self::WrongPassphrase => 3,
             Self::NotFound => 4,
-            Self::RelayUnreachable => 5,
+            Self::RelayUnreachable | Self::RelayVersionMismatch => 5,
             Self::CertificateMismatch => 6,
             Self::ProfileBusy => 7,
             Self::ProxyFailed => 8,
@@ -109,6 +112,7 @@ impl Kind {
             Error::AlreadyContact => Self::AlreadyContact,
             Error::RelayUnreachable => Self::RelayUnreachable,
             Error::CertificateMismatch => Self::CertificateMismatch,
+            Error::RelayVersionMismatch => Self::RelayVersionMismatch,
             Error::ProxyFailed => Self::ProxyFailed,
             _ => Self::Other,
         }

@@ -1185,3 +1185,40 @@ fn a_short_passphrase_is_warned_about_at_init() {
         .ok();
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+/// The owner of an invite chooses the work a source pays per first message: the link names
+/// it (byte 98, docs/PROTOCOL.md 3.1), and a difficulty hush's own clients could not pay
+/// is refused as a usage error before anything is stored.
+#[test]
+fn an_invite_names_the_stamp_difficulty_its_owner_chose() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let home = Home::new();
+    home.init("khadija", None);
+    for (args, bits) in [
+        (
+            vec!["invite", "--name", "مصدر 📰", "--stamp-bits", "20"],
+            20u8,
+        ),
+        (vec!["address", "--stamp-bits", "0"], 0),
+        (vec!["address"], 16),
+    ] {
+        let v = home.hush("khadija", &args).json();
+        let link = v["link"].as_str().unwrap();
+        let bin = URL_SAFE_NO_PAD
+            .decode(link.strip_prefix("hush:").unwrap())
+            .unwrap();
+        assert_eq!(bin[98], bits, "{args:?}");
+    }
+    let out = home
+        .hush("خديجة", &["--json", "address", "--stamp-bits", "29"])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let list = home.hush("khadija", &["invites"]).json();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        3,
+        "the refused one was not stored"
+    );
+}

@@ -1,11 +1,13 @@
 //! Group commit: one writer thread that batches concurrent writes into single durable commits.
 //!
-//! Owns: the queue of pending writes, the writer thread, and the order "commit, then push to
-//! subscribers, then acknowledge" (for a backend that announces arrivals itself, the push
-//! comes from the backend's feed instead). Many deposits arriving while a commit is in flight are
+//! Owns: the queue of pending writes, the writer thread, and the order "commit, then hand the
+//! stored deposits to the fan-out, then acknowledge" (for a backend that announces arrivals
+//! itself, the push comes from the backend's feed instead). Many deposits arriving while a commit is in flight are
 //! committed together by the next one, so fsyncs are shared.
-//! Must never acknowledge a write before `Store::commit` returned Ok, and must drain every
-//! queued write before the thread exits (graceful shutdown loses nothing it acknowledged).
+//! Must never acknowledge a write before `Store::commit` returned Ok, must drain every
+//! queued write before the thread exits (graceful shutdown loses nothing it acknowledged),
+//! and must never do work per subscriber: a commit's deposits go to the fan-out thread in one
+//! non-blocking hand-off, so however many subscribers a mailbox has, commits cost the same.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::Error;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::push::Hub;
+use crate::push::Fanout;
 use crate::store::{Store, WriteOp, WriteOutcome};
 
 struct Job {
@@ -43,7 +45,7 @@ impl Committer {
     /// [`Error::Io`] if the thread cannot be spawned.
     pub fn start(
         store: Arc<dyn Store>,
-        hub: Arc<Hub>,
+        fanout: Fanout,
         metrics: Arc<Metrics>,
         clock: Clock,
         max_batch: usize,
@@ -68,21 +70,25 @@ impl Committer {
                     match store.commit(&ops, clock.now()) {
                         Ok(outcomes) => {
                             metrics.commit(ops.len(), started.elapsed());
-                            for ((op, outcome), reply) in ops.into_iter().zip(outcomes).zip(replies)
-                            {
+                            let mut stored = Vec::new();
+                            for (op, outcome) in ops.into_iter().zip(&outcomes) {
                                 if let (
                                     WriteOp::Deposit { mailbox, envelope },
                                     WriteOutcome::Stored(id),
                                     false,
                                 ) = (op, outcome, announced)
                                 {
-                                    let pushed = hub.publish(&Delivery {
+                                    stored.push(Delivery {
                                         mailbox,
-                                        id,
+                                        id: *id,
                                         envelope,
                                     });
-                                    metrics.pushed(pushed);
                                 }
+                            }
+                            // Pushes go out before the acknowledgements, as before: a client
+                            // that deposits and then subscribes elsewhere sees no reordering.
+                            fanout.hand_off(stored);
+                            for (outcome, reply) in outcomes.into_iter().zip(replies) {
                                 let _ = reply.send(Ok(outcome));
                             }
                         }

@@ -74,6 +74,26 @@ pub struct Limits {
     pub max_streams_per_connection: Positive<u32>,
     /// Concurrent subscriptions per connection.
     pub max_subscriptions_per_connection: Positive<u32>,
+    /// Live subscriptions that may cover one mailbox (all connections together).
+    pub max_subscribers_per_mailbox: Positive<u32>,
+    /// Pushes a connection may have waiting to be written (all its subscriptions together);
+    /// beyond, its subscriptions end with `Lagged`.
+    pub max_queued_pushes_per_connection: Positive<u32>,
+    /// Memory ceiling of the relay process in MiB: connections are admitted only while the
+    /// worst case of every admitted connection plus the fixed parts fits (docs/OPERATING.md).
+    pub max_memory_mib: Positive<u64>,
+    /// Concurrent connections from one source (an IPv4 address, or an IPv6 /64).
+    pub max_connections_per_source: Positive<u32>,
+    /// When every connection slot is taken, a new connection evicts the longest-idle one if
+    /// that one has made no request for at least this many seconds.
+    pub evict_idle_after_secs: Positive<u64>,
+    /// Deposits one source may make per window (`source_window_secs`).
+    pub source_deposits_per_window: Positive<u32>,
+    /// Seconds of the per-source deposit window.
+    pub source_window_secs: Positive<u64>,
+    /// Whether loopback peers (local forwarders: a Tor onion service, a forwarding relay)
+    /// are exempt from the per-source limits.
+    pub loopback_exempt: bool,
 }
 
 impl Default for Limits {
@@ -89,6 +109,14 @@ impl Default for Limits {
             request_burst: Positive(1000),
             max_streams_per_connection: Positive(64),
             max_subscriptions_per_connection: Positive(16),
+            max_subscribers_per_mailbox: Positive(32),
+            max_queued_pushes_per_connection: Positive(64),
+            max_memory_mib: Positive(4096),
+            max_connections_per_source: Positive(256),
+            evict_idle_after_secs: Positive(30),
+            source_deposits_per_window: Positive(4096),
+            source_window_secs: Positive(3600),
+            loopback_exempt: true,
         }
     }
 }
@@ -105,6 +133,9 @@ pub struct Storage {
     pub sweep_interval_secs: Positive<u64>,
     /// Memory for the database page cache, in MiB.
     pub cache_mib: Positive<u64>,
+    /// redb: most seconds between a delete (or expiry) and the rewrite of the database that
+    /// leaves nothing of the deleted envelopes in the relay's files.
+    pub scrub_interval_secs: Positive<u64>,
 }
 
 impl Default for Storage {
@@ -114,6 +145,7 @@ impl Default for Storage {
             max_commit_batch: Positive(1024),
             sweep_interval_secs: Positive(60),
             cache_mib: Positive(64),
+            scrub_interval_secs: Positive(600),
         }
     }
 }
@@ -414,6 +446,51 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "max_subscriptions_per_connection",
     ),
     (
+        "HUSH_RELAY_LIMITS_MAX_SUBSCRIBERS_PER_MAILBOX",
+        "limits",
+        "max_subscribers_per_mailbox",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MAX_QUEUED_PUSHES_PER_CONNECTION",
+        "limits",
+        "max_queued_pushes_per_connection",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MAX_MEMORY_MIB",
+        "limits",
+        "max_memory_mib",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_MAX_CONNECTIONS_PER_SOURCE",
+        "limits",
+        "max_connections_per_source",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_EVICT_IDLE_AFTER_SECS",
+        "limits",
+        "evict_idle_after_secs",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_SOURCE_DEPOSITS_PER_WINDOW",
+        "limits",
+        "source_deposits_per_window",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_SOURCE_WINDOW_SECS",
+        "limits",
+        "source_window_secs",
+    ),
+    (
+        "HUSH_RELAY_LIMITS_LOOPBACK_EXEMPT",
+        "limits",
+        "loopback_exempt",
+    ),
+    (
+        "HUSH_RELAY_STORAGE_SCRUB_INTERVAL_SECS",
+        "storage",
+        "scrub_interval_secs",
+    ),
+    (
         "HUSH_RELAY_STORAGE_MAX_COMMIT_BATCH",
         "storage",
         "max_commit_batch",
@@ -508,6 +585,8 @@ impl Config {
     /// override errors.
     pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
         let cfg = Self::parse_unchecked(text, origin, env)?;
+        crate::admission::connection_slots(&cfg)
+            .map_err(|m| Error::Config(format!("{origin}: {m}")))?;
         match (cfg.storage.backend, &cfg.jetstream) {
             (Backend::Jetstream, None) => Err(Error::Config(format!(
                 "{origin}: storage.backend = \"jetstream\" needs a [jetstream] section with servers"
@@ -682,6 +761,23 @@ request_burst = 1000
 # Concurrent request streams and subscriptions per connection.
 max_streams_per_connection = 64
 max_subscriptions_per_connection = 16
+# Live subscriptions covering one mailbox, over all connections.
+max_subscribers_per_mailbox = 32
+# Pushes waiting to be written per connection; beyond, its subscriptions end with Lagged.
+max_queued_pushes_per_connection = 64
+# Memory ceiling in MiB: connections beyond what fits in the worst case are refused.
+max_memory_mib = 4096
+# Connections from one source (an IPv4 address or an IPv6 /64). Kept in memory only.
+max_connections_per_source = 256
+# With every slot taken, a new connection evicts the longest-idle one if it has been idle
+# this many seconds.
+evict_idle_after_secs = 30
+# Deposits one source may make per window; beyond, RateLimited until the window ends.
+source_deposits_per_window = 4096
+source_window_secs = 3600
+# Loopback peers are local forwarders carrying many clients (a Tor onion service): exempt
+# them from the per-source limits (the global limits still apply).
+loopback_exempt = true
 
 [storage]
 # Most deposits/deletes grouped into one durable commit.
@@ -690,6 +786,9 @@ max_commit_batch = 1024
 sweep_interval_secs = 60
 # Memory for the database page cache, in MiB.
 cache_mib = 64
+# redb: most seconds before deleted and expired envelopes are gone from the files (the
+# database is rewritten and the old file overwritten).
+scrub_interval_secs = 600
 # "redb" (relay.redb in data_dir, one machine) or "jetstream" (a replicated NATS JetStream
 # cluster shared by several relays: fill in [jetstream] below; see docs/OPERATING.md).
 backend = "redb"
@@ -795,6 +894,24 @@ mod tests {
             c.tcp_listen,
             Some(TcpListen::Addr("127.0.0.1:9".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn a_memory_ceiling_without_room_for_a_connection_is_a_config_error() {
+        let env = vec![(
+            "HUSH_RELAY_LIMITS_MAX_MEMORY_MIB".to_owned(),
+            "100".to_owned(),
+        )];
+        let e = Config::parse(&tpl(), "t", &env).unwrap_err().to_string();
+        assert!(
+            e.contains("t: limits.max_memory_mib = 100 leaves no room"),
+            "{e}"
+        );
+        let env = vec![(
+            "HUSH_RELAY_LIMITS_MAX_MEMORY_MIB".to_owned(),
+            "512".to_owned(),
+        )];
+        assert!(Config::parse(&tpl(), "t", &env).is_ok());
     }
 
     #[test]

@@ -12,17 +12,20 @@
 //!   (sans-IO); this crate is the driver: QUIC, storage, timers. It never links session
 //!   cryptography.
 //!
-//! Modules: [`config`] (TOML + environment), [`tls`] (identity, server configuration),
+//! Modules: [`admission`] (connection slots, per-source limits and budgets, the memory
+//! model), [`config`] (TOML + environment), [`tls`] (identity, server configuration),
 //! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
 //! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
 //! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod disk;
+mod drops;
 mod error;
 pub mod metrics;
 pub mod push;

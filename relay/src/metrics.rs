@@ -25,6 +25,10 @@ pub struct Metrics {
     tcp_connections_total: AtomicU64,
     /// One counter per entry of [`ConnectionEnd::ALL`].
     connections_closed: [AtomicU64; ConnectionEnd::ALL.len()],
+    connections_evicted: AtomicU64,
+    connection_slots: AtomicU64,
+    scrubs: AtomicU64,
+    scrub_micros: AtomicU64,
     requests: [AtomicU64; 5],
     /// One counter per entry of [`ErrorCode::ALL`], the labels being their names.
     errors: [AtomicU64; ErrorCode::ALL.len()],
@@ -94,11 +98,19 @@ pub enum ConnectionEnd {
     Lost,
     /// The relay closed it for its shutdown.
     Shutdown,
+    /// Idle, its slot went to a newcomer (admission).
+    Evicted,
 }
 
 impl ConnectionEnd {
     /// Every way, in the order of their counters.
-    pub const ALL: [Self; 4] = [Self::Client, Self::Idle, Self::Lost, Self::Shutdown];
+    pub const ALL: [Self; 5] = [
+        Self::Client,
+        Self::Idle,
+        Self::Lost,
+        Self::Shutdown,
+        Self::Evicted,
+    ];
 
     /// The metric label.
     #[must_use]
@@ -108,6 +120,7 @@ impl ConnectionEnd {
             Self::Idle => "idle",
             Self::Lost => "lost",
             Self::Shutdown => "shutdown",
+            Self::Evicted => "evicted",
         }
     }
 
@@ -140,6 +153,19 @@ impl Metrics {
     }
     pub(crate) fn tcp_connection_opened(&self) {
         self.tcp_connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn set_connection_slots(&self, slots: u64) {
+        self.connection_slots.store(slots, Ordering::Relaxed);
+    }
+    pub(crate) fn scrubbed(&self, took: Duration) {
+        self.scrubs.fetch_add(1, Ordering::Relaxed);
+        self.scrub_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
     pub(crate) fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -298,6 +324,43 @@ impl Metrics {
             vec![(String::new(), g(&self.connections_refused))],
         );
         metric(
+            "hush_relay_connections_evicted_total",
+            "counter",
+            "Idle connections closed to give their slot to a new connection.",
+            vec![(String::new(), g(&self.connections_evicted))],
+        );
+        metric(
+            "hush_relay_connection_slots",
+            "gauge",
+            "Connections admitted at most (limits.max_connections, or fewer by max_memory_mib).",
+            vec![(String::new(), g(&self.connection_slots))],
+        );
+        let (resident, peak) = process_memory();
+        metric(
+            "hush_relay_memory_resident_bytes",
+            "gauge",
+            "Resident memory of the relay process (0 where unknown).",
+            vec![(String::new(), resident)],
+        );
+        metric(
+            "hush_relay_memory_peak_bytes",
+            "gauge",
+            "Highest resident memory of the relay process so far (0 where unknown).",
+            vec![(String::new(), peak)],
+        );
+        metric(
+            "hush_relay_scrubs_total",
+            "counter",
+            "redb rewrites that removed deleted envelopes from the relay's files.",
+            vec![(String::new(), g(&self.scrubs))],
+        );
+        metric(
+            "hush_relay_scrub_seconds_total",
+            "counter",
+            "Time spent in those rewrites (whole seconds).",
+            vec![(String::new(), g(&self.scrub_micros) / 1_000_000)],
+        );
+        metric(
             "hush_relay_requests_total",
             "counter",
             "Decoded requests by command.",
@@ -428,6 +491,22 @@ impl Metrics {
 ///
 /// # Errors
 /// [`Error::Io`] if the listener cannot bind.
+/// Resident and peak resident memory of this process in bytes, from `/proc/self/status`
+/// (Linux); zeros elsewhere.
+fn process_memory() -> (u64, u64) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0);
+    };
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    (kib("VmRSS:"), kib("VmHWM:"))
+}
+
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await

@@ -1,9 +1,11 @@
 //! The relay server: QUIC endpoint, connection and stream handling, sweeper, shutdown.
 //!
-//! Owns: accepting connections (with the connection limit), one task per connection and per
-//! request stream, the per-connection rate limit and subscription limit, dispatching decoded
-//! requests to the committer, the store and the push hub, the expiry sweeper, and graceful
-//! shutdown (stop accepting, finish in-flight requests, drain the committer, close).
+//! Owns: accepting QUIC connections (each one admitted by the [`Gate`], which also evicts the
+//! longest-idle connection when every slot is taken), one task per connection and per request
+//! stream, the per-connection rate limit, subscription limit and push queue, the per-source
+//! deposit budget (asked of the gate), dispatching decoded requests to the committer, the
+//! store and the push hub, the expiry sweeper, the redb scrubber, and graceful shutdown (stop
+//! accepting, finish in-flight requests, drain the committer, close).
 //! Must never log a peer address, a mailbox id, a fetch secret or envelope bytes; must never
 //! answer `Deposited` before the committer reports a durable commit.
 
@@ -13,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hush_proto::{
-    ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, Pong, RelayAddress, Request,
-    Response, decode_request,
+    Envelope, ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, MailboxId, Pong,
+    RelayAddress, Request, Response, decode_request,
 };
 use hush_transport::stream::{read_request, write_frame};
 use quinn::{RecvStream, SendStream, VarInt};
@@ -24,17 +26,22 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::admission::{
+    FETCH_PAGE, Gate, Policy, RECEIVE_WINDOW_FRAMES, SEND_WINDOW_FRAMES, Ticket, connection_slots,
+};
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Backend, Config, Limits, TcpListen};
 use crate::disk::DiskSpace;
 use crate::metrics::{ConnectionEnd, DeleteOutcome, Metrics};
-use crate::push::{Hub, Next};
+use crate::push::{Fanout, Hub, Next, PushQueue};
 use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
 use crate::tls::Identity;
 
 /// QUIC application close code: relay shutting down.
 pub const CLOSE_SHUTTING_DOWN: u32 = 0x2;
+/// QUIC application close code: the connection was idle and its slot went to a newcomer.
+pub const CLOSE_EVICTED: u32 = 0x3;
 /// Most envelopes one Fetch returns before `more` is set.
 pub const FETCH_LIMIT: usize = 256;
 /// Time a client has to send its whole request frame on a new stream.
@@ -46,8 +53,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Shared {
     store: Arc<dyn Store>,
+    spent_stamps: crate::drops::SpentStamps,
     committer: Committer,
     hub: Arc<Hub>,
+    pub(crate) gate: Arc<Gate>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     disk: DiskSpace,
@@ -118,6 +127,10 @@ impl RateLimiter {
 pub(crate) struct ConnState {
     limiter: Mutex<RateLimiter>,
     subscriptions: AtomicUsize,
+    pushes: Arc<PushQueue>,
+    /// One fetch at a time per connection: a fetch holds a page of envelopes in memory.
+    fetching: tokio::sync::Semaphore,
+    ticket: Ticket,
 }
 
 fn transport(limits: &Limits) -> Result<quinn::TransportConfig, Error> {
@@ -130,11 +143,16 @@ fn transport(limits: &Limits) -> Result<quinn::TransportConfig, Error> {
     t.datagram_receive_buffer_size(None);
     // A request stream carries one frame (plus one byte to detect an oversized one), so a
     // small per-stream window bounds the memory an idle or hostile connection can pin.
-    let frame = u32::try_from(2 * FRAME_LEN).unwrap_or(u32::MAX);
-    t.stream_receive_window(VarInt::from_u32(frame));
-    t.receive_window(VarInt::from_u32(
-        frame.saturating_mul(limits.max_streams_per_connection.0),
+    // The connection window bounds unread request bytes over all streams (the memory model
+    // in admission.rs counts it); the send window bounds unacknowledged answers and pushes.
+    let frame = FRAME_LEN as u64;
+    t.stream_receive_window(VarInt::from_u32(
+        u32::try_from(2 * frame).unwrap_or(u32::MAX),
     ));
+    t.receive_window(VarInt::from_u32(
+        u32::try_from(RECEIVE_WINDOW_FRAMES * frame).unwrap_or(u32::MAX),
+    ));
+    t.send_window(SEND_WINDOW_FRAMES * frame);
     Ok(t)
 }
 
@@ -172,8 +190,12 @@ impl Relay {
         let quotas = Quotas::from_limits(&limits);
         let cache = usize::try_from(config.storage.cache_mib.0.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX);
+        let slots = connection_slots(config).map_err(Error::Config)?;
         let metrics = Arc::new(Metrics::default());
-        let hub = Arc::new(Hub::default());
+        metrics.set_connection_slots(u64::from(slots));
+        let hub = Arc::new(Hub::new(
+            usize::try_from(limits.max_subscribers_per_mailbox.0).unwrap_or(usize::MAX),
+        ));
         let store: Arc<dyn Store> = match (config.storage.backend, &config.jetstream) {
             #[cfg(feature = "jetstream")]
             (Backend::Jetstream, Some(js)) => Arc::new(
@@ -201,9 +223,10 @@ impl Relay {
             }
             (Backend::Redb, _) => Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?),
         };
+        let fanout = Fanout::start(hub.clone(), metrics.clone())?;
         let (committer, writer) = Committer::start(
             store.clone(),
-            hub.clone(),
+            fanout,
             metrics.clone(),
             clock,
             usize::try_from(config.storage.max_commit_batch.0).unwrap_or(1024),
@@ -245,8 +268,10 @@ impl Relay {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
+            spent_stamps: crate::drops::SpentStamps::new(),
             committer,
             hub,
+            gate: Gate::new(Policy::new(&limits, slots), limits.loopback_exempt),
             metrics,
             disk: DiskSpace::new(config.data_dir.clone(), limits.min_free_disk_bytes),
             limits,
@@ -268,7 +293,10 @@ impl Relay {
         if let Some(a) = metrics_addr {
             tracing::info!(port = a.port(), "metrics listening");
         }
-        let sweep_every = Duration::from_secs(config.storage.sweep_interval_secs.0);
+        let every = Intervals {
+            sweep: Duration::from_secs(config.storage.sweep_interval_secs.0),
+            scrub: Duration::from_secs(config.storage.scrub_interval_secs.0),
+        };
         let task = tokio::spawn(serve(
             endpoint,
             tcp,
@@ -276,7 +304,7 @@ impl Relay {
             writer,
             metrics_listener,
             clock,
-            sweep_every,
+            every,
         ));
         Ok(Self {
             local_addr,
@@ -413,6 +441,12 @@ async fn accept_tcp(
     }
 }
 
+/// Periods of the background jobs.
+struct Intervals {
+    sweep: Duration,
+    scrub: Duration,
+}
+
 async fn serve(
     endpoint: quinn::Endpoint,
     tcp: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
@@ -420,42 +454,48 @@ async fn serve(
     writer: std::thread::JoinHandle<()>,
     metrics_listener: Option<tokio::net::TcpListener>,
     clock: Clock,
-    sweep_every: Duration,
+    every: Intervals,
 ) -> Result<(), Error> {
     let mut background = JoinSet::new();
     if let Some(l) = metrics_listener {
         background.spawn(crate::metrics::serve(l, shared.metrics.clone()));
     }
-    background.spawn(sweeper(shared.clone(), clock, sweep_every));
+    background.spawn(sweeper(shared.clone(), clock, every.sweep));
+    background.spawn(scrubber(shared.clone(), every.scrub));
     background.spawn(gauges(shared.clone()));
     background.spawn(disk_watch(shared.clone()));
 
     let mut shutdown = shared.shutdown.clone();
-    let max_conns = usize::try_from(shared.limits.max_connections.0).unwrap_or(usize::MAX);
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                if conns.len() >= max_conns {
+                // The address is used for admission only, and forgotten with the ticket.
+                let Ok(ticket) = shared.gate.admit(incoming.remote_address().ip()) else {
                     shared.metrics.connection_refused();
                     incoming.refuse();
                     continue;
-                }
-                conns.spawn(handle_connection(incoming, shared.clone()));
+                };
+                conns.spawn(handle_connection(incoming, shared.clone(), ticket));
             }
             accepted = accept_tcp(tcp.as_ref().map(|(l, _)| l)) => {
                 // Accept errors (out of descriptors, a connection reset before accept) are
                 // the kernel's; the listener goes on.
                 let Ok(stream) = accepted else { continue };
                 let Some((_, acceptor)) = &tcp else { continue };
-                // The same limit as QUIC, counted over both: closed before its handshake.
-                if conns.len() >= max_conns {
+                // The same admission as QUIC, by source over both: a refused connection is
+                // closed before its handshake. The address is forgotten with the ticket.
+                let Some(ticket) = stream
+                    .peer_addr()
+                    .ok()
+                    .and_then(|a| shared.gate.admit(a.ip()).ok())
+                else {
                     shared.metrics.connection_refused();
                     drop(stream);
                     continue;
-                }
-                conns.spawn(crate::tcp::handle_connection(stream, acceptor.clone(), shared.clone()));
+                };
+                conns.spawn(crate::tcp::handle_connection(stream, acceptor.clone(), shared.clone(), ticket));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             () = wait_shutdown(&mut shutdown) => break,
@@ -515,8 +555,28 @@ async fn sweeper(shared: Arc<Shared>, clock: Clock, every: Duration) {
     }
 }
 
+/// Makes deleted and expired envelopes unrecoverable from the store's files, at most `every`
+/// after they went (see `Store::scrub`). Skipped while the disk is low: the redb rewrite
+/// needs room for a copy of the live data.
+async fn scrubber(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if shared.disk.is_low() {
+            continue;
+        }
+        let store = shared.store.clone();
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || store.scrub()).await {
+            Ok(Ok(true)) => shared.metrics.scrubbed(started.elapsed()),
+            Ok(Ok(false)) | Err(_) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "scrub failed; retried next interval"),
+        }
+    }
+}
+
 async fn gauges(shared: Arc<Shared>) {
     loop {
+        shared.gate.forget_ended_windows();
         shared.metrics.set_gauges(
             shared.store.stats().envelopes,
             shared.hub.mailbox_count() as u64,
@@ -559,7 +619,7 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>, ticket: Ticket) {
     // The handshake is bounded by the QUIC idle timeout; no extra timer (a loaded relay
     // must not drop handshakes that are merely slow).
     let conn = match incoming.await {
@@ -569,7 +629,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     shared.metrics.connection_opened();
     let _open = OpenGuard(shared.metrics.clone());
-    let state = ConnState::new(&shared);
+    let state = ConnState::new(&shared, ticket);
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut shutting_down = false;
@@ -582,6 +642,14 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
                 Err(e) => break ConnectionEnd::of_quic(&e),
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = state.ticket.evicted() => {
+                // Idle long enough that a newcomer took the slot: nothing is in flight.
+                shared.metrics.connection_evicted();
+                shared.metrics.connection_ended(ConnectionEnd::Evicted);
+                conn.close(VarInt::from_u32(CLOSE_EVICTED), b"idle");
+                streams.shutdown().await;
+                return;
+            }
             () = wait_shutdown(&mut shutdown) => { shutting_down = true; break ConnectionEnd::Shutdown }
         }
     };
@@ -593,8 +661,8 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
 }
 
 impl ConnState {
-    /// The per-connection state of a new connection, QUIC or TCP.
-    pub(crate) fn new(shared: &Shared) -> Arc<Self> {
+    /// The per-connection state of a new connection, QUIC or TCP, admitted with `ticket`.
+    pub(crate) fn new(shared: &Shared, ticket: Ticket) -> Arc<Self> {
         Arc::new(Self {
             limiter: Mutex::new(RateLimiter::new(
                 shared.limits.requests_per_sec.0,
@@ -602,7 +670,18 @@ impl ConnState {
                 Instant::now(),
             )),
             subscriptions: AtomicUsize::new(0),
+            pushes: PushQueue::new(
+                usize::try_from(shared.limits.max_queued_pushes_per_connection.0)
+                    .unwrap_or(usize::MAX),
+            ),
+            fetching: tokio::sync::Semaphore::new(1),
+            ticket,
         })
+    }
+
+    /// Resolves when the admission gate gave this connection's slot to a newcomer.
+    pub(crate) async fn evicted(&self) {
+        self.ticket.evicted().await;
     }
 }
 
@@ -700,6 +779,7 @@ pub(crate) async fn handle_stream(
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Truncated)).await;
         }
     };
+    state.ticket.touch();
     let limited = state
         .limiter
         .lock()
@@ -727,6 +807,7 @@ pub(crate) async fn handle_stream(
         }
     };
     metrics.request(req.name());
+    let req_kind = Kind::of(&req);
     match req {
         Request::Ping => {
             let pong = Pong {
@@ -737,72 +818,96 @@ pub(crate) async fn handle_stream(
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
-        Request::Deposit { .. } if shared.disk.is_low() => {
+        Request::Deposit { .. } | Request::DepositStamped { .. } if shared.disk.is_low() => {
             return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
         }
         Request::Deposit { mailbox, envelope } => {
-            let resp = match shared
-                .committer
-                .submit(WriteOp::Deposit { mailbox, envelope })
-                .await
-            {
-                Ok(WriteOutcome::Stored(id)) => {
-                    metrics.stored();
-                    Response::Deposited(id)
+            if let Err(e) = charge_deposit(&state) {
+                return send_error(&mut send, metrics, e).await;
+            }
+            let key = hush_proto::drop::storage_key(&mailbox);
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
                 }
-                Ok(WriteOutcome::MailboxFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::MailboxFull))
-                        .await;
-                }
-                Ok(WriteOutcome::RelayFull) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull))
-                        .await;
-                }
-                Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable)
-                | Err(Error::Storage(_)) => {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
-                        .await;
-                }
-                Err(_) => {
-                    return send_error(
-                        &mut send,
-                        metrics,
-                        ErrorFrame::new(ErrorCode::ShuttingDown),
-                    )
-                    .await;
-                }
-            };
-            let _ = send_frame(&mut send, &resp).await;
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
         }
-        Request::Fetch { after, secrets } => {
-            let mailboxes: Vec<_> = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => {
+            if let Err(e) = charge_deposit(&state) {
+                return send_error(&mut send, metrics, e).await;
+            }
+            let key = drop.storage_key();
             let store = shared.store.clone();
-            let r =
-                tokio::task::spawn_blocking(move || store.fetch(&mailboxes, after, FETCH_LIMIT))
-                    .await;
-            let Ok(Ok((items, more))) = r else {
+            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
+            else {
                 return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
             };
-            let returned = u32::try_from(items.len()).unwrap_or(u32::MAX);
-            metrics.fetched(u64::from(returned));
-            for s in items {
-                let d = hush_proto::Delivery {
-                    mailbox: s.mailbox,
-                    id: s.id,
-                    envelope: s.envelope,
+            if let Err(weak) = shared.spent_stamps.pay(&drop, &stamp, &envelope, stored) {
+                let e = ErrorFrame {
+                    code: ErrorCode::StampTooWeak,
+                    arg: weak.required,
                 };
-                if !send_frame(&mut send, &Response::Envelope(d)).await {
-                    return;
+                return send_error(&mut send, metrics, e).await;
+            }
+            match deposit(&shared, key, envelope).await {
+                Ok(resp) => {
+                    let _ = send_frame(&mut send, &resp).await;
+                }
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
+        }
+        Request::Fetch { after, secrets } | Request::FetchDrops { after, secrets } => {
+            // Each secret opens its mailbox (or, in FetchDrops, its drop); answers name it by
+            // the id the client knows.
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
+            drop(secrets);
+            let mailboxes: Arc<[_]> = opened.keys.iter().copied().collect();
+            // The semaphore is never closed; a failure would only mean no limit.
+            let _one_at_a_time = state.fetching.acquire().await;
+            // Read in pages so a fetch holds at most FETCH_PAGE envelopes at once; the answer
+            // is the same as one read of FETCH_LIMIT.
+            let (mut cursor, mut returned, mut more) = (after, 0usize, true);
+            while more && returned < FETCH_LIMIT {
+                let store = shared.store.clone();
+                let mbs = mailboxes.clone();
+                let page = FETCH_PAGE.min(FETCH_LIMIT - returned);
+                let r = tokio::task::spawn_blocking(move || store.fetch(&mbs, cursor, page)).await;
+                let Ok(Ok((items, page_more))) = r else {
+                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
+                        .await;
+                };
+                more = page_more;
+                returned += items.len();
+                metrics.fetched(items.len() as u64);
+                for s in items {
+                    cursor = s.id;
+                    let d = hush_proto::Delivery {
+                        mailbox: opened.reported(s.mailbox),
+                        id: s.id,
+                        envelope: s.envelope,
+                    };
+                    if !send_frame(&mut send, &Response::Envelope(d)).await {
+                        return;
+                    }
                 }
             }
+            let returned = u32::try_from(returned).unwrap_or(u32::MAX);
             let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
         }
-        Request::Delete { secret, ids } => {
+        Request::Delete { secret, ids } | Request::DeleteDrop { secret, ids } => {
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new([&secret], drops);
+            drop(secret);
             let op = WriteOp::Delete {
-                mailbox: secret.mailbox_id(),
+                mailbox: opened.keys[0],
                 ids: ids.ids().to_vec(),
             };
-            drop(secret);
             let code = match shared.committer.submit(op).await {
                 Ok(WriteOutcome::Deleted {
                     deleted,
@@ -837,7 +942,7 @@ pub(crate) async fn handle_stream(
             };
             return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
         }
-        Request::Subscribe { secrets } => {
+        Request::Subscribe { secrets } | Request::SubscribeDrops { secrets } => {
             let max = usize::try_from(shared.limits.max_subscriptions_per_connection.0)
                 .unwrap_or(usize::MAX);
             if state.subscriptions.fetch_add(1, Ordering::AcqRel) >= max {
@@ -845,10 +950,20 @@ pub(crate) async fn handle_stream(
                 let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
                 return send_error(&mut send, metrics, e).await;
             }
-            let mailboxes = secrets.secrets().iter().map(|s| s.mailbox_id()).collect();
+            let drops = matches!(req_kind, Kind::Drops);
+            let opened = crate::drops::Opened::new(secrets.secrets(), drops);
+            let count = u16::try_from(secrets.secrets().len()).unwrap_or(u16::MAX);
             drop(secrets);
-            let mut sub = shared.hub.subscribe(mailboxes);
-            let count = u16::try_from(sub.len()).unwrap_or(u16::MAX);
+            let Ok(mut sub) = shared
+                .hub
+                .subscribe(opened.keys.clone(), state.pushes.clone())
+            else {
+                // The mailbox has its most subscribers (only fetch-secret holders can
+                // subscribe, so this refuses the holder's own extra subscriptions).
+                state.subscriptions.fetch_sub(1, Ordering::AcqRel);
+                let e = ErrorFrame::new(ErrorCode::TooManySubscriptions);
+                return send_error(&mut send, metrics, e).await;
+            };
             let mut shutdown = shared.shutdown.clone();
             let stopped = send.stopped();
             tokio::pin!(stopped);
@@ -857,6 +972,8 @@ pub(crate) async fn handle_stream(
                     tokio::select! {
                         next = sub.next() => match next {
                             Next::Delivery(d) => {
+                                let mut d = (*d).clone();
+                                d.mailbox = opened.reported(d.mailbox);
                                 if !send_frame(&mut send, &Response::Envelope(d)).await {
                                     break;
                                 }
@@ -884,6 +1001,57 @@ pub(crate) async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+/// Charges one deposit to the connection's source; the error to send if its budget for the
+/// window is spent (fairness without accounts: no one source fills the relay for everyone).
+fn charge_deposit(state: &ConnState) -> Result<(), ErrorFrame> {
+    state.ticket.charge_deposit().map_err(|wait_ms| ErrorFrame {
+        code: ErrorCode::RateLimited,
+        arg: u32::try_from(wait_ms).unwrap_or(u32::MAX),
+    })
+}
+
+/// Whether a fetch secret in a request opens an ordinary mailbox or the drop it owns.
+enum Kind {
+    Mailboxes,
+    Drops,
+}
+
+impl Kind {
+    fn of(req: &Request) -> Self {
+        match req {
+            Request::FetchDrops { .. }
+            | Request::DeleteDrop { .. }
+            | Request::SubscribeDrops { .. } => Self::Drops,
+            _ => Self::Mailboxes,
+        }
+    }
+}
+
+/// Commits one deposit under the storage key `mailbox` (of a mailbox or a drop) and gives
+/// the answer: `Deposited`, or the error frame to send.
+async fn deposit(
+    shared: &Shared,
+    mailbox: MailboxId,
+    envelope: Envelope,
+) -> Result<Response, ErrorFrame> {
+    match shared
+        .committer
+        .submit(WriteOp::Deposit { mailbox, envelope })
+        .await
+    {
+        Ok(WriteOutcome::Stored(id)) => {
+            shared.metrics.stored();
+            Ok(Response::Deposited(id))
+        }
+        Ok(WriteOutcome::MailboxFull) => Err(ErrorFrame::new(ErrorCode::MailboxFull)),
+        Ok(WriteOutcome::RelayFull) => Err(ErrorFrame::new(ErrorCode::RelayFull)),
+        Ok(WriteOutcome::Deleted { .. } | WriteOutcome::Unavailable) | Err(Error::Storage(_)) => {
+            Err(ErrorFrame::new(ErrorCode::Internal))
+        }
+        Err(_) => Err(ErrorFrame::new(ErrorCode::ShuttingDown)),
+    }
 }
 
 #[cfg(test)]

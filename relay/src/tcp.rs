@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
+use crate::admission::Ticket;
 use crate::metrics::ConnectionEnd;
 use crate::server::{
     ConnState, OpenGuard, REQUEST_TIMEOUT, RequestRecv, ResponseSend, Shared, handle_stream,
@@ -60,6 +61,7 @@ pub(crate) async fn handle_connection(
     tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
+    ticket: Ticket,
 ) {
     let _ = tcp.set_nodelay(true);
     // A handshake that does not complete in time holds a connection slot for nothing.
@@ -88,7 +90,7 @@ pub(crate) async fn handle_connection(
         let _ = writer_half.shutdown().await;
     });
 
-    let state = ConnState::new(&shared);
+    let state = ConnState::new(&shared, ticket);
     let mut table = StreamTable::new(max_streams);
     let mut streams: HashMap<StreamId, StreamEnds> = HashMap::new();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel::<Ctl>();
@@ -168,6 +170,11 @@ pub(crate) async fn handle_connection(
                 }
             }
             () = &mut idle_at => break (close_code::NORMAL, ConnectionEnd::Idle),
+            () = state.evicted() => {
+                // Idle long enough that a newcomer took the slot (as for QUIC).
+                shared.metrics.connection_evicted();
+                break (close_code::EVICTED, ConnectionEnd::Evicted);
+            }
             Some(c) = ctl.recv() => handle_ctl(c, &cells, &mut table, &mut streams).await,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             () = wait_shutdown(&mut shutdown), if !shutting_down => {

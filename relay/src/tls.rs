@@ -1,7 +1,7 @@
 //! The relay's TLS identity and server configuration.
 //!
 //! Owns: generating the relay's Ed25519 key and self-signed certificate, loading them, and
-//! the TLS 1.3-only rustls server configuration (ALPN `hush/1`). The pin computation, the
+//! the TLS 1.3-only rustls server configuration (ALPN `hush/2`). The pin computation, the
 //! crypto provider and the client's pin verifier are hush-transport's ([`hush_transport::tls`]).
 //! Must never enable TLS 1.2 or 0-RTT, and never write or print the private key anywhere but
 //! the key file.
@@ -96,7 +96,7 @@ impl Identity {
         })
     }
 
-    /// The rustls server configuration: TLS 1.3 only, ALPN `hush/1`, no 0-RTT.
+    /// The rustls server configuration: TLS 1.3 only, ALPN `hush/2`, no 0-RTT.
     ///
     /// # Errors
     /// [`Error::Tls`] if the key does not match the certificate or is unsupported.

@@ -45,7 +45,10 @@ async fn every_command_works_over_tcp_and_a_quic_client_sees_the_same_store() {
     let c = tcp_client(relay.addr()).await;
     assert!(c.is_tcp());
     let pong = c.ping().await.unwrap();
-    assert_eq!((pong.min_version, pong.max_version), (1, 1));
+    assert_eq!(
+        (pong.min_version, pong.max_version),
+        (hush_proto::MIN_VERSION, hush_proto::MAX_VERSION)
+    );
 
     let s = secret("tcp-all", 0);
     let mut sub = c

@@ -137,6 +137,11 @@ impl Relay {
         self.metrics_port = Some(metrics);
     }
 
+    /// The current run's process id (to read its counters in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("relay not running").id()
+    }
+
     /// SIGKILL: the relay gets no chance to do anything.
     pub fn kill9(&mut self) {
         let mut c = self.child.take().expect("relay not running");

@@ -1786,7 +1786,7 @@ fn paste_keeps_line_breaks_and_works_on_unlock_and_setup() {
 /// A valid one-time invite link: the one of crates/crypto/tests/vectors/conversation_one_time.json
 /// (the fixture above is only link-shaped).
 fn real_invite_link() -> String {
-    "hush:AQHvno32pyNFRoSSWGNnfgJJz8Um9pK9LeGN2i3iLxjCWXqxm8u4ML6K0gYKHBgDzT1l7fFb8uxM4JfYOo5PuXNNSf-igqxfJx_i7-L7k2jvnMu_xM5J0jBu94qMK6C1xZNaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWhFREXJlbGF5LmV4YW1wbGUub3Jnfodnhg".into()
+    "hush:AgHvno32pyNFRoSSWGNnfgJJz8Um9pK9LeGN2i3iLxjCWXqxm8u4ML6K0gYKHBgDzT1l7fFb8uxM4JfYOo5PuXNN1gZkhP0RLjIAWpETp4m8rBhGHSwdadG0OJaInPa7itwQWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWloRURFyZWxheS5leGFtcGxlLm9yZ7ji5ec".into()
 }
 
 /// Reads the QR modules back from the screen: every cell of the code must have explicit

@@ -84,6 +84,7 @@ pub async fn check_relay(address: &RelayAddress, network: Network) -> Result<()>
     match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(hush_transport::Error::VersionMismatch)) => Err(Error::RelayVersionMismatch),
         Ok(Err(hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable)) => {
             Err(Error::ProxyFailed)
         }

@@ -59,6 +59,9 @@ pub enum Error {
         "the relay's certificate does not match its address's pin (interception, or the relay's key changed)"
     )]
     CertificateMismatch,
+    /// The relay speaks no version of the protocol this client does.
+    #[error("the relay speaks another version of the hush protocol: update hush or the relay")]
+    RelayVersionMismatch,
     /// The profile's SOCKS5 proxy (`socks5` in its config.toml) is unreachable or refused
     /// the connection; nothing went to the relay, directly or otherwise.
     #[error("the SOCKS5 proxy is unreachable or refused the connection")]

@@ -12,7 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_proto::{DeleteIds, FetchSecret, MAX_SECRETS, RelayAddress, SecretBatch};
+use hush_crypto::Target;
+use hush_proto::drop::{STAMP_LEN, mint_stamp};
+use hush_proto::{
+    DeleteIds, DropAddress, Envelope, ErrorCode, FetchSecret, MAX_SECRETS, RelayAddress,
+    SecretBatch,
+};
 use hush_transport::{RelayClient, Route, relay_error};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -20,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::backoff::Backoff;
-use crate::engine::{DepositFailure, LinkEvent, LinkOp};
+use crate::engine::{DepositFailure, LinkEvent, LinkOp, Opener};
 
 /// Where links report: the relay and what happened there.
 pub(crate) type Reports = mpsc::Sender<(RelayAddress, LinkEvent)>;
@@ -85,7 +90,7 @@ async fn run(
     reports: Reports,
     announce: bool,
 ) {
-    let mut subscribed: Vec<FetchSecret> = Vec::new();
+    let mut subscribed: Vec<Opener> = Vec::new();
     let mut failures = 0u32;
     let mut announced_down = false;
     let ends_when_idle = !announce;
@@ -205,7 +210,7 @@ async fn fail_offline(
     why: DepositFailure,
     relay: &RelayAddress,
     reports: &Reports,
-    subscribed: &mut Vec<FetchSecret>,
+    subscribed: &mut Vec<Opener>,
 ) {
     if let LinkOp::Subscribe { secrets } = &op {
         subscribed.clone_from(secrets);
@@ -219,21 +224,29 @@ async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, report
     match op {
         LinkOp::Deposit {
             outbox,
-            mailbox,
+            target,
             envelope,
         } => {
-            let result = client
-                .deposit(mailbox, envelope)
-                .await
-                .map(|_| ())
-                .map_err(|e| match relay_error(&e) {
-                    Some(f) => DepositFailure::Refused(f.code),
-                    None => DepositFailure::Transport,
-                });
+            let result = match target {
+                Target::Mailbox(mailbox) => client.deposit(mailbox, envelope).await.map(|_| ()),
+                Target::Drop(drop) => deposit_stamped(&client, drop, envelope).await,
+            }
+            .map_err(|e| match relay_error(&e) {
+                Some(f) => DepositFailure::Refused(f.code),
+                None => DepositFailure::Transport,
+            });
             report(&reports, &relay, LinkEvent::Deposited { outbox, result }).await;
         }
         LinkOp::Fetch { token, secrets } => {
-            let ok = match client.fetch_all(&secrets).await {
+            let (mailboxes, drops) = split(&secrets);
+            let fetched = match client.fetch_all(&mailboxes).await {
+                Ok(mut deliveries) => client.fetch_all_drops(&drops).await.map(|more| {
+                    deliveries.extend(more);
+                    deliveries
+                }),
+                Err(e) => Err(e),
+            };
+            let ok = match fetched {
                 Ok(deliveries) => {
                     for d in deliveries {
                         let ev = LinkEvent::Delivery {
@@ -256,7 +269,10 @@ async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, report
             for chunk in ids.chunks(hush_proto::MAX_DELETE_IDS) {
                 if let Ok(ids) = DeleteIds::new(chunk.to_vec()) {
                     // UnknownEnvelope / Expired mean it is gone already: fine.
-                    let _ = client.delete(secret.clone(), ids).await;
+                    let _ = match &secret {
+                        Opener::Mailbox(s) => client.delete(s.clone(), ids).await,
+                        Opener::Drop(s) => client.delete_drop(s.clone(), ids).await,
+                    };
                 }
             }
             report(&reports, &relay, LinkEvent::Deleted).await;
@@ -265,23 +281,93 @@ async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, report
     }
 }
 
+/// The ordinary mailboxes' secrets and the drops' secrets of `openers`.
+fn split(openers: &[Opener]) -> (Vec<FetchSecret>, Vec<FetchSecret>) {
+    let mut mailboxes = Vec::new();
+    let mut drops = Vec::new();
+    for o in openers {
+        match o {
+            Opener::Mailbox(s) => mailboxes.push(s.clone()),
+            Opener::Drop(s) => drops.push(s.clone()),
+        }
+    }
+    (mailboxes, drops)
+}
+
+/// The most work this client does for one stamped deposit: a relay quoting more (a drop
+/// under a flood, near its quota) is refused, and the deposit is retried later.
+const MAX_STAMP_BITS: u32 = 28;
+/// Prices a relay may quote for one deposit before it is left to the outbox's backoff.
+const STAMP_ATTEMPTS: usize = 4;
+
+/// Deposits to an invite's drop: mints a stamp at the owner's difficulty (off the async
+/// threads: it is CPU work) and, when the relay quotes a higher price, once more at that.
+async fn deposit_stamped(
+    client: &RelayClient,
+    drop: DropAddress,
+    envelope: Envelope,
+) -> Result<(), hush_transport::Error> {
+    let mut bits = u32::from(drop.bits);
+    let mut last = None;
+    for _ in 0..STAMP_ATTEMPTS {
+        let stamp = mint(drop, envelope.clone(), bits).await?;
+        match client.deposit_stamped(drop, stamp, envelope.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => match relay_error(&e) {
+                Some(f) if f.code == ErrorCode::StampTooWeak && f.arg <= MAX_STAMP_BITS => {
+                    // A price at or below what was paid means the stamp was spent already
+                    // (a retry of a deposit that went through): a fresh one is needed.
+                    bits = f.arg.max(bits);
+                    last = Some(e);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+    Err(last.unwrap_or(hush_transport::Error::Timeout))
+}
+
+async fn mint(
+    drop: DropAddress,
+    envelope: Envelope,
+    bits: u32,
+) -> Result<[u8; STAMP_LEN], hush_transport::Error> {
+    let bits = u8::try_from(bits).unwrap_or(u8::MAX);
+    // A random start, so a stamp spent already is never found again.
+    let mut prefix = [0u8; 8];
+    let seed = crate::driver::os_seed().unwrap_or([7; 32]);
+    prefix.copy_from_slice(&seed[..8]);
+    tokio::task::spawn_blocking(move || mint_stamp(&drop.storage_key(), &envelope, bits, prefix))
+        .await
+        .map_err(|_| hush_transport::Error::Timeout)
+}
+
 fn start_subscriptions(
     subs: &mut JoinSet<()>,
     client: &Arc<RelayClient>,
     relay: &RelayAddress,
-    secrets: &[FetchSecret],
+    openers: &[Opener],
     reports: &Reports,
 ) {
-    for chunk in secrets.chunks(MAX_SECRETS) {
+    let (mailboxes, drops) = split(openers);
+    let batches = mailboxes
+        .chunks(MAX_SECRETS)
+        .map(|c| (false, c.to_vec()))
+        .chain(drops.chunks(MAX_SECRETS).map(|c| (true, c.to_vec())));
+    for (drops, batch) in batches {
         let client = Arc::clone(client);
         let reports = reports.clone();
         let relay = relay.clone();
-        let batch = chunk.to_vec();
         subs.spawn(async move {
             let Ok(batch) = SecretBatch::new(batch) else {
                 return;
             };
-            let mut sub = match client.subscribe(batch).await {
+            let subscribed = if drops {
+                client.subscribe_drops(batch).await
+            } else {
+                client.subscribe(batch).await
+            };
+            let mut sub = match subscribed {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(error = %e, "subscribe failed");
@@ -322,7 +408,7 @@ mod tests {
     fn deposit(n: i64) -> LinkOp {
         LinkOp::Deposit {
             outbox: OutboxId(n),
-            mailbox: MailboxId([7; 32]),
+            target: hush_crypto::Target::Mailbox(MailboxId([7; 32])),
             envelope: Envelope::new(Box::new([1; ENVELOPE_LEN])),
         }
     }

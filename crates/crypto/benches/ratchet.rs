@@ -2,10 +2,15 @@
 //! primitives hush uses. docs/BENCHMARKS.md records the figures and the command.
 //!
 //! Groups (each reports plaintext bytes as throughput):
-//! - `in_chain`: one full envelope (3996-byte payload) encrypted by one party and decrypted
-//!   by the other, always in the same direction, so no DH ratchet step happens; Olm the same
-//!   at 3996 and 4096 bytes; `floor` the cryptographic work such a message cannot avoid.
-//! - `dh_round_trip`: A sends, B decrypts, B replies, A decrypts: two DH ratchet steps.
+//! - `in_chain`: one full envelope (1724-byte payload, a session envelope's capacity next to
+//!   its 2272-byte post-quantum block) encrypted by one party and decrypted by the other,
+//!   always in the same direction, so no ratchet step happens; Olm the same at 1724 and
+//!   3996 bytes; `floor` the cryptographic work such a message cannot avoid, with the same
+//!   primitives (ring's ChaCha20-Poly1305 for the body).
+//! - `dh_round_trip`: A sends, B decrypts, B replies, A decrypts: two ratchet steps, each
+//!   with its ML-KEM-768 key generation, encapsulation and decapsulation in hush.
+//! - `pq_step`: the ML-KEM-768 work of one hush ratchet step alone (decapsulate with the
+//!   stored seed, generate the next key pair, encapsulate to the peer's key).
 //! - `handshake`: from nothing to a session on both sides with the first message read.
 //!
 //! Setup stays outside the timed closures; every message is decrypted right after it is
@@ -19,8 +24,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use hkdf::Hkdf;
@@ -29,11 +34,15 @@ use hush_crypto::handshake::InitOutcome;
 use hush_crypto::{Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::Sha256;
 use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
 
-/// Payload capacity of a session envelope (4096 - 81 header region - 16 tag - 3 body overhead).
-const PAYLOAD_LEN: usize = 3996;
+/// Payload capacity of a session envelope (4096 - 81 header region - 16 tag - 3 body
+/// overhead - 2272 post-quantum block).
+const PAYLOAD_LEN: usize = 1724;
+/// What a session envelope carried before the post-quantum block (version 1's capacity).
+const V1_PAYLOAD_LEN: usize = 3996;
 /// Body length of a session envelope's ratchet message.
 const BODY_LEN: usize = 3999;
 /// Plaintext header: version (1) || ratchet key (32) || PN (4) || N (4).
@@ -164,20 +173,18 @@ fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
 }
 
 impl FloorChain {
-    /// KDF_CK (two HMAC-SHA256) then the message key's HKDF to key (32) || nonce (12).
-    fn next_body_key(&mut self) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
+    /// KDF_CK (two HMAC-SHA256) then the message key's HKDF (salted with the header nonce)
+    /// to key (32) || nonce (12), as ring's ChaCha20-Poly1305 key and nonce.
+    fn next_body_key(&mut self, salt: &[u8; 24]) -> (LessSafeKey, Nonce) {
         let mk = hmac_sha256(&self.ck, &[0x01]);
         self.ck = hmac_sha256(&self.ck, &[0x02]);
         let mut km = [0u8; 44];
-        Hkdf::<Sha256>::new(None, &mk)
-            .expand(b"hush/v1/message", &mut km)
+        Hkdf::<Sha256>::new(Some(salt), &mk)
+            .expand(b"hush/v2/message", &mut km)
             .unwrap();
-        let key: [u8; 32] = km[..32].try_into().unwrap();
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &km[..32]).unwrap();
         let nonce: [u8; 12] = km[32..].try_into().unwrap();
-        (
-            ChaCha20Poly1305::new(&key.into()),
-            chacha20poly1305::Nonce::from(nonce),
-        )
+        (LessSafeKey::new(key), Nonce::assume_unique_for_key(nonce))
     }
 }
 
@@ -207,7 +214,8 @@ impl Floor {
     }
 
     fn message(&mut self) {
-        let (cipher, nonce) = self.send.next_body_key();
+        let salt: [u8; 24] = self.nonce.into();
+        let (cipher, nonce) = self.send.next_body_key(&salt);
         let header_tag = self
             .header_key
             .encrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into())
@@ -218,15 +226,15 @@ impl Floor {
         region[24..24 + HEADER_LEN].copy_from_slice(&self.header);
         region[24 + HEADER_LEN..].copy_from_slice(&header_tag);
         let body_tag = cipher
-            .encrypt_inout_detached(&nonce, &region, self.body.as_mut_slice().into())
+            .seal_in_place_separate_tag(nonce, Aad::from(&region), &mut self.body)
             .unwrap();
 
         self.header_key
             .decrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into(), &header_tag)
             .unwrap();
-        let (cipher, nonce) = self.recv.next_body_key();
+        let (cipher, nonce) = self.recv.next_body_key(&salt);
         cipher
-            .decrypt_inout_detached(&nonce, &region, self.body.as_mut_slice().into(), &body_tag)
+            .open_in_place_separate_tag(nonce, Aad::from(&region), body_tag, &mut self.body, 0..)
             .unwrap();
     }
 }
@@ -241,7 +249,7 @@ fn in_chain<M: Measurement>(c: &mut Criterion<M>) {
 
     let data = payload(PAYLOAD_LEN);
     let (mut sender, mut receiver, mut rng) = hush_established(1);
-    group.bench_function("hush/3996", |b| {
+    group.bench_function("hush/1724", |b| {
         b.iter(|| {
             let env = sender.encrypt(black_box(&data), &mut rng).unwrap();
             receiver.decrypt(&env, &mut rng).unwrap()
@@ -249,7 +257,7 @@ fn in_chain<M: Measurement>(c: &mut Criterion<M>) {
     });
 
     let (mut a, mut b_session) = olm_established();
-    group.bench_function("vodozemac/3996", |b| {
+    group.bench_function("vodozemac/1724", |b| {
         b.iter(|| {
             let msg = a.encrypt(black_box(&data)).unwrap();
             b_session.decrypt(&msg).unwrap()
@@ -257,12 +265,12 @@ fn in_chain<M: Measurement>(c: &mut Criterion<M>) {
     });
 
     let mut floor = Floor::new();
-    group.bench_function("floor/3996", |b| b.iter(|| floor.message()));
+    group.bench_function("floor/1724", |b| b.iter(|| floor.message()));
 
-    let data = payload(4096);
-    group.throughput(Throughput::Bytes(4096));
+    let data = payload(V1_PAYLOAD_LEN);
+    group.throughput(Throughput::Bytes(V1_PAYLOAD_LEN as u64));
     let (mut a, mut b_session) = olm_established();
-    group.bench_function("vodozemac/4096", |b| {
+    group.bench_function("vodozemac/3996", |b| {
         b.iter(|| {
             let msg = a.encrypt(black_box(&data)).unwrap();
             b_session.decrypt(&msg).unwrap()
@@ -279,7 +287,7 @@ fn dh_round_trip<M: Measurement>(c: &mut Criterion<M>) {
 
     // The last message went invitee -> inviter, so the inviter's send turns the ratchet.
     let (mut invitee, mut inviter, mut rng) = hush_established(2);
-    group.bench_function("hush/3996", |b| {
+    group.bench_function("hush/1724", |b| {
         b.iter(|| {
             let env = inviter.encrypt(black_box(&data), &mut rng).unwrap();
             invitee.decrypt(&env, &mut rng).unwrap();
@@ -290,12 +298,75 @@ fn dh_round_trip<M: Measurement>(c: &mut Criterion<M>) {
 
     // The last message went A -> B, so B's reply turns the ratchet.
     let (mut a, mut b_session) = olm_established();
-    group.bench_function("vodozemac/3996", |b| {
+    group.bench_function("vodozemac/1724", |b| {
         b.iter(|| {
             let msg = b_session.encrypt(black_box(&data)).unwrap();
             a.decrypt(&msg).unwrap();
             let msg = a.encrypt(black_box(&data)).unwrap();
             b_session.decrypt(&msg).unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// The ML-KEM-768 work of one hush ratchet step, with the crate hush uses: the receiver
+/// decapsulates the peer's ciphertext with its stored 64-byte seed (which expands the key
+/// first), makes its next key pair from a fresh seed and exports the encapsulation key,
+/// and encapsulates to the peer's encapsulation key (checked first).
+fn pq_step<M: Measurement>(c: &mut Criterion<M>) {
+    use ml_kem::kem::{Decapsulate, KeyExport};
+    let mut group = c.benchmark_group("pq_step");
+    configure(&mut group);
+    let seed = |b: u8| ml_kem::Seed::from([b; 64]);
+    let peer = ml_kem::DecapsulationKey768::from_seed(seed(1));
+    let peer_ek = peer.encapsulation_key().to_bytes().to_vec();
+    let own = seed(2);
+    let own_ek = ml_kem::DecapsulationKey768::from_seed(own)
+        .encapsulation_key()
+        .clone();
+    let (ct, _) = own_ek.encapsulate_deterministic(&ml_kem::B32::from([3u8; 32]));
+    let mut next = 4u8;
+    group.bench_function("ml_kem_768/decaps+keygen+encaps", |b| {
+        b.iter(|| {
+            let ss = ml_kem::DecapsulationKey768::from_seed(own).decapsulate(black_box(&ct));
+            next = next.wrapping_add(1);
+            let new_ek = ml_kem::DecapsulationKey768::from_seed(seed(next))
+                .encapsulation_key()
+                .to_bytes();
+            let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(black_box(
+                peer_ek.as_slice(),
+            ))
+            .unwrap();
+            let ek = ml_kem::EncapsulationKey768::new(&key).unwrap();
+            let out = ek.encapsulate_deterministic(&ml_kem::B32::from([next; 32]));
+            (ss, new_ek, out)
+        })
+    });
+    group.bench_function("ml_kem_768/keygen_from_seed+export", |b| {
+        b.iter(|| {
+            ml_kem::DecapsulationKey768::from_seed(black_box(own))
+                .encapsulation_key()
+                .to_bytes()
+        })
+    });
+    group.bench_function("ml_kem_768/check+encaps", |b| {
+        b.iter(|| {
+            let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(black_box(
+                peer_ek.as_slice(),
+            ))
+            .unwrap();
+            let ek = ml_kem::EncapsulationKey768::new(&key).unwrap();
+            ek.encapsulate_deterministic(&ml_kem::B32::from([9u8; 32]))
+        })
+    });
+    group.bench_function("ml_kem_768/decaps_from_seed", |b| {
+        b.iter(|| ml_kem::DecapsulationKey768::from_seed(black_box(own)).decapsulate(&ct))
+    });
+    group.bench_function("x25519/keygen+dh", |b| {
+        b.iter(|| {
+            let secret = x25519_dalek::StaticSecret::from(black_box([7u8; 32]));
+            let public = x25519_dalek::PublicKey::from(&secret);
+            secret.diffie_hellman(black_box(&public))
         })
     });
     group.finish();
@@ -356,6 +427,7 @@ impl Measurement for ThreadCpuTime {
 fn run<M: Measurement>(mut c: Criterion<M>) {
     in_chain(&mut c);
     dh_round_trip(&mut c);
+    pq_step(&mut c);
     handshake(&mut c);
 }
 

@@ -27,8 +27,9 @@ pub(crate) const SESSION_BODY_LEN: usize = ENVELOPE_LEN - HEADER_REGION_LEN - TA
 
 /// Plaintext length inside an init envelope's seal.
 pub(crate) const INIT_INNER_LEN: usize = ENVELOPE_LEN - XNONCE_LEN - TAG_LEN;
-/// Handshake prefix: version (1) || IK_A (32) || EK_A (32) || ML-KEM-768 ek_A (1184).
-pub(crate) const INIT_PREFIX_LEN: usize = 1 + 32 + 32 + KEM_EK_LEN;
+/// Handshake prefix: version (1) || link hash LH (32) || IK_A (32) || EK_A (32) ||
+/// ML-KEM-768 ek_A (1184).
+pub(crate) const INIT_PREFIX_LEN: usize = 1 + 32 + 32 + 32 + KEM_EK_LEN;
 /// Length of the ratchet message inside an init envelope.
 pub(crate) const INIT_MESSAGE_LEN: usize = INIT_INNER_LEN - INIT_PREFIX_LEN;
 /// Body length of the ratchet message inside an init envelope.
@@ -55,8 +56,8 @@ mod tests {
         assert_eq!(HEADER_REGION_LEN, 81);
         assert_eq!(SESSION_BODY_LEN, 3999);
         assert_eq!(INIT_INNER_LEN, 4056);
-        assert_eq!(INIT_PREFIX_LEN, 1249);
-        assert_eq!(INIT_BODY_LEN, 2710);
+        assert_eq!(INIT_PREFIX_LEN, 1281);
+        assert_eq!(INIT_BODY_LEN, 2678);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub enum Error {
     /// its header was tampered with, or it is an old message whose keys were deleted.
     #[error("envelope header does not decrypt under any known header key")]
     HeaderUndecryptable,
-    /// The header decrypted but carries a protocol version we do not speak.
+    /// A header, handshake prefix or invite link carries a protocol version we do not speak.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u8),
     /// The body failed authentication (tampered body or wrong message key).
@@ -53,6 +53,10 @@ pub enum Error {
     /// A one-time invite was used already by another party.
     #[error("one-time invite was already used")]
     InviteAlreadyUsed,
+    /// A handshake message was made from a link that differs from the invite the inviter
+    /// made (another relay, port, pin, key or kind): someone edited the link on its way.
+    #[error("handshake was made from an edited invite link")]
+    LinkMismatch,
     /// A handshake (first) message could not be opened with this invite's keys.
     #[error("handshake message does not belong to this invite")]
     HandshakeUndecryptable,

@@ -2,8 +2,9 @@
 //!
 //! X3DH-style triple Diffie-Hellman over X25519 gives the first keys at once, so the
 //! invitee can write immediately, even while the inviter is offline. The invitee's first
-//! message also carries an ML-KEM-768 encapsulation key; the inviter's reply carries the
-//! ciphertext, and both mix the shared secret into the root key at the next ratchet step.
+//! message also carries an ML-KEM-768 encapsulation key; the inviter's first ratchet step
+//! encapsulates to it, and from then on every ratchet step is also an ML-KEM step
+//! ([`crate::ratchet`]).
 //! Nothing is signed: authentication is implicit in the Diffie-Hellman values (deniable).
 //!
 //! This module owns the derivations of the first keys and the replay rule (a handshake id
@@ -12,18 +13,17 @@
 use rand_core::CryptoRng;
 
 use crate::envelope::{Envelope, INIT_INNER_LEN, INIT_PREFIX_LEN};
-use crate::invite::{Invite, InviteKind, InviterSecrets, invite_mailbox_root, invite_seal_key};
+use crate::invite::{Invite, InviteKind, InviterSecrets};
 use crate::primitives::{
-    DOMAIN_HANDSHAKE_ID, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed, Key32,
-    TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, kem_encapsulate, sha256, split32,
-    xopen,
+    DOMAIN_HANDSHAKE_ID, DOMAIN_LINK, DOMAIN_TRANSCRIPT, DhKeyPair, INFO_X3DH, KEM_EK_LEN, KemSeed,
+    Key32, TAG_LEN, XNONCE_LEN, hkdf, kem_check_encapsulation_key, sha256, split32, xopen,
 };
 use crate::ratchet::Ratchet;
 use crate::session::{PendingInit, Role, Route, Session};
 use crate::wire::{Put, Reader};
 use crate::{Error, PROTOCOL_VERSION};
 
-/// Names one handshake: SHA-256("hush/v1/handshake-id" || IK_A || EK_A). Not secret.
+/// Names one handshake: SHA-256("hush/v2/handshake-id" || IK_A || EK_A). Not secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandshakeId(pub [u8; 32]);
 
@@ -88,8 +88,11 @@ struct X3dhOutput {
     mailbox_root: Key32,
 }
 
-fn transcript(invite: &[u8; 66], ik_a: &[u8; 32], ek_a: &[u8; 32], kem_ek: &[u8]) -> [u8; 32] {
-    sha256(&[DOMAIN_TRANSCRIPT, invite, ik_a, ek_a, kem_ek])
+/// `TH = SHA-256("hush/v2/transcript" || B || IK_A || EK_A || ek_A)`, `B` being the whole
+/// link body (relay included), so that the keys, and the safety number, cover every field
+/// of the link the invitee used.
+fn transcript(link_body: &[u8], ik_a: &[u8; 32], ek_a: &[u8; 32], kem_ek: &[u8]) -> [u8; 32] {
+    sha256(&[DOMAIN_TRANSCRIPT, link_body, ik_a, ek_a, kem_ek])
 }
 
 fn handshake_id(ik_a: &[u8; 32], ek_a: &[u8; 32]) -> HandshakeId {
@@ -122,12 +125,7 @@ impl Invite {
         let ek_a = DhKeyPair::generate(rng);
         let kem = KemSeed::generate(rng);
         let kem_ek = kem.encapsulation_key();
-        let th = transcript(
-            &self.transcript_part(),
-            &ik_a.public(),
-            &ek_a.public(),
-            &kem_ek,
-        );
+        let th = transcript(&self.body(), &ik_a.public(), &ek_a.public(), &kem_ek);
         let out = x3dh(
             &ik_a.dh(&self.prekey)?,
             &ek_a.dh(&self.identity)?,
@@ -138,6 +136,7 @@ impl Invite {
 
         let mut prefix = Vec::with_capacity(INIT_PREFIX_LEN);
         prefix.put_u8(PROTOCOL_VERSION);
+        prefix.put(&self.link_hash());
         prefix.put(&ik_a.public());
         prefix.put(&ek_a.public());
         prefix.put(&kem_ek);
@@ -153,8 +152,8 @@ impl Invite {
             peer_identity: self.identity,
             ratchet,
             pending_init: Some(PendingInit {
-                seal_key: invite_seal_key(&self.invite_secret),
-                invite_root: invite_mailbox_root(&self.invite_secret),
+                seal_key: self.seal_key(),
+                drop: self.drop,
                 prefix,
             }),
             send: route.clone(),
@@ -171,7 +170,8 @@ impl InviterSecrets {
     /// relationship. A new one (while the invite is usable) yields [`InitOutcome::New`]
     /// and is recorded; a one-time invite then deletes its prekey. On error nothing changes.
     ///
-    /// Draws, in order: ML-KEM encapsulation randomness (32), next ratchet key (32).
+    /// Draws, in order: the next ratchet key (32), the next ML-KEM seed (64) and the
+    /// encapsulation randomness (32) of the ratchet step (docs/PROTOCOL.md section 5.4).
     pub fn handle_init(
         &mut self,
         envelope: &Envelope,
@@ -181,12 +181,7 @@ impl InviterSecrets {
         let (nonce, rest) = bytes.split_at(XNONCE_LEN);
         let (ct, tag) = rest.split_at(INIT_INNER_LEN);
         let mut inner = zeroize::Zeroizing::new(ct.to_vec());
-        if !xopen(
-            &invite_seal_key(&self.invite_secret),
-            nonce,
-            &mut inner,
-            tag,
-        ) {
+        if !xopen(&self.seal_key(), nonce, &mut inner, tag) {
             return Err(Error::HandshakeUndecryptable);
         }
         debug_assert_eq!(TAG_LEN, tag.len());
@@ -195,6 +190,16 @@ impl InviterSecrets {
         let version = r.u8().ok_or(E)?;
         if version != PROTOCOL_VERSION {
             return Err(Error::UnsupportedVersion(version));
+        }
+        let link_hash: [u8; 32] = r.array().ok_or(E)?;
+        // Checked first, for every envelope: the seal only shows the sender held the
+        // invite secret, this shows it used the link as the inviter made it.
+        let link_body = self.link_body();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &link_hash[..],
+            &sha256(&[DOMAIN_LINK, &link_body])[..],
+        )) {
+            return Err(Error::LinkMismatch);
         }
         let ik_a: [u8; 32] = r.array().ok_or(E)?;
         let ek_a: [u8; 32] = r.array().ok_or(E)?;
@@ -210,18 +215,16 @@ impl InviterSecrets {
         }
         let prekey = self.prekey.as_ref().ok_or(Error::InviteAlreadyUsed)?;
         kem_check_encapsulation_key(kem_ek)?;
-        let invite = self.invite()?;
-        let th = transcript(&invite.transcript_part(), &ik_a, &ek_a, kem_ek);
+        let th = transcript(&link_body, &ik_a, &ek_a, kem_ek);
         let out = x3dh(
             &prekey.dh(&ik_a)?,
             &self.identity.dh(&ek_a)?,
             &prekey.dh(&ek_a)?,
             &th,
         );
-        let (kem_ct, kem_ss) = kem_encapsulate(kem_ek, rng)?;
-        let mut ratchet =
-            Ratchet::new_inviter(&out.sk, prekey.clone(), out.hka, out.nhkb, kem_ct, kem_ss);
-        let payload = ratchet.decrypt(&opened.message, &th, rng)?;
+        let mut ratchet = Ratchet::new_inviter(&out.sk, prekey.clone(), out.hka, out.nhkb);
+        // The first step encapsulates to ek_A: the first post-quantum secret.
+        let payload = ratchet.decrypt(&opened.message, &th, Some(kem_ek), rng)?;
 
         let route = Route {
             root: out.mailbox_root,
@@ -262,6 +265,7 @@ impl Session {
                 "init envelope belongs to another session",
             ));
         }
-        self.ratchet.decrypt(&opened.message, &self.transcript, rng)
+        self.ratchet
+            .decrypt(&opened.message, &self.transcript, None, rng)
     }
 }

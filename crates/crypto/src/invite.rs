@@ -11,14 +11,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hush_proto::RelayAddress;
+use hush_proto::{DropAddress, MailboxId, RelayAddress};
 use rand_core::CryptoRng;
 
 use crate::handshake::HandshakeId;
-use crate::mailbox::{Direction, FetchSecret, fetch_secret};
+use crate::mailbox::FetchSecret;
 use crate::primitives::{
-    DOMAIN_INVITE_CHECKSUM, DhKeyPair, Fingerprint, INFO_INVITE_MAILBOX, INFO_INVITE_SEAL, Key32,
-    hkdf, sha256,
+    DOMAIN_INVITE_CHECKSUM, DOMAIN_INVITE_CHECKSUM_V1, DOMAIN_LINK, DhKeyPair, Fingerprint,
+    INFO_INVITE_SEAL, Key32, hkdf, sha256,
 };
 use crate::wire::{Put, Reader, Relay, unusable};
 use crate::{Error, PROTOCOL_VERSION};
@@ -26,9 +26,13 @@ use crate::{Error, PROTOCOL_VERSION};
 /// The scheme prefix of invite links.
 pub const LINK_PREFIX: &str = "hush:";
 const CHECKSUM_LEN: usize = 4;
-/// The shortest link body that can be an invite: version, kind, two keys, the invite
-/// secret, a relay with an empty host (pin, port, length), the checksum.
-const MIN_LINK_BYTES: usize = 1 + 1 + 32 + 32 + 32 + (32 + 2 + 1) + CHECKSUM_LEN;
+/// The shortest link body that can be an invite: version, kind, two keys, the drop (id and
+/// difficulty), a relay with an empty host (pin, port, length), the checksum.
+const MIN_LINK_BYTES: usize = 1 + 1 + 32 + 32 + 32 + 1 + (32 + 2 + 1) + CHECKSUM_LEN;
+/// The stamp difficulty of a new invite's drop unless its owner chooses another: 2^16
+/// hashes per first-contact deposit (milliseconds for a source, a price per envelope for a
+/// flood; docs/PROTOCOL.md, "Drops").
+pub const DEFAULT_DROP_BITS: u8 = 16;
 /// How relay addresses start (`hush://PIN@HOST:PORT`): never an invite's start, whose
 /// base64url has no `/`.
 const RELAY_ADDRESS_PREFIX: &str = "hush://";
@@ -67,9 +71,9 @@ pub struct Invite {
     pub(crate) identity: [u8; 32],
     /// Inviter's prekey (SPK_B): one-time for one-time invites.
     pub(crate) prekey: [u8; 32],
-    /// Shared with whoever holds the link: names the handshake mailbox and seals init
-    /// envelopes so the relay sees only random bytes.
-    pub(crate) invite_secret: Key32,
+    /// The handshake mailbox: a drop anyone holding the link can deposit to (with a stamp
+    /// of its difficulty) and only the inviter can read.
+    pub(crate) drop: DropAddress,
     pub(crate) relay: Relay,
 }
 
@@ -100,36 +104,30 @@ impl Invite {
         session.role == crate::session::Role::Invitee && session.peer_identity == self.identity
     }
 
-    /// Handshake mailbox fetch secret of `epoch` (the invitee deposits to its id).
-    pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
-        fetch_secret(
-            &invite_mailbox_root(&self.invite_secret),
-            Direction::Handshake,
-            epoch,
-        )
+    /// The handshake mailbox, a drop: the invitee deposits there with a stamp.
+    pub fn drop(&self) -> DropAddress {
+        self.drop
     }
 
-    /// The binary form, without checksum.
-    fn body(&self) -> Vec<u8> {
+    /// The binary form `B`, without checksum: everything the link says. All of it enters
+    /// the handshake transcript, so an edited link (another relay, key or kind) gives
+    /// another transcript and fails the handshake at the inviter.
+    pub(crate) fn body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(200);
         out.put_u8(PROTOCOL_VERSION);
         out.put_u8(self.kind.byte());
         out.put(&self.identity);
         out.put(&self.prekey);
-        out.put(self.invite_secret.as_bytes());
+        out.put(self.drop.id.as_bytes());
+        out.put_u8(self.drop.bits);
         self.relay.encode(&mut out);
         out
     }
 
-    /// Bytes of the invite that enter the handshake transcript:
-    /// version || kind || IK_B || SPK_B.
-    pub(crate) fn transcript_part(&self) -> [u8; 66] {
-        let mut t = [0u8; 66];
-        t[0] = PROTOCOL_VERSION;
-        t[1] = self.kind.byte();
-        t[2..34].copy_from_slice(&self.identity);
-        t[34..66].copy_from_slice(&self.prekey);
-        t
+    /// `LH = SHA-256("hush/v2/link" || B)`: the invitee's view of the link, sent in the
+    /// handshake prefix so that the inviter can name an edited link as such.
+    pub(crate) fn link_hash(&self) -> [u8; 32] {
+        sha256(&[DOMAIN_LINK, &self.body()])
     }
 
     /// The `hush:` link.
@@ -166,17 +164,28 @@ impl Invite {
         let (body, sum) = bin.split_at(bin.len() - CHECKSUM_LEN);
         let want = sha256(&[DOMAIN_INVITE_CHECKSUM, body]);
         if sum != &want[..CHECKSUM_LEN] {
+            // A version 1 link has a checksum under the version 1 domain: name it as the
+            // old version it is rather than as a typo.
+            let v1 = sha256(&[DOMAIN_INVITE_CHECKSUM_V1, body]);
+            if body.first() == Some(&1) && sum == &v1[..CHECKSUM_LEN] {
+                return Err(Error::UnsupportedVersion(1));
+            }
             return Err(Error::InviteChecksum);
         }
         let mut r = Reader::new(body);
         let version = r.u8().ok_or(TRUNC)?;
         if version != PROTOCOL_VERSION {
-            return Err(Error::InvalidInvite("unsupported invite version"));
+            return Err(Error::UnsupportedVersion(version));
         }
         let kind = InviteKind::from_byte(r.u8().ok_or(TRUNC)?)?;
         let identity = r.array().ok_or(TRUNC)?;
         let prekey = r.array().ok_or(TRUNC)?;
-        let invite_secret = Key32(r.array().ok_or(TRUNC)?);
+        let id = MailboxId(r.array().ok_or(TRUNC)?);
+        let bits = r.u8().ok_or(TRUNC)?;
+        if bits > hush_proto::drop::MAX_STAMP_BITS {
+            return Err(Error::InvalidInvite("stamp difficulty above 40 bits"));
+        }
+        let drop = DropAddress { id, bits };
         let relay = r.relay().map_err(|e| match e {
             hush_proto::Error::AddressTruncated => TRUNC,
             e => unusable(e),
@@ -188,26 +197,25 @@ impl Invite {
             kind,
             identity,
             prekey,
-            invite_secret,
+            drop,
             relay,
         })
     }
+
+    /// The key init envelopes to this invite are sealed with.
+    pub(crate) fn seal_key(&self) -> Key32 {
+        invite_seal_key(&self.drop, &self.identity, &self.prekey)
+    }
 }
 
-pub(crate) fn invite_mailbox_root(invite_secret: &Key32) -> Key32 {
-    Key32(*hkdf::<32>(
-        None,
-        invite_secret.as_bytes(),
-        &[INFO_INVITE_MAILBOX],
-    ))
-}
-
-pub(crate) fn invite_seal_key(invite_secret: &Key32) -> Key32 {
-    Key32(*hkdf::<32>(
-        None,
-        invite_secret.as_bytes(),
-        &[INFO_INVITE_SEAL],
-    ))
+/// `HKDF(none, D || IK_B || SPK_B, "hush/v2/invite-seal")`. A relay learns `D` from the
+/// deposits; without the two keys, which only the link carries, it cannot open the seal.
+pub(crate) fn invite_seal_key(drop: &DropAddress, identity: &[u8; 32], prekey: &[u8; 32]) -> Key32 {
+    let mut ikm = zeroize::Zeroizing::new([0u8; 96]);
+    ikm[..32].copy_from_slice(drop.id.as_bytes());
+    ikm[32..64].copy_from_slice(identity);
+    ikm[64..].copy_from_slice(prekey);
+    Key32(*hkdf::<32>(None, &ikm[..], &[INFO_INVITE_SEAL]))
 }
 
 /// The inviter's private half of an invite. Store it (encrypted) until the invite is used
@@ -218,7 +226,11 @@ pub struct InviterSecrets {
     pub(crate) identity: DhKeyPair,
     /// `None` once a one-time invite has been used.
     pub(crate) prekey: Option<DhKeyPair>,
-    pub(crate) invite_secret: Key32,
+    /// SPK_B's public key, kept after the private key is deleted: it is part of the link
+    /// body that every handshake of this invite is checked against, and of the seal key.
+    pub(crate) prekey_public: [u8; 32],
+    /// The drop's secret `F` (`F[0]` is the stamp difficulty): fetches the handshake drop.
+    pub(crate) drop_secret: FetchSecret,
     pub(crate) relay: Relay,
     /// Handshakes already accepted through this invite: a replayed first message is
     /// recognised here and never creates a second relationship.
@@ -236,10 +248,12 @@ impl std::fmt::Debug for InviterSecrets {
     }
 }
 
-const SECRETS_VERSION: u8 = 1;
+/// Version 2: the secrets of an invite whose link is a version 2 link.
+const SECRETS_VERSION: u8 = 2;
 
 impl InviterSecrets {
-    /// Makes a new invite. Draws 96 random bytes: identity key, prekey, invite secret.
+    /// Makes a new invite with the default stamp difficulty ([`DEFAULT_DROP_BITS`]).
+    /// Draws 96 random bytes: identity key, prekey, drop secret.
     ///
     /// [`Error::UnusableRelay`] (drawing nothing) if `relay` has no binary form that decodes
     /// back to it: only a hand-built address can fail, never a parsed one.
@@ -248,15 +262,33 @@ impl InviterSecrets {
         relay: RelayAddress,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, Error> {
+        Self::generate_with_bits(kind, relay, DEFAULT_DROP_BITS, rng)
+    }
+
+    /// [`Self::generate`] with the stamp difficulty `bits` (at most 40) the invite's drop
+    /// asks of each first-contact deposit. The drop secret's first drawn byte is replaced
+    /// by `bits`.
+    pub fn generate_with_bits(
+        kind: InviteKind,
+        relay: RelayAddress,
+        bits: u8,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, Error> {
+        if bits > hush_proto::drop::MAX_STAMP_BITS {
+            return Err(Error::InvalidInvite("stamp difficulty above 40 bits"));
+        }
         let relay = Relay::new(relay)?;
         let identity = DhKeyPair::generate(rng);
         let prekey = DhKeyPair::generate(rng);
-        let invite_secret = Key32::random(rng);
+        let mut f = Key32::random(rng);
+        f.0[0] = bits;
+        let drop_secret = FetchSecret::from_bytes(f.0);
         Ok(Self {
             kind,
             identity,
+            prekey_public: prekey.public(),
             prekey: Some(prekey),
-            invite_secret,
+            drop_secret,
             relay,
             accepted: Vec::new(),
         })
@@ -279,18 +311,37 @@ impl InviterSecrets {
             kind: self.kind,
             identity: self.identity.public(),
             prekey: prekey.public(),
-            invite_secret: self.invite_secret.clone(),
+            drop: self.drop(),
             relay: self.relay.clone(),
         })
     }
 
-    /// Fetch secret of the handshake mailbox in `epoch`: the inviter watches it.
-    pub fn handshake_fetch_secret(&self, epoch: u64) -> FetchSecret {
-        fetch_secret(
-            &invite_mailbox_root(&self.invite_secret),
-            Direction::Handshake,
-            epoch,
-        )
+    /// The body `B` of this invite's link, also once a one-time invite was used.
+    pub(crate) fn link_body(&self) -> Vec<u8> {
+        Invite {
+            kind: self.kind,
+            identity: self.identity.public(),
+            prekey: self.prekey_public,
+            drop: self.drop(),
+            relay: self.relay.clone(),
+        }
+        .body()
+    }
+
+    /// The drop's secret: presented to FetchDrops, DeleteDrop and SubscribeDrops, it opens
+    /// the handshake drop (the same for every epoch).
+    pub fn drop_secret(&self) -> &FetchSecret {
+        &self.drop_secret
+    }
+
+    /// The drop as the link names it.
+    pub fn drop(&self) -> DropAddress {
+        DropAddress::of_secret(&self.drop_secret)
+    }
+
+    /// The key init envelopes to this invite are sealed with.
+    pub(crate) fn seal_key(&self) -> Key32 {
+        invite_seal_key(&self.drop(), &self.identity.public(), &self.prekey_public)
     }
 
     /// Relay this invite points to.
@@ -316,7 +367,8 @@ impl InviterSecrets {
             }
             None => out.put_u8(0),
         }
-        out.put(self.invite_secret.as_bytes());
+        out.put(&self.prekey_public);
+        out.put(self.drop_secret.as_bytes());
         self.relay.encode(&mut out);
         out.put_u32(self.accepted.len() as u32);
         for id in &self.accepted {
@@ -341,7 +393,14 @@ impl InviterSecrets {
             1 => Some(DhKeyPair::from_secret(&Key32(r.array().ok_or(E)?))),
             _ => return Err(Error::InvalidState("bad option tag")),
         };
-        let invite_secret = Key32(r.array().ok_or(E)?);
+        let prekey_public: [u8; 32] = r.array().ok_or(E)?;
+        if prekey.as_ref().is_some_and(|p| p.public() != prekey_public) {
+            return Err(Error::InvalidState("prekey does not match its public key"));
+        }
+        let drop_secret = FetchSecret::from_bytes(r.array().ok_or(E)?);
+        if drop_secret.as_bytes()[0] > hush_proto::drop::MAX_STAMP_BITS {
+            return Err(Error::InvalidState("stamp difficulty above 40 bits"));
+        }
         let relay = r.relay().map_err(|e| match e {
             hush_proto::Error::AddressTruncated => E,
             _ => Error::InvalidState("bad relay"),
@@ -361,7 +420,8 @@ impl InviterSecrets {
             kind,
             identity,
             prekey,
-            invite_secret,
+            prekey_public,
+            drop_secret,
             relay,
             accepted,
         })

@@ -19,7 +19,8 @@
 //! - [`invite`]: invite links (one-time and contact address) and the inviter's secrets.
 //! - [`handshake`]: the hybrid X25519 + ML-KEM-768 key agreement that turns an invite into a
 //!   [`Session`], and replay protection for first messages.
-//! - [`ratchet`]: the Double Ratchet with header encryption.
+//! - [`ratchet`]: the Double Ratchet with header encryption, every step of which is also an
+//!   ML-KEM-768 step (the continuous post-quantum ratchet).
 //! - [`envelope`]: fixed-size envelope layouts and padding.
 //! - [`payload`]: what travels inside an envelope: fragments of content and control messages.
 //! - [`mailbox`]: epoch-rotating mailbox pseudonyms.
@@ -37,6 +38,8 @@ pub mod invite;
 pub mod mailbox;
 pub mod payload;
 mod primitives;
+#[cfg(test)]
+mod quantum_tests;
 pub mod ratchet;
 pub mod safety;
 pub mod session;
@@ -45,14 +48,14 @@ mod wire;
 pub use error::Error;
 pub use handshake::{HandshakeId, InitOutcome};
 /// The wire types this crate shares with the relay and the client, defined once in hush-proto.
-pub use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
-pub use invite::{Invite, InviteKind, InviterSecrets};
+pub use hush_proto::{DropAddress, ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress};
+pub use invite::{DEFAULT_DROP_BITS, Invite, InviteKind, InviterSecrets};
 pub use mailbox::{Direction, EPOCH_SECONDS};
 pub use safety::SafetyNumber;
-pub use session::{Role, Session};
+pub use session::{Role, Session, Target};
 
 /// The protocol version carried inside every encrypted header, invite and stored state.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Randomness source accepted by this crate (a cryptographically secure generator).
 pub use rand_core::CryptoRng;

@@ -4,8 +4,8 @@
 //! Every KDF of the protocol lives here with its info string, so that docs/PROTOCOL.md and
 //! the code can be compared line by line. Nothing here knows about sessions or the wire.
 
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use ml_kem::MlKem768;
@@ -29,17 +29,19 @@ pub(crate) const KEM_CT_LEN: usize = 1088;
 pub(crate) const KEM_SEED_LEN: usize = 64;
 
 // Info strings (domain separation). docs/PROTOCOL.md lists each with its use.
-pub(crate) const INFO_X3DH: &[u8] = b"hush/v1/x3dh";
-pub(crate) const INFO_RATCHET: &[u8] = b"hush/v1/ratchet";
-pub(crate) const INFO_PQ_MIX: &[u8] = b"hush/v1/pq-mix";
-pub(crate) const INFO_MESSAGE: &[u8] = b"hush/v1/message";
-pub(crate) const INFO_INVITE_SEAL: &[u8] = b"hush/v1/invite-seal";
-pub(crate) const INFO_INVITE_MAILBOX: &[u8] = b"hush/v1/invite-mailbox";
-pub(crate) const INFO_MAILBOX: &[u8] = b"hush/v1/mailbox";
-pub(crate) const INFO_SAFETY: &[u8] = b"hush/v1/safety-number";
-pub(crate) const DOMAIN_TRANSCRIPT: &[u8] = b"hush/v1/transcript";
-pub(crate) const DOMAIN_HANDSHAKE_ID: &[u8] = b"hush/v1/handshake-id";
-pub(crate) const DOMAIN_INVITE_CHECKSUM: &[u8] = b"hush/v1/invite-checksum";
+pub(crate) const INFO_X3DH: &[u8] = b"hush/v2/x3dh";
+pub(crate) const INFO_RATCHET: &[u8] = b"hush/v2/ratchet";
+pub(crate) const INFO_PQ_MIX: &[u8] = b"hush/v2/pq-mix";
+pub(crate) const INFO_MESSAGE: &[u8] = b"hush/v2/message";
+pub(crate) const INFO_INVITE_SEAL: &[u8] = b"hush/v2/invite-seal";
+pub(crate) const INFO_MAILBOX: &[u8] = b"hush/v2/mailbox";
+pub(crate) const INFO_SAFETY: &[u8] = b"hush/v2/safety-number";
+pub(crate) const DOMAIN_TRANSCRIPT: &[u8] = b"hush/v2/transcript";
+pub(crate) const DOMAIN_HANDSHAKE_ID: &[u8] = b"hush/v2/handshake-id";
+pub(crate) const DOMAIN_INVITE_CHECKSUM: &[u8] = b"hush/v2/invite-checksum";
+/// The version 1 checksum domain, kept only to name a version 1 link as such.
+pub(crate) const DOMAIN_INVITE_CHECKSUM_V1: &[u8] = b"hush/v1/invite-checksum";
+pub(crate) const DOMAIN_LINK: &[u8] = b"hush/v2/link";
 
 /// 32 bytes of secret key material, zeroized on drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -125,7 +127,7 @@ pub(crate) struct Fingerprint<'a>(pub(crate) &'a [u8]);
 
 impl std::fmt::Debug for Fingerprint<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = sha256(&[b"hush/v1/debug-fingerprint", self.0]);
+        let h = sha256(&[b"hush/v2/debug-fingerprint", self.0]);
         write!(f, "#{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
     }
 }
@@ -233,8 +235,19 @@ pub(crate) fn kdf_rk(rk: &Key32, dh_out: &Key32) -> [Key32; 3] {
     split32(okm.as_ref())
 }
 
-/// Mixes the ML-KEM shared secret into the root key.
+#[cfg(test)]
+thread_local! {
+    /// Tests only: turns [`kdf_pq`] into the identity, to show that what a test attributes
+    /// to the post-quantum ratchet disappears without it.
+    pub(crate) static PQ_MIX_DISABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mixes an ML-KEM shared secret into the root key.
 pub(crate) fn kdf_pq(rk: &Key32, ss: &Key32) -> Key32 {
+    #[cfg(test)]
+    if PQ_MIX_DISABLED.with(std::cell::Cell::get) {
+        return rk.clone();
+    }
     let okm = hkdf::<32>(Some(rk.as_bytes()), ss.as_bytes(), &[INFO_PQ_MIX]);
     Key32(*okm)
 }
@@ -256,21 +269,32 @@ fn hmac(key: &Key32, data: &[u8]) -> Key32 {
     Key32(mac.finalize().into_bytes().into())
 }
 
-/// Message key to (AEAD key, 12-byte nonce).
-fn message_key_material(mk: &Key32) -> Zeroizing<[u8; 44]> {
-    hkdf::<44>(None, mk.as_bytes(), &[INFO_MESSAGE])
+/// Message key and the message's header nonce to (AEAD key, 12-byte nonce). The header
+/// nonce is drawn fresh for every message and enters as the HKDF salt, so a sending state
+/// restored from a snapshot never seals two bodies under one key and nonce.
+fn message_key_material(mk: &Key32, salt: &[u8; XNONCE_LEN]) -> Zeroizing<[u8; 44]> {
+    hkdf::<44>(Some(salt), mk.as_bytes(), &[INFO_MESSAGE])
 }
 
-/// The AEAD instance and nonce of a message key.
-fn body_cipher(mk: &Key32) -> (ChaCha20Poly1305, chacha20poly1305::Nonce) {
-    let km = message_key_material(mk);
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&km[..32]);
+/// The AEAD key and nonce of a message. ChaCha20-Poly1305 of RFC 8439 from ring: the same
+/// function as RustCrypto's, in assembly chosen at run time for the CPU (AVX2, NEON...),
+/// which the 4 KiB body of every message is worth.
+fn body_cipher(
+    mk: &Key32,
+    salt: &[u8; XNONCE_LEN],
+) -> (ring::aead::LessSafeKey, ring::aead::Nonce) {
+    let km = message_key_material(mk, salt);
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&km[32..44]);
+    let key = match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &km[..32]) {
+        Ok(k) => k,
+        // ring refuses only a key of the wrong length; this one is 32 bytes by construction.
+        #[allow(clippy::panic)] // a 32-byte slice is always a ChaCha20 key: fail loudly if not
+        Err(_) => panic!("ChaCha20-Poly1305 key of 32 bytes refused"),
+    };
     (
-        ChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key)),
-        chacha20poly1305::Nonce::from(nonce),
+        ring::aead::LessSafeKey::new(key),
+        ring::aead::Nonce::assume_unique_for_key(nonce),
     )
 }
 
@@ -292,23 +316,46 @@ fn with_ad<T>(parts: &[&[u8]], f: impl FnOnce(&[u8]) -> T) -> T {
 }
 
 /// ChaCha20-Poly1305 under a message key, in place; returns the tag.
-pub(crate) fn seal_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8]) -> [u8; TAG_LEN] {
-    let (cipher, nonce) = body_cipher(mk);
+pub(crate) fn seal_body(
+    mk: &Key32,
+    salt: &[u8; XNONCE_LEN],
+    ad: &[&[u8]],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
+    let (key, nonce) = body_cipher(mk, salt);
     match with_ad(ad, |ad| {
-        cipher.encrypt_inout_detached(&nonce, ad, buf.into())
+        key.seal_in_place_separate_tag(nonce, ring::aead::Aad::from(ad), buf)
     }) {
-        Ok(tag) => tag.into(),
+        Ok(tag) => {
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            out
+        }
         // Only possible for inputs beyond 256 GiB; envelopes are 4 KiB.
         Err(_) => [0u8; TAG_LEN],
     }
 }
 
-/// Inverse of [`seal_body`].
-pub(crate) fn open_body(mk: &Key32, ad: &[&[u8]], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
-    let (cipher, nonce) = body_cipher(mk);
-    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Error::BodyAuthFailed)?;
+/// Inverse of [`seal_body`]. On failure the content of `buf` is unspecified (it may hold
+/// unauthenticated plaintext): the caller wipes it.
+pub(crate) fn open_body(
+    mk: &Key32,
+    salt: &[u8; XNONCE_LEN],
+    ad: &[&[u8]],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Error> {
+    let (key, nonce) = body_cipher(mk, salt);
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::BodyAuthFailed)?;
     with_ad(ad, |ad| {
-        cipher.decrypt_inout_detached(&nonce, ad, buf.into(), &tag)
+        key.open_in_place_separate_tag(
+            nonce,
+            ring::aead::Aad::from(ad),
+            ring::aead::Tag::from(tag),
+            buf,
+            0..,
+        )
+        .map(|_| ())
     })
     .map_err(|_| Error::BodyAuthFailed)
 }

@@ -18,13 +18,14 @@ use crate::primitives::{DhKeyPair, Fingerprint, Key32, XNONCE_LEN, xseal};
 use crate::ratchet::Ratchet;
 use crate::safety::SafetyNumber;
 use crate::wire::{Put, Reader, Relay};
-use hush_proto::RelayAddress;
+use hush_proto::{DropAddress, RelayAddress};
 
 /// How long a receiver keeps fetching its previous mailbox root after moving (7 days, the
 /// relays' default expiry), so that envelopes already in flight are not lost.
 pub const RETIRED_ROOT_SECONDS: u64 = 7 * 24 * 3600;
 
-const STATE_VERSION: u8 = 1;
+/// Version 2: the state of a protocol version 2 relationship.
+const STATE_VERSION: u8 = 2;
 
 /// Which side of the handshake this party was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,11 +59,21 @@ pub(crate) struct Route {
     pub(crate) relay: Relay,
 }
 
+/// Where an envelope goes on its relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An ordinary mailbox (a plain deposit).
+    Mailbox(MailboxId),
+    /// An invite's drop (a stamped deposit).
+    Drop(DropAddress),
+}
+
 /// The invitee's handshake data, repeated in each envelope until the inviter replies.
 #[derive(Clone)]
 pub(crate) struct PendingInit {
     pub(crate) seal_key: Key32,
-    pub(crate) invite_root: Key32,
+    /// The invite's handshake mailbox.
+    pub(crate) drop: DropAddress,
     pub(crate) prefix: Vec<u8>,
 }
 
@@ -111,10 +122,12 @@ impl Session {
         self.pending_init.is_some()
     }
 
-    /// True once the ML-KEM shared secret is part of the root key: from then on, new
-    /// message keys resist an attacker who later breaks X25519 (see PROTOCOL.md).
+    /// True once this party's sending chain key depends on an ML-KEM shared secret: from
+    /// then on its messages resist an attacker who records them and later breaks X25519
+    /// (docs/PROTOCOL.md section 10). The invitee is post-quantum from its first ratchet
+    /// step, the inviter from its second.
     pub fn post_quantum(&self) -> bool {
-        self.ratchet.pq_complete()
+        self.ratchet.pq_sending()
     }
 
     /// The relationship's safety number.
@@ -174,7 +187,8 @@ impl Session {
     }
 
     /// Decrypts an envelope fetched from this session's receive mailbox. On error the
-    /// session is unchanged. Draws 32 random bytes when the peer turned the ratchet.
+    /// session is unchanged. Draws 128 random bytes when the peer turned the ratchet (next
+    /// X25519 key 32, next ML-KEM seed 64, encapsulation randomness 32).
     pub fn decrypt(
         &mut self,
         envelope: &Envelope,
@@ -182,20 +196,24 @@ impl Session {
     ) -> Result<Vec<u8>, Error> {
         let payload = self
             .ratchet
-            .decrypt(envelope.as_bytes(), &self.transcript, rng)?;
+            .decrypt(envelope.as_bytes(), &self.transcript, None, rng)?;
         // The only chain an invitee can receive on is the one the inviter's reply opened.
         self.pending_init = None;
         Ok(payload)
     }
 
-    /// Where an envelope encrypted now must be deposited: the relay and the mailbox id.
-    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayAddress, MailboxId) {
-        let epoch = epoch_of(unix_seconds);
-        let id = match &self.pending_init {
-            Some(init) => fetch_secret(&init.invite_root, Direction::Handshake, epoch).mailbox_id(),
-            None => fetch_secret(&self.send.root, self.role.send_direction(), epoch).mailbox_id(),
+    /// Where an envelope encrypted now must be deposited: the relay, and the mailbox id or
+    /// (until the inviter replied) the invite's drop.
+    pub fn deposit_target(&self, unix_seconds: u64) -> (&RelayAddress, Target) {
+        let target = match &self.pending_init {
+            Some(init) => Target::Drop(init.drop),
+            None => {
+                let epoch = epoch_of(unix_seconds);
+                let dir = self.role.send_direction();
+                Target::Mailbox(fetch_secret(&self.send.root, dir, epoch).mailbox_id())
+            }
         };
-        (self.send.relay.address(), id)
+        (self.send.relay.address(), target)
     }
 
     /// The mailboxes to fetch for `epoch`: the current receive root and, while it is kept,
@@ -275,7 +293,8 @@ impl Session {
             Some(p) => {
                 out.put_u8(1);
                 out.put(p.seal_key.as_bytes());
-                out.put(p.invite_root.as_bytes());
+                out.put(p.drop.id.as_bytes());
+                out.put_u8(p.drop.bits);
                 out.put(&p.prefix);
             }
         }
@@ -314,7 +333,10 @@ impl Session {
             0 => None,
             1 => Some(PendingInit {
                 seal_key: Key32(r.array().ok_or(E)?),
-                invite_root: Key32(r.array().ok_or(E)?),
+                drop: DropAddress {
+                    id: MailboxId(r.array().ok_or(E)?),
+                    bits: r.u8().ok_or(E)?,
+                },
                 prefix: r.take(INIT_PREFIX_LEN).ok_or(E)?.to_vec(),
             }),
             _ => return Err(Error::InvalidState("bad option tag")),

@@ -7,7 +7,7 @@ use common::*;
 use hush_crypto::handshake::InitOutcome;
 use hush_crypto::mailbox::epoch_of;
 use hush_crypto::payload::Payload;
-use hush_crypto::{Error, InviteKind, Session};
+use hush_crypto::{Error, InviteKind, Session, Target};
 
 #[test]
 fn one_time_invite_full_flow_with_early_messages() {
@@ -140,7 +140,7 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
     let e = epoch_of(now);
     let (_, to_inviter) = p.invitee.deposit_target(now);
     let fetch = &p.inviter.receive_mailboxes(e, now)[0].1;
-    assert_eq!(fetch.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch.mailbox_id()), to_inviter);
     let (_, next_hour) = p.invitee.deposit_target(now + 3600);
     assert_ne!(to_inviter, next_hour);
 
@@ -163,8 +163,8 @@ fn mailboxes_match_between_the_two_sides_and_rotate() {
         2,
         "old root is still fetched for in-flight envelopes"
     );
-    assert_eq!(fetch[0].1.mailbox_id(), moved);
-    assert_eq!(fetch[1].1.mailbox_id(), to_inviter);
+    assert_eq!(Target::Mailbox(fetch[0].1.mailbox_id()), moved);
+    assert_eq!(Target::Mailbox(fetch[1].1.mailbox_id()), to_inviter);
     let later = now + hush_crypto::session::RETIRED_ROOT_SECONDS + 1;
     assert_eq!(p.inviter.receive_mailboxes(epoch_of(later), later).len(), 1);
 }
@@ -224,8 +224,11 @@ fn failed_decryption_changes_nothing() {
 #[test]
 fn capacity_is_enforced_and_reported() {
     let mut p = established(9);
+    // 3999-byte body: flags, the post-quantum block (1184 + 1088), length, payload.
     let cap = p.inviter.payload_capacity();
-    assert_eq!(cap, 3996);
+    assert_eq!(cap, 1724);
+    assert_eq!(p.invitee.payload_capacity(), 1724);
+    assert_eq!(accepted(9).invitee.payload_capacity(), 2675);
     let err = p
         .inviter
         .encrypt(&vec![0; cap + 1], &mut p.rng)
@@ -257,4 +260,186 @@ fn late_messages_of_a_previous_chain_still_decrypt() {
     assert_eq!(p.inviter.decrypt(&m[2], &mut p.rng).unwrap(), b"old 2");
     assert_eq!(p.inviter.decrypt(&m[1], &mut p.rng).unwrap(), b"old 1");
     assert_eq!(p.inviter.skipped_keys(), 0);
+}
+
+/// The link body `B` of `link`, edited by `edit`, made into a link with a correct checksum
+/// (the checksum is unkeyed: anyone who handles the link can do this).
+fn edited_link(link: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let mut body = bin[..bin.len() - 4].to_vec();
+    edit(&mut body);
+    let sum = sha2::Sha256::new()
+        .chain_update(b"hush/v2/invite-checksum")
+        .chain_update(&body)
+        .finalize();
+    body.extend_from_slice(&sum[..4]);
+    format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
+}
+
+/// Whoever carries a link (a messenger, a web page, a relay operator's mail) can edit it and
+/// fix the unkeyed checksum: point it at another relay, port or pin, swap the inviter's key
+/// or the kind. The invitee cannot tell; the inviter refuses the handshake with
+/// `LinkMismatch`, keeps its invite unused, and the genuine link still works. Tested with
+/// contact addresses (the published kind) and one-time invites.
+#[test]
+fn an_edited_link_fails_the_handshake_at_the_inviter() {
+    let mut rng = rng(50);
+    for kind in [InviteKind::ContactAddress, InviteKind::OneTime] {
+        let (mut secrets, invite) = new_inviter(kind, &mut rng);
+        let link = invite.to_link();
+        // IK_B and SPK_B key the init seal (with D): an envelope made with an edited key does
+        // not open (HandshakeUndecryptable); every other edit opens and fails the link hash.
+        let edits: [(fn(&mut Vec<u8>), Error); 7] = [
+            (|b| b[98] ^= 0x01, Error::LinkMismatch), // the drop's stamp difficulty
+            (|b| b[99..131].fill(0x66), Error::LinkMismatch), // relay pin: another relay
+            (
+                |b| b[131..133].copy_from_slice(&443u16.to_be_bytes()),
+                Error::LinkMismatch,
+            ), // port
+            (
+                |b| {
+                    // host: "relay.example" becomes "relay.exampla"
+                    let last = b.len() - 1;
+                    b[last] = b'a';
+                },
+                Error::LinkMismatch,
+            ),
+            (|b| b[1] ^= 0x03, Error::LinkMismatch), // kind: one-time <-> contact address
+            (|b| b[20] ^= 0x80, Error::HandshakeUndecryptable), // IK_B
+            (|b| b[50] ^= 0x01, Error::HandshakeUndecryptable), // SPK_B
+        ];
+        for (edit, refusal) in edits {
+            let edited = edited_link(&link, edit);
+            let parsed = hush_crypto::Invite::parse(&edited).unwrap();
+            let mut invitee = parsed.accept(&mut rng).unwrap();
+            for text in ["来源保护", "مرحبا", "🕵️‍♀️", ""] {
+                let env = send(&mut invitee, text.as_bytes(), &mut rng);
+                let before = secrets.to_bytes();
+                assert_eq!(secrets.handle_init(&env, &mut rng).unwrap_err(), refusal);
+                assert_eq!(secrets.to_bytes().as_slice(), before.as_slice());
+            }
+        }
+        assert_eq!(secrets.accepted_count(), 0);
+        let mut genuine = hush_crypto::Invite::parse(&link)
+            .unwrap()
+            .accept(&mut rng)
+            .unwrap();
+        let env = send(&mut genuine, "真的".as_bytes(), &mut rng);
+        let (_, first) = expect_new(secrets.handle_init(&env, &mut rng).unwrap());
+        assert_eq!(first, "真的".as_bytes());
+    }
+}
+
+/// A version 1 link is named as such, whether or not its checksum is the version 1 one.
+#[test]
+fn a_version_1_link_is_refused_as_unsupported() {
+    let mut rng = rng(51);
+    let (_, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let link = invite.to_link();
+    let v1 = {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use sha2::Digest;
+        let bin = URL_SAFE_NO_PAD
+            .decode(link.strip_prefix("hush:").unwrap())
+            .unwrap();
+        let mut body = bin[..bin.len() - 4].to_vec();
+        body[0] = 1;
+        let sum = sha2::Sha256::new()
+            .chain_update(b"hush/v1/invite-checksum")
+            .chain_update(&body)
+            .finalize();
+        body.extend_from_slice(&sum[..4]);
+        format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
+    };
+    assert_eq!(
+        hush_crypto::Invite::parse(&v1).unwrap_err(),
+        Error::UnsupportedVersion(1)
+    );
+    let v1_with_v2_sum = edited_link(&link, |b| b[0] = 1);
+    assert_eq!(
+        hush_crypto::Invite::parse(&v1_with_v2_sum).unwrap_err(),
+        Error::UnsupportedVersion(1)
+    );
+}
+
+/// A sending state restored from a snapshot (a backup, a VM image, a crash before the
+/// store committed) encrypts the same payload twice: the two bodies never share a
+/// keystream, because each message's fresh header nonce salts its key derivation. The
+/// receiver reads the first and refuses the second as a replay, its state unchanged; in
+/// either order. The padding at the end of a body is encrypted zeros, so its ciphertext
+/// is the keystream itself.
+#[test]
+fn a_restored_sending_state_never_reuses_a_keystream() {
+    for first_delivered in [0, 1] {
+        let mut p = established(52 + first_delivered as u64);
+        let snapshot = p.inviter.to_bytes();
+        let text = "回滚 rollback ↩︎".as_bytes();
+        let mut copies = Vec::new();
+        for seed in [1000, 1001] {
+            let mut restored = Session::from_bytes(&snapshot).unwrap();
+            let pad = restored.payload_capacity() - text.len();
+            let env = restored.encrypt(text, &mut rng(seed)).unwrap();
+            copies.push((env, pad));
+        }
+        let keystream = |i: usize| {
+            let (env, pad) = &copies[i];
+            let end = hush_crypto::ENVELOPE_LEN - 16;
+            env.as_bytes()[end - pad..end].to_vec()
+        };
+        let (a, b) = (keystream(0), keystream(1));
+        assert!(a.len() > 1000);
+        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        // Independent keystreams agree on about 1 byte in 256.
+        assert!(same < a.len() / 64, "{same} of {} bytes agree", a.len());
+        let (first, second) = (&copies[first_delivered].0, &copies[1 - first_delivered].0);
+        assert_eq!(p.invitee.decrypt(first, &mut p.rng).unwrap(), text);
+        assert_rejected(&mut p.invitee, second, Error::MessageReplayed, &mut p.rng);
+    }
+}
+
+#[test]
+fn the_link_names_the_drop_only_the_inviter_can_open() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut rng = rng(77);
+    let secrets = hush_crypto::InviterSecrets::generate_with_bits(
+        InviteKind::ContactAddress,
+        relay(),
+        21,
+        &mut rng,
+    )
+    .unwrap();
+    let invite = secrets.invite().unwrap();
+    // The link's drop is the one the inviter's secret opens, with the difficulty chosen.
+    assert_eq!(invite.drop(), secrets.drop());
+    assert_eq!(invite.drop().bits, 21);
+    assert_eq!(secrets.drop_secret().mailbox_id(), invite.drop().id);
+    // The secret itself is nowhere in the link.
+    let link = invite.to_link();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    assert!(
+        !bin.windows(32)
+            .any(|w| w == secrets.drop_secret().as_bytes())
+    );
+    // The invitee deposits to the drop until the inviter replies.
+    let session = invite.accept(&mut rng).unwrap();
+    assert_eq!(session.deposit_target(0).1, Target::Drop(invite.drop()));
+    // A link asking for more work than anyone can do is refused (checksum fixed up).
+    let edited = edited_link(&link, |b| b[98] = 41);
+    assert_eq!(
+        hush_crypto::Invite::parse(&edited).unwrap_err(),
+        Error::InvalidInvite("stamp difficulty above 40 bits")
+    );
+    assert!(
+        hush_crypto::InviterSecrets::generate_with_bits(InviteKind::OneTime, relay(), 41, &mut rng)
+            .is_err()
+    );
 }

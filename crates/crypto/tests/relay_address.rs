@@ -77,11 +77,12 @@ fn link_with_relay(link: &str, relay: &[u8]) -> String {
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    // version, kind, IK_B, SPK_B, invite secret: 98 bytes; then the relay; then 4 of checksum.
-    let mut body = bin[..98].to_vec();
+    // version, kind, IK_B, SPK_B, drop id, stamp bits: 99 bytes; then the relay; then 4 of
+    // checksum.
+    let mut body = bin[..99].to_vec();
     body.extend_from_slice(relay);
     let sum = sha2::Sha256::new()
-        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(b"hush/v2/invite-checksum")
         .chain_update(&body)
         .finalize();
     body.extend_from_slice(&sum[..4]);

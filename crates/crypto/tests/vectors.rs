@@ -229,7 +229,11 @@ impl Player {
                 let now = self.unix_seconds;
                 let session = self.party(&step.actor.clone()).session.as_mut().unwrap();
                 let env = session.encrypt(&pt, rng).unwrap();
-                let (_, mailbox) = session.deposit_target(now);
+                // A mailbox id, or for a drop its id D (the link's, stamped deposits name it).
+                let mailbox = match session.deposit_target(now).1 {
+                    hush_crypto::Target::Mailbox(id) => id,
+                    hush_crypto::Target::Drop(drop) => drop.id,
+                };
                 check(&mut step.envelope, hex::encode(env.as_bytes()), "envelope");
                 check(&mut step.mailbox_id, hex::encode(mailbox.0), "mailbox id");
                 envelope_out = Some(env);
@@ -402,35 +406,36 @@ fn spec_derivations_match_the_implementation() {
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    assert_eq!(bin[0], 1, "version");
+    assert_eq!(bin[0], 2, "version");
     assert_eq!(bin[1], 1, "kind one-time");
-    let invite_secret = &bin[66..98];
-    assert_eq!(&bin[98..130], hex::decode(&c.relay_pin).unwrap().as_slice());
-    assert_eq!(u16::from_be_bytes([bin[130], bin[131]]), c.relay_port);
-    let host_len = usize::from(bin[132]);
-    assert_eq!(&bin[133..133 + host_len], c.relay_host.as_bytes());
-    let body_len = 133 + host_len;
-    let sum = sha256(&[b"hush/v1/invite-checksum", &bin[..body_len]]);
+    // The drop: its id D and the stamp difficulty; the relay address follows.
+    let drop_id = &bin[66..98];
+    assert!(bin[98] <= 40, "stamp bits");
+    assert_eq!(&bin[99..131], hex::decode(&c.relay_pin).unwrap().as_slice());
+    assert_eq!(u16::from_be_bytes([bin[131], bin[132]]), c.relay_port);
+    let host_len = usize::from(bin[133]);
+    assert_eq!(&bin[134..134 + host_len], c.relay_host.as_bytes());
+    let body_len = 134 + host_len;
+    let sum = sha256(&[b"hush/v2/invite-checksum", &bin[..body_len]]);
     assert_eq!(&bin[body_len..], &sum[..4]);
+    let link_body = &bin[..body_len];
 
-    // Handshake mailbox: root = HKDF(invite_secret, "hush/v1/invite-mailbox"),
-    // fetch = HKDF(root, "hush/v1/mailbox" || 0x00 || epoch), id = SHA-256(fetch).
-    let root = hkdf32(invite_secret, &[b"hush/v1/invite-mailbox"]);
-    let epoch = c.unix_seconds / 3600;
-    let fetch = hkdf32(&root, &[b"hush/v1/mailbox", &[0], &epoch.to_be_bytes()]);
-    let id = sha256(&[&fetch]);
+    // The invitee's first envelope goes to the drop D named in the link.
     assert_eq!(
         c.steps[2].mailbox_id.as_deref(),
-        Some(hex::encode(id).as_str())
+        Some(hex::encode(drop_id).as_str())
     );
 
-    // Init envelope: XChaCha20-Poly1305 under HKDF(invite_secret, "hush/v1/invite-seal"),
-    // nonce = first 24 bytes, tag = last 16; inner starts with version 1, IK_A, EK_A, ek_A.
+    // Init envelope: XChaCha20-Poly1305 under HKDF(D || IK_B || SPK_B, "hush/v2/invite-seal"),
+    // nonce = first 24 bytes, tag = last 16; inner starts with version 2, the link hash
+    // LH = SHA-256("hush/v2/link" || B), IK_A, EK_A, ek_A.
     let env = hex::decode(c.steps[2].envelope.as_ref().unwrap()).unwrap();
-    let inner = open_init(invite_secret, &env);
+    let seal_ikm = [drop_id, &bin[2..34], &bin[34..66]].concat();
+    let inner = open_init(&seal_ikm, &env);
     assert_eq!(inner.len(), 4056);
-    assert_eq!(inner[0], 1);
-    let hid = sha256(&[b"hush/v1/handshake-id", &inner[1..33], &inner[33..65]]);
+    assert_eq!(inner[0], 2);
+    assert_eq!(&inner[1..33], &sha256(&[b"hush/v2/link", link_body]));
+    let hid = sha256(&[b"hush/v2/handshake-id", &inner[33..65], &inner[65..97]]);
     assert_eq!(hex::encode(hid), c.handshake_id);
     let _ = epoch_of(0);
 }
@@ -452,24 +457,24 @@ fn hkdf32(ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-fn seal_cipher(invite_secret: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
-    let key = hkdf32(invite_secret, &[b"hush/v1/invite-seal"]);
+fn seal_cipher(seal_ikm: &[u8]) -> chacha20poly1305::XChaCha20Poly1305 {
+    let key = hkdf32(seal_ikm, &[b"hush/v2/invite-seal"]);
     chacha20poly1305::XChaCha20Poly1305::new(&key.into())
 }
 
-fn open_init(invite_secret: &[u8], env: &[u8]) -> Vec<u8> {
+fn open_init(seal_ikm: &[u8], env: &[u8]) -> Vec<u8> {
     let nonce = chacha20poly1305::XNonce::try_from(&env[..24]).unwrap();
     let tag = chacha20poly1305::Tag::try_from(&env[4080..]).unwrap();
     let mut inner = env[24..4080].to_vec();
-    seal_cipher(invite_secret)
+    seal_cipher(seal_ikm)
         .decrypt_inout_detached(&nonce, &[], inner.as_mut_slice().into(), &tag)
         .unwrap();
     inner
 }
 
-fn reseal_init(invite_secret: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
+fn reseal_init(seal_ikm: &[u8], nonce: &[u8], inner: &mut [u8]) -> Vec<u8> {
     let n = chacha20poly1305::XNonce::try_from(nonce).unwrap();
-    let tag = seal_cipher(invite_secret)
+    let tag = seal_cipher(seal_ikm)
         .encrypt_inout_detached(&n, &[], inner.into())
         .unwrap();
     [nonce, &inner[..], tag.as_slice()].concat()
@@ -503,17 +508,18 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         error: err.into(),
     };
     let link = c.steps[0].link.clone().unwrap();
-    let invite_secret = {
+    // The seal key's input: the drop id D, IK_B and SPK_B, all from the link.
+    let seal_ikm = {
         let bin = URL_SAFE_NO_PAD
             .decode(link.strip_prefix("hush:").unwrap())
             .unwrap();
-        bin[66..98].to_vec()
+        [&bin[66..98], &bin[2..34], &bin[34..66]].concat()
     };
     let wrong_version = {
         let env = hex::decode(env_hex(2)).unwrap();
-        let mut inner = open_init(&invite_secret, &env);
-        inner[0] = 2;
-        hex::encode(reseal_init(&invite_secret, &env[..24], &mut inner))
+        let mut inner = open_init(&seal_ikm, &env);
+        inner[0] = 1;
+        hex::encode(reseal_init(&seal_ikm, &env[..24], &mut inner))
     };
     // A session envelope for another relationship: the contact-address conversation's reply.
     let other: Conversation = load(&conversation_file("contact-address"));
@@ -619,13 +625,13 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_wrong_version.json".into(),
             case(
-                "Step 2's init envelope resealed with prefix version byte 2.",
+                "Step 2's init envelope resealed with prefix version byte 1 (a version 1 handshake).",
                 0,
                 "inviter",
                 "handle_init",
                 Some(wrong_version),
                 None,
-                "UnsupportedVersion(2)",
+                "UnsupportedVersion(1)",
             ),
         ),
         (
@@ -643,12 +649,12 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         (
             "fail_invite_truncated.json".into(),
             case(
-                "The invite link without its last 10 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
+                "The invite link without its last 11 characters (the checksum is checked before the body is decoded: a short link is a checksum mismatch unless it is shorter than the layout's minimum).",
                 0,
                 "invitee",
                 "parse_invite",
                 None,
-                Some(link[..link.len() - 10].to_string()),
+                Some(link[..link.len() - 11].to_string()),
                 "InviteChecksum",
             ),
         ),
@@ -726,7 +732,245 @@ fn generate_fail_cases() -> Vec<(String, FailCase)> {
         ),
     ];
     cases.extend(unusable_relay_cases(&c, &base));
+    cases.extend(version_and_link_cases(&c, &base));
+    cases.extend(pq_cases(&c, &base));
     cases
+}
+
+/// Offsets in stored session state (docs/PROTOCOL.md section 11) of the ratchet's KEM key
+/// tag and of its post-quantum block tag.
+fn pq_offsets(state: &[u8]) -> (usize, usize) {
+    let opt = |at: usize| if state[at] == 1 { at + 33 } else { at + 1 };
+    let mut at = 130 + 32; // role, transcript, ids, identity keys; the ratchet key
+    at = opt(at); // DHr
+    at += 32; // RK
+    for _ in 0..4 {
+        at = opt(at); // CKs, CKr, HKs, HKr
+    }
+    at += 64 + 12; // NHKs, NHKr, Ns, Nr, PN
+    let kem = at;
+    let block = if state[kem] == 1 { kem + 65 } else { kem + 1 };
+    (kem, block)
+}
+
+/// A sender that breaks the post-quantum ratchet, made by editing its stored state: the
+/// invitee after step 13 (its next message opens a new chain at the inviter) without its
+/// block, or with an encapsulation key that fails the FIPS 203 check.
+fn pq_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)> {
+    let case = |desc: &str, op: &str, err: &str| FailCase {
+        description: desc.into(),
+        base: base.into(),
+        after_step: 13,
+        actor: "inviter".into(),
+        op: op.into(),
+        envelope: None,
+        link: None,
+        state: None,
+        payload: None,
+        error: err.into(),
+    };
+    let player = replay(c, Some(13));
+    let state = player.invitee.session.as_ref().unwrap().to_bytes().to_vec();
+    let (kem, block) = pq_offsets(&state);
+    assert_eq!((state[kem], state[block]), (1, 1));
+    let encrypt_from = |edited: Vec<u8>, seed: u64| {
+        let mut s = Session::from_bytes(&edited).unwrap();
+        let env = s
+            .encrypt("后量子".as_bytes(), &mut ChaCha20Rng::seed_from_u64(seed))
+            .unwrap();
+        hex::encode(env.as_bytes())
+    };
+    let without = [&state[..block], &[0u8][..], &state[block + 1 + 2272..]].concat();
+    let mut bad_key = state.clone();
+    bad_key[block + 1..block + 1 + 1184].fill(0xff);
+    let mut bad_tag = state.clone();
+    bad_tag[kem] = 7;
+
+    let mut missing = case(
+        "The invitee's message after step 13 (a new chain for the inviter) without the \
+         post-quantum block: its stored state's block removed (tag 0), then encrypted.",
+        "decrypt",
+        "MissingKemCiphertext",
+    );
+    missing.envelope = Some(encrypt_from(without, 720));
+    let mut invalid = case(
+        "The invitee's message after step 13 whose post-quantum block carries an \
+         encapsulation key of 1184 bytes 0xff (fails the FIPS 203 modulus check).",
+        "decrypt",
+        "InvalidPeerKey",
+    );
+    invalid.envelope = Some(encrypt_from(bad_key, 721));
+    let mut tag = case(
+        "The invitee's stored state after step 13 with the ratchet's KEM key tag 7.",
+        "session_state",
+        "InvalidState(\"bad option tag\")",
+    );
+    tag.state = Some(hex::encode(bad_tag));
+    vec![
+        ("fail_pq_missing_block.json".into(), missing),
+        ("fail_pq_invalid_encapsulation_key.json".into(), invalid),
+        ("fail_state_pq_tag.json".into(), tag),
+    ]
+}
+
+/// A link body `B` (no checksum) made into a link with the checksum of `domain`.
+fn relink(body: &[u8], domain: &[u8]) -> String {
+    let sum = sha256(&[domain, body]);
+    format!(
+        "hush:{}",
+        URL_SAFE_NO_PAD.encode([body, &sum[..4]].concat())
+    )
+}
+
+/// Version 1 links and handshakes, edited links (the inviter names them), and a message
+/// encrypted twice from a restored sending state.
+fn version_and_link_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)> {
+    let case = |desc: String, after: usize, actor: &str, op: &str, err: &str| FailCase {
+        description: desc,
+        base: base.into(),
+        after_step: after,
+        actor: actor.into(),
+        op: op.into(),
+        envelope: None,
+        link: None,
+        state: None,
+        payload: None,
+        error: err.into(),
+    };
+    let link = c.steps[0].link.clone().unwrap();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let body = &bin[..bin.len() - 4];
+    let mut out = Vec::new();
+
+    let mut v1 = body.to_vec();
+    v1[0] = 1;
+    let mut f = case(
+        "The invite link as version 1 wrote it: version byte 1, checksum under \
+         \"hush/v1/invite-checksum\"."
+            .into(),
+        0,
+        "invitee",
+        "parse_invite",
+        "UnsupportedVersion(1)",
+    );
+    f.link = Some(relink(&v1, b"hush/v1/invite-checksum"));
+    out.push(("fail_invite_version_1.json".to_string(), f));
+    let mut v3 = body.to_vec();
+    v3[0] = 3;
+    let mut f = case(
+        "The invite link with version byte 3 and a correct version 2 checksum.".into(),
+        0,
+        "invitee",
+        "parse_invite",
+        "UnsupportedVersion(3)",
+    );
+    f.link = Some(relink(&v3, b"hush/v2/invite-checksum"));
+    out.push(("fail_invite_version_3.json".to_string(), f));
+
+    // Edited links: the checksum is recomputed (it is unkeyed), the invitee accepts the link
+    // and writes; the inviter refuses the handshake. Offsets in B: kind 1, IK_B 2..34,
+    // drop bits 98, relay pin 99..131, port 131..133, host 134...
+    let host_at = 134;
+    let edits: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("kind", "its kind changed to contact address (0x02)", {
+            let mut b = body.to_vec();
+            b[1] = 2;
+            b
+        }),
+        ("identity", "one bit of IK_B flipped (byte 10)", {
+            let mut b = body.to_vec();
+            b[10] ^= 0x01;
+            b
+        }),
+        (
+            "drop_bits",
+            "the drop's stamp difficulty lowered by one (byte 98)",
+            {
+                let mut b = body.to_vec();
+                b[98] -= 1;
+                b
+            },
+        ),
+        ("relay_pin", "another relay pin (all bytes 0x66)", {
+            let mut b = body.to_vec();
+            b[99..131].fill(0x66);
+            b
+        }),
+        ("relay_port", "the relay port changed to 443", {
+            let mut b = body.to_vec();
+            b[131..133].copy_from_slice(&443u16.to_be_bytes());
+            b
+        }),
+        (
+            "relay_host",
+            "the relay host changed to relay.example.net",
+            {
+                let mut b = body[..host_at - 1].to_vec();
+                let host = b"relay.example.net";
+                b.push(u8::try_from(host.len()).unwrap());
+                b.extend_from_slice(host);
+                b
+            },
+        ),
+    ];
+    for (i, (name, what, edited)) in edits.into_iter().enumerate() {
+        let edited_link = relink(&edited, b"hush/v2/invite-checksum");
+        let mut rng = ChaCha20Rng::seed_from_u64(700 + i as u64);
+        let mut session = Invite::parse(&edited_link)
+            .unwrap()
+            .accept(&mut rng)
+            .unwrap();
+        let env = session
+            .encrypt(b"sent through an edited link", &mut rng)
+            .unwrap();
+        let mut f = case(
+            format!(
+                "An init envelope from an invitee that accepted the invite link with {what} \
+                 (checksum recomputed; the link is {edited_link}). The inviter refuses it: \
+                 an edited key fails the seal, any other edit the link hash."
+            ),
+            0,
+            "inviter",
+            "handle_init",
+            // IK_B and SPK_B key the seal (with D): an envelope made with edited keys does
+            // not even open. Every other edit opens and is named by the link hash.
+            if name == "identity" {
+                "HandshakeUndecryptable"
+            } else {
+                "LinkMismatch"
+            },
+        );
+        f.envelope = Some(hex::encode(env.as_bytes()));
+        out.push((format!("fail_link_edited_{name}.json"), f));
+    }
+
+    // A sending state restored from a snapshot: the inviter's state before step 10 encrypts
+    // step 10's plaintext again with other random bytes. Its header nonce differs, so its
+    // body key and nonce differ too; the receiver, which read step 10, calls it a replay.
+    let mut player = replay(c, Some(9));
+    let restored = player.inviter.session.as_mut().unwrap();
+    let pt = hex::decode(c.steps[10].plaintext.as_ref().unwrap()).unwrap();
+    let again = restored
+        .encrypt(&pt, &mut ChaCha20Rng::seed_from_u64(710))
+        .unwrap();
+    assert_ne!(
+        hex::encode(again.as_bytes()),
+        c.steps[10].envelope.clone().unwrap()
+    );
+    let mut f = case(
+        "Step 10's plaintext encrypted again from the inviter's state after step 9 (a \
+         restored snapshot) with other random bytes, delivered after step 13 read step 10."
+            .into(),
+        13,
+        "invitee",
+        "decrypt",
+        "MessageReplayed",
+    );
+    f.envelope = Some(hex::encode(again.as_bytes()));
+    out.push(("fail_rollback_second_encryption.json".to_string(), f));
+    out
 }
 
 /// Relays a client cannot use (docs/PROTOCOL.md, "Binary relay address"): (file name part,
@@ -842,7 +1086,7 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    assert_eq!(&bin[98..98 + good.len()], good.as_slice());
+    assert_eq!(&bin[99..99 + good.len()], good.as_slice());
     let state = {
         let player = replay(c, None);
         player.invitee.session.as_ref().unwrap().to_bytes().to_vec()
@@ -852,8 +1096,8 @@ fn unusable_relay_cases(c: &Conversation, base: &str) -> Vec<(String, FailCase)>
         let bad = relay_binary(&pin, &host, port);
         let err = format!("UnusableRelay({rule:?})");
 
-        let mut body = [&bin[..98], &bad].concat();
-        let sum = sha256(&[b"hush/v1/invite-checksum", &body]);
+        let mut body = [&bin[..99], &bad].concat();
+        let sum = sha256(&[b"hush/v2/invite-checksum", &body]);
         body.extend_from_slice(&sum[..4]);
         let mut f = case(
             format!(
@@ -952,12 +1196,17 @@ fn fail_vectors_are_rejected_with_the_named_error() {
                         );
                         e
                     }
-                    Ok(env) => party
-                        .secrets
-                        .as_mut()
-                        .unwrap()
-                        .handle_init(&env, &mut rng)
-                        .unwrap_err(),
+                    Ok(env) => {
+                        let secrets = party.secrets.as_mut().unwrap();
+                        let before = secrets.to_bytes();
+                        let e = secrets.handle_init(&env, &mut rng).unwrap_err();
+                        assert_eq!(
+                            secrets.to_bytes().as_slice(),
+                            before.as_slice(),
+                            "{name}: inviter state changed"
+                        );
+                        e
+                    }
                 }
             }
             other => panic!("unknown op {other}"),
@@ -965,4 +1214,223 @@ fn fail_vectors_are_rejected_with_the_named_error() {
         assert_eq!(format!("{err:?}"), case.error, "{name}");
     }
     assert!(count >= 10, "fail vectors missing: found {count}");
+}
+
+// --- the ratchet re-derived from the spec -------------------------------------------------
+
+/// A spec-only re-implementation of the steps the one-time conversation starts with, from
+/// the random bytes the vector lists and the primitives alone (x25519-dalek, ml-kem,
+/// RustCrypto's ChaCha20-Poly1305 rather than the ring code hush seals bodies with):
+/// PROTOCOL.md sections 4.2 to 6.2. It rebuilds byte for byte the invitee's first init
+/// envelope (step 2), the inviter's first reply with its post-quantum block (step 6, after
+/// the inviter's first ratchet step at step 4) and the invitee's first post-quantum message
+/// (step 8, after its step 7 decapsulated and mixed).
+#[test]
+fn the_ratchet_and_its_pq_steps_follow_the_spec() {
+    use ml_kem::kem::{Decapsulate, KeyExport};
+    let c: Conversation = load(&conversation_file("one-time"));
+    let rnd = |i: usize| hex::decode(&c.steps[i].random).unwrap();
+    let env = |i: usize| hex::decode(c.steps[i].envelope.as_ref().unwrap()).unwrap();
+    let pt = |i: usize| hex::decode(c.steps[i].plaintext.as_ref().unwrap()).unwrap();
+    let k32 = |b: &[u8]| -> [u8; 32] { b.try_into().unwrap() };
+    let pubkey = |k: [u8; 32]| x25519_dalek::x25519(k, x25519_dalek::X25519_BASEPOINT_BYTES);
+    let dh = |k: [u8; 32], p: [u8; 32]| x25519_dalek::x25519(k, p);
+    let hkdf_n = |salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]], n: usize| {
+        let mut out = vec![0u8; n];
+        hkdf::Hkdf::<sha2::Sha256>::new(salt, ikm)
+            .expand_multi_info(info, &mut out)
+            .unwrap();
+        out
+    };
+    let kdf_rk = |rk: &[u8], dh: &[u8]| {
+        let o = hkdf_n(Some(rk), dh, &[b"hush/v2/ratchet"], 96);
+        (k32(&o[..32]), k32(&o[32..64]), k32(&o[64..]))
+    };
+    let kdf_pq = |rk: &[u8], ss: &[u8]| k32(&hkdf_n(Some(rk), ss, &[b"hush/v2/pq-mix"], 32));
+    let hmac = |k: &[u8], d: u8| -> [u8; 32] {
+        use hmac::Mac;
+        let mut m = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(k).unwrap();
+        m.update(&[d]);
+        m.finalize().into_bytes().into()
+    };
+    let kem_keygen = |seed: &[u8]| {
+        let seed: [u8; 64] = seed.try_into().unwrap();
+        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(seed))
+    };
+    let encaps = |ek: &[u8], m: &[u8]| {
+        let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek).unwrap();
+        let ek = ml_kem::EncapsulationKey768::new(&key).unwrap();
+        let m: [u8; 32] = m.try_into().unwrap();
+        let (ct, ss) = ek.encapsulate_deterministic(&ml_kem::B32::from(m));
+        (ct.to_vec(), ss.to_vec())
+    };
+    // One ratchet message: header under `hk`, body of `body_len` bytes under the message key
+    // of chain key `ck`, with the optional post-quantum block.
+    let message = |hk: [u8; 32],
+                   ck: [u8; 32],
+                   header: (&[u8; 32], u32, u32),
+                   hn: &[u8],
+                   block: Option<&[u8]>,
+                   payload: &[u8],
+                   body_len: usize,
+                   th: &[u8; 32]| {
+        let mk = hmac(&ck, 0x01);
+        let mut plain = vec![2u8];
+        plain.extend(header.0);
+        plain.extend(header.1.to_be_bytes());
+        plain.extend(header.2.to_be_bytes());
+        let nonce = chacha20poly1305::XNonce::try_from(hn).unwrap();
+        let tag = chacha20poly1305::XChaCha20Poly1305::new(&hk.into())
+            .encrypt_inout_detached(&nonce, &[], plain.as_mut_slice().into())
+            .unwrap();
+        let region = [hn, &plain, tag.as_slice()].concat();
+        let mut body = vec![0u8; body_len];
+        let mut at = 1;
+        if let Some(b) = block {
+            body[0] = 0x01;
+            body[1..1 + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        body[at..at + 2].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        body[at + 2..at + 2 + payload.len()].copy_from_slice(payload);
+        let km = hkdf_n(Some(hn), &mk, &[b"hush/v2/message"], 44);
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new_from_slice(&km[..32]).unwrap();
+        let n = chacha20poly1305::Nonce::try_from(&km[32..]).unwrap();
+        let ad = [&th[..], &region].concat();
+        let tag = cipher
+            .encrypt_inout_detached(&n, &ad, body.as_mut_slice().into())
+            .unwrap();
+        [region, body, tag.to_vec()].concat()
+    };
+
+    // Step 0 and 1: the inviter's and the invitee's keys.
+    let (r0, r1) = (rnd(0), rnd(1));
+    let (ik_b, spk_b) = (k32(&r0[..32]), k32(&r0[32..64]));
+    let (ik_a, ek_a, seed_a, a0) = (
+        k32(&r1[..32]),
+        k32(&r1[32..64]),
+        &r1[64..128],
+        k32(&r1[128..160]),
+    );
+    let link = c.steps[0].link.as_ref().unwrap();
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let b = &bin[..bin.len() - 4];
+    // The drop secret F: the third 32 bytes drawn, its first byte replaced by the
+    // difficulty; the link carries D = SHA-256(F) and that byte.
+    let mut f = r0[64..96].to_vec();
+    f[0] = b[98];
+    let d = sha256(&[&f]);
+    assert_eq!(&b[66..98], &d, "the link's drop id");
+    let ek_a_pub = kem_keygen(seed_a).encapsulation_key().to_bytes().to_vec();
+    let th = sha256(&[
+        b"hush/v2/transcript",
+        b,
+        &pubkey(ik_a),
+        &pubkey(ek_a),
+        &ek_a_pub,
+    ]);
+    let ikm = [
+        &[0xff; 32][..],
+        &dh(ik_a, pubkey(spk_b)),
+        &dh(ek_a, pubkey(ik_b)),
+        &dh(ek_a, pubkey(spk_b)),
+    ]
+    .concat();
+    let okm = hkdf_n(None, &ikm, &[b"hush/v2/x3dh", &th], 128);
+    let (sk, hka, nhkb) = (k32(&okm[..32]), k32(&okm[32..64]), k32(&okm[64..96]));
+
+    // Step 2: the invitee's first message, chain 0 (no block), in an init envelope.
+    let (rk_a, cks_a0, nhks_a) = kdf_rk(&sk, &dh(a0, pubkey(spk_b)));
+    let r2 = rnd(2);
+    let msg = message(
+        hka,
+        cks_a0,
+        (&pubkey(a0), 0, 0),
+        &r2[..24],
+        None,
+        &pt(2),
+        2678,
+        &th,
+    );
+    let prefix = [
+        &[2u8][..],
+        &sha256(&[b"hush/v2/link", b]),
+        &pubkey(ik_a),
+        &pubkey(ek_a),
+        &ek_a_pub,
+    ]
+    .concat();
+    let mut inner = [prefix, msg].concat();
+    assert_eq!(inner.len(), 4056);
+    let seal_ikm = [&d[..], &pubkey(ik_b), &pubkey(spk_b)].concat();
+    let sealed = reseal_init(&seal_ikm, &r2[24..48], &mut inner);
+    assert_eq!(
+        hex::encode(sealed),
+        hex::encode(env(2)),
+        "step 2 (init envelope)"
+    );
+
+    // Step 4: the inviter's first ratchet step (on step 3's message): receive half without
+    // KEM, send half encapsulating to ek_A.
+    let r4 = rnd(4);
+    let (rk1, _ckr, _nhkr) = kdf_rk(&sk, &dh(spk_b, pubkey(a0)));
+    let (b1, kem_b1, m_b) = (k32(&r4[..32]), &r4[32..96], &r4[96..128]);
+    let ek_b1 = kem_keygen(kem_b1).encapsulation_key().to_bytes().to_vec();
+    let (ct_b1, ss_b1) = encaps(&ek_a_pub, m_b);
+    let (rk2, cks_b1, _nhks_b) = kdf_rk(&rk1, &dh(b1, pubkey(a0)));
+    let rk_b = kdf_pq(&rk2, &ss_b1);
+
+    // Step 6: the inviter's first message, chain 1, under HKs = NHKb, with its block.
+    let block_b1 = [ek_b1.clone(), ct_b1.clone()].concat();
+    let msg = message(
+        nhkb,
+        cks_b1,
+        (&pubkey(b1), 0, 0),
+        &rnd(6)[..24],
+        Some(&block_b1),
+        &pt(6),
+        3999,
+        &th,
+    );
+    assert_eq!(
+        hex::encode(msg),
+        hex::encode(env(6)),
+        "step 6 (first reply)"
+    );
+
+    // Step 7: the invitee's step: receive half decapsulates ct_B1 and mixes; send half
+    // encapsulates to ek_B1. Its chain 0 had 2 messages, so PN = 2.
+    let r7 = rnd(7);
+    let (rk1, _ckr, _nhkr) = kdf_rk(&rk_a, &dh(a0, pubkey(b1)));
+    let ct = ml_kem::ml_kem_768::Ciphertext::try_from(ct_b1.as_slice()).unwrap();
+    let ss = kem_keygen(seed_a).decapsulate(&ct);
+    assert_eq!(ss.as_slice(), ss_b1.as_slice(), "decapsulation");
+    let rk1 = kdf_pq(&rk1, &ss);
+    let (a1, kem_a1, m_a) = (k32(&r7[..32]), &r7[32..96], &r7[96..128]);
+    let ek_a1 = kem_keygen(kem_a1).encapsulation_key().to_bytes().to_vec();
+    let (ct_a1, ss_a1) = encaps(&ek_b1, m_a);
+    let (rk2, cks_a1, _nhks) = kdf_rk(&rk1, &dh(a1, pubkey(b1)));
+    let _rk_a = kdf_pq(&rk2, &ss_a1);
+
+    // Step 8: the invitee's first post-quantum message, chain 2, under HKs = NHKs of its
+    // initialisation, in a session envelope.
+    let block_a1 = [ek_a1, ct_a1].concat();
+    let msg = message(
+        nhks_a,
+        cks_a1,
+        (&pubkey(a1), 2, 0),
+        &rnd(8)[..24],
+        Some(&block_a1),
+        &pt(8),
+        3999,
+        &th,
+    );
+    assert_eq!(
+        hex::encode(msg),
+        hex::encode(env(8)),
+        "step 8 (first PQ chain)"
+    );
+    let _ = rk_b;
 }

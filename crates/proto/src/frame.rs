@@ -10,6 +10,7 @@
 //! bytes 2..4 reserved (zero), then a [`BODY_LEN`]-byte body whose used prefix depends on the
 //! kind and whose remainder is zero.
 
+use crate::drop::{DropAddress, MAX_STAMP_BITS, STAMP_LEN};
 use crate::types::{
     DeleteIds, Delivery, ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, SecretBatch,
 };
@@ -24,6 +25,10 @@ mod kind {
     pub const FETCH: u8 = 0x03;
     pub const DELETE: u8 = 0x04;
     pub const SUBSCRIBE: u8 = 0x05;
+    pub const DEPOSIT_STAMPED: u8 = 0x06;
+    pub const FETCH_DROPS: u8 = 0x07;
+    pub const DELETE_DROP: u8 = 0x08;
+    pub const SUBSCRIBE_DROPS: u8 = 0x09;
 
     pub const PONG: u8 = 0x81;
     pub const DEPOSITED: u8 = 0x82;
@@ -34,7 +39,17 @@ mod kind {
     pub const ERROR: u8 = 0xff;
 
     pub fn is_request(k: u8) -> bool {
-        matches!(k, PING | DEPOSIT | FETCH | DELETE | SUBSCRIBE)
+        matches!(
+            k,
+            PING | DEPOSIT
+                | FETCH
+                | DELETE
+                | SUBSCRIBE
+                | DEPOSIT_STAMPED
+                | FETCH_DROPS
+                | DELETE_DROP
+                | SUBSCRIBE_DROPS
+        )
     }
     pub fn is_response(k: u8) -> bool {
         matches!(
@@ -77,6 +92,37 @@ pub enum Request {
     /// [`Response::Subscribed`] and then a [`Response::Envelope`] per arrival.
     Subscribe {
         /// The fetch secrets.
+        secrets: SecretBatch,
+    },
+    /// Store `envelope` in a drop (an invite's handshake mailbox), paying with a stamp;
+    /// answered like [`Request::Deposit`], or `StampTooWeak` with the work now required.
+    DepositStamped {
+        /// The drop, as the invite names it.
+        drop: DropAddress,
+        /// Proof of work for this envelope and drop (see [`crate::drop::stamp_work`]).
+        stamp: [u8; STAMP_LEN],
+        /// The ciphertext.
+        envelope: Envelope,
+    },
+    /// [`Request::Fetch`] from the drops the secrets open (each secret `F` is an invite
+    /// owner's, and opens the drop `SHA-256(F)` of difficulty `F[0]`), never from ordinary
+    /// mailboxes.
+    FetchDrops {
+        /// Cursor, as in [`Request::Fetch`].
+        after: EnvelopeId,
+        /// The owners' secrets.
+        secrets: SecretBatch,
+    },
+    /// [`Request::Delete`] in the drop `secret` opens.
+    DeleteDrop {
+        /// The owner's secret.
+        secret: FetchSecret,
+        /// The envelopes to delete.
+        ids: DeleteIds,
+    },
+    /// [`Request::Subscribe`] to the drops the secrets open.
+    SubscribeDrops {
+        /// The owners' secrets.
         secrets: SecretBatch,
     },
 }
@@ -232,6 +278,8 @@ error_codes! {
     MailboxFull = 0x0100, "mailbox_full";
     /// the relay's global storage quota is reached.
     RelayFull = 0x0101, "relay_full";
+    /// a stamped deposit's stamp shows too little work; the argument is the bits required.
+    StampTooWeak = 0x0102, "stamp_too_weak";
     /// too many requests on this connection; the argument is milliseconds to wait.
     RateLimited = 0x0200, "rate_limited";
     /// no named envelope exists in that mailbox.
@@ -383,30 +431,49 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
             mailbox: MailboxId(r.take()),
             envelope: r.envelope(),
         },
-        kind::FETCH => {
+        kind::FETCH | kind::FETCH_DROPS => {
             let after = EnvelopeId(r.u64());
             let count = r.count(MAX_SECRETS)?;
             r.reserved16()?;
-            Request::Fetch {
-                after,
-                secrets: read_secrets(&mut r, count)?,
+            let secrets = read_secrets(&mut r, count)?;
+            if k == kind::FETCH {
+                Request::Fetch { after, secrets }
+            } else {
+                Request::FetchDrops { after, secrets }
             }
         }
-        kind::DELETE => {
+        kind::DELETE | kind::DELETE_DROP => {
             let secret = FetchSecret::from_bytes(r.take());
             let count = r.count(MAX_DELETE_IDS)?;
             r.reserved16()?;
             let ids = (0..count).map(|_| EnvelopeId(r.u64())).collect();
-            Request::Delete {
-                secret,
-                ids: DeleteIds::new(ids)?,
+            let ids = DeleteIds::new(ids)?;
+            if k == kind::DELETE {
+                Request::Delete { secret, ids }
+            } else {
+                Request::DeleteDrop { secret, ids }
             }
         }
-        kind::SUBSCRIBE => {
+        kind::SUBSCRIBE | kind::SUBSCRIBE_DROPS => {
             let count = r.count(MAX_SECRETS)?;
             r.reserved16()?;
-            Request::Subscribe {
-                secrets: read_secrets(&mut r, count)?,
+            let secrets = read_secrets(&mut r, count)?;
+            if k == kind::SUBSCRIBE {
+                Request::Subscribe { secrets }
+            } else {
+                Request::SubscribeDrops { secrets }
+            }
+        }
+        kind::DEPOSIT_STAMPED => {
+            let id = MailboxId(r.take());
+            let bits = r.u8();
+            if bits > MAX_STAMP_BITS {
+                return Err(Error::BadField("stamp bits"));
+            }
+            Request::DepositStamped {
+                drop: DropAddress { id, bits },
+                stamp: r.take(),
+                envelope: r.envelope(),
             }
         }
         other => return Err(Error::UnknownKind(other)),
@@ -491,27 +558,30 @@ impl Request {
                 w.put(envelope.as_bytes());
                 w.finish()
             }
-            Self::Fetch { after, secrets } => {
-                let mut w = Writer::new(kind::FETCH);
-                w.put(&after.0.to_be_bytes());
-                put_secrets(&mut w, secrets);
-                w.finish()
-            }
-            Self::Delete { secret, ids } => {
-                let mut w = Writer::new(kind::DELETE);
-                w.put(secret.as_bytes());
-                // DeleteIds holds 1..=MAX_DELETE_IDS (512) entries.
-                let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
-                w.put(&n.to_be_bytes());
-                w.put(&[0, 0]);
-                for id in ids.ids() {
-                    w.put(&id.0.to_be_bytes());
-                }
-                w.finish()
-            }
+            Self::Fetch { after, secrets } => fetch_frame(kind::FETCH, *after, secrets),
+            Self::FetchDrops { after, secrets } => fetch_frame(kind::FETCH_DROPS, *after, secrets),
+            Self::Delete { secret, ids } => delete_frame(kind::DELETE, secret, ids),
+            Self::DeleteDrop { secret, ids } => delete_frame(kind::DELETE_DROP, secret, ids),
             Self::Subscribe { secrets } => {
                 let mut w = Writer::new(kind::SUBSCRIBE);
                 put_secrets(&mut w, secrets);
+                w.finish()
+            }
+            Self::SubscribeDrops { secrets } => {
+                let mut w = Writer::new(kind::SUBSCRIBE_DROPS);
+                put_secrets(&mut w, secrets);
+                w.finish()
+            }
+            Self::DepositStamped {
+                drop,
+                stamp,
+                envelope,
+            } => {
+                let mut w = Writer::new(kind::DEPOSIT_STAMPED);
+                w.put(drop.id.as_bytes());
+                w.put(&[drop.bits]);
+                w.put(stamp);
+                w.put(envelope.as_bytes());
                 w.finish()
             }
         }
@@ -526,8 +596,34 @@ impl Request {
             Self::Fetch { .. } => "fetch",
             Self::Delete { .. } => "delete",
             Self::Subscribe { .. } => "subscribe",
+            Self::DepositStamped { .. } => "deposit_stamped",
+            Self::FetchDrops { .. } => "fetch_drops",
+            Self::DeleteDrop { .. } => "delete_drop",
+            Self::SubscribeDrops { .. } => "subscribe_drops",
         }
     }
+}
+
+/// Fetch and FetchDrops: cursor, count, reserved, secrets.
+fn fetch_frame(k: u8, after: EnvelopeId, secrets: &SecretBatch) -> Box<[u8; FRAME_LEN]> {
+    let mut w = Writer::new(k);
+    w.put(&after.0.to_be_bytes());
+    put_secrets(&mut w, secrets);
+    w.finish()
+}
+
+/// Delete and DeleteDrop: secret, count, reserved, ids.
+fn delete_frame(k: u8, secret: &FetchSecret, ids: &DeleteIds) -> Box<[u8; FRAME_LEN]> {
+    let mut w = Writer::new(k);
+    w.put(secret.as_bytes());
+    // DeleteIds holds 1..=MAX_DELETE_IDS (512) entries.
+    let n = u16::try_from(ids.ids().len()).unwrap_or(u16::MAX);
+    w.put(&n.to_be_bytes());
+    w.put(&[0, 0]);
+    for id in ids.ids() {
+        w.put(&id.0.to_be_bytes());
+    }
+    w.finish()
 }
 
 impl Response {
@@ -607,6 +703,14 @@ mod tests {
     fn all_requests() -> Vec<Request> {
         vec![
             Request::Ping,
+            Request::DepositStamped {
+                drop: DropAddress {
+                    id: MailboxId([0xd5; 32]),
+                    bits: MAX_STAMP_BITS,
+                },
+                stamp: [0xa7; STAMP_LEN],
+                envelope: env(0x3c),
+            },
             Request::Deposit {
                 mailbox: MailboxId([7; 32]),
                 envelope: env(0x55),
@@ -719,9 +823,12 @@ mod tests {
         long.push(0);
         assert_eq!(decode_request(&long), Err(Error::Oversized(FRAME_LEN + 1)));
 
-        let mut f = good.clone();
-        f[0] = 2;
-        assert_eq!(decode_request(&f[..]), Err(Error::UnsupportedVersion(2)));
+        // Version 1 frames (and any other) are refused with the version error.
+        for v in [0, 1, 3] {
+            let mut f = good.clone();
+            f[0] = v;
+            assert_eq!(decode_request(&f[..]), Err(Error::UnsupportedVersion(v)));
+        }
         assert_eq!(
             Error::UnsupportedVersion(2).code(),
             Some(ErrorCode::UnsupportedVersion)
@@ -768,6 +875,22 @@ mod tests {
         .encode();
         f[HEADER_LEN + 4] = 2;
         assert_eq!(decode_response(&f[..]), Err(Error::BadField("more")));
+    }
+
+    #[test]
+    fn a_stamped_deposit_naming_more_work_than_anyone_can_do_is_refused() {
+        let req = Request::DepositStamped {
+            drop: DropAddress {
+                id: MailboxId([1; 32]),
+                bits: 20,
+            },
+            stamp: [2; STAMP_LEN],
+            envelope: env(3),
+        };
+        let mut f = req.encode();
+        assert_eq!(decode_request(&f[..]).as_ref(), Ok(&req));
+        f[HEADER_LEN + 32] = MAX_STAMP_BITS + 1;
+        assert_eq!(decode_request(&f[..]), Err(Error::BadField("stamp bits")));
     }
 
     proptest! {

@@ -21,12 +21,14 @@
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod drop;
 mod error;
 mod frame;
 pub mod mux;
 mod types;
 
 pub use address::{Host, RelayAddress, SpkiPin};
+pub use drop::DropAddress;
 pub use error::Error;
 pub use frame::{ErrorCode, ErrorFrame, Pong, Request, Response, decode_request, decode_response};
 pub use types::{
@@ -34,16 +36,16 @@ pub use types::{
 };
 
 /// The only protocol version this build speaks. Carried in byte 0 of every frame.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Oldest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 1;
+pub const MIN_VERSION: u8 = 2;
 /// Newest protocol version this build accepts.
-pub const MAX_VERSION: u8 = 1;
+pub const MAX_VERSION: u8 = 2;
 
-/// TLS ALPN protocol id for protocol version 1. A relay that offers no matching ALPN fails
+/// TLS ALPN protocol id for protocol version 2. A relay that offers no matching ALPN fails
 /// the TLS handshake (`no_application_protocol`), which is the first step of version
-/// negotiation.
-pub const ALPN: &[u8] = b"hush/1";
+/// negotiation: a version-1 peer (`hush/1`) meets exactly that.
+pub const ALPN: &[u8] = b"hush/2";
 
 /// Size of the frame header: version, kind, two reserved bytes.
 pub const HEADER_LEN: usize = 4;

@@ -56,6 +56,8 @@ pub mod close_code {
     pub const NORMAL: u32 = 0x0;
     /// The relay is shutting down; reconnect later.
     pub const SHUTTING_DOWN: u32 = 0x2;
+    /// The connection was idle and its slot went to a newcomer; reconnect when needed.
+    pub const EVICTED: u32 = 0x3;
     /// A cell did not decode.
     pub const MALFORMED_CELL: u32 = 0x10;
     /// A cell broke the stream rules (an id reused or skipped, data after FIN, a stream

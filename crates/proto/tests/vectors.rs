@@ -8,7 +8,10 @@ use std::fs;
 use std::path::Path;
 
 use hush_proto::mux::{Cell, decode_cell};
-use hush_proto::{RelayAddress, Request, Response, decode_request, decode_response};
+use hush_proto::{
+    DropAddress, Envelope, FetchSecret, RelayAddress, Request, Response, decode_request,
+    decode_response,
+};
 use sha2::{Digest, Sha256};
 
 fn h(b: &[u8]) -> String {
@@ -41,6 +44,17 @@ fn describe_request(r: &Request) -> String {
                 .map(|i| i.0.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
+        ),
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => format!(
+            "deposit_stamped drop={} bits={} stamp={} envelope_sha256={}",
+            h(drop.id.as_bytes()),
+            drop.bits,
+            h(stamp),
+            h(&Sha256::digest(envelope.as_bytes()))
         ),
         Request::Subscribe { secrets } => format!(
             "subscribe secrets={}",
@@ -97,6 +111,15 @@ fn describe_cell(c: &Cell<'_>) -> String {
     }
 }
 
+fn describe_address(a: &RelayAddress) -> String {
+    format!(
+        "address pin={} host={} port={}",
+        h(&a.pin.0),
+        a.host,
+        a.port
+    )
+}
+
 #[test]
 fn replay_all_vectors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
@@ -119,25 +142,57 @@ fn replay_all_vectors() {
                 .unwrap_or_else(|| panic!("{name}: missing {k}"))
                 .to_owned()
         };
+        let optional = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .map(str::to_owned)
+        };
         let direction = field("direction");
         let expect = field("expect");
         let got = match direction.as_str() {
             "address" => match field("address").parse::<RelayAddress>() {
                 Ok(a) => {
-                    assert_eq!(
-                        a.to_string(),
-                        field("address"),
-                        "{name}: address round trip"
-                    );
-                    format!(
-                        "address pin={} host={} port={}",
-                        h(&a.pin.0),
-                        a.host,
-                        a.port
-                    )
+                    // An accepted address prints back in its canonical form, which is the
+                    // input itself unless the vector names another.
+                    let canonical = optional("canonical").unwrap_or_else(|| field("address"));
+                    assert_eq!(a.to_string(), canonical, "{name}: canonical text");
+                    let binary = hex::decode(field("binary")).unwrap();
+                    assert_eq!(a.to_binary().unwrap(), binary, "{name}: binary form");
+                    let (back, rest) = RelayAddress::from_binary(&binary).unwrap();
+                    assert!(back == a && rest.is_empty(), "{name}: binary round trip");
+                    describe_address(&a)
                 }
                 Err(_) => "error bad_address".to_owned(),
             },
+            "drop" => {
+                let secret = FetchSecret::from_bytes(
+                    hex::decode(field("secret")).unwrap().try_into().unwrap(),
+                );
+                let stamp: [u8; 16] = hex::decode(field("stamp")).unwrap().try_into().unwrap();
+                let envelope = Envelope::new(Box::new(
+                    hex::decode(field("envelope")).unwrap().try_into().unwrap(),
+                ));
+                let drop = DropAddress::of_secret(&secret);
+                let key = drop.storage_key();
+                format!(
+                    "drop id={} bits={} key={} work={}",
+                    h(drop.id.as_bytes()),
+                    drop.bits,
+                    h(key.as_bytes()),
+                    hush_proto::drop::stamp_work(&key, &envelope, &stamp)
+                )
+            }
+            "binary_address" => {
+                let bytes = hex::decode(field("binary")).unwrap();
+                match RelayAddress::from_binary(&bytes) {
+                    Ok((a, rest)) => {
+                        assert_eq!(a.to_binary().unwrap(), bytes[..bytes.len() - rest.len()]);
+                        format!("{} rest={}", describe_address(&a), h(rest))
+                    }
+                    Err(hush_proto::Error::AddressTruncated) => "error address_truncated".into(),
+                    Err(_) => "error bad_address".to_owned(),
+                }
+            }
             "request" | "response" => {
                 let bytes = hex::decode(field("frame")).unwrap();
                 let decoded = if direction == "request" {
@@ -182,7 +237,7 @@ fn replay_all_vectors() {
         fails += usize::from(name.starts_with("fail_"));
     }
     assert!(
-        seen >= 60 && fails >= 38,
+        seen >= 100 && fails >= 65,
         "too few vectors: {seen} ({fails} fail_)"
     );
 }

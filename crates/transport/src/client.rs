@@ -122,7 +122,8 @@ impl RelayClient {
     ///
     /// # Errors
     /// [`Error::Resolve`] / [`Error::Connect`] / [`Error::Connection`] if the relay is
-    /// unreachable, presents another key than the pin, or does not speak `hush/1`.
+    /// unreachable, presents another key than the pin, or does not speak this protocol version
+    /// ([`Error::VersionMismatch`]).
     pub async fn connect(addr: &RelayAddress) -> Result<Self, Error> {
         let remote = resolve(addr).await?;
         let bind = if remote.is_ipv6() {
@@ -177,7 +178,7 @@ impl RelayClient {
         Self::connect_with_alpn(endpoint, addr, ALPN).await
     }
 
-    /// Connects offering `alpn` instead of `hush/1` (tests of version negotiation).
+    /// Connects offering `alpn` instead of this version's (tests of version negotiation).
     ///
     /// # Errors
     /// As [`RelayClient::connect`].
@@ -211,6 +212,12 @@ impl RelayClient {
             Ok(c) => c,
             Err(_) if mismatch.load(std::sync::atomic::Ordering::SeqCst) => {
                 return Err(Error::PinMismatch);
+            }
+            // TLS alert no_application_protocol (120): no protocol version in common.
+            Err(quinn::ConnectionError::ConnectionClosed(c))
+                if c.error_code == quinn::TransportErrorCode::crypto(120) =>
+            {
+                return Err(Error::VersionMismatch);
             }
             Err(e) => return Err(e.into()),
         };
@@ -356,12 +363,51 @@ impl RelayClient {
         }
     }
 
+    /// Stores `envelope` in a drop (an invite's handshake mailbox), paying with `stamp`; the
+    /// relay answers `StampTooWeak` with the bits it wants now if the stamp shows less.
+    ///
+    /// # Errors
+    /// [`Error::Relay`], or a transport/protocol error.
+    pub async fn deposit_stamped(
+        &self,
+        drop: hush_proto::DropAddress,
+        stamp: [u8; hush_proto::drop::STAMP_LEN],
+        envelope: Envelope,
+    ) -> Result<EnvelopeId, Error> {
+        let req = Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        };
+        match self.single(&req).await? {
+            Response::Deposited(id) => Ok(id),
+            _ => Err(Error::UnexpectedResponse("expected Deposited")),
+        }
+    }
+
     /// One fetch page: envelopes with id greater than `after` in the mailboxes of `secrets`.
     ///
     /// # Errors
     /// [`Error::Relay`], or a transport/protocol error.
     pub async fn fetch(&self, secrets: SecretBatch, after: EnvelopeId) -> Result<FetchPage, Error> {
-        let mut reply = self.open(&Request::Fetch { after, secrets }).await?;
+        self.fetch_page(&Request::Fetch { after, secrets }).await
+    }
+
+    /// One fetch page from the drops `secrets` own (invite owners' secrets).
+    ///
+    /// # Errors
+    /// As [`RelayClient::fetch`].
+    pub async fn fetch_drops(
+        &self,
+        secrets: SecretBatch,
+        after: EnvelopeId,
+    ) -> Result<FetchPage, Error> {
+        self.fetch_page(&Request::FetchDrops { after, secrets })
+            .await
+    }
+
+    async fn fetch_page(&self, req: &Request) -> Result<FetchPage, Error> {
+        let mut reply = self.open(req).await?;
         let mut deliveries = Vec::new();
         loop {
             match reply.next().await? {
@@ -385,12 +431,32 @@ impl RelayClient {
     /// # Errors
     /// As [`RelayClient::fetch`].
     pub async fn fetch_all(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
+        self.fetch_every(secrets, false).await
+    }
+
+    /// Every stored envelope of the drops `secrets` own, as [`RelayClient::fetch_all`].
+    ///
+    /// # Errors
+    /// As [`RelayClient::fetch`].
+    pub async fn fetch_all_drops(&self, secrets: &[FetchSecret]) -> Result<Vec<Delivery>, Error> {
+        self.fetch_every(secrets, true).await
+    }
+
+    async fn fetch_every(
+        &self,
+        secrets: &[FetchSecret],
+        drops: bool,
+    ) -> Result<Vec<Delivery>, Error> {
         let mut out = Vec::new();
         for chunk in secrets.chunks(MAX_SECRETS) {
             let batch = SecretBatch::new(chunk.to_vec()).map_err(Error::InvalidArgument)?;
             let mut after = EnvelopeId(0);
             loop {
-                let page = self.fetch(batch.clone(), after).await?;
+                let page = if drops {
+                    self.fetch_drops(batch.clone(), after).await?
+                } else {
+                    self.fetch(batch.clone(), after).await?
+                };
                 if let Some(last) = page.deliveries.last() {
                     after = last.id;
                 }
@@ -413,7 +479,23 @@ impl RelayClient {
         secret: FetchSecret,
         ids: DeleteIds,
     ) -> Result<DeleteOutcome, Error> {
-        match self.single(&Request::Delete { secret, ids }).await? {
+        self.delete_in(&Request::Delete { secret, ids }).await
+    }
+
+    /// Deletes envelopes of the drop `secret` owns.
+    ///
+    /// # Errors
+    /// As [`RelayClient::delete`].
+    pub async fn delete_drop(
+        &self,
+        secret: FetchSecret,
+        ids: DeleteIds,
+    ) -> Result<DeleteOutcome, Error> {
+        self.delete_in(&Request::DeleteDrop { secret, ids }).await
+    }
+
+    async fn delete_in(&self, req: &Request) -> Result<DeleteOutcome, Error> {
+        match self.single(req).await? {
             Response::Deleted {
                 deleted,
                 expired,
@@ -433,7 +515,20 @@ impl RelayClient {
     /// # Errors
     /// [`Error::Relay`] (`TooManySubscriptions`, ...), or a transport/protocol error.
     pub async fn subscribe(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
-        let mut reply = self.open(&Request::Subscribe { secrets }).await?;
+        self.subscribe_to(&Request::Subscribe { secrets }).await
+    }
+
+    /// Subscribes to the drops `secrets` own.
+    ///
+    /// # Errors
+    /// As [`RelayClient::subscribe`].
+    pub async fn subscribe_drops(&self, secrets: SecretBatch) -> Result<Subscription, Error> {
+        self.subscribe_to(&Request::SubscribeDrops { secrets })
+            .await
+    }
+
+    async fn subscribe_to(&self, req: &Request) -> Result<Subscription, Error> {
+        let mut reply = self.open(req).await?;
         match reply.next().await? {
             Some(Response::Subscribed { count }) => Ok(Subscription { reply, count }),
             Some(Response::Error(e)) => Err(Error::Relay(e)),

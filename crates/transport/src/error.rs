@@ -38,6 +38,10 @@ pub enum Error {
     /// A stream failed while reading or writing.
     #[error("stream: {0}")]
     Stream(String),
+    /// The relay speaks no protocol version this client does (the TLS handshake ended with
+    /// `no_application_protocol`): one of the two needs an upgrade. Nothing was sent.
+    #[error("the relay speaks another version of the hush protocol; update hush or the relay")]
+    VersionMismatch,
     /// The relay presented a certificate that does not match the pin of its address:
     /// someone in the path is intercepting, or the relay's key changed. Nothing was sent.
     #[error("the relay's certificate does not match the pin of its address")]

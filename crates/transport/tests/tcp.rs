@@ -87,8 +87,8 @@ async fn a_relay_that_answers_well_is_understood() {
     let addr = hostile(|req| {
         let stream = stream_of(req);
         let pong = Response::Pong(hush_proto::Pong {
-            min_version: 1,
-            max_version: 1,
+            min_version: hush_proto::MIN_VERSION,
+            max_version: hush_proto::MAX_VERSION,
             mailbox_quota: 256,
             expiry_secs: 604_800,
         })

@@ -1,18 +1,28 @@
-//! hush-loadgen: measures hush-relay against NATS JetStream on the same machine, in one run.
+//! hush-loadgen: measures hush-relay against the machine's limits and NATS JetStream on the
+//! same machine, in one run, and prints the figures docs/BENCHMARKS.md records.
 //!
-//! Owns: starting a fresh `hush-relay` (and a fresh `nats-server` with JetStream file storage
-//! and `sync_interval: always`), driving N connections that deposit (publish) 4096-byte
-//! messages and receive them by push (consumer), and reporting durable throughput,
-//! deposit-to-push latency and peak RSS; then the relay's memory with many idle connections.
+//! Owns: starting every system it measures (a fresh `hush-relay` on redb; a single
+//! `nats-server` or a 3-node cluster with JetStream file storage and `sync_interval: always`;
+//! 1, 2 and 3 relay processes over that cluster), driving N connections that deposit
+//! (publish) 4096-byte messages and receive them by push, and reporting durable throughput,
+//! acknowledgement and deposit-to-push latency, CPU and peak RSS; beside them the floor:
+//! the disk's synced-write rate and a QUIC-only server with the relay's frames.
 //! Must never be run as a test or assert on timing: its figures go to docs/BENCHMARKS.md
 //! together with the command line that produced them.
 //!
 //! Phases, for each system: `max` (closed loop, N connections x W requests in flight, after a
-//! 1 s warm-up) and `half` (open loop at half of that system's own `max` throughput). Each
-//! message carries its send time; the receiving connection (a different one) records
-//! receive - send. Throughput counts durable acknowledgements (hush `Deposited`, JetStream
-//! publish ack) of messages sent inside the measured window.
+//! 1 s warm-up) and `half` (open loop at half of that system's own `max` throughput). The
+//! open loop is fair: each connection follows a schedule fixed in advance ([`schedule`]:
+//! spread across the period, or Poisson), and every latency is measured from the *intended*
+//! send time, so a sender held up by a slow system is charged for the delay (no coordinated
+//! omission). Each message carries that time; the receiving connection (a different one, at
+//! another relay process when there are several) records receive - intended. Throughput
+//! counts durable acknowledgements (hush `Deposited`, JetStream publish ack) of messages
+//! intended inside the measured window.
 #![forbid(unsafe_code)]
+
+mod floor;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,24 +35,33 @@ use clap::Parser;
 use futures_util::StreamExt as _;
 use hush_proto::{ENVELOPE_LEN, Envelope, FetchSecret, MailboxId, RelayAddress, SecretBatch};
 use hush_transport::{RelayClient, client_endpoint};
+use schedule::{Arrivals, Schedule};
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 
 #[derive(Parser, Clone)]
 #[command(
     name = "hush-loadgen",
-    about = "hush-relay load generator with a NATS JetStream reference"
+    about = "hush-relay load generator with the machine's floor and a NATS JetStream reference"
 )]
 struct Args {
     /// hush-relay binary (default: next to this executable).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
-    /// nats-server binary (2.10 or newer, for `sync_interval: always`).
+    /// nats-server binary (2.11 or newer).
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
-    /// Skip the NATS reference.
+    /// Skip everything that needs nats-server.
     #[arg(long)]
     skip_nats: bool,
+    /// The JetStream reference is a 3-node cluster (R3) on loopback instead of one node,
+    /// and hush-relay is also measured with 1, 2 and 3 processes over that cluster
+    /// (storage.backend = "jetstream").
+    #[arg(long)]
+    cluster: bool,
+    /// Relay process counts measured over the cluster (with --cluster).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    relays: Vec<usize>,
     /// Connections per system.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -52,8 +71,14 @@ struct Args {
     /// Measured seconds per phase.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// How the open-loop (`half`) phase spaces each connection's sends.
+    #[arg(long, value_enum, default_value_t = Arrivals::Spread)]
+    arrivals: Arrivals,
+    /// Seed of the Poisson schedules.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Idle connections for the memory measurement (0 to skip).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 0)]
     idle: usize,
     /// Where relay and NATS data go (default: a temporary directory; use a directory on the
     /// disk you want to measure).
@@ -61,12 +86,14 @@ struct Args {
     data_dir: Option<PathBuf>,
 }
 
-/// Collects deposit-to-push latencies of messages sent inside the measured window.
+/// Latencies of messages intended inside the measured window: deposit-to-push (at the
+/// receiver) and deposit-to-acknowledgement (at the sender), both from the intended time.
 struct Recorder {
     t0: Instant,
     from_ns: AtomicU64,
     to_ns: AtomicU64,
-    lat_us: Mutex<Vec<u32>>,
+    push_us: Mutex<Vec<u32>>,
+    ack_us: Mutex<Vec<u32>>,
 }
 
 impl Recorder {
@@ -76,19 +103,35 @@ impl Recorder {
     fn in_window(&self, ts: u64) -> bool {
         ts >= self.from_ns.load(Ordering::Relaxed) && ts <= self.to_ns.load(Ordering::Relaxed)
     }
-    fn record(&self, payload: &[u8]) {
+    fn since_us(&self, ts: u64) -> u32 {
+        u32::try_from((self.now_ns().saturating_sub(ts) / 1000).min(u64::from(u32::MAX)))
+            .unwrap_or(u32::MAX)
+    }
+    fn record_push(&self, payload: &[u8]) {
         let mut b = [0u8; 8];
         if let Some(s) = payload.get(..8) {
             b.copy_from_slice(s);
         }
         let ts = u64::from_be_bytes(b);
         if self.in_window(ts) {
-            let us = (self.now_ns().saturating_sub(ts) / 1000).min(u64::from(u32::MAX));
-            self.lat_us
+            let us = self.since_us(ts);
+            self.push_us
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(u32::try_from(us).unwrap_or(u32::MAX));
+                .push(us);
         }
+    }
+    fn record_ack(&self, ts: u64) {
+        let us = self.since_us(ts);
+        self.ack_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(us);
+    }
+    fn take(v: &Mutex<Vec<u32>>) -> Vec<u32> {
+        let mut out = std::mem::take(&mut *v.lock().unwrap_or_else(PoisonError::into_inner));
+        out.sort_unstable();
+        out
     }
 }
 
@@ -128,7 +171,7 @@ impl Conn {
                 c.deposit(mb, env).await?;
             }
             Self::Nats(js) => {
-                js.publish(format!("hush.{dest}"), bytes::Bytes::from(body))
+                js.publish(format!("{RAW_PREFIX}.{dest}"), bytes::Bytes::from(body))
                     .await?
                     .await?;
             }
@@ -137,16 +180,39 @@ impl Conn {
     }
 }
 
+/// The raw JetStream reference's stream and subjects (apart from the relays' `HUSH`).
+const RAW_STREAM: &str = "RAW";
+const RAW_PREFIX: &str = "raw";
+
+/// How a phase sends.
+#[derive(Clone, Copy, Debug)]
+enum Load {
+    /// `window` requests in flight per connection, each sent as the previous one returns.
+    Closed { window: usize },
+    /// `rate` messages per second in all, on fixed schedules.
+    Open {
+        rate: f64,
+        arrivals: Arrivals,
+        seed: u64,
+    },
+}
+
 #[derive(Debug, Default, Clone)]
 struct PhaseResult {
+    offered: Option<f64>,
     per_sec: f64,
     acked: u64,
     errors: u64,
-    skipped: u64,
+    /// Open loop: sends inside the window that began more than [`LATE_NS`] after their
+    /// intended time (the connection had 64 in flight, or the generator fell behind); each
+    /// is charged its delay all the same.
+    late: u64,
     received: usize,
-    p50_us: u32,
-    p99_us: u32,
-    max_us: u32,
+    push_p50_us: u32,
+    push_p99_us: u32,
+    push_max_us: u32,
+    ack_p50_us: u32,
+    ack_p99_us: u32,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -157,99 +223,105 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[idx]
 }
 
-/// Runs one phase: `rate = None` is closed loop with `window` in flight per connection;
-/// `Some(r)` is open loop at `r` messages per second in total.
-async fn phase(
-    conns: &Arc<Vec<Conn>>,
-    rec: &Arc<Recorder>,
-    window: usize,
-    rate: Option<f64>,
-    secs: f64,
-) -> PhaseResult {
+/// Most sends one connection has in flight in an open-loop phase (the relay's default
+/// streams per connection).
+const OPEN_INFLIGHT: usize = 64;
+
+/// A send this far behind its intended time counts as late: twice the timer's 1 ms
+/// resolution, so that the wake-up of a timer alone never counts.
+const LATE_NS: u64 = 2_000_000;
+
+/// Counters shared by a phase's senders.
+#[derive(Default)]
+struct Tally {
+    acked: AtomicU64,
+    errors: AtomicU64,
+    late: AtomicU64,
+    seq: AtomicU64,
+}
+
+/// One send intended at `ts`: counted and timed if `ts` lies inside the window.
+async fn send_one(conns: &[Conn], i: usize, dest: usize, ts: u64, rec: &Recorder, tally: &Tally) {
+    let body = payload(ts, tally.seq.fetch_add(1, Ordering::Relaxed));
+    match conns[i].send(dest, body).await {
+        Ok(()) if rec.in_window(ts) => {
+            rec.record_ack(ts);
+            tally.acked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(()) => {}
+        Err(e) => {
+            if tally.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("first failed send of the phase: {e:#}");
+            }
+        }
+    }
+}
+
+/// Runs one phase over `conns` (connection `i` sends to the mailbox of `i + 1`).
+async fn phase(conns: &Arc<Vec<Conn>>, rec: &Arc<Recorder>, load: Load, secs: f64) -> PhaseResult {
     let n = conns.len();
-    let from = rec.now_ns() + 1_000_000_000;
+    let start = rec.now_ns();
+    let from = start + 1_000_000_000;
     let to = from + (secs * 1e9) as u64;
-    rec.lat_us
+    rec.push_us
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    rec.ack_us
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
     rec.from_ns.store(from, Ordering::Relaxed);
     rec.to_ns.store(to, Ordering::Relaxed);
-    let acked = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let skipped = Arc::new(AtomicU64::new(0));
-    let seq = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let mut tasks = Vec::new();
     for i in 0..n {
         let dest = (i + 1) % n;
-        match rate {
-            None => {
+        let (conns, rec, tally) = (conns.clone(), rec.clone(), tally.clone());
+        match load {
+            Load::Closed { window } => {
                 for _ in 0..window {
-                    let (conns, rec, acked, errors, seq) = (
-                        conns.clone(),
-                        rec.clone(),
-                        acked.clone(),
-                        errors.clone(),
-                        seq.clone(),
-                    );
+                    let (conns, rec, tally) = (conns.clone(), rec.clone(), tally.clone());
                     tasks.push(tokio::spawn(async move {
                         loop {
                             let ts = rec.now_ns();
                             if ts > to {
                                 break;
                             }
-                            let body = payload(ts, seq.fetch_add(1, Ordering::Relaxed));
-                            match conns[i].send(dest, body).await {
-                                Ok(()) if ts >= from => {
-                                    acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Ok(()) => {}
-                                Err(_) => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
+                            send_one(&conns, i, dest, ts, &rec, &tally).await;
                         }
                     }));
                 }
             }
-            Some(r) => {
-                let (conns, rec, acked, errors, skipped, seq) = (
-                    conns.clone(),
-                    rec.clone(),
-                    acked.clone(),
-                    errors.clone(),
-                    skipped.clone(),
-                    seq.clone(),
-                );
-                let period = Duration::from_secs_f64(n as f64 / r);
+            Load::Open {
+                rate,
+                arrivals,
+                seed,
+            } => {
+                let period_ns = n as f64 / rate * 1e9;
                 tasks.push(tokio::spawn(async move {
-                    // As many in flight as the relay allows streams per connection.
-                    let inflight = Arc::new(Semaphore::new(64));
-                    let mut tick = tokio::time::interval(period);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    let mut plan = Schedule::new(arrivals, period_ns, (i, n), start, seed);
+                    let inflight = Arc::new(Semaphore::new(OPEN_INFLIGHT));
                     let mut sends = Vec::new();
                     loop {
-                        tick.tick().await;
-                        let ts = rec.now_ns();
+                        let ts = plan.next_send();
                         if ts > to {
                             break;
                         }
-                        let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                            skipped.fetch_add(1, Ordering::Relaxed);
-                            continue;
+                        tokio::time::sleep_until(
+                            tokio::time::Instant::from_std(rec.t0) + Duration::from_nanos(ts),
+                        )
+                        .await;
+                        // Waiting for a slot delays this send but not its intended time.
+                        let Ok(permit) = inflight.clone().acquire_owned().await else {
+                            break;
                         };
-                        let (conns, acked, errors) = (conns.clone(), acked.clone(), errors.clone());
-                        let body = payload(ts, seq.fetch_add(1, Ordering::Relaxed));
+                        if rec.in_window(ts) && rec.now_ns() > ts + LATE_NS {
+                            tally.late.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let (conns, rec, tally) = (conns.clone(), rec.clone(), tally.clone());
                         sends.push(tokio::spawn(async move {
-                            match conns[i].send(dest, body).await {
-                                Ok(()) if ts >= from => {
-                                    acked.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Ok(()) => {}
-                                Err(_) => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
+                            send_one(&conns, i, dest, ts, &rec, &tally).await;
                             drop(permit);
                         }));
                     }
@@ -265,18 +337,24 @@ async fn phase(
     }
     // Let the last pushes arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut lat = std::mem::take(&mut *rec.lat_us.lock().unwrap_or_else(PoisonError::into_inner));
-    lat.sort_unstable();
-    let acked = acked.load(Ordering::Relaxed);
+    let push = Recorder::take(&rec.push_us);
+    let ack = Recorder::take(&rec.ack_us);
+    let acked = tally.acked.load(Ordering::Relaxed);
     PhaseResult {
+        offered: match load {
+            Load::Open { rate, .. } => Some(rate),
+            Load::Closed { .. } => None,
+        },
         per_sec: acked as f64 / secs,
         acked,
-        errors: errors.load(Ordering::Relaxed),
-        skipped: skipped.load(Ordering::Relaxed),
-        received: lat.len(),
-        p50_us: percentile(&lat, 0.50),
-        p99_us: percentile(&lat, 0.99),
-        max_us: lat.last().copied().unwrap_or(0),
+        errors: tally.errors.load(Ordering::Relaxed),
+        late: tally.late.load(Ordering::Relaxed),
+        received: push.len(),
+        push_p50_us: percentile(&push, 0.50),
+        push_p99_us: percentile(&push, 0.99),
+        push_max_us: push.last().copied().unwrap_or(0),
+        ack_p50_us: percentile(&ack, 0.50),
+        ack_p99_us: percentile(&ack, 0.99),
     }
 }
 
@@ -315,12 +393,6 @@ fn cpu_secs(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-struct RelayProc {
-    child: Child,
-    addr: RelayAddress,
-    metrics_port: u16,
-}
-
 async fn wait_log(log: &Path, child: &mut Child, keys: &[&str]) -> anyhow::Result<Vec<u16>> {
     for _ in 0..1000 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -341,10 +413,26 @@ async fn wait_log(log: &Path, child: &mut Child, keys: &[&str]) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("process did not start; see {}", log.display())
+    bail!(
+        "process did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
 }
 
-async fn start_relay(bin: &Path, dir: &Path) -> anyhow::Result<RelayProc> {
+struct RelayProc {
+    child: Child,
+    addr: RelayAddress,
+    metrics_port: u16,
+}
+
+impl RelayProc {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+/// `init` and `run` a relay in `dir` with `env` overrides besides the benchmark's own.
+async fn start_relay(bin: &Path, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<RelayProc> {
     let rdir = dir.join("relay");
     let out = std::process::Command::new(bin)
         .args(["init", "--dir"])
@@ -366,12 +454,14 @@ async fn start_relay(bin: &Path, dir: &Path) -> anyhow::Result<RelayProc> {
         .arg("--config")
         .arg(rdir.join("config.toml"))
         // Limits that would otherwise cap the benchmark, not the relay: per-connection rate,
-        // and the per-mailbox quota (receivers here never delete, as JetStream consumers
-        // with AckNone do not).
+        // the per-mailbox quota (receivers here never delete, as JetStream consumers with
+        // AckNone do not) and the global one.
         .env("HUSH_RELAY_LIMITS_REQUESTS_PER_SEC", "1000000")
         .env("HUSH_RELAY_LIMITS_REQUEST_BURST", "1000000")
         .env("HUSH_RELAY_LIMITS_MAILBOX_QUOTA", "4000000000")
+        .env("HUSH_RELAY_LIMITS_MAX_STORED_BYTES", "1099511627776")
         .env("HUSH_RELAY_METRICS_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .kill_on_drop(true)
@@ -385,6 +475,208 @@ async fn start_relay(bin: &Path, dir: &Path) -> anyhow::Result<RelayProc> {
         addr,
         metrics_port: ports[1],
     })
+}
+
+/// Connections spread over `addrs` (connection `i` at relay `i % k`), each subscribed to its
+/// own mailbox at its relay, and the client sockets they use (keep both alive together).
+/// `subscribe = false` for the QUIC-only floor, which pushes nothing.
+async fn hush_conns(
+    addrs: &[RelayAddress],
+    n: usize,
+    rec: &Arc<Recorder>,
+    subscribe: bool,
+) -> anyhow::Result<(Arc<Vec<Conn>>, Vec<quinn::Endpoint>)> {
+    let endpoints: Vec<_> = (0..n.div_ceil(16))
+        .map(|_| {
+            client_endpoint("127.0.0.1:0".parse().map_err(anyhow::Error::from)?)
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut conns = Vec::new();
+    for i in 0..n {
+        let c = RelayClient::connect_with(&endpoints[i % endpoints.len()], &addrs[i % addrs.len()])
+            .await?;
+        if subscribe {
+            let mut sub = c.subscribe(SecretBatch::new(vec![secret(i)])?).await?;
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                while let Ok(d) = sub.next().await {
+                    rec.record_push(d.envelope.as_bytes());
+                }
+            });
+        }
+        conns.push(Conn::Hush(c));
+    }
+    Ok((Arc::new(conns), endpoints))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// NATS nodes on loopback with JetStream file storage and `sync_interval: always`: one
+/// node, or a cluster of several with routes between all. Killed on drop.
+struct Nats {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl Nats {
+    async fn start(bin: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Self> {
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut children = Vec::new();
+        let mut logs = Vec::new();
+        for i in 0..nodes {
+            let mut conf = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                ports[i],
+                dir.join(format!("n{i}")).display()
+            );
+            if nodes > 1 {
+                conf.push_str(&format!(
+                    "cluster {{\n  name: hush-bench\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
+                    routes[i]
+                ));
+            }
+            let path = dir.join(format!("n{i}.conf"));
+            std::fs::write(&path, conf)?;
+            let log = dir.join(format!("n{i}.log"));
+            children.push(
+                Command::new(bin)
+                    .arg("-c")
+                    .arg(&path)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log)?)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {}", bin.display()))?,
+            );
+            logs.push(log);
+        }
+        for (child, log) in children.iter_mut().zip(&logs) {
+            let mut ready = false;
+            for _ in 0..1500 {
+                if std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .contains("Server is ready")
+                {
+                    ready = true;
+                    break;
+                }
+                if let Some(st) = child.try_wait()? {
+                    bail!(
+                        "nats-server exited ({st}): {}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !ready {
+                bail!("nats-server did not start; see {}", log.display());
+            }
+        }
+        Ok(Self {
+            nodes: children,
+            ports,
+        })
+    }
+
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Child::id).collect()
+    }
+
+    async fn admin(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        Ok(async_nats::jetstream::new(
+            async_nats::connect(urls.as_slice()).await?,
+        ))
+    }
+}
+
+/// The raw JetStream reference on `nats`: stream `RAW` with `replicas` copies (file storage,
+/// direct get, no limits in the way), `n` clients spread over the nodes, each with a push
+/// consumer on its own subject.
+async fn nats_conns(
+    nats: &Nats,
+    n: usize,
+    replicas: usize,
+    rec: &Arc<Recorder>,
+) -> anyhow::Result<Arc<Vec<Conn>>> {
+    use async_nats::jetstream::{self, consumer, stream};
+    let admin = nats.admin().await?;
+    let config = stream::Config {
+        name: RAW_STREAM.into(),
+        subjects: vec![format!("{RAW_PREFIX}.>")],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_direct: true,
+        ..Default::default()
+    };
+    // A new cluster elects its meta leader within seconds; until then creation fails.
+    let mut tries = 0;
+    while let Err(e) = admin.get_or_create_stream(config.clone()).await {
+        tries += 1;
+        if tries > 150 {
+            bail!("creating the reference stream: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut conns = Vec::new();
+    for i in 0..n {
+        let port = nats.ports[i % nats.ports.len()];
+        let client = async_nats::connect(format!("127.0.0.1:{port}")).await?;
+        let js = jetstream::new(client.clone());
+        let stream = js.get_stream(RAW_STREAM).await?;
+        // A push consumer: the server delivers as soon as a message is stored (a pull consumer
+        // adds request round trips and batching to the latency).
+        let inbox = client.new_inbox();
+        let cons: consumer::PushConsumer = stream
+            .create_consumer(consumer::push::Config {
+                deliver_subject: inbox,
+                filter_subject: format!("{RAW_PREFIX}.{i}"),
+                deliver_policy: consumer::DeliverPolicy::New,
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await?;
+        let mut msgs = cons.messages().await?;
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = msgs.next().await {
+                rec.record_push(&m.payload);
+            }
+        });
+        conns.push(Conn::Nats(js));
+    }
+    Ok(Arc::new(conns))
+}
+
+/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` gives them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn metrics_text(port: u16) -> String {
@@ -408,133 +700,8 @@ async fn metric(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Connections and the client sockets they use (keep both alive together).
-async fn hush_conns(
-    addr: &RelayAddress,
-    n: usize,
-    rec: &Arc<Recorder>,
-) -> anyhow::Result<(Arc<Vec<Conn>>, Vec<quinn::Endpoint>)> {
-    let endpoints: Vec<_> = (0..n.div_ceil(16))
-        .map(|_| {
-            client_endpoint("127.0.0.1:0".parse().map_err(anyhow::Error::from)?)
-                .map_err(anyhow::Error::from)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut conns = Vec::new();
-    for i in 0..n {
-        let c = RelayClient::connect_with(&endpoints[i % endpoints.len()], addr).await?;
-        let mut sub = c.subscribe(SecretBatch::new(vec![secret(i)])?).await?;
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            while let Ok(d) = sub.next().await {
-                rec.record(d.envelope.as_bytes());
-            }
-        });
-        conns.push(Conn::Hush(c));
-    }
-    Ok((Arc::new(conns), endpoints))
-}
-
-async fn start_nats(bin: &Path, dir: &Path) -> anyhow::Result<(Child, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let conf = dir.join("nats.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-            dir.join("js").display()
-        ),
-    )?;
-    let log = dir.join("nats.log");
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    for _ in 0..500 {
-        if std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("Server is ready")
-        {
-            return Ok((child, port));
-        }
-        if let Some(st) = child.try_wait()? {
-            bail!(
-                "nats-server exited ({st}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("nats-server did not start")
-}
-
-async fn nats_conns(port: u16, n: usize, rec: &Arc<Recorder>) -> anyhow::Result<Arc<Vec<Conn>>> {
-    use async_nats::jetstream::{self, consumer, stream};
-    let admin = jetstream::new(async_nats::connect(format!("127.0.0.1:{port}")).await?);
-    let st = admin
-        .get_or_create_stream(stream::Config {
-            name: "HUSH".into(),
-            subjects: vec!["hush.>".into()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await?;
-    let mut conns = Vec::new();
-    for i in 0..n {
-        let client = async_nats::connect(format!("127.0.0.1:{port}")).await?;
-        let js = jetstream::new(client.clone());
-        let stream = js.get_stream("HUSH").await?;
-        // A push consumer: the server delivers as soon as a message is stored (a pull consumer
-        // adds request round trips and batching to the latency).
-        let inbox = client.new_inbox();
-        let cons: consumer::PushConsumer = stream
-            .create_consumer(consumer::push::Config {
-                deliver_subject: inbox,
-                filter_subject: format!("hush.{i}"),
-                deliver_policy: consumer::DeliverPolicy::New,
-                ack_policy: consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await?;
-        let mut msgs = cons.messages().await?;
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = msgs.next().await {
-                rec.record(&m.payload);
-            }
-        });
-        conns.push(Conn::Nats(js));
-    }
-    drop(st);
-    Ok(Arc::new(conns))
-}
-
-fn ms(us: u32) -> String {
-    format!("{:.2}", f64::from(us) / 1000.0)
-}
-
-fn report(name: &str, phase: &str, r: &PhaseResult) {
-    println!(
-        "{name:6} {phase:5} {:>9.0} msg/s  acked {:>8}  errors {:>4}  skipped {:>5}  pushes {:>8}  p50 {:>7} ms  p99 {:>7} ms  max {:>8} ms",
-        r.per_sec,
-        r.acked,
-        r.errors,
-        r.skipped,
-        r.received,
-        ms(r.p50_us),
-        ms(r.p99_us),
-        ms(r.max_us)
-    );
-}
-
 async fn idle_memory(bin: &Path, dir: &Path, m: usize) -> anyhow::Result<(u64, u64, u64, usize)> {
-    let relay = start_relay(bin, dir).await?;
+    let relay = start_relay(bin, dir, &[]).await?;
     let pid = relay.child.id().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = proc_status_kib(pid, "VmRSS:");
@@ -582,6 +749,109 @@ async fn idle_memory(bin: &Path, dir: &Path, m: usize) -> anyhow::Result<(u64, u
     Ok((before, with, peak, established))
 }
 
+fn ms(us: u32) -> String {
+    format!("{:.2}", f64::from(us) / 1000.0)
+}
+
+/// One measured line of the summary.
+struct Row {
+    system: String,
+    phase: &'static str,
+    r: PhaseResult,
+    /// Server CPU (all processes of the system) per acknowledged message, `max` only.
+    cpu_us: Option<f64>,
+    load: String,
+}
+
+fn report(row: &Row) {
+    let r = &row.r;
+    println!(
+        "{:28} {:5} {:>8.0} msg/s  acked {:>7}  err {:>4}  late {:>6}  pushes {:>7}  push p50 {:>7} p99 {:>8} max {:>8} ms  ack p50 {:>7} p99 {:>8} ms{}  load {}",
+        row.system,
+        row.phase,
+        r.per_sec,
+        r.acked,
+        r.errors,
+        r.late,
+        r.received,
+        ms(r.push_p50_us),
+        ms(r.push_p99_us),
+        ms(r.push_max_us),
+        ms(r.ack_p50_us),
+        ms(r.ack_p99_us),
+        row.cpu_us
+            .map(|c| format!("  cpu {c:.0} us/msg"))
+            .unwrap_or_default(),
+        row.load
+    );
+}
+
+/// `max`, then `half` at half of the `max` rate, of one system whose server processes are
+/// `pids`; each row is printed as it is measured and added to `rows`.
+async fn measure(
+    name: &str,
+    conns: &Arc<Vec<Conn>>,
+    rec: &Arc<Recorder>,
+    args: &Args,
+    pids: &[u32],
+    rows: &mut Vec<Row>,
+) {
+    let cpu = || pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
+    let cpu0 = cpu();
+    let max = phase(
+        conns,
+        rec,
+        Load::Closed {
+            window: args.window,
+        },
+        args.seconds,
+    )
+    .await;
+    let cpu_us = (cpu() - cpu0) / max.acked.max(1) as f64 * 1e6;
+    let row = Row {
+        system: name.to_owned(),
+        phase: "max",
+        cpu_us: (!pids.is_empty()).then_some(cpu_us),
+        r: max,
+        load: load_average(),
+    };
+    report(&row);
+    let rate = row.r.per_sec / 2.0;
+    rows.push(row);
+    let half = phase(
+        conns,
+        rec,
+        Load::Open {
+            rate,
+            arrivals: args.arrivals,
+            seed: args.seed,
+        },
+        args.seconds,
+    )
+    .await;
+    let row = Row {
+        system: name.to_owned(),
+        phase: "half",
+        r: half,
+        cpu_us: None,
+        load: load_average(),
+    };
+    report(&row);
+    rows.push(row);
+}
+
+fn rate_of(rows: &[Row], system: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.system == system && r.phase == "max")
+        .map(|r| r.r.per_sec)
+}
+
+fn p99_of(rows: &[Row], system: &str) -> Option<u32> {
+    rows.iter()
+        .find(|r| r.system == system && r.phase == "half")
+        .map(|r| r.r.push_p99_us)
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let relay_bin = match &args.relay_bin {
         Some(p) => p.clone(),
@@ -595,44 +865,83 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t0: Instant::now(),
         from_ns: AtomicU64::new(u64::MAX),
         to_ns: AtomicU64::new(0),
-        lat_us: Mutex::new(Vec::new()),
+        push_us: Mutex::new(Vec::new()),
+        ack_us: Mutex::new(Vec::new()),
     });
     println!(
-        "connections {}  window {}  seconds {}  message {} bytes",
-        args.connections, args.window, args.seconds, ENVELOPE_LEN
+        "connections {}  window {}  seconds {}  arrivals {:?} (seed {})  message {} bytes  load average {}",
+        args.connections,
+        args.window,
+        args.seconds,
+        args.arrivals,
+        args.seed,
+        ENVELOPE_LEN,
+        load_average()
     );
+    let mut rows = Vec::new();
 
-    // hush-relay.
+    // The floor: the disk, then QUIC with the relay's frames and no storage.
+    let fsync_4k = floor::fsyncs_per_sec(tmp.path(), 4096, 2.0)?;
+    let fsync_256k = floor::fsyncs_per_sec(tmp.path(), 256 << 10, 2.0)?;
+    println!(
+        "floor  disk under {}: {fsync_4k:.0} synced 4 KiB writes/s, {fsync_256k:.0} synced 256 KiB writes/s ({:.0} MiB/s)",
+        tmp.path().display(),
+        fsync_256k / 4.0
+    );
+    {
+        let quic = floor::QuicOnly::start()?;
+        let (conns, endpoints) = hush_conns(
+            std::slice::from_ref(&quic.addr),
+            args.connections,
+            &rec,
+            false,
+        )
+        .await?;
+        let max = phase(
+            &conns,
+            &rec,
+            Load::Closed {
+                window: args.window,
+            },
+            args.seconds,
+        )
+        .await;
+        let row = Row {
+            system: "QUIC only (no storage)".into(),
+            phase: "max",
+            r: max,
+            cpu_us: None,
+            load: load_average(),
+        };
+        report(&row);
+        rows.push(row);
+        drop(conns);
+        drop(endpoints);
+    }
+
+    // hush-relay on redb.
     let hdir = tmp.path().join("hush");
     std::fs::create_dir_all(&hdir)?;
-    let relay = start_relay(&relay_bin, &hdir).await?;
-    let rpid = relay.child.id().unwrap_or(0);
-    let (conns, endpoints) = hush_conns(&relay.addr, args.connections, &rec).await?;
-    let cpu0 = cpu_secs(rpid);
-    let hmax = phase(&conns, &rec, args.window, None, args.seconds).await;
-    let hcpu = (cpu_secs(rpid) - cpu0) / hmax.acked.max(1) as f64 * 1e6;
-    report("hush", "max", &hmax);
-    println!("hush   relay CPU per acknowledged deposit in max phase: {hcpu:.0} us");
-    let hhalf = phase(
+    let relay = start_relay(&relay_bin, &hdir, &[]).await?;
+    let (conns, endpoints) = hush_conns(
+        std::slice::from_ref(&relay.addr),
+        args.connections,
+        &rec,
+        true,
+    )
+    .await?;
+    measure(
+        "hush-relay, redb",
         &conns,
         &rec,
-        args.window,
-        Some(hmax.per_sec / 2.0),
-        args.seconds,
+        &args,
+        &[relay.pid()],
+        &mut rows,
     )
     .await;
-    report("hush", "half", &hhalf);
     let commits = metric(relay.metrics_port, "hush_relay_commits_total").await;
     let ops = metric(relay.metrics_port, "hush_relay_committed_ops_total").await;
-    let hpeak = proc_status_kib(rpid, "VmHWM:");
-    println!("hush   commit durations (cumulative count of commits at or under each bound):");
-    for line in metrics_text(relay.metrics_port)
-        .await
-        .lines()
-        .filter(|l| l.starts_with("hush_relay_commit_duration_seconds"))
-    {
-        println!("         {line}");
-    }
+    let hpeak = proc_status_kib(relay.pid(), "VmHWM:");
     println!(
         "hush   relay peak RSS {} MiB; {commits} commits, {:.1} writes per commit",
         hpeak / 1024,
@@ -641,38 +950,52 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(conns);
     drop(endpoints);
     drop(relay);
+    // Free the disk for the systems that follow.
+    std::fs::remove_dir_all(&hdir)?;
 
-    // NATS JetStream reference.
-    let mut nats = None;
     if !args.skip_nats {
+        let nodes = if args.cluster { 3 } else { 1 };
         let ndir = tmp.path().join("nats");
         std::fs::create_dir_all(&ndir)?;
-        let (child, port) = start_nats(&args.nats_server, &ndir).await?;
-        let npid = child.id().unwrap_or(0);
-        let conns = nats_conns(port, args.connections, &rec).await?;
-        let cpu0 = cpu_secs(npid);
-        let nmax = phase(&conns, &rec, args.window, None, args.seconds).await;
-        let ncpu = (cpu_secs(npid) - cpu0) / nmax.acked.max(1) as f64 * 1e6;
-        report("nats", "max", &nmax);
-        println!("nats   server CPU per acknowledged publish in max phase: {ncpu:.0} us");
-        let nhalf = phase(
-            &conns,
-            &rec,
-            args.window,
-            Some(nmax.per_sec / 2.0),
-            args.seconds,
-        )
-        .await;
-        report("nats", "half", &nhalf);
-        let npeak = proc_status_kib(npid, "VmHWM:");
-        println!("nats   server peak RSS {} MiB", npeak / 1024);
+        let nats = Nats::start(&args.nats_server, &ndir, nodes).await?;
+        let raw = format!("JetStream raw, R{nodes}");
+        let conns = nats_conns(&nats, args.connections, nodes, &rec).await?;
+        measure(&raw, &conns, &rec, &args, &nats.pids(), &mut rows).await;
         drop(conns);
-        drop(child);
-        println!(
-            "ratio  hush/nats durable throughput {:.2}x",
-            hmax.per_sec / nmax.per_sec.max(1e-9)
-        );
-        nats = Some((nmax, nhalf, npeak));
+        // Free the reference's disk space before the relays fill the cluster.
+        let _ = nats.admin().await?.delete_stream(RAW_STREAM).await;
+
+        if args.cluster {
+            for &k in &args.relays {
+                let mut relays = Vec::new();
+                for j in 0..k {
+                    let dir = tmp.path().join(format!("js{k}-{j}"));
+                    std::fs::create_dir_all(&dir)?;
+                    let env = [
+                        ("HUSH_RELAY_STORAGE_BACKEND", "jetstream".to_owned()),
+                        ("HUSH_RELAY_JETSTREAM_SERVERS", nats.urls()),
+                    ];
+                    relays.push(start_relay(&relay_bin, &dir, &env).await?);
+                }
+                // Each configuration starts from an empty stream.
+                if let Ok(st) = nats.admin().await?.get_stream("HUSH").await {
+                    st.purge().await?;
+                }
+                let addrs: Vec<RelayAddress> = relays.iter().map(|r| r.addr.clone()).collect();
+                let (conns, endpoints) = hush_conns(&addrs, args.connections, &rec, true).await?;
+                let mut pids: Vec<u32> = relays.iter().map(RelayProc::pid).collect();
+                pids.extend(nats.pids());
+                let name = format!("hush-relay x{k}, JetStream R3");
+                measure(&name, &conns, &rec, &args, &pids, &mut rows).await;
+                drop(conns);
+                drop(endpoints);
+                drop(relays);
+                if let Ok(st) = nats.admin().await?.get_stream("HUSH").await {
+                    st.purge().await?;
+                }
+            }
+        }
+        drop(nats);
     }
 
     let idle = if args.idle > 0 {
@@ -683,27 +1006,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    // Markdown rows for docs/BENCHMARKS.md.
+    // Markdown rows for docs/BENCHMARKS.md, with ratios against the references of this run.
+    let quic = rate_of(&rows, "QUIC only (no storage)");
+    let redb = rate_of(&rows, "hush-relay, redb");
+    let raw_name = rows
+        .iter()
+        .map(|r| r.system.clone())
+        .find(|s| s.starts_with("JetStream raw"));
+    let raw = raw_name.as_deref().and_then(|n| rate_of(&rows, n));
+    let raw_p99 = raw_name.as_deref().and_then(|n| p99_of(&rows, n));
+    let ratio = |a: f64, b: Option<f64>| b.map_or("".into(), |b| format!("{:.2}", a / b.max(1e-9)));
     println!();
+    println!("floor: {fsync_4k:.0} synced 4 KiB writes/s; {fsync_256k:.0} synced 256 KiB writes/s");
     println!(
-        "| system | phase | durable msg/s | push p50 ms | push p99 ms | push max ms | peak RSS MiB |"
+        "| system | phase | offered msg/s | durable msg/s | / QUIC only | / redb | / raw JetStream | pushes | push p50 ms | push p99 ms | push p99 / raw JetStream | ack p99 ms | late sends | CPU µs/msg | load avg |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    let row = |s: &str, p: &str, r: &PhaseResult, rss: u64| {
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for row in &rows {
+        let r = &row.r;
+        let p99_ratio = match (row.phase, raw_p99) {
+            ("half", Some(b)) if b > 0 => format!("{:.2}", f64::from(r.push_p99_us) / f64::from(b)),
+            _ => String::new(),
+        };
         println!(
-            "| {s} | {p} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {p99_ratio} | {} | {} | {} | {} |",
+            row.system,
+            row.phase,
+            r.offered
+                .map_or("closed loop".into(), |o| format!("{o:.0}")),
             r.per_sec,
-            ms(r.p50_us),
-            ms(r.p99_us),
-            ms(r.max_us),
-            rss / 1024
+            ratio(r.per_sec, quic),
+            ratio(r.per_sec, redb),
+            ratio(r.per_sec, raw),
+            r.received,
+            ms(r.push_p50_us),
+            ms(r.push_p99_us),
+            ms(r.ack_p99_us),
+            r.late,
+            row.cpu_us.map_or(String::new(), |c| format!("{c:.0}")),
+            row.load
         );
-    };
-    row("hush-relay", "max", &hmax, hpeak);
-    row("hush-relay", "half", &hhalf, hpeak);
-    if let Some((nmax, nhalf, npeak)) = &nats {
-        row("nats-server JetStream", "max", nmax, *npeak);
-        row("nats-server JetStream", "half", nhalf, *npeak);
     }
     if let Some((before, with, peak, n)) = idle {
         println!(

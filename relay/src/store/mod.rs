@@ -15,6 +15,7 @@ mod redb_store;
 #[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
+pub(crate) use redb_store::SCRUB_CHUNK;
 
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 
@@ -131,6 +132,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Aggregate figures.
     fn stats(&self) -> StoreStats;
+
+    /// How many envelopes `mailbox` holds now (at most the mailbox quota). Used to price a
+    /// stamped deposit to a drop; it may be stale by the commits in flight.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if reading failed.
+    fn count(&self, mailbox: &MailboxId) -> Result<u32, Error> {
+        // Every backend can answer by fetching; ids only would do, but the quota bounds it.
+        let mut n = 0u32;
+        let mut after = EnvelopeId(0);
+        loop {
+            let (page, more) = self.fetch(&[*mailbox], after, 256)?;
+            n = n.saturating_add(u32::try_from(page.len()).unwrap_or(u32::MAX));
+            match page.last() {
+                Some(last) if more => after = last.id,
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// Makes deleted and expired envelopes unrecoverable from the backend's files if anything
+    /// was deleted since the last call; returns whether it did work. A backend that erases
+    /// on delete has nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Io`] if the work failed (it is retried by the next call).
+    fn scrub(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
 
     /// Whether the backend itself announces committed deposits to the push hub (so that
     /// relays sharing it push each other's deposits); if not, the committer does.

@@ -63,7 +63,22 @@ impl Handle {
 
     /// Makes an invite and returns its link.
     pub async fn create_invite(&self, kind: InviteKind, name: Option<String>) -> Result<String> {
-        call!(self, Command::CreateInvite { kind, name }, Link(l) => l.0)
+        self.create_invite_with(kind, name, None).await
+    }
+    /// As [`Self::create_invite`], with the stamp difficulty of its drop (`None`: the
+    /// default).
+    pub async fn create_invite_with(
+        &self,
+        kind: InviteKind,
+        name: Option<String>,
+        stamp_bits: Option<u8>,
+    ) -> Result<String> {
+        let cmd = Command::CreateInvite {
+            kind,
+            name,
+            stamp_bits,
+        };
+        call!(self, cmd, Link(l) => l.0)
     }
     /// Accepts an invite link; the new contact gets `name`. Sends the handshake at once.
     pub async fn accept(&self, link: &str, name: &str) -> Result<()> {

@@ -148,6 +148,9 @@ impl InviteInfo {
     }
 }
 
+/// The most stamp work an invite made here may ask of a source: the 28 bits hush's own
+/// client pays at most per deposit (docs/PROTOCOL.md, "Drops").
+pub const MAX_INVITE_STAMP_BITS: u8 = 28;
 /// How long a one-time invite nobody used is answered: 7 days, the relays' default expiry.
 pub const ONE_TIME_INVITE_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
@@ -290,6 +293,9 @@ pub enum Command {
         kind: InviteKind,
         /// Name of the contact it creates (one-time invites).
         name: Option<String>,
+        /// The stamp difficulty of its drop (bits of work per first-contact envelope,
+        /// at most [`MAX_INVITE_STAMP_BITS`]); `None`: [`hush_crypto::DEFAULT_DROP_BITS`].
+        stamp_bits: Option<u8>,
     },
     /// Accept an invite link and send the handshake; [`Response::Done`].
     Accept {

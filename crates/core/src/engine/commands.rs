@@ -46,9 +46,14 @@ impl Engine {
     pub(super) fn command(&mut self, ticket: Ticket, cmd: Command) -> Option<Result<Response>> {
         let done = |r: Result<()>| Some(r.map(|()| Response::Done));
         match cmd {
-            Command::CreateInvite { kind, name } => {
-                Some(self.create_invite(kind, name).map(Response::Link))
-            }
+            Command::CreateInvite {
+                kind,
+                name,
+                stamp_bits,
+            } => Some(
+                self.create_invite(kind, name, stamp_bits)
+                    .map(Response::Link),
+            ),
             Command::Accept { link, name } => done(self.accept(&link, &name)),
             Command::Contacts => Some(self.contacts().map(Response::Contacts)),
             Command::Send { contact, text } => {
@@ -127,7 +132,19 @@ impl Engine {
         }
     }
 
-    fn create_invite(&mut self, kind: InviteKind, name: Option<String>) -> Result<InviteLink> {
+    fn create_invite(
+        &mut self,
+        kind: InviteKind,
+        name: Option<String>,
+        stamp_bits: Option<u8>,
+    ) -> Result<InviteLink> {
+        let bits = stamp_bits.unwrap_or(hush_crypto::DEFAULT_DROP_BITS);
+        if bits > crate::api::MAX_INVITE_STAMP_BITS {
+            return Err(Error::InvalidArgument(format!(
+                "stamp difficulty must be 0..={} bits",
+                crate::api::MAX_INVITE_STAMP_BITS
+            )));
+        }
         if let Some(n) = &name {
             validate_name(n)?;
             if self.store.db().contact_id(n)?.is_some() {
@@ -135,7 +152,12 @@ impl Engine {
             }
         }
         let relay = self.home_relay()?;
-        let secrets = InviterSecrets::generate(kind, usable_in_invite(relay)?, &mut self.rng)?;
+        let secrets = InviterSecrets::generate_with_bits(
+            kind,
+            usable_in_invite(relay)?,
+            bits,
+            &mut self.rng,
+        )?;
         let link = secrets.invite()?.to_link();
         self.store.db().insert_invite(
             &secrets,

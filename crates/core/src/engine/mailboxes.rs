@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use hush_proto::{FetchSecret, RelayAddress};
+use hush_proto::RelayAddress;
 
 use hush_crypto::InviteKind;
 
-use super::{Engine, FetchJob, FetchToken, LinkOp, Owner, Route, SyncWaiter, Ticket};
+use super::{Engine, FetchJob, FetchToken, LinkOp, Opener, Owner, Route, SyncWaiter, Ticket};
 use crate::api::{ONE_TIME_INVITE_LIFETIME_SECS, Response};
 use crate::error::Result;
 use crate::store::{ActiveInvite, ContactId};
@@ -20,13 +20,14 @@ pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
 #[derive(Default)]
 struct FetchPlan {
     relay: Option<RelayAddress>,
-    secrets: Vec<FetchSecret>,
+    secrets: Vec<Opener>,
     contacts: BTreeSet<super::ContactId>,
     invites: BTreeSet<super::InviteId>,
 }
 
 impl Engine {
-    /// Every (contact, epoch) and (invite, epoch) mailbox to watch or fetch, as routes.
+    /// Every (contact, epoch) mailbox and every active invite's drop (the same in every
+    /// epoch) to watch or fetch, as routes.
     fn mailboxes(&self, epochs: impl Fn(u64) -> Vec<u64>) -> Result<Vec<Route>> {
         let now = self.now.unix_secs();
         let mut out = Vec::new();
@@ -35,7 +36,7 @@ impl Engine {
                 for (relay, secret) in session.receive_mailboxes(e, now) {
                     out.push(Route {
                         owner: Owner::Contact(id),
-                        secret,
+                        secret: Opener::Mailbox(secret),
                         relay,
                     });
                 }
@@ -45,14 +46,11 @@ impl Engine {
             if Self::expired(&invite, now) {
                 continue;
             }
-            let relay = invite.secrets.relay().clone();
-            for e in epochs(invite.last_epoch) {
-                out.push(Route {
-                    owner: Owner::Invite(invite.id),
-                    secret: invite.secrets.handshake_fetch_secret(e),
-                    relay: relay.clone(),
-                });
-            }
+            out.push(Route {
+                owner: Owner::Invite(invite.id),
+                secret: Opener::Drop(invite.secrets.drop_secret().clone()),
+                relay: invite.secrets.relay().clone(),
+            });
         }
         Ok(out)
     }
@@ -95,7 +93,7 @@ impl Engine {
     pub(super) fn refresh_subscriptions(&mut self) -> Result<()> {
         let now_e = self.now.epoch();
         let routes = self.mailboxes(|_| vec![now_e, now_e + 1])?;
-        let mut per_relay: BTreeMap<String, (RelayAddress, Vec<FetchSecret>)> = BTreeMap::new();
+        let mut per_relay: BTreeMap<String, (RelayAddress, Vec<Opener>)> = BTreeMap::new();
         for route in routes {
             per_relay
                 .entry(route.relay.to_string())
@@ -168,7 +166,6 @@ impl Engine {
                         .copied()
                         .collect(),
                     contacts: plan.contacts.into_iter().collect(),
-                    invites: plan.invites.into_iter().collect(),
                     epoch: now_e,
                 },
             );
@@ -208,9 +205,6 @@ impl Engine {
                 // back): a later catch-up then starts there, not in the future.
                 for c in job.contacts {
                     self.store.db().set_contact_epoch(c, job.epoch)?;
-                }
-                for i in job.invites {
-                    self.store.db().set_invite_epoch(i, job.epoch)?;
                 }
                 // Used one-time invites whose invitee had left their mailboxes before this
                 // fetch began: nothing more can arrive there.

@@ -42,6 +42,7 @@ use crate::api::{Command, Event, Response};
 use crate::error::Result;
 use crate::store::{ContactId, InviteId, OutboxId, Store};
 
+pub use hush_crypto::Target;
 pub use hush_crypto::mailbox::EPOCH_SECONDS;
 
 /// A point in time: milliseconds since the Unix epoch. The engine only ever gets it as an
@@ -87,15 +88,45 @@ pub struct Ticket(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FetchToken(pub u64);
 
+/// A secret the engine presents to a relay: an ordinary mailbox's fetch secret, or the
+/// secret of one of its invites' drops (docs/PROTOCOL.md, "Drops"), which relays take only
+/// in the drop commands.
+#[derive(Clone)]
+pub enum Opener {
+    /// Opens the mailbox `SHA-256(secret)`.
+    Mailbox(FetchSecret),
+    /// Opens the drop `SHA-256(secret)` of difficulty `secret[0]`.
+    Drop(FetchSecret),
+}
+
+impl Opener {
+    /// The id the relay reports this mailbox's envelopes under.
+    pub fn mailbox_id(&self) -> MailboxId {
+        match self {
+            Self::Mailbox(s) | Self::Drop(s) => s.mailbox_id(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Mailbox(_) => "Mailbox(..)",
+            Self::Drop(_) => "Drop(..)",
+        })
+    }
+}
+
 /// What the engine asks one relay link to do.
 #[derive(Clone, Debug)]
 pub enum LinkOp {
-    /// Deposit one envelope; answered by [`LinkEvent::Deposited`].
+    /// Deposit one envelope; answered by [`LinkEvent::Deposited`]. To a drop, the link
+    /// mints the stamp (and mints again at the price a relay quotes).
     Deposit {
         /// The outbox entry it comes from.
         outbox: OutboxId,
-        /// Where.
-        mailbox: MailboxId,
+        /// Where: a mailbox, or an invite's drop.
+        target: Target,
         /// What.
         envelope: Envelope,
     },
@@ -104,21 +135,21 @@ pub enum LinkOp {
     Fetch {
         /// Names this fetch.
         token: FetchToken,
-        /// The mailboxes, by their fetch secrets.
-        secrets: Vec<FetchSecret>,
+        /// The mailboxes and drops.
+        secrets: Vec<Opener>,
     },
     /// Acknowledge (delete) envelopes of one mailbox; answered by [`LinkEvent::Deleted`]
     /// whatever the outcome (a failed delete only means the envelope comes again).
     Delete {
-        /// The mailbox's fetch secret.
-        secret: FetchSecret,
+        /// The mailbox or drop.
+        secret: Opener,
         /// The relay's ids of the envelopes.
         ids: Vec<EnvelopeId>,
     },
     /// Replace the set of mailboxes the relay pushes to us.
     Subscribe {
-        /// Their fetch secrets (possibly none).
-        secrets: Vec<FetchSecret>,
+        /// The mailboxes and drops (possibly none).
+        secrets: Vec<Opener>,
     },
 }
 
@@ -263,14 +294,13 @@ enum Owner {
 #[derive(Clone)]
 struct Route {
     owner: Owner,
-    secret: FetchSecret,
+    secret: Opener,
     relay: RelayAddress,
 }
 
 struct FetchJob {
     relay: String,
     contacts: Vec<ContactId>,
-    invites: Vec<InviteId>,
     /// Used one-time invites to retire when this fetch completes.
     retire: Vec<InviteId>,
     epoch: u64,

@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
+use hush_crypto::Target;
 use hush_crypto::{Session, payload};
-use hush_proto::{Envelope, MailboxId, RelayAddress};
+use hush_proto::{Envelope, RelayAddress};
 
 use super::{DepositFailure, Engine, FlushWaiter, LinkOp, Ticket};
 use crate::api::{DeliveryState, Event, Response};
@@ -48,20 +49,20 @@ impl Engine {
         next_msg_id: u64,
     ) -> Result<Option<i64>> {
         let now = self.now.unix_secs();
-        let mut envelopes: Vec<(RelayAddress, MailboxId, Envelope)> =
+        let mut envelopes: Vec<(RelayAddress, Target, Envelope)> =
             Vec::with_capacity(payloads.len());
         for piece in payloads {
             let env = session.encrypt(piece, &mut self.rng)?;
-            let (relay, mailbox) = session.deposit_target(now);
-            envelopes.push((relay.clone(), mailbox, env));
+            let (relay, target) = session.deposit_target(now);
+            envelopes.push((relay.clone(), target, env));
         }
         let tx = self.store.transaction()?;
         let db = tx.db();
         let row = message
             .map(|m| db.insert_outgoing(contact, m))
             .transpose()?;
-        for (relay, mailbox, env) in &envelopes {
-            db.insert_outbox(contact, row, relay, mailbox, env)?;
+        for (relay, target, env) in &envelopes {
+            db.insert_outbox(contact, row, relay, target, env)?;
         }
         db.save_sending_session(contact, &session, next_msg_id)?;
         tx.commit()?;
@@ -110,7 +111,7 @@ impl Engine {
                 Some(entry.contact),
                 LinkOp::Deposit {
                     outbox: entry.id,
-                    mailbox: entry.mailbox,
+                    target: entry.target,
                     envelope: entry.envelope,
                 },
             );

@@ -93,12 +93,10 @@ fn invites(w: &mut World, n: usize) -> Vec<crate::api::InviteInfo> {
     }
 }
 
-/// Whether node `n` still watches the handshake mailbox of `link` this epoch on relay 0.
+/// Whether node `n` still watches the handshake drop of `link` on relay 0.
 fn watches_invite(w: &World, n: usize, link: &str) -> bool {
     let invite = hush_crypto::Invite::parse(link).unwrap();
-    let epoch = w.node_now(n).epoch();
-    let mailbox = invite.handshake_fetch_secret(epoch).mailbox_id();
-    w.relays[0].watches(n, &mailbox)
+    w.relays[0].watches(n, &invite.drop().id)
 }
 
 /// Invites are retired: a revoked one, a one-time invite once its contact wrote from its own

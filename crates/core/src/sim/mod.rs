@@ -77,7 +77,7 @@ struct SimLink {
     connection: u64,
     up: bool,
     /// The mailboxes it asked to be pushed, kept across reconnects as a real link does.
-    subscribed: Vec<hush_proto::FetchSecret>,
+    subscribed: Vec<crate::engine::Opener>,
 }
 
 pub(crate) struct Node {

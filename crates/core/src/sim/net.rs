@@ -232,10 +232,10 @@ impl World {
         match op {
             LinkOp::Deposit {
                 outbox,
-                mailbox,
+                target,
                 envelope,
             } => {
-                let (result, pushes) = self.relays[r].deposit(mailbox, envelope, now);
+                let (result, pushes) = self.relays[r].deposit(target, envelope, now);
                 let result = match result {
                     Ok(()) if self.chance(self.faults.drop_deposit_ack) => {
                         Err(DepositFailure::Transport)

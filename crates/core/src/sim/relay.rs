@@ -1,12 +1,25 @@
 //! An in-memory relay with the wire semantics of hush-relay (docs/PROTOCOL.md Part II):
 //! deposits under mailbox ids with a per-mailbox quota and an expiry, fetch and delete by
-//! fetch secret, ids growing in commit order, and push to subscribers of a mailbox.
+//! fetch secret, ids growing in commit order, and push to subscribers of a mailbox. Like a
+//! real relay it keeps ordinary mailboxes and drops under storage keys that never meet
+//! (a secret opens one or the other, never both); it takes a deposit to a drop as paid (the
+//! real link mints its stamp, which the relay tests cover).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use hush_proto::{Envelope, EnvelopeId, ErrorCode, FetchSecret, MailboxId, RelayAddress};
+use hush_crypto::Target;
+use hush_proto::drop::storage_key;
+use hush_proto::{DropAddress, Envelope, EnvelopeId, ErrorCode, MailboxId, RelayAddress};
 
-use crate::engine::{DepositFailure, LinkEvent, Time};
+use crate::engine::{DepositFailure, LinkEvent, Opener, Time};
+
+/// Where a relay stores what `opener` opens.
+fn key_of(opener: &Opener) -> MailboxId {
+    match opener {
+        Opener::Mailbox(s) => storage_key(&s.mailbox_id()),
+        Opener::Drop(s) => DropAddress::of_secret(s).storage_key(),
+    }
+}
 
 /// The relays' default per-mailbox quota.
 pub(crate) const MAILBOX_QUOTA: usize = 256;
@@ -18,8 +31,8 @@ pub(crate) struct SimRelay {
     pub(crate) up: bool,
     next_id: u64,
     mailboxes: BTreeMap<MailboxId, BTreeMap<EnvelopeId, (Envelope, Time)>>,
-    /// (node, connection) -> mailboxes pushed to it.
-    subscriptions: BTreeMap<(usize, u64), BTreeSet<MailboxId>>,
+    /// (node, connection) -> storage keys pushed to it, with the id each is reported by.
+    subscriptions: BTreeMap<(usize, u64), BTreeMap<MailboxId, MailboxId>>,
 }
 
 /// A push: to node, on connection, this event.
@@ -50,12 +63,16 @@ impl SimRelay {
 
     pub(crate) fn deposit(
         &mut self,
-        mailbox: MailboxId,
+        target: Target,
         envelope: Envelope,
         now: Time,
     ) -> (Result<(), DepositFailure>, Vec<Push>) {
         self.expire(now);
-        let m = self.mailboxes.entry(mailbox).or_default();
+        let key = match target {
+            Target::Mailbox(id) => storage_key(&id),
+            Target::Drop(drop) => drop.storage_key(),
+        };
+        let m = self.mailboxes.entry(key).or_default();
         if m.len() >= MAILBOX_QUOTA {
             return (
                 Err(DepositFailure::Refused(ErrorCode::MailboxFull)),
@@ -68,28 +85,25 @@ impl SimRelay {
         let pushes = self
             .subscriptions
             .iter()
-            .filter(|(_, boxes)| boxes.contains(&mailbox))
-            .map(|(&(node, conn), _)| {
-                (
-                    node,
-                    conn,
-                    LinkEvent::Delivery {
-                        mailbox,
-                        id,
-                        envelope: envelope.clone(),
-                    },
-                )
+            .filter_map(|(&(node, conn), boxes)| {
+                let mailbox = *boxes.get(&key)?;
+                let ev = LinkEvent::Delivery {
+                    mailbox,
+                    id,
+                    envelope: envelope.clone(),
+                };
+                Some((node, conn, ev))
             })
             .collect();
         (Ok(()), pushes)
     }
 
-    pub(crate) fn fetch(&mut self, secrets: &[FetchSecret], now: Time) -> Vec<LinkEvent> {
+    pub(crate) fn fetch(&mut self, secrets: &[Opener], now: Time) -> Vec<LinkEvent> {
         self.expire(now);
         let mut out = Vec::new();
         for s in secrets {
             let mailbox = s.mailbox_id();
-            if let Some(m) = self.mailboxes.get(&mailbox) {
+            if let Some(m) = self.mailboxes.get(&key_of(s)) {
                 for (id, (env, _)) in m {
                     out.push(LinkEvent::Delivery {
                         mailbox,
@@ -102,27 +116,30 @@ impl SimRelay {
         out
     }
 
-    pub(crate) fn delete(&mut self, secret: &FetchSecret, ids: &[EnvelopeId]) {
-        if let Some(m) = self.mailboxes.get_mut(&secret.mailbox_id()) {
+    pub(crate) fn delete(&mut self, secret: &Opener, ids: &[EnvelopeId]) {
+        if let Some(m) = self.mailboxes.get_mut(&key_of(secret)) {
             for id in ids {
                 m.remove(id);
             }
         }
     }
 
-    pub(crate) fn subscribe(&mut self, node: usize, connection: u64, secrets: &[FetchSecret]) {
+    pub(crate) fn subscribe(&mut self, node: usize, connection: u64, secrets: &[Opener]) {
         self.subscriptions.retain(|(n, _), _| *n != node);
         self.subscriptions.insert(
             (node, connection),
-            secrets.iter().map(FetchSecret::mailbox_id).collect(),
+            secrets
+                .iter()
+                .map(|s| (key_of(s), s.mailbox_id()))
+                .collect(),
         );
     }
 
-    /// Whether `node` asked to be pushed `mailbox` (on any connection).
+    /// Whether `node` asked to be pushed `mailbox` (by the id it knows, on any connection).
     pub(crate) fn watches(&self, node: usize, mailbox: &MailboxId) -> bool {
         self.subscriptions
             .iter()
-            .any(|((n, _), set)| *n == node && set.contains(mailbox))
+            .any(|((n, _), set)| *n == node && set.values().any(|m| m == mailbox))
     }
 
     pub(crate) fn forget_node(&mut self, node: usize) {

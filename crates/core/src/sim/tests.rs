@@ -19,12 +19,17 @@ pub(super) fn ok(r: crate::Result<Response>) -> Response {
     r.unwrap_or_else(|e| panic!("command failed: {e}"))
 }
 
+/// The simulated relay takes drop deposits as paid; a low difficulty keeps the links of
+/// these tests honest about the field without costing anything.
+const STAMP_BITS: u8 = 4;
+
 pub(super) fn link(w: &mut World, n: usize, kind: InviteKind, name: Option<&str>) -> String {
     match ok(w.command(
         n,
         Command::CreateInvite {
             kind,
             name: name.map(str::to_string),
+            stamp_bits: Some(STAMP_BITS),
         },
     )) {
         Response::Link(l) => l.0,
@@ -366,13 +371,13 @@ fn link_with_relay(link: &str, host: &[u8], port: u16) -> String {
     let bin = URL_SAFE_NO_PAD
         .decode(link.strip_prefix("hush:").unwrap())
         .unwrap();
-    // version, kind, IK_B, SPK_B, invite secret (98 bytes), then pin, port, host.
-    let mut body = bin[..98 + 32].to_vec();
+    // version, kind, IK_B, SPK_B, drop id, stamp bits (99 bytes), then pin, port, host.
+    let mut body = bin[..99 + 32].to_vec();
     body.extend_from_slice(&port.to_be_bytes());
     body.push(u8::try_from(host.len()).unwrap());
     body.extend_from_slice(host);
     let sum = sha2::Sha256::new()
-        .chain_update(b"hush/v1/invite-checksum")
+        .chain_update(b"hush/v2/invite-checksum")
         .chain_update(&body)
         .finalize();
     body.extend_from_slice(&sum[..4]);

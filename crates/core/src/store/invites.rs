@@ -16,8 +16,6 @@ pub struct InviteId(pub(crate) i64);
 pub(crate) struct ActiveInvite {
     pub(crate) id: InviteId,
     pub(crate) secrets: InviterSecrets,
-    /// Handshake epochs fetched up to here.
-    pub(crate) last_epoch: u64,
     /// Unix seconds.
     pub(crate) created: u64,
 }
@@ -52,26 +50,24 @@ impl Db<'_> {
         Ok(InviteId(self.0.last_insert_rowid()))
     }
 
-    /// Every invite still answered (not retired), with the last handshake epoch fetched.
+    /// Every invite still answered (not retired).
     pub(crate) fn active_invites(self) -> Result<Vec<ActiveInvite>> {
-        let mut stmt = self.0.prepare(
-            "SELECT id, secrets, last_epoch, created FROM invites WHERE active = 1 ORDER BY id",
-        )?;
+        let mut stmt = self
+            .0
+            .prepare("SELECT id, secrets, created FROM invites WHERE active = 1 ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
                 r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, secrets, last, created) = row?;
+            let (id, secrets, created) = row?;
             out.push(ActiveInvite {
                 id: InviteId(id),
                 secrets: InviterSecrets::from_bytes(&secrets)?,
-                last_epoch: unsigned(last, "epoch")?,
                 created: unsigned(created, "time")?,
             });
         }
@@ -159,15 +155,6 @@ impl Db<'_> {
         self.0.execute(
             "UPDATE invites SET secrets = ?1 WHERE id = ?2",
             params![secrets.to_bytes().as_slice(), id.0],
-        )?;
-        Ok(())
-    }
-
-    /// Records that the handshake mailboxes were fetched up to `epoch`.
-    pub(crate) fn set_invite_epoch(self, id: InviteId, epoch: u64) -> Result<()> {
-        self.0.execute(
-            "UPDATE invites SET last_epoch = ?1 WHERE id = ?2",
-            params![signed(epoch, "epoch")?, id.0],
         )?;
         Ok(())
     }

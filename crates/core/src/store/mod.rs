@@ -48,7 +48,7 @@ pub(crate) use key::os_random;
 use key::{KeyFile, P_COST, derive_key, key_check, write_durably};
 pub use messages::{NewOutgoing, NewReceived};
 pub use outbox::{OutboxEntry, OutboxId};
-use schema::{MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION};
+use schema::{MIGRATE_FROM_1, MIGRATE_FROM_2, SCHEMA, SCHEMA_VERSION};
 
 /// An open, unlocked store.
 pub struct Store {
@@ -128,7 +128,7 @@ impl Store {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|_| Error::StoreCorrupted("database unreadable"))?;
-        if version != SCHEMA_VERSION && version != 1 {
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(Error::StoreCorrupted("unknown schema version"));
         }
         let ok: String = store
@@ -139,10 +139,15 @@ impl Store {
             return Err(Error::StoreCorrupted("integrity check failed"));
         }
         store.writable_on_close()?;
-        if version == 1 {
+        if version < SCHEMA_VERSION {
             // Checked intact above: only now may the store be written.
+            let steps = [MIGRATE_FROM_1, MIGRATE_FROM_2];
+            let todo = steps
+                .get(usize::try_from(version - 1).unwrap_or(0)..)
+                .unwrap_or(&[])
+                .concat();
             store.conn.execute_batch(&format!(
-                "BEGIN; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {todo} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
         Ok(store)
@@ -397,7 +402,8 @@ mod tests {
         }
     }
 
-    /// A version-1 store (before the blocked flag) opens and is brought up to date.
+    /// A version-1 store (before the blocked flag and the stamp difficulty of outbox
+    /// entries) opens and is brought up to date.
     #[test]
     fn a_version_1_store_is_migrated_on_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -405,7 +411,10 @@ mod tests {
         {
             let s = Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap();
             s.conn
-                .execute_batch("ALTER TABLE contacts DROP COLUMN blocked; PRAGMA user_version = 1;")
+                .execute_batch(
+                    "ALTER TABLE contacts DROP COLUMN blocked;
+                     ALTER TABLE outbox DROP COLUMN stamp_bits; PRAGMA user_version = 1;",
+                )
                 .unwrap();
         }
         let s = Store::open(&p, b"pw").unwrap();

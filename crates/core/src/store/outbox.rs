@@ -1,7 +1,8 @@
 //! The `outbox` table: encrypted envelopes waiting for a relay's durable acknowledgement,
 //! with their retry schedule.
 
-use hush_proto::{Envelope, MailboxId, RelayAddress};
+use hush_crypto::Target;
+use hush_proto::{DropAddress, Envelope, MailboxId, RelayAddress};
 use rusqlite::{OptionalExtension, params};
 
 use super::{ContactId, Db, signed, unsigned};
@@ -20,8 +21,8 @@ pub struct OutboxEntry {
     pub contact: super::ContactId,
     /// Where it goes.
     pub relay: RelayAddress,
-    /// The mailbox it goes to.
-    pub mailbox: MailboxId,
+    /// The mailbox or drop it goes to.
+    pub target: Target,
     /// The envelope.
     pub envelope: Envelope,
 }
@@ -32,7 +33,7 @@ impl std::fmt::Debug for OutboxEntry {
             id,
             contact: _,
             relay: _,
-            mailbox: _,
+            target: _,
             envelope: _,
         } = self;
         f.debug_struct("OutboxEntry")
@@ -48,18 +49,24 @@ impl Db<'_> {
         contact: ContactId,
         message: Option<i64>,
         relay: &RelayAddress,
-        mailbox: &MailboxId,
+        target: &Target,
         envelope: &Envelope,
     ) -> Result<OutboxId> {
+        let (mailbox, bits) = match target {
+            Target::Mailbox(id) => (id, None),
+            Target::Drop(drop) => (&drop.id, Some(drop.bits)),
+        };
         self.0.execute(
-            "INSERT INTO outbox(contact_id, message_id, relay, mailbox_id, envelope, next_attempt)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            "INSERT INTO outbox(contact_id, message_id, relay, mailbox_id, envelope, next_attempt,
+                                stamp_bits)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
             params![
                 contact.0,
                 message,
                 relay.to_string(),
                 &mailbox.as_bytes()[..],
-                &envelope.as_bytes()[..]
+                &envelope.as_bytes()[..],
+                bits
             ],
         )?;
         Ok(OutboxId(self.0.last_insert_rowid()))
@@ -69,7 +76,8 @@ impl Db<'_> {
     pub(crate) fn due_outbox(self, due_by: u64) -> Result<Vec<OutboxEntry>> {
         let due_by = i64::try_from(due_by).unwrap_or(i64::MAX);
         let mut stmt = self.0.prepare(
-            "SELECT id, relay, mailbox_id, envelope, contact_id FROM outbox WHERE next_attempt <= ?1 ORDER BY id",
+            "SELECT id, relay, mailbox_id, envelope, stamp_bits, contact_id FROM outbox
+             WHERE next_attempt <= ?1 ORDER BY id",
         )?;
         let raw = stmt.query_map([due_by], |r| {
             Ok((
@@ -77,24 +85,36 @@ impl Db<'_> {
                 r.get::<_, String>(1)?,
                 r.get::<_, Vec<u8>>(2)?,
                 r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in raw {
-            let (id, relay, mailbox, envelope, contact) = row?;
+            let (id, relay, mailbox, envelope, bits, contact) = row?;
+            let id_bytes = MailboxId(
+                mailbox
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::StoreCorrupted("outbox mailbox id"))?,
+            );
+            let target = match bits {
+                None => Target::Mailbox(id_bytes),
+                Some(b) => Target::Drop(DropAddress {
+                    id: id_bytes,
+                    bits: u8::try_from(b)
+                        .ok()
+                        .filter(|b| *b <= hush_proto::drop::MAX_STAMP_BITS)
+                        .ok_or(Error::StoreCorrupted("outbox stamp difficulty"))?,
+                }),
+            };
             out.push(OutboxEntry {
                 id: OutboxId(id),
                 contact: super::ContactId(contact),
                 relay: relay
                     .parse()
                     .map_err(|_| Error::StoreCorrupted("outbox relay address"))?,
-                mailbox: MailboxId(
-                    mailbox
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| Error::StoreCorrupted("outbox mailbox id"))?,
-                ),
+                target,
                 envelope: Envelope::from_slice(&envelope)
                     .map_err(|_| Error::StoreCorrupted("outbox envelope"))?,
             });

@@ -1,11 +1,13 @@
 //! The schema: the tables the other store modules own statements for, and the migration
 //! from each earlier version.
 
-pub(super) const SCHEMA_VERSION: i64 = 2;
-/// What brings a store of the version before up to [`SCHEMA_VERSION`]: version 2 adds the
-/// blocked flag of contacts.
+pub(super) const SCHEMA_VERSION: i64 = 3;
+/// What brings a version 1 store up to version 2: the blocked flag of contacts.
 pub(super) const MIGRATE_FROM_1: &str =
     "ALTER TABLE contacts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;";
+/// What brings a version 2 store up to version 3: the stamp difficulty of an outbox entry
+/// bound for an invite's drop.
+pub(super) const MIGRATE_FROM_2: &str = "ALTER TABLE outbox ADD COLUMN stamp_bits INTEGER;";
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE settings (
@@ -61,9 +63,10 @@ CREATE TABLE outbox (
     contact_id   INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
     message_id   INTEGER REFERENCES messages(id) ON DELETE SET NULL,
     relay        TEXT NOT NULL,       -- relay address
-    mailbox_id   BLOB NOT NULL,
+    mailbox_id   BLOB NOT NULL,       -- a mailbox id, or a drop's id D
     envelope     BLOB NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
-    next_attempt INTEGER NOT NULL
+    next_attempt INTEGER NOT NULL,
+    stamp_bits   INTEGER              -- NULL: a plain deposit; else the drop's difficulty
 );
 ";

@@ -10,20 +10,24 @@ import hashlib, os, struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAME_LEN, HEADER_LEN = 4160, 4
 
-def frame(kind, body=b"", version=1, reserved=b"\0\0"):
+def frame(kind, body=b"", version=2, reserved=b"\0\0"):
     f = bytes([version, kind]) + reserved + body
     return f + b"\0" * (FRAME_LEN - len(f))
 
 def sha(b): return hashlib.sha256(b).hexdigest()
 
-def write(name, direction, data, expect, note):
+def write(name, direction, data, expect, note, extra=()):
     with open(os.path.join(HERE, name + ".txt"), "w") as fh:
         fh.write(f"# {note}\n")
         fh.write(f"direction: {direction}\n")
         if direction == "address":
             fh.write(f"address: {data}\n")
+        elif direction == "binary_address":
+            fh.write(f"binary: {data.hex()}\n")
         else:
             fh.write(f"frame: {data.hex()}\n")
+        for line in extra:
+            fh.write(line + "\n")
         fh.write(f"expect: {expect}\n")
 
 mb = bytes(range(32))
@@ -45,9 +49,42 @@ write("request_delete", "request", frame(0x04, secret0 + u16(3) + u16(0) + u64(1
 write("request_subscribe", "request", frame(0x05, u16(1) + u16(0) + secret1),
       f"subscribe secrets={secret1.hex()}", "Subscribe: count, reserved, secrets")
 
+# Drops (section II.4, "Drops"): the owner's secret F has the difficulty in its first byte.
+drop_secret = bytes([12]) + bytes(range(100, 131))
+drop_id = hashlib.sha256(drop_secret).digest()
+drop_bits = drop_secret[0]
+drop_key = hashlib.sha256(b"hush/v2/drop" + bytes([drop_bits]) + drop_id).digest()
+
+def stamp_work(key, env, stamp):
+    d = hashlib.sha256(b"hush/v2/stamp" + key + hashlib.sha256(env).digest() + stamp).digest()
+    n = int.from_bytes(d, "big")
+    return 256 - n.bit_length()
+
+def mint(key, env, bits, prefix):
+    c = 0
+    while True:
+        st = prefix + u64(c)
+        if stamp_work(key, env, st) >= bits:
+            return st
+        c += 1
+
+drop_stamp = mint(drop_key, envelope, drop_bits, bytes.fromhex("e4b8ade69687f09f"))
+write("request_deposit_stamped", "request", frame(0x06, drop_id + bytes([drop_bits]) + drop_stamp + envelope),
+      f"deposit_stamped drop={drop_id.hex()} bits={drop_bits} stamp={drop_stamp.hex()} envelope_sha256={sha(envelope)}",
+      "DepositStamped: drop id, bits, stamp, envelope")
+write("fail_deposit_stamped_bits_41", "request", frame(0x06, drop_id + bytes([41]) + drop_stamp + envelope),
+      "error bad_field", "a stamp difficulty above 40 bits")
+with open(os.path.join(HERE, "drop_stamp.txt"), "w") as fh:
+    fh.write("# a drop's id and storage key from the owner's secret, and the work a minted stamp shows\n")
+    fh.write("direction: drop\n")
+    fh.write(f"secret: {drop_secret.hex()}\n")
+    fh.write(f"stamp: {drop_stamp.hex()}\n")
+    fh.write(f"envelope: {envelope.hex()}\n")
+    fh.write(f"expect: drop id={drop_id.hex()} bits={drop_bits} key={drop_key.hex()} work={stamp_work(drop_key, envelope, drop_stamp)}\n")
+
 # Responses.
-write("response_pong", "response", frame(0x81, bytes([1, 1, 0, 0]) + u32(256) + u64(604800)),
-      "pong min=1 max=1 quota=256 expiry=604800", "Pong: version range, mailbox quota, expiry")
+write("response_pong", "response", frame(0x81, bytes([2, 2, 0, 0]) + u32(256) + u64(604800)),
+      "pong min=2 max=2 quota=256 expiry=604800", "Pong: version range, mailbox quota, expiry")
 write("response_deposited", "response", frame(0x82, u64(7)), "deposited id=7", "Deposited: envelope id")
 write("response_envelope", "response", frame(0x83, mb + u64(7) + envelope),
       f"envelope mailbox={mb.hex()} id=7 envelope_sha256={sha(envelope)}", "Envelope: mailbox, id, envelope")
@@ -58,8 +95,10 @@ write("response_deleted", "response", frame(0x85, u16(1) + u16(2) + u16(0)), "de
 write("response_subscribed", "response", frame(0x86, u16(2)), "subscribed count=2", "Subscribed: count")
 write("response_error_mailbox_full", "response", frame(0xff, u16(0x0100) + u16(0) + u32(0)),
       "error code=0x0100 arg=0", "Error: mailbox full")
-write("response_error_version", "response", frame(0xff, u16(0x0010) + u16(0) + u32(0x0101)),
-      "error code=0x0010 arg=257", "Error: unsupported version, arg = min<<8|max")
+write("response_error_version", "response", frame(0xff, u16(0x0010) + u16(0) + u32(0x0202)),
+      "error code=0x0010 arg=514", "Error: unsupported version, arg = min<<8|max")
+write("response_error_stamp_too_weak", "response", frame(0xff, u16(0x0102) + u16(0) + u32(13)),
+      "error code=0x0102 arg=13", "Error: stamp too weak, 13 bits required now")
 write("response_error_rate_limited", "response", frame(0xff, u16(0x0200) + u16(0) + u32(250)),
       "error code=0x0200 arg=250", "Error: rate limited, retry after 250 ms")
 write("response_error_unrecognized", "response", frame(0xff, u16(0x7777) + u16(0) + u32(0)),
@@ -71,7 +110,8 @@ write("fail_truncated", "request", ping[:4159], "error truncated", "one byte sho
 write("fail_empty", "request", b"", "error truncated", "no bytes at all")
 write("fail_oversized", "request", ping + b"\0", "error oversized", "one byte too many")
 write("fail_version_0", "request", frame(0x01, version=0), "error unsupported_version", "version 0")
-write("fail_version_2", "request", frame(0x01, version=2), "error unsupported_version", "version 2 (future)")
+write("fail_version_1", "request", frame(0x01, version=1), "error unsupported_version", "a version 1 frame")
+write("fail_version_3", "request", frame(0x01, version=3), "error unsupported_version", "version 3 (future)")
 write("fail_unknown_kind", "request", frame(0x42), "error unknown_kind", "kind 0x42 is not assigned")
 write("fail_response_as_request", "request", frame(0x82, u64(7)), "error unexpected_kind", "Deposited sent to a relay")
 write("fail_request_as_response", "response", frame(0x01), "error unexpected_kind", "Ping sent to a client")
@@ -97,11 +137,48 @@ write("fail_garbage", "request", bytes((i * 131 + 17) % 256 for i in range(FRAME
 pin = bytes(range(32))
 import base64
 pin_txt = base64.urlsafe_b64encode(pin).decode().rstrip("=")
-write("address_name", "address", f"hush://{pin_txt}@relay.example.org:4433",
-      f"address pin={pin.hex()} host=relay.example.org port=4433", "DNS host")
-write("address_ipv4", "address", f"hush://{pin_txt}@192.0.2.1:443", f"address pin={pin.hex()} host=192.0.2.1 port=443", "IPv4")
-write("address_ipv6", "address", f"hush://{pin_txt}@[2001:db8::1]:4433",
-      f"address pin={pin.hex()} host=[2001:db8::1] port=4433", "IPv6 in brackets")
+def binary(host, port):
+    """Section II.5.1: pin (32) || u16 port || u8 host length || canonical host."""
+    h = host.encode()
+    return pin + struct.pack(">HB", port, len(h)) + h
+
+def accepted(name, text_host, port, canonical_host, note):
+    """An address the text form accepts: its canonical text and binary form are given."""
+    text = f"hush://{pin_txt}@{text_host}:{port}"
+    canonical = f"hush://{pin_txt}@{canonical_host}:{port}"
+    extra = [f"binary: {binary(canonical_host, port).hex()}"]
+    if canonical != text:
+        extra.insert(0, f"canonical: {canonical}")
+    write(name, "address", text, f"address pin={pin.hex()} host={canonical_host} port={port}",
+          note, extra)
+
+label63 = "a" * 63
+name253 = ".".join([label63, label63, label63, "b" * 61])  # 63*3 + 61 + 3 dots = 253
+accepted("address_name", "relay.example.org", 4433, "relay.example.org", "DNS host")
+accepted("address_ipv4", "192.0.2.1", 443, "192.0.2.1", "IPv4")
+accepted("address_ipv6", "[2001:db8::1]", 4433, "[2001:db8::1]", "IPv6 in brackets")
+accepted("address_name_upper", "Relay.EXAMPLE.org", 1, "relay.example.org",
+         "a name is compared in lower case; its canonical form is lower case")
+accepted("address_name_hyphens_digits", "xn--mgbh0fb.1st-relay.example", 65535,
+         "xn--mgbh0fb.1st-relay.example",
+         "inner hyphens, an A-label, a label starting with a digit, the largest port")
+accepted("address_name_numeric_labels", "10.0.0.example", 4433, "10.0.0.example",
+         "all-numeric labels are allowed when some label is not numeric")
+accepted("address_name_single_label", "x", 4433, "x", "a one-character, one-label name")
+accepted("address_name_253", name253, 4433, name253, "a name of exactly 253 bytes, labels of 63")
+accepted("address_ipv6_long_form", "[2001:DB8:0:0:0:0:0:1]", 4433, "[2001:db8::1]",
+         "IPv6 in full and upper case; canonical is RFC 5952")
+accepted("address_ipv6_zero_runs", "[2001:0:0:1:0:0:0:1]", 4433, "[2001:0:0:1::1]",
+         "RFC 5952: the longest run of zero groups is compressed")
+accepted("address_ipv6_tie", "[2001:db8:0:0:1:0:0:1]", 4433, "[2001:db8::1:0:0:1]",
+         "RFC 5952: of two equally long zero runs the first is compressed")
+accepted("address_ipv6_single_zero", "[2001:db8:0:1:1:1:1:1]", 4433, "[2001:db8:0:1:1:1:1:1]",
+         "RFC 5952: a single zero group is not compressed")
+accepted("address_ipv6_loopback", "[::1]", 4433, "[::1]", "IPv6 loopback")
+accepted("address_ipv6_mapped", "[::ffff:192.0.2.1]", 4433, "[::ffff:192.0.2.1]",
+         "IPv4-mapped IPv6 ends in a dotted quad")
+accepted("address_ipv6_mapped_hex", "[::ffff:c000:201]", 4433, "[::ffff:192.0.2.1]",
+         "IPv4-mapped IPv6 written in hex; canonical form ends in a dotted quad")
 for name, addr, note in [
     ("fail_address_scheme", f"https://{pin_txt}@a.example:1", "wrong scheme"),
     ("fail_address_padded_pin", f"hush://{pin_txt}=@a.example:1", "padding not allowed"),
@@ -113,8 +190,46 @@ for name, addr, note in [
     ("fail_address_port_big", f"hush://{pin_txt}@a.example:70000", "port above 65535"),
     ("fail_address_ipv6_unbracketed", f"hush://{pin_txt}@2001:db8::1:4433", "IPv6 without brackets"),
     ("fail_address_path", f"hush://{pin_txt}@a.example:1/x", "trailing path"),
+    ("fail_address_trailing_dot", f"hush://{pin_txt}@relay.example.:1", "trailing dot (an empty label)"),
+    ("fail_address_empty_label", f"hush://{pin_txt}@relay..example:1", "empty label"),
+    ("fail_address_label_leading_hyphen", f"hush://{pin_txt}@-relay.example:1", "label starts with a hyphen"),
+    ("fail_address_label_trailing_hyphen", f"hush://{pin_txt}@relay-.example:1", "label ends with a hyphen"),
+    ("fail_address_underscore", f"hush://{pin_txt}@relay_1.example:1", "underscore is not LDH"),
+    ("fail_address_label_64", f"hush://{pin_txt}@{'a' * 64}.example:1", "a 64-byte label"),
+    ("fail_address_name_254", f"hush://{pin_txt}@{name253}c:1", "a 254-byte name"),
+    ("fail_address_non_ascii", f"hush://{pin_txt}@\u0645\u062b\u0627\u0644.example:1", "a U-label: use its A-label (xn--...)"),
+    ("fail_address_all_numeric", f"hush://{pin_txt}@1.2.3:1", "all-numeric name that is no IPv4 literal"),
+    ("fail_address_ipv4_five_parts", f"hush://{pin_txt}@1.2.3.4.5:1", "five dotted numbers"),
+    ("fail_address_ipv4_leading_zero", f"hush://{pin_txt}@192.0.2.01:1", "IPv4 octet with a leading zero"),
+    ("fail_address_ipv4_octet_256", f"hush://{pin_txt}@192.0.2.256:1", "IPv4 octet above 255"),
+    ("fail_address_ipv4_bracketed", f"hush://{pin_txt}@[192.0.2.1]:1", "IPv4 literal in brackets"),
+    ("fail_address_ipv6_zone", f"hush://{pin_txt}@[fe80::1%25eth0]:1", "IPv6 zone identifier"),
+    ("fail_address_ipv6_unterminated", f"hush://{pin_txt}@[::1:1", "unterminated IPv6 literal"),
+    ("fail_address_port_leading_zero", f"hush://{pin_txt}@a.example:0443", "port with a leading zero"),
+    ("fail_address_port_sign", f"hush://{pin_txt}@a.example:+443", "port with a sign"),
+    ("fail_address_space", f"hush://{pin_txt}@a.example:443 ", "trailing white space (not trimmed)"),
+    ("fail_address_userinfo", f"hush://{pin_txt}@user@a.example:443", "a second '@'"),
+    ("fail_address_empty_host", f"hush://{pin_txt}@:443", "empty host"),
 ]:
     write(name, "address", addr, "error bad_address", note)
+
+# Binary relay addresses (section II.5.1) that a decoder must reject: each is otherwise a
+# well-formed pin || port || length || host.
+for name, data, err, note in [
+    ("fail_binary_address_upper", binary("Relay.example", 4433), "bad_address", "name not in lower case"),
+    ("fail_binary_address_ipv6_long", binary("[2001:db8:0:0:0:0:0:1]", 4433), "bad_address", "IPv6 not in RFC 5952 form"),
+    ("fail_binary_address_port_zero", binary("a.example", 0), "bad_address", "port 0"),
+    ("fail_binary_address_empty_host", binary("", 4433), "bad_address", "host length 0"),
+    ("fail_binary_address_unbracketed", binary("::1", 4433), "bad_address", "IPv6 without brackets"),
+    ("fail_binary_address_not_utf8", pin + struct.pack(">HB", 4433, 2) + b"\xc3\x28", "bad_address", "host bytes are not text"),
+    ("fail_binary_address_truncated", binary("a.example", 4433)[:-1], "address_truncated", "ends inside the host"),
+    ("fail_binary_address_no_length", pin + struct.pack(">H", 4433), "address_truncated", "ends before the host length"),
+]:
+    write(name, "binary_address", data, f"error {err}", note)
+accepted_binary = binary("relay.example.org", 4433) + b"\x07\x07"
+write("binary_address_trailing", "binary_address", accepted_binary,
+      f"address pin={pin.hex()} host=relay.example.org port=4433 rest=0707",
+      "a decoder reads one address and returns the bytes after it to the enclosing structure")
 
 # Cells of the TCP transport's stream layer (PROTOCOL.md II.1.2): a 12-byte header (kind,
 # flags, length u16, stream u32, code u32) and a FRAME_LEN payload, zero after `length`.
