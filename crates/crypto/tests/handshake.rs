@@ -281,6 +281,9 @@ fn edited_link(link: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
     format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
 }
 
+/// An edit of a link body, and the error the inviter answers a handshake made from it.
+type Edit = (fn(&mut Vec<u8>), Error);
+
 /// Whoever carries a link (a messenger, a web page, a relay operator's mail) can edit it and
 /// fix the unkeyed checksum: point it at another relay, port or pin, swap the inviter's key
 /// or the kind. The invitee cannot tell; the inviter refuses the handshake with
@@ -294,7 +297,7 @@ fn an_edited_link_fails_the_handshake_at_the_inviter() {
         let link = invite.to_link();
         // IK_B and SPK_B key the init seal (with D): an envelope made with an edited key does
         // not open (HandshakeUndecryptable); every other edit opens and fails the link hash.
-        let edits: [(fn(&mut Vec<u8>), Error); 7] = [
+        let edits: [Edit; 7] = [
             (|b| b[98] ^= 0x01, Error::LinkMismatch), // the drop's stamp difficulty
             (|b| b[99..131].fill(0x66), Error::LinkMismatch), // relay pin: another relay
             (
