@@ -464,6 +464,13 @@ impl Ticket {
         self.gate.lock().admission.handle_request(self.id, now);
     }
 
+    /// This connection's source, if the per-source limits apply to it (not a loopback peer
+    /// while those are exempt).
+    #[must_use]
+    pub fn source(&self) -> Option<Source> {
+        self.source
+    }
+
     /// Charges one deposit to this connection's source.
     ///
     /// # Errors

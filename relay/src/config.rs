@@ -91,6 +91,9 @@ pub struct Limits {
     pub source_deposits_per_window: Positive<u32>,
     /// Seconds of the per-source deposit window.
     pub source_window_secs: Positive<u64>,
+    /// Stamped deposits one source may make to one drop (an invite's handshake mailbox) per
+    /// window (`source_window_secs`), so that no single link holder fills a drop.
+    pub drop_deposits_per_source: Positive<u32>,
     /// Whether loopback peers (local forwarders: a Tor onion service, a forwarding relay)
     /// are exempt from the per-source limits.
     pub loopback_exempt: bool,
@@ -116,6 +119,7 @@ impl Default for Limits {
             evict_idle_after_secs: Positive(30),
             source_deposits_per_window: Positive(4096),
             source_window_secs: Positive(3600),
+            drop_deposits_per_source: Positive(16),
             loopback_exempt: true,
         }
     }
@@ -481,6 +485,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "source_window_secs",
     ),
     (
+        "HUSH_RELAY_LIMITS_DROP_DEPOSITS_PER_SOURCE",
+        "limits",
+        "drop_deposits_per_source",
+    ),
+    (
         "HUSH_RELAY_LIMITS_LOOPBACK_EXEMPT",
         "limits",
         "loopback_exempt",
@@ -775,6 +784,9 @@ evict_idle_after_secs = 30
 # Deposits one source may make per window; beyond, RateLimited until the window ends.
 source_deposits_per_window = 4096
 source_window_secs = 3600
+# Stamped deposits one source may make to one invite's drop per window (its first messages
+# to a tip line, say); beyond, RateLimited until the window ends.
+drop_deposits_per_source = 16
 # Loopback peers are local forwarders carrying many clients (a Tor onion service): exempt
 # them from the per-source limits (the global limits still apply).
 loopback_exempt = true

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use hush_proto::drop::{STAMP_LEN, extra_bits, stamp_work, storage_key};
+
+use crate::admission::Source;
 use hush_proto::{DropAddress, Envelope, FetchSecret, MailboxId};
 use sha2::{Digest, Sha256};
 
@@ -62,8 +64,11 @@ impl SpentStamps {
         if stamp_work(&key, envelope, stamp) < required {
             return Err(TooWeak { required });
         }
+        // The work is bound to the envelope: the same stamp bytes on another envelope are
+        // another proof. A replay is the same envelope with the same stamp.
         let mut h = Sha256::new();
         h.update(key.as_bytes());
+        h.update(Sha256::digest(envelope.as_bytes()));
         h.update(stamp);
         let tag: [u8; 32] = h.finalize().into();
         let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -77,6 +82,73 @@ impl SpentStamps {
         {
             seen.remove(&old);
         }
+        Ok(())
+    }
+}
+
+/// Drop deposits per (source, drop) in the current window: one link holder, from one
+/// address, cannot fill a drop however much work it pays. Memory only, forgotten when the
+/// window ends; at most [`SHARES_CAPACITY`] pairs are kept.
+pub(crate) struct DropShares {
+    per_window: u32,
+    window_ms: u64,
+    epoch: std::time::Instant,
+    inner: Mutex<HashMap<(Source, MailboxId), (u64, u32)>>,
+}
+
+/// Pairs of (source, drop) remembered at once; when full, those whose window ended are
+/// forgotten, then the oldest window.
+const SHARES_CAPACITY: usize = 1 << 16;
+
+impl DropShares {
+    pub(crate) fn new(per_window: u32, window_secs: u64) -> Self {
+        Self {
+            per_window,
+            window_ms: window_secs.saturating_mul(1000),
+            epoch: std::time::Instant::now(),
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`Self::take`] now.
+    pub(crate) fn take_now(&self, source: Option<Source>, key: MailboxId) -> Result<(), u64> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.take(source, key, now)
+    }
+
+    /// Counts one deposit of `source` to the drop stored under `key` at `now_ms`; the
+    /// milliseconds until its window ends if its share is spent. No source (a loopback
+    /// peer while those are exempt): no limit.
+    pub(crate) fn take(
+        &self,
+        source: Option<Source>,
+        key: MailboxId,
+        now_ms: u64,
+    ) -> Result<(), u64> {
+        let Some(source) = source else {
+            return Ok(());
+        };
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= SHARES_CAPACITY && !map.contains_key(&(source, key)) {
+            let window = self.window_ms;
+            map.retain(|_, (start, _)| now_ms < start.saturating_add(window));
+            if map.len() >= SHARES_CAPACITY
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (start, _))| *start)
+                    .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry((source, key)).or_insert((now_ms, 0));
+        if now_ms >= entry.0.saturating_add(self.window_ms) {
+            *entry = (now_ms, 0);
+        }
+        if entry.1 >= self.per_window {
+            return Err(entry.0.saturating_add(self.window_ms) - now_ms);
+        }
+        entry.1 += 1;
         Ok(())
     }
 }
@@ -148,6 +220,26 @@ mod tests {
                 spent.pay(&drop, &weak, &env(2), 255),
                 Err(TooWeak { required: 16 })
             );
+        }
+    }
+
+    #[test]
+    fn one_source_gets_its_share_of_a_drop_per_window_and_no_more() {
+        let shares = DropShares::new(2, 10);
+        let a = Some(Source::of("192.0.2.1".parse().unwrap()));
+        let b = Some(Source::of("2001:db8::1".parse().unwrap()));
+        let drop = MailboxId([1; 32]);
+        let other = MailboxId([2; 32]);
+        assert_eq!(shares.take(a, drop, 0), Ok(()));
+        assert_eq!(shares.take(a, drop, 1_000), Ok(()));
+        assert_eq!(shares.take(a, drop, 2_000), Err(8_000));
+        // Another source, or another drop, has its own share; a new window a new one.
+        assert_eq!(shares.take(b, drop, 2_000), Ok(()));
+        assert_eq!(shares.take(a, other, 2_000), Ok(()));
+        assert_eq!(shares.take(a, drop, 10_000), Ok(()));
+        // Exempt peers (no source) are not counted.
+        for t in 0..10 {
+            assert_eq!(shares.take(None, drop, t), Ok(()));
         }
     }
 

@@ -54,6 +54,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Shared {
     store: Arc<dyn Store>,
     spent_stamps: crate::drops::SpentStamps,
+    drop_shares: crate::drops::DropShares,
     committer: Committer,
     hub: Arc<Hub>,
     pub(crate) gate: Arc<Gate>,
@@ -269,6 +270,10 @@ impl Relay {
         let shared = Arc::new(Shared {
             store,
             spent_stamps: crate::drops::SpentStamps::new(),
+            drop_shares: crate::drops::DropShares::new(
+                limits.drop_deposits_per_source.0,
+                limits.source_window_secs.0,
+            ),
             committer,
             hub,
             gate: Gate::new(Policy::new(&limits, slots), limits.loopback_exempt),
@@ -842,6 +847,15 @@ pub(crate) async fn handle_stream(
                 return send_error(&mut send, metrics, e).await;
             }
             let key = drop.storage_key();
+            if let Err(wait_ms) = shared.drop_shares.take_now(state.ticket.source(), key) {
+                // This source's share of the drop for the window is spent: one link holder
+                // cannot fill it for the others, whatever work it pays.
+                let e = ErrorFrame {
+                    code: ErrorCode::RateLimited,
+                    arg: u32::try_from(wait_ms).unwrap_or(u32::MAX),
+                };
+                return send_error(&mut send, metrics, e).await;
+            }
             let store = shared.store.clone();
             let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
             else {

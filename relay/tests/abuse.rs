@@ -11,16 +11,15 @@
 
 mod common;
 
-use hush_proto::drop::storage_key;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
     Error, RelayClient, TestRelay, assert_acked_stored, assert_acked_stored_with, client_endpoint,
-    mailbox, relay_error, sealed, secret,
+    clients_from, lo, mailbox, relay_error, sealed, secret,
 };
+use hush_proto::drop::storage_key;
 use hush_proto::{DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, SecretBatch};
 use hush_testkit::{contains, hooks, poll, poll_async};
 
@@ -43,22 +42,6 @@ fn code(e: &Error) -> ErrorCode {
     relay_error(e)
         .unwrap_or_else(|| panic!("expected a relay error, got {e}"))
         .code
-}
-
-fn lo(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// `n` connections to `relay` from a socket bound to `ip`.
-async fn clients_from(relay: &TestRelay, ip: IpAddr, n: usize) -> Vec<Arc<RelayClient>> {
-    let ep = client_endpoint((ip, 0).into()).unwrap();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(Arc::new(
-            RelayClient::connect_with(&ep, relay.addr()).await.unwrap(),
-        ));
-    }
-    out
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

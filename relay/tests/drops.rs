@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestRelay, relay_error, sealed};
+use common::{TestRelay, clients_from, lo, relay_error, sealed};
 use hush_proto::drop::{STAMP_LEN, extra_bits, mint_stamp, stamp_work};
 use hush_proto::{
     DeleteIds, DropAddress, Envelope, EnvelopeId, ErrorCode, FetchSecret, SecretBatch,
@@ -218,4 +218,42 @@ async fn a_flood_raises_the_price_and_another_source_still_gets_in() {
         .unwrap();
     assert_eq!(all.deliveries.len(), 101);
     assert!(all.deliveries.iter().any(|d| d.envelope == env));
+}
+
+/// One link holder, from one address, gets its share of a drop per window (16 by default)
+/// however much work it pays; another source still gets in. (Loopback peers are exempt by
+/// default, as local forwarders; here each 127.0.0.x is its own source.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_fill_a_drop_for_the_others() {
+    let relay = TestRelay::start(&[("HUSH_RELAY_LIMITS_LOOPBACK_EXEMPT", "false")]);
+    let owner_secret = owner(0, 0xd4);
+    let drop = DropAddress::of_secret(&owner_secret);
+    let flooder = clients_from(&relay, lo(2), 2).await;
+    let mut stored = 0;
+    let mut refused = None;
+    for i in 0..40u64 {
+        let env = sealed(format!("رسالة {i} 🌊").as_bytes(), 500 + i);
+        let bits = extra_bits(stored);
+        let c = &flooder[usize::try_from(i % 2).unwrap()];
+        match c
+            .deposit_stamped(drop, stamp_for(&drop, &env, bits, i), env)
+            .await
+        {
+            Ok(_) => stored += 1,
+            Err(e) => {
+                refused = code(&e);
+                break;
+            }
+        }
+    }
+    assert_eq!(stored, 16, "the source's share, over both its connections");
+    let (code_, wait) = refused.expect("the 17th deposit was refused");
+    assert_eq!(code_, ErrorCode::RateLimited);
+    assert!(wait > 0 && wait <= 3_600_000, "{wait}");
+    let source = clients_from(&relay, lo(3), 1).await;
+    let env = sealed("我有文件".as_bytes(), 9000);
+    source[0]
+        .deposit_stamped(drop, stamp_for(&drop, &env, extra_bits(16), 1), env)
+        .await
+        .unwrap();
 }

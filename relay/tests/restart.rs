@@ -58,7 +58,8 @@ fn preload(data: &std::path::Path) {
     for start in (0..preloaded()).step_by(PRELOAD_BATCH as usize) {
         let ops: Vec<WriteOp> = (start..start + PRELOAD_BATCH)
             .map(|n| WriteOp::Deposit {
-                mailbox: mailbox("old", n % 64),
+                // As the relay stores a deposit to that mailbox (PROTOCOL.md II.4.1).
+                mailbox: hush_proto::drop::storage_key(&mailbox("old", n % 64)),
                 envelope: sealed(texts[(n % 4) as usize], n),
             })
             .collect();

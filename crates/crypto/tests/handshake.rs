@@ -281,6 +281,9 @@ fn edited_link(link: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
     format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
 }
 
+/// An edit of a link body, and the error the inviter answers a handshake made from it.
+type Edit = (fn(&mut Vec<u8>), Error);
+
 /// Whoever carries a link (a messenger, a web page, a relay operator's mail) can edit it and
 /// fix the unkeyed checksum: point it at another relay, port or pin, swap the inviter's key
 /// or the kind. The invitee cannot tell; the inviter refuses the handshake with
@@ -294,7 +297,7 @@ fn an_edited_link_fails_the_handshake_at_the_inviter() {
         let link = invite.to_link();
         // IK_B and SPK_B key the init seal (with D): an envelope made with an edited key does
         // not open (HandshakeUndecryptable); every other edit opens and fails the link hash.
-        let edits: [(fn(&mut Vec<u8>), Error); 7] = [
+        let edits: [Edit; 7] = [
             (|b| b[98] ^= 0x01, Error::LinkMismatch), // the drop's stamp difficulty
             (|b| b[99..131].fill(0x66), Error::LinkMismatch), // relay pin: another relay
             (
@@ -441,5 +444,65 @@ fn the_link_names_the_drop_only_the_inviter_can_open() {
     assert!(
         hush_crypto::InviterSecrets::generate_with_bits(InviteKind::OneTime, relay(), 41, &mut rng)
             .is_err()
+    );
+}
+
+/// The text rules of a link (PROTOCOL.md 3.1), each checked: surrounding white space is
+/// trimmed; padding, white space inside, the standard alphabet, set unused bits and another
+/// case of the prefix are refused; base64url is case-sensitive.
+#[test]
+fn link_text_rules() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut rng = rng(91);
+    let (_secrets, invite) = new_inviter(InviteKind::OneTime, &mut rng);
+    let link = invite.to_link();
+    let body = link.strip_prefix("hush:").unwrap();
+    let parse = |s: &str| hush_crypto::Invite::parse(s).map(|i| i.to_link());
+    assert_eq!(parse(&format!(" \t{link}\r\n")).unwrap(), link, "trimmed");
+    let bad_b64 = Error::InvalidInvite("not base64url");
+    // The last character carries 2 or 4 unused bits (the body is not a multiple of 3 bytes).
+    assert_ne!(body.len() % 4, 0);
+    for (what, text) in [
+        ("padding", format!("{link}=")),
+        (
+            "a space inside",
+            format!("hush:{} {}", &body[..100], &body[100..]),
+        ),
+        (
+            "a line break inside",
+            format!("hush:{}\n{}", &body[..100], &body[100..]),
+        ),
+        (
+            "standard alphabet",
+            format!("hush:{}", body.replace('-', "+").replace('_', "/")),
+        ),
+    ] {
+        let has_changed = text.trim() != link;
+        assert!(has_changed, "{what}");
+        let e = parse(&text).unwrap_err();
+        assert!(e == bad_b64 || e == Error::InviteChecksum, "{what}: {e:?}");
+    }
+    // Set unused bits in the last character: another character, same bytes before it.
+    let last = body.chars().last().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let v = alphabet.find(last).unwrap();
+    let flipped = alphabet.chars().nth(v ^ 1).unwrap();
+    let unused = format!("hush:{}{flipped}", &body[..body.len() - 1]);
+    assert!(
+        URL_SAFE_NO_PAD
+            .decode(unused.strip_prefix("hush:").unwrap())
+            .is_err(),
+        "the decoder refuses set unused bits"
+    );
+    assert_eq!(parse(&unused).unwrap_err(), bad_b64);
+    // Case matters: the prefix, and the base64url itself.
+    assert_eq!(
+        parse(&format!("HUSH:{body}")).unwrap_err(),
+        Error::InvalidInvite("missing hush: prefix")
+    );
+    assert_ne!(
+        parse(&format!("hush:{}", body.to_ascii_uppercase())).ok(),
+        Some(link)
     );
 }

@@ -190,3 +190,34 @@ mod tests {
         assert_eq!(extra_bits(255), 12);
     }
 }
+
+/// How long minting takes on this machine (docs/BENCHMARKS.md, "Stamps"); prints, never
+/// asserts: `cargo test -p hush-proto --release --lib -- --ignored --nocapture stamp_cost`.
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use crate::ENVELOPE_LEN;
+
+    #[test]
+    #[ignore = "a measurement, run by hand in a release build"]
+    fn stamp_cost() {
+        let env = Envelope::new(Box::new([0x5a; ENVELOPE_LEN]));
+        let key = DropAddress {
+            id: MailboxId([7; 32]),
+            bits: 16,
+        }
+        .storage_key();
+        for bits in [12u8, 16, 20] {
+            let runs = 24u64;
+            let mut hashes = 0u64;
+            let t = std::time::Instant::now();
+            for r in 0..runs {
+                let stamp = mint_stamp(&key, &env, bits, r.to_be_bytes());
+                hashes += u64::from_be_bytes(stamp[8..].try_into().unwrap_or([0; 8])) + 1;
+            }
+            let per = t.elapsed() / u32::try_from(runs).unwrap_or(1);
+            let rate = hashes as f64 / t.elapsed().as_secs_f64();
+            println!("bits {bits}: {per:?} per stamp (mean of {runs}), {rate:.0} hashes/s");
+        }
+    }
+}

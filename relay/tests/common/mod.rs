@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)] // each test file uses a different subset (re-exports too)
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -207,4 +208,22 @@ pub async fn assert_acked_stored_with(
         assert_eq!(d.envelope, sealed(plaintext(*n), *n));
     }
     stored.len()
+}
+
+/// The loopback address 127.0.0.`last`: each its own source to a relay that does not
+/// exempt loopback peers.
+pub fn lo(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// `n` connections to `relay` from a socket bound to `ip`.
+pub async fn clients_from(relay: &TestRelay, ip: IpAddr, n: usize) -> Vec<Arc<RelayClient>> {
+    let ep = client_endpoint((ip, 0).into()).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(
+            RelayClient::connect_with(&ep, relay.addr()).await.unwrap(),
+        ));
+    }
+    out
 }
