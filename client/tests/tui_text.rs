@@ -13,7 +13,7 @@ mod tui_kit;
 use std::os::unix::fs::PermissionsExt;
 
 use hush_testkit::poll;
-use tui_kit::{LOOK_EVERY, PATIENCE, Tmux, command, exit_file, send, set_up};
+use tui_kit::{LOOK_EVERY, PATIENCE, Tmux, command, exit_file, send, set_up, to_normal_mode};
 
 /// 71 characters, 142 columns: more than two rows of the conversation pane at 80 columns.
 const FROM_BOB: &str = "我们明天下午三点在老地方见面，请带上那份文件和硬盘。如果有人跟踪你，就取消见面，改用这个应用联系我。不要打电话。";
@@ -83,7 +83,7 @@ fn chinese_conversation_at_80x24_and_a_silent_wipe() {
     tmux.press("alice", &["Escape"]);
 
     // bob pastes the copy, line breaks and all, into :accept.
-    tmux.press("bob", &["Escape"]);
+    to_normal_mode(&tmux, "bob");
     tmux.type_text("bob", ":accept ");
     tmux.run(&["set-buffer", "-b", "link", &copied]);
     tmux.run(&["paste-buffer", "-p", "-b", "link", "-t", "bob"]);

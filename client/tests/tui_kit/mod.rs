@@ -207,16 +207,29 @@ pub fn set_up(tmux: &Tmux, profile: &str) {
     tmux.wait_text(profile, "relay: connected");
 }
 
+/// Presses Escape and waits until the status line says NORMAL. A key sent right after an
+/// Escape can reach the TUI in the same read and be taken as Alt and that key (a terminal
+/// cannot tell the two apart): that turned `Escape i` into a typed `i` under load.
+pub fn to_normal_mode(tmux: &Tmux, session: &str) {
+    tmux.press(session, &["Escape"]);
+    tmux.wait_for(session, "normal mode", |s| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("NORMAL"))
+    });
+}
+
 /// Runs a `:` command from insert or normal mode; leaves the TUI in normal mode.
 pub fn command(tmux: &Tmux, session: &str, line: &str) {
-    tmux.press(session, &["Escape"]);
+    to_normal_mode(tmux, session);
     tmux.type_text(session, &format!(":{line}"));
     tmux.press(session, &["Enter"]);
 }
 
 /// Types a message in insert mode and sends it.
 pub fn send(tmux: &Tmux, session: &str, text: &str) {
-    tmux.press(session, &["Escape"]);
+    to_normal_mode(tmux, session);
     tmux.press(session, &["i"]);
     tmux.type_text(session, text);
     tmux.press(session, &["Enter"]);
