@@ -51,6 +51,8 @@ pub enum Kind {
     ProfileBusy,
     /// The store is damaged.
     StoreDamaged,
+    /// The profile was made by a hush of protocol version 1.
+    ProfileTooOld,
 }
 
 impl Kind {
@@ -72,6 +74,7 @@ impl Kind {
             Self::ProxyFailed => "proxy_failed",
             Self::ProfileBusy => "profile_busy",
             Self::StoreDamaged => "store_damaged",
+            Self::ProfileTooOld => "profile_too_old",
         }
     }
 
@@ -83,7 +86,8 @@ impl Kind {
             | Self::AlreadyContact
             | Self::NoPassphrase
             | Self::Exists
-            | Self::StoreDamaged => 1,
+            | Self::StoreDamaged
+            | Self::ProfileTooOld => 1,
             Self::Usage | Self::InvalidLink => 2,
             Self::WrongPassphrase => 3,
             Self::NotFound => 4,
@@ -99,6 +103,7 @@ impl Kind {
             Error::WrongPassphrase => Self::WrongPassphrase,
             Error::NoPassphrase(_) => Self::NoPassphrase,
             Error::StoreCorrupted(_) => Self::StoreDamaged,
+            Error::ProfileFromProtocol1 => Self::ProfileTooOld,
             Error::ProfileBusy => Self::ProfileBusy,
             Error::ProfileExists | Error::DuplicateContact => Self::Exists,
             Error::NoProfile | Error::UnknownContact | Error::UnknownInvite => Self::NotFound,

@@ -66,6 +66,12 @@ pub enum Error {
     /// the connection; nothing went to the relay, directly or otherwise.
     #[error("the SOCKS5 proxy is unreachable or refused the connection")]
     ProxyFailed,
+    /// The profile was made by a hush that spoke protocol version 1: its contacts and
+    /// invites cannot be used by this one. Nothing was changed.
+    #[error(
+        "this profile was made by an older hush (protocol version 1); its contacts and invites cannot be used by this version: make a new profile, or open this one with the older hush"
+    )]
+    ProfileFromProtocol1,
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

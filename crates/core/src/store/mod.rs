@@ -138,6 +138,19 @@ impl Store {
         if ok != "ok" {
             return Err(Error::StoreCorrupted("integrity check failed"));
         }
+        // Schemas 1 and 2 were written by hush before protocol version 2, whose sessions and
+        // invites this hush cannot use (PROTOCOL.md II.6): refuse the profile by name and
+        // leave it untouched (the older hush still opens it), unless it holds neither.
+        if version < 3 {
+            let held: i64 = store.conn.query_row(
+                "SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM invites)",
+                [],
+                |r| r.get(0),
+            )?;
+            if held > 0 {
+                return Err(Error::ProfileFromProtocol1);
+            }
+        }
         store.writable_on_close()?;
         if version < SCHEMA_VERSION {
             // Checked intact above: only now may the store be written.
@@ -400,6 +413,54 @@ mod tests {
             }
             assert!(before == after, "{what}: the files changed");
         }
+    }
+
+    /// A profile made by a hush of protocol version 1 (schema 2) that holds an invite is
+    /// refused by name, and its files are left as they were; the older hush can still open
+    /// it. (Seen to fail with the check removed: it opened, and every invite failed to load.)
+    #[test]
+    fn a_profile_of_protocol_version_1_is_refused_by_name_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        {
+            let s = Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap();
+            let relay: hush_proto::RelayAddress =
+                "hush://AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8@relay.example.org:4433"
+                    .parse()
+                    .unwrap();
+            let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(5);
+            let secrets = hush_crypto::InviterSecrets::generate(
+                hush_crypto::InviteKind::OneTime,
+                relay,
+                &mut rng,
+            )
+            .unwrap();
+            s.db()
+                .insert_invite(&secrets, Some("источник"), 1, 3600)
+                .unwrap();
+            s.conn
+                .execute_batch(
+                    "ALTER TABLE outbox DROP COLUMN stamp_bits; PRAGMA user_version = 2;",
+                )
+                .unwrap();
+        }
+        let files = |d: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.is_file())
+                .map(|f| (f.display().to_string(), std::fs::read(&f).unwrap()))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = files(dir.path());
+        match Store::open(&p, b"pw") {
+            Err(Error::ProfileFromProtocol1) => {}
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened"),
+        }
+        assert!(before == files(dir.path()), "the files changed");
     }
 
     /// A version-1 store (before the blocked flag and the stamp difficulty of outbox
