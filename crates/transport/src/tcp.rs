@@ -51,6 +51,8 @@ pub(crate) struct TcpConn {
     /// Becomes `true` when the connection ended (either side).
     closed: watch::Receiver<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The reading task, which ends when the relay ends its side.
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closing: AtomicBool,
 }
 
@@ -136,7 +138,7 @@ impl TcpConn {
         });
         let reader_registry = registry.clone();
         let reader_cells = cells.clone();
-        tokio::spawn(async move {
+        let reader_task = tokio::spawn(async move {
             let mut buf = Zeroizing::new(vec![0u8; CELL_LEN]);
             loop {
                 if reader.read_exact(&mut buf[..]).await.is_err() {
@@ -186,6 +188,7 @@ impl TcpConn {
             registry,
             closed,
             writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader_task)),
             closing: AtomicBool::new(false),
         }
     }
@@ -254,7 +257,10 @@ impl TcpConn {
     }
 
     /// [`TcpConn::close`], then waits (bounded) until the close is written and the TCP
-    /// connection shut down, so the relay frees it at once.
+    /// connection shut down, and until the relay ended its side, so the relay frees it at
+    /// once. The second wait matters: a process that exits with bytes from the relay
+    /// unread makes its kernel answer with a reset, and a relay that reads the reset before
+    /// the CLOSE counts the connection lost.
     pub(crate) async fn close_and_wait(&self) {
         self.close();
         let writer = self
@@ -262,9 +268,20 @@ impl TcpConn {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(w) = writer {
-            let _ = tokio::time::timeout(CLOSE_WAIT, w).await;
-        }
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            if let Some(w) = writer {
+                let _ = w.await;
+            }
+            if let Some(r) = reader {
+                let _ = r.await;
+            }
+        })
+        .await;
     }
 }
 
