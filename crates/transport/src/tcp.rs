@@ -200,20 +200,19 @@ impl TcpConn {
             return Err(Error::Stream("connection closed".into()));
         }
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let stream = {
-            let mut r = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = u32::try_from(r.next)
-                .map(StreamId)
-                .map_err(|_| Error::Stream("stream ids exhausted: reconnect".into()))?;
-            r.next += 1;
-            r.streams.insert(id, tx);
-            id
-        };
+        // The id is taken and the stream's cells queued under one lock: a relay refuses ids
+        // out of order (PROTOCOL.md II.1.1), and two requests racing between the two steps
+        // would queue 6 before 5 and lose the connection.
+        let mut r = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let stream = u32::try_from(r.next)
+            .map(StreamId)
+            .map_err(|_| Error::Stream("stream ids exhausted: reconnect".into()))?;
         let mut chunks: Vec<&[u8]> = bytes.chunks(FRAME_LEN).collect();
         if chunks.is_empty() {
             chunks.push(&[]);
         }
         let last = chunks.len() - 1;
+        let mut cells = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.into_iter().enumerate() {
             let cell = Cell::Data {
                 stream,
@@ -222,10 +221,16 @@ impl TcpConn {
             }
             .encode()
             .map_err(Error::InvalidArgument)?;
+            cells.push(cell);
+        }
+        r.next += 1;
+        r.streams.insert(stream, tx);
+        for cell in cells {
             self.cells
                 .send(cell)
                 .map_err(|_| Error::Stream("connection closed".into()))?;
         }
+        drop(r);
         Ok(TcpStreamRecv {
             stream,
             rx,
