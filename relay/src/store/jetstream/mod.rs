@@ -267,11 +267,20 @@ impl JetStreamStore {
                 unknown = unknown.saturating_add(1);
                 continue;
             };
-            match read_seq(&self.stream, seq).await {
+            let gone = match read_seq(&self.stream, seq).await {
                 Ok(Some(m)) if m.subject.as_str() == subject => {
                     match self.stream.delete_message(seq).await {
-                        Ok(true) => deleted = deleted.saturating_add(1),
-                        Ok(false) => unknown = unknown.saturating_add(1),
+                        Ok(true) => {
+                            deleted = deleted.saturating_add(1);
+                            false
+                        }
+                        Ok(false) => {
+                            unknown = unknown.saturating_add(1);
+                            false
+                        }
+                        // Each node expires on its own timer: the node that answered the read
+                        // still held it, the leader no longer does. Gone, as below.
+                        Err(e) if no_message(&e) => true,
                         Err(e) => {
                             tracing::warn!(error = %e, "delete not acknowledged by the cluster");
                             return WriteOutcome::Unavailable;
@@ -279,23 +288,27 @@ impl JetStreamStore {
                     }
                 }
                 // Another mailbox's envelope: answered as a missing one.
-                Ok(Some(_)) => unknown = unknown.saturating_add(1),
-                Ok(None) => {
-                    if first_seq.is_none() {
-                        match self.stream.get_info().await {
-                            Ok(info) => first_seq = Some(info.state.first_sequence),
-                            Err(_) => return WriteOutcome::Unavailable,
-                        }
-                    }
-                    if first_seq.is_some_and(|first| seq < first) {
-                        expired = expired.saturating_add(1);
-                    } else {
-                        unknown = unknown.saturating_add(1);
-                    }
+                Ok(Some(_)) => {
+                    unknown = unknown.saturating_add(1);
+                    false
                 }
+                Ok(None) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading an envelope to delete failed");
                     return WriteOutcome::Unavailable;
+                }
+            };
+            if gone {
+                if first_seq.is_none() {
+                    match self.stream.get_info().await {
+                        Ok(info) => first_seq = Some(info.state.first_sequence),
+                        Err(_) => return WriteOutcome::Unavailable,
+                    }
+                }
+                if first_seq.is_some_and(|first| seq < first) {
+                    expired = expired.saturating_add(1);
+                } else {
+                    unknown = unknown.saturating_add(1);
                 }
             }
         }
@@ -334,6 +347,12 @@ impl JetStreamStore {
         Ok(out)
     }
 }
+/// Whether a delete failed because the message is not there (any more).
+fn no_message(e: &stream::DeleteMessageError) -> bool {
+    matches!(e.kind(), stream::DeleteMessageErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND)
+}
+
 impl Store for JetStreamStore {
     fn commit(&self, ops: &[WriteOp], _now: u64) -> Result<Vec<WriteOutcome>, Error> {
         // Publishes of one batch are in flight together: their acknowledgements overlap as
