@@ -108,3 +108,22 @@ pub fn assert_rejected(
         "a failed decryption changed the session"
     );
 }
+
+/// The link body `B` of `link`, edited by `edit`, made into a link with a correct checksum
+/// (the checksum is unkeyed: anyone who handles the link can do this).
+pub fn edited_link(link: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let bin = URL_SAFE_NO_PAD
+        .decode(link.strip_prefix("hush:").unwrap())
+        .unwrap();
+    let mut body = bin[..bin.len() - 4].to_vec();
+    edit(&mut body);
+    let sum = sha2::Sha256::new()
+        .chain_update(b"hush/v2/invite-checksum")
+        .chain_update(&body)
+        .finalize();
+    body.extend_from_slice(&sum[..4]);
+    format!("hush:{}", URL_SAFE_NO_PAD.encode(body))
+}
