@@ -38,10 +38,12 @@ fn timer_of(v: Option<i64>) -> Result<Option<u64>> {
 }
 
 impl<'a> Db<'a> {
-    /// Rows of `(id, blob, last_epoch)` from `sql`, the blob parsed by `parse`.
-    pub(super) fn rows_with_epoch<T>(
+    /// Rows of `(id, blob, n)` from `sql`, the blob parsed by `parse` and `n` a
+    /// non-negative integer (`what` names it if it is not).
+    pub(super) fn rows_with_u64<T>(
         self,
         sql: &str,
+        what: &'static str,
         parse: impl Fn(i64, &[u8]) -> Result<T>,
     ) -> Result<Vec<(T, u64)>> {
         let mut stmt = self.0.prepare(sql)?;
@@ -54,8 +56,8 @@ impl<'a> Db<'a> {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, blob, last) = row?;
-            out.push((parse(id, &blob)?, unsigned(last, "last epoch")?));
+            let (id, blob, n) = row?;
+            out.push((parse(id, &blob)?, unsigned(n, what)?));
         }
         Ok(out)
     }
@@ -115,8 +117,9 @@ impl<'a> Db<'a> {
 
     /// Every contact with its session and the last receive epoch fetched.
     pub(crate) fn contact_sessions(self) -> Result<Vec<(ContactId, Session, u64)>> {
-        self.rows_with_epoch(
+        self.rows_with_u64(
             "SELECT id, session, last_epoch FROM contacts ORDER BY id",
+            "last epoch",
             |id, bytes| Ok((ContactId(id), Session::from_bytes(bytes)?)),
         )
         .map(|rows| rows.into_iter().map(|((id, s), e)| (id, s, e)).collect())

@@ -52,26 +52,19 @@ impl Db<'_> {
 
     /// Every invite still answered (not retired).
     pub(crate) fn active_invites(self) -> Result<Vec<ActiveInvite>> {
-        let mut stmt = self
-            .0
-            .prepare("SELECT id, secrets, created FROM invites WHERE active = 1 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, secrets, created) = row?;
-            out.push(ActiveInvite {
-                id: InviteId(id),
-                secrets: InviterSecrets::from_bytes(&secrets)?,
-                created: unsigned(created, "time")?,
-            });
-        }
-        Ok(out)
+        let rows = self.rows_with_u64(
+            "SELECT id, secrets, created FROM invites WHERE active = 1 ORDER BY id",
+            "time",
+            |id, bytes| Ok((InviteId(id), InviterSecrets::from_bytes(bytes)?)),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|((id, secrets), created)| ActiveInvite {
+                id,
+                secrets,
+                created,
+            })
+            .collect())
     }
 
     /// Every invite still answered, for front ends, oldest first.
