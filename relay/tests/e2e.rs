@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     Error, RelayClient, TestRelay, assert_acked_stored, client_endpoint, deposit_storm, mailbox,
-    relay_error, sealed, secret, take_acks,
+    relay_error, sealed, secret, storm_and_kill9, take_acks,
 };
 use hush_proto::{
     DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, MAX_SECRETS, Request, Response,
@@ -174,21 +174,8 @@ async fn kill_9_during_concurrent_deposits_loses_no_acknowledged_deposit() {
     const MAILBOXES: u64 = 100;
     let mut relay = TestRelay::start(&[]);
     let clients = relay.clients(CONNS as usize).await;
-    let (tasks, mut ack_rx) = deposit_storm(&clients, TOTAL, ("k9", MAILBOXES), b"k9", |_| {});
-    // Kill once a good share is acknowledged but (normally) many are still in flight.
-    let mut acked = HashMap::new();
-    take_acks(&mut ack_rx, &mut acked, (TOTAL / 3) as usize).await;
-    relay.kill9();
-    // Deposits still in flight can never be acknowledged now; fail them at once instead of
-    // waiting for the QUIC idle timeout.
-    for c in &clients {
-        c.close();
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    // Every task has ended: this takes the rest and stops.
-    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
+    // Killed once a good share is acknowledged but (normally) many are still in flight.
+    let acked = storm_and_kill9(&mut relay, &clients, TOTAL, ("k9", MAILBOXES), b"k9").await;
     assert!(!acked.is_empty());
     drop(clients);
 

@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{TestRelay, assert_acked_stored, deposit_storm, mailbox, sealed, take_acks};
+use common::{TestRelay, assert_acked_stored, mailbox, sealed, storm_and_kill9};
 use hush_relay::store::{Quotas, RedbStore, Store as _, WriteOp, WriteOutcome};
 
 /// Envelopes already stored before the crash: about 8 KB each on disk, so the file is well
@@ -83,18 +81,7 @@ async fn a_crashed_large_store_reopens_without_reading_the_whole_file() {
     // Crash in the middle of a storm of deposits.
     relay.run();
     let clients = relay.clients(16).await;
-    let (tasks, mut ack_rx) =
-        deposit_storm(&clients, TOTAL, ("crash", MAILBOXES), b"crash", |_| {});
-    let mut acked = HashMap::new();
-    take_acks(&mut ack_rx, &mut acked, (TOTAL / 3) as usize).await;
-    relay.kill9();
-    for c in &clients {
-        c.close();
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
+    let acked = storm_and_kill9(&mut relay, &clients, TOTAL, ("crash", MAILBOXES), b"crash").await;
     drop(clients);
 
     // The restart: by its first answered ping, the process has read a small part of the file.

@@ -172,6 +172,32 @@ pub async fn take_acks(
     }
 }
 
+/// A deposit storm of `total` deposits from `clients`, with the relay killed (`kill -9`)
+/// once a third are acknowledged: returns every deposit the relay acknowledged before it
+/// died. Deposits still in flight then can never be acknowledged; the clients are closed so
+/// they fail at once instead of waiting for the QUIC idle timeout.
+pub async fn storm_and_kill9(
+    relay: &mut TestRelay,
+    clients: &[Arc<RelayClient>],
+    total: u64,
+    mailboxes: (&'static str, u64),
+    plaintext: &'static [u8],
+) -> HashMap<u64, EnvelopeId> {
+    let (tasks, mut ack_rx) = deposit_storm(clients, total, mailboxes, plaintext, |_| {});
+    let mut acked = HashMap::new();
+    take_acks(&mut ack_rx, &mut acked, (total / 3) as usize).await;
+    relay.kill9();
+    for c in clients {
+        c.close();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    // Every task has ended: this takes the rest and stops.
+    take_acks(&mut ack_rx, &mut acked, usize::MAX).await;
+    acked
+}
+
 /// Fetches mailboxes `0..count` of `tag` through `client` and checks that every
 /// acknowledged deposit of a [`deposit_storm`] is stored under its id, in its mailbox, with
 /// its ciphertext. Returns how many envelopes those mailboxes hold.
