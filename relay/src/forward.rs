@@ -30,6 +30,11 @@ use crate::Error;
 use crate::config::Forwarding;
 use crate::tls::Identity;
 
+/// Test hooks only: set, this relay substitutes its own forwarding key in the statements
+/// it fetches for its clients (a hostile forwarding relay).
+#[cfg(feature = "test-hooks")]
+pub const TEST_SUBSTITUTE_KEY_ENV: &str = "HUSH_RELAY_TEST_SUBSTITUTE_FORWARD_KEY";
+
 /// The relay's forwarding state, shared by every connection.
 pub(crate) struct Forwarder {
     enabled: bool,
@@ -242,8 +247,18 @@ impl Forwarder {
         &self,
         destination: &Destination,
     ) -> Result<KeyStatement, ErrorFrame> {
-        self.on_destination(destination, |c| async move { c.forward_key().await })
-            .await
+        #[allow(unused_mut)] // changed only by the test hook below
+        let mut st = self
+            .on_destination(destination, |c| async move { c.forward_key().await })
+            .await?;
+        // Test hooks only: a hostile forwarding relay that puts its own key into the
+        // destination's statement (keeping the destination's SPKI and signature), so that
+        // the tests can show clients refuse it.
+        #[cfg(feature = "test-hooks")]
+        if std::env::var_os(TEST_SUBSTITUTE_KEY_ENV).is_some() {
+            st.key = self.statement.key;
+        }
+        Ok(st)
     }
 
     /// `Forward`: passes the sealed request on as `Deliver` and returns the sealed answer.
