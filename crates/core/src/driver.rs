@@ -332,10 +332,9 @@ impl Driver {
             // own relay, sealed to the destination; fetches, deletes and subscriptions stay
             // direct (they go to the own relay anyway).
             let via = match (&req.op, self.routing) {
-                (LinkOp::Deposit { .. }, Routing::Private) => self
-                    .engine
-                    .own_relay()
-                    .filter(|own| *own != req.relay),
+                (LinkOp::Deposit { .. }, Routing::Private) => {
+                    self.engine.own_relay().filter(|own| *own != req.relay)
+                }
                 _ => None,
             };
             let connect_to = via.as_ref().unwrap_or(&req.relay);

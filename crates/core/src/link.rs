@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use hush_crypto::Target as DepositTarget;
 use hush_proto::drop::{STAMP_LEN, mint_stamp};
+use hush_proto::forward::{Destination, RequestId, VerifiedKey};
 use hush_proto::{
     DeleteIds, DropAddress, Envelope, ErrorCode, FetchSecret, MAX_SECRETS, RelayAddress,
     SecretBatch,
 };
-use hush_proto::forward::{Destination, RequestId, VerifiedKey};
 use hush_proto::{MailboxId, Request};
 use hush_transport::{RelayClient, Route, relay_error};
 use rand_chacha::ChaCha20Rng;
@@ -402,13 +402,20 @@ struct Via<'a> {
 }
 
 impl Via<'_> {
-    async fn deposit(&self, mailbox: MailboxId, envelope: Envelope) -> Result<(), hush_transport::Error> {
+    async fn deposit(
+        &self,
+        mailbox: MailboxId,
+        envelope: Envelope,
+    ) -> Result<(), hush_transport::Error> {
         let Some((dest, key)) = self.forward else {
             return self.client.deposit(mailbox, envelope).await.map(|_| ());
         };
         let id = request_id(0x02, mailbox.as_bytes(), &envelope);
         let req = Request::Deposit { mailbox, envelope };
-        self.client.forward_deposit(dest, key, id, req).await.map(|_| ())
+        self.client
+            .forward_deposit(dest, key, id, req)
+            .await
+            .map(|_| ())
     }
 
     async fn deposit_stamped(
@@ -418,7 +425,11 @@ impl Via<'_> {
         envelope: Envelope,
     ) -> Result<(), hush_transport::Error> {
         let Some((dest, key)) = self.forward else {
-            return self.client.deposit_stamped(drop, stamp, envelope).await.map(|_| ());
+            return self
+                .client
+                .deposit_stamped(drop, stamp, envelope)
+                .await
+                .map(|_| ());
         };
         let id = request_id(0x06, drop.id.as_bytes(), &envelope);
         let req = Request::DepositStamped {
@@ -426,7 +437,10 @@ impl Via<'_> {
             stamp,
             envelope,
         };
-        self.client.forward_deposit(dest, key, id, req).await.map(|_| ())
+        self.client
+            .forward_deposit(dest, key, id, req)
+            .await
+            .map(|_| ())
     }
 }
 
