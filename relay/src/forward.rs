@@ -283,7 +283,9 @@ impl Forwarder {
         ErrorFrame,
     > {
         let opened = hush_proto::forward::open_request(&self.secret, &self.pin, sealed)
-            .map_err(|e| ErrorFrame::new(e.code().unwrap_or(ErrorCode::ForwardUnsealable)))?;
+            // Whatever failed inside (the seal, the layout, the inner body), the answer is one
+            // code: a sender without the key learns nothing from which.
+            .map_err(|_| ErrorFrame::new(ErrorCode::ForwardUnsealable))?;
         // Only a request that opens is remembered: garbage cannot push real ones out.
         if !self.lock_memory().first_use(sealed.ephemeral) {
             return Err(ErrorFrame::new(ErrorCode::ForwardReplay));
