@@ -43,11 +43,16 @@ pub(crate) struct Forwarder {
     statement: KeyStatement,
     /// The relay's own QUIC endpoint: outgoing connections leave from its address.
     endpoint: quinn::Endpoint,
-    pool: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<Option<Arc<RelayClient>>>>>>,
+    /// Connections by the destination's binary address.
+    pool: Mutex<HashMap<Vec<u8>, Arc<Slot>>>,
     timeout: Duration,
     pub(crate) max_in_flight: usize,
     memory: Mutex<Memory>,
 }
+
+/// One destination's shared connection; locked while (re)connecting, so concurrent
+/// forwards to it wait for the one attempt.
+type Slot = tokio::sync::Mutex<Option<Arc<RelayClient>>>;
 
 /// What a destination remembers of forwarded requests.
 struct Memory {
