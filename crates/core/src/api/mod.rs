@@ -220,6 +220,12 @@ pub enum Event {
         /// Connected.
         up: bool,
     },
+    /// Private routing's state changed: deposits to other relays wait for this reason (a
+    /// stable name, as [`Status::private_route`]), or, `None`, they go again.
+    PrivateRoute {
+        /// Why they wait.
+        waiting: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -237,6 +243,10 @@ impl std::fmt::Debug for Event {
                 .finish_non_exhaustive(),
             Self::ContactAdded { name: _ } => f.write_str("ContactAdded"),
             Self::Relay { up } => f.debug_struct("Relay").field("up", up).finish(),
+            Self::PrivateRoute { waiting } => f
+                .debug_struct("PrivateRoute")
+                .field("waiting", waiting)
+                .finish(),
         }
     }
 }

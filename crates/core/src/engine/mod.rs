@@ -445,6 +445,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Why deposits to some relay wait under private routing, if they do.
+    fn private_route_waiting(&self) -> Option<&'static str> {
+        self.relays.values().find_map(|r| r.private_route)
+    }
+
     /// The profile's own relay: the one it fetches from and its invites name (the
     /// configured relay, or the built-in one). Private routing forwards through it.
     #[must_use]
@@ -532,6 +537,7 @@ impl Engine {
     fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
         match ev {
             LinkEvent::Deposited { outbox, result } => {
+                let waited = self.private_route_waiting();
                 if let Err(why) = result
                     && let Some(r) = self.relays.get_mut(&relay.to_string())
                 {
@@ -547,6 +553,12 @@ impl Engine {
                 {
                     r.proxy_failed = false;
                     r.private_route = None;
+                }
+                let waiting = self.private_route_waiting();
+                if waiting != waited {
+                    self.emit(Event::PrivateRoute {
+                        waiting: waiting.map(str::to_owned),
+                    });
                 }
                 self.on_deposited(outbox, result)?;
             }
