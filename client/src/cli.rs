@@ -732,6 +732,11 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
                 )?;
+            } else if let Some(why) = h.status().await?.private_route {
+                writeln!(
+                    io.out,
+                    "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
+                )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(
                     io.out,

@@ -306,3 +306,58 @@ async fn refusals_are_specific() {
         ErrorCode::ForwardPinMismatch
     );
 }
+
+/// Not a test: measures a forwarded deposit against a direct one, in the same run, for
+/// docs/BENCHMARKS.md (`cargo test -p hush-relay --features test-hooks --test forward
+/// --release -- --ignored --nocapture forwarded_against_direct`). Prints figures; asserts
+/// nothing about speed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn forwarded_against_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (forwarder, _) = relay_at(FORWARDER, dir.path(), &[]);
+    let (destination, _) = relay_at(DESTINATION, dir.path(), &[]);
+    let dest = Destination::new(destination.addr().clone()).unwrap();
+    let via = client_at(&forwarder, 4).await;
+    let key = via.fetch_forward_key(&dest).await.unwrap();
+    let direct = client_at(&destination, 5).await;
+    let n = 300u64;
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..n {
+        let mailbox = common::mailbox("bench", i);
+        let t = std::time::Instant::now();
+        direct
+            .deposit(mailbox, text_envelope("d", i))
+            .await
+            .unwrap();
+        times[0].push(t.elapsed());
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&i.to_be_bytes());
+        let t = std::time::Instant::now();
+        via.forward_deposit(
+            &dest,
+            &key,
+            RequestId(id),
+            Request::Deposit {
+                mailbox,
+                envelope: text_envelope("f", i),
+            },
+        )
+        .await
+        .unwrap();
+        times[1].push(t.elapsed());
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    let median = |t: &Vec<std::time::Duration>| t[t.len() / 2];
+    let p99 = |t: &Vec<std::time::Duration>| t[t.len() * 99 / 100];
+    println!(
+        "direct deposit: median {:?} p99 {:?}; forwarded: median {:?} p99 {:?}; ratio of medians {:.2}",
+        median(&times[0]),
+        p99(&times[0]),
+        median(&times[1]),
+        p99(&times[1]),
+        median(&times[1]).as_secs_f64() / median(&times[0]).as_secs_f64()
+    );
+}

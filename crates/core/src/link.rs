@@ -162,6 +162,11 @@ fn route_failure(e: &hush_transport::Error) -> DepositFailure {
         hush_transport::Error::ForwardAnswerUnsealable => {
             DepositFailure::PrivateRoute("forward_answer_unsealable")
         }
+        // The destination's certificate does not match its pin, as the forwarding relay
+        // found: the same finding as a direct connection's, and reported as that.
+        hush_transport::Error::Relay(f) if f.code == ErrorCode::ForwardPinMismatch => {
+            DepositFailure::CertificateMismatch
+        }
         hush_transport::Error::Relay(f) => DepositFailure::PrivateRoute(f.code.name()),
         _ => DepositFailure::PrivateRoute("own_relay_unreachable"),
     }
