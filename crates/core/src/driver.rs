@@ -333,7 +333,11 @@ impl Driver {
             // direct (they go to the own relay anyway).
             let via = match (&req.op, self.routing) {
                 (LinkOp::Deposit { .. }, Routing::Private) => {
-                    self.engine.own_relay().filter(|own| *own != req.relay)
+                    // The pin is the relay's identity: the own relay under another name
+                    // (`localhost` and `127.0.0.1`, say) is no other relay.
+                    self.engine
+                        .own_relay()
+                        .filter(|own| own.pin != req.relay.pin)
                 }
                 _ => None,
             };
