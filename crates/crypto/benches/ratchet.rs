@@ -309,7 +309,8 @@ fn dh_round_trip<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-/// The ML-KEM-768 work of one hush ratchet step, with the crate hush uses: the receiver
+/// The ML-KEM-768 work of one hush ratchet step, with ml-kem 0.3.4 (portable Rust, which
+/// hush used before) and with libcrux-ml-kem (which it uses now): the receiver
 /// decapsulates the peer's ciphertext with its stored 64-byte seed (which expands the key
 /// first), makes its next key pair from a fresh seed and exports the encapsulation key,
 /// and encapsulates to the peer's encapsulation key (checked first).
@@ -362,6 +363,41 @@ fn pq_step<M: Measurement>(c: &mut Criterion<M>) {
     group.bench_function("ml_kem_768/decaps_from_seed", |b| {
         b.iter(|| ml_kem::DecapsulationKey768::from_seed(black_box(own)).decapsulate(&ct))
     });
+    // The same step with the implementation hush uses since this change (libcrux-ml-kem,
+    // AVX2 or NEON chosen at run time), for the ratio against the portable one above.
+    {
+        use libcrux_ml_kem::mlkem768 as lx;
+        let peer_ek = lx::generate_key_pair([1u8; 64]).public_key().clone();
+        let own = [2u8; 64];
+        let (ct, _) = lx::encapsulate(lx::generate_key_pair(own).public_key(), [3u8; 32]);
+        let mut next = 4u8;
+        group.bench_function("libcrux/decaps+keygen+encaps", |b| {
+            b.iter(|| {
+                let (sk, _) = lx::generate_key_pair(black_box(own)).into_parts();
+                let ss = lx::decapsulate(&sk, black_box(&ct));
+                next = next.wrapping_add(1);
+                let new_ek = lx::generate_key_pair([next; 64]).public_key().clone();
+                assert!(lx::validate_public_key(black_box(&peer_ek)));
+                let out = lx::encapsulate(&peer_ek, [next; 32]);
+                (ss, new_ek, out)
+            })
+        });
+        group.bench_function("libcrux/keygen_from_seed+export", |b| {
+            b.iter(|| lx::generate_key_pair(black_box(own)).public_key().clone())
+        });
+        group.bench_function("libcrux/check+encaps", |b| {
+            b.iter(|| {
+                assert!(lx::validate_public_key(black_box(&peer_ek)));
+                lx::encapsulate(&peer_ek, [9u8; 32])
+            })
+        });
+        group.bench_function("libcrux/decaps_from_seed", |b| {
+            b.iter(|| {
+                let (sk, _) = lx::generate_key_pair(black_box(own)).into_parts();
+                lx::decapsulate(&sk, &ct)
+            })
+        });
+    }
     group.bench_function("x25519/keygen+dh", |b| {
         b.iter(|| {
             let secret = x25519_dalek::StaticSecret::from(black_box([7u8; 32]));

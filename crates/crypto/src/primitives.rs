@@ -8,8 +8,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use ml_kem::MlKem768;
-use ml_kem::kem::Decapsulate;
+use libcrux_ml_kem::mlkem768;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -143,25 +142,32 @@ impl KemSeed {
         Self(s)
     }
 
-    fn decapsulation_key(&self) -> ml_kem::DecapsulationKey768 {
-        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(self.0))
+    /// The key pair the seed expands to (FIPS 203 ML-KEM.KeyGen_internal(d, z)), with the
+    /// expanded decapsulation key wiped when it goes out of scope.
+    fn key_pair(&self) -> (KemPrivateKey, mlkem768::MlKem768PublicKey) {
+        let (sk, pk) = mlkem768::generate_key_pair(self.0).into_parts();
+        (KemPrivateKey(sk), pk)
     }
 
     /// The encapsulation key (1184 bytes) to send to the peer.
     pub(crate) fn encapsulation_key(&self) -> Vec<u8> {
-        use ml_kem::kem::KeyExport;
-        self.decapsulation_key()
-            .encapsulation_key()
-            .to_bytes()
-            .to_vec()
+        self.key_pair().1.as_slice().to_vec()
     }
 
     pub(crate) fn decapsulate(&self, ct: &[u8]) -> Result<Key32, Error> {
-        let ct = ml_kem::ml_kem_768::Ciphertext::try_from(ct).map_err(|_| Error::InvalidPeerKey)?;
-        let ss = self.decapsulation_key().decapsulate(&ct);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ss.as_slice());
-        Ok(Key32(out))
+        let ct = mlkem768::MlKem768Ciphertext::try_from(ct).map_err(|_| Error::InvalidPeerKey)?;
+        let (sk, _) = self.key_pair();
+        Ok(Key32(mlkem768::decapsulate(&sk.0, &ct)))
+    }
+}
+
+/// An expanded ML-KEM-768 decapsulation key (2400 bytes), zeroed on drop: the library's own
+/// type does not wipe itself.
+struct KemPrivateKey(mlkem768::MlKem768PrivateKey);
+
+impl Drop for KemPrivateKey {
+    fn drop(&mut self) {
+        self.0[0..].zeroize();
     }
 }
 
@@ -172,29 +178,31 @@ impl std::fmt::Debug for KemSeed {
 }
 
 /// Encapsulates to a peer's ML-KEM-768 key with 32 bytes of randomness `m` from `rng`.
-/// Returns (ciphertext, shared secret).
+/// Returns (ciphertext, shared secret). The key is checked first (FIPS 203 section 7.2).
 pub(crate) fn kem_encapsulate(
     ek: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<(Vec<u8>, Key32), Error> {
-    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
-        .map_err(|_| Error::InvalidPeerKey)?;
-    let ek = ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
+    let ek = checked_encapsulation_key(ek)?;
     let mut m = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(m.as_mut());
-    let (ct, ss) = ek.encapsulate_deterministic(&ml_kem::B32::from(*m));
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ss.as_slice());
-    Ok((ct.to_vec(), Key32(out)))
+    let (ct, ss) = mlkem768::encapsulate(&ek, *m);
+    Ok((ct.as_slice().to_vec(), Key32(ss)))
 }
 
 /// Checks that bytes form a valid ML-KEM-768 encapsulation key (FIPS 203 input check).
 pub(crate) fn kem_check_encapsulation_key(ek: &[u8]) -> Result<(), Error> {
-    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
-        .map_err(|_| Error::InvalidPeerKey)?;
-    ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
-    let _ = std::marker::PhantomData::<MlKem768>;
-    Ok(())
+    checked_encapsulation_key(ek).map(drop)
+}
+
+/// The FIPS 203 encapsulation-key check: exactly 1184 bytes, and every coefficient of the
+/// encoded vector below q (re-encoding gives the same bytes).
+fn checked_encapsulation_key(ek: &[u8]) -> Result<mlkem768::MlKem768PublicKey, Error> {
+    let ek = mlkem768::MlKem768PublicKey::try_from(ek).map_err(|_| Error::InvalidPeerKey)?;
+    if !mlkem768::validate_public_key(&ek) {
+        return Err(Error::InvalidPeerKey);
+    }
+    Ok(ek)
 }
 
 /// SHA-256 over the concatenation of `parts`.
@@ -384,4 +392,88 @@ pub(crate) fn xopen(key: &Key32, nonce: &[u8], buf: &mut [u8], tag: &[u8]) -> bo
     header_cipher(key)
         .decrypt_inout_detached(&nonce, &[], buf.into(), &tag)
         .is_ok()
+}
+
+#[cfg(test)]
+mod kem_cross_check {
+    //! ML-KEM-768 through libcrux-ml-kem (what hush uses) against the RustCrypto `ml-kem`
+    //! crate (what it used before): both implement FIPS 203, so from the same seed and the
+    //! same randomness they must give the same bytes, and both must refuse the same keys.
+    use ml_kem::kem::{Decapsulate, KeyExport};
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    fn other_key(seed: &[u8; 64]) -> ml_kem::DecapsulationKey768 {
+        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(*seed))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn both_implementations_agree(seed in any::<[u8; 64]>(), rng_seed in any::<u64>()) {
+            let ours = KemSeed(seed);
+            let ek = ours.encapsulation_key();
+            prop_assert_eq!(&ek, &other_key(&seed).encapsulation_key().to_bytes().to_vec());
+
+            // Our encapsulation, their decapsulation; then the other way round.
+            let mut rng = ChaCha20Rng::seed_from_u64(rng_seed);
+            let (ct, ss) = kem_encapsulate(&ek, &mut rng).unwrap();
+            let ct_theirs = ml_kem::ml_kem_768::Ciphertext::try_from(ct.as_slice()).unwrap();
+            let theirs = other_key(&seed).decapsulate(&ct_theirs);
+            prop_assert_eq!(theirs.as_slice(), ss.as_bytes());
+
+            let m = [rng_seed as u8; 32];
+            let (ct2, ss2) = other_key(&seed)
+                .encapsulation_key()
+                .encapsulate_deterministic(&ml_kem::B32::from(m));
+            let ours_ss = ours.decapsulate(&ct2).unwrap();
+            prop_assert_eq!(ours_ss.as_bytes(), ss2.as_slice());
+
+            // A tampered ciphertext: both take the implicit-rejection path to the same key.
+            let mut bad = ct.clone();
+            bad[(rng_seed % KEM_CT_LEN as u64) as usize] ^= 1;
+            let bad_theirs = ml_kem::ml_kem_768::Ciphertext::try_from(bad.as_slice()).unwrap();
+            let rejected = ours.decapsulate(&bad).unwrap();
+            prop_assert_ne!(rejected.as_bytes(), ss.as_bytes());
+            let theirs_rejected = other_key(&seed).decapsulate(&bad_theirs);
+            prop_assert_eq!(rejected.as_bytes(), theirs_rejected.as_slice());
+        }
+
+        #[test]
+        fn both_refuse_an_unreduced_encapsulation_key(seed in any::<[u8; 64]>(), at in 0usize..768) {
+            // Coefficient `at` of the encoded vector set to 4095 (>= q = 3329): 12-bit packing,
+            // two coefficients in three bytes.
+            let mut ek = KemSeed(seed).encapsulation_key();
+            let byte = at / 2 * 3;
+            if at % 2 == 0 {
+                ek[byte] = 0xff;
+                ek[byte + 1] |= 0x0f;
+            } else {
+                ek[byte + 1] |= 0xf0;
+                ek[byte + 2] = 0xff;
+            }
+            prop_assert_eq!(kem_check_encapsulation_key(&ek), Err(Error::InvalidPeerKey));
+            let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek.as_slice()).unwrap();
+            prop_assert!(ml_kem::EncapsulationKey768::new(&key).is_err());
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            prop_assert!(kem_encapsulate(&ek, &mut rng).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_refused() {
+        let seed = KemSeed([7; 64]);
+        let ek = seed.encapsulation_key();
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        for len in [0, KEM_EK_LEN - 1, KEM_EK_LEN + 1] {
+            let mut e = ek.clone();
+            e.resize(len, 0);
+            assert_eq!(kem_check_encapsulation_key(&e), Err(Error::InvalidPeerKey));
+        }
+        let (ct, _) = kem_encapsulate(&ek, &mut rng).unwrap();
+        assert!(seed.decapsulate(&ct[..KEM_CT_LEN - 1]).is_err());
+    }
 }
