@@ -43,6 +43,9 @@ const PUSH_OVERHEAD_BYTES: u64 = 128;
 const SUBSCRIBED_MAILBOX_BYTES: u64 = 96;
 /// Estimated memory of the process before any connection: runtime, threads, tables.
 const PROCESS_BASE_BYTES: u64 = 48 << 20;
+/// Estimated cost of one remembered forwarded request at a destination (its ephemeral key
+/// and its answer, each in a set or map and an order queue).
+const FORWARD_MEMORY_BYTES: u64 = 160;
 /// Deposits the fan-out may hold between the committer and the subscribers' queues.
 pub const FANOUT_BACKLOG: usize = 4096;
 /// At most this many sources are remembered for their deposit budget per connection slot
@@ -67,8 +70,8 @@ pub fn connection_bytes(limits: &Limits) -> u64 {
 }
 
 /// Memory the relay needs before any connection, in bytes: the process, the database cache
-/// (twice: a scrub opens a second database), the committer's queue, the fan-out backlog and
-/// a scrub's copy buffer.
+/// (twice: a scrub opens a second database), the committer's queue, the fan-out backlog,
+/// a scrub's copy buffer and the memory of forwarded requests.
 #[must_use]
 pub fn fixed_bytes(config: &Config) -> u64 {
     let envelope = ENVELOPE_LEN as u64;
@@ -79,6 +82,7 @@ pub fn fixed_bytes(config: &Config) -> u64 {
         + commit_queue
         + FANOUT_BACKLOG as u64 * envelope
         + scrub_buffer
+        + u64::from(config.forwarding.remembered_requests.0) * FORWARD_MEMORY_BYTES
 }
 
 /// Connections the relay admits: `limits.max_connections`, or fewer if their worst case

@@ -50,6 +50,10 @@ pub(crate) struct Forwarder {
     memory: Mutex<Memory>,
 }
 
+/// Most destination relays the pool holds a connection slot for; beyond, slots without a
+/// live connection are dropped, and if none is, a new destination is `ForwardUnreachable`.
+pub const MAX_DESTINATIONS: usize = 1024;
+
 /// One destination's shared connection; locked while (re)connecting, so concurrent
 /// forwards to it wait for the one attempt.
 type Slot = tokio::sync::Mutex<Option<Arc<RelayClient>>>;
@@ -191,17 +195,30 @@ impl Forwarder {
 
     /// The shared connection to `destination`, made if there is none or it ended.
     async fn connection(&self, destination: &Destination) -> Result<Arc<RelayClient>, ErrorFrame> {
-        let slot = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(destination.binary().to_vec())
-            .or_default()
-            .clone();
+        let key = destination.binary().to_vec();
+        let slot = {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if !pool.contains_key(&key) && pool.len() >= MAX_DESTINATIONS {
+                // Clients name destinations: keep the pool bounded. Slots nobody waits on
+                // and without a live connection go first.
+                pool.retain(|_, s| {
+                    Arc::strong_count(s) > 1
+                        || s.try_lock().is_ok_and(|c| {
+                            c.as_ref()
+                                .and_then(|c| c.quic_connection())
+                                .is_some_and(|q| q.close_reason().is_none())
+                        })
+                });
+                if pool.len() >= MAX_DESTINATIONS {
+                    return Err(ErrorFrame::new(ErrorCode::ForwardUnreachable));
+                }
+            }
+            pool.entry(key.clone()).or_default().clone()
+        };
         // One connection attempt at a time per destination: concurrent forwards wait for it
         // and then share it.
-        let mut slot = slot.lock().await;
-        if let Some(c) = slot.as_ref()
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref()
             && c.quic_connection()
                 .is_some_and(|q| q.close_reason().is_none())
         {
@@ -212,17 +229,23 @@ impl Forwarder {
             RelayClient::connect_with(&self.endpoint, destination.address()),
         )
         .await;
-        match connected {
+        let failed = match connected {
             Ok(Ok(c)) => {
                 let c = Arc::new(c);
-                *slot = Some(c.clone());
-                Ok(c)
+                *guard = Some(c.clone());
+                return Ok(c);
             }
-            Ok(Err(hush_transport::Error::PinMismatch)) => {
-                Err(ErrorFrame::new(ErrorCode::ForwardPinMismatch))
-            }
-            Ok(Err(_)) | Err(_) => Err(ErrorFrame::new(ErrorCode::ForwardUnreachable)),
+            Ok(Err(hush_transport::Error::PinMismatch)) => ErrorCode::ForwardPinMismatch,
+            Ok(Err(_)) | Err(_) => ErrorCode::ForwardUnreachable,
+        };
+        // A destination that does not answer keeps no slot (unless another forward waits
+        // on it): naming many unreachable relays leaves nothing behind.
+        drop(guard);
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) && Arc::strong_count(&slot) <= 2 {
+            pool.remove(&key);
         }
+        Err(ErrorFrame::new(failed))
     }
 
     /// Runs `op` on the shared connection to `destination`, bounded by the timeout. A relay
