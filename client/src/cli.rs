@@ -353,7 +353,8 @@ async fn set_relay_offline(
         let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
             Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
         })?;
-        hush_core::check_relay(&parsed, profile.config()?.network()).await?;
+        let config = profile.config()?;
+        hush_core::check_relay_from(&parsed, config.network(), config.bind).await?;
     }
     store.set_relay(address)?;
     if json {
@@ -604,7 +605,7 @@ async fn command_with_engine(
                 let parsed: hush_proto::RelayAddress = address.trim().parse().map_err(|_| {
                     Error::InvalidArgument("not a relay address (hush://PIN@HOST:PORT)".into())
                 })?;
-                hush_core::check_relay(&parsed, h.network()).await?;
+                hush_core::check_relay_from(&parsed, h.network(), h.bind()).await?;
             }
             h.set_relay(&address).await?;
             if json {
@@ -635,7 +636,7 @@ async fn command_with_engine(
             let parsed: hush_proto::RelayAddress = address
                 .parse()
                 .map_err(|_| Error::StoreCorrupted("configured relay address"))?;
-            let check = hush_core::check_relay(&parsed, h.network()).await;
+            let check = hush_core::check_relay_from(&parsed, h.network(), h.bind()).await;
             let state = match &check {
                 Ok(()) => "reachable",
                 Err(Error::CertificateMismatch) => "certificate_mismatch",

@@ -56,6 +56,7 @@ fn user(home: &Home, profile: &str, relay: &Relay, ip: &str, routing: Option<&st
         config.push_str(&format!("routing = \"{r}\"\n"));
     }
     std::fs::write(home.profile_dir(profile).join("config.toml"), config).unwrap();
+    // `relay set` checks the relay, from `bind` too.
     let v = home
         .hush(profile, &["relay", "set", relay.address()])
         .json();
@@ -119,6 +120,15 @@ fn messages_between_two_relays_go_through_the_senders_relay() {
         "{}",
         peers_seen(&rec2)
     );
+    // Every connection of both users left from its `bind` address, the relay checks of
+    // `relay set` too.
+    for rec in [&rec1, &rec2] {
+        assert!(
+            !peers_seen(rec).contains("127.0.0.1"),
+            "{}",
+            peers_seen(rec)
+        );
+    }
 }
 
 /// With the forwarding path down (bob's relay stops forwarding), bob's message waits in the

@@ -88,9 +88,21 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(8);
 /// [`Error::RelayUnreachable`] if it cannot be reached or does not answer. Sends nothing
 /// else, and closes the connection before returning.
 pub async fn check_relay(address: &RelayAddress, network: Network) -> Result<()> {
+    check_relay_from(address, network, None).await
+}
+
+/// [`check_relay`] from the local address `bind` (the profile's `bind`), if given.
+///
+/// # Errors
+/// As [`check_relay`].
+pub async fn check_relay_from(
+    address: &RelayAddress,
+    network: Network,
+    bind: Option<std::net::IpAddr>,
+) -> Result<()> {
     let route = Isolation::new([0; 32]).route(network, None);
     let attempt = async {
-        let client = hush_transport::RelayClient::connect_via(address, &route).await?;
+        let client = hush_transport::RelayClient::connect_via_from(address, &route, bind).await?;
         let pong = client.ping().await;
         client.close_and_wait(LINK_CLOSE_WAIT).await;
         pong.map(|_| ())
@@ -225,6 +237,7 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         Handle {
             tx,
             network: opts_network,
+            bind: opts.bind,
         },
         events,
     ))

@@ -39,7 +39,7 @@ pub use api::{
     Command, ContactInfo, DeliveryState, Event, Handle, InviteInfo, InviteLink, MessageInfo,
     ONE_TIME_INVITE_LIFETIME_SECS, Response, SafetyInfo, Status,
 };
-pub use driver::{Options, check_relay, start};
+pub use driver::{Options, check_relay, check_relay_from, start};
 #[cfg(feature = "test-hooks")]
 pub use engine::CrashPoint;
 pub use error::{Error, Result};

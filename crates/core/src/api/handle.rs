@@ -18,6 +18,7 @@ pub(crate) enum Request {
 pub struct Handle {
     pub(crate) tx: mpsc::Sender<Request>,
     pub(crate) network: crate::profile::Network,
+    pub(crate) bind: Option<std::net::IpAddr>,
 }
 
 /// Sends a command and unwraps the response variant it is answered with.
@@ -49,6 +50,11 @@ impl Handle {
     /// How this engine reaches relays (for a front end's own relay check).
     pub fn network(&self) -> crate::profile::Network {
         self.network
+    }
+
+    /// The local address this engine's connections leave from, if the profile sets one.
+    pub fn bind(&self) -> Option<std::net::IpAddr> {
+        self.bind
     }
 
     /// Sends any command and awaits its response.
