@@ -48,6 +48,8 @@ pub struct Options {
     pub local_relay: Option<Arc<dyn LocalRelay>>,
     /// How relays are reached (the profile's `transport` and `socks5` settings).
     pub network: Network,
+    /// The rates of high-risk mode's slots (defaults: [`crate::TrafficConfig`]).
+    pub traffic: crate::engine::TrafficConfig,
     /// Test hook: seconds added to the system clock (epoch rotation and catch-up).
     #[cfg(feature = "test-hooks")]
     pub clock_offset_secs: i64,
@@ -177,6 +179,7 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         local_relay: local_address.clone(),
         #[cfg(feature = "test-hooks")]
         crash_at: opts.crash_at,
+        traffic: opts.traffic,
     };
     let engine = Engine::new(store, config, os_seed()?, clock.now())?;
     let served = match (&opts.local_relay, &local_address) {

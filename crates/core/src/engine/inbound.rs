@@ -8,6 +8,7 @@ use hush_crypto::handshake::InitOutcome;
 use hush_crypto::payload::Payload;
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 
+use super::schedule::Pace;
 use super::{Engine, LinkOp, Owner};
 use crate::api::{DeliveryState, Event};
 use crate::content::Content;
@@ -68,7 +69,10 @@ impl Engine {
                         self.heard_from(id)
                     }
                     Err(e) => {
-                        // A replay (already committed) or an envelope no key opens: drop it.
+                        // A replay (already committed), an envelope no key opens, or a cover
+                        // envelope (random bytes: docs/PROTOCOL.md section 10a), which is
+                        // recognised exactly so: it is dropped (and acknowledged) and the
+                        // session it was tried with is not saved, so it costs no state.
                         tracing::debug!(error = %e, "envelope not decrypted; dropped");
                         Ok(())
                     }
@@ -108,7 +112,14 @@ impl Engine {
                 self.commit_payload(id, *session, &payload)?;
                 // Answer at once: the reply completes the handshake (the invitee leaves the
                 // handshake mailbox and the post-quantum secret enters the root key).
-                self.send_content(id, &Content::Receipt { ids: Vec::new() }, None)?;
+                // It is paced as a receipt: leaving at once, it would tie the invitee's
+                // deposit to this device's fetch in time.
+                self.send_content(
+                    id,
+                    &Content::Receipt { ids: Vec::new() },
+                    None,
+                    Pace::Receipt,
+                )?;
                 self.refresh_subscriptions()?;
                 self.flush_due(None)?;
                 Ok(())
@@ -200,7 +211,12 @@ impl Engine {
         if let Some(msg_id) = done.receipt_for
             && self.store.db().contact_settings(contact)?.receipts
         {
-            self.send_content(contact, &Content::Receipt { ids: vec![msg_id] }, None)?;
+            self.send_content(
+                contact,
+                &Content::Receipt { ids: vec![msg_id] },
+                None,
+                Pace::Receipt,
+            )?;
             self.flush_due(None)?;
         }
         Ok(())

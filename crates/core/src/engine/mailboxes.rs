@@ -89,10 +89,33 @@ impl Engine {
     }
 
     /// Subscribes to the current and next epoch's mailboxes on every relay in use (a relay
-    /// with none left gets an empty set, which ends its old subscriptions).
+    /// with none left gets an empty set, which ends its old subscriptions). In high-risk
+    /// mode nothing is subscribed (a push would show each arrival as it happens): relays in
+    /// use are sent the empty set once, and the mailboxes are only fetched at fetch slots.
     pub(super) fn refresh_subscriptions(&mut self) -> Result<()> {
         let now_e = self.now.epoch();
         let routes = self.mailboxes(|_| vec![now_e, now_e + 1])?;
+        if self.schedule.high_risk() {
+            for route in routes {
+                self.routes.insert(route.secret.mailbox_id(), route);
+            }
+            if !self.subscriptions_cleared {
+                let relays: Vec<RelayAddress> =
+                    self.relays.values().map(|r| r.address.clone()).collect();
+                for relay in relays {
+                    self.push_request(
+                        &relay,
+                        LinkOp::Subscribe {
+                            secrets: Vec::new(),
+                        },
+                    );
+                }
+                self.subscriptions_cleared = true;
+            }
+            self.subscribed_epoch = Some(now_e);
+            return Ok(());
+        }
+        self.subscriptions_cleared = false;
         let mut per_relay: BTreeMap<String, (RelayAddress, Vec<Opener>)> = BTreeMap::new();
         for route in routes {
             per_relay
@@ -181,8 +204,14 @@ impl Engine {
         Ok(tokens)
     }
 
-    /// `sync`: catch up everywhere and answer when every relay has answered.
+    /// `sync`: catch up everywhere and answer when every relay has answered. In high-risk
+    /// mode the fetch waits for the next fetch slot (one asked for now would show when the
+    /// user looks).
     pub(super) fn sync(&mut self, ticket: Ticket) -> Option<Result<Response>> {
+        if self.schedule.high_risk() {
+            self.sync_at_slot.push(ticket);
+            return None;
+        }
         match self.catch_up(None) {
             Ok(tokens) if tokens.is_empty() => Some(Ok(Response::Synced(true))),
             Ok(tokens) => {
@@ -195,6 +224,24 @@ impl Engine {
             }
             Err(e) => Some(Err(e)),
         }
+    }
+
+    /// A high-risk fetch slot: catch up on every mailbox, and answer the `sync` commands
+    /// that waited for it.
+    pub(super) fn fetch_slot(&mut self) -> Result<()> {
+        let tokens = self.catch_up(None)?;
+        for ticket in std::mem::take(&mut self.sync_at_slot) {
+            if tokens.is_empty() {
+                self.replies.push_back((ticket, Ok(Response::Synced(true))));
+            } else {
+                self.sync_waiters.push(SyncWaiter {
+                    tokens: tokens.clone(),
+                    ticket,
+                    all_ok: true,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn on_fetch_done(&mut self, token: FetchToken, ok: bool) -> Result<()> {

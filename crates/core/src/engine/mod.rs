@@ -23,13 +23,16 @@
 //! Logs carry no names, text, keys or mailbox ids.
 //!
 //! Split by job: `commands` (front-end commands), `mailboxes` (which mailboxes to watch
-//! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing).
+//! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing),
+//! `schedule` (when deposits and fetches happen: pacing, high-risk slots, cover).
 
 mod commands;
 pub(crate) use commands::relay_setting;
 mod inbound;
 mod mailboxes;
 mod outbox;
+mod schedule;
+pub use schedule::{TrafficConfig, TrafficCost};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -281,6 +284,8 @@ pub struct EngineConfig {
     /// Test hook: abort the process at this point.
     #[cfg(feature = "test-hooks")]
     pub crash_at: Option<CrashPoint>,
+    /// The rates of high-risk mode's slots.
+    pub traffic: TrafficConfig,
 }
 
 /// Whose mailbox a fetch secret opens.
@@ -352,6 +357,12 @@ pub struct Engine {
     requests: VecDeque<LinkRequest>,
     events: VecDeque<Event>,
     replies: VecDeque<(Ticket, Result<Response>)>,
+    /// When deposits and fetches happen (see `schedule`).
+    schedule: schedule::Schedule,
+    /// High-risk mode: `sync` commands answered after the next fetch slot.
+    sync_at_slot: Vec<Ticket>,
+    /// High-risk mode: the relays in use were told to push nothing.
+    subscriptions_cleared: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -369,10 +380,16 @@ impl Engine {
     /// working at once: it sweeps expired messages, subscribes, catches up on every
     /// mailbox and sends the whole outbox (the user just started hush).
     pub fn new(store: Store, config: EngineConfig, seed: [u8; 32], now: Time) -> Result<Self> {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        // The schedule's own generator: nothing the user does draws from it (see `schedule`).
+        let mut schedule_seed = [0u8; 32];
+        rand_core::Rng::fill_bytes(&mut rng, &mut schedule_seed);
+        let high_risk = commands::stored_high_risk(&store)?;
+        let schedule = schedule::Schedule::new(config.traffic, high_risk, schedule_seed, now);
         let mut engine = Self {
             store,
             config,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             now,
             routes: HashMap::new(),
             relays: BTreeMap::new(),
@@ -387,6 +404,9 @@ impl Engine {
             requests: VecDeque::new(),
             events: VecDeque::new(),
             replies: VecDeque::new(),
+            schedule,
+            sync_at_slot: Vec::new(),
+            subscriptions_cleared: false,
         };
         engine.sweep_expired()?;
         engine.retire_expired_invites()?;
@@ -435,6 +455,12 @@ impl Engine {
             self.refresh_subscriptions()?;
         }
         self.flush_due(None)?;
+        if self.schedule.take_deposit_slot(now) {
+            self.deposit_slot()?;
+        }
+        if self.schedule.take_fetch_slot(now) {
+            self.fetch_slot()?;
+        }
         Ok(())
     }
 
@@ -458,15 +484,29 @@ impl Engine {
     pub fn poll_timeout(&self) -> Result<Time> {
         let next_epoch = Time::from_unix_secs((self.now.epoch() + 1) * EPOCH_SECONDS);
         let mut next = next_epoch;
-        for (id, at) in self.store.db().outbox_schedule()? {
-            if !self.in_flight.contains(&id) {
-                next = next.min(Time::from_unix_secs(at).max(self.now));
+        // In high-risk mode the outbox waits for slots; in normal mode an entry waits for its
+        // paced release too.
+        if !self.schedule.high_risk() {
+            for (id, at) in self.store.db().outbox_schedule()? {
+                if !self.in_flight.contains(&id) {
+                    let at = Time::from_unix_secs(at).max(self.schedule.release_of(id));
+                    next = next.min(at.max(self.now));
+                }
             }
         }
         if let Some(at) = self.store.db().next_expiry()? {
             next = next.min(Time::from_unix_secs(at).max(self.now));
         }
+        if let Some(at) = self.schedule.next_due() {
+            next = next.min(at.max(self.now));
+        }
         Ok(next)
+    }
+
+    /// The store (tests look at what a step left in it).
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Acknowledgements sent to relays and not answered yet. A process about to exit waits

@@ -11,13 +11,17 @@
 //! It records what a relay and a network observer would see ([`Observation`]: time,
 //! connection, command, size), so traffic-shape properties can be proven here.
 //!
-//! Tests: `tests` (delivery, catch-up, crashes, faults) and `lifecycle_tests` (links that
-//! make no new relationship, invite retirement, deleting and blocking contacts, send order).
+//! Tests: `tests` (delivery, catch-up, crashes, faults), `lifecycle_tests` (links that
+//! make no new relationship, invite retirement, deleting and blocking contacts, send order)
+//! and `traffic_tests` (what an observer learns: high-risk slots and cover, pacing), with
+//! the Kolmogorov–Smirnov test of `stats`.
 
 mod lifecycle_tests;
 mod net;
 mod relay;
+mod stats;
 mod tests;
+mod traffic_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -126,10 +130,15 @@ pub(crate) struct World {
     pub(crate) request_contacts: Vec<(usize, bool, Option<crate::store::ContactId>)>,
     /// Nodes whose engine has outputs waiting to leave it.
     unpumped: VecDeque<usize>,
+    /// Which node opened each connection (for tests: an observer sees only connections).
+    pub(crate) connection_node: BTreeMap<u64, usize>,
 }
 
 /// One-way network latency before jitter.
 const LATENCY: Duration = Duration::from_millis(20);
+/// How far ahead `settle` fires timeouts: past normal mode's pacing of a long message and a
+/// receipt's delay.
+const SETTLE_HORIZON: Duration = Duration::from_secs(30);
 /// How long a link waits before reconnecting to a relay that came back.
 const RECONNECT: Duration = Duration::from_millis(500);
 
@@ -163,6 +172,7 @@ impl World {
             deposit_attempts: Vec::new(),
             request_contacts: Vec::new(),
             unpumped: VecDeque::new(),
+            connection_node: BTreeMap::new(),
         }
     }
 
@@ -279,11 +289,19 @@ impl World {
         self.now = self.now.max(deadline);
     }
 
-    /// Runs until the network is quiet (timeouts left for later), at most `limit` steps.
+    /// Runs until the network is quiet and no timeout is due within [`SETTLE_HORIZON`]
+    /// (paced deposits and delayed receipts leave within it; epochs, retries and timers
+    /// further off are left for later), at most 100 000 steps.
     pub(crate) fn settle(&mut self) {
         for _ in 0..100_000 {
             self.pump_all();
-            let Some((&(at, _), _)) = self.net.first_key_value() else {
+            let net = self.net.first_key_value().map(|(&(at, _), _)| at);
+            let soon = self.now.plus(SETTLE_HORIZON);
+            let timeout = (0..self.nodes.len())
+                .filter_map(|n| self.timeout_of(n))
+                .min()
+                .filter(|t| *t <= soon);
+            let Some(at) = [net, timeout].into_iter().flatten().min() else {
                 return;
             };
             self.now = self.now.max(at);

@@ -83,6 +83,7 @@ impl World {
     pub(super) fn connect(&mut self, n: usize, r: usize, delay: Duration) {
         let connection = self.next_connection;
         self.next_connection += 1;
+        self.connection_node.insert(connection, n);
         let addr = self.relays[r].address.clone();
         let key = addr.to_string();
         let Some(link) = self.nodes[n].links.get_mut(&key) else {
@@ -212,7 +213,24 @@ impl World {
         let addr = self.relays[r].address.clone();
         let (kind, bytes) = match &op {
             LinkOp::Deposit { .. } => ("deposit", FRAME_LEN),
-            LinkOp::Fetch { secrets, .. } => ("fetch", frames(secrets.len(), MAX_SECRETS)),
+            LinkOp::Fetch { secrets, .. } => {
+                // A real link fetches drops with a command of their own.
+                let drops = secrets
+                    .iter()
+                    .filter(|s| matches!(s, crate::engine::Opener::Drop(_)))
+                    .count();
+                if drops > 0 {
+                    self.log.push(Observation {
+                        at: self.now,
+                        relay: r,
+                        connection,
+                        direction: Direction::ToRelay,
+                        kind: "fetch-drops",
+                        bytes: frames(drops, MAX_SECRETS),
+                    });
+                }
+                ("fetch", frames(secrets.len() - drops, MAX_SECRETS))
+            }
             LinkOp::Delete { ids, .. } => ("delete", frames(ids.len(), MAX_DELETE_IDS)),
             LinkOp::Subscribe { secrets } => ("subscribe", frames(secrets.len(), MAX_SECRETS)),
         };
