@@ -93,7 +93,7 @@ mod tests {
     /// Over 400 pairs of samples of one distribution (n = 100 each) the test rejects at
     /// 1% about 1% of the time (at most 3%), and it rejects a shift of a third of the range
     /// every time. Seen to fail with the p-value computed from `D` alone (no √n factor):
-    /// no shift was ever rejected.
+    /// the shift was not rejected.
     #[test]
     fn the_test_has_its_level_and_power() {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
