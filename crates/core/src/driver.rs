@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::{Event, Handle, Request, Response};
 use crate::backoff::Backoff;
-use crate::engine::{Engine, EngineConfig, LinkEvent, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkRequest, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
 use crate::local_relay::{LocalRelay, ServedRelay};
@@ -139,7 +139,25 @@ impl Isolation {
             }),
         }
     }
+
+    /// The username of a lane's connection (per-contact isolation in high-risk mode): its
+    /// own, so that through Tor each lane is a circuit of its own.
+    fn lane_username(&self, lane: Lane) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"hush socks5 isolation lane v1");
+        h.update(self.secret);
+        h.update(lane.contact.0.to_be_bytes());
+        h.update(lane.window.to_be_bytes());
+        h.update([u8::from(lane.fetch)]);
+        let digest = h.finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
 }
+
+/// Which link a request travels on: the relay's, a contact's (deposits through a proxy) or
+/// a lane's (per-contact isolation).
+type LinkKey = (String, Option<ContactId>, Option<Lane>);
 
 /// 32 bytes from the operating system's generator.
 pub(crate) fn os_seed() -> Result<[u8; 32]> {
@@ -223,7 +241,7 @@ struct Driver {
     network: Network,
     isolation: Isolation,
     /// Links by relay and, through a SOCKS5 proxy, by the contact a deposit goes to.
-    links: HashMap<(String, Option<ContactId>), Link>,
+    links: HashMap<LinkKey, Link>,
     reports: Reports,
     events: mpsc::Sender<Event>,
     replies: HashMap<Ticket, oneshot::Sender<Result<Response>>>,
@@ -313,21 +331,8 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
-            // The built-in relay is this machine's own loopback: nothing to hide from a network
-            // and nothing a proxy could reach, so it is always QUIC. Only a proxy can give
-            // contacts apart circuits; without one a connection per contact would hide
-            // nothing from the relay, which sees one address.
-            let network = if self.local_address.as_ref() == Some(&req.relay) {
-                Network::Quic
-            } else {
-                self.network
-            };
-            let contact = match network {
-                Network::Socks5(_) => req.contact,
-                Network::Quic | Network::Tcp => None,
-            };
-            let route = self.isolation.route(network, contact);
-            let key = (req.relay.to_string(), contact);
+            let (key, route) = self.link_for(&req);
+            let contact = key.1;
             let op = match self.links.get(&key) {
                 Some(link) => match link.send(req.op) {
                     Ok(()) => continue,
@@ -355,6 +360,39 @@ impl Driver {
                 None => tracing::warn!("engine answered a command twice"),
             }
         }
+    }
+
+    /// The link a request takes and its route. The built-in relay is this machine's own
+    /// loopback: nothing to hide from a network and nothing a proxy could reach, so it is
+    /// always QUIC. A request with a lane (per-contact isolation) gets that lane's own
+    /// connection, through a proxy its own username. Otherwise only a proxy can give
+    /// contacts apart circuits; without one a connection per contact would hide nothing from
+    /// the relay, which sees one address.
+    fn link_for(&self, req: &LinkRequest) -> (LinkKey, hush_transport::Route) {
+        let network = if self.local_address.as_ref() == Some(&req.relay) {
+            Network::Quic
+        } else {
+            self.network
+        };
+        if let Some(lane) = req.lane {
+            let route = match network {
+                Network::Socks5(proxy) => hush_transport::Route::Socks5(hush_transport::Socks5 {
+                    proxy,
+                    username: self.isolation.lane_username(lane),
+                }),
+                other => self.isolation.route(other, None),
+            };
+            return (
+                (req.relay.to_string(), Some(lane.contact), Some(lane)),
+                route,
+            );
+        }
+        let contact = match network {
+            Network::Socks5(_) => req.contact,
+            Network::Quic | Network::Tcp => None,
+        };
+        let route = self.isolation.route(network, contact);
+        ((req.relay.to_string(), contact, None), route)
     }
 
     /// Resolves when the next takeover try is due (never while none is planned).
@@ -505,6 +543,30 @@ mod tests {
         assert_eq!(
             run.route(Network::Tcp, Some(ContactId(1))),
             hush_transport::Route::Tcp
+        );
+    }
+
+    /// Each lane (relationship, window of epochs, fetch or deposit) gets its own opaque
+    /// username, unlike every contact's and the profile's. Seen to fail with the window left
+    /// out of the hash (two windows of one contact shared a circuit).
+    #[test]
+    fn lane_usernames_are_distinct_per_relationship_window_and_use() {
+        let run = Isolation::new([3; 32]);
+        let lanes = [
+            Lane::of(ContactId(1), 10, true),
+            Lane::of(ContactId(1), 12, true),
+            Lane::of(ContactId(1), 10, false),
+            Lane::of(ContactId(2), 10, true),
+        ];
+        let mut names: Vec<String> = lanes.iter().map(|l| run.lane_username(*l)).collect();
+        names.push(run.username(None));
+        names.push(run.username(Some(ContactId(1))));
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert_eq!(
+            run.lane_username(Lane::of(ContactId(1), 11, true)),
+            names[0],
+            "epochs 10 and 11 share a window"
         );
     }
 

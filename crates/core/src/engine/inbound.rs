@@ -9,7 +9,7 @@ use hush_crypto::payload::Payload;
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 
 use super::schedule::Pace;
-use super::{Engine, LinkOp, Owner};
+use super::{Engine, Lane, LinkOp, Owner};
 use crate::api::{DeliveryState, Event};
 use crate::content::Content;
 use crate::error::{Error, Result};
@@ -44,12 +44,20 @@ impl Engine {
             return Ok(());
         };
         let (owner, secret, relay) = (route.owner, route.secret.clone(), route.relay.clone());
+        // The acknowledgement presents the fetch secret again: with isolation, on the lane
+        // it was fetched on.
+        let lane = match owner {
+            Owner::Contact(c) if self.isolating() => Some(Lane::of(c, route.epoch, true)),
+            _ => None,
+        };
         // Only a committed (or permanently unusable) envelope is acknowledged.
         self.process_envelope(owner, envelope)?;
         #[cfg(feature = "test-hooks")]
         self.crash_if(CrashPoint::BeforeAck);
-        self.push_request(
+        self.push_request_on(
             &relay,
+            lane.map(|l| l.contact),
+            lane,
             LinkOp::Delete {
                 secret,
                 ids: vec![id],

@@ -8,7 +8,9 @@ use hush_proto::RelayAddress;
 
 use hush_crypto::InviteKind;
 
-use super::{Engine, FetchJob, FetchToken, LinkOp, Opener, Owner, Route, SyncWaiter, Ticket};
+use super::{
+    Engine, FetchJob, FetchToken, Lane, LinkOp, Opener, Owner, Round, Route, SyncWaiter, Ticket,
+};
 use crate::api::{ONE_TIME_INVITE_LIFETIME_SECS, Response};
 use crate::error::Result;
 use crate::store::{ActiveInvite, ContactId};
@@ -16,12 +18,15 @@ use crate::store::{ActiveInvite, ContactId};
 /// How far back catch-up fetches: the relays' default expiry (7 days) in epochs.
 pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
 
-/// Secrets to fetch from one relay, and whose mailboxes they are.
+/// Secrets to fetch from one relay (on one lane, with isolation), and whose mailboxes they
+/// are.
 #[derive(Default)]
 struct FetchPlan {
     relay: Option<RelayAddress>,
+    lane: Option<Lane>,
     secrets: Vec<Opener>,
-    contacts: BTreeSet<super::ContactId>,
+    /// Each contact with the first epoch fetched of it.
+    contacts: BTreeMap<super::ContactId, u64>,
     invites: BTreeSet<super::InviteId>,
 }
 
@@ -38,6 +43,7 @@ impl Engine {
                         owner: Owner::Contact(id),
                         secret: Opener::Mailbox(secret),
                         relay,
+                        epoch: e,
                     });
                 }
             }
@@ -50,6 +56,7 @@ impl Engine {
                 owner: Owner::Invite(invite.id),
                 secret: Opener::Drop(invite.secrets.drop_secret().clone()),
                 relay: invite.secrets.relay().clone(),
+                epoch: self.now.epoch(),
             });
         }
         Ok(out)
@@ -159,25 +166,55 @@ impl Engine {
             };
             (from..=now_e + 1).collect()
         })?;
-        let mut per_relay: BTreeMap<String, FetchPlan> = BTreeMap::new();
+        // One fetch per relay; with isolation one per relay and lane (a relationship's
+        // window of epochs), each on its own connection. An invite's drop is the profile's own.
+        let isolate = self.isolating();
+        let mut plans: BTreeMap<(String, Option<Lane>), FetchPlan> = BTreeMap::new();
         for route in routes {
             if only.is_some_and(|o| *o != route.relay) {
                 continue;
             }
-            let plan = per_relay.entry(route.relay.to_string()).or_default();
+            let lane = match route.owner {
+                Owner::Contact(c) if isolate => Some(Lane::of(c, route.epoch, true)),
+                _ => None,
+            };
+            let plan = plans.entry((route.relay.to_string(), lane)).or_default();
             plan.relay.get_or_insert_with(|| route.relay.clone());
+            plan.lane = lane;
             plan.secrets.push(route.secret.clone());
             match route.owner {
-                Owner::Contact(c) => plan.contacts.insert(c),
-                Owner::Invite(i) => plan.invites.insert(i),
-            };
+                Owner::Contact(c) => {
+                    let first = plan.contacts.entry(c).or_insert(route.epoch);
+                    *first = (*first).min(route.epoch);
+                }
+                Owner::Invite(i) => {
+                    plan.invites.insert(i);
+                }
+            }
             self.routes.insert(route.secret.mailbox_id(), route);
         }
         let mut tokens = HashSet::new();
-        for (key, plan) in per_relay {
+        if plans.is_empty() {
+            return Ok(tokens);
+        }
+        let round = self.next_token;
+        self.rounds.insert(
+            round,
+            Round {
+                pending: 0,
+                epoch: now_e,
+                contacts: BTreeSet::new(),
+                failed_from: BTreeMap::new(),
+            },
+        );
+        for ((key, _), plan) in plans {
             let Some(relay) = plan.relay else { continue };
             let token = FetchToken(self.next_token);
             self.next_token += 1;
+            if let Some(r) = self.rounds.get_mut(&round) {
+                r.pending += 1;
+                r.contacts.extend(plan.contacts.keys().copied());
+            }
             self.fetches.insert(
                 token,
                 FetchJob {
@@ -189,11 +226,13 @@ impl Engine {
                         .copied()
                         .collect(),
                     contacts: plan.contacts.into_iter().collect(),
-                    epoch: now_e,
+                    round,
                 },
             );
-            self.push_request(
+            self.push_request_on(
                 &relay,
+                plan.lane.map(|l| l.contact),
+                plan.lane,
                 LinkOp::Fetch {
                     token,
                     secrets: plan.secrets,
@@ -226,6 +265,36 @@ impl Engine {
         }
     }
 
+    /// One fetch of a catch-up ended. When the last has, each contact's next catch-up starts
+    /// at the epoch this one started in (even if lower than before: a clock put back), or at
+    /// the first epoch of a fetch of it that failed.
+    fn round_fetch_done(&mut self, job: &FetchJob, ok: bool) -> Result<()> {
+        let Some(round) = self.rounds.get_mut(&job.round) else {
+            return Ok(());
+        };
+        round.pending = round.pending.saturating_sub(1);
+        if !ok {
+            for (c, first) in &job.contacts {
+                let from = round.failed_from.entry(*c).or_insert(*first);
+                *from = (*from).min(*first);
+            }
+        }
+        if round.pending > 0 {
+            return Ok(());
+        }
+        if let Some(round) = self.rounds.remove(&job.round) {
+            for c in round.contacts {
+                let from = round.failed_from.get(&c).copied().unwrap_or(round.epoch);
+                match self.store.db().set_contact_epoch(c, from) {
+                    // A contact deleted meanwhile.
+                    Ok(()) | Err(crate::Error::UnknownContact) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A high-risk fetch slot: catch up on every mailbox, and answer the `sync` commands
     /// that waited for it.
     pub(super) fn fetch_slot(&mut self) -> Result<()> {
@@ -247,12 +316,8 @@ impl Engine {
     pub(super) fn on_fetch_done(&mut self, token: FetchToken, ok: bool) -> Result<()> {
         let job = self.fetches.remove(&token);
         if let Some(job) = job {
+            self.round_fetch_done(&job, ok)?;
             if ok {
-                // The epoch this fetch started in, even if lower than before (a clock put
-                // back): a later catch-up then starts there, not in the future.
-                for c in job.contacts {
-                    self.store.db().set_contact_epoch(c, job.epoch)?;
-                }
                 // Used one-time invites whose invitee had left their mailboxes before this
                 // fetch began: nothing more can arrive there.
                 if !job.retire.is_empty() {

@@ -180,6 +180,37 @@ impl LinkOp {
     }
 }
 
+/// How many epochs of one relationship one isolated connection may present: a [`Lane`]
+/// covers an aligned window of this many epochs (the current and the next, at most).
+pub const LANE_EPOCHS: u64 = 2;
+
+/// The connection a request must travel on when contacts are kept apart (per-contact
+/// isolation, on in high-risk mode): one relationship, one direction of use (its fetches and
+/// acknowledgements, or the deposits to it) and one window of [`LANE_EPOCHS`] epochs. So no
+/// connection presents the mailboxes of two relationships, nor more than [`LANE_EPOCHS`]
+/// epochs of one: a relay cannot link a relationship's pseudonyms across epochs, or a
+/// device's relationships together, by the connection they came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lane {
+    /// The relationship.
+    pub contact: crate::store::ContactId,
+    /// Epochs `window * LANE_EPOCHS .. (window + 1) * LANE_EPOCHS`.
+    pub window: u64,
+    /// Fetches and acknowledgements (`true`) or deposits.
+    pub fetch: bool,
+}
+
+impl Lane {
+    /// The lane of `contact`'s requests about `epoch`.
+    pub fn of(contact: crate::store::ContactId, epoch: u64, fetch: bool) -> Self {
+        Self {
+            contact,
+            window: epoch / LANE_EPOCHS,
+            fetch,
+        }
+    }
+}
+
 /// A [`LinkOp`] for one relay.
 #[derive(Clone)]
 pub struct LinkRequest {
@@ -189,6 +220,9 @@ pub struct LinkRequest {
     /// circuit per contact) sends it on that contact's own connection. `None` for the
     /// profile's own requests (fetch, delete, subscribe).
     pub contact: Option<crate::store::ContactId>,
+    /// With per-contact isolation, the connection it must take (the driver gives each lane
+    /// its own, and through SOCKS5 its own proxy username); `None`: the relay's shared one.
+    pub lane: Option<Lane>,
     /// What to do there.
     pub op: LinkOp,
 }
@@ -301,14 +335,29 @@ struct Route {
     owner: Owner,
     secret: Opener,
     relay: RelayAddress,
+    /// The epoch the mailbox belongs to.
+    epoch: u64,
 }
 
 struct FetchJob {
     relay: String,
-    contacts: Vec<ContactId>,
+    /// The contacts it fetches, each with the first epoch it fetches of them.
+    contacts: Vec<(ContactId, u64)>,
     /// Used one-time invites to retire when this fetch completes.
     retire: Vec<InviteId>,
+    /// The catch-up it is part of.
+    round: u64,
+}
+
+/// One catch-up: its fetches (one per relay, or per lane with isolation), and when the
+/// last has ended, where each contact's next catch-up starts.
+struct Round {
+    pending: usize,
+    /// The epoch the round started in.
     epoch: u64,
+    contacts: std::collections::BTreeSet<ContactId>,
+    /// Per contact, the first epoch of a fetch of it that failed.
+    failed_from: BTreeMap<ContactId, u64>,
 }
 
 struct SyncWaiter {
@@ -346,6 +395,7 @@ pub struct Engine {
     relays: BTreeMap<String, RelayState>,
     in_flight: HashSet<OutboxId>,
     fetches: HashMap<FetchToken, FetchJob>,
+    rounds: HashMap<u64, Round>,
     next_token: u64,
     sync_waiters: Vec<SyncWaiter>,
     flush_waiters: Vec<FlushWaiter>,
@@ -395,6 +445,7 @@ impl Engine {
             relays: BTreeMap::new(),
             in_flight: HashSet::new(),
             fetches: HashMap::new(),
+            rounds: HashMap::new(),
             next_token: 1,
             sync_waiters: Vec::new(),
             flush_waiters: Vec::new(),
@@ -516,13 +567,29 @@ impl Engine {
     }
 
     fn push_request(&mut self, relay: &RelayAddress, op: LinkOp) {
-        self.push_request_for(relay, None, op);
+        self.push_request_on(relay, None, None, op);
     }
 
     fn push_request_for(
         &mut self,
         relay: &RelayAddress,
         contact: Option<crate::store::ContactId>,
+        op: LinkOp,
+    ) {
+        self.push_request_on(relay, contact, None, op);
+    }
+
+    /// Per-contact isolation is on: in high-risk mode, where nothing is subscribed (a
+    /// subscription holds many mailboxes on one connection).
+    fn isolating(&self) -> bool {
+        self.schedule.high_risk()
+    }
+
+    fn push_request_on(
+        &mut self,
+        relay: &RelayAddress,
+        contact: Option<crate::store::ContactId>,
+        lane: Option<Lane>,
         op: LinkOp,
     ) {
         self.relays
@@ -537,6 +604,7 @@ impl Engine {
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
             contact,
+            lane,
             op,
         });
     }

@@ -12,7 +12,7 @@ use hush_proto::{ENVELOPE_LEN, Envelope, MailboxId, RelayAddress};
 use rand_core::Rng;
 
 use super::schedule::Pace;
-use super::{DepositFailure, Engine, FlushWaiter, LinkOp, Ticket};
+use super::{DepositFailure, Engine, FlushWaiter, Lane, LinkOp, Ticket};
 use crate::api::{DeliveryState, Event, Response};
 use crate::backoff::Backoff;
 use crate::content::Content;
@@ -254,9 +254,11 @@ impl Engine {
                 _ => (entry.relay.clone(), entry.target),
             };
             self.in_flight.insert(entry.id);
-            self.push_request_for(
+            let lane = Lane::of(entry.contact, self.now.epoch(), false);
+            self.push_request_on(
                 &relay,
                 Some(entry.contact),
+                Some(lane),
                 LinkOp::Deposit {
                     outbox: entry.id,
                     target,
@@ -297,9 +299,11 @@ impl Engine {
         #[allow(clippy::expect_used)]
         let envelope = Envelope::from_vec(bytes).expect("an envelope of ENVELOPE_LEN bytes");
         let outbox = self.schedule.new_cover();
-        self.push_request_for(
+        let lane = contact.map(|c| Lane::of(c, self.now.epoch(), false));
+        self.push_request_on(
             relay,
             contact,
+            lane,
             LinkOp::Deposit {
                 outbox,
                 target,

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::api::{Command, Event, Response};
-use crate::engine::{Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkOp, Ticket, Time};
 use crate::error::Result;
 use crate::profile::Profile;
 use crate::store::{KdfCost, Store};
@@ -91,7 +91,8 @@ pub(crate) struct Node {
     replies: BTreeMap<Ticket, Result<Response>>,
     pub(crate) events: Vec<Event>,
     next_ticket: u64,
-    links: BTreeMap<String, SimLink>,
+    /// By relay and lane (per-contact isolation gives each lane a connection of its own).
+    links: BTreeMap<(String, Option<Lane>), SimLink>,
     /// Seconds this node's clock is ahead of the world's (negative: behind).
     pub(crate) skew_secs: i64,
 }
@@ -132,6 +133,8 @@ pub(crate) struct World {
     unpumped: VecDeque<usize>,
     /// Which node opened each connection (for tests: an observer sees only connections).
     pub(crate) connection_node: BTreeMap<u64, usize>,
+    /// Every mailbox id whose secret a connection presented (fetch, delete, subscribe).
+    pub(crate) presented: Vec<(u64, hush_proto::MailboxId)>,
 }
 
 /// One-way network latency before jitter.
@@ -173,6 +176,7 @@ impl World {
             request_contacts: Vec::new(),
             unpumped: VecDeque::new(),
             connection_node: BTreeMap::new(),
+            presented: Vec::new(),
         }
     }
 
@@ -238,12 +242,17 @@ impl World {
         let key = self.relays[r].address.to_string();
         let addr = self.relays[r].address.clone();
         for n in 0..self.nodes.len() {
-            let Some(link) = self.nodes[n].links.get_mut(&key) else {
-                continue;
-            };
-            if link.up {
-                link.up = false;
-                let connection = link.connection;
+            let mut down = Vec::new();
+            for ((k, lane), link) in &mut self.nodes[n].links {
+                if *k == key && link.up {
+                    link.up = false;
+                    // Only the relay's shared link reports its state, as in the driver.
+                    if lane.is_none() {
+                        down.push(link.connection);
+                    }
+                }
+            }
+            for connection in down {
                 self.send_to_node(n, &addr, connection, LinkEvent::Down);
             }
         }
@@ -255,8 +264,16 @@ impl World {
         self.relays[r].up = true;
         let key = self.relays[r].address.to_string();
         for n in 0..self.nodes.len() {
-            if self.nodes[n].engine.is_some() && self.nodes[n].links.contains_key(&key) {
-                self.connect(n, r, RECONNECT);
+            let lanes: Vec<Option<Lane>> = self.nodes[n]
+                .links
+                .keys()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, lane)| *lane)
+                .collect();
+            if self.nodes[n].engine.is_some() {
+                for lane in lanes {
+                    self.connect(n, r, lane, RECONNECT);
+                }
             }
         }
     }
@@ -412,7 +429,7 @@ impl World {
         for req in requests {
             let deposit = matches!(req.op, LinkOp::Deposit { .. });
             self.request_contacts.push((n, deposit, req.contact));
-            self.link_send(n, &req.relay, req.op);
+            self.link_send(n, &req.relay, req.lane, req.op);
         }
     }
 }

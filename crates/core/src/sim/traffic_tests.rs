@@ -404,3 +404,126 @@ fn normal_mode_paces_fragments_and_delays_receipts() {
     assert!(receipt >= last_push + 1_000, "{receipt} vs {last_push}");
     assert!(receipt <= last_push + 8_100, "{receipt} vs {last_push}");
 }
+
+/// For node `n`: each connection's relationships and epochs among the mailbox secrets it
+/// presented (fetches, acknowledgements, subscriptions), over epochs `epochs`.
+fn presented_by_connection(
+    w: &World,
+    n: usize,
+    from: usize,
+    epochs: std::ops::Range<u64>,
+) -> std::collections::BTreeMap<u64, std::collections::BTreeSet<(i64, u64)>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let store = w.nodes[n].engine.as_ref().unwrap().store();
+    let now = w.node_now(n).unix_secs();
+    let mut whose = BTreeMap::new();
+    for (id, session, _) in store.db().contact_sessions().unwrap() {
+        for e in epochs.clone() {
+            for (_, secret) in session.receive_mailboxes(e, now) {
+                whose.insert(secret.mailbox_id(), (id.0, e));
+            }
+        }
+    }
+    let mut out: BTreeMap<u64, BTreeSet<(i64, u64)>> = BTreeMap::new();
+    for (conn, mailbox) in &w.presented[from..] {
+        if w.connection_node.get(conn) == Some(&n)
+            && let Some(owner) = whose.get(mailbox)
+        {
+            out.entry(*conn).or_default().insert(*owner);
+        }
+    }
+    out
+}
+
+/// Alice with two contacts, Bob and Carol, all three in high-risk mode, for five hours of
+/// messages and then a day's catch-up after Alice was off for 20 hours: no connection of
+/// anyone ever presents the mailbox secrets of two relationships, or of more than
+/// `LANE_EPOCHS` (2) epochs of one, and what was sent while Alice was away arrives.
+/// Without isolation (normal mode) the same check finds Alice's one connection presenting
+/// both relationships and every epoch: it can fail. Seen to fail too with the
+/// acknowledgements sent on the profile's shared connection (a delete there presented
+/// both relationships).
+#[test]
+fn isolation_keeps_relationships_and_epochs_apart() {
+    use crate::engine::{EPOCH_SECONDS, LANE_EPOCHS};
+    let run = |high_risk: bool| {
+        let mut w = pair(61, 1, 0);
+        let carol = w.add_node(0);
+        let l = super::tests::link(&mut w, 0, hush_crypto::InviteKind::OneTime, Some("carol"));
+        ok(w.command(
+            carol,
+            Command::Accept {
+                link: l,
+                name: "alice".into(),
+            },
+        ));
+        w.settle();
+        for (n, to) in [(1, "alice"), (carol, "alice"), (0, "bob"), (0, "carol")] {
+            send(&mut w, n, to, "first 👋");
+        }
+        w.settle();
+        w.run_for(Duration::from_secs(120));
+        let first_epoch = w.now.epoch();
+        let from = w.presented.len();
+        if high_risk {
+            for n in [0, 1, carol] {
+                set_high_risk(&mut w, n, true);
+            }
+        }
+        for i in 0..10 {
+            send(&mut w, 0, "bob", &format!("第{i}条 to bob"));
+            send(&mut w, 0, "carol", &format!("رسالة {i} to carol"));
+            send(&mut w, 1, "alice", &format!("bob {i} 🗞️"));
+            w.run_for(Duration::from_secs(1800));
+        }
+        w.crash(0);
+        for i in 0..4 {
+            send(&mut w, carol, "alice", &format!("while you were away {i}"));
+            w.run_for(Duration::from_secs(5 * EPOCH_SECONDS));
+        }
+        w.start_node(0);
+        w.run_for(Duration::from_secs(3 * EPOCH_SECONDS));
+        let epochs = first_epoch.saturating_sub(2)..w.now.epoch() + 3;
+        (w, carol, from, epochs)
+    };
+    let (mut w, carol, from, epochs) = run(true);
+    let mut checked = 0;
+    for n in [0, 1, carol] {
+        for (conn, owners) in presented_by_connection(&w, n, from, epochs.clone()) {
+            let contacts: std::collections::BTreeSet<i64> = owners.iter().map(|o| o.0).collect();
+            let windows: std::collections::BTreeSet<u64> = owners.iter().map(|o| o.1).collect();
+            assert_eq!(contacts.len(), 1, "node {n}, connection {conn}: {owners:?}");
+            assert!(
+                windows.len() as u64 <= LANE_EPOCHS,
+                "node {n}, connection {conn}: {owners:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} connections presented secrets");
+    let got = received(&mut w, 0, "carol");
+    assert_eq!(
+        got[1..],
+        (0..4)
+            .map(|i| format!("while you were away {i}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(received(&mut w, 1, "alice").len(), 11);
+    // Normal mode: one subscription connection holds both relationships, every epoch.
+    let (w, _, from, epochs) = run(false);
+    let widest = presented_by_connection(&w, 0, from, epochs)
+        .into_values()
+        .map(|owners| {
+            owners
+                .iter()
+                .map(|o| o.0)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(
+        widest, 2,
+        "without isolation a connection presents both relationships"
+    );
+}
