@@ -17,6 +17,10 @@ use crate::store::{ActiveInvite, ContactId};
 
 /// How far back catch-up fetches: the relays' default expiry (7 days) in epochs.
 pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
+/// With per-contact isolation, the old epochs of one relationship one catch-up fetches at
+/// most (in windows of [`super::LANE_EPOCHS`], a connection each); the next fetch slot
+/// goes on from there.
+pub(crate) const CATCH_UP_EPOCHS_PER_SLOT: u64 = 8;
 
 /// Secrets to fetch from one relay (on one lane, with isolation), and whose mailboxes they
 /// are.
@@ -158,18 +162,28 @@ impl Engine {
         let first = now_e.saturating_sub(CATCH_UP_EPOCHS);
         // A last fetch "in the future" means the clock was ahead then and has been put
         // back: what arrived meanwhile may sit in any epoch of the window, so fetch it all.
+        // With isolation every window of epochs is a connection of its own: a long catch-up
+        // is spread over fetch slots, [`CATCH_UP_EPOCHS_PER_SLOT`] old epochs at a time (and
+        // the current and next each time), so that it never opens dozens of connections at
+        // once (a relay limits them per source).
+        let isolate = self.isolating();
         let routes = self.mailboxes(|last| {
             let from = if last > now_e + 1 {
                 first
             } else {
                 last.max(first)
             };
-            (from..=now_e + 1).collect()
+            let end = from.saturating_add(CATCH_UP_EPOCHS_PER_SLOT);
+            if isolate && end < now_e {
+                (from..end).chain(now_e..=now_e + 1).collect()
+            } else {
+                (from..=now_e + 1).collect()
+            }
         })?;
         // One fetch per relay; with isolation one per relay and lane (a relationship's
         // window of epochs), each on its own connection. An invite's drop is the profile's own.
-        let isolate = self.isolating();
         let mut plans: BTreeMap<(String, Option<Lane>), FetchPlan> = BTreeMap::new();
+        let mut epochs_of: BTreeMap<super::ContactId, BTreeSet<u64>> = BTreeMap::new();
         for route in routes {
             if only.is_some_and(|o| *o != route.relay) {
                 continue;
@@ -186,6 +200,7 @@ impl Engine {
                 Owner::Contact(c) => {
                     let first = plan.contacts.entry(c).or_insert(route.epoch);
                     *first = (*first).min(route.epoch);
+                    epochs_of.entry(c).or_default().insert(route.epoch);
                 }
                 Owner::Invite(i) => {
                     plan.invites.insert(i);
@@ -198,13 +213,23 @@ impl Engine {
             return Ok(tokens);
         }
         let round = self.next_token;
+        // A contact whose catch-up was cut short resumes at its first epoch left out.
+        let resume_at = epochs_of
+            .iter()
+            .filter_map(|(c, epochs)| {
+                let lowest = *epochs.first()?;
+                (lowest..now_e)
+                    .find(|e| !epochs.contains(e))
+                    .map(|gap| (*c, gap))
+            })
+            .collect();
         self.rounds.insert(
             round,
             Round {
                 pending: 0,
                 epoch: now_e,
                 contacts: BTreeSet::new(),
-                failed_from: BTreeMap::new(),
+                failed_from: resume_at,
             },
         );
         for ((key, _), plan) in plans {

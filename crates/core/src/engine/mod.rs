@@ -356,7 +356,8 @@ struct Round {
     /// The epoch the round started in.
     epoch: u64,
     contacts: std::collections::BTreeSet<ContactId>,
-    /// Per contact, the first epoch of a fetch of it that failed.
+    /// Per contact, the first epoch of a fetch of it that failed, or that this round left
+    /// for the next (a catch-up spread over slots).
     failed_from: BTreeMap<ContactId, u64>,
 }
 
