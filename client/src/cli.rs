@@ -383,7 +383,7 @@ impl Session {
         let store = Store::open(profile, pass.as_bytes())?;
         init_logging(profile);
         let mut options = engine_options(root);
-        options.network = profile.config()?.network();
+        options.configure(&profile.config()?);
         let (handle, _events) = hush_core::start(store, options).await?;
         Ok(Self { handle })
     }
@@ -704,7 +704,8 @@ async fn command_with_engine(
                 writeln!(
                     io.out,
                     "{}",
-                    json!({"relay": address, "built_in": status.home_relay_local, "state": state})
+                    json!({"relay": address, "built_in": status.home_relay_local, "state": state,
+                           "private_route_waiting": status.private_route})
                 )?;
             } else {
                 writeln!(io.out, "{address}")?;
@@ -878,18 +879,36 @@ async fn command_with_engine(
                 .into_iter()
                 .find(|m| m.id == id)
                 .map_or(DeliveryState::Queued, |m| m.state);
+            // Why a queued message waits: for its high-risk slot (not a failure), or for
+            // private routing.
+            let (high_risk, waiting) = if state == DeliveryState::Queued {
+                let status = h.status().await?;
+                let why = if status.high_risk {
+                    Some("high_risk_slot".to_string())
+                } else {
+                    status.private_route
+                };
+                (status.high_risk, why)
+            } else {
+                (false, None)
+            };
             if json {
-                writeln!(
-                    io.out,
-                    "{}",
-                    json!({"id": id, "contact": name, "state": state.as_str()})
-                )?;
+                let mut v = json!({"id": id, "contact": name, "state": state.as_str()});
+                if let Some(why) = &waiting {
+                    v["waiting"] = json!(why);
+                }
+                writeln!(io.out, "{v}")?;
             } else if state != DeliveryState::Queued {
                 writeln!(io.out, "sent")?;
-            } else if h.status().await?.high_risk {
+            } else if high_risk {
                 writeln!(
                     io.out,
                     "waiting: high-risk mode sends it at one of its random slots, while hush runs (the terminal UI, or hush recv --wait)"
+                )?;
+            } else if let Some(why) = waiting {
+                writeln!(
+                    io.out,
+                    "queued: private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml); it will be sent by the next hush command"
                 )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(

@@ -81,7 +81,7 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relays() {
     assert_eq!(v["mode"], "high-risk", "{v}");
     assert_eq!(
         v["high_risk_cost"]["up_bytes_per_day"],
-        (2880 + 1440) * 4160,
+        (2880 + 1440) * hush_proto::FRAME_LEN as u64,
         "{v}"
     );
     let holders: Vec<Running> = ["a1", "a2", "i1", "i2"]

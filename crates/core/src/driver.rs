@@ -18,11 +18,11 @@ use tokio::time::Instant;
 
 use crate::api::{Event, Handle, Request, Response};
 use crate::backoff::Backoff;
-use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkRequest, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkOp, LinkRequest, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
 use crate::local_relay::{LocalRelay, ServedRelay};
-use crate::profile::Network;
+use crate::profile::{Network, Routing};
 use crate::store::ContactId;
 use crate::store::Store;
 use crate::store::settings::Setting;
@@ -50,6 +50,10 @@ pub struct Options {
     pub network: Network,
     /// The rates of high-risk mode's slots (defaults: [`crate::TrafficConfig`]).
     pub traffic: crate::engine::TrafficConfig,
+    /// How deposits to other relays travel (the profile's `routing`).
+    pub routing: Routing,
+    /// The local address connections leave from (the profile's `bind`).
+    pub bind: Option<std::net::IpAddr>,
     /// Test hook: seconds added to the system clock (epoch rotation and catch-up).
     #[cfg(feature = "test-hooks")]
     pub clock_offset_secs: i64,
@@ -58,11 +62,21 @@ pub struct Options {
     pub crash_at: Option<CrashPoint>,
 }
 
+impl Options {
+    /// Takes the profile's network settings: `transport`, `socks5`, `routing`, `bind`.
+    pub fn configure(&mut self, config: &crate::profile::Config) {
+        self.network = config.network();
+        self.routing = config.routing();
+        self.bind = config.bind;
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("local_relay", &self.local_relay.is_some())
             .field("network", &self.network)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +226,8 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         engine,
         clock,
         network: opts.network,
+        routing: opts.routing,
+        bind: opts.bind,
         isolation: Isolation::new(os_seed()?),
         links: HashMap::new(),
         reports,
@@ -239,6 +255,8 @@ struct Driver {
     engine: Engine,
     clock: Clock,
     network: Network,
+    routing: Routing,
+    bind: Option<std::net::IpAddr>,
     isolation: Isolation,
     /// Links by relay and, through a SOCKS5 proxy, by the contact a deposit goes to.
     links: HashMap<LinkKey, Link>,
@@ -331,7 +349,7 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
-            let (key, route) = self.link_for(&req);
+            let (key, target) = self.link_for(&req);
             let contact = key.1;
             let op = match self.links.get(&key) {
                 Some(link) => match link.send(req.op) {
@@ -341,7 +359,7 @@ impl Driver {
                 },
                 None => req.op,
             };
-            let link = Link::spawn(req.relay.clone(), route, reports, contact.is_none());
+            let link = Link::spawn(target, reports, contact.is_none());
             if link.send(op).is_err() {
                 tracing::warn!("a new relay link refused its first request");
             }
@@ -362,37 +380,60 @@ impl Driver {
         }
     }
 
-    /// The link a request takes and its route. The built-in relay is this machine's own
-    /// loopback: nothing to hide from a network and nothing a proxy could reach, so it is
-    /// always QUIC. A request with a lane (per-contact isolation) gets that lane's own
-    /// connection, through a proxy its own username. Otherwise only a proxy can give
-    /// contacts apart circuits; without one a connection per contact would hide nothing from
-    /// the relay, which sees one address.
-    fn link_for(&self, req: &LinkRequest) -> (LinkKey, hush_transport::Route) {
-        let network = if self.local_address.as_ref() == Some(&req.relay) {
+    /// The link a request takes and where it connects. Private routing: a deposit to any
+    /// relay but the profile's own goes through the own relay, sealed to the destination
+    /// (a cover deposit too: it is a deposit like any other); fetches, deletes and
+    /// subscriptions stay direct (they go to the own relay anyway). The built-in relay is
+    /// this machine's own loopback: nothing to hide from a network and nothing a proxy could
+    /// reach, so it is always QUIC. A request with a lane (per-contact isolation) gets that
+    /// lane's own connection, through a proxy its own username. Otherwise only a proxy can
+    /// give contacts apart circuits; without one a connection per contact would hide
+    /// nothing from the relay, which sees one address.
+    fn link_for(&self, req: &LinkRequest) -> (LinkKey, crate::link::Target) {
+        let via = match (&req.op, self.routing) {
+            (LinkOp::Deposit { .. }, Routing::Private) => {
+                self.engine.own_relay().filter(|own| *own != req.relay)
+            }
+            _ => None,
+        };
+        let connect_to = via.as_ref().unwrap_or(&req.relay);
+        let network = if self.local_address.as_ref() == Some(connect_to) {
             Network::Quic
         } else {
             self.network
         };
-        if let Some(lane) = req.lane {
-            let route = match network {
-                Network::Socks5(proxy) => hush_transport::Route::Socks5(hush_transport::Socks5 {
-                    proxy,
-                    username: self.isolation.lane_username(lane),
-                }),
-                other => self.isolation.route(other, None),
-            };
-            return (
-                (req.relay.to_string(), Some(lane.contact), Some(lane)),
-                route,
-            );
-        }
-        let contact = match network {
-            Network::Socks5(_) => req.contact,
-            Network::Quic | Network::Tcp => None,
+        let relay_key = match &via {
+            Some(own) => format!("{own} > {}", req.relay),
+            None => req.relay.to_string(),
         };
-        let route = self.isolation.route(network, contact);
-        ((req.relay.to_string(), contact, None), route)
+        let (contact, route) = match req.lane {
+            Some(lane) => (
+                Some(lane.contact),
+                match network {
+                    Network::Socks5(proxy) => {
+                        hush_transport::Route::Socks5(hush_transport::Socks5 {
+                            proxy,
+                            username: self.isolation.lane_username(lane),
+                        })
+                    }
+                    other => self.isolation.route(other, None),
+                },
+            ),
+            None => {
+                let contact = match network {
+                    Network::Socks5(_) => req.contact,
+                    Network::Quic | Network::Tcp => None,
+                };
+                (contact, self.isolation.route(network, contact))
+            }
+        };
+        let target = crate::link::Target {
+            connect: connect_to.clone(),
+            forward: via.is_some().then(|| req.relay.clone()),
+            route,
+            bind: self.bind,
+        };
+        ((relay_key, contact, req.lane), target)
     }
 
     /// Resolves when the next takeover try is due (never while none is planned).

@@ -220,6 +220,12 @@ pub enum Event {
         /// Connected.
         up: bool,
     },
+    /// Private routing's state changed: deposits to other relays wait for this reason (a
+    /// stable name, as [`Status::private_route`]), or, `None`, they go again.
+    PrivateRoute {
+        /// Why they wait.
+        waiting: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -237,6 +243,10 @@ impl std::fmt::Debug for Event {
                 .finish_non_exhaustive(),
             Self::ContactAdded { name: _ } => f.write_str("ContactAdded"),
             Self::Relay { up } => f.debug_struct("Relay").field("up", up).finish(),
+            Self::PrivateRoute { waiting } => f
+                .debug_struct("PrivateRoute")
+                .field("waiting", waiting)
+                .finish(),
         }
     }
 }
@@ -265,6 +275,9 @@ pub struct Status {
     /// What high-risk mode costs this profile (whether it is on or not, so a front end can
     /// say so before it is turned on).
     pub high_risk_cost: crate::engine::TrafficCost,
+    /// Why deposits to another relay wait under private routing (a stable name such as
+    /// `own_relay_unreachable`, `forward_key_refused`, `forwarding_disabled`), if they do.
+    pub private_route: Option<String>,
 }
 
 impl std::fmt::Debug for Status {
@@ -279,6 +292,7 @@ impl std::fmt::Debug for Status {
             proxy_failed,
             high_risk,
             high_risk_cost,
+            private_route,
         } = self;
         f.debug_struct("Status")
             .field("high_risk", high_risk)
@@ -289,6 +303,7 @@ impl std::fmt::Debug for Status {
             .field("outbox", outbox)
             .field("certificate_mismatch", certificate_mismatch)
             .field("proxy_failed", proxy_failed)
+            .field("private_route", private_route)
             .finish_non_exhaustive()
     }
 }

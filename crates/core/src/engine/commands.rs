@@ -368,6 +368,11 @@ impl Engine {
             relays_up: self.relays.values().filter(|r| r.up).count(),
             certificate_mismatch: self.relays.values().filter(|r| r.pin_mismatch).count(),
             proxy_failed: self.relays.values().filter(|r| r.proxy_failed).count(),
+            private_route: self
+                .relays
+                .values()
+                .find_map(|r| r.private_route)
+                .map(str::to_owned),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
             high_risk: self.schedule.high_risk(),

@@ -55,7 +55,8 @@ pub struct TrafficConfig {
 }
 
 impl TrafficConfig {
-    /// Default deposit slots: a mean of 30 s, 2880 deposits (12 MB of frames) a day.
+    /// Default deposit slots: a mean of 30 s, 2880 deposits a day (13 MB of 4505-byte
+    /// frames).
     pub const DEFAULT_DEPOSIT_MEAN: Duration = Duration::from_secs(30);
     /// Default fetch slots: a mean of 60 s.
     pub const DEFAULT_FETCH_MEAN: Duration = Duration::from_secs(60);
