@@ -122,10 +122,10 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relays() {
             "{intervals:?}"
         );
     }
-    let total =
-        |pick: fn(&((u64, u64), (u64, u64))) -> u64| intervals.iter().map(pick).sum::<u64>();
-    let (a_up, a_down) = (total(|x| x.0.0), total(|x| x.0.1));
-    let (i_up, i_down) = (total(|x| x.1.0), total(|x| x.1.1));
+    let (mut a_up, mut a_down, mut i_up, mut i_down) = (0, 0, 0, 0);
+    for ((au, ad), (iu, id)) in &intervals {
+        (a_up, a_down, i_up, i_down) = (a_up + au, a_down + ad, i_up + iu, i_down + id);
+    }
     eprintln!("totals: active {a_up} up {a_down} down, idle {i_up} up {i_down} down");
     assert!(within(a_up, i_up, TOTAL_TOLERANCE), "{a_up} vs {i_up}");
     assert!(
