@@ -16,11 +16,12 @@
 //! model), [`config`] (TOML + environment), [`tls`] (identity, server configuration),
 //! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
 //! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
-//! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry). The client side, and the frame I/O on streams both sides share,
+//! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry), `chunks` (file chunk requests and their limits). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod chunks;
 pub mod clock;
 pub mod commit;
 pub mod config;

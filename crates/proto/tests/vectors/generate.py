@@ -133,6 +133,44 @@ write("fail_error_reserved", "response", frame(0xff, u16(1) + u16(1) + u32(0)), 
 write("fail_garbage", "request", bytes((i * 131 + 17) % 256 for i in range(FRAME_LEN)), "error unsupported_version",
       "pseudo-random bytes (first byte 0x11)")
 
+# File chunks (section II.4.3): kinds 0x10-0x12 and 0x90-0x92, codes 0x0600-0x0603. A chunk's
+# CHUNK_LEN bytes follow the PutChunk and Chunk frames on their streams; the vectors hold the
+# frames, and chunk_names the id and storage key a secret gives.
+CHUNK_LEN = 256 * 1024
+chunk_secret = hashlib.sha256("分块 ملف 📄".encode()).digest()
+chunk_id = hashlib.sha256(chunk_secret).digest()
+chunk_key = hashlib.sha256(b"hush/v2/chunk-key" + chunk_id).digest()
+write("request_put_chunk", "request", frame(0x10, chunk_id), f"put_chunk id={chunk_id.hex()}",
+      "PutChunk: the chunk id; CHUNK_LEN bytes of chunk follow the frame on its stream")
+write("request_get_chunk", "request", frame(0x11, chunk_secret), f"get_chunk secret={chunk_secret.hex()}",
+      "GetChunk: the chunk secret")
+write("request_delete_chunk", "request", frame(0x12, chunk_secret), f"delete_chunk secret={chunk_secret.hex()}",
+      "DeleteChunk: the chunk secret")
+write("response_chunk_stored", "response", frame(0x90, b"\x01"), "chunk_stored fresh=true",
+      "ChunkStored: stored by this put")
+write("response_chunk_stored_again", "response", frame(0x90, b"\x00"), "chunk_stored fresh=false",
+      "ChunkStored: that id was already stored (idempotent put)")
+write("response_chunk", "response", frame(0x91), "chunk",
+      "Chunk: empty body; CHUNK_LEN bytes of chunk follow the frame on its stream")
+write("response_chunk_deleted", "response", frame(0x92), "chunk_deleted", "ChunkDeleted: empty body")
+write("response_error_chunk_not_found", "response", frame(0xff, u16(0x0600) + u16(0) + u32(0)),
+      "error code=0x0600 arg=0", "Error: no chunk under that secret's id")
+write("response_error_chunk_busy", "response", frame(0xff, u16(0x0603) + u16(0) + u32(200)),
+      "error code=0x0603 arg=200", "Error: too many chunk requests in flight, retry after 200 ms")
+write("fail_chunk_stored_fresh_2", "response", frame(0x90, b"\x02"), "error bad_field", "fresh must be 0 or 1")
+write("fail_chunk_padding", "response", frame(0x91, b"\x00" * 100 + b"\x01"), "error padding_not_zero",
+      "a Chunk frame's body is all zero (the chunk is not inside the frame)")
+write("fail_put_chunk_padding", "request", frame(0x10, chunk_id + b"\x01"), "error padding_not_zero",
+      "PutChunk with a byte after the id")
+write("fail_chunk_kind_0x13", "request", frame(0x13, chunk_id), "error unknown_kind",
+      "0x13 is in the chunk range but not assigned")
+write("fail_chunk_as_request", "request", frame(0x91), "error unexpected_kind", "Chunk sent to a relay")
+with open(os.path.join(HERE, "chunk_names.txt"), "w") as fh:
+    fh.write("# a chunk's id and the relay's storage key for it, from its secret\n")
+    fh.write("direction: chunk\n")
+    fh.write(f"secret: {chunk_secret.hex()}\n")
+    fh.write(f"expect: chunk id={chunk_id.hex()} key={chunk_key.hex()} len={CHUNK_LEN}\n")
+
 # Addresses.
 pin = bytes(range(32))
 import base64
