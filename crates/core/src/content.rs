@@ -4,11 +4,15 @@
 //! Layout (big-endian):
 //! - text: `0x01 || u64 sent_at || u32 disappear_secs (0 = off) || UTF-8 body`
 //! - receipt: `0x02 || u16 n || n × u64 msg_id` (the sender's ids of delivered messages)
+//! - file: `0x03 || u64 sent_at || u32 disappear_secs || descriptor` (docs/PROTOCOL.md 7a,
+//!   [`crate::files::FileDescriptor`])
 
 use crate::error::{Error, Result};
+use crate::files::{FileDescriptor, FileError};
 
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
+const KIND_FILE: u8 = 3;
 
 /// Decoded content.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,6 +25,17 @@ pub(crate) enum Content {
     Receipt {
         ids: Vec<u64>,
     },
+    /// A file offer: where its chunks are and how to open them.
+    File {
+        sent_at: u64,
+        disappear_secs: u32,
+        descriptor: FileDescriptor,
+    },
+    /// A file offer whose descriptor failed its checks: shown as refused, nothing stored.
+    BadFile {
+        sent_at: u64,
+        error: FileError,
+    },
 }
 
 impl std::fmt::Debug for Content {
@@ -28,6 +43,8 @@ impl std::fmt::Debug for Content {
         match self {
             Self::Text { body, .. } => write!(f, "Text({} bytes)", body.len()),
             Self::Receipt { ids } => write!(f, "Receipt({})", ids.len()),
+            Self::File { descriptor, .. } => write!(f, "File({descriptor:?})"),
+            Self::BadFile { error, .. } => write!(f, "BadFile({})", error.name()),
         }
     }
 }
@@ -54,6 +71,20 @@ impl Content {
                     out.extend_from_slice(&id.to_be_bytes());
                 }
             }
+            Self::File {
+                sent_at,
+                disappear_secs,
+                descriptor,
+            } => {
+                out.push(KIND_FILE);
+                out.extend_from_slice(&sent_at.to_be_bytes());
+                out.extend_from_slice(&disappear_secs.to_be_bytes());
+                // A descriptor made by this client always encodes (its name was checked
+                // when the file was offered); an empty tail is refused by the receiver.
+                out.extend_from_slice(&descriptor.encode().unwrap_or_default());
+            }
+            // Never sent: it only stands for a refused offer on the receiving side.
+            Self::BadFile { .. } => {}
         }
         out
     }
@@ -86,6 +117,19 @@ impl Content {
                     })
                     .collect();
                 Ok(Self::Receipt { ids })
+            }
+            Some(&KIND_FILE) if b.len() >= 13 => {
+                let sent_at = u64::from_be_bytes(b[1..9].try_into().map_err(|_| bad("time"))?);
+                let disappear_secs =
+                    u32::from_be_bytes(b[9..13].try_into().map_err(|_| bad("timer"))?);
+                Ok(match FileDescriptor::decode(&b[13..]) {
+                    Ok(descriptor) => Self::File {
+                        sent_at,
+                        disappear_secs,
+                        descriptor,
+                    },
+                    Err(error) => Self::BadFile { sent_at, error },
+                })
             }
             _ => Err(bad("unknown kind")),
         }

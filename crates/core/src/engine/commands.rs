@@ -109,6 +109,7 @@ impl Engine {
             Command::MoveMailbox { contact, relay } => {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
+            Command::Files(c) => Some(self.file_command(c)),
         }
     }
 

@@ -26,6 +26,7 @@
 //! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing).
 
 mod commands;
+mod files;
 pub(crate) use commands::relay_setting;
 mod inbound;
 mod mailboxes;
