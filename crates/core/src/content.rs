@@ -81,7 +81,12 @@ impl Content {
                 out.extend_from_slice(&disappear_secs.to_be_bytes());
                 // A descriptor made by this client always encodes (its name was checked
                 // when the file was offered); an empty tail is refused by the receiver.
+                let start = out.len();
                 out.extend_from_slice(&descriptor.encode().unwrap_or_default());
+                #[cfg(feature = "test-hooks")]
+                lie(&mut out[start..]);
+                #[cfg(not(feature = "test-hooks"))]
+                let _ = start;
             }
             // Never sent: it only stands for a refused offer on the receiving side.
             Self::BadFile { .. } => {}
@@ -133,6 +138,40 @@ impl Content {
             }
             _ => Err(bad("unknown kind")),
         }
+    }
+}
+
+/// Test hook (feature `test-hooks`): `HUSH_TEST_FILE_LIE` makes this client a hostile
+/// sender whose descriptor lies: `count` (a chunk count of 2^32 - 1), `digest` (a wrong
+/// SHA-256), `size` (1000 bytes fewer than the chunks carry, the count adjusted to match).
+#[cfg(feature = "test-hooks")]
+fn lie(d: &mut [u8]) {
+    let Ok(how) = std::env::var("HUSH_TEST_FILE_LIE") else {
+        return;
+    };
+    let field = |d: &mut [u8], at: usize, bytes: &[u8]| {
+        if let Some(f) = d.get_mut(at..at + bytes.len()) {
+            f.copy_from_slice(bytes);
+        }
+    };
+    let size = d
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    match how.as_str() {
+        "count" => field(d, 13, &u32::MAX.to_be_bytes()),
+        "digest" => {
+            if let Some(b) = d.get_mut(17) {
+                *b ^= 1;
+            }
+        }
+        "size" => {
+            let lied = size.saturating_sub(1000);
+            let count = u32::try_from(hush_crypto::file::chunk_count(lied)).unwrap_or(u32::MAX);
+            field(d, 1, &lied.to_be_bytes());
+            field(d, 13, &count.to_be_bytes());
+        }
+        _ => {}
     }
 }
 

@@ -112,20 +112,42 @@ fn classify(e: &hush_transport::Error) -> Attempt {
     }
 }
 
+/// What a run reports to and persists through.
+struct Sink<'a> {
+    h: &'a Handle,
+    id: i64,
+    size: u64,
+    /// A download's partial file: synced before progress is persisted.
+    sync: Option<&'a File>,
+    on_progress: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+impl Sink<'_> {
+    async fn persist(&mut self, t: &Transfer) -> Result<()> {
+        if let Some(f) = self.sync {
+            // What is persisted must be on disk first.
+            f.sync_data()?;
+        }
+        let (id, prefix) = (self.id, t.prefix());
+        self.h.file(FileCommand::Progress { id, prefix }).await?;
+        (self.on_progress)(progress_of(id, t, self.size));
+        Ok(())
+    }
+}
+
 /// Runs `transfer` to completion with `work` for each chunk, reconnecting on transport
-/// failures; `persist` is called with each new prefix (and must make it durable).
+/// failures; every few chunks (and at the end) the prefix is persisted through `sink`.
 async fn run<W, Fut>(
-    h: &Handle,
     relay: &RelayAddress,
     transfer: &mut Transfer,
     work: W,
-    mut persist: impl AsyncFnMut(u32, bool) -> Result<()>,
+    sink: &mut Sink<'_>,
 ) -> Result<()>
 where
     W: Fn(Arc<RelayClient>, u32) -> Fut,
     Fut: std::future::Future<Output = Attempt> + Send + 'static,
 {
-    let route = route(h.network())?;
+    let route = route(sink.h.network())?;
     let mut client = connect(relay, &route).await?;
     let mut failures = 0u32;
     let mut tasks: JoinSet<(u32, Attempt)> = JoinSet::new();
@@ -142,10 +164,10 @@ where
         match attempt {
             Attempt::Done => {
                 failures = 0;
-                if let Some(prefix) = transfer.handle_done(i) {
+                if transfer.handle_done(i).is_some() {
                     since_persist += 1;
                     if since_persist >= PERSIST_EVERY || transfer.is_complete() {
-                        persist(prefix, transfer.is_complete()).await?;
+                        sink.persist(transfer).await?;
                         since_persist = 0;
                     }
                 }
@@ -300,22 +322,14 @@ pub async fn upload(
             }
         }
     };
-    let size = d.size;
-    let progress = std::sync::Mutex::new(on_progress);
-    let result = run(h, &d.relay, &mut transfer, work, async |prefix, _| {
-        h.file(FileCommand::Progress { id, prefix }).await?;
-        if let Ok(mut p) = progress.lock() {
-            (*p)(Progress {
-                id,
-                done: prefix,
-                total: d.chunk_count(),
-                bytes: (u64::from(prefix) * CHUNK_PAYLOAD as u64).min(size),
-                size,
-            });
-        }
-        Ok(())
-    })
-    .await;
+    let mut sink = Sink {
+        h,
+        id,
+        size: d.size,
+        sync: None,
+        on_progress,
+    };
+    let result = run(&d.relay, &mut transfer, work, &mut sink).await;
     if let Err(Error::File(FileError::RelayRefused)) = &result {
         h.file(FileCommand::Finish {
             id,
@@ -483,25 +497,14 @@ async fn fetch(
             }
         }
     };
-    let size = d.size;
-    let total = d.chunk_count();
-    let progress = std::sync::Mutex::new(on_progress);
-    run(h, &d.relay, &mut transfer, work, async |prefix, _| {
-        // What is persisted must be on disk first.
-        out.sync_data()?;
-        h.file(FileCommand::Progress { id, prefix }).await?;
-        if let Ok(mut p) = progress.lock() {
-            (*p)(Progress {
-                id,
-                done: prefix,
-                total,
-                bytes: (u64::from(prefix) * CHUNK_PAYLOAD as u64).min(size),
-                size,
-            });
-        }
-        Ok(())
-    })
-    .await?;
+    let mut sink = Sink {
+        h,
+        id,
+        size: d.size,
+        sync: Some(&out),
+        on_progress,
+    };
+    run(&d.relay, &mut transfer, work, &mut sink).await?;
     out.sync_all()?;
     if sha256_file(part)? != d.digest {
         return Err(FileError::DigestMismatch.into());
