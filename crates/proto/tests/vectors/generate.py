@@ -171,6 +171,59 @@ with open(os.path.join(HERE, "chunk_names.txt"), "w") as fh:
     fh.write(f"secret: {chunk_secret.hex()}\n")
     fh.write(f"expect: chunk id={chunk_id.hex()} key={chunk_key.hex()} len={CHUNK_LEN}\n")
 
+# Files (Part I section 7a): the descriptor a file message carries, and chunk names from a
+# file secret. Replayed by hush-core (crates/core/tests/file_vectors.rs), which owns them.
+import hmac
+def hkdf(salt, ikm, info, n):
+    prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:n]
+PAYLOAD = CHUNK_LEN - 40
+def chunks_for(size): return max(1, -(-size // PAYLOAD))
+file_secret = hashlib.sha256("文件 ملف 🗂".encode()).digest()
+file_digest = hashlib.sha256(b"the file").digest()
+relay_bin = pin_bytes = bytes(range(32)) + u16(4433) + bytes([17]) + b"relay.example.org"
+def descriptor(size, name, count=None, chunk_len=CHUNK_LEN, version=1, relay=relay_bin, tail=b""):
+    n = name.encode() if isinstance(name, str) else name
+    c = chunks_for(size) if count is None else count
+    return (bytes([version]) + u64(size) + u32(chunk_len) + u32(c) + file_digest + file_secret
+            + bytes([len(n)]) + n + relay + tail)
+def write_desc(name, data, expect, note):
+    with open(os.path.join(HERE, name + ".txt"), "w") as fh:
+        fh.write(f"# {note}\n")
+        fh.write("direction: file_descriptor\n")
+        fh.write(f"descriptor: {data.hex()}\n")
+        fh.write(f"expect: {expect}\n")
+for vname, size, fname in [("file_descriptor", 50_000_000, "报告 تقرير 📄.pdf"), ("file_descriptor_empty", 0, "x")]:
+    write_desc(vname, descriptor(size, fname),
+               f"file size={size} chunks={chunks_for(size)} digest={file_digest.hex()} name_hex={fname.encode().hex()} relay=hush://AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8@relay.example.org:4433",
+               f"a descriptor of {size} bytes")
+write_desc("fail_file_descriptor_count", descriptor(1_000_000, "a", count=2**32 - 1), "error file_chunk_count_mismatch",
+           "a chunk count far above the size")
+write_desc("fail_file_descriptor_count_short", descriptor(1_000_000, "a", count=1), "error file_chunk_count_mismatch",
+           "a chunk count below the size")
+write_desc("fail_file_descriptor_chunk_len", descriptor(1, "a", chunk_len=65536), "error file_chunk_size", "another chunk size")
+write_desc("fail_file_descriptor_oversized", descriptor(2**36 + 1, "a"), "error file_oversized", "above 64 GiB")
+write_desc("fail_file_descriptor_empty_name", descriptor(1, ""), "error file_bad_name", "an empty name")
+write_desc("fail_file_descriptor_not_utf8", descriptor(1, b"\xff\xfe"), "error file_bad_name", "a name that is not UTF-8")
+write_desc("fail_file_descriptor_trailing", descriptor(1, "a", tail=b"\0"), "error file_malformed", "a byte after the relay")
+write_desc("fail_file_descriptor_version", descriptor(1, "a", version=2), "error file_malformed", "version 2")
+write_desc("fail_file_descriptor_relay", descriptor(1, "a", relay=bytes(range(32)) + u16(0) + bytes([1]) + b"a"),
+           "error file_bad_relay", "relay port 0")
+with open(os.path.join(HERE, "file_chunk_names.txt"), "w") as fh:
+    fh.write("# chunk secrets and ids of chunks 0, 1 and 4096 of a file, from its secret\n")
+    fh.write("direction: file_chunk\n")
+    fh.write(f"secret: {file_secret.hex()}\n")
+    parts = []
+    for i in (0, 1, 4096):
+        okm = hkdf(None, file_secret, b"hush/v2/chunk" + u32(i), 64)
+        parts.append(f"{i}:{okm[:32].hex()}:{hashlib.sha256(okm[:32]).hexdigest()}")
+    fh.write(f"expect: {' '.join(parts)}\n")
+
 # Addresses.
 pin = bytes(range(32))
 import base64
