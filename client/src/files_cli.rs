@@ -67,11 +67,7 @@ impl Meter<'_> {
                 "\r{direction} [{}{}] {:>3}% {} / {}  ETA {eta} ",
                 "#".repeat(filled),
                 ".".repeat(width - filled.min(width)),
-                if p.size == 0 {
-                    100
-                } else {
-                    p.bytes * 100 / p.size
-                },
+                (p.bytes * 100).checked_div(p.size).unwrap_or(100),
                 human_size(p.bytes),
                 human_size(p.size),
             );

@@ -90,11 +90,7 @@ pub fn file_bar(direction: &str, p: hush_core::files::Progress) -> String {
         (usize::try_from(p.done).unwrap_or(0) * width)
             / usize::try_from(p.total).unwrap_or(1).max(1)
     };
-    let pct = if p.size == 0 {
-        100
-    } else {
-        p.bytes * 100 / p.size
-    };
+    let pct = (p.bytes * 100).checked_div(p.size).unwrap_or(100);
     format!(
         "{direction} file {}: [{}{}] {pct}% {} / {}",
         p.id,

@@ -180,15 +180,14 @@ where
                     return Err(Error::RelayUnreachable);
                 }
                 tokio::time::sleep(wait * failures.min(10)).await;
+                let dead = client
+                    .quic_connection()
+                    .is_some_and(|c| c.close_reason().is_some());
                 if reconnect
-                    && (client
-                        .quic_connection()
-                        .is_some_and(|c| c.close_reason().is_some())
-                        || failures > 2)
+                    && (dead || failures > 2)
+                    && let Ok(c) = connect(relay, &route).await
                 {
-                    if let Ok(c) = connect(relay, &route).await {
-                        client = c;
-                    }
+                    client = c;
                 }
             }
             Attempt::Fatal(e) => {
