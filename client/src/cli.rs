@@ -356,7 +356,7 @@ impl Session {
         let store = Store::open(profile, pass.as_bytes())?;
         init_logging(profile);
         let mut options = engine_options(root);
-        options.network = profile.config()?.network();
+        options.configure(&profile.config()?);
         let (handle, _events) = hush_core::start(store, options).await?;
         Ok(Self { handle })
     }
@@ -677,7 +677,8 @@ async fn command_with_engine(
                 writeln!(
                     io.out,
                     "{}",
-                    json!({"relay": address, "built_in": status.home_relay_local, "state": state})
+                    json!({"relay": address, "built_in": status.home_relay_local, "state": state,
+                           "private_route_waiting": status.private_route})
                 )?;
             } else {
                 writeln!(io.out, "{address}")?;
@@ -846,14 +847,24 @@ async fn command_with_engine(
                 .into_iter()
                 .find(|m| m.id == id)
                 .map_or(DeliveryState::Queued, |m| m.state);
+            let waiting = if state == DeliveryState::Queued {
+                h.status().await?.private_route
+            } else {
+                None
+            };
             if json {
-                writeln!(
-                    io.out,
-                    "{}",
-                    json!({"id": id, "contact": name, "state": state.as_str()})
-                )?;
+                let mut v = json!({"id": id, "contact": name, "state": state.as_str()});
+                if let Some(why) = &waiting {
+                    v["waiting"] = json!(why);
+                }
+                writeln!(io.out, "{v}")?;
             } else if state != DeliveryState::Queued {
                 writeln!(io.out, "sent")?;
+            } else if let Some(why) = waiting {
+                writeln!(
+                    io.out,
+                    "queued: private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml); it will be sent by the next hush command"
+                )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(
                     io.out,

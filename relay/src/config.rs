@@ -50,6 +50,54 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: Log,
+    /// Private routing: passing clients' sealed deposits on to other relays.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+}
+
+/// Private routing (docs/PROTOCOL.md II.4.2). Every relay answers `Deliver` (forwarded
+/// deposits sealed to its key); `enabled` decides whether it also forwards for its clients.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forwarding {
+    /// Whether this relay passes its clients' `Forward` commands on to other relays. Off,
+    /// they are answered `ForwardingDisabled`, and clients with private routing keep their
+    /// messages queued.
+    pub enabled: bool,
+    /// The X25519 forwarding key file, created on first start (mode 0600). Default:
+    /// `forward.key` beside the TLS key.
+    pub key: Option<PathBuf>,
+    /// Forward commands one client connection may have in flight; more are answered
+    /// `RateLimited`.
+    pub max_in_flight_per_connection: Positive<u32>,
+    /// Seconds a forward may wait for the destination relay (connecting included).
+    pub timeout_secs: Positive<u64>,
+    /// Forwarded requests whose ephemeral keys and answers this relay remembers as a
+    /// destination, to refuse replays and store a retried deposit once (memory only).
+    pub remembered_requests: Positive<u32>,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key: None,
+            max_in_flight_per_connection: Positive(8),
+            timeout_secs: Positive(20),
+            remembered_requests: Positive(65_536),
+        }
+    }
+}
+
+impl Forwarding {
+    /// The key file: `key`, or `forward.key` beside `tls_key`.
+    #[must_use]
+    pub fn key_path(&self, tls_key: &Path) -> PathBuf {
+        match &self.key {
+            Some(k) => k.clone(),
+            None => tls_key.with_file_name("forward.key"),
+        }
+    }
 }
 
 /// Resource limits.
@@ -600,6 +648,23 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "max_in_flight_per_connection",
     ),
     ("HUSH_RELAY_CHUNKS_MAX_IN_FLIGHT", "chunks", "max_in_flight"),
+    ("HUSH_RELAY_FORWARDING_ENABLED", "forwarding", "enabled"),
+    ("HUSH_RELAY_FORWARDING_KEY", "forwarding", "key"),
+    (
+        "HUSH_RELAY_FORWARDING_MAX_IN_FLIGHT_PER_CONNECTION",
+        "forwarding",
+        "max_in_flight_per_connection",
+    ),
+    (
+        "HUSH_RELAY_FORWARDING_TIMEOUT_SECS",
+        "forwarding",
+        "timeout_secs",
+    ),
+    (
+        "HUSH_RELAY_FORWARDING_REMEMBERED_REQUESTS",
+        "forwarding",
+        "remembered_requests",
+    ),
 ];
 
 impl Config {
@@ -624,6 +689,7 @@ impl Config {
             log: Log {
                 level: LogLevel::Warn,
             },
+            forwarding: Forwarding::default(),
         }
     }
 
@@ -649,6 +715,7 @@ impl Config {
         for p in [&mut cfg.data_dir, &mut cfg.cert, &mut cfg.key]
             .into_iter()
             .chain(js_files)
+            .chain(cfg.forwarding.key.iter_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -907,6 +974,23 @@ max_in_flight = 64
 [log]
 # error, warn, info, debug or trace. Logs never contain addresses, mailbox ids or secrets.
 level = "info"
+
+[forwarding]
+# Private routing: pass this relay's clients' sealed deposits on to other relays (one
+# connection per destination, shared by all clients). Off, clients that route privately
+# keep their messages for other relays queued. This relay accepts forwarded deposits for
+# its own mailboxes either way.
+enabled = true
+# The X25519 forwarding key, made on first start; clients get it signed by the TLS key.
+# Default: forward.key beside the TLS key.
+# key = "forward.key"
+# Forward commands one client connection may have in flight; more get RateLimited.
+max_in_flight_per_connection = 8
+# Seconds a forward may wait for the destination relay, connecting included.
+timeout_secs = 20
+# Forwarded requests remembered (memory only) to refuse replays and store a retried
+# deposit once.
+remembered_requests = 65536
 "#
     )
 }
@@ -930,6 +1014,7 @@ mod tests {
         assert_eq!(c.limits.expiry_secs.0, 604_800);
         assert_eq!(c.storage.max_commit_batch.0, 1024);
         assert_eq!(c.log.level, LogLevel::Info);
+        assert_eq!(c.forwarding, Forwarding::default());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! model), [`config`] (TOML + environment), [`tls`] (identity, server configuration),
 //! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
 //! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
-//! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry), `chunks` (file chunk requests and their limits). The client side, and the frame I/O on streams both sides share,
+//! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry), [`forward`] (private
+//! routing: the forwarding key, forwarding to other relays, opening forwarded deposits), `chunks` (file chunk requests and their limits). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 
@@ -28,8 +29,11 @@ pub mod config;
 pub mod disk;
 mod drops;
 mod error;
+pub mod forward;
 pub mod metrics;
 pub mod push;
+#[cfg(feature = "test-hooks")]
+pub mod record;
 pub mod server;
 pub mod store;
 mod tcp;

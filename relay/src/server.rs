@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     disk: DiskSpace,
     pub(crate) shutdown: watch::Receiver<bool>,
     chunks: crate::chunks::ChunkService,
+    forwarder: crate::forward::Forwarder,
+    #[cfg(feature = "test-hooks")]
+    record: Option<crate::record::Record>,
 }
 
 /// A running relay. Dropping it starts a graceful shutdown in the background; call
@@ -134,7 +137,13 @@ pub(crate) struct ConnState {
     fetching: tokio::sync::Semaphore,
     /// Chunk requests of this connection in flight (docs/PROTOCOL.md II.4.3).
     chunk_slots: Arc<tokio::sync::Semaphore>,
+    /// Forward and FetchForwardKey commands in flight on this connection.
+    forwards: tokio::sync::Semaphore,
     ticket: Ticket,
+    /// The peer's address, for the test-hooks record only (never logged, never kept
+    /// otherwise).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) peer: std::net::IpAddr,
 }
 
 fn transport(limits: &Limits) -> Result<quinn::TransportConfig, Error> {
@@ -277,8 +286,19 @@ impl Relay {
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let forward_key =
+            crate::forward::load_or_create_key(&config.forwarding.key_path(&config.key))?;
+        let forwarder = crate::forward::Forwarder::new(
+            &config.forwarding,
+            identity,
+            forward_key,
+            endpoint.clone(),
+        )?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
+            forwarder,
+            #[cfg(feature = "test-hooks")]
+            record: crate::record::Record::from_env(),
             store,
             spent_stamps: crate::drops::SpentStamps::new(),
             drop_shares: crate::drops::DropShares::new(
@@ -652,7 +672,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
     };
     shared.metrics.connection_opened();
     let _open = OpenGuard(shared.metrics.clone());
-    let state = ConnState::new(&shared, ticket);
+    let state = ConnState::new(&shared, ticket, conn.remote_address().ip());
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut shutting_down = false;
@@ -685,7 +705,13 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
 
 impl ConnState {
     /// The per-connection state of a new connection, QUIC or TCP, admitted with `ticket`.
-    pub(crate) fn new(shared: &Shared, ticket: Ticket) -> Arc<Self> {
+    pub(crate) fn new(shared: &Shared, ticket: Ticket, peer: std::net::IpAddr) -> Arc<Self> {
+        #[cfg(feature = "test-hooks")]
+        if let Some(r) = &shared.record {
+            r.connection(peer);
+        }
+        #[cfg(not(feature = "test-hooks"))]
+        let _ = peer;
         Arc::new(Self {
             limiter: Mutex::new(RateLimiter::new(
                 shared.limits.requests_per_sec.0,
@@ -699,7 +725,10 @@ impl ConnState {
             ),
             fetching: tokio::sync::Semaphore::new(1),
             chunk_slots: shared.chunks.connection_limit(),
+            forwards: tokio::sync::Semaphore::new(shared.forwarder.max_in_flight),
             ticket,
+            #[cfg(feature = "test-hooks")]
+            peer,
         })
     }
 
@@ -842,6 +871,10 @@ pub(crate) async fn handle_stream(
         };
         return send_error(&mut send, metrics, e).await;
     }
+    #[cfg(feature = "test-hooks")]
+    if let Some(r) = &shared.record {
+        r.frame(state.peer, &bytes);
+    }
     let decoded = decode_request(&bytes);
     drop(bytes);
     let req = match decoded {
@@ -871,57 +904,76 @@ pub(crate) async fn handle_stream(
             };
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
-        Request::Deposit { .. } | Request::DepositStamped { .. } if shared.disk.is_low() => {
-            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::RelayFull)).await;
-        }
-        Request::Deposit { mailbox, envelope } => {
-            if let Err(e) = charge_deposit(&state) {
-                return send_error(&mut send, metrics, e).await;
-            }
-            let key = hush_proto::drop::storage_key(&mailbox);
-            match deposit(&shared, key, envelope).await {
+        req @ (Request::Deposit { .. } | Request::DepositStamped { .. }) => {
+            match deposit_request(&shared, &state, req).await {
                 Ok(resp) => {
                     let _ = send_frame(&mut send, &resp).await;
                 }
                 Err(e) => return send_error(&mut send, metrics, e).await,
             }
         }
-        Request::DepositStamped {
-            drop,
-            stamp,
-            envelope,
-        } => {
-            if let Err(e) = charge_deposit(&state) {
-                return send_error(&mut send, metrics, e).await;
-            }
-            let key = drop.storage_key();
-            if let Err(wait_ms) = shared.drop_shares.take_now(state.ticket.source(), key) {
-                // This source's share of the drop for the window is spent: one link holder
-                // cannot fill it for the others, whatever work it pays.
-                let e = ErrorFrame {
-                    code: ErrorCode::RateLimited,
-                    arg: u32::try_from(wait_ms).unwrap_or(u32::MAX),
-                };
-                return send_error(&mut send, metrics, e).await;
-            }
-            let store = shared.store.clone();
-            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
-            else {
-                return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
+        Request::ForwardKey => {
+            let resp = Response::ForwardKey(shared.forwarder.statement().clone());
+            let _ = send_frame(&mut send, &resp).await;
+        }
+        Request::FetchForwardKey { destination } => {
+            let Ok(_permit) = state.forwards.try_acquire() else {
+                return send_error(&mut send, metrics, forwards_busy()).await;
             };
-            if let Err(weak) = shared.spent_stamps.pay(&drop, &stamp, &envelope, stored) {
-                let e = ErrorFrame {
-                    code: ErrorCode::StampTooWeak,
-                    arg: weak.required,
-                };
-                return send_error(&mut send, metrics, e).await;
-            }
-            match deposit(&shared, key, envelope).await {
-                Ok(resp) => {
-                    let _ = send_frame(&mut send, &resp).await;
+            match shared.forwarder.fetch_key(&destination).await {
+                Ok(st) => {
+                    let _ = send_frame(&mut send, &Response::ForwardKey(st)).await;
                 }
                 Err(e) => return send_error(&mut send, metrics, e).await,
             }
+        }
+        Request::Forward {
+            destination,
+            sealed,
+        } => {
+            let Ok(_permit) = state.forwards.try_acquire() else {
+                return send_error(&mut send, metrics, forwards_busy()).await;
+            };
+            // A forward is a deposit somewhere: it is charged to the source's deposit budget
+            // here, as the deposit is there (to this relay's source).
+            if let Err(e) = charge_deposit(&state) {
+                return send_error(&mut send, metrics, e).await;
+            }
+            match shared.forwarder.forward(&destination, sealed).await {
+                Ok(answer) => {
+                    let _ = send_frame(&mut send, &Response::Forwarded(answer)).await;
+                }
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            }
+        }
+        Request::Deliver { sealed } => {
+            let (inner, keys) = match shared.forwarder.open(&sealed) {
+                Ok(opened) => opened,
+                Err(e) => return send_error(&mut send, metrics, e).await,
+            };
+            let digest = inner_digest(&inner.request);
+            let resp = match shared.forwarder.remembered(&inner.id, &digest) {
+                // A retry of a deposit stored before (its answer was lost on the way back).
+                Some(id) => Response::Deposited(id),
+                None => match deposit_request(&shared, &state, inner.request).await {
+                    Ok(Response::Deposited(id)) => {
+                        shared.forwarder.remember(inner.id, digest, id);
+                        Response::Deposited(id)
+                    }
+                    Ok(other) => other,
+                    Err(e) => {
+                        metrics.error(e.code);
+                        Response::Error(e)
+                    }
+                },
+            };
+            let answer = hush_proto::forward::InnerAnswer::of(inner.id, &resp);
+            let sealed = hush_proto::forward::seal_answer(
+                &keys,
+                crate::forward::Forwarder::nonce(),
+                &answer,
+            );
+            let _ = send_frame(&mut send, &Response::Forwarded(sealed)).await;
         }
         Request::Fetch { after, secrets } | Request::FetchDrops { after, secrets } => {
             // Each secret opens its mailbox (or, in FetchDrops, its drop); answers name it by
@@ -1063,6 +1115,77 @@ pub(crate) async fn handle_stream(
         }
     }
     finish(&mut send).await;
+}
+
+/// The answer to a Forward beyond the connection's forwards in flight.
+fn forwards_busy() -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::RateLimited,
+        arg: 1000,
+    }
+}
+
+/// What a deposit stores, for a destination's memory of forwarded deposits: its storage key
+/// and envelope (a retry carries a new stamp, so the stamp is left out).
+fn inner_digest(req: &Request) -> [u8; 32] {
+    match req {
+        Request::Deposit { mailbox, envelope } => crate::forward::deposit_digest(
+            &hush_proto::drop::storage_key(mailbox),
+            envelope.as_bytes(),
+        ),
+        Request::DepositStamped { drop, envelope, .. } => {
+            crate::forward::deposit_digest(&drop.storage_key(), envelope.as_bytes())
+        }
+        _ => [0; 32],
+    }
+}
+
+/// A Deposit or DepositStamped, from a client or opened from a Deliver: the answer
+/// (`Deposited`), or the error frame to send.
+async fn deposit_request(
+    shared: &Shared,
+    state: &ConnState,
+    req: Request,
+) -> Result<Response, ErrorFrame> {
+    if shared.disk.is_low() {
+        return Err(ErrorFrame::new(ErrorCode::RelayFull));
+    }
+    match req {
+        Request::Deposit { mailbox, envelope } => {
+            charge_deposit(state)?;
+            let key = hush_proto::drop::storage_key(&mailbox);
+            deposit(shared, key, envelope).await
+        }
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        } => {
+            charge_deposit(state)?;
+            let key = drop.storage_key();
+            if let Err(wait_ms) = shared.drop_shares.take_now(state.ticket.source(), key) {
+                // This source's share of the drop for the window is spent: one link holder
+                // cannot fill it for the others, whatever work it pays.
+                return Err(ErrorFrame {
+                    code: ErrorCode::RateLimited,
+                    arg: u32::try_from(wait_ms).unwrap_or(u32::MAX),
+                });
+            }
+            let store = shared.store.clone();
+            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.count(&key)).await
+            else {
+                return Err(ErrorFrame::new(ErrorCode::Internal));
+            };
+            if let Err(weak) = shared.spent_stamps.pay(&drop, &stamp, &envelope, stored) {
+                return Err(ErrorFrame {
+                    code: ErrorCode::StampTooWeak,
+                    arg: weak.required,
+                });
+            }
+            deposit(shared, key, envelope).await
+        }
+        _ => Err(ErrorFrame::new(ErrorCode::UnknownKind)),
+    }
 }
 
 /// Charges one deposit to the connection's source; the error to send if its budget for the

@@ -64,6 +64,11 @@ pub(crate) async fn handle_connection(
     ticket: Ticket,
 ) {
     let _ = tcp.set_nodelay(true);
+    let peer = tcp
+        .peer_addr()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+            a.ip()
+        });
     // A handshake that does not complete in time holds a connection slot for nothing.
     let tls = match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
@@ -90,7 +95,7 @@ pub(crate) async fn handle_connection(
         let _ = writer_half.shutdown().await;
     });
 
-    let state = ConnState::new(&shared, ticket);
+    let state = ConnState::new(&shared, ticket, peer);
     let mut table = StreamTable::new(max_streams);
     let mut streams: HashMap<StreamId, StreamEnds> = HashMap::new();
     let (ctl_tx, mut ctl) = mpsc::unbounded_channel::<Ctl>();

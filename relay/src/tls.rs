@@ -96,6 +96,27 @@ impl Identity {
         })
     }
 
+    /// The DER SubjectPublicKeyInfo of the certificate (its SHA-256 is the pin).
+    ///
+    /// # Errors
+    /// [`Error::Tls`] if the certificate does not parse.
+    pub fn spki(&self) -> Result<Vec<u8>, Error> {
+        hush_transport::tls::spki_der(&self.cert).map_err(|e| Error::Tls(e.to_string()))
+    }
+
+    /// Signs `message` with the certificate's Ed25519 key (the forwarding-key statement,
+    /// docs/PROTOCOL.md II.4.2).
+    ///
+    /// # Errors
+    /// [`Error::Tls`] if the key is not an Ed25519 PKCS#8 key.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(
+            self.key.secret_pkcs8_der(),
+        )
+        .map_err(|_| Error::Tls("the relay key is not an Ed25519 PKCS#8 key".into()))?;
+        Ok(pair.sign(message).as_ref().to_vec())
+    }
+
     /// The rustls server configuration: TLS 1.3 only, ALPN `hush/2`, no 0-RTT.
     ///
     /// # Errors

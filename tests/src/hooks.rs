@@ -15,6 +15,12 @@ pub const CLIENT_CRASH_AT: &str = "HUSH_TEST_CRASH_AT";
 /// Shifts the relay's clock by this many seconds (test hook).
 pub const RELAY_CLOCK_OFFSET: &str = "HUSH_RELAY_TEST_CLOCK_OFFSET_SECS";
 
+/// Makes the relay write every peer address and request frame to this file (test hook).
+pub const RELAY_TEST_RECORD: &str = "HUSH_RELAY_TEST_RECORD";
+/// Makes the relay substitute its own forwarding key in statements it fetches for clients:
+/// a hostile forwarding relay (test hook).
+pub const RELAY_SUBSTITUTE_FORWARD_KEY: &str = "HUSH_RELAY_TEST_SUBSTITUTE_FORWARD_KEY";
+
 /// The client's data root (all profiles).
 pub const HUSH_HOME: &str = "HUSH_HOME";
 /// The client's passphrase, read instead of prompting.
@@ -36,6 +42,8 @@ pub const CLEARED: &[&str] = &[
     CLIENT_CLOCK_OFFSET,
     CLIENT_CRASH_AT,
     RELAY_CLOCK_OFFSET,
+    RELAY_TEST_RECORD,
+    RELAY_SUBSTITUTE_FORWARD_KEY,
     HUSH_LOG,
     RELAY_CONFIG,
     RUST_LOG,

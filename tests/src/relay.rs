@@ -34,13 +34,19 @@ impl Relay {
 
     /// Like [`Self::start`], with environment overrides (`HUSH_RELAY_*`) kept for every run.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_at("127.0.0.1", env)
+    }
+
+    /// Like [`Self::start_with`], listening on the loopback address `ip` (`127.0.0.2`...),
+    /// so that tests can tell relays apart by the address their peers see.
+    pub fn start_at(ip: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_udp_port();
+        let port = free_udp_port_on(ip);
         let out = Command::new(crate::relay_bin())
             .args(["init", "--dir"])
             .arg(dir.path().join("relay"))
-            .args(["--public-address", &format!("127.0.0.1:{port}")])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-address", &format!("{ip}:{port}")])
+            .args(["--listen", &format!("{ip}:{port}")])
             .output()
             .unwrap();
         assert!(out.status.success(), "relay init failed: {out:?}");
@@ -67,7 +73,7 @@ impl Relay {
         r
     }
 
-    /// `hush://PIN@127.0.0.1:PORT`, the same for every run.
+    /// `hush://PIN@<ip>:PORT` (127.0.0.1 unless started at another), the same for every run.
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -244,10 +250,15 @@ fn logged_port(log: &str, what: &str) -> Option<u16> {
 /// A loopback port free on UDP and on TCP (bound, then released): a relay's QUIC endpoint
 /// takes it on UDP, and its TCP listener (`tcp_listen = "same"`) on TCP.
 pub fn free_udp_port() -> u16 {
+    free_udp_port_on("127.0.0.1")
+}
+
+/// [`free_udp_port`] on the loopback address `ip`.
+pub fn free_udp_port_on(ip: &str) -> u16 {
     loop {
-        let s = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
         let port = s.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }

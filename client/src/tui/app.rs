@@ -397,6 +397,8 @@ pub struct App {
     pub search: Option<String>,
     /// Connected to the relay.
     pub relay_up: bool,
+    /// Why messages to other relays wait under private routing, if they do.
+    pub route_waiting: Option<String>,
     /// Last status line.
     pub status: Option<String>,
     /// Notify by terminal bell.
@@ -441,6 +443,7 @@ impl App {
             command_cursor: Cursor::default(),
             search: None,
             relay_up: false,
+            route_waiting: None,
             status: None,
             bell,
             tz: jiff::tz::TimeZone::UTC,
@@ -734,6 +737,10 @@ impl App {
             }
             Event::Relay { up } => {
                 self.relay_up = up;
+                Vec::new()
+            }
+            Event::PrivateRoute { waiting } => {
+                self.route_waiting = waiting;
                 Vec::new()
             }
         }

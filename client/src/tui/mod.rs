@@ -649,7 +649,7 @@ async fn open(
     tx: Tx,
 ) -> anyhow::Result<Handle> {
     let mut options = options;
-    options.network = profile.config()?.network();
+    options.configure(&profile.config()?);
     let p = profile.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&p, pass.as_bytes()))
         .await
@@ -684,7 +684,7 @@ async fn setup(
         store.set_relay(&relay)?;
     }
     let mut options = options;
-    options.network = profile.config()?.network();
+    options.configure(&profile.config()?);
     start_engine(store, options, slot, tx).await
 }
 

@@ -1441,6 +1441,20 @@ fn relay_up_and_down_show_in_the_status_bar() {
     assert!(screen(&mut app, 80, 24).contains("relay: connected"));
 }
 
+/// Messages that wait for private routing show as waiting, with the reason, until the
+/// path works again.
+#[test]
+fn a_private_route_that_waits_shows_its_reason_in_the_status_bar() {
+    let mut app = main_app();
+    app.update(Msg::Engine(Event::Relay { up: true }));
+    app.update(Msg::Engine(Event::PrivateRoute {
+        waiting: Some("forwarding_disabled".into()),
+    }));
+    assert!(screen(&mut app, 120, 24).contains("private route waiting (forwarding_disabled)"));
+    app.update(Msg::Engine(Event::PrivateRoute { waiting: None }));
+    assert!(!screen(&mut app, 120, 24).contains("private route waiting"));
+}
+
 #[test]
 fn results_of_engine_calls() {
     let mut app = main_app();

@@ -468,6 +468,11 @@ fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     } else {
         "relay: offline"
     };
+    // Messages to other relays wait (never sent directly): say so, and why.
+    let relay = match &app.route_waiting {
+        Some(why) => format!("{relay}, private route waiting ({why})"),
+        None => relay.to_owned(),
+    };
     let privacy = if app.bell {
         "privacy: bell only, no title"
     } else {

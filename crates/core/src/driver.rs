@@ -18,11 +18,11 @@ use tokio::time::Instant;
 
 use crate::api::{Event, Handle, Request, Response};
 use crate::backoff::Backoff;
-use crate::engine::{Engine, EngineConfig, LinkEvent, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
 use crate::local_relay::{LocalRelay, ServedRelay};
-use crate::profile::Network;
+use crate::profile::{Network, Routing};
 use crate::store::ContactId;
 use crate::store::Store;
 use crate::store::settings::Setting;
@@ -48,6 +48,10 @@ pub struct Options {
     pub local_relay: Option<Arc<dyn LocalRelay>>,
     /// How relays are reached (the profile's `transport` and `socks5` settings).
     pub network: Network,
+    /// How deposits to other relays travel (the profile's `routing`).
+    pub routing: Routing,
+    /// The local address connections leave from (the profile's `bind`).
+    pub bind: Option<std::net::IpAddr>,
     /// Test hook: seconds added to the system clock (epoch rotation and catch-up).
     #[cfg(feature = "test-hooks")]
     pub clock_offset_secs: i64,
@@ -56,11 +60,21 @@ pub struct Options {
     pub crash_at: Option<CrashPoint>,
 }
 
+impl Options {
+    /// Takes the profile's network settings: `transport`, `socks5`, `routing`, `bind`.
+    pub fn configure(&mut self, config: &crate::profile::Config) {
+        self.network = config.network();
+        self.routing = config.routing();
+        self.bind = config.bind;
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("local_relay", &self.local_relay.is_some())
             .field("network", &self.network)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +205,8 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         engine,
         clock,
         network: opts.network,
+        routing: opts.routing,
+        bind: opts.bind,
         isolation: Isolation::new(os_seed()?),
         links: HashMap::new(),
         reports,
@@ -218,6 +234,8 @@ struct Driver {
     engine: Engine,
     clock: Clock,
     network: Network,
+    routing: Routing,
+    bind: Option<std::net::IpAddr>,
     isolation: Isolation,
     /// Links by relay and, through a SOCKS5 proxy, by the contact a deposit goes to.
     links: HashMap<(String, Option<ContactId>), Link>,
@@ -310,11 +328,21 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
+            // Private routing: a deposit to any relay but the profile's own goes through the
+            // own relay, sealed to the destination; fetches, deletes and subscriptions stay
+            // direct (they go to the own relay anyway).
+            let via = match (&req.op, self.routing) {
+                (LinkOp::Deposit { .. }, Routing::Private) => {
+                    self.engine.own_relay().filter(|own| *own != req.relay)
+                }
+                _ => None,
+            };
+            let connect_to = via.as_ref().unwrap_or(&req.relay);
             // The built-in relay is this machine's own loopback: nothing to hide from a network
             // and nothing a proxy could reach, so it is always QUIC. Only a proxy can give
             // contacts apart circuits; without one a connection per contact would hide
             // nothing from the relay, which sees one address.
-            let network = if self.local_address.as_ref() == Some(&req.relay) {
+            let network = if self.local_address.as_ref() == Some(connect_to) {
                 Network::Quic
             } else {
                 self.network
@@ -324,7 +352,10 @@ impl Driver {
                 Network::Quic | Network::Tcp => None,
             };
             let route = self.isolation.route(network, contact);
-            let key = (req.relay.to_string(), contact);
+            let key = match &via {
+                Some(own) => (format!("{own} > {}", req.relay), contact),
+                None => (req.relay.to_string(), contact),
+            };
             let op = match self.links.get(&key) {
                 Some(link) => match link.send(req.op) {
                     Ok(()) => continue,
@@ -333,7 +364,13 @@ impl Driver {
                 },
                 None => req.op,
             };
-            let link = Link::spawn(req.relay.clone(), route, reports, contact.is_none());
+            let target = crate::link::Target {
+                connect: connect_to.clone(),
+                forward: via.is_some().then(|| req.relay.clone()),
+                route,
+                bind: self.bind,
+            };
+            let link = Link::spawn(target, reports, contact.is_none());
             if link.send(op).is_err() {
                 tracing::warn!("a new relay link refused its first request");
             }

@@ -46,5 +46,5 @@ pub use engine::CrashPoint;
 pub use error::{Error, Result};
 pub use local_relay::{BoxFuture, LocalRelay, ServedRelay};
 pub use passphrase::Passphrase;
-pub use profile::{Config, Profile};
+pub use profile::{Config, Profile, Routing};
 pub use store::Store;

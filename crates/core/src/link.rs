@@ -2,7 +2,11 @@
 //! SOCKS5 proxy, per contact that deposits there) keeps a pinned connection alive
 //! (reconnecting with backoff) over the profile's [`Route`], and turns each op into relay
 //! requests. A proxy that fails is reported as such; a link never falls back to another
-//! route.
+//! route. A private-routing link (docs/PROTOCOL.md II.4.2) connects to the profile's own
+//! relay and deposits to its destination through it: it fetches the destination's
+//! forwarding key there, verifies it against the destination's pin, and seals every deposit
+//! to it; it reports as the destination, and a failure on that path leaves the deposit
+//! waiting ([`DepositFailure::PrivateRoute`]), never sent directly.
 //!
 //! A link never decides anything: it reports every result back to the driver as a
 //! [`LinkEvent`], so the engine stays the only owner of state and never waits on the
@@ -12,12 +16,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_crypto::Target;
+use hush_crypto::Target as DepositTarget;
 use hush_proto::drop::{STAMP_LEN, mint_stamp};
+use hush_proto::forward::{Destination, RequestId, VerifiedKey};
 use hush_proto::{
     DeleteIds, DropAddress, Envelope, ErrorCode, FetchSecret, MAX_SECRETS, RelayAddress,
     SecretBatch,
 };
+use hush_proto::{MailboxId, Request};
 use hush_transport::{RelayClient, Route, relay_error};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -44,18 +50,27 @@ impl Drop for Link {
     }
 }
 
+/// Where a link connects and what it does there.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The relay the link connects to.
+    pub(crate) connect: RelayAddress,
+    /// Private routing: the destination relay its deposits are forwarded to through
+    /// `connect` (the profile's own relay). It reports as this relay.
+    pub(crate) forward: Option<RelayAddress>,
+    /// How `connect` is reached.
+    pub(crate) route: Route,
+    /// The local address to connect from.
+    pub(crate) bind: Option<std::net::IpAddr>,
+}
+
 impl Link {
-    /// A link to `relay` over `route`. `announce`: it reports [`LinkEvent::Up`] and
+    /// A link to `target`. `announce`: it reports [`LinkEvent::Up`] and
     /// [`LinkEvent::Down`] (the profile's own link to a relay does; a contact's deposit link
     /// beside it reports only its deposits, so the relay's state has one source).
-    pub(crate) fn spawn(
-        relay: RelayAddress,
-        route: Route,
-        reports: Reports,
-        announce: bool,
-    ) -> Self {
+    pub(crate) fn spawn(target: Target, reports: Reports, announce: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(relay, route, rx, reports, announce));
+        let task = tokio::spawn(run(target, rx, reports, announce));
         Self { tx, task }
     }
 
@@ -83,13 +98,86 @@ const CLOSE_WAIT: Duration = Duration::from_millis(800);
 /// profile's own link stays: it holds the subscriptions.
 const CONTACT_LINK_IDLE: Duration = Duration::from_secs(60);
 
+/// A connection, and for private routing the destination with its verified key.
+struct Connected {
+    client: Arc<RelayClient>,
+    forward: Option<Arc<(Destination, VerifiedKey)>>,
+}
+
+/// Connects to the target (and, for private routing, fetches and verifies the
+/// destination's forwarding key through it); what a deposit reports when that fails.
+async fn connect(target: &Target) -> Result<Connected, DepositFailure> {
+    let private = target.forward.is_some();
+    let client = tokio::select! {
+        c = RelayClient::connect_via_from(&target.connect, &target.route, target.bind) => c,
+        () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_transport::Error::Timeout),
+    };
+    let client = match client {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "relay connect failed");
+            return Err(match e {
+                hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable => {
+                    tracing::warn!(error = %e, "the SOCKS5 proxy failed; nothing sent");
+                    DepositFailure::ProxyFailed
+                }
+                _ if private => DepositFailure::PrivateRoute("own_relay_unreachable"),
+                hush_transport::Error::PinMismatch => DepositFailure::CertificateMismatch,
+                _ => DepositFailure::Unreachable,
+            });
+        }
+    };
+    let Some(dest) = &target.forward else {
+        return Ok(Connected {
+            client,
+            forward: None,
+        });
+    };
+    let dest = Destination::new(dest.clone())
+        .map_err(|_| DepositFailure::PrivateRoute("bad_destination"))?;
+    let key = tokio::time::timeout(CONNECT_TIMEOUT, client.fetch_forward_key(&dest)).await;
+    match key {
+        Ok(Ok(key)) => Ok(Connected {
+            client,
+            forward: Some(Arc::new((dest, key))),
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "private routing: no verified key for the destination");
+            client.close_and_wait(CLOSE_WAIT).await;
+            Err(route_failure(&e))
+        }
+        Err(_) => {
+            client.close_and_wait(CLOSE_WAIT).await;
+            Err(DepositFailure::PrivateRoute("forward_unreachable"))
+        }
+    }
+}
+
+/// The reason a private-routing step failed, by name.
+fn route_failure(e: &hush_transport::Error) -> DepositFailure {
+    match e {
+        hush_transport::Error::ForwardKeyRefused(_) => {
+            DepositFailure::PrivateRoute("forward_key_refused")
+        }
+        hush_transport::Error::ForwardAnswerUnsealable => {
+            DepositFailure::PrivateRoute("forward_answer_unsealable")
+        }
+        hush_transport::Error::Relay(f) => DepositFailure::PrivateRoute(f.code.name()),
+        _ => DepositFailure::PrivateRoute("own_relay_unreachable"),
+    }
+}
+
 async fn run(
-    relay: RelayAddress,
-    route: Route,
+    target: Target,
     mut rx: mpsc::UnboundedReceiver<LinkOp>,
     reports: Reports,
     announce: bool,
 ) {
+    // A private link reports as its destination: that is the relay the engine asked for.
+    let relay = target
+        .forward
+        .clone()
+        .unwrap_or_else(|| target.connect.clone());
     let mut subscribed: Vec<Opener> = Vec::new();
     let mut failures = 0u32;
     let mut announced_down = false;
@@ -98,22 +186,9 @@ async fn run(
     // Jitter only spreads reconnects out; it protects nothing, so OS seeding is plenty.
     let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed().unwrap_or([7; 32]));
     loop {
-        let client = tokio::select! {
-            c = RelayClient::connect_via(&relay, &route) => c,
-            () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(hush_transport::Error::Timeout),
-        };
-        let client = match client {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::debug!(error = %e, "relay connect failed");
-                let why = match e {
-                    hush_transport::Error::PinMismatch => DepositFailure::CertificateMismatch,
-                    hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable => {
-                        tracing::warn!(error = %e, "the SOCKS5 proxy failed; nothing sent");
-                        DepositFailure::ProxyFailed
-                    }
-                    _ => DepositFailure::Unreachable,
-                };
+        let Connected { client, forward } = match connect(&target).await {
+            Ok(c) => c,
+            Err(why) => {
                 if announce && !announced_down {
                     announced_down = true;
                     report(&reports, &relay, LinkEvent::Down).await;
@@ -161,7 +236,7 @@ async fn run(
                     // sends fail, and the driver starts a new link.
                     rx.close();
                     while let Ok(op) = rx.try_recv() {
-                        requests.spawn(serve(op, Arc::clone(&client), relay.clone(), reports.clone()));
+                        requests.spawn(serve(op, Arc::clone(&client), forward.clone(), relay.clone(), reports.clone()));
                     }
                     while requests.join_next().await.is_some() {}
                     client.close_and_wait(CLOSE_WAIT).await;
@@ -181,7 +256,7 @@ async fn run(
                     }
                     Some(op) => {
                         idle.as_mut().reset(tokio::time::Instant::now() + CONTACT_LINK_IDLE);
-                        requests.spawn(serve(op, Arc::clone(&client), relay.clone(), reports.clone()));
+                        requests.spawn(serve(op, Arc::clone(&client), forward.clone(), relay.clone(), reports.clone()));
                     }
                 },
                 Some(_) = requests.join_next(), if !requests.is_empty() => {
@@ -220,20 +295,34 @@ async fn fail_offline(
     }
 }
 
-async fn serve(op: LinkOp, client: Arc<RelayClient>, relay: RelayAddress, reports: Reports) {
+async fn serve(
+    op: LinkOp,
+    client: Arc<RelayClient>,
+    forward: Option<Arc<(Destination, VerifiedKey)>>,
+    relay: RelayAddress,
+    reports: Reports,
+) {
     match op {
         LinkOp::Deposit {
             outbox,
             target,
             envelope,
         } => {
+            let via = Via {
+                client: &client,
+                forward: forward.as_deref(),
+            };
             let result = match target {
-                Target::Mailbox(mailbox) => client.deposit(mailbox, envelope).await.map(|_| ()),
-                Target::Drop(drop) => deposit_stamped(&client, drop, envelope).await,
+                DepositTarget::Mailbox(mailbox) => via.deposit(mailbox, envelope).await,
+                DepositTarget::Drop(drop) => deposit_stamped(&via, drop, envelope).await,
             }
-            .map_err(|e| match relay_error(&e) {
-                Some(f) => DepositFailure::Refused(f.code),
-                None => DepositFailure::Transport,
+            .map_err(|e| match (relay_error(&e), &forward) {
+                // Refusals of the path (this relay's or the destination's forwarding) and a
+                // refused key or answer leave the deposit waiting with the reason.
+                (Some(f), Some(_)) if is_route_code(f.code) => route_failure(&e),
+                (None, Some(_)) if e.is_peer_fault() => route_failure(&e),
+                (Some(f), _) => DepositFailure::Refused(f.code),
+                (None, _) => DepositFailure::Transport,
             });
             report(&reports, &relay, LinkEvent::Deposited { outbox, result }).await;
         }
@@ -300,10 +389,83 @@ const MAX_STAMP_BITS: u32 = 28;
 /// Prices a relay may quote for one deposit before it is left to the outbox's backoff.
 const STAMP_ATTEMPTS: usize = 4;
 
+/// Whether a relay's error code is one of private routing's (0x0500..=0x05ff): a refusal
+/// of the path, not of the deposit.
+fn is_route_code(code: ErrorCode) -> bool {
+    (0x0500..=0x05ff).contains(&code.to_u16())
+}
+
+/// How a deposit is made: directly on `client`, or forwarded through it.
+struct Via<'a> {
+    client: &'a RelayClient,
+    forward: Option<&'a (Destination, VerifiedKey)>,
+}
+
+impl Via<'_> {
+    async fn deposit(
+        &self,
+        mailbox: MailboxId,
+        envelope: Envelope,
+    ) -> Result<(), hush_transport::Error> {
+        let Some((dest, key)) = self.forward else {
+            return self.client.deposit(mailbox, envelope).await.map(|_| ());
+        };
+        let id = request_id(0x02, mailbox.as_bytes(), &envelope);
+        let req = Request::Deposit { mailbox, envelope };
+        self.client
+            .forward_deposit(dest, key, id, req)
+            .await
+            .map(|_| ())
+    }
+
+    async fn deposit_stamped(
+        &self,
+        drop: DropAddress,
+        stamp: [u8; STAMP_LEN],
+        envelope: Envelope,
+    ) -> Result<(), hush_transport::Error> {
+        let Some((dest, key)) = self.forward else {
+            return self
+                .client
+                .deposit_stamped(drop, stamp, envelope)
+                .await
+                .map(|_| ());
+        };
+        let id = request_id(0x06, drop.id.as_bytes(), &envelope);
+        let req = Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        };
+        self.client
+            .forward_deposit(dest, key, id, req)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The request id of a forwarded deposit: the same for every retry of one outbox entry (its
+/// target and envelope do not change), so the destination stores it once, without a column
+/// in the store. `SHA-256("hush/v2/forward-id" || kind || target || envelope)[..16]`; the
+/// envelope is ciphertext nobody but the sender knows before it is deposited, so no one
+/// else can name the id of a deposit to come.
+fn request_id(kind: u8, target: &[u8; 32], envelope: &Envelope) -> RequestId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"hush/v2/forward-id");
+    h.update([kind]);
+    h.update(target);
+    h.update(envelope.as_bytes());
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    RequestId(id)
+}
+
 /// Deposits to an invite's drop: mints a stamp at the owner's difficulty (off the async
 /// threads: it is CPU work) and, when the relay quotes a higher price, once more at that.
 async fn deposit_stamped(
-    client: &RelayClient,
+    via: &Via<'_>,
     drop: DropAddress,
     envelope: Envelope,
 ) -> Result<(), hush_transport::Error> {
@@ -311,7 +473,7 @@ async fn deposit_stamped(
     let mut last = None;
     for _ in 0..STAMP_ATTEMPTS {
         let stamp = mint(drop, envelope.clone(), bits).await?;
-        match client.deposit_stamped(drop, stamp, envelope.clone()).await {
+        match via.deposit_stamped(drop, stamp, envelope.clone()).await {
             Ok(_) => return Ok(()),
             Err(e) => match relay_error(&e) {
                 Some(f) if f.code == ErrorCode::StampTooWeak && f.arg <= MAX_STAMP_BITS => {
@@ -408,7 +570,7 @@ mod tests {
     fn deposit(n: i64) -> LinkOp {
         LinkOp::Deposit {
             outbox: OutboxId(n),
-            target: hush_crypto::Target::Mailbox(MailboxId([7; 32])),
+            target: DepositTarget::Mailbox(MailboxId([7; 32])),
             envelope: Envelope::new(Box::new([1; ENVELOPE_LEN])),
         }
     }
@@ -433,8 +595,14 @@ mod tests {
             username: "0123456789abcdef0123456789abcdef".into(),
         });
         let (reports, mut seen) = mpsc::channel(16);
-        let contact = Link::spawn(relay.clone(), route.clone(), reports.clone(), false);
-        let profile = Link::spawn(relay, route, reports, true);
+        let target = Target {
+            connect: relay,
+            forward: None,
+            route,
+            bind: None,
+        };
+        let contact = Link::spawn(target.clone(), reports.clone(), false);
+        let profile = Link::spawn(target, reports, true);
         assert!(contact.send(deposit(1)).is_ok());
         loop {
             match seen.recv().await.unwrap().1 {

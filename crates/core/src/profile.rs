@@ -112,6 +112,13 @@ pub struct Config {
     /// Each contact's deposits get their own proxy username (so Tor gives each its own
     /// circuit); never a direct connection when the proxy fails.
     pub socks5: Option<SocketAddr>,
+    /// `"private"` (the default): a deposit to any relay but the profile's own goes through
+    /// the own relay, sealed to the destination (docs/PROTOCOL.md II.4.2), and waits when
+    /// that path fails; `"direct"`: straight to the destination relay.
+    pub routing: Option<Routing>,
+    /// The local address the profile's connections leave from (a machine with several
+    /// addresses; tests telling clients apart). Default: the system's choice.
+    pub bind: Option<std::net::IpAddr>,
     /// TUI key bindings: action name to key, e.g. `send = "ctrl-s"`.
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, String>,
@@ -128,6 +135,17 @@ pub enum Transport {
 }
 
 /// How the engine reaches relays, from [`Config::network`].
+/// How deposits to other relays travel (`routing` in config.toml).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// Through the profile's own relay, sealed to the destination relay.
+    #[default]
+    Private,
+    /// Straight to the destination relay.
+    Direct,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Network {
     /// QUIC (the default).
@@ -150,6 +168,11 @@ pub enum Notify {
 }
 
 impl Config {
+    /// The routing setting (`private` unless the file says `direct`).
+    pub fn routing(&self) -> Routing {
+        self.routing.unwrap_or_default()
+    }
+
     /// How relays are reached.
     pub fn network(&self) -> Network {
         match (self.socks5, self.transport) {

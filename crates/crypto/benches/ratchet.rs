@@ -34,7 +34,7 @@ use hush_crypto::handshake::InitOutcome;
 use hush_crypto::{Invite, InviteKind, InviterSecrets, RelayAddress, Session};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use sha2::Sha256;
 use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
 
@@ -188,13 +188,24 @@ impl FloorChain {
     }
 }
 
+/// XChaCha20-Poly1305 as hush builds it: HChaCha20 subkey, then ring's ChaCha20-Poly1305
+/// with nonce `0x00000000 || nonce[16..24]`.
+fn xchacha_by_parts(key: &[u8; 32], nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
+    let prefix: [u8; 16] = nonce[..16].try_into().unwrap();
+    let subkey = chacha20::hchacha::<chacha20::R20>(&(*key).into(), &prefix.into());
+    let mut short = [0u8; 12];
+    short[4..].copy_from_slice(&nonce[16..]);
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &subkey).unwrap());
+    (key, Nonce::assume_unique_for_key(short))
+}
+
 /// One message: the sender derives, seals header and body; the receiver derives, opens
 /// header and body. Both ends derive, as they must in a real exchange.
 struct Floor {
     send: FloorChain,
     recv: FloorChain,
-    header_key: XChaCha20Poly1305,
-    nonce: chacha20poly1305::XNonce,
+    header_key: [u8; 32],
+    nonce: [u8; 24],
     header: [u8; HEADER_LEN],
     body: Vec<u8>,
 }
@@ -206,31 +217,31 @@ impl Floor {
         Self {
             send: FloorChain { ck: [7u8; 32] },
             recv: FloorChain { ck: [7u8; 32] },
-            header_key: XChaCha20Poly1305::new(&[5u8; 32].into()),
-            nonce: chacha20poly1305::XNonce::from([3u8; 24]),
+            header_key: [5u8; 32],
+            nonce: [3u8; 24],
             header: [1u8; HEADER_LEN],
             body,
         }
     }
 
     fn message(&mut self) {
-        let salt: [u8; 24] = self.nonce.into();
+        let salt = self.nonce;
         let (cipher, nonce) = self.send.next_body_key(&salt);
-        let header_tag = self
-            .header_key
-            .encrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into())
+        let (hk, hn) = xchacha_by_parts(&self.header_key, &self.nonce);
+        let header_tag = hk
+            .seal_in_place_separate_tag(hn, Aad::empty(), &mut self.header)
             .unwrap();
         // The body authenticates the encrypted header region, as in hush.
         let mut region = [0u8; 24 + HEADER_LEN + 16];
         region[..24].copy_from_slice(&self.nonce);
         region[24..24 + HEADER_LEN].copy_from_slice(&self.header);
-        region[24 + HEADER_LEN..].copy_from_slice(&header_tag);
+        region[24 + HEADER_LEN..].copy_from_slice(header_tag.as_ref());
         let body_tag = cipher
             .seal_in_place_separate_tag(nonce, Aad::from(&region), &mut self.body)
             .unwrap();
 
-        self.header_key
-            .decrypt_inout_detached(&self.nonce, &[], (&mut self.header[..]).into(), &header_tag)
+        let (hk, hn) = xchacha_by_parts(&self.header_key, &self.nonce);
+        hk.open_in_place_separate_tag(hn, Aad::empty(), header_tag, &mut self.header, 0..)
             .unwrap();
         let (cipher, nonce) = self.recv.next_body_key(&salt);
         cipher
@@ -309,7 +320,8 @@ fn dh_round_trip<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-/// The ML-KEM-768 work of one hush ratchet step, with the crate hush uses: the receiver
+/// The ML-KEM-768 work of one hush ratchet step, with ml-kem 0.3.4 (portable Rust, which
+/// hush used before) and with libcrux-ml-kem (which it uses now): the receiver
 /// decapsulates the peer's ciphertext with its stored 64-byte seed (which expands the key
 /// first), makes its next key pair from a fresh seed and exports the encapsulation key,
 /// and encapsulates to the peer's encapsulation key (checked first).
@@ -362,6 +374,41 @@ fn pq_step<M: Measurement>(c: &mut Criterion<M>) {
     group.bench_function("ml_kem_768/decaps_from_seed", |b| {
         b.iter(|| ml_kem::DecapsulationKey768::from_seed(black_box(own)).decapsulate(&ct))
     });
+    // The same step with the implementation hush uses since this change (libcrux-ml-kem,
+    // AVX2 or NEON chosen at run time), for the ratio against the portable one above.
+    {
+        use libcrux_ml_kem::mlkem768 as lx;
+        let peer_ek = lx::generate_key_pair([1u8; 64]).public_key().clone();
+        let own = [2u8; 64];
+        let (ct, _) = lx::encapsulate(lx::generate_key_pair(own).public_key(), [3u8; 32]);
+        let mut next = 4u8;
+        group.bench_function("libcrux/decaps+keygen+encaps", |b| {
+            b.iter(|| {
+                let (sk, _) = lx::generate_key_pair(black_box(own)).into_parts();
+                let ss = lx::decapsulate(&sk, black_box(&ct));
+                next = next.wrapping_add(1);
+                let new_ek = lx::generate_key_pair([next; 64]).public_key().clone();
+                assert!(lx::validate_public_key(black_box(&peer_ek)));
+                let out = lx::encapsulate(&peer_ek, [next; 32]);
+                (ss, new_ek, out)
+            })
+        });
+        group.bench_function("libcrux/keygen_from_seed+export", |b| {
+            b.iter(|| lx::generate_key_pair(black_box(own)).public_key().clone())
+        });
+        group.bench_function("libcrux/check+encaps", |b| {
+            b.iter(|| {
+                assert!(lx::validate_public_key(black_box(&peer_ek)));
+                lx::encapsulate(&peer_ek, [9u8; 32])
+            })
+        });
+        group.bench_function("libcrux/decaps_from_seed", |b| {
+            b.iter(|| {
+                let (sk, _) = lx::generate_key_pair(black_box(own)).into_parts();
+                lx::decapsulate(&sk, &ct)
+            })
+        });
+    }
     group.bench_function("x25519/keygen+dh", |b| {
         b.iter(|| {
             let secret = x25519_dalek::StaticSecret::from(black_box([7u8; 32]));
@@ -424,7 +471,70 @@ impl Measurement for ThreadCpuTime {
     }
 }
 
+/// Where the floor's time goes: seal and open, in place, of one 3999-byte body with ring's
+/// ChaCha20-Poly1305 (what hush uses) and ring's AES-256-GCM (for comparison), and the
+/// per-message KDFs of both sides (two chain HMACs and the salted message-key HKDF each).
+fn parts<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("parts");
+    configure(&mut group);
+    group.throughput(Throughput::Bytes(BODY_LEN as u64));
+    for (name, alg) in [
+        ("ring_chacha20_poly1305", &CHACHA20_POLY1305),
+        ("ring_aes_256_gcm", &AES_256_GCM),
+    ] {
+        let key = LessSafeKey::new(UnboundKey::new(alg, &[5u8; 32]).unwrap());
+        let mut body = payload(BODY_LEN);
+        let ad = [1u8; 81];
+        group.bench_function(format!("{name}/seal+open"), |b| {
+            b.iter(|| {
+                let nonce = || Nonce::assume_unique_for_key([7u8; 12]);
+                let tag = key
+                    .seal_in_place_separate_tag(nonce(), Aad::from(&ad), black_box(&mut body))
+                    .unwrap();
+                key.open_in_place_separate_tag(nonce(), Aad::from(&ad), tag, &mut body, 0..)
+                    .unwrap()
+                    .len()
+            })
+        });
+    }
+    let mut header = [1u8; HEADER_LEN];
+    group.bench_function("xchacha_header/rustcrypto/seal+open", |b| {
+        let cipher = XChaCha20Poly1305::new(&[5u8; 32].into());
+        let nonce = chacha20poly1305::XNonce::from([3u8; 24]);
+        b.iter(|| {
+            let tag = cipher
+                .encrypt_inout_detached(&nonce, &[], black_box(&mut header[..]).into())
+                .unwrap();
+            cipher
+                .decrypt_inout_detached(&nonce, &[], (&mut header[..]).into(), &tag)
+                .unwrap()
+        })
+    });
+    group.bench_function("xchacha_header/hchacha20+ring/seal+open", |b| {
+        b.iter(|| {
+            let (k, n) = xchacha_by_parts(&[5u8; 32], black_box(&[3u8; 24]));
+            let tag = k
+                .seal_in_place_separate_tag(n, Aad::empty(), black_box(&mut header))
+                .unwrap();
+            let (k, n) = xchacha_by_parts(&[5u8; 32], &[3u8; 24]);
+            k.open_in_place_separate_tag(n, Aad::empty(), tag, &mut header, 0..)
+                .unwrap()
+                .len()
+        })
+    });
+    group.bench_function("kdfs_of_both_sides", |b| {
+        b.iter(|| {
+            for side in 0u8..2 {
+                let mut chain = FloorChain { ck: [side; 32] };
+                black_box(chain.next_body_key(black_box(&[side; 24])));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn run<M: Measurement>(mut c: Criterion<M>) {
+    parts(&mut c);
     in_chain(&mut c);
     dh_round_trip(&mut c);
     pq_step(&mut c);

@@ -4,12 +4,9 @@
 //! Every KDF of the protocol lives here with its info string, so that docs/PROTOCOL.md and
 //! the code can be compared line by line. Nothing here knows about sessions or the wire.
 
-use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use ml_kem::MlKem768;
-use ml_kem::kem::Decapsulate;
+use libcrux_ml_kem::mlkem768;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -143,25 +140,32 @@ impl KemSeed {
         Self(s)
     }
 
-    fn decapsulation_key(&self) -> ml_kem::DecapsulationKey768 {
-        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(self.0))
+    /// The key pair the seed expands to (FIPS 203 ML-KEM.KeyGen_internal(d, z)), with the
+    /// expanded decapsulation key wiped when it goes out of scope.
+    fn key_pair(&self) -> (KemPrivateKey, mlkem768::MlKem768PublicKey) {
+        let (sk, pk) = mlkem768::generate_key_pair(self.0).into_parts();
+        (KemPrivateKey(sk), pk)
     }
 
     /// The encapsulation key (1184 bytes) to send to the peer.
     pub(crate) fn encapsulation_key(&self) -> Vec<u8> {
-        use ml_kem::kem::KeyExport;
-        self.decapsulation_key()
-            .encapsulation_key()
-            .to_bytes()
-            .to_vec()
+        self.key_pair().1.as_slice().to_vec()
     }
 
     pub(crate) fn decapsulate(&self, ct: &[u8]) -> Result<Key32, Error> {
-        let ct = ml_kem::ml_kem_768::Ciphertext::try_from(ct).map_err(|_| Error::InvalidPeerKey)?;
-        let ss = self.decapsulation_key().decapsulate(&ct);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ss.as_slice());
-        Ok(Key32(out))
+        let ct = mlkem768::MlKem768Ciphertext::try_from(ct).map_err(|_| Error::InvalidPeerKey)?;
+        let (sk, _) = self.key_pair();
+        Ok(Key32(mlkem768::decapsulate(&sk.0, &ct)))
+    }
+}
+
+/// An expanded ML-KEM-768 decapsulation key (2400 bytes), zeroed on drop: the library's own
+/// type does not wipe itself.
+struct KemPrivateKey(mlkem768::MlKem768PrivateKey);
+
+impl Drop for KemPrivateKey {
+    fn drop(&mut self) {
+        self.0[0..].zeroize();
     }
 }
 
@@ -172,29 +176,31 @@ impl std::fmt::Debug for KemSeed {
 }
 
 /// Encapsulates to a peer's ML-KEM-768 key with 32 bytes of randomness `m` from `rng`.
-/// Returns (ciphertext, shared secret).
+/// Returns (ciphertext, shared secret). The key is checked first (FIPS 203 section 7.2).
 pub(crate) fn kem_encapsulate(
     ek: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<(Vec<u8>, Key32), Error> {
-    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
-        .map_err(|_| Error::InvalidPeerKey)?;
-    let ek = ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
+    let ek = checked_encapsulation_key(ek)?;
     let mut m = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(m.as_mut());
-    let (ct, ss) = ek.encapsulate_deterministic(&ml_kem::B32::from(*m));
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ss.as_slice());
-    Ok((ct.to_vec(), Key32(out)))
+    let (ct, ss) = mlkem768::encapsulate(&ek, *m);
+    Ok((ct.as_slice().to_vec(), Key32(ss)))
 }
 
 /// Checks that bytes form a valid ML-KEM-768 encapsulation key (FIPS 203 input check).
 pub(crate) fn kem_check_encapsulation_key(ek: &[u8]) -> Result<(), Error> {
-    let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek)
-        .map_err(|_| Error::InvalidPeerKey)?;
-    ml_kem::EncapsulationKey768::new(&key).map_err(|_| Error::InvalidPeerKey)?;
-    let _ = std::marker::PhantomData::<MlKem768>;
-    Ok(())
+    checked_encapsulation_key(ek).map(drop)
+}
+
+/// The FIPS 203 encapsulation-key check: exactly 1184 bytes, and every coefficient of the
+/// encoded vector below q (re-encoding gives the same bytes).
+fn checked_encapsulation_key(ek: &[u8]) -> Result<mlkem768::MlKem768PublicKey, Error> {
+    let ek = mlkem768::MlKem768PublicKey::try_from(ek).map_err(|_| Error::InvalidPeerKey)?;
+    if !mlkem768::validate_public_key(&ek) {
+        return Err(Error::InvalidPeerKey);
+    }
+    Ok(ek)
 }
 
 /// SHA-256 over the concatenation of `parts`.
@@ -286,16 +292,23 @@ fn body_cipher(
     let km = message_key_material(mk, salt);
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&km[32..44]);
-    let key = match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &km[..32]) {
-        Ok(k) => k,
-        // ring refuses only a key of the wrong length; this one is 32 bytes by construction.
-        #[allow(clippy::panic)] // a 32-byte slice is always a ChaCha20 key: fail loudly if not
-        Err(_) => panic!("ChaCha20-Poly1305 key of 32 bytes refused"),
-    };
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&km[..32]);
+    let key = Zeroizing::new(key);
     (
-        ring::aead::LessSafeKey::new(key),
+        chacha20_poly1305_key(&key),
         ring::aead::Nonce::assume_unique_for_key(nonce),
     )
+}
+
+/// ring's ChaCha20-Poly1305 (RFC 8439) under a 32-byte key.
+fn chacha20_poly1305_key(key: &[u8; 32]) -> ring::aead::LessSafeKey {
+    match ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, key) {
+        Ok(k) => ring::aead::LessSafeKey::new(k),
+        // ring refuses only a key of the wrong length; this one is 32 bytes by construction.
+        #[allow(clippy::panic)] // a 32-byte array is always a ChaCha20 key: fail loudly if not
+        Err(_) => panic!("ChaCha20-Poly1305 key of 32 bytes refused"),
+    }
 }
 
 /// Concatenates associated data on the stack when it is small (it always is: transcript
@@ -360,28 +373,205 @@ pub(crate) fn open_body(
     .map_err(|_| Error::BodyAuthFailed)
 }
 
-fn header_cipher(key: &Key32) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(&chacha20poly1305::Key::from(key.0))
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha section 2.3) as its definition builds it:
+/// the subkey is HChaCha20(key, nonce[0..16]), then ChaCha20-Poly1305 of RFC 8439 under it
+/// with the 12-byte nonce `0x00000000 || nonce[16..24]`. HChaCha20 comes from RustCrypto's
+/// `chacha20`, the AEAD from ring (as for bodies): the same bytes as RustCrypto's
+/// XChaCha20-Poly1305, at a fraction of its per-call cost on 41-byte headers.
+fn header_cipher(
+    key: &Key32,
+    nonce: &[u8; XNONCE_LEN],
+) -> (ring::aead::LessSafeKey, ring::aead::Nonce) {
+    let mut prefix = [0u8; 16];
+    prefix.copy_from_slice(&nonce[..16]);
+    let mut subkey = Zeroizing::new([0u8; 32]);
+    subkey.copy_from_slice(&chacha20::hchacha::<chacha20::R20>(
+        &chacha20::Key::from(key.0),
+        &prefix.into(),
+    ));
+    let mut short = [0u8; 12];
+    short[4..].copy_from_slice(&nonce[16..]);
+    (
+        chacha20_poly1305_key(&subkey),
+        ring::aead::Nonce::assume_unique_for_key(short),
+    )
 }
 
 /// XChaCha20-Poly1305 with an explicit 24-byte nonce, in place; returns the tag.
 pub(crate) fn xseal(key: &Key32, nonce: &[u8; XNONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
-    let nonce = chacha20poly1305::XNonce::from(*nonce);
-    match header_cipher(key).encrypt_inout_detached(&nonce, &[], buf.into()) {
-        Ok(tag) => tag.into(),
+    let (key, nonce) = header_cipher(key, nonce);
+    match key.seal_in_place_separate_tag(nonce, ring::aead::Aad::empty(), buf) {
+        Ok(tag) => {
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            out
+        }
+        // Only possible for inputs beyond 256 GiB; headers and init bodies are small.
         Err(_) => [0u8; TAG_LEN],
     }
 }
 
 /// Inverse of [`xseal`]; `false` when authentication fails (buffer content is then garbage).
 pub(crate) fn xopen(key: &Key32, nonce: &[u8], buf: &mut [u8], tag: &[u8]) -> bool {
-    let Ok(tag) = chacha20poly1305::Tag::try_from(tag) else {
+    let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag) else {
         return false;
     };
-    let Ok(nonce) = chacha20poly1305::XNonce::try_from(nonce) else {
+    let Ok(nonce) = <&[u8; XNONCE_LEN]>::try_from(nonce) else {
         return false;
     };
-    header_cipher(key)
-        .decrypt_inout_detached(&nonce, &[], buf.into(), &tag)
-        .is_ok()
+    let (key, nonce) = header_cipher(key, nonce);
+    key.open_in_place_separate_tag(
+        nonce,
+        ring::aead::Aad::empty(),
+        ring::aead::Tag::from(tag),
+        buf,
+        0..,
+    )
+    .is_ok()
+}
+
+#[cfg(test)]
+mod kem_cross_check {
+    //! ML-KEM-768 through libcrux-ml-kem (what hush uses) against the RustCrypto `ml-kem`
+    //! crate (what it used before): both implement FIPS 203, so from the same seed and the
+    //! same randomness they must give the same bytes, and both must refuse the same keys.
+    use ml_kem::kem::{Decapsulate, KeyExport};
+    use proptest::prelude::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    fn other_key(seed: &[u8; 64]) -> ml_kem::DecapsulationKey768 {
+        ml_kem::DecapsulationKey768::from_seed(ml_kem::Seed::from(*seed))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn both_implementations_agree(seed in any::<[u8; 64]>(), rng_seed in any::<u64>()) {
+            let ours = KemSeed(seed);
+            let ek = ours.encapsulation_key();
+            prop_assert_eq!(&ek, &other_key(&seed).encapsulation_key().to_bytes().to_vec());
+
+            // Our encapsulation, their decapsulation; then the other way round.
+            let mut rng = ChaCha20Rng::seed_from_u64(rng_seed);
+            let (ct, ss) = kem_encapsulate(&ek, &mut rng).unwrap();
+            let ct_theirs = ml_kem::ml_kem_768::Ciphertext::try_from(ct.as_slice()).unwrap();
+            let theirs = other_key(&seed).decapsulate(&ct_theirs);
+            prop_assert_eq!(theirs.as_slice(), ss.as_bytes());
+
+            let m = [rng_seed as u8; 32];
+            let (ct2, ss2) = other_key(&seed)
+                .encapsulation_key()
+                .encapsulate_deterministic(&ml_kem::B32::from(m));
+            let ours_ss = ours.decapsulate(&ct2).unwrap();
+            prop_assert_eq!(ours_ss.as_bytes(), ss2.as_slice());
+
+            // A tampered ciphertext: both take the implicit-rejection path to the same key.
+            let mut bad = ct.clone();
+            bad[(rng_seed % KEM_CT_LEN as u64) as usize] ^= 1;
+            let bad_theirs = ml_kem::ml_kem_768::Ciphertext::try_from(bad.as_slice()).unwrap();
+            let rejected = ours.decapsulate(&bad).unwrap();
+            prop_assert_ne!(rejected.as_bytes(), ss.as_bytes());
+            let theirs_rejected = other_key(&seed).decapsulate(&bad_theirs);
+            prop_assert_eq!(rejected.as_bytes(), theirs_rejected.as_slice());
+        }
+
+        #[test]
+        fn both_refuse_an_unreduced_encapsulation_key(seed in any::<[u8; 64]>(), at in 0usize..768) {
+            // Coefficient `at` of the encoded vector set to 4095 (>= q = 3329): 12-bit packing,
+            // two coefficients in three bytes.
+            let mut ek = KemSeed(seed).encapsulation_key();
+            let byte = at / 2 * 3;
+            if at % 2 == 0 {
+                ek[byte] = 0xff;
+                ek[byte + 1] |= 0x0f;
+            } else {
+                ek[byte + 1] |= 0xf0;
+                ek[byte + 2] = 0xff;
+            }
+            prop_assert_eq!(kem_check_encapsulation_key(&ek), Err(Error::InvalidPeerKey));
+            let key = ml_kem::kem::Key::<ml_kem::EncapsulationKey768>::try_from(ek.as_slice()).unwrap();
+            prop_assert!(ml_kem::EncapsulationKey768::new(&key).is_err());
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            prop_assert!(kem_encapsulate(&ek, &mut rng).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_refused() {
+        let seed = KemSeed([7; 64]);
+        let ek = seed.encapsulation_key();
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        for len in [0, KEM_EK_LEN - 1, KEM_EK_LEN + 1] {
+            let mut e = ek.clone();
+            e.resize(len, 0);
+            assert_eq!(kem_check_encapsulation_key(&e), Err(Error::InvalidPeerKey));
+        }
+        let (ct, _) = kem_encapsulate(&ek, &mut rng).unwrap();
+        assert!(seed.decapsulate(&ct[..KEM_CT_LEN - 1]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod xchacha_cross_check {
+    //! hush's XChaCha20-Poly1305 (HChaCha20 + ring's ChaCha20-Poly1305) against RustCrypto's
+    //! `chacha20poly1305::XChaCha20Poly1305`, which implements the draft as one function.
+    use chacha20poly1305::XChaCha20Poly1305;
+    use chacha20poly1305::aead::{AeadInOut, KeyInit};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn same_bytes_as_the_one_function_implementation(
+            key in any::<[u8; 32]>(),
+            nonce in any::<[u8; XNONCE_LEN]>(),
+            plain in proptest::collection::vec(any::<u8>(), 0..300),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let mut ours = plain.clone();
+            let tag = xseal(&Key32(key), &nonce, &mut ours);
+
+            let mut theirs = plain.clone();
+            let their_tag = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(key))
+                .encrypt_inout_detached(&chacha20poly1305::XNonce::from(nonce), &[], theirs.as_mut_slice().into())
+                .unwrap();
+            prop_assert_eq!(&ours, &theirs);
+            prop_assert_eq!(&tag[..], &their_tag[..]);
+
+            let mut opened = ours.clone();
+            prop_assert!(xopen(&Key32(key), &nonce, &mut opened, &tag));
+            prop_assert_eq!(&opened, &plain);
+
+            // One flipped bit anywhere in ciphertext || tag fails.
+            let mut sealed = [ours, tag.to_vec()].concat();
+            let at = flip.index(sealed.len());
+            sealed[at] ^= 0x01;
+            let (ct, t) = sealed.split_at_mut(plain.len());
+            prop_assert!(!xopen(&Key32(key), &nonce, ct, t));
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_fail() {
+        let mut buf = [1u8; 8];
+        let tag = xseal(&Key32([2; 32]), &[3; XNONCE_LEN], &mut buf);
+        assert!(!xopen(
+            &Key32([2; 32]),
+            &[3; XNONCE_LEN - 1],
+            &mut buf,
+            &tag
+        ));
+        assert!(!xopen(
+            &Key32([2; 32]),
+            &[3; XNONCE_LEN],
+            &mut buf,
+            &tag[..TAG_LEN - 1]
+        ));
+        assert!(xopen(&Key32([2; 32]), &[3; XNONCE_LEN], &mut buf, &tag));
+    }
 }

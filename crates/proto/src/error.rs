@@ -53,6 +53,14 @@ pub enum Error {
     /// II.1.2).
     #[error("invalid cell: {0}")]
     BadCell(&'static str),
+    /// A forwarding-key statement failed the named check (docs/PROTOCOL.md II.4.2): the
+    /// relay that sent it is not the pinned one, or a relay on the way substituted it.
+    #[error("forwarding key statement refused: {0}")]
+    KeyStatement(&'static str),
+    /// A sealed forwarded request or answer did not open (wrong key, tampered, or an
+    /// answer to another request).
+    #[error("sealed forwarded request or answer does not open")]
+    Unsealable,
     /// An envelope was not exactly [`crate::ENVELOPE_LEN`] bytes.
     #[error("envelope must be exactly {len} bytes, got {0}", len = crate::ENVELOPE_LEN)]
     EnvelopeLength(usize),
@@ -73,10 +81,12 @@ impl Error {
             Self::PaddingNotZero => ErrorCode::PaddingNotZero,
             Self::BadCount { .. } => ErrorCode::BadCount,
             Self::BadField(_) => ErrorCode::BadField,
+            Self::Unsealable => ErrorCode::ForwardUnsealable,
             Self::BadAddress(_)
             | Self::AddressTruncated
             | Self::EnvelopeLength(_)
-            | Self::BadCell(_) => return None,
+            | Self::BadCell(_)
+            | Self::KeyStatement(_) => return None,
         })
     }
 }

@@ -24,6 +24,7 @@ mod address;
 pub mod chunk;
 pub mod drop;
 mod error;
+pub mod forward;
 mod frame;
 pub mod mux;
 mod types;
@@ -51,8 +52,11 @@ pub const ALPN: &[u8] = b"hush/2";
 
 /// Size of the frame header: version, kind, two reserved bytes.
 pub const HEADER_LEN: usize = 4;
-/// Size of every frame on the wire, in both directions.
-pub const FRAME_LEN: usize = 4160;
+/// Size of every frame on the wire, in both directions: the header and the body of the
+/// largest request, a Forward carrying a sealed DepositStamped to the longest destination
+/// address (docs/PROTOCOL.md II.2): 4 + 288 + 32 + 4181 = 4505.
+pub const FRAME_LEN: usize =
+    HEADER_LEN + forward::DESTINATION_LEN + forward::X25519_LEN + forward::SEALED_REQUEST_LEN;
 /// Size of a frame body (everything after the header).
 pub const BODY_LEN: usize = FRAME_LEN - HEADER_LEN;
 

@@ -70,6 +70,24 @@ fn describe_request(r: &Request) -> String {
         Request::DeleteChunk { secret } => {
             format!("delete_chunk secret={}", h(secret.as_bytes()))
         }
+        Request::ForwardKey => "forward_key".into(),
+        Request::FetchForwardKey { destination } => {
+            format!("fetch_forward_key destination={}", destination.address())
+        }
+        Request::Forward {
+            destination,
+            sealed,
+        } => format!(
+            "forward destination={} ephemeral={} sealed_sha256={}",
+            destination.address(),
+            h(&sealed.ephemeral),
+            h(&Sha256::digest(&sealed.sealed[..]))
+        ),
+        Request::Deliver { sealed } => format!(
+            "deliver ephemeral={} sealed_sha256={}",
+            h(&sealed.ephemeral),
+            h(&Sha256::digest(&sealed.sealed[..]))
+        ),
         other => panic!("unknown request {other:?}"),
     }
 }
@@ -100,6 +118,13 @@ fn describe_response(r: &Response) -> String {
         Response::ChunkStored { fresh } => format!("chunk_stored fresh={fresh}"),
         Response::Chunk => "chunk".into(),
         Response::ChunkDeleted => "chunk_deleted".into(),
+        Response::ForwardKey(st) => format!(
+            "forward_key spki={} key={} signature={}",
+            h(&st.spki),
+            h(&st.key),
+            h(&st.signature)
+        ),
+        Response::Forwarded(a) => format!("forwarded answer={}", h(&a.0)),
         other => panic!("unknown response {other:?}"),
     }
 }
@@ -126,6 +151,84 @@ fn describe_address(a: &RelayAddress) -> String {
         a.host,
         a.port
     )
+}
+
+/// A `forward` vector (PROTOCOL.md II.4.2): the statement verifies (or is refused); if the
+/// vector has an ephemeral secret, sealing gives exactly `sealed`; the relay's secret opens
+/// `sealed` to `inner`; sealing the answer under `answer_nonce` gives exactly `answer`, and
+/// the client opens it.
+fn forward_vector(
+    field: &dyn Fn(&str) -> String,
+    optional: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    use hush_proto::forward::{
+        self, ForwardSecret, InnerAnswer, InnerRequest, InnerResponse, KeyStatement, RequestId,
+        SEALED_ANSWER_LEN, SealedAnswer, SealedRequest,
+    };
+    let bytes = |k: &str| hex::decode(field(k)).unwrap();
+    let pin = hush_proto::SpkiPin(bytes("pin").try_into().unwrap());
+    let statement = KeyStatement {
+        spki: bytes("spki"),
+        key: bytes("key").try_into().unwrap(),
+        signature: bytes("signature"),
+    };
+    let verified = match statement.verify(&pin) {
+        Ok(v) => v,
+        Err(_) => return "error key_statement".into(),
+    };
+    let sealed_bytes = bytes("sealed");
+    let sealed = SealedRequest {
+        ephemeral: sealed_bytes[..32].try_into().unwrap(),
+        sealed: Box::new(sealed_bytes[32..].try_into().unwrap()),
+    };
+    let secret = ForwardSecret::from_bytes(bytes("forward_secret").try_into().unwrap());
+    let Ok((inner, keys)) = forward::open_request(&secret, &pin, &sealed) else {
+        return "error unsealable".into();
+    };
+    assert_eq!(
+        &inner.encode().unwrap()[..],
+        &bytes("inner")[..],
+        "inner plaintext"
+    );
+    if let Some(eph) = optional("ephemeral_secret") {
+        let eph: [u8; 32] = hex::decode(eph).unwrap().try_into().unwrap();
+        let id = RequestId(bytes("request_id").try_into().unwrap());
+        let again = InnerRequest {
+            id,
+            request: inner.request.clone(),
+        };
+        let (mine, _) = forward::seal_request(&verified, eph, &again).unwrap();
+        assert!(mine == sealed, "sealing gives the vector's bytes");
+    }
+    let answer = SealedAnswer(bytes("answer").try_into().unwrap());
+    let opened = forward::open_answer(&keys, &inner.id, &answer).unwrap();
+    let nonce: [u8; 12] = bytes("answer_nonce").try_into().unwrap();
+    let resealed = forward::seal_answer(
+        &keys,
+        nonce,
+        &InnerAnswer {
+            id: inner.id,
+            response: opened,
+        },
+    );
+    assert_eq!(resealed.0.len(), SEALED_ANSWER_LEN);
+    assert!(
+        resealed == answer,
+        "sealing the answer gives the vector's bytes"
+    );
+    let inner_text = match &inner.request {
+        Request::Deposit { mailbox, envelope } => format!(
+            "deposit mailbox={} envelope_sha256={}",
+            h(mailbox.as_bytes()),
+            h(&Sha256::digest(envelope.as_bytes()))
+        ),
+        other => panic!("inner {other:?}"),
+    };
+    let answer_text = match opened {
+        InnerResponse::Deposited(id) => format!("deposited id={}", id.0),
+        InnerResponse::Error(e) => format!("error code=0x{:04x} arg={}", e.code.to_u16(), e.arg),
+    };
+    format!("forward inner={inner_text} answer={answer_text}")
 }
 
 #[test]
@@ -247,6 +350,7 @@ fn replay_all_vectors() {
                     Err(_) => "error bad_cell".to_owned(),
                 }
             }
+            "forward" => forward_vector(&|k| field(k), &|k| optional(k)),
             other => panic!("{name}: bad direction {other}"),
         };
         assert_eq!(got, expect, "vector {name}");

@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hush_proto::forward::{
+    self, Destination, InnerRequest, InnerResponse, KeyStatement, RequestId, SealedAnswer,
+    SealedRequest, VerifiedKey,
+};
 use hush_proto::{
     ALPN, CHUNK_LEN, ChunkId, ChunkSecret, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame,
     FetchSecret, Host, MAX_SECRETS, MailboxId, Pong, RelayAddress, Request, Response, SecretBatch,
@@ -133,11 +137,23 @@ impl RelayClient {
     /// unreachable, presents another key than the pin, or does not speak this protocol version
     /// ([`Error::VersionMismatch`]).
     pub async fn connect(addr: &RelayAddress) -> Result<Self, Error> {
+        Self::connect_from(addr, None).await
+    }
+
+    /// As [`RelayClient::connect`], from the local address `bind` if given (a machine with
+    /// several addresses; tests that tell clients apart by address).
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect`]; [`Error::Io`] if `bind` cannot be bound.
+    pub async fn connect_from(
+        addr: &RelayAddress,
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
         let remote = resolve(addr).await?;
-        let bind = if remote.is_ipv6() {
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        let bind = match bind {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None if remote.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
         };
         let endpoint = client_endpoint(bind)?;
         let mut c = Self::connect_with_alpn(&endpoint, addr, ALPN).await?;
@@ -153,9 +169,27 @@ impl RelayClient {
     /// As [`RelayClient::connect`]; through a proxy also [`Error::ProxyUnreachable`] and
     /// [`Error::Proxy`]. A proxy that fails is never bypassed.
     pub async fn connect_via(addr: &RelayAddress, route: &Route) -> Result<Self, Error> {
+        Self::connect_via_from(addr, route, None).await
+    }
+
+    /// As [`RelayClient::connect_via`], from the local address `bind` if given (QUIC and
+    /// direct TCP; through a proxy the proxy's connection is what the relay sees).
+    ///
+    /// # Errors
+    /// As [`RelayClient::connect_via`].
+    pub async fn connect_via_from(
+        addr: &RelayAddress,
+        route: &Route,
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
         match route {
-            Route::Quic => Self::connect(addr).await,
-            Route::Tcp => Self::connect_tcp(addr, None, ALPN).await,
+            Route::Quic => Self::connect_from(addr, bind).await,
+            Route::Tcp => {
+                let conn = TcpConn::connect_from(addr, None, ALPN, bind).await?;
+                Ok(Self {
+                    conn: Conn::Tcp(conn),
+                })
+            }
             Route::Socks5(s) => Self::connect_tcp(addr, Some(s), ALPN).await,
         }
     }
@@ -611,6 +645,101 @@ impl RelayClient {
             Some(Response::Subscribed { count }) => Ok(Subscription { reply, count }),
             Some(Response::Error(e)) => Err(Error::Relay(e)),
             _ => Err(Error::UnexpectedResponse("expected Subscribed")),
+        }
+    }
+}
+
+/// Private routing (docs/PROTOCOL.md II.4.2).
+impl RelayClient {
+    /// This relay's forwarding-key statement (unverified: see [`KeyStatement::verify`]).
+    ///
+    /// # Errors
+    /// [`Error::Relay`], or a transport/protocol error.
+    pub async fn forward_key(&self) -> Result<KeyStatement, Error> {
+        match self.single(&Request::ForwardKey).await? {
+            Response::ForwardKey(s) => Ok(s),
+            _ => Err(Error::UnexpectedResponse("expected ForwardKey")),
+        }
+    }
+
+    /// The statement of `destination`, fetched by this relay over its connection there, and
+    /// verified against the destination's pin.
+    ///
+    /// # Errors
+    /// [`Error::ForwardKeyRefused`] if it does not verify (this relay substituted it);
+    /// [`Error::Relay`] (`ForwardingDisabled`, `ForwardUnreachable`, ...), or a
+    /// transport/protocol error.
+    pub async fn fetch_forward_key(&self, destination: &Destination) -> Result<VerifiedKey, Error> {
+        let req = Request::FetchForwardKey {
+            destination: destination.clone(),
+        };
+        match self.single(&req).await? {
+            Response::ForwardKey(s) => s.verify(&destination.address().pin).map_err(|e| match e {
+                hush_proto::Error::KeyStatement(why) => Error::ForwardKeyRefused(why),
+                _ => Error::ForwardKeyRefused("statement"),
+            }),
+            _ => Err(Error::UnexpectedResponse("expected ForwardKey")),
+        }
+    }
+
+    /// Asks this relay to pass `sealed` on to `destination`; the destination's sealed answer.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with this relay's or the destination's refusal, or a
+    /// transport/protocol error.
+    pub async fn forward(
+        &self,
+        destination: &Destination,
+        sealed: SealedRequest,
+    ) -> Result<SealedAnswer, Error> {
+        let req = Request::Forward {
+            destination: destination.clone(),
+            sealed,
+        };
+        match self.single(&req).await? {
+            Response::Forwarded(a) => Ok(a),
+            _ => Err(Error::UnexpectedResponse("expected Forwarded")),
+        }
+    }
+
+    /// Hands a sealed request to this relay, its destination (what a forwarding relay does).
+    ///
+    /// # Errors
+    /// [`Error::Relay`] (`ForwardReplay`, `ForwardUnsealable`, `RateLimited`, ...), or a
+    /// transport/protocol error.
+    pub async fn deliver(&self, sealed: SealedRequest) -> Result<SealedAnswer, Error> {
+        match self.single(&Request::Deliver { sealed }).await? {
+            Response::Forwarded(a) => Ok(a),
+            _ => Err(Error::UnexpectedResponse("expected Forwarded")),
+        }
+    }
+
+    /// Deposits through this relay to `destination`, whose forwarding key is `key`:
+    /// `request` (a Deposit or DepositStamped) is sealed with a fresh ephemeral key under
+    /// request id `id` (the same for every retry of one message), forwarded, and the
+    /// answer opened.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with the destination's refusal (`MailboxFull`, `StampTooWeak`, ...)
+    /// or a relay's on the way; [`Error::ForwardAnswerUnsealable`]; a transport error.
+    pub async fn forward_deposit(
+        &self,
+        destination: &Destination,
+        key: &VerifiedKey,
+        id: RequestId,
+        request: Request,
+    ) -> Result<EnvelopeId, Error> {
+        let mut ephemeral = zeroize::Zeroizing::new([0u8; 32]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), ephemeral.as_mut())
+            .map_err(|_| Error::Tls("no randomness for an ephemeral key".into()))?;
+        let inner = InnerRequest { id, request };
+        let (sealed, keys) =
+            forward::seal_request(key, *ephemeral, &inner).map_err(Error::InvalidArgument)?;
+        let answer = self.forward(destination, sealed).await?;
+        match forward::open_answer(&keys, &id, &answer) {
+            Ok(InnerResponse::Deposited(e)) => Ok(e),
+            Ok(InnerResponse::Error(f)) => Err(Error::Relay(f)),
+            Err(_) => Err(Error::ForwardAnswerUnsealable),
         }
     }
 }

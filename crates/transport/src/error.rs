@@ -19,6 +19,16 @@ pub enum Error {
     /// The peer sent bytes that are not one valid frame.
     #[error("protocol: {0}")]
     Protocol(#[source] hush_proto::Error),
+    /// A destination's forwarding-key statement, fetched through the client's own relay,
+    /// does not verify against the destination's pin (the own relay, or one on the way,
+    /// substituted the key). Nothing was forwarded.
+    #[error("the destination's forwarding key was refused: {0}")]
+    ForwardKeyRefused(&'static str),
+    /// A forwarded request's answer does not open with the command's key, or answers
+    /// another request: the relays on the way altered it. The deposit may or may not be
+    /// stored (a retry of it is stored once).
+    #[error("the forwarded answer does not open")]
+    ForwardAnswerUnsealable,
     /// The relay sent a well-formed frame that does not answer the request.
     #[error("unexpected response: {0}")]
     UnexpectedResponse(&'static str),
@@ -83,7 +93,11 @@ impl Error {
     pub fn is_peer_fault(&self) -> bool {
         matches!(
             self,
-            Self::Relay(_) | Self::Protocol(_) | Self::UnexpectedResponse(_)
+            Self::Relay(_)
+                | Self::Protocol(_)
+                | Self::UnexpectedResponse(_)
+                | Self::ForwardKeyRefused(_)
+                | Self::ForwardAnswerUnsealable
         )
     }
 

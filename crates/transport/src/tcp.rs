@@ -74,13 +74,42 @@ impl TcpConn {
         socks: Option<&Socks5>,
         alpn: &[u8],
     ) -> Result<Self, Error> {
+        Self::connect_from(addr, socks, alpn, None).await
+    }
+
+    /// As [`TcpConn::connect`], from the local address `bind` when connecting directly.
+    pub(crate) async fn connect_from(
+        addr: &RelayAddress,
+        socks: Option<&Socks5>,
+        alpn: &[u8],
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<Self, Error> {
         let tcp = match socks {
             Some(proxy) => proxy.connect(&addr.host, addr.port).await?,
             None => {
                 let remote = resolve(addr).await?;
-                TcpStream::connect(remote)
-                    .await
-                    .map_err(|_| Error::Connect("TCP connection failed"))?
+                let connected = match bind {
+                    None => TcpStream::connect(remote).await,
+                    Some(ip) => {
+                        let socket = if remote.is_ipv6() {
+                            tokio::net::TcpSocket::new_v6()
+                        } else {
+                            tokio::net::TcpSocket::new_v4()
+                        }
+                        .map_err(|source| Error::Io {
+                            what: "creating a TCP socket",
+                            source,
+                        })?;
+                        socket
+                            .bind(std::net::SocketAddr::new(ip, 0))
+                            .map_err(|source| Error::Io {
+                                what: "binding the client's TCP socket",
+                                source,
+                            })?;
+                        socket.connect(remote).await
+                    }
+                };
+                connected.map_err(|_| Error::Connect("TCP connection failed"))?
             }
         };
         let _ = tcp.set_nodelay(true);

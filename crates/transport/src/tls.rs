@@ -29,9 +29,18 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// # Errors
 /// [`Error::Tls`] if the certificate does not parse.
 pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<SpkiPin, Error> {
+    Ok(SpkiPin::of_spki_der(&spki_der(cert)?))
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate (what the pin hashes, and what a relay's
+/// forwarding-key statement carries).
+///
+/// # Errors
+/// [`Error::Tls`] if the certificate does not parse.
+pub fn spki_der(cert: &CertificateDer<'_>) -> Result<Vec<u8>, Error> {
     let ee = webpki::EndEntityCert::try_from(cert)
         .map_err(|e| Error::Tls(format!("certificate does not parse: {e}")))?;
-    Ok(SpkiPin::of_spki_der(ee.subject_public_key_info().as_ref()))
+    Ok(ee.subject_public_key_info().as_ref().to_vec())
 }
 
 /// The rustls client configuration for a relay pinned by `pin`: TLS 1.3 only, ALPN `alpn`,

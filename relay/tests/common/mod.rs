@@ -32,6 +32,13 @@ impl TestRelay {
         Self { relay, addr }
     }
 
+    /// As [`TestRelay::start`], listening on the loopback address `ip`.
+    pub fn start_at(ip: &str, env: &[(&str, &str)]) -> Self {
+        let relay = Relay::start_at(ip, env);
+        let addr = relay.address().parse().unwrap();
+        Self { relay, addr }
+    }
+
     pub fn addr(&self) -> &RelayAddress {
         &self.addr
     }

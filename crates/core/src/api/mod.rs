@@ -220,6 +220,12 @@ pub enum Event {
         /// Connected.
         up: bool,
     },
+    /// Private routing's state changed: deposits to other relays wait for this reason (a
+    /// stable name, as [`Status::private_route`]), or, `None`, they go again.
+    PrivateRoute {
+        /// Why they wait.
+        waiting: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -237,6 +243,10 @@ impl std::fmt::Debug for Event {
                 .finish_non_exhaustive(),
             Self::ContactAdded { name: _ } => f.write_str("ContactAdded"),
             Self::Relay { up } => f.debug_struct("Relay").field("up", up).finish(),
+            Self::PrivateRoute { waiting } => f
+                .debug_struct("PrivateRoute")
+                .field("waiting", waiting)
+                .finish(),
         }
     }
 }
@@ -259,6 +269,9 @@ pub struct Status {
     pub certificate_mismatch: usize,
     /// Relays whose last connection attempt failed at the profile's SOCKS5 proxy.
     pub proxy_failed: usize,
+    /// Why deposits to another relay wait under private routing (a stable name such as
+    /// `own_relay_unreachable`, `forward_key_refused`, `forwarding_disabled`), if they do.
+    pub private_route: Option<String>,
 }
 
 impl std::fmt::Debug for Status {
@@ -271,6 +284,7 @@ impl std::fmt::Debug for Status {
             outbox,
             certificate_mismatch,
             proxy_failed,
+            private_route,
         } = self;
         f.debug_struct("Status")
             .field("home_relay_local", home_relay_local)
@@ -279,6 +293,7 @@ impl std::fmt::Debug for Status {
             .field("outbox", outbox)
             .field("certificate_mismatch", certificate_mismatch)
             .field("proxy_failed", proxy_failed)
+            .field("private_route", private_route)
             .finish_non_exhaustive()
     }
 }

@@ -126,7 +126,7 @@ impl Engine {
     }
 
     /// The relay new invites point to.
-    fn home_relay(&self) -> Result<RelayAddress> {
+    pub(super) fn home_relay(&self) -> Result<RelayAddress> {
         match self.configured_relay()? {
             Some(a) => Ok(a),
             None => self.config.local_relay.clone().ok_or(Error::NoRelay),
@@ -337,6 +337,11 @@ impl Engine {
             relays_up: self.relays.values().filter(|r| r.up).count(),
             certificate_mismatch: self.relays.values().filter(|r| r.pin_mismatch).count(),
             proxy_failed: self.relays.values().filter(|r| r.proxy_failed).count(),
+            private_route: self
+                .relays
+                .values()
+                .find_map(|r| r.private_route)
+                .map(str::to_owned),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
         })

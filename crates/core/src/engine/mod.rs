@@ -214,6 +214,10 @@ pub enum DepositFailure {
     /// The profile's SOCKS5 proxy is unreachable or refused; nothing was sent (never
     /// directly instead).
     ProxyFailed,
+    /// Private routing through the profile's own relay failed for the named reason (a
+    /// stable name: `own_relay_unreachable`, `forward_key_refused`, an error code's name
+    /// such as `forwarding_disabled`); the deposit waits, never sent directly instead.
+    PrivateRoute(&'static str),
 }
 
 /// What a relay link reports.
@@ -328,6 +332,9 @@ struct RelayState {
     pin_mismatch: bool,
     /// Its last connection attempt failed at the SOCKS5 proxy.
     proxy_failed: bool,
+    /// Why its last private-routing deposit failed, if it did (cleared by a deposit that
+    /// went through).
+    private_route: Option<&'static str>,
 }
 
 /// The client engine. See the module documentation.
@@ -439,6 +446,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Why deposits to some relay wait under private routing, if they do.
+    fn private_route_waiting(&self) -> Option<&'static str> {
+        self.relays.values().find_map(|r| r.private_route)
+    }
+
+    /// The profile's own relay: the one it fetches from and its invites name (the
+    /// configured relay, or the built-in one). Private routing forwards through it.
+    #[must_use]
+    pub fn own_relay(&self) -> Option<RelayAddress> {
+        self.home_relay().ok()
+    }
+
     /// The next request for a relay link.
     pub fn poll_link_request(&mut self) -> Option<LinkRequest> {
         self.requests.pop_front()
@@ -494,6 +513,7 @@ impl Engine {
                 stale: false,
                 pin_mismatch: false,
                 proxy_failed: false,
+                private_route: None,
             });
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
@@ -518,12 +538,14 @@ impl Engine {
     fn link_event(&mut self, relay: &RelayAddress, ev: LinkEvent) -> Result<()> {
         match ev {
             LinkEvent::Deposited { outbox, result } => {
+                let waited = self.private_route_waiting();
                 if let Err(why) = result
                     && let Some(r) = self.relays.get_mut(&relay.to_string())
                 {
                     match why {
                         DepositFailure::CertificateMismatch => r.pin_mismatch = true,
                         DepositFailure::ProxyFailed => r.proxy_failed = true,
+                        DepositFailure::PrivateRoute(why) => r.private_route = Some(why),
                         _ => {}
                     }
                 }
@@ -531,6 +553,13 @@ impl Engine {
                     && let Some(r) = self.relays.get_mut(&relay.to_string())
                 {
                     r.proxy_failed = false;
+                    r.private_route = None;
+                }
+                let waiting = self.private_route_waiting();
+                if waiting != waited {
+                    self.emit(Event::PrivateRoute {
+                        waiting: waiting.map(str::to_owned),
+                    });
                 }
                 self.on_deposited(outbox, result)?;
             }

@@ -8,7 +8,15 @@ crates/proto/tests/vectors.rs cross-checks two implementations. Rerun to regener
 import hashlib, os, struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FRAME_LEN, HEADER_LEN = 4160, 4
+HEADER_LEN = 4
+# Private routing (section II.4.2) sizes the frame: a Forward carries the longest binary
+# destination address, an ephemeral key and a sealed DepositStamped body with its id.
+DESTINATION_LEN = 32 + 2 + 1 + 253
+INNER_BODY_LEN = 32 + 1 + 16 + 4096
+INNER_REQUEST_LEN = 16 + 4 + INNER_BODY_LEN
+SEALED_REQUEST_LEN = INNER_REQUEST_LEN + 16
+FRAME_LEN = HEADER_LEN + DESTINATION_LEN + 32 + SEALED_REQUEST_LEN
+assert FRAME_LEN == 4505
 
 def frame(kind, body=b"", version=2, reserved=b"\0\0"):
     f = bytes([version, kind]) + reserved + body
@@ -106,7 +114,7 @@ write("response_error_unrecognized", "response", frame(0xff, u16(0x7777) + u16(0
 
 # Frames that must be rejected, with the specific code.
 ping = frame(0x01)
-write("fail_truncated", "request", ping[:4159], "error truncated", "one byte short")
+write("fail_truncated", "request", ping[:FRAME_LEN - 1], "error truncated", "one byte short")
 write("fail_empty", "request", b"", "error truncated", "no bytes at all")
 write("fail_oversized", "request", ping + b"\0", "error oversized", "one byte too many")
 write("fail_version_0", "request", frame(0x01, version=0), "error unsupported_version", "version 0")
@@ -343,7 +351,7 @@ ping_frame = frame(0x01)
 hello = "مرحبا 你好 🕵️".encode()
 write_cell("cell_pad", cell(0x00), "pad", "PAD: keep-alive, all zero")
 write_cell("cell_data_request", cell(0x01, flags=1, stream=1, data=ping_frame),
-           f"data stream=1 fin=true len=4160 sha256={sha(ping_frame)}",
+           f"data stream=1 fin=true len={FRAME_LEN} sha256={sha(ping_frame)}",
            "DATA: a whole Ping request and FIN on stream 1 (how a client sends every request)")
 write_cell("cell_data_partial", cell(0x01, stream=7, data=hello),
            f"data stream=7 fin=false len={len(hello)} sha256={sha(hello)}",
@@ -361,7 +369,7 @@ for name, data, note in [
     ("fail_cell_unknown_kind", cell(0x05), "kind 0x05 is not assigned"),
     ("fail_cell_unknown_flag", cell(0x01, flags=3, stream=1, data=b"x"), "DATA flag 0x02 is not assigned"),
     ("fail_cell_flags_on_reset", cell(0x02, flags=1, stream=1), "FIN flag on a RESET"),
-    ("fail_cell_length_above_frame", cell(0x01, stream=1, length=FRAME_LEN + 1), "length 4161"),
+    ("fail_cell_length_above_frame", cell(0x01, stream=1, length=FRAME_LEN + 1), f"length {FRAME_LEN + 1}"),
     ("fail_cell_length_on_stop", cell(0x03, stream=1, length=1, data=b"\0"), "STOP with a length"),
     ("fail_cell_data_stream_0", cell(0x01, flags=1, stream=0, data=b"x"), "DATA on stream 0"),
     ("fail_cell_close_with_stream", cell(0x04, stream=1), "CLOSE naming a stream"),
@@ -371,3 +379,130 @@ for name, data, note in [
     ("fail_cell_padding", cell(0x01, stream=1, data=b"x")[:-1] + b"\x01", "a byte after the data is not zero"),
 ]:
     write_cell(name, data, "error bad_cell", note)
+
+# Private routing (PROTOCOL.md II.4.2). The relay's certificate key is Ed25519; its pin is
+# SHA-256 of the SPKI; its statement signs "hush/v2/forward-key" || pin || X25519 key.
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes, serialization
+
+def spki_of(seed):
+    k = Ed25519PrivateKey.from_private_bytes(seed)
+    return k, k.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+def x_public(secret):
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+cert_key, spki = spki_of(bytes([0x5a]) * 32)
+relay_pin = hashlib.sha256(spki).digest()
+fwd_secret = bytes((i * 29 + 1) % 256 for i in range(32))
+fwd_key = x_public(fwd_secret)
+def statement_sig(key, pin=relay_pin, signer=cert_key):
+    return signer.sign(b"hush/v2/forward-key" + pin + key)
+sig = statement_sig(fwd_key)
+
+def destination_field(host, port, p=relay_pin):
+    h = host.encode()
+    b = p + struct.pack(">HB", port, len(h)) + h
+    return b + b"\0" * (DESTINATION_LEN - len(b))
+
+dest_host = "relay.example.org"
+dest = destination_field(dest_host, 4433)
+dest_text = f"hush://{base64.urlsafe_b64encode(relay_pin).decode().rstrip('=')}@{dest_host}:4433"
+
+def statement_body(spki_b, key, sig_b):
+    return u16(len(spki_b)) + u16(len(sig_b)) + key + spki_b + sig_b
+
+# Sealing one forwarded Deposit.
+eph_secret = bytes((i * 53 + 7) % 256 for i in range(32))
+eph = x_public(eph_secret)
+request_id = "身份".encode() + bytes(range(10))  # any 16 bytes
+inner_body = mb + envelope
+inner = request_id + bytes([0x02, 0, 0, 0]) + inner_body + b"\0" * (INNER_BODY_LEN - len(inner_body))
+assert len(inner) == INNER_REQUEST_LEN
+dh = X25519PrivateKey.from_private_bytes(eph_secret).exchange(X25519PublicKey.from_public_bytes(fwd_key))
+okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"hush/v2/forward").derive(dh + eph + fwd_key + relay_pin)
+req_key, ans_key = okm[:32], okm[32:]
+sealed = ChaCha20Poly1305(req_key).encrypt(b"\0" * 12, inner, None)
+assert len(sealed) == SEALED_REQUEST_LEN
+answer_nonce = bytes(range(0xa0, 0xac))
+answer_plain = request_id + bytes([0x82, 0, 0, 0]) + u64(7)
+sealed_answer = answer_nonce + ChaCha20Poly1305(ans_key).encrypt(answer_nonce, answer_plain, None)
+refused_plain = request_id + bytes([0xff, 0, 0, 0]) + u16(0x0100) + u16(0) + u32(0)
+refused_answer = answer_nonce + ChaCha20Poly1305(ans_key).encrypt(answer_nonce, refused_plain, None)
+
+write("request_forward_key", "request", frame(0x0A), "forward_key", "ForwardKey: empty body")
+write("request_fetch_forward_key", "request", frame(0x0B, dest), f"fetch_forward_key destination={dest_text}",
+      "FetchForwardKey: the destination's binary address, zero-padded to 288 bytes")
+write("request_forward", "request", frame(0x0C, dest + eph + sealed),
+      f"forward destination={dest_text} ephemeral={eph.hex()} sealed_sha256={sha(sealed)}",
+      "Forward: destination (288), ephemeral key (32), sealed request (4181); the largest request")
+assert len(frame(0x0C, dest + eph + sealed)) == FRAME_LEN
+write("request_deliver", "request", frame(0x0D, eph + sealed),
+      f"deliver ephemeral={eph.hex()} sealed_sha256={sha(sealed)}", "Deliver: ephemeral key, sealed request")
+write("response_forward_key", "response", frame(0x87, statement_body(spki, fwd_key, sig)),
+      f"forward_key spki={spki.hex()} key={fwd_key.hex()} signature={sig.hex()}",
+      "ForwardKey: SPKI length, signature length, X25519 key, SPKI, signature")
+write("response_forwarded", "response", frame(0x88, sealed_answer), f"forwarded answer={sealed_answer.hex()}",
+      "Forwarded: the destination's sealed answer (nonce, ciphertext, tag)")
+write("response_error_forward_replay", "response", frame(0xff, u16(0x0503) + u16(0) + u32(0)),
+      "error code=0x0503 arg=0", "Error: a replayed ephemeral key")
+long_host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+write("request_forward_longest_destination", "request", frame(0x0C, destination_field(long_host, 65535) + eph + sealed),
+      f"forward destination=hush://{base64.urlsafe_b64encode(relay_pin).decode().rstrip('=')}@{long_host}:65535 ephemeral={eph.hex()} sealed_sha256={sha(sealed)}",
+      "Forward to a 253-byte host fills the frame exactly")
+write("fail_forward_destination_padding", "request", frame(0x0C, dest[:-1] + b"\x01" + eph + sealed),
+      "error padding_not_zero", "a byte after the destination address inside its field is not zero")
+write("fail_forward_destination_port_zero", "request", frame(0x0C, destination_field(dest_host, 0) + eph + sealed),
+      "error bad_field", "a destination address the binary form rejects (port 0)")
+write("fail_fetch_forward_key_upper_case", "request", frame(0x0B, destination_field("Relay.example.org", 4433)),
+      "error bad_field", "a destination host not in canonical form")
+write("fail_forward_key_spki_len_0", "response", frame(0x87, u16(0) + u16(64) + fwd_key + sig),
+      "error bad_count", "a statement with an empty SPKI")
+write("fail_forward_key_signature_len_513", "response", frame(0x87, u16(len(spki)) + u16(513) + fwd_key + spki),
+      "error bad_count", "a signature length above 512")
+write("fail_forward_key_trailing", "response", frame(0x87, statement_body(spki, fwd_key, sig) + b"\x01"),
+      "error padding_not_zero", "a byte after the signature")
+
+def write_forward(name, fields, expect, note):
+    with open(os.path.join(HERE, name + ".txt"), "w") as fh:
+        fh.write(f"# {note}\n")
+        fh.write("direction: forward\n")
+        for k, v in fields:
+            fh.write(f"{k}: {v.hex()}\n")
+        fh.write(f"expect: {expect}\n")
+
+base = [("pin", relay_pin), ("spki", spki), ("key", fwd_key), ("signature", sig)]
+seal_fields = base + [("forward_secret", fwd_secret), ("ephemeral_secret", eph_secret),
+                      ("request_id", request_id), ("inner", inner), ("sealed", eph + sealed),
+                      ("answer_nonce", answer_nonce), ("answer", sealed_answer)]
+write_forward("forward_seal_deposit", seal_fields,
+              f"forward inner=deposit mailbox={mb.hex()} envelope_sha256={sha(envelope)} answer=deposited id=7",
+              "a Deposit sealed to a verified forwarding key, opened by the relay, and its sealed answer")
+write_forward("forward_seal_refused", seal_fields[:-1] + [("answer", refused_answer)],
+              f"forward inner=deposit mailbox={mb.hex()} envelope_sha256={sha(envelope)} answer=error code=0x0100 arg=0",
+              "the same request answered MailboxFull, sealed")
+other_key, other_spki = spki_of(bytes([0x6b]) * 32)
+substitute = x_public(bytes([0x77]) * 32)
+for name, fields, note in [
+    ("fail_forward_statement_other_relay", [("pin", relay_pin), ("spki", other_spki), ("key", fwd_key),
+      ("signature", statement_sig(fwd_key, signer=other_key))],
+     "a statement from another relay: its SPKI does not hash to the pin"),
+    ("fail_forward_statement_substituted_key", [("pin", relay_pin), ("spki", spki), ("key", substitute), ("signature", sig)],
+     "a relay on the way swapped the X25519 key, keeping the destination's signature"),
+    ("fail_forward_statement_signed_for_other_pin", [("pin", relay_pin), ("spki", spki), ("key", fwd_key),
+      ("signature", statement_sig(fwd_key, pin=hashlib.sha256(other_spki).digest()))],
+     "the signature covers another pin"),
+    ("fail_forward_statement_bad_signature", [("pin", relay_pin), ("spki", spki), ("key", fwd_key),
+      ("signature", sig[:-1] + bytes([sig[-1] ^ 1]))], "one bit of the signature flipped"),
+]:
+    write_forward(name, fields, "error key_statement", note)
+tampered = bytearray(eph + sealed)
+tampered[100] ^= 0x01
+write_forward("fail_forward_sealed_tampered", base + [("forward_secret", fwd_secret), ("sealed", bytes(tampered))],
+              "error unsealable", "one ciphertext bit flipped: the relay cannot open it")
+write_forward("fail_forward_sealed_wrong_relay", base + [("forward_secret", bytes([0x01]) * 32), ("sealed", eph + sealed)],
+              "error unsealable", "a relay with another forwarding key cannot open it")

@@ -1,0 +1,189 @@
+//! Private routing through the `hush` CLI (docs/PROTOCOL.md II.4.2): two users on two real
+//! relays, each relay on its own loopback address (127.0.0.2, 127.0.0.3) and each user's
+//! connections leaving from their own (127.0.0.4, 127.0.0.5, `bind` in config.toml), so the
+//! relays' test-hooks records show which addresses each relay saw. Real binaries, real
+//! SQLCipher stores; waiting is bounded polling, never a timing threshold.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use hush_testkit::{Home, Relay, hooks};
+
+const ALICE_IP: &str = "127.0.0.4";
+const BOB_IP: &str = "127.0.0.5";
+
+fn relay_at(ip: &str, dir: &Path) -> (Relay, PathBuf) {
+    let record = dir.join(format!("record-{ip}.txt"));
+    let relay = Relay::start_at(ip, &[(hooks::RELAY_TEST_RECORD, record.to_str().unwrap())]);
+    (relay, record)
+}
+
+fn peers_seen(record: &Path) -> String {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The kinds of the request frames a relay's record shows from `peer` (byte 1 of each).
+fn kinds_from(record: &Path, peer: &str) -> std::collections::BTreeSet<u8> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("frame {peer} ")))
+        .filter_map(|hex| u8::from_str_radix(hex.get(2..4)?, 16).ok())
+        .collect()
+}
+
+/// Deposit, DepositStamped, Forward: the requests that carry an envelope.
+const CARRIES_ENVELOPE: [u8; 3] = [0x02, 0x06, 0x0c];
+
+fn deposited_from(record: &Path, peer: &str) -> bool {
+    kinds_from(record, peer)
+        .iter()
+        .any(|k| CARRIES_ENVELOPE[..2].contains(k))
+}
+
+/// `profile` on `relay`, its connections from `ip`, with `routing` if given.
+fn user(home: &Home, profile: &str, relay: &Relay, ip: &str, routing: Option<&str>) {
+    home.hush(profile, &["init"]).json();
+    let mut config = format!("bind = \"{ip}\"\n");
+    if let Some(r) = routing {
+        config.push_str(&format!("routing = \"{r}\"\n"));
+    }
+    std::fs::write(home.profile_dir(profile).join("config.toml"), config).unwrap();
+    let v = home
+        .hush(profile, &["relay", "set", relay.address()])
+        .json();
+    assert_eq!(v["relay"], relay.address(), "{v}");
+}
+
+/// alice (on the first relay) invites bob (on the second); both handshake messages cross
+/// relays.
+fn pair_across(home: &Home) {
+    let link = home.invite("alice", Some("bob"));
+    assert_eq!(home.accept("bob", &link, "alice"), "on-relay");
+    assert_eq!(home.recv("alice"), vec![]);
+    assert_eq!(home.contacts("alice"), vec!["bob".to_owned()]);
+    assert_eq!(home.recv("bob"), vec![]);
+}
+
+/// A message between users of two relays arrives end to end with private routing (the
+/// default). The relationship's mailboxes start on the inviter's relay (PROTOCOL.md 8.1), so
+/// bob (on the second relay) deposits to the first: every deposit of his, the handshake
+/// included, reached it through his own relay, never from his address; alice's reply goes to
+/// her own relay. alice never met bob's relay at all. Seen to fail with `routing =
+/// "direct"` for bob (his address sent deposits to the first relay).
+#[test]
+fn messages_between_two_relays_go_through_the_senders_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (r2, rec2) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, None);
+    user(&home, "bob", &r2, BOB_IP, None);
+    pair_across(&home);
+
+    assert_eq!(
+        home.send("bob", "alice", "مرحبا يا أليس 🌍 消息"),
+        "on-relay"
+    );
+    assert_eq!(
+        home.recv("alice"),
+        vec![("bob".to_owned(), "مرحبا يا أليس 🌍 消息".to_owned())]
+    );
+    assert_eq!(
+        home.send("alice", "bob", "你好，鲍勃 — received"),
+        "on-relay"
+    );
+    assert_eq!(
+        home.recv("bob"),
+        vec![("alice".to_owned(), "你好，鲍勃 — received".to_owned())]
+    );
+    assert!(
+        !deposited_from(&rec1, BOB_IP),
+        "{:?}",
+        kinds_from(&rec1, BOB_IP)
+    );
+    assert!(
+        kinds_from(&rec1, "127.0.0.3").contains(&0x0d),
+        "bob's relay delivered his deposits"
+    );
+    assert!(kinds_from(&rec2, BOB_IP).contains(&0x0c), "bob forwarded");
+    assert!(
+        !peers_seen(&rec2).contains(ALICE_IP),
+        "{}",
+        peers_seen(&rec2)
+    );
+}
+
+/// With the forwarding path down (bob's relay stops forwarding), bob's message waits in the
+/// outbox with the reason, and nothing goes to alice's relay around it; when the path
+/// returns, his next command delivers it. Seen to fail with the link falling back to a
+/// direct deposit on a forwarding refusal (the message arrived at once, deposited from
+/// bob's address).
+#[test]
+fn with_the_path_down_a_message_waits_with_its_reason_and_goes_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (mut r2, _) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, None);
+    user(&home, "bob", &r2, BOB_IP, None);
+    pair_across(&home);
+
+    r2.terminate();
+    r2.run_with(&[("HUSH_RELAY_FORWARDING_ENABLED", "false")]);
+    let v = home
+        .hush("bob", &["send", "alice", "等一下 انتظر ⏳"])
+        .json();
+    assert_eq!(v["state"], "queued", "{v}");
+    assert_eq!(v["waiting"], "forwarding_disabled", "{v}");
+    let text = home
+        .hush("bob", &["send", "alice", "second"])
+        .run()
+        .ok()
+        .stdout;
+    assert!(text.contains("forwarding_disabled"), "{text}");
+    assert!(text.starts_with("queued"), "{text}");
+    assert_eq!(home.recv("alice"), vec![]);
+    assert!(!deposited_from(&rec1, BOB_IP));
+
+    r2.terminate();
+    r2.run();
+    // Any command flushes what waits; recv does, and reads nothing new for bob.
+    assert_eq!(home.recv("bob"), vec![]);
+    assert_eq!(
+        home.recv("alice"),
+        vec![
+            ("bob".to_owned(), "等一下 انتظر ⏳".to_owned()),
+            ("bob".to_owned(), "second".to_owned())
+        ]
+    );
+    assert!(!deposited_from(&rec1, BOB_IP));
+}
+
+/// `routing = "direct"` deposits straight to the destination relay: its record then shows
+/// deposits from the sender's address (what private routing exists to avoid), and the
+/// sender's relay forwards nothing.
+#[test]
+fn direct_routing_goes_straight_to_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (r2, rec2) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, Some("direct"));
+    user(&home, "bob", &r2, BOB_IP, Some("direct"));
+    pair_across(&home);
+    assert_eq!(home.send("bob", "alice", "direct"), "on-relay");
+    assert_eq!(
+        home.recv("alice"),
+        vec![("bob".to_owned(), "direct".to_owned())]
+    );
+    assert!(deposited_from(&rec1, BOB_IP));
+    assert!(!kinds_from(&rec2, BOB_IP).contains(&0x0c));
+}
