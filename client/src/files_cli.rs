@@ -106,6 +106,9 @@ pub(crate) async fn send_file(
             if name.len() > files::descriptor::MAX_NAME_LEN {
                 return Err(usage("the file's name is longer than 255 bytes"));
             }
+            if !json && files::carries_metadata(&name) {
+                writeln!(err, "note: {}", files::METADATA_WARNING)?;
+            }
             let measured = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || files::driver::measure(&path)

@@ -1251,7 +1251,15 @@ impl App {
                             .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
                         None => PathBuf::from(path),
                     };
-                    self.status = Some("sending the file…".into());
+                    let warn = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(hush_core::files::carries_metadata);
+                    self.status = Some(if warn {
+                        format!("sending the file; {}", hush_core::files::METADATA_WARNING)
+                    } else {
+                        "sending the file…".into()
+                    });
                     vec![Effect::SendFile { to, path }]
                 }
                 None => need(self),

@@ -27,6 +27,21 @@ pub const WINDOW: usize = 4;
 /// Default limit on a received file's size (the user sets `file_limit_bytes`): 2 GiB.
 pub const DEFAULT_LIMIT_BYTES: u64 = 2 << 30;
 
+/// Whether a file of this name usually carries metadata of its own (EXIF of photos, authors
+/// and history of documents), which hush sends as is: front ends warn before sending it.
+#[must_use]
+pub fn carries_metadata(name: &str) -> bool {
+    const KINDS: [&str; 16] = [
+        "jpg", "jpeg", "png", "heic", "heif", "tif", "tiff", "webp", "pdf", "doc", "docx", "odt",
+        "xlsx", "pptx", "mp4", "mov",
+    ];
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| KINDS.iter().any(|k| ext.eq_ignore_ascii_case(k)))
+}
+
+/// The warning front ends show for such a file.
+pub const METADATA_WARNING: &str = "this file is sent as is: photos and documents carry their own metadata (EXIF location and camera, authors, edit history); remove it first if the recipient should not learn it";
+
 /// The text a file message shows in the conversation: its name (neutralised, so that a
 /// right-to-left override cannot disguise it there either) and its size.
 #[must_use]
