@@ -85,6 +85,36 @@ enum Command {
         /// The message.
         text: Option<String>,
     },
+    /// Send a file: encrypted on this device, uploaded as equal-size chunks, then offered in
+    /// the conversation. --resume ID continues an interrupted upload.
+    SendFile {
+        /// Contact name.
+        #[arg(required_unless_present = "resume")]
+        name: Option<String>,
+        /// The file.
+        #[arg(required_unless_present = "resume")]
+        path: Option<PathBuf>,
+        /// Continue the upload of this file id instead.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["name", "path"])]
+        resume: Option<i64>,
+    },
+    /// List file transfers (of one contact, or all), oldest first.
+    Files {
+        /// Contact name.
+        name: Option<String>,
+    },
+    /// Save a received file into DIR (resumes an interrupted download); the digest is
+    /// checked before it is saved, and the relay's chunks are deleted afterwards.
+    GetFile {
+        /// File id (from `hush files`).
+        id: i64,
+        /// The directory to save it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Refuse a file larger than this many bytes (default 2 GiB).
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+    },
     /// Receive: fetch what arrived, optionally wait for more, print new messages.
     Recv {
         /// Seconds to keep listening for pushed messages.
@@ -158,6 +188,15 @@ enum Command {
     },
     /// List the profiles of this data root.
     Profiles,
+    /// Turn high-risk traffic mode on or off for this profile: deposits and fetches only at
+    /// random times that do not depend on what you do, with cover envelopes in between
+    /// (costs bandwidth and latency: see `hush status`).
+    HighRisk {
+        /// "on" or "off".
+        setting: String,
+    },
+    /// The traffic mode and what it costs, the outbox, the relays' connection state.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +258,39 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The traffic mode and its cost, as `hush status --json` and `hush high-risk --json` print
+/// them.
+fn traffic_json(status: &hush_core::Status) -> serde_json::Value {
+    let c = &status.high_risk_cost;
+    json!({
+        "mode": if status.high_risk { "high-risk" } else { "normal" },
+        "high_risk_cost": {
+            "up_bytes_per_day": c.up_bytes_per_day,
+            "down_bytes_per_day": c.down_bytes_per_day,
+            "send_latency_secs": c.send_latency_secs,
+            "receive_latency_secs": c.receive_latency_secs,
+        },
+    })
+}
+
+/// The traffic mode and its cost in one line (the TUI's status bar says the same).
+pub(crate) fn traffic_line(status: &hush_core::Status) -> String {
+    let c = &status.high_risk_cost;
+    let mb = |b: u64| b as f64 / 1e6;
+    let cost = format!(
+        "{:.1} MB/day up, {:.1} MB/day down, about {} s to send an envelope and {} s to receive",
+        mb(c.up_bytes_per_day),
+        mb(c.down_bytes_per_day),
+        c.send_latency_secs,
+        c.receive_latency_secs
+    );
+    if status.high_risk {
+        format!("mode: high-risk ({cost})")
+    } else {
+        format!("mode: normal (high-risk would cost {cost})")
+    }
+}
+
 /// The names of the profiles that exist under `root`, sorted.
 fn profile_names(root: &std::path::Path) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(root.join("profiles")) else {
@@ -266,6 +338,21 @@ fn with_test_hooks(mut options: Options) -> Options {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // `HUSH_TEST_DEPOSIT_MEAN_MS` / `HUSH_TEST_FETCH_MEAN_MS`: high-risk slots this often on
+    // average (the real-process traffic check runs minutes, not hours).
+    let ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    };
+    if let Some(d) = ms("HUSH_TEST_DEPOSIT_MEAN_MS") {
+        options.traffic.deposit_mean = d;
+    }
+    if let Some(d) = ms("HUSH_TEST_FETCH_MEAN_MS") {
+        options.traffic.fetch_mean = d;
+    }
     options
 }
 
@@ -738,6 +825,11 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
                 )?;
+            } else if h.status().await?.high_risk {
+                writeln!(
+                    io.out,
+                    "added {name:?}; the handshake waits for a high-risk slot, sent while hush runs (the terminal UI, or hush recv --wait)"
+                )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(
                     io.out,
@@ -823,10 +915,18 @@ async fn command_with_engine(
                 .into_iter()
                 .find(|m| m.id == id)
                 .map_or(DeliveryState::Queued, |m| m.state);
-            let waiting = if state == DeliveryState::Queued {
-                h.status().await?.private_route
+            // Why a queued message waits: for its high-risk slot (not a failure), or for
+            // private routing.
+            let (high_risk, waiting) = if state == DeliveryState::Queued {
+                let status = h.status().await?;
+                let why = if status.high_risk {
+                    Some("high_risk_slot".to_string())
+                } else {
+                    status.private_route
+                };
+                (status.high_risk, why)
             } else {
-                None
+                (false, None)
             };
             if json {
                 let mut v = json!({"id": id, "contact": name, "state": state.as_str()});
@@ -836,6 +936,11 @@ async fn command_with_engine(
                 writeln!(io.out, "{v}")?;
             } else if state != DeliveryState::Queued {
                 writeln!(io.out, "sent")?;
+            } else if high_risk {
+                writeln!(
+                    io.out,
+                    "waiting: high-risk mode sends it at one of its random slots, while hush runs (the terminal UI, or hush recv --wait)"
+                )?;
             } else if let Some(why) = waiting {
                 writeln!(
                     io.out,
@@ -857,6 +962,20 @@ async fn command_with_engine(
                     "queued: the relay is unreachable; it will be sent by the next hush command"
                 )?;
             }
+        }
+        Command::SendFile { name, path, resume } => {
+            let target = match (resume, name, path) {
+                (Some(id), _, _) => crate::files_cli::SendTarget::Resume(id),
+                (None, Some(contact), Some(path)) => {
+                    crate::files_cli::SendTarget::New { contact, path }
+                }
+                _ => return Err(usage("send-file needs CONTACT PATH, or --resume ID")),
+            };
+            crate::files_cli::send_file(h, target, json, io.out, io.err).await?;
+        }
+        Command::Files { name } => crate::files_cli::list(h, name, json, io.out).await?,
+        Command::GetFile { id, dir, max_size } => {
+            crate::files_cli::get_file(h, id, &dir, max_size, json, io.out, io.err).await?;
         }
         Command::Recv { wait } => {
             let ok = h.sync().await?;
@@ -972,6 +1091,47 @@ async fn command_with_engine(
                 writeln!(io.out, "{}", json!({"old": old, "new": new}))?;
             } else {
                 writeln!(io.out, "renamed")?;
+            }
+        }
+        Command::HighRisk { setting } => {
+            let on = match setting.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(usage("high-risk takes \"on\" or \"off\"")),
+            };
+            h.set_high_risk(on).await?;
+            let status = h.status().await?;
+            if json {
+                writeln!(io.out, "{}", traffic_json(&status))?;
+            } else {
+                writeln!(io.out, "{}", traffic_line(&status))?;
+            }
+        }
+        Command::Status => {
+            let status = h.status().await?;
+            if json {
+                let mut v = traffic_json(&status);
+                v["outbox"] = json!(status.outbox);
+                v["relays"] = json!(status.relays);
+                v["relays_up"] = json!(status.relays_up);
+                writeln!(io.out, "{v}")?;
+            } else {
+                writeln!(io.out, "{}", traffic_line(&status))?;
+                if status.outbox > 0 {
+                    let why = if status.high_risk {
+                        "waiting for their slots"
+                    } else {
+                        "waiting for a relay"
+                    };
+                    writeln!(io.out, "outbox: {} envelopes {why}", status.outbox)?;
+                } else {
+                    writeln!(io.out, "outbox: empty")?;
+                }
+                writeln!(
+                    io.out,
+                    "relays: {} of {} connected",
+                    status.relays_up, status.relays
+                )?;
             }
         }
         Command::Receipts { name, setting } => {

@@ -72,6 +72,35 @@ fn edit_of(k: &KeyEvent) -> Option<Edit> {
     })
 }
 
+/// Where `:save` puts a file when no directory is named: `~/Downloads` if it exists, else
+/// the directory hush was started in.
+fn default_save_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join("Downloads"))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A transfer's progress bar for the status bar.
+pub fn file_bar(direction: &str, p: hush_core::files::Progress) -> String {
+    let width = 20usize;
+    let filled = if p.total == 0 {
+        width
+    } else {
+        (usize::try_from(p.done).unwrap_or(0) * width)
+            / usize::try_from(p.total).unwrap_or(1).max(1)
+    };
+    let pct = (p.bytes * 100).checked_div(p.size).unwrap_or(100);
+    format!(
+        "{direction} file {}: [{}{}] {pct}% {} / {}",
+        p.id,
+        "█".repeat(filled.min(width)),
+        "░".repeat(width - filled.min(width)),
+        hush_core::files::human_size(p.bytes),
+        hush_core::files::human_size(p.size),
+    )
+}
+
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
@@ -224,6 +253,10 @@ pub enum Effect {
     SetRelay(String),
     /// Send read receipts to a contact, or not.
     Receipts(String, bool),
+    /// Turn high-risk traffic mode on (`true`) or off.
+    HighRisk(bool),
+    /// Read the traffic mode and its cost, for the status bar.
+    LoadTraffic,
     /// Accept a link.
     Accept {
         /// The link.
@@ -254,6 +287,22 @@ pub enum Effect {
     ListInvites,
     /// Stop answering an invite or contact address.
     RevokeInvite(i64),
+    /// Send a file to a contact (`:file PATH`).
+    SendFile {
+        /// Contact.
+        to: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Save a received file (`:save [ID] [DIR]`): `id` or the contact's latest offer.
+    SaveFile {
+        /// Contact (whose latest offer `:save` without an id means).
+        from: String,
+        /// File id.
+        id: Option<i64>,
+        /// Directory.
+        dir: PathBuf,
+    },
     /// Panic wipe, then quit.
     Wipe,
     /// Ring the terminal bell (no content).
@@ -310,6 +359,48 @@ pub enum Msg {
     SafetyReady(String, SafetyInfo),
     /// An engine call finished: a line for the status bar.
     Done(Result<String, String>),
+    /// The traffic mode and what high-risk mode costs; `changed`: the user just switched it.
+    Traffic {
+        /// High-risk mode is on.
+        high_risk: bool,
+        /// Its cost.
+        cost: hush_core::TrafficCost,
+        /// Switched by `:highrisk`.
+        changed: bool,
+    },
+    /// A file transfer moved on: its progress bar goes in the status bar.
+    FileProgress {
+        /// "send" or "save".
+        direction: &'static str,
+        /// Where it is.
+        progress: hush_core::files::Progress,
+    },
+}
+
+/// Bytes as whole megabytes (rounded).
+fn mb(bytes: u64) -> u64 {
+    (bytes + 500_000) / 1_000_000
+}
+
+/// What high-risk mode costs, in words.
+pub fn cost_text(cost: &hush_core::TrafficCost) -> String {
+    format!(
+        "{} MB/day up and {} down, about {} s more per envelope sent and {} s per fetch",
+        mb(cost.up_bytes_per_day),
+        mb(cost.down_bytes_per_day),
+        cost.send_latency_secs,
+        cost.receive_latency_secs
+    )
+}
+
+/// What high-risk mode costs, short enough for the status bar at 80 columns.
+pub fn cost_short(cost: &hush_core::TrafficCost) -> String {
+    format!(
+        "{} MB/day up, {} down, +{} s",
+        mb(cost.up_bytes_per_day),
+        mb(cost.down_bytes_per_day),
+        cost.send_latency_secs
+    )
 }
 
 /// The whole UI state.
@@ -349,6 +440,8 @@ pub struct App {
     pub route_waiting: Option<String>,
     /// Last status line.
     pub status: Option<String>,
+    /// The traffic mode and the cost of high-risk mode, once read (status bar).
+    pub traffic: Option<(bool, hush_core::TrafficCost)>,
     /// Notify by terminal bell.
     pub bell: bool,
     /// The time zone times are shown in (UTC until the driver sets the system's).
@@ -393,6 +486,7 @@ impl App {
             relay_up: false,
             route_waiting: None,
             status: None,
+            traffic: None,
             bell,
             tz: jiff::tz::TimeZone::UTC,
             pending_g: false,
@@ -554,7 +648,25 @@ impl App {
                     self.profile = f.name.trim().to_string();
                 }
                 self.screen = Screen::Main;
-                vec![Effect::LoadContacts]
+                vec![Effect::LoadContacts, Effect::LoadTraffic]
+            }
+            Msg::Traffic {
+                high_risk,
+                cost,
+                changed,
+            } => {
+                self.traffic = Some((high_risk, cost));
+                if changed {
+                    self.status = Some(if high_risk {
+                        format!(
+                            "high-risk mode on: {}; what you send waits for its slot",
+                            cost_text(&cost)
+                        )
+                    } else {
+                        "high-risk mode off: messages leave at once (paced)".into()
+                    });
+                }
+                Vec::new()
             }
             Msg::Opened(Err(e)) => {
                 match &mut self.screen {
@@ -585,6 +697,13 @@ impl App {
             }
             Msg::SafetyReady(name, info) => {
                 self.popup = Some(Popup::Safety { name, info });
+                Vec::new()
+            }
+            Msg::FileProgress {
+                direction,
+                progress: p,
+            } => {
+                self.status = Some(file_bar(direction, p));
                 Vec::new()
             }
             Msg::Done(r) => {
@@ -1137,6 +1256,9 @@ impl App {
                 }
             },
             ("relay", [address]) => vec![Effect::SetRelay((*address).to_string())],
+            ("highrisk" | "high-risk", [on @ ("on" | "off")]) => {
+                vec![Effect::HighRisk(*on == "on")]
+            }
             ("receipts", [on @ ("on" | "off")]) => match current {
                 Some(n) => vec![Effect::Receipts(n, *on == "on")],
                 None => need(self),
@@ -1182,6 +1304,49 @@ impl App {
             },
             (b @ ("block" | "unblock"), []) => match current {
                 Some(n) => vec![Effect::Block(n, b == "block")],
+                None => need(self),
+            },
+            ("file", path) if !path.is_empty() => match current {
+                Some(to) => {
+                    let path = path.join(" ");
+                    let path = match path.strip_prefix("~/") {
+                        Some(rest) => std::env::var_os("HOME")
+                            .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
+                        None => PathBuf::from(path),
+                    };
+                    let warn = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(hush_core::files::carries_metadata);
+                    self.status = Some(if warn {
+                        format!("sending the file; {}", hush_core::files::METADATA_WARNING)
+                    } else {
+                        "sending the file…".into()
+                    });
+                    vec![Effect::SendFile { to, path }]
+                }
+                None => need(self),
+            },
+            ("save", rest) if rest.len() <= 2 => match current {
+                Some(from) => {
+                    let (id, dir) = match rest {
+                        [] => (None, None),
+                        [one] => match one.trim_start_matches('#').parse::<i64>() {
+                            Ok(id) => (Some(id), None),
+                            Err(_) => (None, Some(*one)),
+                        },
+                        [id, dir] => match id.trim_start_matches('#').parse::<i64>() {
+                            Ok(id) => (Some(id), Some(*dir)),
+                            Err(_) => {
+                                self.status = Some(":save [ID] [DIR]: ID is a file number".into());
+                                return Vec::new();
+                            }
+                        },
+                        _ => (None, None),
+                    };
+                    let dir = dir.map_or_else(default_save_dir, PathBuf::from);
+                    vec![Effect::SaveFile { from, id, dir }]
+                }
                 None => need(self),
             },
             ("invites", []) => vec![Effect::ListInvites],

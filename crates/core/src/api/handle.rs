@@ -43,10 +43,20 @@ fn response_name(r: &Response) -> &'static str {
         Response::Safety(_) => "Safety",
         Response::Status(_) => "Status",
         Response::Invites(_) => "Invites",
+        Response::File(_) => "File",
+        Response::Files(_) => "Files",
     }
 }
 
 impl Handle {
+    /// Sends a file command and awaits its response.
+    ///
+    /// # Errors
+    /// As the command's.
+    pub async fn file(&self, cmd: super::FileCommand) -> Result<Response> {
+        self.command(Command::Files(cmd)).await
+    }
+
     /// How this engine reaches relays (for a front end's own relay check).
     pub fn network(&self) -> crate::profile::Network {
         self.network
@@ -223,6 +233,10 @@ impl Handle {
     /// The invites still answered, oldest first.
     pub async fn invites(&self) -> Result<Vec<InviteInfo>> {
         call!(self, Command::Invites, Invites(i) => i)
+    }
+    /// Turns high-risk traffic mode on or off (see [`Command::SetHighRisk`]).
+    pub async fn set_high_risk(&self, on: bool) -> Result<()> {
+        call!(self, Command::SetHighRisk { on }, Done => ())
     }
     /// Stops answering an invite.
     pub async fn revoke_invite(&self, id: i64) -> Result<()> {
