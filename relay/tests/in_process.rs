@@ -12,12 +12,16 @@ use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
 
 fn config(dir: &std::path::Path) -> Config {
-    Config::loopback(
+    let mut c = Config::loopback(
         "127.0.0.1:0".parse().unwrap(),
         dir.join("data"),
         "unused".into(),
         "unused".into(),
-    )
+    );
+    // The identity is in memory; the forwarding key file goes in the test's directory (it
+    // would go beside `key`, here the current directory).
+    c.forwarding.key = Some(dir.join("forward.key"));
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
