@@ -77,8 +77,8 @@ fn pair_across(home: &Home) {
 /// default). The relationship's mailboxes start on the inviter's relay (PROTOCOL.md 8.1), so
 /// bob (on the second relay) deposits to the first: every deposit of his, the handshake
 /// included, reached it through his own relay, never from his address; alice's reply goes to
-/// her own relay. alice never met bob's relay at all. Seen to fail with `routing =
-/// "direct"` for bob (his address sent deposits to the first relay).
+/// her own relay. alice never met bob's relay at all. Seen to fail with the driver never
+/// choosing the private route (bob's address sent deposits to the first relay).
 #[test]
 fn messages_between_two_relays_go_through_the_senders_relay() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,9 +133,9 @@ fn messages_between_two_relays_go_through_the_senders_relay() {
 
 /// With the forwarding path down (bob's relay stops forwarding), bob's message waits in the
 /// outbox with the reason, and nothing goes to alice's relay around it; when the path
-/// returns, his next command delivers it. Seen to fail with the link falling back to a
-/// direct deposit on a forwarding refusal (the message arrived at once, deposited from
-/// bob's address).
+/// returns, his next command delivers it. Seen to fail with the driver never choosing
+/// the private route (the message was on the relay at once, deposited from bob's
+/// address).
 #[test]
 fn with_the_path_down_a_message_waits_with_its_reason_and_goes_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,9 +57,9 @@ fn request_id(n: u8) -> RequestId {
 /// The destination never sees a client's address; the forwarding relay never sees the
 /// mailbox id, the drop id or a byte run of the envelopes; two clients' forwards share one
 /// connection to the destination; the owner fetches what arrived.
-/// Seen to fail: with the client connecting to the destination directly (its address,
-/// 127.0.0.4, in the destination's record), and with the seal's ChaCha20 step skipped (the
-/// envelope's bytes in the forwarder's record).
+/// Seen to fail with the client depositing to the destination directly (its address,
+/// 127.0.0.4, in the destination's record). With the seal's ChaCha20 step skipped it
+/// failed earlier, at the deposit (`ForwardUnsealable`), not at the leak check.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_destination_never_sees_the_client_and_the_forwarder_never_sees_the_content() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,8 +189,8 @@ async fn a_forwarding_relay_that_substitutes_the_key_is_refused() {
 /// A Forward replayed with the same ephemeral key is refused by the destination
 /// (`ForwardReplay`) and stores nothing; a retry of the same message under a fresh key
 /// (the client lost the answer) gets the first answer and is stored once; a tampered one
-/// does not open. Seen to fail with the replay check removed (the replay was stored a
-/// second time) and with the answer memory removed (the retry was stored twice).
+/// does not open. Seen to fail with the replay check removed (the replay was answered
+/// `Forwarded`) and with the answer memory removed (the retry got a new envelope id).
 #[tokio::test(flavor = "multi_thread")]
 async fn replays_are_refused_and_a_retried_deposit_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -1151,8 +1151,8 @@ mod tests {
     }
 
     /// The frame is exactly as large as the largest request, a Forward to a 253-byte host:
-    /// its body has no byte to spare. Seen to fail with FRAME_LEN one larger (a padding
-    /// byte stayed unused) and to fail to encode with it one smaller.
+    /// its body has no byte to spare (with a frame one byte larger the last byte would be
+    /// padding, and this fails).
     #[test]
     fn a_forward_to_the_longest_address_fills_the_frame_exactly() {
         let host = [
