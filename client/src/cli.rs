@@ -188,6 +188,15 @@ enum Command {
     },
     /// List the profiles of this data root.
     Profiles,
+    /// Turn high-risk traffic mode on or off for this profile: deposits and fetches only at
+    /// random times that do not depend on what you do, with cover envelopes in between
+    /// (costs bandwidth and latency: see `hush status`).
+    HighRisk {
+        /// "on" or "off".
+        setting: String,
+    },
+    /// The traffic mode and what it costs, the outbox, the relays' connection state.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,6 +258,39 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The traffic mode and its cost, as `hush status --json` and `hush high-risk --json` print
+/// them.
+fn traffic_json(status: &hush_core::Status) -> serde_json::Value {
+    let c = &status.high_risk_cost;
+    json!({
+        "mode": if status.high_risk { "high-risk" } else { "normal" },
+        "high_risk_cost": {
+            "up_bytes_per_day": c.up_bytes_per_day,
+            "down_bytes_per_day": c.down_bytes_per_day,
+            "send_latency_secs": c.send_latency_secs,
+            "receive_latency_secs": c.receive_latency_secs,
+        },
+    })
+}
+
+/// The traffic mode and its cost in one line (the TUI's status bar says the same).
+pub(crate) fn traffic_line(status: &hush_core::Status) -> String {
+    let c = &status.high_risk_cost;
+    let mb = |b: u64| b as f64 / 1e6;
+    let cost = format!(
+        "{:.1} MB/day up, {:.1} MB/day down, about {} s to send an envelope and {} s to receive",
+        mb(c.up_bytes_per_day),
+        mb(c.down_bytes_per_day),
+        c.send_latency_secs,
+        c.receive_latency_secs
+    );
+    if status.high_risk {
+        format!("mode: high-risk ({cost})")
+    } else {
+        format!("mode: normal (high-risk would cost {cost})")
+    }
+}
+
 /// The names of the profiles that exist under `root`, sorted.
 fn profile_names(root: &std::path::Path) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(root.join("profiles")) else {
@@ -296,6 +338,21 @@ fn with_test_hooks(mut options: Options) -> Options {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // `HUSH_TEST_DEPOSIT_MEAN_MS` / `HUSH_TEST_FETCH_MEAN_MS`: high-risk slots this often on
+    // average (the real-process traffic check runs minutes, not hours).
+    let ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    };
+    if let Some(d) = ms("HUSH_TEST_DEPOSIT_MEAN_MS") {
+        options.traffic.deposit_mean = d;
+    }
+    if let Some(d) = ms("HUSH_TEST_FETCH_MEAN_MS") {
+        options.traffic.fetch_mean = d;
+    }
     options
 }
 
@@ -762,6 +819,11 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
                 )?;
+            } else if h.status().await?.high_risk {
+                writeln!(
+                    io.out,
+                    "added {name:?}; the handshake waits for a high-risk slot, sent while hush runs (the terminal UI, or hush recv --wait)"
+                )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(
                     io.out,
@@ -847,10 +909,18 @@ async fn command_with_engine(
                 .into_iter()
                 .find(|m| m.id == id)
                 .map_or(DeliveryState::Queued, |m| m.state);
-            let waiting = if state == DeliveryState::Queued {
-                h.status().await?.private_route
+            // Why a queued message waits: for its high-risk slot (not a failure), or for
+            // private routing.
+            let (high_risk, waiting) = if state == DeliveryState::Queued {
+                let status = h.status().await?;
+                let why = if status.high_risk {
+                    Some("high_risk_slot".to_string())
+                } else {
+                    status.private_route
+                };
+                (status.high_risk, why)
             } else {
-                None
+                (false, None)
             };
             if json {
                 let mut v = json!({"id": id, "contact": name, "state": state.as_str()});
@@ -860,6 +930,11 @@ async fn command_with_engine(
                 writeln!(io.out, "{v}")?;
             } else if state != DeliveryState::Queued {
                 writeln!(io.out, "sent")?;
+            } else if high_risk {
+                writeln!(
+                    io.out,
+                    "waiting: high-risk mode sends it at one of its random slots, while hush runs (the terminal UI, or hush recv --wait)"
+                )?;
             } else if let Some(why) = waiting {
                 writeln!(
                     io.out,
@@ -1010,6 +1085,47 @@ async fn command_with_engine(
                 writeln!(io.out, "{}", json!({"old": old, "new": new}))?;
             } else {
                 writeln!(io.out, "renamed")?;
+            }
+        }
+        Command::HighRisk { setting } => {
+            let on = match setting.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(usage("high-risk takes \"on\" or \"off\"")),
+            };
+            h.set_high_risk(on).await?;
+            let status = h.status().await?;
+            if json {
+                writeln!(io.out, "{}", traffic_json(&status))?;
+            } else {
+                writeln!(io.out, "{}", traffic_line(&status))?;
+            }
+        }
+        Command::Status => {
+            let status = h.status().await?;
+            if json {
+                let mut v = traffic_json(&status);
+                v["outbox"] = json!(status.outbox);
+                v["relays"] = json!(status.relays);
+                v["relays_up"] = json!(status.relays_up);
+                writeln!(io.out, "{v}")?;
+            } else {
+                writeln!(io.out, "{}", traffic_line(&status))?;
+                if status.outbox > 0 {
+                    let why = if status.high_risk {
+                        "waiting for their slots"
+                    } else {
+                        "waiting for a relay"
+                    };
+                    writeln!(io.out, "outbox: {} envelopes {why}", status.outbox)?;
+                } else {
+                    writeln!(io.out, "outbox: empty")?;
+                }
+                writeln!(
+                    io.out,
+                    "relays: {} of {} connected",
+                    status.relays_up, status.relays
+                )?;
             }
         }
         Command::Receipts { name, setting } => {

@@ -253,6 +253,10 @@ pub enum Effect {
     SetRelay(String),
     /// Send read receipts to a contact, or not.
     Receipts(String, bool),
+    /// Turn high-risk traffic mode on (`true`) or off.
+    HighRisk(bool),
+    /// Read the traffic mode and its cost, for the status bar.
+    LoadTraffic,
     /// Accept a link.
     Accept {
         /// The link.
@@ -355,6 +359,15 @@ pub enum Msg {
     SafetyReady(String, SafetyInfo),
     /// An engine call finished: a line for the status bar.
     Done(Result<String, String>),
+    /// The traffic mode and what high-risk mode costs; `changed`: the user just switched it.
+    Traffic {
+        /// High-risk mode is on.
+        high_risk: bool,
+        /// Its cost.
+        cost: hush_core::TrafficCost,
+        /// Switched by `:highrisk`.
+        changed: bool,
+    },
     /// A file transfer moved on: its progress bar goes in the status bar.
     FileProgress {
         /// "send" or "save".
@@ -362,6 +375,32 @@ pub enum Msg {
         /// Where it is.
         progress: hush_core::files::Progress,
     },
+}
+
+/// Bytes as whole megabytes (rounded).
+fn mb(bytes: u64) -> u64 {
+    (bytes + 500_000) / 1_000_000
+}
+
+/// What high-risk mode costs, in words.
+pub fn cost_text(cost: &hush_core::TrafficCost) -> String {
+    format!(
+        "{} MB/day up and {} down, about {} s more per envelope sent and {} s per fetch",
+        mb(cost.up_bytes_per_day),
+        mb(cost.down_bytes_per_day),
+        cost.send_latency_secs,
+        cost.receive_latency_secs
+    )
+}
+
+/// What high-risk mode costs, short enough for the status bar at 80 columns.
+pub fn cost_short(cost: &hush_core::TrafficCost) -> String {
+    format!(
+        "{} MB/day up, {} down, +{} s",
+        mb(cost.up_bytes_per_day),
+        mb(cost.down_bytes_per_day),
+        cost.send_latency_secs
+    )
 }
 
 /// The whole UI state.
@@ -401,6 +440,8 @@ pub struct App {
     pub route_waiting: Option<String>,
     /// Last status line.
     pub status: Option<String>,
+    /// The traffic mode and the cost of high-risk mode, once read (status bar).
+    pub traffic: Option<(bool, hush_core::TrafficCost)>,
     /// Notify by terminal bell.
     pub bell: bool,
     /// The time zone times are shown in (UTC until the driver sets the system's).
@@ -445,6 +486,7 @@ impl App {
             relay_up: false,
             route_waiting: None,
             status: None,
+            traffic: None,
             bell,
             tz: jiff::tz::TimeZone::UTC,
             pending_g: false,
@@ -606,7 +648,25 @@ impl App {
                     self.profile = f.name.trim().to_string();
                 }
                 self.screen = Screen::Main;
-                vec![Effect::LoadContacts]
+                vec![Effect::LoadContacts, Effect::LoadTraffic]
+            }
+            Msg::Traffic {
+                high_risk,
+                cost,
+                changed,
+            } => {
+                self.traffic = Some((high_risk, cost));
+                if changed {
+                    self.status = Some(if high_risk {
+                        format!(
+                            "high-risk mode on: {}; what you send waits for its slot",
+                            cost_text(&cost)
+                        )
+                    } else {
+                        "high-risk mode off: messages leave at once (paced)".into()
+                    });
+                }
+                Vec::new()
             }
             Msg::Opened(Err(e)) => {
                 match &mut self.screen {
@@ -1196,6 +1256,9 @@ impl App {
                 }
             },
             ("relay", [address]) => vec![Effect::SetRelay((*address).to_string())],
+            ("highrisk" | "high-risk", [on @ ("on" | "off")]) => {
+                vec![Effect::HighRisk(*on == "on")]
+            }
             ("receipts", [on @ ("on" | "off")]) => match current {
                 Some(n) => vec![Effect::Receipts(n, *on == "on")],
                 None => need(self),

@@ -380,6 +380,18 @@ impl Driver {
     }
 }
 
+/// The traffic mode and its cost, as a message.
+async fn traffic(h: &Handle, changed: bool) -> Option<Msg> {
+    match h.status().await {
+        Ok(s) => Some(Msg::Traffic {
+            high_risk: s.high_risk,
+            cost: s.high_risk_cost,
+            changed,
+        }),
+        Err(e) => Some(Msg::Done(Err(e.to_string()))),
+    }
+}
+
 async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
     let done = |r: hush_core::Result<String>| Some(Msg::Done(r.map_err(|e| e.to_string())));
     match fx {
@@ -389,7 +401,22 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
             let msgs = h.messages(&name, 1000).await.ok()?;
             Some(Msg::Messages(name, msgs))
         }
-        Effect::Send { to, text } => done(h.send(&to, &text).await.map(|_| String::new())),
+        Effect::Send { to, text } => {
+            let sent = h.send(&to, &text).await;
+            let waiting = matches!(h.status().await, Ok(s) if s.high_risk);
+            done(sent.map(|_| {
+                if waiting {
+                    "waiting for a high-risk slot (not failed: it leaves at one)".into()
+                } else {
+                    String::new()
+                }
+            }))
+        }
+        Effect::HighRisk(on) => match h.set_high_risk(on).await {
+            Ok(()) => traffic(h, true).await,
+            Err(e) => done(Err(e)),
+        },
+        Effect::LoadTraffic => traffic(h, false).await,
         Effect::Invite {
             one_time,
             name,

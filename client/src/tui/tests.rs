@@ -1138,7 +1138,10 @@ fn setup_form_validates() {
     assert!(!f.busy);
     assert_eq!(f.error.as_deref(), Some("not a relay address"));
     app.update(key(KeyCode::Enter));
-    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(
+        app.update(Msg::Opened(Ok(()))),
+        vec![Effect::LoadContacts, Effect::LoadTraffic]
+    );
     assert_eq!(app.screen, Screen::Main);
     assert_eq!(
         app.profile, "tipline",
@@ -1183,7 +1186,10 @@ fn unlock_screen() {
     );
     typed(&mut app, "secret");
     app.update(key(KeyCode::Enter));
-    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(
+        app.update(Msg::Opened(Ok(()))),
+        vec![Effect::LoadContacts, Effect::LoadTraffic]
+    );
     assert_eq!(app.screen, Screen::Main);
     // The first contact list opens the first conversation.
     assert_eq!(app.update(Msg::Contacts(contacts())), vec![loads("bob")]);
@@ -1230,7 +1236,10 @@ fn a_profile_with_passphrase_command_opens_without_asking() {
         }
     );
     assert!(app.update(ch('x')).is_empty(), "keys wait while opening");
-    assert_eq!(app.update(Msg::Opened(Ok(()))), vec![Effect::LoadContacts]);
+    assert_eq!(
+        app.update(Msg::Opened(Ok(()))),
+        vec![Effect::LoadContacts, Effect::LoadTraffic]
+    );
     assert_eq!(app.screen, Screen::Main);
 }
 
@@ -1439,6 +1448,52 @@ fn relay_up_and_down_show_in_the_status_bar() {
     app.update(Msg::Engine(Event::Relay { up: true }));
     assert!(app.relay_up);
     assert!(screen(&mut app, 80, 24).contains("relay: connected"));
+}
+
+/// `:highrisk on|off` switches the mode; the status bar then says high-risk mode is on and
+/// what it costs (the privacy note gives way at 80 columns, the help hint stays); normal
+/// mode's bar is as before. Seen to fail with the bar built without the traffic segment.
+#[test]
+fn high_risk_mode_and_its_cost_show_in_the_status_bar() {
+    let mut app = main_app();
+    assert_eq!(
+        command(&mut app, "highrisk on"),
+        vec![Effect::HighRisk(true)]
+    );
+    let cost = hush_core::TrafficCost {
+        up_bytes_per_day: 17_971_200,
+        down_bytes_per_day: 17_971_200,
+        send_latency_secs: 30,
+        receive_latency_secs: 60,
+    };
+    app.update(Msg::Traffic {
+        high_risk: true,
+        cost,
+        changed: true,
+    });
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains("high-risk: 18 MB/day up, 18 down, +30 s"), "{s}");
+    assert!(s.contains("help"), "{s}");
+    assert!(
+        app.status
+            .as_deref()
+            .unwrap()
+            .contains("waits for its slot")
+    );
+    let wide = screen(&mut app, 160, 24);
+    assert!(wide.contains("privacy:"), "{wide}");
+    assert_eq!(
+        command(&mut app, "high-risk off"),
+        vec![Effect::HighRisk(false)]
+    );
+    app.update(Msg::Traffic {
+        high_risk: false,
+        cost,
+        changed: true,
+    });
+    assert!(!screen(&mut app, 80, 24).contains("high-risk:"));
+    assert!(command(&mut app, "highrisk maybe").is_empty());
+    assert!(app.status.as_deref().unwrap().contains("unknown command"));
 }
 
 /// Messages that wait for private routing show as waiting, with the reason, until the

@@ -484,7 +484,19 @@ fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
     } else {
         format!("{} help", app.keys.keys_for(Action::Help))
     };
-    let bar = format!(" {mode} │ {relay} │ {privacy} │ {help}");
+    let bar = match app.traffic {
+        Some((true, cost)) => {
+            let traffic = format!("high-risk: {}", super::app::cost_short(&cost));
+            let full = format!(" {mode} │ {relay} │ {traffic} │ {privacy} │ {help}");
+            if text::width(&full) <= usize::from(width) {
+                full
+            } else {
+                // The mode and its cost before the privacy note, which a narrow bar drops.
+                format!(" {mode} │ {relay} │ {traffic} │ {help}")
+            }
+        }
+        _ => format!(" {mode} │ {relay} │ {privacy} │ {help}"),
+    };
     match app.status.as_deref().filter(|s| !s.is_empty()) {
         None => (bar, Vec::new()),
         Some(s) if text::width(&bar) + 3 + text::width(s) <= usize::from(width) => {
@@ -542,7 +554,10 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
         (":rename NAME".into(), "rename the contact"),
         (":verify".into(), "safety number (m marks verified)"),
         (":disappear 1h|off".into(), "disappearing messages"),
-        (":receipts on|off".into(), "read receipts to the contact"),
+        (
+            ":receipts  :highrisk on|off".into(),
+            "read receipts; cover traffic (costs data)",
+        ),
         (":relay ADDRESS".into(), "use this relay"),
         (":search TEXT  /TEXT".into(), "search the conversation"),
         (

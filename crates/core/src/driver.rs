@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::{Event, Handle, Request, Response};
 use crate::backoff::Backoff;
-use crate::engine::{Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkOp, LinkRequest, Ticket, Time};
 use crate::error::{Error, Result};
 use crate::link::{Link, Reports};
 use crate::local_relay::{LocalRelay, ServedRelay};
@@ -48,6 +48,8 @@ pub struct Options {
     pub local_relay: Option<Arc<dyn LocalRelay>>,
     /// How relays are reached (the profile's `transport` and `socks5` settings).
     pub network: Network,
+    /// The rates of high-risk mode's slots (defaults: [`crate::TrafficConfig`]).
+    pub traffic: crate::engine::TrafficConfig,
     /// How deposits to other relays travel (the profile's `routing`).
     pub routing: Routing,
     /// The local address connections leave from (the profile's `bind`).
@@ -151,7 +153,25 @@ impl Isolation {
             }),
         }
     }
+
+    /// The username of a lane's connection (per-contact isolation in high-risk mode): its
+    /// own, so that through Tor each lane is a circuit of its own.
+    fn lane_username(&self, lane: Lane) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"hush socks5 isolation lane v1");
+        h.update(self.secret);
+        h.update(lane.contact.0.to_be_bytes());
+        h.update(lane.window.to_be_bytes());
+        h.update([u8::from(lane.fetch)]);
+        let digest = h.finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
 }
+
+/// Which link a request travels on: the relay's, a contact's (deposits through a proxy) or
+/// a lane's (per-contact isolation).
+type LinkKey = (String, Option<ContactId>, Option<Lane>);
 
 /// 32 bytes from the operating system's generator.
 pub(crate) fn os_seed() -> Result<[u8; 32]> {
@@ -191,6 +211,7 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         local_relay: local_address.clone(),
         #[cfg(feature = "test-hooks")]
         crash_at: opts.crash_at,
+        traffic: opts.traffic,
     };
     let engine = Engine::new(store, config, os_seed()?, clock.now())?;
     let served = match (&opts.local_relay, &local_address) {
@@ -238,7 +259,7 @@ struct Driver {
     bind: Option<std::net::IpAddr>,
     isolation: Isolation,
     /// Links by relay and, through a SOCKS5 proxy, by the contact a deposit goes to.
-    links: HashMap<(String, Option<ContactId>), Link>,
+    links: HashMap<LinkKey, Link>,
     reports: Reports,
     events: mpsc::Sender<Event>,
     replies: HashMap<Ticket, oneshot::Sender<Result<Response>>>,
@@ -328,34 +349,8 @@ impl Driver {
     fn pump(&mut self) {
         while let Some(req) = self.engine.poll_link_request() {
             let reports = self.reports.clone();
-            // Private routing: a deposit to any relay but the profile's own goes through the
-            // own relay, sealed to the destination; fetches, deletes and subscriptions stay
-            // direct (they go to the own relay anyway).
-            let via = match (&req.op, self.routing) {
-                (LinkOp::Deposit { .. }, Routing::Private) => {
-                    self.engine.own_relay().filter(|own| *own != req.relay)
-                }
-                _ => None,
-            };
-            let connect_to = via.as_ref().unwrap_or(&req.relay);
-            // The built-in relay is this machine's own loopback: nothing to hide from a network
-            // and nothing a proxy could reach, so it is always QUIC. Only a proxy can give
-            // contacts apart circuits; without one a connection per contact would hide
-            // nothing from the relay, which sees one address.
-            let network = if self.local_address.as_ref() == Some(connect_to) {
-                Network::Quic
-            } else {
-                self.network
-            };
-            let contact = match network {
-                Network::Socks5(_) => req.contact,
-                Network::Quic | Network::Tcp => None,
-            };
-            let route = self.isolation.route(network, contact);
-            let key = match &via {
-                Some(own) => (format!("{own} > {}", req.relay), contact),
-                None => (req.relay.to_string(), contact),
-            };
+            let (key, target) = self.link_for(&req);
+            let contact = key.1;
             let op = match self.links.get(&key) {
                 Some(link) => match link.send(req.op) {
                     Ok(()) => continue,
@@ -363,12 +358,6 @@ impl Driver {
                     Err(op) => op,
                 },
                 None => req.op,
-            };
-            let target = crate::link::Target {
-                connect: connect_to.clone(),
-                forward: via.is_some().then(|| req.relay.clone()),
-                route,
-                bind: self.bind,
             };
             let link = Link::spawn(target, reports, contact.is_none());
             if link.send(op).is_err() {
@@ -389,6 +378,62 @@ impl Driver {
                 None => tracing::warn!("engine answered a command twice"),
             }
         }
+    }
+
+    /// The link a request takes and where it connects. Private routing: a deposit to any
+    /// relay but the profile's own goes through the own relay, sealed to the destination
+    /// (a cover deposit too: it is a deposit like any other); fetches, deletes and
+    /// subscriptions stay direct (they go to the own relay anyway). The built-in relay is
+    /// this machine's own loopback: nothing to hide from a network and nothing a proxy could
+    /// reach, so it is always QUIC. A request with a lane (per-contact isolation) gets that
+    /// lane's own connection, through a proxy its own username. Otherwise only a proxy can
+    /// give contacts apart circuits; without one a connection per contact would hide
+    /// nothing from the relay, which sees one address.
+    fn link_for(&self, req: &LinkRequest) -> (LinkKey, crate::link::Target) {
+        let via = match (&req.op, self.routing) {
+            (LinkOp::Deposit { .. }, Routing::Private) => {
+                self.engine.own_relay().filter(|own| *own != req.relay)
+            }
+            _ => None,
+        };
+        let connect_to = via.as_ref().unwrap_or(&req.relay);
+        let network = if self.local_address.as_ref() == Some(connect_to) {
+            Network::Quic
+        } else {
+            self.network
+        };
+        let relay_key = match &via {
+            Some(own) => format!("{own} > {}", req.relay),
+            None => req.relay.to_string(),
+        };
+        let (contact, route) = match req.lane {
+            Some(lane) => (
+                Some(lane.contact),
+                match network {
+                    Network::Socks5(proxy) => {
+                        hush_transport::Route::Socks5(hush_transport::Socks5 {
+                            proxy,
+                            username: self.isolation.lane_username(lane),
+                        })
+                    }
+                    other => self.isolation.route(other, None),
+                },
+            ),
+            None => {
+                let contact = match network {
+                    Network::Socks5(_) => req.contact,
+                    Network::Quic | Network::Tcp => None,
+                };
+                (contact, self.isolation.route(network, contact))
+            }
+        };
+        let target = crate::link::Target {
+            connect: connect_to.clone(),
+            forward: via.is_some().then(|| req.relay.clone()),
+            route,
+            bind: self.bind,
+        };
+        ((relay_key, contact, req.lane), target)
     }
 
     /// Resolves when the next takeover try is due (never while none is planned).
@@ -539,6 +584,30 @@ mod tests {
         assert_eq!(
             run.route(Network::Tcp, Some(ContactId(1))),
             hush_transport::Route::Tcp
+        );
+    }
+
+    /// Each lane (relationship, window of epochs, fetch or deposit) gets its own opaque
+    /// username, unlike every contact's and the profile's. Seen to fail with the window left
+    /// out of the hash (two windows of one contact shared a circuit).
+    #[test]
+    fn lane_usernames_are_distinct_per_relationship_window_and_use() {
+        let run = Isolation::new([3; 32]);
+        let lanes = [
+            Lane::of(ContactId(1), 10, true),
+            Lane::of(ContactId(1), 12, true),
+            Lane::of(ContactId(1), 10, false),
+            Lane::of(ContactId(2), 10, true),
+        ];
+        let mut names: Vec<String> = lanes.iter().map(|l| run.lane_username(*l)).collect();
+        names.push(run.username(None));
+        names.push(run.username(Some(ContactId(1))));
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert_eq!(
+            run.lane_username(Lane::of(ContactId(1), 11, true)),
+            names[0],
+            "epochs 10 and 11 share a window"
         );
     }
 

@@ -43,6 +43,7 @@ pub use api::{
 pub use driver::{Options, check_relay, start};
 #[cfg(feature = "test-hooks")]
 pub use engine::CrashPoint;
+pub use engine::{TrafficConfig, TrafficCost};
 pub use error::{Error, Result};
 pub use local_relay::{BoxFuture, LocalRelay, ServedRelay};
 pub use passphrase::Passphrase;

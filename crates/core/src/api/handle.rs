@@ -228,6 +228,10 @@ impl Handle {
     pub async fn invites(&self) -> Result<Vec<InviteInfo>> {
         call!(self, Command::Invites, Invites(i) => i)
     }
+    /// Turns high-risk traffic mode on or off (see [`Command::SetHighRisk`]).
+    pub async fn set_high_risk(&self, on: bool) -> Result<()> {
+        call!(self, Command::SetHighRisk { on }, Done => ())
+    }
     /// Stops answering an invite.
     pub async fn revoke_invite(&self, id: i64) -> Result<()> {
         call!(self, Command::RevokeInvite { id }, Done => ())

@@ -269,6 +269,12 @@ pub struct Status {
     pub certificate_mismatch: usize,
     /// Relays whose last connection attempt failed at the profile's SOCKS5 proxy.
     pub proxy_failed: usize,
+    /// High-risk traffic mode is on: deposits and fetches only at random slots, with cover
+    /// envelopes in slots nothing waits for (`Command::SetHighRisk`).
+    pub high_risk: bool,
+    /// What high-risk mode costs this profile (whether it is on or not, so a front end can
+    /// say so before it is turned on).
+    pub high_risk_cost: crate::engine::TrafficCost,
     /// Why deposits to another relay wait under private routing (a stable name such as
     /// `own_relay_unreachable`, `forward_key_refused`, `forwarding_disabled`), if they do.
     pub private_route: Option<String>,
@@ -284,9 +290,13 @@ impl std::fmt::Debug for Status {
             outbox,
             certificate_mismatch,
             proxy_failed,
+            high_risk,
+            high_risk_cost,
             private_route,
         } = self;
         f.debug_struct("Status")
+            .field("high_risk", high_risk)
+            .field("high_risk_cost", high_risk_cost)
             .field("home_relay_local", home_relay_local)
             .field("relays_up", relays_up)
             .field("relays", relays)
@@ -426,6 +436,13 @@ pub enum Command {
         /// The new relay (`hush://` address); `None`: the same relay.
         relay: Option<String>,
     },
+    /// Turn high-risk traffic mode on or off for this profile (kept across runs);
+    /// [`Response::Done`]. While it is on, what is sent waits for a deposit slot (it shows
+    /// [`DeliveryState::Queued`] meanwhile) and `Sync` waits for the next fetch slot.
+    SetHighRisk {
+        /// On.
+        on: bool,
+    },
     /// File transfers ([`crate::files`]); each is answered as [`FileCommand`] says.
     Files(FileCommand),
 }
@@ -542,6 +559,7 @@ impl std::fmt::Debug for Command {
             Self::SetBlocked { .. } => "SetBlocked",
             Self::Invites => "Invites",
             Self::RevokeInvite { .. } => "RevokeInvite",
+            Self::SetHighRisk { .. } => "SetHighRisk",
             Self::Files(_) => "Files",
         };
         f.write_str(name)

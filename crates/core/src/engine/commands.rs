@@ -5,6 +5,7 @@
 use hush_crypto::{Invite, InviteKind, InviterSecrets};
 use hush_proto::RelayAddress;
 
+use super::schedule::Pace;
 use super::{Engine, Ticket};
 use crate::api::{Command, ContactInfo, InviteLink, Response, SafetyInfo, Status};
 use crate::content::Content;
@@ -22,6 +23,15 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
         Err(Error::InvalidArgument(
             "contact names are 1 to 64 printable characters".into(),
         ))
+    }
+}
+
+/// Whether the profile has high-risk mode on (the `high_risk` setting; unset: off).
+pub(crate) fn stored_high_risk(store: &crate::store::Store) -> Result<bool> {
+    match store.db().setting(Setting::HighRisk)?.as_deref() {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(_) => Err(Error::StoreCorrupted("high-risk setting")),
     }
 }
 
@@ -109,6 +119,7 @@ impl Engine {
             Command::MoveMailbox { contact, relay } => {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
+            Command::SetHighRisk { on } => done(self.set_high_risk(on)),
             Command::Files(c) => Some(self.file_command(c)),
         }
     }
@@ -208,7 +219,12 @@ impl Engine {
         )?;
         // The handshake travels in a first envelope; an empty receipt carries it without
         // showing anything to the inviter but the new contact.
-        self.send_content(id, &Content::Receipt { ids: Vec::new() }, None)?;
+        self.send_content(
+            id,
+            &Content::Receipt { ids: Vec::new() },
+            None,
+            Pace::Fragments,
+        )?;
         self.refresh_subscriptions()?;
         self.flush_due(None)?;
         Ok(())
@@ -233,7 +249,7 @@ impl Engine {
                 .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
             body: text.to_string(),
         };
-        let row = self.send_content(id, &content, Some(text))?;
+        let row = self.send_content(id, &content, Some(text), Pace::Fragments)?;
         self.flush_due(None)?;
         row.ok_or(Error::StoreCorrupted("message row missing"))
     }
@@ -302,7 +318,7 @@ impl Engine {
         let mut session = self.store.db().session(id)?;
         let next = self.store.db().contact_settings(id)?.next_msg_id;
         let control = session.move_receive_mailbox(relay, self.now.unix_secs(), &mut self.rng)?;
-        self.queue_payloads(id, session, &[control], None, next)?;
+        self.queue_payloads(id, session, &[control], None, next, Pace::Fragments)?;
         self.refresh_subscriptions()?;
         self.flush_due(None)?;
         Ok(())
@@ -327,6 +343,22 @@ impl Engine {
         self.refresh_subscriptions()
     }
 
+    /// Turns high-risk mode on or off for this profile (stored, so it stays so).
+    fn set_high_risk(&mut self, on: bool) -> Result<()> {
+        self.store
+            .db()
+            .set_setting(Setting::HighRisk, if on { "on" } else { "off" })?;
+        self.schedule.set_high_risk(on, self.now);
+        // On: the relays stop pushing. Off: subscriptions again, a fetch of what arrived
+        // since the last fetch slot, and what waited for a slot leaves, paced.
+        self.refresh_subscriptions()?;
+        if !on {
+            self.catch_up(None)?;
+        }
+        self.flush_due(None)?;
+        Ok(())
+    }
+
     fn status(&self) -> Result<Status> {
         let configured = self.configured_relay()?;
         let home_relay_local = configured.is_none() && self.config.local_relay.is_some();
@@ -344,6 +376,17 @@ impl Engine {
                 .map(str::to_owned),
             relays: self.relays.len(),
             outbox: self.store.db().outbox_len(None)?,
+            high_risk: self.schedule.high_risk(),
+            high_risk_cost: self.high_risk_cost()?,
         })
+    }
+
+    /// What high-risk mode costs this profile now. With per-contact isolation a fetch slot
+    /// asks once per relationship and window of epochs: the current and the next epoch fall
+    /// in one window half of the time, in two the other half, so 1.5 fetches per contact.
+    fn high_risk_cost(&self) -> Result<crate::engine::TrafficCost> {
+        let n = u64::try_from(self.store.db().contact_sessions()?.len()).unwrap_or(u64::MAX);
+        let fetch_ops = (n.saturating_mul(3) / 2).max(1);
+        Ok(self.schedule.config().cost(n, fetch_ops))
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use hush_crypto::file::FileSecret;
 
 use super::Engine;
+use super::schedule::Pace;
 use crate::api::{FileCommand, Response};
 use crate::content::Content;
 use crate::error::{Error, Result};
@@ -73,7 +74,7 @@ impl Engine {
                 };
                 let text = summary(&info.descriptor.name, info.descriptor.size);
                 let row = self
-                    .send_content(contact, &content, Some(&text))?
+                    .send_content(contact, &content, Some(&text), Pace::Fragments)?
                     .ok_or(Error::StoreCorrupted("message row missing"))?;
                 self.store.db().set_file_message(id, row)?;
                 self.store

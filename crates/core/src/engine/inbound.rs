@@ -8,7 +8,8 @@ use hush_crypto::handshake::InitOutcome;
 use hush_crypto::payload::Payload;
 use hush_proto::{Envelope, EnvelopeId, MailboxId};
 
-use super::{Engine, LinkOp, Owner};
+use super::schedule::Pace;
+use super::{Engine, Lane, LinkOp, Owner};
 use crate::api::{DeliveryState, Event};
 use crate::content::Content;
 use crate::error::{Error, Result};
@@ -43,12 +44,20 @@ impl Engine {
             return Ok(());
         };
         let (owner, secret, relay) = (route.owner, route.secret.clone(), route.relay.clone());
+        // The acknowledgement presents the fetch secret again: with isolation, on the lane
+        // it was fetched on.
+        let lane = match owner {
+            Owner::Contact(c) if self.isolating() => Some(Lane::of(c, route.epoch, true)),
+            _ => None,
+        };
         // Only a committed (or permanently unusable) envelope is acknowledged.
         self.process_envelope(owner, envelope)?;
         #[cfg(feature = "test-hooks")]
         self.crash_if(CrashPoint::BeforeAck);
-        self.push_request(
+        self.push_request_on(
             &relay,
+            lane.map(|l| l.contact),
+            lane,
             LinkOp::Delete {
                 secret,
                 ids: vec![id],
@@ -68,7 +77,10 @@ impl Engine {
                         self.heard_from(id)
                     }
                     Err(e) => {
-                        // A replay (already committed) or an envelope no key opens: drop it.
+                        // A replay (already committed), an envelope no key opens, or a cover
+                        // envelope (random bytes: docs/PROTOCOL.md section 10a), which is
+                        // recognised exactly so: it is dropped (and acknowledged) and the
+                        // session it was tried with is not saved, so it costs no state.
                         tracing::debug!(error = %e, "envelope not decrypted; dropped");
                         Ok(())
                     }
@@ -108,7 +120,14 @@ impl Engine {
                 self.commit_payload(id, *session, &payload)?;
                 // Answer at once: the reply completes the handshake (the invitee leaves the
                 // handshake mailbox and the post-quantum secret enters the root key).
-                self.send_content(id, &Content::Receipt { ids: Vec::new() }, None)?;
+                // It is paced as a receipt: leaving at once, it would tie the invitee's
+                // deposit to this device's fetch in time.
+                self.send_content(
+                    id,
+                    &Content::Receipt { ids: Vec::new() },
+                    None,
+                    Pace::Receipt,
+                )?;
                 self.refresh_subscriptions()?;
                 self.flush_due(None)?;
                 Ok(())
@@ -236,7 +255,12 @@ impl Engine {
         if let Some(msg_id) = done.receipt_for
             && self.store.db().contact_settings(contact)?.receipts
         {
-            self.send_content(contact, &Content::Receipt { ids: vec![msg_id] }, None)?;
+            self.send_content(
+                contact,
+                &Content::Receipt { ids: vec![msg_id] },
+                None,
+                Pace::Receipt,
+            )?;
             self.flush_due(None)?;
         }
         Ok(())

@@ -23,7 +23,8 @@
 //! Logs carry no names, text, keys or mailbox ids.
 //!
 //! Split by job: `commands` (front-end commands), `mailboxes` (which mailboxes to watch
-//! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing).
+//! and fetch), `outbox` (sending and retries), `inbound` (decrypting and committing),
+//! `schedule` (when deposits and fetches happen: pacing, high-risk slots, cover).
 
 mod commands;
 mod files;
@@ -31,6 +32,8 @@ pub(crate) use commands::relay_setting;
 mod inbound;
 mod mailboxes;
 mod outbox;
+mod schedule;
+pub use schedule::{TrafficConfig, TrafficCost};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -178,6 +181,37 @@ impl LinkOp {
     }
 }
 
+/// How many epochs of one relationship one isolated connection may present: a [`Lane`]
+/// covers an aligned window of this many epochs (the current and the next, at most).
+pub const LANE_EPOCHS: u64 = 2;
+
+/// The connection a request must travel on when contacts are kept apart (per-contact
+/// isolation, on in high-risk mode): one relationship, one direction of use (its fetches and
+/// acknowledgements, or the deposits to it) and one window of [`LANE_EPOCHS`] epochs. So no
+/// connection presents the mailboxes of two relationships, nor more than [`LANE_EPOCHS`]
+/// epochs of one: a relay cannot link a relationship's pseudonyms across epochs, or a
+/// device's relationships together, by the connection they came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lane {
+    /// The relationship.
+    pub contact: crate::store::ContactId,
+    /// Epochs `window * LANE_EPOCHS .. (window + 1) * LANE_EPOCHS`.
+    pub window: u64,
+    /// Fetches and acknowledgements (`true`) or deposits.
+    pub fetch: bool,
+}
+
+impl Lane {
+    /// The lane of `contact`'s requests about `epoch`.
+    pub fn of(contact: crate::store::ContactId, epoch: u64, fetch: bool) -> Self {
+        Self {
+            contact,
+            window: epoch / LANE_EPOCHS,
+            fetch,
+        }
+    }
+}
+
 /// A [`LinkOp`] for one relay.
 #[derive(Clone)]
 pub struct LinkRequest {
@@ -187,6 +221,9 @@ pub struct LinkRequest {
     /// circuit per contact) sends it on that contact's own connection. `None` for the
     /// profile's own requests (fetch, delete, subscribe).
     pub contact: Option<crate::store::ContactId>,
+    /// With per-contact isolation, the connection it must take (the driver gives each lane
+    /// its own, and through SOCKS5 its own proxy username); `None`: the relay's shared one.
+    pub lane: Option<Lane>,
     /// What to do there.
     pub op: LinkOp,
 }
@@ -286,6 +323,8 @@ pub struct EngineConfig {
     /// Test hook: abort the process at this point.
     #[cfg(feature = "test-hooks")]
     pub crash_at: Option<CrashPoint>,
+    /// The rates of high-risk mode's slots.
+    pub traffic: TrafficConfig,
 }
 
 /// Whose mailbox a fetch secret opens.
@@ -301,14 +340,30 @@ struct Route {
     owner: Owner,
     secret: Opener,
     relay: RelayAddress,
+    /// The epoch the mailbox belongs to.
+    epoch: u64,
 }
 
 struct FetchJob {
     relay: String,
-    contacts: Vec<ContactId>,
+    /// The contacts it fetches, each with the first epoch it fetches of them.
+    contacts: Vec<(ContactId, u64)>,
     /// Used one-time invites to retire when this fetch completes.
     retire: Vec<InviteId>,
+    /// The catch-up it is part of.
+    round: u64,
+}
+
+/// One catch-up: its fetches (one per relay, or per lane with isolation), and when the
+/// last has ended, where each contact's next catch-up starts.
+struct Round {
+    pending: usize,
+    /// The epoch the round started in.
     epoch: u64,
+    contacts: std::collections::BTreeSet<ContactId>,
+    /// Per contact, the first epoch of a fetch of it that failed, or that this round left
+    /// for the next (a catch-up spread over slots).
+    failed_from: BTreeMap<ContactId, u64>,
 }
 
 struct SyncWaiter {
@@ -349,6 +404,7 @@ pub struct Engine {
     relays: BTreeMap<String, RelayState>,
     in_flight: HashSet<OutboxId>,
     fetches: HashMap<FetchToken, FetchJob>,
+    rounds: HashMap<u64, Round>,
     next_token: u64,
     sync_waiters: Vec<SyncWaiter>,
     flush_waiters: Vec<FlushWaiter>,
@@ -360,6 +416,12 @@ pub struct Engine {
     requests: VecDeque<LinkRequest>,
     events: VecDeque<Event>,
     replies: VecDeque<(Ticket, Result<Response>)>,
+    /// When deposits and fetches happen (see `schedule`).
+    schedule: schedule::Schedule,
+    /// High-risk mode: `sync` commands answered after the next fetch slot.
+    sync_at_slot: Vec<Ticket>,
+    /// High-risk mode: the relays in use were told to push nothing.
+    subscriptions_cleared: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -377,15 +439,22 @@ impl Engine {
     /// working at once: it sweeps expired messages, subscribes, catches up on every
     /// mailbox and sends the whole outbox (the user just started hush).
     pub fn new(store: Store, config: EngineConfig, seed: [u8; 32], now: Time) -> Result<Self> {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        // The schedule's own generator: nothing the user does draws from it (see `schedule`).
+        let mut schedule_seed = [0u8; 32];
+        rand_core::Rng::fill_bytes(&mut rng, &mut schedule_seed);
+        let high_risk = commands::stored_high_risk(&store)?;
+        let schedule = schedule::Schedule::new(config.traffic, high_risk, schedule_seed, now);
         let mut engine = Self {
             store,
             config,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             now,
             routes: HashMap::new(),
             relays: BTreeMap::new(),
             in_flight: HashSet::new(),
             fetches: HashMap::new(),
+            rounds: HashMap::new(),
             next_token: 1,
             sync_waiters: Vec::new(),
             flush_waiters: Vec::new(),
@@ -395,6 +464,9 @@ impl Engine {
             requests: VecDeque::new(),
             events: VecDeque::new(),
             replies: VecDeque::new(),
+            schedule,
+            sync_at_slot: Vec::new(),
+            subscriptions_cleared: false,
         };
         engine.sweep_expired()?;
         engine.retire_expired_invites()?;
@@ -443,6 +515,12 @@ impl Engine {
             self.refresh_subscriptions()?;
         }
         self.flush_due(None)?;
+        if self.schedule.take_deposit_slot(now) {
+            self.deposit_slot()?;
+        }
+        if self.schedule.take_fetch_slot(now) {
+            self.fetch_slot()?;
+        }
         Ok(())
     }
 
@@ -478,15 +556,29 @@ impl Engine {
     pub fn poll_timeout(&self) -> Result<Time> {
         let next_epoch = Time::from_unix_secs((self.now.epoch() + 1) * EPOCH_SECONDS);
         let mut next = next_epoch;
-        for (id, at) in self.store.db().outbox_schedule()? {
-            if !self.in_flight.contains(&id) {
-                next = next.min(Time::from_unix_secs(at).max(self.now));
+        // In high-risk mode the outbox waits for slots; in normal mode an entry waits for its
+        // paced release too.
+        if !self.schedule.high_risk() {
+            for (id, at) in self.store.db().outbox_schedule()? {
+                if !self.in_flight.contains(&id) {
+                    let at = Time::from_unix_secs(at).max(self.schedule.release_of(id));
+                    next = next.min(at.max(self.now));
+                }
             }
         }
         if let Some(at) = self.store.db().next_expiry()? {
             next = next.min(Time::from_unix_secs(at).max(self.now));
         }
+        if let Some(at) = self.schedule.next_due() {
+            next = next.min(at.max(self.now));
+        }
         Ok(next)
+    }
+
+    /// The store (tests look at what a step left in it).
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Acknowledgements sent to relays and not answered yet. A process about to exit waits
@@ -496,13 +588,29 @@ impl Engine {
     }
 
     fn push_request(&mut self, relay: &RelayAddress, op: LinkOp) {
-        self.push_request_for(relay, None, op);
+        self.push_request_on(relay, None, None, op);
     }
 
     fn push_request_for(
         &mut self,
         relay: &RelayAddress,
         contact: Option<crate::store::ContactId>,
+        op: LinkOp,
+    ) {
+        self.push_request_on(relay, contact, None, op);
+    }
+
+    /// Per-contact isolation is on: in high-risk mode, where nothing is subscribed (a
+    /// subscription holds many mailboxes on one connection).
+    fn isolating(&self) -> bool {
+        self.schedule.high_risk()
+    }
+
+    fn push_request_on(
+        &mut self,
+        relay: &RelayAddress,
+        contact: Option<crate::store::ContactId>,
+        lane: Option<Lane>,
         op: LinkOp,
     ) {
         self.relays
@@ -518,6 +626,7 @@ impl Engine {
         self.requests.push_back(LinkRequest {
             relay: relay.clone(),
             contact,
+            lane,
             op,
         });
     }

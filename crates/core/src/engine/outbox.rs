@@ -1,14 +1,18 @@
 //! Sending: content is encrypted into the outbox in one transaction with the session that
 //! produced it, deposited, and retried with backoff until a relay acknowledges a durable
-//! commit.
+//! commit. When an entry leaves is the schedule's to say (see `schedule`): paced in normal
+//! mode, at a deposit slot in high-risk mode, where a slot with nothing waiting carries a
+//! cover envelope.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use hush_crypto::Target;
 use hush_crypto::{Session, payload};
-use hush_proto::{Envelope, RelayAddress};
+use hush_proto::{ENVELOPE_LEN, Envelope, MailboxId, RelayAddress};
+use rand_core::Rng;
 
-use super::{DepositFailure, Engine, FlushWaiter, LinkOp, Ticket};
+use super::schedule::Pace;
+use super::{DepositFailure, Engine, FlushWaiter, Lane, LinkOp, Ticket};
 use crate::api::{DeliveryState, Event, Response};
 use crate::backoff::Backoff;
 use crate::content::Content;
@@ -23,6 +27,7 @@ impl Engine {
         contact: ContactId,
         content: &Content,
         text: Option<&str>,
+        pace: Pace,
     ) -> Result<Option<i64>> {
         let now = self.now.unix_secs();
         let settings = self.store.db().contact_settings(contact)?;
@@ -35,7 +40,14 @@ impl Engine {
             sent_at: now,
             expires_at: settings.disappear_secs.map(|d| now.saturating_add(d)),
         });
-        self.queue_payloads(contact, session, &pieces, message.as_ref(), msg_id + 1)
+        self.queue_payloads(
+            contact,
+            session,
+            &pieces,
+            message.as_ref(),
+            msg_id + 1,
+            pace,
+        )
     }
 
     /// Encrypts payloads with `session` into the outbox and stores the session, the id of
@@ -47,6 +59,7 @@ impl Engine {
         payloads: &[Vec<u8>],
         message: Option<&NewOutgoing<'_>>,
         next_msg_id: u64,
+        pace: Pace,
     ) -> Result<Option<i64>> {
         let now = self.now.unix_secs();
         let mut envelopes: Vec<(RelayAddress, Target, Envelope)> =
@@ -61,20 +74,38 @@ impl Engine {
         let row = message
             .map(|m| db.insert_outgoing(contact, m))
             .transpose()?;
+        let mut ids = Vec::with_capacity(envelopes.len());
         for (relay, target, env) in &envelopes {
-            db.insert_outbox(contact, row, relay, target, env)?;
+            ids.push(db.insert_outbox(contact, row, relay, target, env)?);
         }
         db.save_sending_session(contact, &session, next_msg_id)?;
         tx.commit()?;
+        if !self.schedule.high_risk() {
+            self.schedule.pace(&ids, pace, self.now, &mut self.rng);
+        }
         Ok(row)
     }
 
-    /// `flush`: send what is due and answer when every deposit on its way has finished.
+    /// `flush`: send what is due and answer when every deposit on its way has finished,
+    /// and in normal mode every paced one too (it leaves within seconds). In high-risk mode
+    /// nothing leaves but at its slot: the answer is what waits, at once.
     pub(super) fn flush(&mut self, ticket: Ticket) -> Option<Result<Response>> {
+        if self.schedule.high_risk() {
+            return Some(self.store.db().outbox_len(None).map(Response::Count));
+        }
         match self.flush_due(None) {
             Ok(mut waiting) => {
-                // Deposits already on their way count too.
+                // Deposits already on their way count too, and those held by pacing.
                 waiting.extend(self.in_flight.iter().copied());
+                match self.store.db().due_outbox(u64::MAX) {
+                    Ok(entries) => waiting.extend(
+                        entries
+                            .into_iter()
+                            .map(|e| e.id)
+                            .filter(|id| self.schedule.release_of(*id) > self.now),
+                    ),
+                    Err(e) => return Some(Err(e)),
+                }
                 if waiting.is_empty() {
                     Some(self.store.db().outbox_len(None).map(Response::Count))
                 } else {
@@ -91,17 +122,24 @@ impl Engine {
         self.flush_due_by(only, self.now.unix_secs())
     }
 
-    /// Sends every outbox entry due by `due_by` (Unix seconds) not already in flight.
-    /// Backoff spaces out retries against a relay that is down; a new engine (the user ran a
-    /// command) and a link that came back up retry everything at once.
+    /// Sends every outbox entry due by `due_by` (Unix seconds) not already in flight and
+    /// released by pacing (normal mode; in high-risk mode only slots send). Backoff spaces
+    /// out retries against a relay that is down; a new engine (the user ran a command) and a
+    /// link that came back up retry everything at once.
     pub(super) fn flush_due_by(
         &mut self,
         only: Option<&RelayAddress>,
         due_by: u64,
     ) -> Result<HashSet<OutboxId>> {
         let mut sent = HashSet::new();
+        if self.schedule.high_risk() {
+            return Ok(sent);
+        }
         for entry in self.store.db().due_outbox(due_by)? {
             if self.in_flight.contains(&entry.id) || only.is_some_and(|o| *o != entry.relay) {
+                continue;
+            }
+            if !self.schedule.released(entry.id, self.now, &mut self.rng) {
                 continue;
             }
             self.in_flight.insert(entry.id);
@@ -124,6 +162,10 @@ impl Engine {
         outbox: OutboxId,
         result: std::result::Result<(), DepositFailure>,
     ) -> Result<()> {
+        if self.schedule.take_cover(outbox) {
+            // Cover is never retried: the next slot draws anew.
+            return Ok(());
+        }
         self.in_flight.remove(&outbox);
         match result {
             Ok(()) => {
@@ -155,6 +197,119 @@ impl Engine {
                 i += 1;
             }
         }
+        Ok(())
+    }
+
+    /// A high-risk deposit slot: it belongs to a contact drawn uniformly (the schedule's
+    /// generator), so each relationship's mailbox gets deposits at the same rate whatever
+    /// is said on it. It carries that contact's oldest waiting envelope, else a cover
+    /// envelope to the mailbox a real one would go to.
+    pub(super) fn deposit_slot(&mut self) -> Result<()> {
+        let now = self.now.unix_secs();
+        let waiting: Vec<_> = self
+            .store
+            .db()
+            .due_outbox(u64::MAX)?
+            .into_iter()
+            .filter(|e| !self.in_flight.contains(&e.id))
+            .collect();
+        let mut contacts = BTreeSet::new();
+        let mut sessions = Vec::new();
+        for (id, session, _) in self.store.db().contact_sessions()? {
+            if !self.store.db().contact_settings(id)?.blocked {
+                contacts.insert(id);
+                sessions.push((id, session));
+            }
+        }
+        // A blocked contact's old entries still leave (as before they were blocked).
+        contacts.extend(waiting.iter().map(|e| e.contact));
+        let contacts: Vec<ContactId> = contacts.into_iter().collect();
+        if contacts.is_empty() {
+            // No relationship to hide yet: the rate is kept with cover to a mailbox id
+            // nobody holds, on the relay new invites point to.
+            if let Ok(relay) = self.home_relay() {
+                let target = Target::Mailbox(self.random_mailbox());
+                self.cover_deposit(&relay, None, target)?;
+            }
+            return Ok(());
+        }
+        let pick = contacts[self.schedule.pick(contacts.len())];
+        let current = sessions
+            .into_iter()
+            .find(|(id, _)| *id == pick)
+            .map(|(_, session)| {
+                let (relay, target) = session.deposit_target(now);
+                (relay.clone(), target)
+            });
+        if let Some(entry) = waiting.into_iter().find(|e| e.contact == pick) {
+            // An envelope that waited into a later epoch goes to that epoch's mailbox, where
+            // cover goes and the recipient looks: its epoch's mailbox may be fetched no more,
+            // and a deposit to an old epoch's mailbox would mark it as real to the relay. (A
+            // session envelope does not depend on the mailbox it travels in; one for a drop
+            // stays for that drop.)
+            let (relay, target) = match (&entry.target, &current) {
+                (Target::Mailbox(_), Some((relay, target @ Target::Mailbox(_)))) => {
+                    (relay.clone(), *target)
+                }
+                _ => (entry.relay.clone(), entry.target),
+            };
+            self.in_flight.insert(entry.id);
+            let lane = Lane::of(entry.contact, self.now.epoch(), false);
+            self.push_request_on(
+                &relay,
+                Some(entry.contact),
+                Some(lane),
+                LinkOp::Deposit {
+                    outbox: entry.id,
+                    target,
+                    envelope: entry.envelope,
+                },
+            );
+            return Ok(());
+        }
+        let Some((relay, target)) = current else {
+            return Ok(());
+        };
+        // Until the inviter answered, a contact's real envelopes go to the invite's drop,
+        // which takes only stamped deposits: cover goes to a mailbox id nobody holds instead.
+        let target = match target {
+            Target::Mailbox(_) => target,
+            Target::Drop(_) => Target::Mailbox(self.random_mailbox()),
+        };
+        self.cover_deposit(&relay, Some(pick), target)
+    }
+
+    fn random_mailbox(&mut self) -> MailboxId {
+        let mut id = [0u8; 32];
+        self.rng.fill_bytes(&mut id);
+        MailboxId(id)
+    }
+
+    /// Deposits a cover envelope: 4096 bytes from the engine's generator, which no key
+    /// opens, so its recipient drops it (docs/PROTOCOL.md section 10a).
+    fn cover_deposit(
+        &mut self,
+        relay: &RelayAddress,
+        contact: Option<ContactId>,
+        target: Target,
+    ) -> Result<()> {
+        let mut bytes = vec![0u8; ENVELOPE_LEN];
+        self.rng.fill_bytes(&mut bytes);
+        // ENVELOPE_LEN bytes always make an envelope.
+        #[allow(clippy::expect_used)]
+        let envelope = Envelope::from_vec(bytes).expect("an envelope of ENVELOPE_LEN bytes");
+        let outbox = self.schedule.new_cover();
+        let lane = contact.map(|c| Lane::of(c, self.now.epoch(), false));
+        self.push_request_on(
+            relay,
+            contact,
+            lane,
+            LinkOp::Deposit {
+                outbox,
+                target,
+                envelope,
+            },
+        );
         Ok(())
     }
 

@@ -11,13 +11,17 @@
 //! It records what a relay and a network observer would see ([`Observation`]: time,
 //! connection, command, size), so traffic-shape properties can be proven here.
 //!
-//! Tests: `tests` (delivery, catch-up, crashes, faults) and `lifecycle_tests` (links that
-//! make no new relationship, invite retirement, deleting and blocking contacts, send order).
+//! Tests: `tests` (delivery, catch-up, crashes, faults), `lifecycle_tests` (links that
+//! make no new relationship, invite retirement, deleting and blocking contacts, send order)
+//! and `traffic_tests` (what an observer learns: high-risk slots and cover, pacing), with
+//! the Kolmogorov–Smirnov test of `stats`.
 
 mod lifecycle_tests;
 mod net;
 mod relay;
+mod stats;
 mod tests;
+mod traffic_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -27,7 +31,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::api::{Command, Event, Response};
-use crate::engine::{Engine, EngineConfig, LinkEvent, LinkOp, Ticket, Time};
+use crate::engine::{Engine, EngineConfig, Lane, LinkEvent, LinkOp, Ticket, Time};
 use crate::error::Result;
 use crate::profile::Profile;
 use crate::store::{KdfCost, Store};
@@ -87,7 +91,8 @@ pub(crate) struct Node {
     replies: BTreeMap<Ticket, Result<Response>>,
     pub(crate) events: Vec<Event>,
     next_ticket: u64,
-    links: BTreeMap<String, SimLink>,
+    /// By relay and lane (per-contact isolation gives each lane a connection of its own).
+    links: BTreeMap<(String, Option<Lane>), SimLink>,
     /// Seconds this node's clock is ahead of the world's (negative: behind).
     pub(crate) skew_secs: i64,
 }
@@ -126,10 +131,17 @@ pub(crate) struct World {
     pub(crate) request_contacts: Vec<(usize, bool, Option<crate::store::ContactId>)>,
     /// Nodes whose engine has outputs waiting to leave it.
     unpumped: VecDeque<usize>,
+    /// Which node opened each connection (for tests: an observer sees only connections).
+    pub(crate) connection_node: BTreeMap<u64, usize>,
+    /// Every mailbox id whose secret a connection presented (fetch, delete, subscribe).
+    pub(crate) presented: Vec<(u64, hush_proto::MailboxId)>,
 }
 
 /// One-way network latency before jitter.
 const LATENCY: Duration = Duration::from_millis(20);
+/// How far ahead `settle` fires timeouts: past normal mode's pacing of a long message and a
+/// receipt's delay.
+const SETTLE_HORIZON: Duration = Duration::from_secs(30);
 /// How long a link waits before reconnecting to a relay that came back.
 const RECONNECT: Duration = Duration::from_millis(500);
 
@@ -163,6 +175,8 @@ impl World {
             deposit_attempts: Vec::new(),
             request_contacts: Vec::new(),
             unpumped: VecDeque::new(),
+            connection_node: BTreeMap::new(),
+            presented: Vec::new(),
         }
     }
 
@@ -228,12 +242,17 @@ impl World {
         let key = self.relays[r].address.to_string();
         let addr = self.relays[r].address.clone();
         for n in 0..self.nodes.len() {
-            let Some(link) = self.nodes[n].links.get_mut(&key) else {
-                continue;
-            };
-            if link.up {
-                link.up = false;
-                let connection = link.connection;
+            let mut down = Vec::new();
+            for ((k, lane), link) in &mut self.nodes[n].links {
+                if *k == key && link.up {
+                    link.up = false;
+                    // Only the relay's shared link reports its state, as in the driver.
+                    if lane.is_none() {
+                        down.push(link.connection);
+                    }
+                }
+            }
+            for connection in down {
                 self.send_to_node(n, &addr, connection, LinkEvent::Down);
             }
         }
@@ -245,8 +264,16 @@ impl World {
         self.relays[r].up = true;
         let key = self.relays[r].address.to_string();
         for n in 0..self.nodes.len() {
-            if self.nodes[n].engine.is_some() && self.nodes[n].links.contains_key(&key) {
-                self.connect(n, r, RECONNECT);
+            let lanes: Vec<Option<Lane>> = self.nodes[n]
+                .links
+                .keys()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, lane)| *lane)
+                .collect();
+            if self.nodes[n].engine.is_some() {
+                for lane in lanes {
+                    self.connect(n, r, lane, RECONNECT);
+                }
             }
         }
     }
@@ -279,11 +306,19 @@ impl World {
         self.now = self.now.max(deadline);
     }
 
-    /// Runs until the network is quiet (timeouts left for later), at most `limit` steps.
+    /// Runs until the network is quiet and no timeout is due within [`SETTLE_HORIZON`]
+    /// (paced deposits and delayed receipts leave within it; epochs, retries and timers
+    /// further off are left for later), at most 100 000 steps.
     pub(crate) fn settle(&mut self) {
         for _ in 0..100_000 {
             self.pump_all();
-            let Some((&(at, _), _)) = self.net.first_key_value() else {
+            let net = self.net.first_key_value().map(|(&(at, _), _)| at);
+            let soon = self.now.plus(SETTLE_HORIZON);
+            let timeout = (0..self.nodes.len())
+                .filter_map(|n| self.timeout_of(n))
+                .min()
+                .filter(|t| *t <= soon);
+            let Some(at) = [net, timeout].into_iter().flatten().min() else {
                 return;
             };
             self.now = self.now.max(at);
@@ -394,7 +429,7 @@ impl World {
         for req in requests {
             let deposit = matches!(req.op, LinkOp::Deposit { .. });
             self.request_contacts.push((n, deposit, req.contact));
-            self.link_send(n, &req.relay, req.op);
+            self.link_send(n, &req.relay, req.lane, req.op);
         }
     }
 }

@@ -8,7 +8,7 @@ use hush_proto::{FRAME_LEN, MAX_DELETE_IDS, MAX_SECRETS, RelayAddress};
 use rand_core::Rng;
 
 use super::{Direction, LATENCY, Msg, Observation, SimLink, World, fail};
-use crate::engine::{DepositFailure, LinkEvent, LinkOp, Time};
+use crate::engine::{DepositFailure, Lane, LinkEvent, LinkOp, Time};
 
 fn frames(n: usize, per: usize) -> usize {
     n.div_ceil(per).max(1) * FRAME_LEN
@@ -28,7 +28,13 @@ impl World {
 
     /// A node's link takes an op: it connects first if it has no connection, fails it at
     /// once if the relay is down (as a real link does), or sends it.
-    pub(super) fn link_send(&mut self, n: usize, addr: &RelayAddress, op: LinkOp) {
+    pub(super) fn link_send(
+        &mut self,
+        n: usize,
+        addr: &RelayAddress,
+        lane: Option<Lane>,
+        op: LinkOp,
+    ) {
         if matches!(op, LinkOp::Deposit { .. }) {
             self.deposit_attempts.push((self.now, n));
         }
@@ -37,7 +43,7 @@ impl World {
             self.fail_offline(n, addr, 0, op);
             return;
         };
-        let key = addr.to_string();
+        let key = (addr.to_string(), lane);
         if !self.nodes[n].links.contains_key(&key) {
             self.nodes[n].links.insert(
                 key.clone(),
@@ -48,8 +54,8 @@ impl World {
                 },
             );
             if self.relays[r].up {
-                self.connect(n, r, Duration::ZERO);
-            } else {
+                self.connect(n, r, lane, Duration::ZERO);
+            } else if lane.is_none() {
                 self.send_to_node(n, addr, 0, LinkEvent::Down);
             }
         }
@@ -80,11 +86,12 @@ impl World {
 
     /// Opens a new connection from node `n` to relay `r` after `delay`: the node hears Up,
     /// and its subscriptions are sent again.
-    pub(super) fn connect(&mut self, n: usize, r: usize, delay: Duration) {
+    pub(super) fn connect(&mut self, n: usize, r: usize, lane: Option<Lane>, delay: Duration) {
         let connection = self.next_connection;
         self.next_connection += 1;
+        self.connection_node.insert(connection, n);
         let addr = self.relays[r].address.clone();
-        let key = addr.to_string();
+        let key = (addr.to_string(), lane);
         let Some(link) = self.nodes[n].links.get_mut(&key) else {
             return;
         };
@@ -92,15 +99,18 @@ impl World {
         link.up = true;
         let subscribed = link.subscribed.clone();
         let at = self.arrival().plus(delay);
-        self.schedule(
-            at,
-            Msg::ToNode {
-                node: n,
-                relay: addr,
-                connection,
-                ev: LinkEvent::Up,
-            },
-        );
+        // Only the relay's shared link reports its state, as in the driver.
+        if lane.is_none() {
+            self.schedule(
+                at,
+                Msg::ToNode {
+                    node: n,
+                    relay: addr,
+                    connection,
+                    ev: LinkEvent::Up,
+                },
+            );
+        }
         if !subscribed.is_empty() {
             self.schedule(
                 at,
@@ -183,11 +193,12 @@ impl World {
             } => {
                 // What was sent on a connection that has since closed never arrives, but the
                 // link's own Up/Down news always does.
+                let key = relay.to_string();
                 let current = self.nodes[node]
                     .links
-                    .get(&relay.to_string())
-                    .map(|l| l.connection);
-                if !matches!(ev, LinkEvent::Up | LinkEvent::Down) && current != Some(connection) {
+                    .iter()
+                    .any(|((k, _), l)| *k == key && l.connection == connection);
+                if !matches!(ev, LinkEvent::Up | LinkEvent::Down) && !current {
                     return;
                 }
                 let now = self.node_now(node);
@@ -212,7 +223,24 @@ impl World {
         let addr = self.relays[r].address.clone();
         let (kind, bytes) = match &op {
             LinkOp::Deposit { .. } => ("deposit", FRAME_LEN),
-            LinkOp::Fetch { secrets, .. } => ("fetch", frames(secrets.len(), MAX_SECRETS)),
+            LinkOp::Fetch { secrets, .. } => {
+                // A real link fetches drops with a command of their own.
+                let drops = secrets
+                    .iter()
+                    .filter(|s| matches!(s, crate::engine::Opener::Drop(_)))
+                    .count();
+                if drops > 0 {
+                    self.log.push(Observation {
+                        at: self.now,
+                        relay: r,
+                        connection,
+                        direction: Direction::ToRelay,
+                        kind: "fetch-drops",
+                        bytes: frames(drops, MAX_SECRETS),
+                    });
+                }
+                ("fetch", frames(secrets.len() - drops, MAX_SECRETS))
+            }
             LinkOp::Delete { ids, .. } => ("delete", frames(ids.len(), MAX_DELETE_IDS)),
             LinkOp::Subscribe { secrets } => ("subscribe", frames(secrets.len(), MAX_SECRETS)),
         };
@@ -224,6 +252,16 @@ impl World {
             kind,
             bytes,
         });
+        let presented: Vec<_> = match &op {
+            LinkOp::Fetch { secrets, .. } | LinkOp::Subscribe { secrets } => secrets
+                .iter()
+                .map(crate::engine::Opener::mailbox_id)
+                .collect(),
+            LinkOp::Delete { secret, .. } => vec![secret.mailbox_id()],
+            LinkOp::Deposit { .. } => Vec::new(),
+        };
+        self.presented
+            .extend(presented.into_iter().map(|m| (connection, m)));
         if !self.relays[r].up {
             self.fail_offline(node, &addr, connection, op);
             return;

@@ -10,12 +10,16 @@ use crate::error::Result;
 pub(crate) enum Setting {
     /// The relay new invites point to (`hush://` text form); unset: the local relay.
     Relay,
+    /// High-risk traffic mode (`on`/`off`; unset: off). Kept in the encrypted store, not in
+    /// `config.toml`, so that the profile's plaintext files do not say it is on.
+    HighRisk,
 }
 
 impl Setting {
     fn key(self) -> &'static str {
         match self {
             Self::Relay => "relay",
+            Self::HighRisk => "high_risk",
         }
     }
 }
