@@ -85,6 +85,36 @@ enum Command {
         /// The message.
         text: Option<String>,
     },
+    /// Send a file: encrypted on this device, uploaded as equal-size chunks, then offered in
+    /// the conversation. --resume ID continues an interrupted upload.
+    SendFile {
+        /// Contact name.
+        #[arg(required_unless_present = "resume")]
+        name: Option<String>,
+        /// The file.
+        #[arg(required_unless_present = "resume")]
+        path: Option<PathBuf>,
+        /// Continue the upload of this file id instead.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["name", "path"])]
+        resume: Option<i64>,
+    },
+    /// List file transfers (of one contact, or all), oldest first.
+    Files {
+        /// Contact name.
+        name: Option<String>,
+    },
+    /// Save a received file into DIR (resumes an interrupted download); the digest is
+    /// checked before it is saved, and the relay's chunks are deleted afterwards.
+    GetFile {
+        /// File id (from `hush files`).
+        id: i64,
+        /// The directory to save it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Refuse a file larger than this many bytes (default 2 GiB).
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+    },
     /// Receive: fetch what arrived, optionally wait for more, print new messages.
     Recv {
         /// Seconds to keep listening for pushed messages.
@@ -931,6 +961,20 @@ async fn command_with_engine(
                     "queued: the relay is unreachable; it will be sent by the next hush command"
                 )?;
             }
+        }
+        Command::SendFile { name, path, resume } => {
+            let target = match (resume, name, path) {
+                (Some(id), _, _) => crate::files_cli::SendTarget::Resume(id),
+                (None, Some(contact), Some(path)) => {
+                    crate::files_cli::SendTarget::New { contact, path }
+                }
+                _ => return Err(usage("send-file needs CONTACT PATH, or --resume ID")),
+            };
+            crate::files_cli::send_file(h, target, json, io.out, io.err).await?;
+        }
+        Command::Files { name } => crate::files_cli::list(h, name, json, io.out).await?,
+        Command::GetFile { id, dir, max_size } => {
+            crate::files_cli::get_file(h, id, &dir, max_size, json, io.out, io.err).await?;
         }
         Command::Recv { wait } => {
             let ok = h.sync().await?;

@@ -53,6 +53,8 @@ pub enum Kind {
     StoreDamaged,
     /// The profile was made by a hush of protocol version 1.
     ProfileTooOld,
+    /// A file transfer was refused or failed (docs/PROTOCOL.md 7a): its name is the code.
+    File(hush_core::files::FileError),
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Self::ProfileBusy => "profile_busy",
             Self::StoreDamaged => "store_damaged",
             Self::ProfileTooOld => "profile_too_old",
+            Self::File(e) => e.name(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Kind {
             Self::CertificateMismatch => 6,
             Self::ProfileBusy => 7,
             Self::ProxyFailed => 8,
+            Self::File(e) => file_exit_code(e),
         }
     }
 
@@ -106,7 +110,11 @@ impl Kind {
             Error::ProfileFromProtocol1 => Self::ProfileTooOld,
             Error::ProfileBusy => Self::ProfileBusy,
             Error::ProfileExists | Error::DuplicateContact => Self::Exists,
-            Error::NoProfile | Error::UnknownContact | Error::UnknownInvite => Self::NotFound,
+            Error::NoProfile
+            | Error::UnknownContact
+            | Error::UnknownInvite
+            | Error::UnknownFile => Self::NotFound,
+            Error::File(e) => Self::File(*e),
             Error::InvalidProfileName | Error::InvalidArgument(_) => Self::Usage,
             Error::Crypto(
                 hush_crypto::Error::InvalidInvite(_)
@@ -132,6 +140,19 @@ impl Kind {
         } else {
             Self::Other
         }
+    }
+}
+
+/// Exit codes of file failures: 9 the sender's file is unusable (a hostile or broken
+/// descriptor or chunk, a digest that does not match), 10 larger than the user's limit, 11
+/// the relay does not have or take the chunks, 12 the source changed while being sent.
+fn file_exit_code(e: hush_core::files::FileError) -> u8 {
+    use hush_core::files::FileError as F;
+    match e {
+        F::OverLimit => 10,
+        F::ChunkMissing | F::RelayRefused => 11,
+        F::SourceChanged => 12,
+        _ => 9,
     }
 }
 

@@ -10,6 +10,7 @@
 mod cli;
 mod control;
 mod failure;
+mod files_cli;
 #[cfg(feature = "embedded-relay")]
 mod local_relay;
 mod terminal_text;

@@ -44,6 +44,9 @@ pub struct Config {
     /// The NATS JetStream cluster, when `storage.backend = "jetstream"`.
     #[serde(default)]
     pub jetstream: Option<JetStream>,
+    /// File chunks (docs/PROTOCOL.md II.4.3).
+    #[serde(default)]
+    pub chunks: Chunks,
     /// Logging.
     #[serde(default)]
     pub log: Log,
@@ -199,6 +202,60 @@ impl Default for Storage {
             cache_mib: Positive(64),
             scrub_interval_secs: Positive(600),
         }
+    }
+}
+
+/// File chunk storage: its own quota and expiry, apart from envelopes'.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chunks {
+    /// Whether the relay stores chunks at all; off, chunk requests get `ChunksUnsupported`.
+    pub enabled: bool,
+    /// Bytes of chunks stored in total (a multiple of the 256 KiB chunk size is used; beyond,
+    /// `ChunkStoreFull`).
+    pub max_stored_bytes: Positive<u64>,
+    /// Seconds a chunk is kept before it expires (fetched chunks are deleted sooner by their
+    /// recipient).
+    pub expiry_secs: Positive<u64>,
+    /// Chunk requests one connection may have in flight; beyond, `ChunkBusy`.
+    pub max_in_flight_per_connection: Positive<u32>,
+    /// Chunk requests in flight over all connections (each holds 256 KiB of memory);
+    /// beyond, `ChunkBusy`.
+    pub max_in_flight: Positive<u32>,
+}
+
+impl Default for Chunks {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_stored_bytes: Positive(4 * 1024 * 1024 * 1024),
+            expiry_secs: Positive(2 * 24 * 3600),
+            max_in_flight_per_connection: Positive(4),
+            max_in_flight: Positive(64),
+        }
+    }
+}
+
+impl Chunks {
+    /// Most chunks stored: `max_stored_bytes` in whole chunks.
+    #[must_use]
+    pub fn max_chunks(&self) -> u64 {
+        self.max_stored_bytes.0 / hush_proto::CHUNK_LEN as u64
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), Error> {
+        if self.enabled && self.max_chunks() == 0 {
+            return Err(Error::Config(format!(
+                "{origin}: chunks.max_stored_bytes must hold at least one chunk ({} bytes)",
+                hush_proto::CHUNK_LEN
+            )));
+        }
+        if self.max_in_flight_per_connection.0 > self.max_in_flight.0 {
+            return Err(Error::Config(format!(
+                "{origin}: chunks.max_in_flight_per_connection must not exceed chunks.max_in_flight"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -578,6 +635,19 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "request_timeout_ms",
     ),
     ("HUSH_RELAY_LOG_LEVEL", "log", "level"),
+    ("HUSH_RELAY_CHUNKS_ENABLED", "chunks", "enabled"),
+    (
+        "HUSH_RELAY_CHUNKS_MAX_STORED_BYTES",
+        "chunks",
+        "max_stored_bytes",
+    ),
+    ("HUSH_RELAY_CHUNKS_EXPIRY_SECS", "chunks", "expiry_secs"),
+    (
+        "HUSH_RELAY_CHUNKS_MAX_IN_FLIGHT_PER_CONNECTION",
+        "chunks",
+        "max_in_flight_per_connection",
+    ),
+    ("HUSH_RELAY_CHUNKS_MAX_IN_FLIGHT", "chunks", "max_in_flight"),
     ("HUSH_RELAY_FORWARDING_ENABLED", "forwarding", "enabled"),
     ("HUSH_RELAY_FORWARDING_KEY", "forwarding", "key"),
     (
@@ -615,6 +685,7 @@ impl Config {
             limits: Limits::default(),
             storage: Storage::default(),
             jetstream: None,
+            chunks: Chunks::default(),
             log: Log {
                 level: LogLevel::Warn,
             },
@@ -661,6 +732,7 @@ impl Config {
     /// override errors.
     pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
         let cfg = Self::parse_unchecked(text, origin, env)?;
+        cfg.chunks.validate(origin)?;
         crate::admission::connection_slots(&cfg)
             .map_err(|m| Error::Config(format!("{origin}: {m}")))?;
         match (cfg.storage.backend, &cfg.jetstream) {
@@ -885,6 +957,19 @@ backend = "redb"
 # tls_ca = "nats-ca.pem"
 # tls_cert = "nats-client.pem"
 # tls_key = "nats-client.key"
+
+[chunks]
+# File chunks (256 KiB each, docs/PROTOCOL.md II.4.3), kept apart from envelopes in
+# data_dir/chunks. false answers every chunk request ChunksUnsupported.
+enabled = true
+# Total bytes of chunks stored; beyond, uploads get ChunkStoreFull (4 GiB).
+max_stored_bytes = 4294967296
+# Seconds before an unfetched chunk expires (2 days).
+expiry_secs = 172800
+# Chunk requests in flight per connection and over all connections (each holds 256 KiB of
+# memory while it runs); beyond, ChunkBusy.
+max_in_flight_per_connection = 4
+max_in_flight = 64
 
 [log]
 # error, warn, info, debug or trace. Logs never contain addresses, mailbox ids or secrets.

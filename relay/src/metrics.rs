@@ -29,7 +29,7 @@ pub struct Metrics {
     connection_slots: AtomicU64,
     scrubs: AtomicU64,
     scrub_micros: AtomicU64,
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; REQUEST_NAMES.len()],
     /// One counter per entry of [`ErrorCode::ALL`], the labels being their names.
     errors: [AtomicU64; ErrorCode::ALL.len()],
     deposits_stored: AtomicU64,
@@ -53,12 +53,27 @@ pub struct Metrics {
     storage_failing: AtomicBool,
     /// Set by a backend that lost its storage (a JetStream cluster without quorum).
     storage_unreachable: AtomicBool,
+    /// File chunks (docs/PROTOCOL.md II.4.3): bytes of chunks newly stored and sent, chunks
+    /// expired, chunks stored now. Relay-wide only, never per connection.
+    chunk_bytes_received: AtomicU64,
+    chunk_bytes_sent: AtomicU64,
+    chunks_expired: AtomicU64,
+    stored_chunks: AtomicU64,
 }
 
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
 const COMMIT_BUCKETS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0];
 
-const REQUEST_NAMES: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
+const REQUEST_NAMES: [&str; 8] = [
+    "ping",
+    "deposit",
+    "fetch",
+    "delete",
+    "subscribe",
+    "put_chunk",
+    "get_chunk",
+    "delete_chunk",
+];
 
 /// How a delete request ended (`hush_relay_deletes_total{outcome}`). Finding nothing to
 /// delete is normal (a client retrying after a lost answer, or expiry first), not an error.
@@ -243,6 +258,19 @@ impl Metrics {
     pub fn set_storage_reachable(&self, reachable: bool) {
         self.storage_unreachable
             .store(!reachable, Ordering::Relaxed);
+    }
+    pub(crate) fn chunk_bytes_received(&self, n: usize) {
+        self.chunk_bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn chunk_bytes_sent(&self, n: usize) {
+        self.chunk_bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn chunks_expired(&self, n: u64) {
+        self.chunks_expired.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn set_stored_chunks(&self, n: u64) {
+        self.stored_chunks.store(n, Ordering::Relaxed);
     }
     pub(crate) fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -456,6 +484,30 @@ impl Metrics {
             "gauge",
             "Envelopes stored.",
             vec![(String::new(), g(&self.stored_envelopes))],
+        );
+        metric(
+            "hush_relay_stored_chunks",
+            "gauge",
+            "File chunks stored (256 KiB each).",
+            vec![(String::new(), g(&self.stored_chunks))],
+        );
+        metric(
+            "hush_relay_chunk_bytes_received_total",
+            "counter",
+            "Bytes of file chunks newly stored (a repeated put is not counted).",
+            vec![(String::new(), g(&self.chunk_bytes_received))],
+        );
+        metric(
+            "hush_relay_chunk_bytes_sent_total",
+            "counter",
+            "Bytes of file chunks sent to downloaders.",
+            vec![(String::new(), g(&self.chunk_bytes_sent))],
+        );
+        metric(
+            "hush_relay_chunks_expired_total",
+            "counter",
+            "File chunks erased by expiry.",
+            vec![(String::new(), g(&self.chunks_expired))],
         );
         metric(
             "hush_relay_subscribed_mailboxes",

@@ -18,7 +18,7 @@ use hush_proto::{
     Envelope, ErrorCode, ErrorFrame, FRAME_LEN, Host, MAX_VERSION, MIN_VERSION, MailboxId, Pong,
     RelayAddress, Request, Response, decode_request,
 };
-use hush_transport::stream::{read_request, write_frame};
+use hush_transport::stream::{read_request_frame, read_trailer, write_frame};
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -62,6 +62,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     disk: DiskSpace,
     pub(crate) shutdown: watch::Receiver<bool>,
+    chunks: crate::chunks::ChunkService,
     forwarder: crate::forward::Forwarder,
     #[cfg(feature = "test-hooks")]
     record: Option<crate::record::Record>,
@@ -134,6 +135,8 @@ pub(crate) struct ConnState {
     pushes: Arc<PushQueue>,
     /// One fetch at a time per connection: a fetch holds a page of envelopes in memory.
     fetching: tokio::sync::Semaphore,
+    /// Chunk requests of this connection in flight (docs/PROTOCOL.md II.4.3).
+    chunk_slots: Arc<tokio::sync::Semaphore>,
     /// Forward and FetchForwardKey commands in flight on this connection.
     forwards: tokio::sync::Semaphore,
     ticket: Ticket,
@@ -233,6 +236,14 @@ impl Relay {
             }
             (Backend::Redb, _) => Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?),
         };
+        // Chunks live beside relay.redb; the JetStream backend has no chunk store yet.
+        let chunk_store: Option<Arc<dyn crate::store::ChunkStore>> = match config.storage.backend {
+            Backend::Redb if config.chunks.enabled => Some(Arc::new(
+                crate::store::ChunkFiles::open(&config.data_dir, config.chunks.max_chunks())?,
+            )),
+            _ => None,
+        };
+        let chunks = crate::chunks::ChunkService::new(chunk_store, &config.chunks, clock);
         let fanout = Fanout::start(hub.clone(), metrics.clone())?;
         let (committer, writer) = Committer::start(
             store.clone(),
@@ -301,6 +312,7 @@ impl Relay {
             disk: DiskSpace::new(config.data_dir.clone(), limits.min_free_disk_bytes),
             limits,
             shutdown: shutdown_rx,
+            chunks,
         });
         if clock.is_shifted() {
             tracing::warn!("test clock offset is active; expiry uses shifted time");
@@ -576,6 +588,11 @@ async fn sweeper(shared: Arc<Shared>, clock: Clock, every: Duration) {
                 Err(_) => break,
             }
         }
+        let chunks = shared.chunks.sweep().await;
+        shared.metrics.chunks_expired(chunks);
+        if chunks > 0 {
+            tracing::info!(chunks, "chunks expired");
+        }
         tokio::time::sleep(every).await;
     }
 }
@@ -606,6 +623,7 @@ async fn gauges(shared: Arc<Shared>) {
             shared.store.stats().envelopes,
             shared.hub.mailbox_count() as u64,
         );
+        shared.metrics.set_stored_chunks(shared.chunks.stored());
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -706,6 +724,7 @@ impl ConnState {
                     .unwrap_or(usize::MAX),
             ),
             fetching: tokio::sync::Semaphore::new(1),
+            chunk_slots: shared.chunks.connection_limit(),
             forwards: tokio::sync::Semaphore::new(shared.forwarder.max_in_flight),
             ticket,
             #[cfg(feature = "test-hooks")]
@@ -721,11 +740,17 @@ impl ConnState {
 
 /// The relay's reading half of one request stream, QUIC or TCP (`crate::tcp`).
 pub(crate) trait RequestRecv: Send {
-    /// Every byte up to the end of the stream, at most one frame (as
-    /// [`hush_transport::stream::read_request`]).
-    fn read_request(
+    /// The first frame of the stream: `FRAME_LEN` bytes, or fewer if the stream ends first
+    /// (as [`hush_transport::stream::read_request_frame`]).
+    fn read_frame(
         &mut self,
     ) -> impl Future<Output = Result<Zeroizing<Vec<u8>>, hush_transport::Error>> + Send;
+    /// The rest of the stream after its first frame, which must be exactly `len` bytes and
+    /// then its end (as [`hush_transport::stream::read_trailer`]).
+    fn read_trailer(
+        &mut self,
+        len: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, hush_transport::Error>> + Send;
     /// Stops reading: the client is told to send no more.
     fn stop(&mut self);
 }
@@ -734,6 +759,8 @@ pub(crate) trait RequestRecv: Send {
 pub(crate) trait ResponseSend: Send {
     /// Writes one frame; `false` if the stream or the connection failed.
     fn write_frame(&mut self, frame: &[u8; FRAME_LEN]) -> impl Future<Output = bool> + Send;
+    /// Writes raw bytes after a frame (a chunk after `Chunk`); `false` on failure.
+    fn write_raw(&mut self, bytes: &[u8]) -> impl Future<Output = bool> + Send;
     /// Ends the stream and waits (bounded) until the client has every byte of it.
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
     /// Resolves when the client stops reading the stream.
@@ -741,8 +768,11 @@ pub(crate) trait ResponseSend: Send {
 }
 
 impl RequestRecv for RecvStream {
-    async fn read_request(&mut self) -> Result<Zeroizing<Vec<u8>>, hush_transport::Error> {
-        read_request(self).await
+    async fn read_frame(&mut self) -> Result<Zeroizing<Vec<u8>>, hush_transport::Error> {
+        read_request_frame(self).await
+    }
+    async fn read_trailer(&mut self, len: usize) -> Result<Vec<u8>, hush_transport::Error> {
+        read_trailer(self, len).await
     }
     fn stop(&mut self) {
         let _ = RecvStream::stop(self, VarInt::from_u32(0));
@@ -752,6 +782,9 @@ impl RequestRecv for RecvStream {
 impl ResponseSend for SendStream {
     async fn write_frame(&mut self, frame: &[u8; FRAME_LEN]) -> bool {
         write_frame(self, frame).await.is_ok()
+    }
+    async fn write_raw(&mut self, bytes: &[u8]) -> bool {
+        self.write_all(bytes).await.is_ok()
     }
     /// Waits until the client has acknowledged every byte, so that a graceful shutdown
     /// closing the connection afterwards cannot discard an answer.
@@ -799,7 +832,19 @@ pub(crate) async fn handle_stream(
     let metrics = &shared.metrics;
     // The frame may carry fetch secrets: `bytes` wipes itself when dropped (quinn's own
     // buffers are out of reach); the decoded values zeroize themselves.
-    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_request()).await {
+    // A request is one frame and the end of its stream, except that PutChunk is followed by
+    // its chunk (docs/PROTOCOL.md II.4.3), read only once the request is decoded and admitted.
+    let read = async {
+        let head = recv.read_frame().await?;
+        let trailer = head
+            .get(1)
+            .map_or(0, |&k| hush_proto::chunk::request_trailer_len(k));
+        if head.len() == FRAME_LEN && trailer == 0 {
+            recv.read_trailer(0).await?;
+        }
+        Ok(head)
+    };
+    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(hush_transport::Error::Protocol(e))) => {
             recv.stop();
@@ -847,6 +892,9 @@ pub(crate) async fn handle_stream(
     metrics.request(req.name());
     let req_kind = Kind::of(&req);
     match req {
+        Request::PutChunk { .. } | Request::GetChunk { .. } | Request::DeleteChunk { .. } => {
+            return chunk_request(req, send, recv, &shared, &state).await;
+        }
         Request::Ping => {
             let pong = Pong {
                 min_version: MIN_VERSION,
@@ -1142,6 +1190,58 @@ async fn deposit_request(
 
 /// Charges one deposit to the connection's source; the error to send if its budget for the
 /// window is spent (fairness without accounts: no one source fills the relay for everyone).
+/// Serves PutChunk, GetChunk and DeleteChunk (docs/PROTOCOL.md II.4.3).
+async fn chunk_request(
+    req: Request,
+    mut send: impl ResponseSend,
+    mut recv: impl RequestRecv,
+    shared: &Shared,
+    state: &ConnState,
+) {
+    let metrics = &shared.metrics;
+    let svc = &shared.chunks;
+    let _slot = match svc.admit(&state.chunk_slots) {
+        Ok(s) => s,
+        Err(e) => {
+            recv.stop();
+            return send_error(&mut send, metrics, e).await;
+        }
+    };
+    if matches!(req, Request::PutChunk { .. }) && shared.disk.is_low() {
+        recv.stop();
+        return send_error(
+            &mut send,
+            metrics,
+            ErrorFrame::new(ErrorCode::ChunkStoreFull),
+        )
+        .await;
+    }
+    let answer = match req {
+        Request::PutChunk { id } => crate::chunks::put(svc, id, &mut recv).await,
+        Request::DeleteChunk { secret } => crate::chunks::delete(svc, secret.id()).await,
+        Request::GetChunk { secret } => match crate::chunks::get(svc, secret.id()).await {
+            Ok(data) => {
+                if crate::chunks::send_chunk(&mut send, &data).await {
+                    metrics.chunk_bytes_sent(data.len());
+                }
+                return finish(&mut send).await;
+            }
+            Err(e) => Err(e),
+        },
+        _ => Err(ErrorFrame::new(ErrorCode::UnexpectedKind)),
+    };
+    match answer {
+        Ok(resp) => {
+            if matches!(resp, Response::ChunkStored { fresh: true }) {
+                metrics.chunk_bytes_received(hush_proto::CHUNK_LEN);
+            }
+            let _ = send_frame(&mut send, &resp).await;
+            finish(&mut send).await;
+        }
+        Err(e) => send_error(&mut send, metrics, e).await,
+    }
+}
+
 fn charge_deposit(state: &ConnState) -> Result<(), ErrorFrame> {
     state.ticket.charge_deposit().map_err(|wait_ms| ErrorFrame {
         code: ErrorCode::RateLimited,

@@ -144,9 +144,9 @@ pub(crate) async fn handle_connection(
                         let (data_tx, data_rx) = mpsc::unbounded_channel();
                         let (stop_tx, stop_rx) = watch::channel(false);
                         let finished = Arc::new(AtomicBool::new(false));
-                        let recv = TcpRecv { stream, data: data_rx, ctl: ctl_tx.clone(), stopped_reading: false };
+                        let recv = TcpRecv { stream, data: data_rx, ctl: ctl_tx.clone(), stopped_reading: false, pending: Zeroizing::new(Vec::new()), ended: false };
                         let send = TcpSend { stream, cells: cells.clone(), stopped: stop_rx, finished: finished.clone() };
-                        let mut ends = StreamEnds { data: data_tx, stop: stop_tx, received: 0 };
+                        let mut ends = StreamEnds { data: data_tx, stop: stop_tx, received: 0, limit: STREAM_READ_LIMIT };
                         ends.deliver(bytes, fin);
                         streams.insert(stream, ends);
                         let (shared, state, ctl_tx) = (shared.clone(), state.clone(), ctl_tx.clone());
@@ -230,11 +230,21 @@ struct StreamEnds {
     /// Bytes handed over so far; beyond [`STREAM_READ_LIMIT`] the rest is dropped (the
     /// reading half has what it needs to answer `Oversized`).
     received: usize,
+    /// Bytes of the stream kept: one frame and a byte, and a chunk more for PutChunk.
+    limit: usize,
 }
 
 impl StreamEnds {
     fn deliver(&mut self, bytes: &[u8], fin: bool) {
-        let room = STREAM_READ_LIMIT.saturating_sub(self.received);
+        // A PutChunk stream carries its chunk after the frame (docs/PROTOCOL.md II.4.3):
+        // the kind, byte 1 of the stream, decides how much of it is kept.
+        if self.received < 2
+            && let Some(&kind) = bytes.get(1 - self.received)
+        {
+            self.limit = STREAM_READ_LIMIT + hush_proto::chunk::request_trailer_len(kind);
+        }
+        let limit = self.limit;
+        let room = limit.saturating_sub(self.received);
         let take = bytes.get(..room.min(bytes.len())).unwrap_or_default();
         self.received += take.len();
         let _ = self
@@ -284,24 +294,20 @@ struct TcpRecv {
     data: mpsc::UnboundedReceiver<Chunk>,
     ctl: mpsc::UnboundedSender<Ctl>,
     stopped_reading: bool,
+    /// Bytes received beyond what has been read so far.
+    pending: Zeroizing<Vec<u8>>,
+    /// The client's side has ended (FIN seen).
+    ended: bool,
 }
 
-impl RequestRecv for TcpRecv {
-    async fn read_request(&mut self) -> Result<Zeroizing<Vec<u8>>, hush_transport::Error> {
-        let mut buf = Zeroizing::new(Vec::with_capacity(FRAME_LEN));
-        loop {
+impl TcpRecv {
+    /// Receives until `pending` holds more than `want` bytes or the client's side ends.
+    async fn fill(&mut self, want: usize) -> Result<(), hush_transport::Error> {
+        while self.pending.len() <= want && !self.ended {
             match self.data.recv().await {
                 Some(Chunk::Data(bytes, fin)) => {
-                    buf.extend_from_slice(&bytes);
-                    if buf.len() > FRAME_LEN {
-                        let n = buf.len();
-                        return Err(hush_transport::Error::Protocol(
-                            hush_proto::Error::Oversized(n),
-                        ));
-                    }
-                    if fin {
-                        return Ok(buf);
-                    }
+                    self.pending.extend_from_slice(&bytes);
+                    self.ended = fin;
                 }
                 Some(Chunk::Reset) => {
                     return Err(hush_transport::Error::Stream("reset by the client".into()));
@@ -309,6 +315,38 @@ impl RequestRecv for TcpRecv {
                 None => return Err(hush_transport::Error::Stream("connection ended".into())),
             }
         }
+        Ok(())
+    }
+}
+
+impl RequestRecv for TcpRecv {
+    async fn read_frame(&mut self) -> Result<Zeroizing<Vec<u8>>, hush_transport::Error> {
+        self.fill(FRAME_LEN - 1).await?;
+        let rest = Zeroizing::new(
+            self.pending
+                .get(FRAME_LEN..)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+        );
+        let mut head = std::mem::replace(&mut self.pending, rest);
+        head.truncate(FRAME_LEN);
+        Ok(head)
+    }
+
+    async fn read_trailer(&mut self, len: usize) -> Result<Vec<u8>, hush_transport::Error> {
+        self.fill(len).await?;
+        let n = self.pending.len();
+        if n > len {
+            return Err(hush_transport::Error::Protocol(
+                hush_proto::Error::Oversized(FRAME_LEN + n),
+            ));
+        }
+        if n < len {
+            return Err(hush_transport::Error::Protocol(
+                hush_proto::Error::Truncated(FRAME_LEN + n),
+            ));
+        }
+        Ok(std::mem::take(&mut *self.pending))
     }
 
     fn stop(&mut self) {
@@ -340,6 +378,27 @@ impl ResponseSend for TcpSend {
             Ok(c) => self.cells.send(c).await.is_ok(),
             Err(_) => false,
         }
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> bool {
+        for part in bytes.chunks(FRAME_LEN) {
+            if *self.stopped.borrow() || self.finished.load(Ordering::Acquire) {
+                return false;
+            }
+            let cell = Cell::Data {
+                stream: self.stream,
+                bytes: part,
+                fin: false,
+            };
+            let sent = match cell.encode() {
+                Ok(c) => self.cells.send(c).await.is_ok(),
+                Err(_) => false,
+            };
+            if !sent {
+                return false;
+            }
+        }
+        true
     }
 
     async fn finish(&mut self) {

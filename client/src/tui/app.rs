@@ -72,6 +72,35 @@ fn edit_of(k: &KeyEvent) -> Option<Edit> {
     })
 }
 
+/// Where `:save` puts a file when no directory is named: `~/Downloads` if it exists, else
+/// the directory hush was started in.
+fn default_save_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join("Downloads"))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A transfer's progress bar for the status bar.
+pub fn file_bar(direction: &str, p: hush_core::files::Progress) -> String {
+    let width = 20usize;
+    let filled = if p.total == 0 {
+        width
+    } else {
+        (usize::try_from(p.done).unwrap_or(0) * width)
+            / usize::try_from(p.total).unwrap_or(1).max(1)
+    };
+    let pct = (p.bytes * 100).checked_div(p.size).unwrap_or(100);
+    format!(
+        "{direction} file {}: [{}{}] {pct}% {} / {}",
+        p.id,
+        "█".repeat(filled.min(width)),
+        "░".repeat(width - filled.min(width)),
+        hush_core::files::human_size(p.bytes),
+        hush_core::files::human_size(p.size),
+    )
+}
+
 /// Where the user is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Screen {
@@ -258,6 +287,22 @@ pub enum Effect {
     ListInvites,
     /// Stop answering an invite or contact address.
     RevokeInvite(i64),
+    /// Send a file to a contact (`:file PATH`).
+    SendFile {
+        /// Contact.
+        to: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Save a received file (`:save [ID] [DIR]`): `id` or the contact's latest offer.
+    SaveFile {
+        /// Contact (whose latest offer `:save` without an id means).
+        from: String,
+        /// File id.
+        id: Option<i64>,
+        /// Directory.
+        dir: PathBuf,
+    },
     /// Panic wipe, then quit.
     Wipe,
     /// Ring the terminal bell (no content).
@@ -322,6 +367,13 @@ pub enum Msg {
         cost: hush_core::TrafficCost,
         /// Switched by `:highrisk`.
         changed: bool,
+    },
+    /// A file transfer moved on: its progress bar goes in the status bar.
+    FileProgress {
+        /// "send" or "save".
+        direction: &'static str,
+        /// Where it is.
+        progress: hush_core::files::Progress,
     },
 }
 
@@ -645,6 +697,13 @@ impl App {
             }
             Msg::SafetyReady(name, info) => {
                 self.popup = Some(Popup::Safety { name, info });
+                Vec::new()
+            }
+            Msg::FileProgress {
+                direction,
+                progress: p,
+            } => {
+                self.status = Some(file_bar(direction, p));
                 Vec::new()
             }
             Msg::Done(r) => {
@@ -1245,6 +1304,49 @@ impl App {
             },
             (b @ ("block" | "unblock"), []) => match current {
                 Some(n) => vec![Effect::Block(n, b == "block")],
+                None => need(self),
+            },
+            ("file", path) if !path.is_empty() => match current {
+                Some(to) => {
+                    let path = path.join(" ");
+                    let path = match path.strip_prefix("~/") {
+                        Some(rest) => std::env::var_os("HOME")
+                            .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
+                        None => PathBuf::from(path),
+                    };
+                    let warn = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(hush_core::files::carries_metadata);
+                    self.status = Some(if warn {
+                        format!("sending the file; {}", hush_core::files::METADATA_WARNING)
+                    } else {
+                        "sending the file…".into()
+                    });
+                    vec![Effect::SendFile { to, path }]
+                }
+                None => need(self),
+            },
+            ("save", rest) if rest.len() <= 2 => match current {
+                Some(from) => {
+                    let (id, dir) = match rest {
+                        [] => (None, None),
+                        [one] => match one.trim_start_matches('#').parse::<i64>() {
+                            Ok(id) => (Some(id), None),
+                            Err(_) => (None, Some(*one)),
+                        },
+                        [id, dir] => match id.trim_start_matches('#').parse::<i64>() {
+                            Ok(id) => (Some(id), Some(*dir)),
+                            Err(_) => {
+                                self.status = Some(":save [ID] [DIR]: ID is a file number".into());
+                                return Vec::new();
+                            }
+                        },
+                        _ => (None, None),
+                    };
+                    let dir = dir.map_or_else(default_save_dir, PathBuf::from);
+                    vec![Effect::SaveFile { from, id, dir }]
+                }
                 None => need(self),
             },
             ("invites", []) => vec![Effect::ListInvites],

@@ -345,6 +345,13 @@ impl Driver {
                     let _ = tx.send(Msg::Done(r.map_err(|e| e.to_string())));
                 }));
             }
+            fx @ (Effect::SendFile { .. } | Effect::SaveFile { .. }) => {
+                let Some(h) = handle else { return };
+                tokio::spawn(async move {
+                    let msg = file_call(&h, fx, &tx).await;
+                    let _ = tx.send(msg);
+                });
+            }
             other => {
                 let Some(h) = handle else { return };
                 let latest = Arc::clone(&self.latest_load);
@@ -506,6 +513,8 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
                 .map(|()| format!("invite #{id} revoked: it is no longer answered")),
         ),
         Effect::Setup { .. }
+        | Effect::SendFile { .. }
+        | Effect::SaveFile { .. }
         | Effect::Unlock(_)
         | Effect::Wipe
         | Effect::Bell
@@ -513,6 +522,101 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
         | Effect::OpenProfile(_)
         | Effect::Quit => None,
     }
+}
+
+/// `:file` and `:save`: the transfer, with its progress sent as it goes; the last message
+/// says how it ended.
+async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> Msg {
+    use hush_core::files::{self, Progress};
+    use hush_core::{FileCommand, Response};
+    let r: anyhow::Result<String> = async {
+        match fx {
+            Effect::SendFile { to, path } => {
+                let path = std::path::absolute(&path)?;
+                let text = path
+                    .to_str()
+                    .context("the file's path must be UTF-8")?
+                    .to_owned();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("the file has no usable name")?
+                    .to_owned();
+                let measured =
+                    tokio::task::spawn_blocking(move || files::driver::measure(&path)).await??;
+                let (size, digest, mtime) = measured;
+                let Response::File(info) = h
+                    .file(FileCommand::Offer {
+                        contact: to,
+                        path: text,
+                        name,
+                        size,
+                        digest,
+                        mtime,
+                    })
+                    .await?
+                else {
+                    anyhow::bail!("unexpected engine answer");
+                };
+                let id = info.id;
+                files::upload(h, id, &mut |progress: Progress| {
+                    let _ = tx.send(Msg::FileProgress {
+                        direction: "send",
+                        progress,
+                    });
+                })
+                .await?;
+                Ok(format!("file {id} sent ({})", files::human_size(size)))
+            }
+            Effect::SaveFile { from, id, dir } => {
+                let _ = h.sync().await;
+                let Response::Files(list) = h
+                    .file(FileCommand::List {
+                        contact: Some(from),
+                    })
+                    .await?
+                else {
+                    anyhow::bail!("unexpected engine answer");
+                };
+                let file = match id {
+                    Some(id) => list.into_iter().find(|f| f.id == id),
+                    None => list
+                        .into_iter()
+                        .rev()
+                        .find(|f| !f.outgoing && f.state != hush_core::store::FileState::Complete),
+                }
+                .context("no such file from this contact (see the conversation)")?;
+                let id = file.id;
+                if file.state != hush_core::store::FileState::Complete {
+                    let dir = std::path::absolute(&dir)?;
+                    let dir = dir
+                        .to_str()
+                        .context("the directory must be UTF-8")?
+                        .to_owned();
+                    h.file(FileCommand::Accept {
+                        id,
+                        dir,
+                        limit: files::DEFAULT_LIMIT_BYTES,
+                    })
+                    .await?;
+                }
+                let saved = files::download(h, id, &mut |progress: Progress| {
+                    let _ = tx.send(Msg::FileProgress {
+                        direction: "save",
+                        progress,
+                    });
+                })
+                .await?;
+                Ok(format!(
+                    "saved {}",
+                    crate::terminal_text::terminal_safe(&saved.to_string_lossy())
+                ))
+            }
+            _ => anyhow::bail!("not a file effect"),
+        }
+    }
+    .await;
+    Msg::Done(r.map_err(|e| e.to_string()))
 }
 
 /// Serves the control socket of the profile just opened (see `control`).

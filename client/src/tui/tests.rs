@@ -2269,3 +2269,54 @@ fn forget_block_invites_and_revoke_commands() {
             .is_some_and(|s| s.contains(":invites"))
     );
 }
+
+#[test]
+fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
+    let mut app = main_app();
+    let to = app.current().unwrap().to_string();
+    let fx = app.run_command("file /tmp/报告 تقرير.pdf");
+    assert_eq!(
+        fx,
+        vec![Effect::SendFile {
+            to: to.clone(),
+            path: PathBuf::from("/tmp/报告 تقرير.pdf")
+        }]
+    );
+    assert_eq!(
+        app.run_command("save 7 /tmp/inbox"),
+        vec![Effect::SaveFile {
+            from: to.clone(),
+            id: Some(7),
+            dir: PathBuf::from("/tmp/inbox")
+        }]
+    );
+    assert_eq!(
+        app.run_command("save /tmp/inbox"),
+        vec![Effect::SaveFile {
+            from: to,
+            id: None,
+            dir: PathBuf::from("/tmp/inbox")
+        }]
+    );
+    assert!(app.run_command("file").is_empty(), "a path is needed");
+    let progress = hush_core::files::Progress {
+        id: 7,
+        done: 10,
+        total: 20,
+        bytes: 2_621_040,
+        size: 5_000_000,
+    };
+    app.update(Msg::FileProgress {
+        direction: "save",
+        progress,
+    });
+    assert_eq!(
+        app.status.as_deref(),
+        Some("save file 7: [██████████░░░░░░░░░░] 52% 2.5 MiB / 4.8 MiB")
+    );
+    let text = screen(&mut app, 80, 24);
+    assert!(
+        text.contains("save file 7: [██████████░░░░░░░░░░] 52%"),
+        "{text}"
+    );
+}

@@ -4,11 +4,15 @@
 //! Layout (big-endian):
 //! - text: `0x01 || u64 sent_at || u32 disappear_secs (0 = off) || UTF-8 body`
 //! - receipt: `0x02 || u16 n || n × u64 msg_id` (the sender's ids of delivered messages)
+//! - file: `0x03 || u64 sent_at || u32 disappear_secs || descriptor` (docs/PROTOCOL.md 7a,
+//!   [`crate::files::FileDescriptor`])
 
 use crate::error::{Error, Result};
+use crate::files::{FileDescriptor, FileError};
 
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
+const KIND_FILE: u8 = 3;
 
 /// Decoded content.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,6 +25,17 @@ pub(crate) enum Content {
     Receipt {
         ids: Vec<u64>,
     },
+    /// A file offer: where its chunks are and how to open them.
+    File {
+        sent_at: u64,
+        disappear_secs: u32,
+        descriptor: FileDescriptor,
+    },
+    /// A file offer whose descriptor failed its checks: shown as refused, nothing stored.
+    BadFile {
+        sent_at: u64,
+        error: FileError,
+    },
 }
 
 impl std::fmt::Debug for Content {
@@ -28,6 +43,8 @@ impl std::fmt::Debug for Content {
         match self {
             Self::Text { body, .. } => write!(f, "Text({} bytes)", body.len()),
             Self::Receipt { ids } => write!(f, "Receipt({})", ids.len()),
+            Self::File { descriptor, .. } => write!(f, "File({descriptor:?})"),
+            Self::BadFile { error, .. } => write!(f, "BadFile({})", error.name()),
         }
     }
 }
@@ -54,6 +71,25 @@ impl Content {
                     out.extend_from_slice(&id.to_be_bytes());
                 }
             }
+            Self::File {
+                sent_at,
+                disappear_secs,
+                descriptor,
+            } => {
+                out.push(KIND_FILE);
+                out.extend_from_slice(&sent_at.to_be_bytes());
+                out.extend_from_slice(&disappear_secs.to_be_bytes());
+                // A descriptor made by this client always encodes (its name was checked
+                // when the file was offered); an empty tail is refused by the receiver.
+                let start = out.len();
+                out.extend_from_slice(&descriptor.encode().unwrap_or_default());
+                #[cfg(feature = "test-hooks")]
+                lie(&mut out[start..]);
+                #[cfg(not(feature = "test-hooks"))]
+                let _ = start;
+            }
+            // Never sent: it only stands for a refused offer on the receiving side.
+            Self::BadFile { .. } => {}
         }
         out
     }
@@ -87,8 +123,55 @@ impl Content {
                     .collect();
                 Ok(Self::Receipt { ids })
             }
+            Some(&KIND_FILE) if b.len() >= 13 => {
+                let sent_at = u64::from_be_bytes(b[1..9].try_into().map_err(|_| bad("time"))?);
+                let disappear_secs =
+                    u32::from_be_bytes(b[9..13].try_into().map_err(|_| bad("timer"))?);
+                Ok(match FileDescriptor::decode(&b[13..]) {
+                    Ok(descriptor) => Self::File {
+                        sent_at,
+                        disappear_secs,
+                        descriptor,
+                    },
+                    Err(error) => Self::BadFile { sent_at, error },
+                })
+            }
             _ => Err(bad("unknown kind")),
         }
+    }
+}
+
+/// Test hook (feature `test-hooks`): `HUSH_TEST_FILE_LIE` makes this client a hostile
+/// sender whose descriptor lies: `count` (a chunk count of 2^32 - 1), `digest` (a wrong
+/// SHA-256), `size` (1000 bytes fewer than the chunks carry, the count adjusted to match).
+#[cfg(feature = "test-hooks")]
+fn lie(d: &mut [u8]) {
+    let Ok(how) = std::env::var("HUSH_TEST_FILE_LIE") else {
+        return;
+    };
+    let field = |d: &mut [u8], at: usize, bytes: &[u8]| {
+        if let Some(f) = d.get_mut(at..at + bytes.len()) {
+            f.copy_from_slice(bytes);
+        }
+    };
+    let size = d
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    match how.as_str() {
+        "count" => field(d, 13, &u32::MAX.to_be_bytes()),
+        "digest" => {
+            if let Some(b) = d.get_mut(17) {
+                *b ^= 1;
+            }
+        }
+        "size" => {
+            let lied = size.saturating_sub(1000);
+            let count = u32::try_from(hush_crypto::file::chunk_count(lied)).unwrap_or(u32::MAX);
+            field(d, 1, &lied.to_be_bytes());
+            field(d, 13, &count.to_be_bytes());
+        }
+        _ => {}
     }
 }
 

@@ -41,6 +41,12 @@ pub enum Error {
     /// A contact with that name exists.
     #[error("a contact with that name exists")]
     DuplicateContact,
+    /// No file transfer has that id.
+    #[error("no file with that id")]
+    UnknownFile,
+    /// A file transfer was refused or failed; the name says why (docs/PROTOCOL.md 7a).
+    #[error("{0}")]
+    File(#[from] crate::files::FileError),
     /// No pending invite has that id.
     #[error("no invite with that id")]
     UnknownInvite,

@@ -17,7 +17,7 @@
 //! (the state machine), [`driver`] (runs it: clock, links, the local relay), `link` (one
 //! relay connection), [`local_relay`] (the hook through which a binary that links a relay
 //! serves one on loopback), [`store`] (the encrypted database, one module per table),
-//! [`profile`] (directories, config), `content` (text and receipts inside fragments),
+//! [`profile`] (directories, config), `content` (text, receipts and file descriptors inside fragments), [`files`] (file transfer),
 //! `backoff` (retry spacing).
 #![forbid(unsafe_code)]
 
@@ -27,6 +27,7 @@ mod content;
 pub mod driver;
 pub mod engine;
 mod error;
+pub mod files;
 mod link;
 pub mod local_relay;
 pub mod passphrase;
@@ -36,8 +37,8 @@ mod sim;
 pub mod store;
 
 pub use api::{
-    Command, ContactInfo, DeliveryState, Event, Handle, InviteInfo, InviteLink, MessageInfo,
-    ONE_TIME_INVITE_LIFETIME_SECS, Response, SafetyInfo, Status,
+    Command, ContactInfo, DeliveryState, Event, FileCommand, Handle, InviteInfo, InviteLink,
+    MessageInfo, ONE_TIME_INVITE_LIFETIME_SECS, Response, SafetyInfo, Status,
 };
 pub use driver::{Options, check_relay, start};
 #[cfg(feature = "test-hooks")]

@@ -23,6 +23,10 @@ pub enum Error {
     /// The body failed authentication (tampered body or wrong message key).
     #[error("message body failed authentication")]
     BodyAuthFailed,
+    /// A file chunk failed authentication (tampered, from another file, or at another
+    /// index), or its padding after the file's end is not zero.
+    #[error("file chunk failed authentication")]
+    ChunkAuthFailed,
     /// This message was already decrypted once (its key is gone).
     #[error("message was already received (replay)")]
     MessageReplayed,

@@ -24,6 +24,7 @@
 //! - [`envelope`]: fixed-size envelope layouts and padding.
 //! - [`payload`]: what travels inside an envelope: fragments of content and control messages.
 //! - [`mailbox`]: epoch-rotating mailbox pseudonyms.
+//! - [`file`]: file secrets and the encryption of file chunks (PROTOCOL.md 7a).
 //!
 //! The wire types ([`Envelope`], [`MailboxId`], [`FetchSecret`], [`RelayAddress`] and its
 //! binary form) are hush-proto's, re-exported here: one definition, one parser.
@@ -33,6 +34,7 @@
 
 pub mod envelope;
 mod error;
+pub mod file;
 pub mod handshake;
 pub mod invite;
 pub mod mailbox;

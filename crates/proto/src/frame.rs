@@ -10,6 +10,7 @@
 //! bytes 2..4 reserved (zero), then a [`BODY_LEN`]-byte body whose used prefix depends on the
 //! kind and whose remainder is zero.
 
+use crate::chunk::{ChunkId, ChunkSecret};
 use crate::drop::{DropAddress, MAX_STAMP_BITS, STAMP_LEN};
 use crate::forward::{
     DESTINATION_LEN, Destination, KeyStatement, MAX_SIGNATURE_LEN, MAX_SPKI_LEN,
@@ -33,6 +34,13 @@ mod kind {
     pub const FETCH_DROPS: u8 = 0x07;
     pub const DELETE_DROP: u8 = 0x08;
     pub const SUBSCRIBE_DROPS: u8 = 0x09;
+    // File chunks (docs/PROTOCOL.md II.4.3): requests 0x10..=0x1F, responses 0x90..=0x9F.
+    pub const PUT_CHUNK: u8 = 0x10;
+    pub const GET_CHUNK: u8 = 0x11;
+    pub const DELETE_CHUNK: u8 = 0x12;
+    pub const CHUNK_STORED: u8 = 0x90;
+    pub const CHUNK: u8 = 0x91;
+    pub const CHUNK_DELETED: u8 = 0x92;
     // Private routing (docs/PROTOCOL.md II.4.2): 0x0A..=0x0F, 0x87..=0x8F.
     pub const FORWARD_KEY: u8 = 0x0A;
     pub const FETCH_FORWARD_KEY: u8 = 0x0B;
@@ -64,7 +72,13 @@ mod kind {
                 | FETCH_FORWARD_KEY
                 | FORWARD
                 | DELIVER
-        )
+        ) || is_chunk_request(k)
+    }
+    pub fn is_chunk_request(k: u8) -> bool {
+        matches!(k, PUT_CHUNK | GET_CHUNK | DELETE_CHUNK)
+    }
+    pub fn is_chunk_response(k: u8) -> bool {
+        matches!(k, CHUNK_STORED | CHUNK | CHUNK_DELETED)
     }
     pub fn is_response(k: u8) -> bool {
         matches!(
@@ -77,9 +91,14 @@ mod kind {
                 | FORWARD_KEY_STATEMENT
                 | FORWARDED
                 | ERROR
-        )
+        ) || is_chunk_response(k)
     }
 }
+
+/// The kind byte of `PutChunk`, whose frame is followed by a chunk on its stream.
+pub(crate) const PUT_CHUNK_KIND: u8 = kind::PUT_CHUNK;
+/// The kind byte of `Chunk`, whose frame is followed by a chunk on its stream.
+pub(crate) const CHUNK_KIND: u8 = kind::CHUNK;
 
 /// A request from a client to a relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +165,25 @@ pub enum Request {
     SubscribeDrops {
         /// The owners' secrets.
         secrets: SecretBatch,
+    },
+    /// Store the chunk that follows this frame on its stream (exactly
+    /// [`crate::CHUNK_LEN`] bytes, then FIN) under `id`; answered by
+    /// [`Response::ChunkStored`] once durable. Idempotent: the same id twice is stored once.
+    PutChunk {
+        /// `SHA-256` of the chunk's secret.
+        id: ChunkId,
+    },
+    /// Read the chunk `secret` opens; answered by [`Response::Chunk`] followed by the chunk's
+    /// [`crate::CHUNK_LEN`] bytes, or `ChunkNotFound`.
+    GetChunk {
+        /// The chunk's secret.
+        secret: ChunkSecret,
+    },
+    /// Delete the chunk `secret` opens; answered by [`Response::ChunkDeleted`] or
+    /// `ChunkNotFound`.
+    DeleteChunk {
+        /// The chunk's secret.
+        secret: ChunkSecret,
     },
     /// This relay's forwarding-key statement; answered by [`Response::ForwardKey`].
     ForwardKey,
@@ -221,6 +259,16 @@ pub enum Response {
     Forwarded(SealedAnswer),
     /// The request failed.
     Error(ErrorFrame),
+    /// Answer to [`Request::PutChunk`]: the chunk is durably stored.
+    ChunkStored {
+        /// `false` if a chunk under that id was already stored (the put changed nothing).
+        fresh: bool,
+    },
+    /// Answer to [`Request::GetChunk`]: the chunk's [`crate::CHUNK_LEN`] bytes follow this
+    /// frame on the stream.
+    Chunk,
+    /// Answer to [`Request::DeleteChunk`]: the chunk is deleted.
+    ChunkDeleted,
 }
 
 /// An error answer: a code and a code-specific argument.
@@ -342,6 +390,16 @@ error_codes! {
     Lagged = 0x0402, "lagged";
     /// too many concurrent subscriptions on this connection.
     TooManySubscriptions = 0x0403, "too_many_subscriptions";
+    /// GetChunk, DeleteChunk: no chunk is stored under that secret's id (never stored,
+    /// deleted, or expired).
+    ChunkNotFound = 0x0600, "chunk_not_found";
+    /// PutChunk: the relay's chunk storage holds its quota (count or bytes).
+    ChunkStoreFull = 0x0601, "chunk_store_full";
+    /// the relay stores no chunks (disabled by its operator, or its storage backend has none).
+    ChunksUnsupported = 0x0602, "chunks_unsupported";
+    /// this connection already has its most chunk requests in flight; retry after `arg`
+    /// milliseconds.
+    ChunkBusy = 0x0603, "chunk_busy";
     /// this relay does not forward (its operator turned forwarding off).
     ForwardingDisabled = 0x0500, "forwarding_disabled";
     /// the destination relay could not be reached, or the connection there failed.
@@ -551,6 +609,15 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
                 envelope: r.envelope(),
             }
         }
+        kind::PUT_CHUNK => Request::PutChunk {
+            id: ChunkId(r.take()),
+        },
+        kind::GET_CHUNK => Request::GetChunk {
+            secret: ChunkSecret::from_bytes(r.take()),
+        },
+        kind::DELETE_CHUNK => Request::DeleteChunk {
+            secret: ChunkSecret::from_bytes(r.take()),
+        },
         kind::FORWARD_KEY => Request::ForwardKey,
         kind::FETCH_FORWARD_KEY => Request::FetchForwardKey {
             destination: Destination::decode(&r.take::<DESTINATION_LEN>())?,
@@ -632,6 +699,15 @@ pub fn decode_response(buf: &[u8]) -> Result<Response, Error> {
             r.reserved16()?;
             Response::Error(ErrorFrame { code, arg: r.u32() })
         }
+        kind::CHUNK_STORED => Response::ChunkStored {
+            fresh: match r.u8() {
+                0 => false,
+                1 => true,
+                _ => return Err(Error::BadField("fresh")),
+            },
+        },
+        kind::CHUNK => Response::Chunk,
+        kind::CHUNK_DELETED => Response::ChunkDeleted,
         other => return Err(Error::UnknownKind(other)),
     };
     r.finish()?;
@@ -686,6 +762,21 @@ impl Request {
                 w.put(envelope.as_bytes());
                 w.finish()
             }
+            Self::PutChunk { id } => {
+                let mut w = Writer::new(kind::PUT_CHUNK);
+                w.put(id.as_bytes());
+                w.finish()
+            }
+            Self::GetChunk { secret } => {
+                let mut w = Writer::new(kind::GET_CHUNK);
+                w.put(secret.as_bytes());
+                w.finish()
+            }
+            Self::DeleteChunk { secret } => {
+                let mut w = Writer::new(kind::DELETE_CHUNK);
+                w.put(secret.as_bytes());
+                w.finish()
+            }
             Self::ForwardKey => Writer::new(kind::FORWARD_KEY).finish(),
             Self::FetchForwardKey { destination } => {
                 let mut w = Writer::new(kind::FETCH_FORWARD_KEY);
@@ -725,6 +816,9 @@ impl Request {
             Self::FetchDrops { .. } => "fetch_drops",
             Self::DeleteDrop { .. } => "delete_drop",
             Self::SubscribeDrops { .. } => "subscribe_drops",
+            Self::PutChunk { .. } => "put_chunk",
+            Self::GetChunk { .. } => "get_chunk",
+            Self::DeleteChunk { .. } => "delete_chunk",
             Self::ForwardKey => "forward_key",
             Self::FetchForwardKey { .. } => "fetch_forward_key",
             Self::Forward { .. } => "forward",
@@ -826,6 +920,13 @@ impl Response {
                 w.put(&e.arg.to_be_bytes());
                 w.finish()
             }
+            Self::ChunkStored { fresh } => {
+                let mut w = Writer::new(kind::CHUNK_STORED);
+                w.put(&[u8::from(*fresh)]);
+                w.finish()
+            }
+            Self::Chunk => Writer::new(kind::CHUNK).finish(),
+            Self::ChunkDeleted => Writer::new(kind::CHUNK_DELETED).finish(),
         }
     }
 }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod chunk;
 pub mod drop;
 mod error;
 pub mod forward;
@@ -29,6 +30,7 @@ pub mod mux;
 mod types;
 
 pub use address::{Host, RelayAddress, SpkiPin};
+pub use chunk::{CHUNK_LEN, ChunkId, ChunkSecret};
 pub use drop::DropAddress;
 pub use error::Error;
 pub use frame::{ErrorCode, ErrorFrame, Pong, Request, Response, decode_request, decode_response};

@@ -65,6 +65,11 @@ fn describe_request(r: &Request) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+        Request::PutChunk { id } => format!("put_chunk id={}", h(id.as_bytes())),
+        Request::GetChunk { secret } => format!("get_chunk secret={}", h(secret.as_bytes())),
+        Request::DeleteChunk { secret } => {
+            format!("delete_chunk secret={}", h(secret.as_bytes()))
+        }
         Request::ForwardKey => "forward_key".into(),
         Request::FetchForwardKey { destination } => {
             format!("fetch_forward_key destination={}", destination.address())
@@ -110,6 +115,9 @@ fn describe_response(r: &Response) -> String {
         } => format!("deleted deleted={deleted} expired={expired} unknown={unknown}"),
         Response::Subscribed { count } => format!("subscribed count={count}"),
         Response::Error(e) => format!("error code=0x{:04x} arg={}", e.code.to_u16(), e.arg),
+        Response::ChunkStored { fresh } => format!("chunk_stored fresh={fresh}"),
+        Response::Chunk => "chunk".into(),
+        Response::ChunkDeleted => "chunk_deleted".into(),
         Response::ForwardKey(st) => format!(
             "forward_key spki={} key={} signature={}",
             h(&st.spki),
@@ -283,6 +291,20 @@ fn replay_all_vectors() {
                     drop.bits,
                     h(key.as_bytes()),
                     hush_proto::drop::stamp_work(&key, &envelope, &stamp)
+                )
+            }
+            // Part I section 7a: hush-core replays these (crates/core/tests/file_vectors.rs).
+            "file_descriptor" | "file_chunk" => continue,
+            "chunk" => {
+                let secret = hush_proto::ChunkSecret::from_bytes(
+                    hex::decode(field("secret")).unwrap().try_into().unwrap(),
+                );
+                let id = secret.id();
+                format!(
+                    "chunk id={} key={} len={}",
+                    h(id.as_bytes()),
+                    h(&id.storage_key()),
+                    hush_proto::CHUNK_LEN
                 )
             }
             "binary_address" => {

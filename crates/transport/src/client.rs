@@ -15,15 +15,15 @@ use hush_proto::forward::{
     SealedRequest, VerifiedKey,
 };
 use hush_proto::{
-    ALPN, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame, FetchSecret, Host, MAX_SECRETS,
-    MailboxId, Pong, RelayAddress, Request, Response, SecretBatch,
+    ALPN, CHUNK_LEN, ChunkId, ChunkSecret, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame,
+    FetchSecret, Host, MAX_SECRETS, MailboxId, Pong, RelayAddress, Request, Response, SecretBatch,
 };
 use quinn::{RecvStream, SendStream};
 use zeroize::Zeroize as _;
 
 use crate::Error;
 use crate::socks::Socks5;
-use crate::stream::{read_response, write_frame};
+use crate::stream::{read_exact_raw, read_response, write_frame};
 use crate::tcp::{TcpConn, TcpStreamRecv};
 use crate::tls;
 
@@ -94,6 +94,14 @@ impl Reply {
         match self {
             Self::Quic { recv, .. } => read_response(recv).await,
             Self::Tcp(r) => r.read_response().await,
+        }
+    }
+
+    /// Reads exactly `out.len()` raw bytes that follow a response frame (a chunk).
+    async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), Error> {
+        match self {
+            Self::Quic { recv, .. } => read_exact_raw(recv, out).await,
+            Self::Tcp(r) => r.read_raw(out).await,
         }
     }
 }
@@ -540,6 +548,76 @@ impl RelayClient {
                 unknown,
             }),
             _ => Err(Error::UnexpectedResponse("expected Deleted")),
+        }
+    }
+
+    /// Uploads one chunk (docs/PROTOCOL.md II.4.3): `PutChunk(id)` followed by its
+    /// [`CHUNK_LEN`] bytes on one stream. Returns whether it was stored now (`false`: a chunk
+    /// under that id was already stored, the put is idempotent).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `data` is not [`CHUNK_LEN`] bytes; [`Error::Relay`]
+    /// (`ChunkStoreFull`, `ChunkBusy`, `ChunksUnsupported`, ...), or a transport error (then
+    /// the chunk may or may not be stored; putting it again is harmless).
+    pub async fn put_chunk(&self, id: ChunkId, data: &[u8]) -> Result<bool, Error> {
+        if data.len() != CHUNK_LEN {
+            return Err(Error::InvalidArgument(hush_proto::Error::BadField(
+                "chunk length",
+            )));
+        }
+        let frame = Request::PutChunk { id }.encode();
+        let mut reply = match &self.conn {
+            Conn::Quic { conn, .. } => {
+                let (mut send, recv) = conn.open_bi().await?;
+                // The relay may refuse the request from its frame and stop reading (ChunkBusy,
+                // ChunksUnsupported): its answer is still readable.
+                if write_frame(&mut send, &frame).await.is_ok()
+                    && send.write_all(data).await.is_ok()
+                {
+                    let _ = send.finish();
+                }
+                Reply::Quic { _send: send, recv }
+            }
+            Conn::Tcp(t) => {
+                let mut bytes = Vec::with_capacity(frame.len() + data.len());
+                bytes.extend_from_slice(&frame[..]);
+                bytes.extend_from_slice(data);
+                Reply::Tcp(t.request(&bytes)?)
+            }
+        };
+        match reply.next().await? {
+            Some(Response::ChunkStored { fresh }) => Ok(fresh),
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            _ => Err(Error::UnexpectedResponse("expected ChunkStored")),
+        }
+    }
+
+    /// Downloads the chunk `secret` opens: its [`CHUNK_LEN`] bytes.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] (`ChunkNotFound`, `ChunkBusy`, ...), or a transport/protocol error
+    /// (a stream that ends inside the chunk is `Truncated`).
+    pub async fn get_chunk(&self, secret: ChunkSecret) -> Result<Vec<u8>, Error> {
+        let mut reply = self.open(&Request::GetChunk { secret }).await?;
+        match reply.next().await? {
+            Some(Response::Chunk) => {
+                let mut data = vec![0u8; CHUNK_LEN];
+                reply.read_raw(&mut data).await?;
+                Ok(data)
+            }
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            _ => Err(Error::UnexpectedResponse("expected Chunk")),
+        }
+    }
+
+    /// Deletes the chunk `secret` opens.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] (`ChunkNotFound` if none is stored), or a transport error.
+    pub async fn delete_chunk(&self, secret: ChunkSecret) -> Result<(), Error> {
+        match self.single(&Request::DeleteChunk { secret }).await? {
+            Response::ChunkDeleted => Ok(()),
+            _ => Err(Error::UnexpectedResponse("expected ChunkDeleted")),
         }
     }
 

@@ -50,18 +50,62 @@ pub async fn read_response(recv: &mut RecvStream) -> Result<Option<Response>, Er
 
 /// Reads the request of a stream: every byte up to the end of the stream, which must be at
 /// most one frame. A shorter read is returned as is (decoding rejects it as truncated); the
-/// caller bounds the wait.
+/// caller bounds the wait. For a request kind that carries a trailer (a chunk,
+/// [`hush_proto::chunk::request_trailer_len`]) use [`read_request_frame`] and [`read_trailer`].
 ///
 /// # Errors
 /// [`Error::Protocol`] with [`hush_proto::Error::Oversized`] if more than one frame's worth
 /// arrives (reading stops there), [`Error::Stream`] if the stream failed.
 pub async fn read_request(recv: &mut RecvStream) -> Result<Zeroizing<Vec<u8>>, Error> {
-    // One byte more than a frame tells an oversized request from an exact one.
-    let mut buf = Zeroizing::new(vec![0u8; FRAME_LEN + 1]);
+    let buf = read_request_frame(recv).await?;
+    if buf.len() == FRAME_LEN {
+        read_trailer(recv, 0).await?;
+    }
+    Ok(buf)
+}
+
+/// Reads the first frame of a request stream: [`FRAME_LEN`] bytes, or fewer if the stream
+/// ends first (decoding rejects them as truncated). What follows is left on the stream.
+///
+/// # Errors
+/// [`Error::Stream`] if the stream failed.
+pub async fn read_request_frame(recv: &mut RecvStream) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut buf = Zeroizing::new(vec![0u8; FRAME_LEN]);
     let n = fill(recv, &mut buf).await?;
-    if n > FRAME_LEN {
-        return Err(Error::Protocol(hush_proto::Error::Oversized(n)));
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Reads the rest of a stream after its first frame, which must be exactly `len` bytes and
+/// then the end of the stream.
+///
+/// # Errors
+/// [`Error::Protocol`] with [`hush_proto::Error::Oversized`] (total stream bytes so far) if
+/// more than `len` bytes arrive, or [`hush_proto::Error::Truncated`] if fewer;
+/// [`Error::Stream`] if the stream failed.
+pub async fn read_trailer(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, Error> {
+    // One byte more tells an oversized trailer from an exact one.
+    let mut buf = vec![0u8; len + 1];
+    let n = fill(recv, &mut buf).await?;
+    if n > len {
+        return Err(Error::Protocol(hush_proto::Error::Oversized(FRAME_LEN + n)));
+    }
+    if n < len {
+        return Err(Error::Protocol(hush_proto::Error::Truncated(FRAME_LEN + n)));
     }
     buf.truncate(n);
     Ok(buf)
+}
+
+/// Reads exactly `len` raw bytes that follow a response frame (a chunk after `Chunk`).
+///
+/// # Errors
+/// [`Error::Protocol`] with [`hush_proto::Error::Truncated`] if the stream ends first,
+/// [`Error::Stream`] if it failed.
+pub async fn read_exact_raw(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), Error> {
+    let n = fill(recv, buf).await?;
+    if n < buf.len() {
+        return Err(Error::Protocol(hush_proto::Error::Truncated(FRAME_LEN + n)));
+    }
+    Ok(())
 }

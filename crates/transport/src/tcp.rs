@@ -378,6 +378,36 @@ impl TcpStreamRecv {
     }
 }
 
+impl TcpStreamRecv {
+    /// Reads exactly `out.len()` raw bytes that follow a response frame (a chunk).
+    pub(crate) async fn read_raw(&mut self, out: &mut [u8]) -> Result<(), Error> {
+        while self.buf.len() < out.len() && !self.ended {
+            match self.rx.recv().await {
+                Some(Chunk::Data(bytes, fin)) => {
+                    self.buf.extend_from_slice(&bytes);
+                    self.ended = fin;
+                }
+                Some(Chunk::Reset(_)) => {
+                    self.ended = true;
+                    return Err(Error::Stream("reset by the relay".into()));
+                }
+                None => {
+                    self.ended = true;
+                    return Err(Error::Stream("connection closed".into()));
+                }
+            }
+        }
+        let n = self.buf.len();
+        let Some(src) = self.buf.get(..out.len()) else {
+            return Err(Error::Protocol(hush_proto::Error::Truncated(FRAME_LEN + n)));
+        };
+        out.copy_from_slice(src);
+        let rest = Zeroizing::new(self.buf.split_off(out.len()));
+        self.buf = rest;
+        Ok(())
+    }
+}
+
 impl Drop for TcpStreamRecv {
     fn drop(&mut self) {
         self.registry

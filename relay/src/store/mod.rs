@@ -8,16 +8,19 @@
 //! Must never store a fetch secret, a connection address or anything about who deposited;
 //! must never report a deposit as stored before its commit is durable.
 
+mod chunk_files;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
 mod redb_store;
+
+pub use chunk_files::{CHUNK_DIR, ChunkFiles, ChunkPut, ChunkStats};
 
 #[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamStore;
 pub use redb_store::RedbStore;
 pub(crate) use redb_store::SCRUB_CHUNK;
 
-use hush_proto::{Envelope, EnvelopeId, MailboxId};
+use hush_proto::{ChunkId, Envelope, EnvelopeId, MailboxId};
 
 use crate::Error;
 
@@ -166,5 +169,53 @@ pub trait Store: Send + Sync + 'static {
     /// relays sharing it push each other's deposits); if not, the committer does.
     fn announces_arrivals(&self) -> bool {
         false
+    }
+}
+
+/// Storage of file chunks (docs/PROTOCOL.md II.4.3), apart from envelopes: its own quota and
+/// expiry, erasure on delete. The redb backend keeps them in [`ChunkFiles`]; the JetStream
+/// backend has none yet (a relay using it answers chunk requests `ChunksUnsupported`).
+/// Methods block; call them from a blocking context.
+pub trait ChunkStore: Send + Sync + 'static {
+    /// Stores `data` (exactly `CHUNK_LEN` bytes) under `id` durably at time `now`; the same
+    /// id twice is stored once.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Storage`] if nothing was stored.
+    fn put_chunk(&self, id: &ChunkId, data: &[u8], now: u64) -> Result<ChunkPut, Error>;
+    /// The chunk stored under `id` at or after `cutoff`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if reading failed.
+    fn get_chunk(&self, id: &ChunkId, cutoff: u64) -> Result<Option<Vec<u8>>, Error>;
+    /// Erases the chunk under `id`; `false` if none was stored.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if erasing failed.
+    fn delete_chunk(&self, id: &ChunkId) -> Result<bool, Error>;
+    /// Erases up to `max` chunks stored before `cutoff`; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the sweep failed.
+    fn sweep_chunks(&self, cutoff: u64, max: usize) -> Result<u64, Error>;
+    /// Aggregate figures.
+    fn chunk_stats(&self) -> ChunkStats;
+}
+
+impl ChunkStore for ChunkFiles {
+    fn put_chunk(&self, id: &ChunkId, data: &[u8], now: u64) -> Result<ChunkPut, Error> {
+        self.put(id, data, now)
+    }
+    fn get_chunk(&self, id: &ChunkId, cutoff: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.get(id, cutoff)
+    }
+    fn delete_chunk(&self, id: &ChunkId) -> Result<bool, Error> {
+        self.delete(id)
+    }
+    fn sweep_chunks(&self, cutoff: u64, max: usize) -> Result<u64, Error> {
+        self.sweep(cutoff, max)
+    }
+    fn chunk_stats(&self) -> ChunkStats {
+        self.stats()
     }
 }

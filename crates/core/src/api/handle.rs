@@ -42,10 +42,20 @@ fn response_name(r: &Response) -> &'static str {
         Response::Safety(_) => "Safety",
         Response::Status(_) => "Status",
         Response::Invites(_) => "Invites",
+        Response::File(_) => "File",
+        Response::Files(_) => "Files",
     }
 }
 
 impl Handle {
+    /// Sends a file command and awaits its response.
+    ///
+    /// # Errors
+    /// As the command's.
+    pub async fn file(&self, cmd: super::FileCommand) -> Result<Response> {
+        self.command(Command::Files(cmd)).await
+    }
+
     /// How this engine reaches relays (for a front end's own relay check).
     pub fn network(&self) -> crate::profile::Network {
         self.network

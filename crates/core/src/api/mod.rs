@@ -443,6 +443,93 @@ pub enum Command {
         /// On.
         on: bool,
     },
+    /// File transfers ([`crate::files`]); each is answered as [`FileCommand`] says.
+    Files(FileCommand),
+}
+
+/// What a front end or the file driver asks of the engine about file transfers. The
+/// engine owns the store: progress is persisted here, chunks move in [`crate::files`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum FileCommand {
+    /// Record a file to send to `contact` (its size and SHA-256 measured by the caller);
+    /// draws the file's secret; [`Response::File`] in state `uploading`.
+    Offer {
+        /// Contact name.
+        contact: String,
+        /// The source file (UTF-8 path).
+        path: String,
+        /// The name the recipient sees (1..=255 bytes).
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256 of the whole file.
+        digest: [u8; 32],
+        /// Modification time of the source (seconds), checked again on resume.
+        mtime: u64,
+    },
+    /// Every chunk of file `id` is on the relay: send its descriptor in the conversation;
+    /// [`Response::MessageId`].
+    Uploaded {
+        /// File id.
+        id: i64,
+    },
+    /// Chunks `0..prefix` of file `id` are done; [`Response::Done`].
+    Progress {
+        /// File id.
+        id: i64,
+        /// Chunks done from the start.
+        prefix: u32,
+    },
+    /// Accept received file `id` into `dir`, refusing it if larger than `limit` bytes;
+    /// [`Response::File`] in state `downloading`.
+    Accept {
+        /// File id.
+        id: i64,
+        /// The directory to save it in.
+        dir: String,
+        /// The user's size limit.
+        limit: u64,
+    },
+    /// A transfer ended: saved at `path`, or failed with `error`; [`Response::Done`].
+    Finish {
+        /// File id.
+        id: i64,
+        /// Receiver: where the verified file was saved.
+        path: Option<String>,
+        /// Why it failed.
+        error: Option<crate::files::FileError>,
+    },
+    /// The relay's chunks of received file `id` are deleted; [`Response::Done`].
+    Cleaned {
+        /// File id.
+        id: i64,
+    },
+    /// One transfer; [`Response::File`].
+    Get {
+        /// File id.
+        id: i64,
+    },
+    /// Transfers, oldest first, of one contact or all; [`Response::Files`].
+    List {
+        /// Contact name.
+        contact: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for FileCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Paths, names and digests stay out.
+        f.write_str(match self {
+            Self::Offer { .. } => "Offer",
+            Self::Uploaded { .. } => "Uploaded",
+            Self::Progress { .. } => "Progress",
+            Self::Accept { .. } => "Accept",
+            Self::Finish { .. } => "Finish",
+            Self::Cleaned { .. } => "Cleaned",
+            Self::Get { .. } => "Get",
+            Self::List { .. } => "List",
+        })
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -473,6 +560,7 @@ impl std::fmt::Debug for Command {
             Self::Invites => "Invites",
             Self::RevokeInvite { .. } => "RevokeInvite",
             Self::SetHighRisk { .. } => "SetHighRisk",
+            Self::Files(_) => "Files",
         };
         f.write_str(name)
     }
@@ -501,6 +589,10 @@ pub enum Response {
     Status(Status),
     /// Invites still answered, oldest first.
     Invites(Vec<InviteInfo>),
+    /// One file transfer.
+    File(Box<crate::store::FileInfo>),
+    /// File transfers, oldest first.
+    Files(Vec<crate::store::FileInfo>),
 }
 
 /// An invite link (`hush:...`); `Debug` leaves it out.

@@ -120,6 +120,7 @@ impl Engine {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
             Command::SetHighRisk { on } => done(self.set_high_risk(on)),
+            Command::Files(c) => Some(self.file_command(c)),
         }
     }
 

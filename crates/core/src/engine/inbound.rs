@@ -199,6 +199,42 @@ impl Engine {
                     Ok(Content::Receipt { ids }) => {
                         done.delivered = db.mark_delivered(contact, &ids)?;
                     }
+                    // A file offer is a message (its name and size) and a files row; a
+                    // refused one is a message naming the refusal, and nothing else.
+                    Ok(Content::File {
+                        sent_at,
+                        disappear_secs: _,
+                        descriptor,
+                    }) => {
+                        let body = crate::files::summary(&descriptor.name, descriptor.size);
+                        done.received = db.insert_received(
+                            contact,
+                            &NewReceived {
+                                msg_id: frag.message_id,
+                                body: &body,
+                                sent_at,
+                                received_at: now,
+                                expires_at: None,
+                            },
+                        )?;
+                        if let Some(row) = done.received {
+                            db.insert_incoming_file(contact, row, &descriptor, now)?;
+                            done.receipt_for = Some(frag.message_id);
+                        }
+                    }
+                    Ok(Content::BadFile { sent_at, error }) => {
+                        let body = format!("[file refused: {}]", error.name());
+                        done.received = db.insert_received(
+                            contact,
+                            &NewReceived {
+                                msg_id: frag.message_id,
+                                body: &body,
+                                sent_at,
+                                received_at: now,
+                                expires_at: None,
+                            },
+                        )?;
+                    }
                     Err(e) => tracing::debug!(error = %e, "content dropped"),
                 },
                 FragmentOutcome::Pending => {}

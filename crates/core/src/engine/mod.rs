@@ -27,6 +27,7 @@
 //! `schedule` (when deposits and fetches happen: pacing, high-risk slots, cover).
 
 mod commands;
+mod files;
 pub(crate) use commands::relay_setting;
 mod inbound;
 mod mailboxes;

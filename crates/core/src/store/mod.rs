@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::profile::Profile;
 
 mod contacts;
+mod files;
 mod fragments;
 mod invites;
 mod key;
@@ -40,6 +41,7 @@ mod schema;
 pub(crate) mod settings;
 
 pub use contacts::{ContactId, ContactSettings};
+pub use files::{FileInfo, FileState};
 pub(crate) use fragments::FragmentOutcome;
 pub(crate) use invites::ActiveInvite;
 pub use invites::InviteId;
@@ -48,7 +50,7 @@ pub(crate) use key::os_random;
 use key::{KeyFile, P_COST, derive_key, key_check, write_durably};
 pub use messages::{NewOutgoing, NewReceived};
 pub use outbox::{OutboxEntry, OutboxId};
-use schema::{MIGRATE_FROM_1, MIGRATE_FROM_2, SCHEMA, SCHEMA_VERSION};
+use schema::{MIGRATE_FROM_1, MIGRATE_FROM_2, MIGRATE_FROM_3, SCHEMA_VERSION, full_schema};
 
 /// An open, unlocked store.
 pub struct Store {
@@ -154,7 +156,7 @@ impl Store {
         store.writable_on_close()?;
         if version < SCHEMA_VERSION {
             // Checked intact above: only now may the store be written.
-            let steps = [MIGRATE_FROM_1, MIGRATE_FROM_2];
+            let steps = [MIGRATE_FROM_1, MIGRATE_FROM_2, MIGRATE_FROM_3];
             let todo = steps
                 .get(usize::try_from(version - 1).unwrap_or(0)..)
                 .unwrap_or(&[])
@@ -214,7 +216,7 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<()> {
-        self.conn.execute_batch(SCHEMA)?;
+        self.conn.execute_batch(&full_schema())?;
         self.conn
             .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
         Ok(())
@@ -466,6 +468,32 @@ mod tests {
     /// A version-1 store (before the blocked flag and the stamp difficulty of outbox
     /// entries) opens and is brought up to date.
     #[test]
+    fn a_version_3_store_gains_the_files_table_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(&dir);
+        {
+            let s = Store::create_with_cost(&p, b"pw", KdfCost::TEST).unwrap();
+            s.db()
+                .set_setting(settings::Setting::Relay, "kept")
+                .unwrap();
+            s.conn
+                .execute_batch("DROP TABLE files; PRAGMA user_version = 3;")
+                .unwrap();
+        }
+        let s = Store::open(&p, b"pw").unwrap();
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
+        assert_eq!(
+            s.db().setting(settings::Setting::Relay).unwrap().as_deref(),
+            Some("kept")
+        );
+        assert!(s.db().files(None).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_version_1_store_is_migrated_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(&dir);
@@ -474,7 +502,8 @@ mod tests {
             s.conn
                 .execute_batch(
                     "ALTER TABLE contacts DROP COLUMN blocked;
-                     ALTER TABLE outbox DROP COLUMN stamp_bits; PRAGMA user_version = 1;",
+                     ALTER TABLE outbox DROP COLUMN stamp_bits; DROP TABLE files;
+                     PRAGMA user_version = 1;",
                 )
                 .unwrap();
         }

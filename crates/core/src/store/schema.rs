@@ -1,13 +1,35 @@
 //! The schema: the tables the other store modules own statements for, and the migration
 //! from each earlier version.
 
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 /// What brings a version 1 store up to version 2: the blocked flag of contacts.
 pub(super) const MIGRATE_FROM_1: &str =
     "ALTER TABLE contacts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;";
 /// What brings a version 2 store up to version 3: the stamp difficulty of an outbox entry
 /// bound for an invite's drop.
 pub(super) const MIGRATE_FROM_2: &str = "ALTER TABLE outbox ADD COLUMN stamp_bits INTEGER;";
+/// What brings a version 3 store up to version 4: file transfers.
+pub(super) const MIGRATE_FROM_3: &str = FILES_TABLE;
+
+/// File transfers (crate::files), sent and received. `descriptor` holds the file's secret:
+/// the store is encrypted, and the row is deleted with its contact.
+const FILES_TABLE: &str = "
+CREATE TABLE files (
+    id          INTEGER PRIMARY KEY,
+    contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+    message_id  INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+    outgoing    INTEGER NOT NULL,
+    descriptor  BLOB NOT NULL,        -- crate::files::FileDescriptor::encode
+    path        TEXT,                 -- sender: the source; receiver: the file once saved
+    dir         TEXT,                 -- receiver: the directory chosen to save it in
+    state       TEXT NOT NULL,        -- uploading | sent | offered | downloading | complete | failed
+    prefix      INTEGER NOT NULL DEFAULT 0, -- chunks 0..prefix are uploaded / written
+    cleaned     INTEGER NOT NULL DEFAULT 0, -- receiver: the relay's chunks were deleted
+    error       TEXT,                 -- crate::files::FileError::name of a failed transfer
+    source_mtime INTEGER,             -- sender: the source's modification time at the offer
+    created     INTEGER NOT NULL
+);
+";
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE settings (
@@ -70,3 +92,8 @@ CREATE TABLE outbox (
     stamp_bits   INTEGER              -- NULL: a plain deposit; else the drop's difficulty
 );
 ";
+
+/// The whole schema of a new store.
+pub(super) fn full_schema() -> String {
+    format!("{SCHEMA}{FILES_TABLE}")
+}

@@ -141,6 +141,97 @@ write("fail_error_reserved", "response", frame(0xff, u16(1) + u16(1) + u32(0)), 
 write("fail_garbage", "request", bytes((i * 131 + 17) % 256 for i in range(FRAME_LEN)), "error unsupported_version",
       "pseudo-random bytes (first byte 0x11)")
 
+# File chunks (section II.4.3): kinds 0x10-0x12 and 0x90-0x92, codes 0x0600-0x0603. A chunk's
+# CHUNK_LEN bytes follow the PutChunk and Chunk frames on their streams; the vectors hold the
+# frames, and chunk_names the id and storage key a secret gives.
+CHUNK_LEN = 256 * 1024
+chunk_secret = hashlib.sha256("分块 ملف 📄".encode()).digest()
+chunk_id = hashlib.sha256(chunk_secret).digest()
+chunk_key = hashlib.sha256(b"hush/v2/chunk-key" + chunk_id).digest()
+write("request_put_chunk", "request", frame(0x10, chunk_id), f"put_chunk id={chunk_id.hex()}",
+      "PutChunk: the chunk id; CHUNK_LEN bytes of chunk follow the frame on its stream")
+write("request_get_chunk", "request", frame(0x11, chunk_secret), f"get_chunk secret={chunk_secret.hex()}",
+      "GetChunk: the chunk secret")
+write("request_delete_chunk", "request", frame(0x12, chunk_secret), f"delete_chunk secret={chunk_secret.hex()}",
+      "DeleteChunk: the chunk secret")
+write("response_chunk_stored", "response", frame(0x90, b"\x01"), "chunk_stored fresh=true",
+      "ChunkStored: stored by this put")
+write("response_chunk_stored_again", "response", frame(0x90, b"\x00"), "chunk_stored fresh=false",
+      "ChunkStored: that id was already stored (idempotent put)")
+write("response_chunk", "response", frame(0x91), "chunk",
+      "Chunk: empty body; CHUNK_LEN bytes of chunk follow the frame on its stream")
+write("response_chunk_deleted", "response", frame(0x92), "chunk_deleted", "ChunkDeleted: empty body")
+write("response_error_chunk_not_found", "response", frame(0xff, u16(0x0600) + u16(0) + u32(0)),
+      "error code=0x0600 arg=0", "Error: no chunk under that secret's id")
+write("response_error_chunk_busy", "response", frame(0xff, u16(0x0603) + u16(0) + u32(200)),
+      "error code=0x0603 arg=200", "Error: too many chunk requests in flight, retry after 200 ms")
+write("fail_chunk_stored_fresh_2", "response", frame(0x90, b"\x02"), "error bad_field", "fresh must be 0 or 1")
+write("fail_chunk_padding", "response", frame(0x91, b"\x00" * 100 + b"\x01"), "error padding_not_zero",
+      "a Chunk frame's body is all zero (the chunk is not inside the frame)")
+write("fail_put_chunk_padding", "request", frame(0x10, chunk_id + b"\x01"), "error padding_not_zero",
+      "PutChunk with a byte after the id")
+write("fail_chunk_kind_0x13", "request", frame(0x13, chunk_id), "error unknown_kind",
+      "0x13 is in the chunk range but not assigned")
+write("fail_chunk_as_request", "request", frame(0x91), "error unexpected_kind", "Chunk sent to a relay")
+with open(os.path.join(HERE, "chunk_names.txt"), "w") as fh:
+    fh.write("# a chunk's id and the relay's storage key for it, from its secret\n")
+    fh.write("direction: chunk\n")
+    fh.write(f"secret: {chunk_secret.hex()}\n")
+    fh.write(f"expect: chunk id={chunk_id.hex()} key={chunk_key.hex()} len={CHUNK_LEN}\n")
+
+# Files (Part I section 7a): the descriptor a file message carries, and chunk names from a
+# file secret. Replayed by hush-core (crates/core/tests/file_vectors.rs), which owns them.
+import hmac
+def hkdf(salt, ikm, info, n):
+    prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:n]
+PAYLOAD = CHUNK_LEN - 40
+def chunks_for(size): return max(1, -(-size // PAYLOAD))
+file_secret = hashlib.sha256("文件 ملف 🗂".encode()).digest()
+file_digest = hashlib.sha256(b"the file").digest()
+relay_bin = pin_bytes = bytes(range(32)) + u16(4433) + bytes([17]) + b"relay.example.org"
+def descriptor(size, name, count=None, chunk_len=CHUNK_LEN, version=1, relay=relay_bin, tail=b""):
+    n = name.encode() if isinstance(name, str) else name
+    c = chunks_for(size) if count is None else count
+    return (bytes([version]) + u64(size) + u32(chunk_len) + u32(c) + file_digest + file_secret
+            + bytes([len(n)]) + n + relay + tail)
+def write_desc(name, data, expect, note):
+    with open(os.path.join(HERE, name + ".txt"), "w") as fh:
+        fh.write(f"# {note}\n")
+        fh.write("direction: file_descriptor\n")
+        fh.write(f"descriptor: {data.hex()}\n")
+        fh.write(f"expect: {expect}\n")
+for vname, size, fname in [("file_descriptor", 50_000_000, "报告 تقرير 📄.pdf"), ("file_descriptor_empty", 0, "x")]:
+    write_desc(vname, descriptor(size, fname),
+               f"file size={size} chunks={chunks_for(size)} digest={file_digest.hex()} name_hex={fname.encode().hex()} relay=hush://AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8@relay.example.org:4433",
+               f"a descriptor of {size} bytes")
+write_desc("fail_file_descriptor_count", descriptor(1_000_000, "a", count=2**32 - 1), "error file_chunk_count_mismatch",
+           "a chunk count far above the size")
+write_desc("fail_file_descriptor_count_short", descriptor(1_000_000, "a", count=1), "error file_chunk_count_mismatch",
+           "a chunk count below the size")
+write_desc("fail_file_descriptor_chunk_len", descriptor(1, "a", chunk_len=65536), "error file_chunk_size", "another chunk size")
+write_desc("fail_file_descriptor_oversized", descriptor(2**36 + 1, "a"), "error file_oversized", "above 64 GiB")
+write_desc("fail_file_descriptor_empty_name", descriptor(1, ""), "error file_bad_name", "an empty name")
+write_desc("fail_file_descriptor_not_utf8", descriptor(1, b"\xff\xfe"), "error file_bad_name", "a name that is not UTF-8")
+write_desc("fail_file_descriptor_trailing", descriptor(1, "a", tail=b"\0"), "error file_malformed", "a byte after the relay")
+write_desc("fail_file_descriptor_version", descriptor(1, "a", version=2), "error file_malformed", "version 2")
+write_desc("fail_file_descriptor_relay", descriptor(1, "a", relay=bytes(range(32)) + u16(0) + bytes([1]) + b"a"),
+           "error file_bad_relay", "relay port 0")
+with open(os.path.join(HERE, "file_chunk_names.txt"), "w") as fh:
+    fh.write("# chunk secrets and ids of chunks 0, 1 and 4096 of a file, from its secret\n")
+    fh.write("direction: file_chunk\n")
+    fh.write(f"secret: {file_secret.hex()}\n")
+    parts = []
+    for i in (0, 1, 4096):
+        okm = hkdf(None, file_secret, b"hush/v2/chunk" + u32(i), 64)
+        parts.append(f"{i}:{okm[:32].hex()}:{hashlib.sha256(okm[:32]).hexdigest()}")
+    fh.write(f"expect: {' '.join(parts)}\n")
+
 # Addresses.
 pin = bytes(range(32))
 import base64

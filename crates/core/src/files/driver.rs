@@ -1,0 +1,526 @@
+//! Moving a file's chunks between the disk and a relay: the I/O around [`Transfer`].
+//!
+//! Owns: one relay connection per transfer, of its own (never the messaging connection;
+//! through a SOCKS5 proxy with a username drawn for this transfer, so Tor gives it its own
+//! circuit), reading and sealing chunks of the source, opening and writing chunks of the
+//! destination at their offsets, retries, the digest check and the final rename, and the
+//! deletion of a received file's chunks. Progress goes to the engine (which persists it)
+//! through the [`Handle`]; a crash at any point resumes from what was persisted.
+//! Must never hold more than [`WINDOW`] chunks in memory, never write outside the chosen
+//! directory (every path is `dir` joined with one [`safe_name`] component), and never leave
+//! a file under its final name whose digest did not match.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_crypto::file::CHUNK_PAYLOAD;
+use hush_proto::{ErrorCode, RelayAddress};
+use hush_transport::{RelayClient, Route, relay_error};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::{FileError, Transfer, WINDOW, safe_name};
+use crate::api::{FileCommand, Handle, Response};
+use crate::error::{Error, Result};
+use crate::profile::Network;
+use crate::store::{FileInfo, FileState};
+
+/// Where a transfer is, for a progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// File id.
+    pub id: i64,
+    /// Chunks done.
+    pub done: u32,
+    /// Chunks in all.
+    pub total: u32,
+    /// File bytes done (approximately: whole chunks).
+    pub bytes: u64,
+    /// File size.
+    pub size: u64,
+}
+
+/// Transport failures in a row before a transfer gives up for now (it resumes later).
+const MAX_FAILURES: u32 = 12;
+/// Chunks written between two syncs of the partial file and persisted progress.
+const PERSIST_EVERY: u32 = 8;
+
+async fn file_info(h: &Handle, id: i64) -> Result<FileInfo> {
+    match h.file(FileCommand::Get { id }).await? {
+        Response::File(f) => Ok(*f),
+        _ => Err(Error::UnexpectedResponse("File")),
+    }
+}
+
+fn route(network: Network) -> Result<Route> {
+    Ok(match network {
+        Network::Quic => Route::Quic,
+        Network::Tcp => Route::Tcp,
+        Network::Socks5(proxy) => {
+            let mut token = [0u8; 16];
+            crate::store::os_random(&mut token)?;
+            Route::Socks5(hush_transport::Socks5 {
+                proxy,
+                username: hex::encode(token),
+            })
+        }
+    })
+}
+
+async fn connect(relay: &RelayAddress, route: &Route) -> Result<Arc<RelayClient>> {
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        RelayClient::connect_via(relay, route),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Ok(Arc::new(c)),
+        Ok(Err(hush_transport::Error::PinMismatch)) => Err(Error::CertificateMismatch),
+        Ok(Err(hush_transport::Error::Proxy(_) | hush_transport::Error::ProxyUnreachable)) => {
+            Err(Error::ProxyFailed)
+        }
+        Ok(Err(_)) | Err(_) => Err(Error::RelayUnreachable),
+    }
+}
+
+/// What one chunk's attempt came to.
+enum Attempt {
+    Done,
+    /// Try again after this long (a busy relay, a dropped connection).
+    Retry(Duration, bool),
+    Fatal(Error),
+}
+
+fn classify(e: &hush_transport::Error) -> Attempt {
+    match relay_error(e).map(|f| (f.code, f.arg)) {
+        Some((ErrorCode::ChunkBusy | ErrorCode::RateLimited, ms)) => {
+            Attempt::Retry(Duration::from_millis(u64::from(ms.clamp(1, 10_000))), false)
+        }
+        Some((ErrorCode::ChunkNotFound, _)) => Attempt::Fatal(FileError::ChunkMissing.into()),
+        Some((ErrorCode::ChunkStoreFull | ErrorCode::ChunksUnsupported, _)) => {
+            Attempt::Fatal(FileError::RelayRefused.into())
+        }
+        Some((ErrorCode::ShuttingDown | ErrorCode::Internal, _)) | None => {
+            Attempt::Retry(Duration::from_millis(200), true)
+        }
+        Some((other, _)) => Attempt::Fatal(Error::Relay(other.name().into())),
+    }
+}
+
+/// What a run reports to and persists through.
+struct Sink<'a> {
+    h: &'a Handle,
+    id: i64,
+    size: u64,
+    /// A download's partial file: synced before progress is persisted.
+    sync: Option<&'a File>,
+    on_progress: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+impl Sink<'_> {
+    async fn persist(&mut self, t: &Transfer) -> Result<()> {
+        if let Some(f) = self.sync {
+            // What is persisted must be on disk first.
+            f.sync_data()?;
+        }
+        let (id, prefix) = (self.id, t.prefix());
+        self.h.file(FileCommand::Progress { id, prefix }).await?;
+        (self.on_progress)(progress_of(id, t, self.size));
+        Ok(())
+    }
+}
+
+/// Runs `transfer` to completion with `work` for each chunk, reconnecting on transport
+/// failures; every few chunks (and at the end) the prefix is persisted through `sink`.
+async fn run<W, Fut>(
+    relay: &RelayAddress,
+    transfer: &mut Transfer,
+    work: W,
+    sink: &mut Sink<'_>,
+) -> Result<()>
+where
+    W: Fn(Arc<RelayClient>, u32) -> Fut,
+    Fut: std::future::Future<Output = Attempt> + Send + 'static,
+{
+    let route = route(sink.h.network())?;
+    let mut client = connect(relay, &route).await?;
+    let mut failures = 0u32;
+    let mut tasks: JoinSet<(u32, Attempt)> = JoinSet::new();
+    let mut since_persist = 0u32;
+    while !transfer.is_complete() {
+        while let Some(i) = transfer.poll_next() {
+            let fut = work(client.clone(), i);
+            tasks.spawn(async move { (i, fut.await) });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            return Err(Error::UnexpectedResponse("transfer stalled"));
+        };
+        let (i, attempt) = joined.map_err(|_| Error::Io("a chunk task failed".into()))?;
+        match attempt {
+            Attempt::Done => {
+                failures = 0;
+                if transfer.handle_done(i).is_some() {
+                    since_persist += 1;
+                    if since_persist >= PERSIST_EVERY || transfer.is_complete() {
+                        sink.persist(transfer).await?;
+                        since_persist = 0;
+                    }
+                }
+            }
+            Attempt::Retry(wait, reconnect) => {
+                transfer.handle_failed(i);
+                failures += 1;
+                if failures > MAX_FAILURES {
+                    tasks.abort_all();
+                    return Err(Error::RelayUnreachable);
+                }
+                tokio::time::sleep(wait * failures.min(10)).await;
+                let dead = client
+                    .quic_connection()
+                    .is_some_and(|c| c.close_reason().is_some());
+                if reconnect
+                    && (dead || failures > 2)
+                    && let Ok(c) = connect(relay, &route).await
+                {
+                    client = c;
+                }
+            }
+            Attempt::Fatal(e) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn progress_of(id: i64, t: &Transfer, size: u64) -> Progress {
+    Progress {
+        id,
+        done: t.done(),
+        total: t.count(),
+        bytes: (u64::from(t.done()) * CHUNK_PAYLOAD as u64).min(size),
+        size,
+    }
+}
+
+fn modified_secs(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Measures a file to send: its size, SHA-256 and modification time, reading it once in
+/// 1 MiB pieces.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be read.
+pub fn measure(path: &Path) -> Result<(u64, [u8; 32], u64)> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument("not a regular file".into()));
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, h.finalize().into(), modified_secs(&meta)))
+}
+
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = f.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
+fn write_at(f: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = f.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(buf)
+    }
+}
+
+/// Uploads file `id` (offered with [`FileCommand::Offer`]) from where it stopped, then sends
+/// its descriptor in the conversation.
+///
+/// # Errors
+/// [`FileError::SourceChanged`] if the source changed since the offer; relay and transport
+/// errors (the transfer stays resumable unless the relay refused it).
+pub async fn upload(
+    h: &Handle,
+    id: i64,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<()> {
+    let info = file_info(h, id).await?;
+    if !info.outgoing {
+        return Err(Error::InvalidArgument("that file was sent to you".into()));
+    }
+    if info.state != FileState::Uploading {
+        return Ok(());
+    }
+    let d = info.descriptor.clone();
+    let path = PathBuf::from(info.path.clone().unwrap_or_default());
+    let source = Arc::new(File::open(&path)?);
+    let meta = source.metadata()?;
+    if meta.len() != d.size || Some(modified_secs(&meta)) != info.source_mtime {
+        return Err(FileError::SourceChanged.into());
+    }
+    let mut transfer = Transfer::resume(d.chunk_count(), info.prefix, WINDOW);
+    on_progress(progress_of(id, &transfer, d.size));
+    let shared = Arc::new(d.clone());
+    let work = |client: Arc<RelayClient>, i: u32| {
+        let (source, d) = (source.clone(), shared.clone());
+        let chunk_id = d.secret.chunk(i).id();
+        async move {
+            let sealed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                let mut plain = vec![0u8; d.chunk_plain_len(i)];
+                read_at(&source, &mut plain, u64::from(i) * CHUNK_PAYLOAD as u64)?;
+                let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed()?);
+                Ok(d.secret.seal_chunk(i, &plain, &mut rng)?)
+            })
+            .await;
+            let sealed = match sealed {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Attempt::Fatal(e),
+                Err(_) => return Attempt::Fatal(Error::Io("reading the file failed".into())),
+            };
+            match client.put_chunk(chunk_id, &sealed).await {
+                Ok(_) => Attempt::Done,
+                Err(e) => classify(&e),
+            }
+        }
+    };
+    let mut sink = Sink {
+        h,
+        id,
+        size: d.size,
+        sync: None,
+        on_progress,
+    };
+    let result = run(&d.relay, &mut transfer, work, &mut sink).await;
+    if let Err(Error::File(FileError::RelayRefused)) = &result {
+        h.file(FileCommand::Finish {
+            id,
+            path: None,
+            error: Some(FileError::RelayRefused),
+        })
+        .await?;
+    }
+    result?;
+    h.file(FileCommand::Uploaded { id }).await?;
+    Ok(())
+}
+
+/// The partial file of a download: hidden, beside where the file will be saved.
+fn part_path(dir: &Path, safe: &str, id: i64) -> PathBuf {
+    dir.join(format!(".{safe}.{id}.hushpart"))
+}
+
+/// `dir/name`, or `dir/stem (n).ext` if that exists: the first free one is linked to the
+/// verified partial file, which is then removed, so no existing file is ever replaced.
+fn save_as(dir: &Path, safe: &str, part: &Path) -> Result<PathBuf> {
+    let (stem, ext) = match safe.rfind('.') {
+        Some(i) if i > 0 => (&safe[..i], &safe[i..]),
+        _ => (safe, ""),
+    };
+    for n in 0..10_000u32 {
+        let name = if n == 0 {
+            safe.to_owned()
+        } else {
+            format!("{stem} ({n}){ext}")
+        };
+        let target = dir.join(&name);
+        match std::fs::hard_link(part, &target) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A file system without hard links: check and rename (racy only against this
+            // user's own processes in this directory).
+            Err(_) if !target.exists() => {
+                std::fs::rename(part, &target)?;
+                return Ok(target);
+            }
+            Err(_) => {}
+        }
+    }
+    Err(Error::InvalidArgument(
+        "no free name in the directory".into(),
+    ))
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Downloads received file `id` (accepted with [`FileCommand::Accept`]) from where it
+/// stopped, verifies it, saves it under its neutralised name in the chosen directory and
+/// deletes its chunks from the relay. Returns where it was saved.
+///
+/// # Errors
+/// [`FileError::ChunkCorrupt`], [`FileError::DigestMismatch`], [`FileError::ChunkMissing`]
+/// (nothing is left on disk then), relay and transport errors (resumable).
+pub async fn download(
+    h: &Handle,
+    id: i64,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<PathBuf> {
+    let info = file_info(h, id).await?;
+    let d = info.descriptor.clone();
+    let dir = PathBuf::from(info.dir.clone().unwrap_or_default());
+    let safe = safe_name(&d.name);
+    let saved = match info.state {
+        FileState::Complete => PathBuf::from(info.path.clone().unwrap_or_default()),
+        FileState::Downloading => {
+            let part = part_path(&dir, &safe, id);
+            match fetch(h, &info, &part, on_progress).await {
+                Ok(()) => {}
+                Err(e @ Error::File(_)) => {
+                    let _ = std::fs::remove_file(&part);
+                    let f = if let Error::File(f) = e {
+                        f
+                    } else {
+                        FileError::Malformed
+                    };
+                    h.file(FileCommand::Finish {
+                        id,
+                        path: None,
+                        error: Some(f),
+                    })
+                    .await?;
+                    return Err(f.into());
+                }
+                Err(e) => return Err(e),
+            }
+            let target = save_as(&dir, &safe, &part)?;
+            let shown = target.to_string_lossy().into_owned();
+            h.file(FileCommand::Finish {
+                id,
+                path: Some(shown),
+                error: None,
+            })
+            .await?;
+            target
+        }
+        _ => return Err(Error::InvalidArgument("accept the file first".into())),
+    };
+    if !info.cleaned {
+        delete_chunks(h, &d).await?;
+        h.file(FileCommand::Cleaned { id }).await?;
+    }
+    Ok(saved)
+}
+
+async fn fetch(
+    h: &Handle,
+    info: &FileInfo,
+    part: &Path,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<()> {
+    let d = Arc::new(info.descriptor.clone());
+    let id = info.id;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(part)?;
+    if out.metadata()?.len() != d.size {
+        out.set_len(d.size)?;
+    }
+    let out = Arc::new(out);
+    let mut transfer = Transfer::resume(d.chunk_count(), info.prefix, WINDOW);
+    on_progress(progress_of(id, &transfer, d.size));
+    let work = |client: Arc<RelayClient>, i: u32| {
+        let (out, d) = (out.clone(), d.clone());
+        async move {
+            let chunk = match client.get_chunk(d.secret.chunk(i).secret).await {
+                Ok(c) => c,
+                Err(e) => return classify(&e),
+            };
+            let written = tokio::task::spawn_blocking(move || -> Result<()> {
+                let plain = d
+                    .secret
+                    .open_chunk(i, &chunk, d.chunk_plain_len(i))
+                    .map_err(|_| FileError::ChunkCorrupt)?;
+                write_at(&out, &plain, u64::from(i) * CHUNK_PAYLOAD as u64)?;
+                Ok(())
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => Attempt::Done,
+                Ok(Err(e)) => Attempt::Fatal(e),
+                Err(_) => Attempt::Fatal(Error::Io("writing the file failed".into())),
+            }
+        }
+    };
+    let mut sink = Sink {
+        h,
+        id,
+        size: d.size,
+        sync: Some(&out),
+        on_progress,
+    };
+    run(&d.relay, &mut transfer, work, &mut sink).await?;
+    out.sync_all()?;
+    if sha256_file(part)? != d.digest {
+        return Err(FileError::DigestMismatch.into());
+    }
+    Ok(())
+}
+
+async fn delete_chunks(h: &Handle, d: &super::FileDescriptor) -> Result<()> {
+    let route = route(h.network())?;
+    let client = connect(&d.relay, &route).await?;
+    for i in 0..d.chunk_count() {
+        match client.delete_chunk(d.secret.chunk(i).secret).await {
+            Ok(()) => {}
+            Err(e) if relay_error(&e).is_some_and(|f| f.code == ErrorCode::ChunkNotFound) => {}
+            Err(_) => return Err(Error::RelayUnreachable),
+        }
+    }
+    client.close();
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! File transfer (issue 12): encrypted, resumable documents that a relay sees only as
+//! uniform 256 KiB chunks (docs/PROTOCOL.md sections 7a and II.4.3).
+//!
+//! Owns, one module each: the [`descriptor`] a file message carries and its checks, the
+//! neutralisation of received [`name`]s, the sans-IO [`transfer`] bookkeeping (window,
+//! retries, the persisted prefix that resume starts from), and the [`driver`] that moves
+//! chunks between a file on disk and a relay on a connection of its own (never the
+//! messaging connection), reporting progress to the engine, which persists it.
+//! Must never write outside the directory the user chose for a received file, never hold
+//! more than the window's chunks in memory, and never declare a file complete before its
+//! SHA-256 matched the descriptor's.
+
+pub mod descriptor;
+pub mod driver;
+pub mod name;
+pub mod transfer;
+
+pub use descriptor::{FileDescriptor, FileError, MAX_FILE_LEN};
+pub use driver::{Progress, download, upload};
+pub use name::safe_name;
+pub use transfer::Transfer;
+
+/// Chunks a transfer keeps in flight (each holds one chunk in memory on both sides; the
+/// relay allows 4 per connection by default).
+pub const WINDOW: usize = 4;
+
+/// Default limit on a received file's size (the user sets `file_limit_bytes`): 2 GiB.
+pub const DEFAULT_LIMIT_BYTES: u64 = 2 << 30;
+
+/// Whether a file of this name usually carries metadata of its own (EXIF of photos, authors
+/// and history of documents), which hush sends as is: front ends warn before sending it.
+#[must_use]
+pub fn carries_metadata(name: &str) -> bool {
+    const KINDS: [&str; 16] = [
+        "jpg", "jpeg", "png", "heic", "heif", "tif", "tiff", "webp", "pdf", "doc", "docx", "odt",
+        "xlsx", "pptx", "mp4", "mov",
+    ];
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| KINDS.iter().any(|k| ext.eq_ignore_ascii_case(k)))
+}
+
+/// The warning front ends show for such a file.
+pub const METADATA_WARNING: &str = "this file is sent as is: photos and documents carry their own metadata (EXIF location and camera, authors, edit history); remove it first if the recipient should not learn it";
+
+/// The text a file message shows in the conversation: its name (neutralised, so that a
+/// right-to-left override cannot disguise it there either) and its size.
+#[must_use]
+pub fn summary(name: &str, size: u64) -> String {
+    format!("[file] {} ({})", safe_name(name), human_size(size))
+}
+
+/// A size for people: bytes, KiB, MiB or GiB with one decimal.
+#[must_use]
+pub fn human_size(size: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = size as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{size} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
