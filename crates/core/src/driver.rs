@@ -391,9 +391,12 @@ impl Driver {
     /// nothing from the relay, which sees one address.
     fn link_for(&self, req: &LinkRequest) -> (LinkKey, crate::link::Target) {
         let via = match (&req.op, self.routing) {
-            (LinkOp::Deposit { .. }, Routing::Private) => {
-                self.engine.own_relay().filter(|own| *own != req.relay)
-            }
+            // The pin is the relay's identity: the own relay under another name
+            // (`localhost` and `127.0.0.1`, say) is no other relay (as on h-route, 003178e).
+            (LinkOp::Deposit { .. }, Routing::Private) => self
+                .engine
+                .own_relay()
+                .filter(|own| own.pin != req.relay.pin),
             _ => None,
         };
         let connect_to = via.as_ref().unwrap_or(&req.relay);
