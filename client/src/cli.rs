@@ -830,6 +830,11 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; the handshake waits for a high-risk slot, sent while hush runs (the terminal UI, or hush recv --wait)"
                 )?;
+            } else if let Some(why) = h.status().await?.private_route {
+                writeln!(
+                    io.out,
+                    "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
+                )?;
             } else if h.status().await?.proxy_failed > 0 {
                 writeln!(
                     io.out,
@@ -982,9 +987,11 @@ async fn command_with_engine(
             if wait > 0 {
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
-            // Receipts and handshake replies produced while receiving go out before exit.
-            let _ = tokio::time::timeout(Duration::from_secs(10), h.flush()).await;
+            // What arrived is taken first: a short disappearing timer must not run out while
+            // the receipts wait for their pacing. Receipts and handshake replies produced
+            // while receiving then go out before exit.
             let msgs = h.take_unshown().await?;
+            let _ = tokio::time::timeout(Duration::from_secs(10), h.flush()).await;
             if json {
                 let v: Vec<_> = msgs
                     .iter()

@@ -5,7 +5,8 @@
 //!
 //! - **Normal.** Deposits leave when they are queued, but never as a burst: the fragments of
 //!   a message (and anything queued together) leave one after another with a random gap of
-//!   [`FRAGMENT_GAP_MIN`]..=[`FRAGMENT_GAP_MAX`], and a delivery receipt waits a random
+//!   [`FRAGMENT_GAP_MIN`]..=[`FRAGMENT_GAP_MAX`] (scaled down so that one batch spreads over
+//!   at most [`BATCH_SPREAD_MAX`]), and a delivery receipt waits a random
 //!   [`RECEIPT_DELAY_MIN`]..=[`RECEIPT_DELAY_MAX`] so that it does not follow the delivery
 //!   it confirms at once. Fetches are pushed by the relay (subscriptions) and on demand.
 //! - **High-risk.** Deposits happen only at *slots*: a Poisson process with mean
@@ -37,6 +38,9 @@ use crate::store::OutboxId;
 pub(crate) const FRAGMENT_GAP_MIN: Duration = Duration::from_millis(500);
 /// Normal mode: the longest gap between two deposits queued together.
 pub(crate) const FRAGMENT_GAP_MAX: Duration = Duration::from_millis(2_500);
+/// Normal mode: the longest one batch (a long message's fragments) is spread over; its gaps
+/// are scaled down to fit, so a one-shot `hush send` of a long text is on the relay soon.
+pub(crate) const BATCH_SPREAD_MAX: Duration = Duration::from_secs(10);
 /// Normal mode: the shortest wait of a delivery receipt.
 pub(crate) const RECEIPT_DELAY_MIN: Duration = Duration::from_secs(1);
 /// Normal mode: the longest wait of a delivery receipt.
@@ -237,9 +241,18 @@ impl Schedule {
                 .plus(uniform(RECEIPT_DELAY_MIN, RECEIPT_DELAY_MAX, rng))
                 .max(self.cursor.plus(FRAGMENT_GAP_MIN)),
         };
+        let gaps: Vec<Duration> = (1..ids.len())
+            .map(|_| uniform(FRAGMENT_GAP_MIN, FRAGMENT_GAP_MAX, rng))
+            .collect();
+        let total: Duration = gaps.iter().sum();
+        let scale = if total > BATCH_SPREAD_MAX {
+            BATCH_SPREAD_MAX.as_secs_f64() / total.as_secs_f64()
+        } else {
+            1.0
+        };
         for (i, id) in ids.iter().enumerate() {
             if i > 0 {
-                at = at.plus(uniform(FRAGMENT_GAP_MIN, FRAGMENT_GAP_MAX, rng));
+                at = at.plus(gaps[i - 1].mul_f64(scale));
             }
             self.release.insert(*id, at);
             self.cursor = self.cursor.max(at);
@@ -352,8 +365,9 @@ mod tests {
         assert_eq!(at[0], T0.unix_millis(), "the first leaves at once");
         for w in at.windows(2) {
             let gap = w[1] - w[0];
-            assert!((500..=2_500).contains(&gap), "gap {gap}");
+            assert!((250..=2_500).contains(&gap), "gap {gap}");
         }
+        assert!(at[7] - at[0] <= 10_000, "spread over at most 10 s");
         s.pace(&[OutboxId(9)], Pace::Fragments, T0, &mut rng);
         assert!(
             s.release[&OutboxId(9)].unix_millis() > at[7],
@@ -365,6 +379,13 @@ mod tests {
         assert!((1_000..=8_000).contains(&wait), "receipt waits {wait}");
         assert!(!s.released(OutboxId(10), later, &mut rng));
         assert!(s.released(OutboxId(10), s.release[&OutboxId(10)], &mut rng));
+        // Sixty fragments (a 100 KB text) still leave within 10 s, one after another.
+        let mut s = Schedule::new(TrafficConfig::default(), false, [1; 32], T0);
+        let many: Vec<OutboxId> = (100..160).map(OutboxId).collect();
+        s.pace(&many, Pace::Fragments, T0, &mut rng);
+        let times: Vec<u64> = many.iter().map(|i| s.release[i].unix_millis()).collect();
+        assert!(times.windows(2).all(|w| w[1] > w[0] + 50), "{times:?}");
+        assert!(times[59] - times[0] <= 10_000, "{times:?}");
     }
 
     #[test]
