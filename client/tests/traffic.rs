@@ -14,7 +14,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use hush_testkit::{Home, Relay, Running, pair, poll};
+use hush_testkit::{Home, Relay, Running, hooks, pair, poll};
 
 const DEPOSIT_MEAN_MS: &str = "300";
 const FETCH_MEAN_MS: &str = "600";
@@ -45,8 +45,8 @@ fn hold(home: &Home, profile: &str, secs: &str) -> Running {
     let socket = home.profile_dir(profile).join("control.sock");
     let holder = home
         .hush(profile, &["--json", "recv", "--wait", secs])
-        .env("HUSH_TEST_DEPOSIT_MEAN_MS", DEPOSIT_MEAN_MS)
-        .env("HUSH_TEST_FETCH_MEAN_MS", FETCH_MEAN_MS)
+        .env(hooks::CLIENT_DEPOSIT_MEAN_MS, DEPOSIT_MEAN_MS)
+        .env(hooks::CLIENT_FETCH_MEAN_MS, FETCH_MEAN_MS)
         .spawn();
     let served = poll(Duration::from_secs(60), Duration::from_millis(50), || {
         UnixStream::connect(&socket).ok().map(drop)

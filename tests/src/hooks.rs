@@ -20,6 +20,10 @@ pub const RELAY_TEST_RECORD: &str = "HUSH_RELAY_TEST_RECORD";
 /// Makes the relay substitute its own forwarding key in statements it fetches for clients:
 /// a hostile forwarding relay (test hook).
 pub const RELAY_SUBSTITUTE_FORWARD_KEY: &str = "HUSH_RELAY_TEST_SUBSTITUTE_FORWARD_KEY";
+/// Client (test-hooks): the mean of the high-risk deposit slots, in milliseconds.
+pub const CLIENT_DEPOSIT_MEAN_MS: &str = "HUSH_TEST_DEPOSIT_MEAN_MS";
+/// Client (test-hooks): the mean of the high-risk fetch slots, in milliseconds.
+pub const CLIENT_FETCH_MEAN_MS: &str = "HUSH_TEST_FETCH_MEAN_MS";
 
 /// The client's data root (all profiles).
 pub const HUSH_HOME: &str = "HUSH_HOME";
@@ -44,6 +48,8 @@ pub const CLEARED: &[&str] = &[
     RELAY_CLOCK_OFFSET,
     RELAY_TEST_RECORD,
     RELAY_SUBSTITUTE_FORWARD_KEY,
+    CLIENT_DEPOSIT_MEAN_MS,
+    CLIENT_FETCH_MEAN_MS,
     HUSH_LOG,
     RELAY_CONFIG,
     RUST_LOG,
