@@ -820,36 +820,35 @@ async fn command_with_engine(
                     io.out,
                     "added {name:?}; the handshake is on the relay. You can write now; the contact shows \"waiting for reply\" until the inviter answers (a one-time link someone else already used is never answered)"
                 )?;
-            } else if let Some(why) = h.status().await?.private_route {
-                writeln!(
-                    io.out,
-                    "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
-                )?;
-            } else if h.status().await?.high_risk {
-                writeln!(
-                    io.out,
-                    "added {name:?}; the handshake waits for a high-risk slot, sent while hush runs (the terminal UI, or hush recv --wait)"
-                )?;
-            } else if let Some(why) = h.status().await?.private_route {
-                writeln!(
-                    io.out,
-                    "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
-                )?;
-            } else if h.status().await?.proxy_failed > 0 {
-                writeln!(
-                    io.out,
-                    "added {name:?}; the SOCKS5 proxy (socks5 in config.toml) is unreachable or refused the connection, and nothing is ever sent around it: the handshake is queued and will be sent by the next hush command"
-                )?;
-            } else if h.status().await?.certificate_mismatch > 0 {
-                writeln!(
-                    io.out,
-                    "added {name:?}; the inviter's relay answered with a certificate that does not match the link's pin (interception, or the relay's key changed): the handshake is queued and will be retried by the next hush command"
-                )?;
             } else {
-                writeln!(
-                    io.out,
-                    "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"
-                )?;
+                // Why it waits: one status read names the first reason that applies.
+                let status = h.status().await?;
+                if let Some(why) = status.private_route {
+                    writeln!(
+                        io.out,
+                        "added {name:?}; private routing through your relay failed ({why}), and nothing is sent around it (routing = \"private\" in config.toml): the handshake is queued and will be sent by the next hush command"
+                    )?;
+                } else if status.high_risk {
+                    writeln!(
+                        io.out,
+                        "added {name:?}; the handshake waits for a high-risk slot, sent while hush runs (the terminal UI, or hush recv --wait)"
+                    )?;
+                } else if status.proxy_failed > 0 {
+                    writeln!(
+                        io.out,
+                        "added {name:?}; the SOCKS5 proxy (socks5 in config.toml) is unreachable or refused the connection, and nothing is ever sent around it: the handshake is queued and will be sent by the next hush command"
+                    )?;
+                } else if status.certificate_mismatch > 0 {
+                    writeln!(
+                        io.out,
+                        "added {name:?}; the inviter's relay answered with a certificate that does not match the link's pin (interception, or the relay's key changed): the handshake is queued and will be retried by the next hush command"
+                    )?;
+                } else {
+                    writeln!(
+                        io.out,
+                        "added {name:?}; the relay is unreachable: the handshake is queued and will be sent by the next hush command"
+                    )?;
+                }
             }
         }
         Command::Contacts => {
