@@ -2,8 +2,17 @@
 //! an idle pair, each pair on its own real `hush-relay`, all four in high-risk mode with
 //! short slots (test hooks: a deposit slot every 300 ms and a fetch slot every 600 ms on
 //! average). The relays' own counters (requests by command, envelopes fetched: every
-//! request and every answer is one fixed-size frame) measure what each pair shows per
-//! interval; the active pair's long messages, replies and receipts do not show.
+//! request and every answer is one fixed-size frame) measure what each pair shows; the
+//! active pair's long messages, replies and receipts do not show.
+//!
+//! What is compared is the whole run, command by command: the number of deposits, fetches,
+//! deletes, pings and subscriptions each relay saw, and the frames each way. Per interval the
+//! counts are printed, not asserted: between two sets of real processes on a shared two-core
+//! machine an interval of a few seconds measures the operating system's scheduler as much as
+//! hush (a CI run saw 89 against 34 frames up in one interval and 81 against 130 two
+//! intervals later, with the totals 8% apart). That the slots do not depend on what the user
+//! does, interval by interval, is proven in simulated time (`engine::schedule` and the
+//! engine's observer tests, with a KS test).
 //!
 //! Waiting is bounded polling for a state (the active relay counting more deposits), never
 //! a fixed sleep or a timing threshold; the tolerance is on counts. Seen to fail with the
@@ -21,22 +30,24 @@ const FETCH_MEAN_MS: &str = "600";
 /// Intervals measured, each ended by the active relay storing this many more deposits.
 const INTERVALS: usize = 6;
 const DEPOSITS_PER_INTERVAL: u64 = 30;
-/// Over the whole run the idle relay's frames are within this fraction of the active one's.
+/// Over the whole run the idle relay's counts are within this fraction of the active one's
+/// (a few hundred of each command, with Poisson noise of a few per cent).
 const TOTAL_TOLERANCE: f64 = 0.25;
-/// In each interval, within this fraction (the counts of one interval are a few dozen, with
-/// Poisson noise of about 15%).
-const INTERVAL_TOLERANCE: f64 = 0.6;
+/// A command seen fewer times than this by both relays is compared by this absolute slack.
+const FEW: u64 = 20;
 
 const COMMANDS: [&str; 5] = ["ping", "deposit", "fetch", "delete", "subscribe"];
 
 /// (frames to the relay, frames from it): one per request; one answer per request and
 /// one frame per envelope a fetch returned.
 fn frames(relay: &Relay) -> (u64, u64) {
-    let up: u64 = COMMANDS
-        .iter()
-        .map(|c| relay.metric(&format!("hush_relay_requests_total{{command=\"{c}\"}}")))
-        .sum();
+    let up: u64 = requests(relay).iter().sum();
     (up, up + relay.metric("hush_relay_envelopes_fetched_total"))
+}
+
+/// Requests the relay has answered, by command, in the order of `COMMANDS`.
+fn requests(relay: &Relay) -> [u64; 5] {
+    COMMANDS.map(|c| relay.metric(&format!("hush_relay_requests_total{{command=\"{c}\"}}")))
 }
 
 /// Starts `recv --wait SECS` on `profile` with short slots and waits until it serves its
@@ -90,6 +101,7 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relays() {
         .collect();
 
     let mut last = (frames(&active), frames(&idle));
+    let before = (requests(&active), requests(&idle));
     let mut deposits = active.metric("hush_relay_deposits_stored_total");
     let mut intervals = Vec::new();
     let mut sent = Vec::new();
@@ -114,12 +126,25 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relays() {
         last = now;
     }
     let within = |a: u64, b: u64, tol: f64| (a as f64 - b as f64).abs() <= tol * a.max(b) as f64;
+    let near = |a: u64, b: u64| {
+        if a.max(b) < FEW {
+            a.abs_diff(b) < FEW
+        } else {
+            within(a, b, TOTAL_TOLERANCE)
+        }
+    };
     eprintln!("per interval ((active up, down), (idle up, down)) frames: {intervals:?}");
-    for ((a_up, a_down), (i_up, i_down)) in &intervals {
-        assert!(within(*a_up, *i_up, INTERVAL_TOLERANCE), "{intervals:?}");
+    let since =
+        |now: [u64; 5], then: [u64; 5]| std::array::from_fn::<u64, 5, _>(|k| now[k] - then[k]);
+    let (a_commands, i_commands) = (
+        since(requests(&active), before.0),
+        since(requests(&idle), before.1),
+    );
+    eprintln!("requests {COMMANDS:?}: active {a_commands:?}, idle {i_commands:?}");
+    for ((c, a), i) in COMMANDS.iter().zip(a_commands).zip(i_commands) {
         assert!(
-            within(*a_down, *i_down, INTERVAL_TOLERANCE),
-            "{intervals:?}"
+            near(a, i),
+            "{c}: active {a_commands:?}, idle {i_commands:?}"
         );
     }
     let (mut a_up, mut a_down, mut i_up, mut i_down) = (0, 0, 0, 0);
