@@ -999,6 +999,10 @@ pub(crate) async fn handle_stream(
                 more = page_more;
                 returned += items.len();
                 metrics.fetched(items.len() as u64);
+                #[cfg(feature = "test-hooks")]
+                if let Some(r) = &shared.record {
+                    r.fetched(state.peer, items.len());
+                }
                 for s in items {
                     cursor = s.id;
                     let d = hush_proto::Delivery {
