@@ -37,6 +37,7 @@ pub struct Metrics {
     /// One counter per entry of [`DeleteOutcome::ALL`].
     deletes: [AtomicU64; DeleteOutcome::ALL.len()],
     fetched: AtomicU64,
+    storage_reads: AtomicU64,
     pushed: AtomicU64,
     commits: AtomicU64,
     committed_ops: AtomicU64,
@@ -218,6 +219,10 @@ impl Metrics {
     }
     pub(crate) fn fetched(&self, n: u64) {
         self.fetched.fetch_add(n, Ordering::Relaxed);
+    }
+    #[cfg_attr(not(feature = "jetstream"), allow(dead_code))] // only the JetStream backend reads one message at a time
+    pub(crate) fn storage_reads(&self, n: u64) {
+        self.storage_reads.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn pushed(&self, n: u64) {
         self.pushed.fetch_add(n, Ordering::Relaxed);
@@ -441,6 +446,12 @@ impl Metrics {
             "counter",
             "Envelopes sent by fetch.",
             vec![(String::new(), g(&self.fetched))],
+        );
+        metric(
+            "hush_relay_storage_reads_total",
+            "counter",
+            "Messages the JetStream backend read from the cluster (direct gets; 0 with redb).",
+            vec![(String::new(), g(&self.storage_reads))],
         );
         metric(
             "hush_relay_envelopes_pushed_total",

@@ -35,7 +35,7 @@ use crate::config::{Backend, Config, Limits, TcpListen};
 use crate::disk::DiskSpace;
 use crate::metrics::{ConnectionEnd, DeleteOutcome, Metrics};
 use crate::push::{Fanout, Hub, Next, PushQueue};
-use crate::store::{Quotas, RedbStore, Store, WriteOp, WriteOutcome};
+use crate::store::{Quotas, RedbStore, Store, Stored, WriteOp, WriteOutcome};
 use crate::tls::Identity;
 
 /// QUIC application close code: relay shutting down.
@@ -984,19 +984,17 @@ pub(crate) async fn handle_stream(
             let mailboxes: Arc<[_]> = opened.keys.iter().copied().collect();
             // The semaphore is never closed; a failure would only mean no limit.
             let _one_at_a_time = state.fetching.acquire().await;
-            // Read in pages so a fetch holds at most FETCH_PAGE envelopes at once; the answer
-            // is the same as one read of FETCH_LIMIT.
-            let (mut cursor, mut returned, mut more) = (after, 0usize, true);
-            while more && returned < FETCH_LIMIT {
-                let store = shared.store.clone();
-                let mbs = mailboxes.clone();
-                let page = FETCH_PAGE.min(FETCH_LIMIT - returned);
-                let r = tokio::task::spawn_blocking(move || store.fetch(&mbs, cursor, page)).await;
-                let Ok(Ok((items, page_more))) = r else {
-                    return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal))
-                        .await;
-                };
-                more = page_more;
+            // Read in pages so a fetch holds at most FETCH_PAGE envelopes at once (two with
+            // the one being sent); the answer is the same as one read of FETCH_LIMIT.
+            let (pages, mut next) = tokio::sync::mpsc::channel::<Vec<Stored>>(1);
+            let store = shared.store.clone();
+            let reading = tokio::task::spawn_blocking(move || {
+                store.fetch_pages(&mailboxes, after, FETCH_LIMIT, FETCH_PAGE, &mut |items| {
+                    pages.blocking_send(items).is_ok()
+                })
+            });
+            let mut returned = 0usize;
+            while let Some(items) = next.recv().await {
                 returned += items.len();
                 metrics.fetched(items.len() as u64);
                 #[cfg(feature = "test-hooks")]
@@ -1004,17 +1002,20 @@ pub(crate) async fn handle_stream(
                     r.fetched(state.peer, items.len());
                 }
                 for s in items {
-                    cursor = s.id;
                     let d = hush_proto::Delivery {
                         mailbox: opened.reported(s.mailbox),
                         id: s.id,
                         envelope: s.envelope,
                     };
                     if !send_frame(&mut send, &Response::Envelope(d)).await {
+                        // Dropping the receiver stops the reader at its next page.
                         return;
                     }
                 }
             }
+            let Ok(Ok(more)) = reading.await else {
+                return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Internal)).await;
+            };
             let returned = u32::try_from(returned).unwrap_or(u32::MAX);
             let _ = send_frame(&mut send, &Response::FetchDone { returned, more }).await;
         }

@@ -127,6 +127,37 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Stored>, bool), Error>;
 
+    /// One Fetch request: up to `total` envelopes of `mailboxes` with id greater than `after`,
+    /// in id order, handed to `page` at most `page_len` at a time (so that a fetch holds one
+    /// page of envelopes, not `total`), and whether more remain. `page` returns `false` to
+    /// stop (the client is gone). The default asks [`Store::fetch`] for each page; a backend
+    /// whose every read must list whole mailboxes lists them once per request instead.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if reading failed (pages already handed over stay handed over).
+    fn fetch_pages(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+        total: usize,
+        page_len: usize,
+        page: &mut dyn FnMut(Vec<Stored>) -> bool,
+    ) -> Result<bool, Error> {
+        let (mut cursor, mut returned) = (after, 0usize);
+        loop {
+            let want = page_len.min(total - returned);
+            let (items, more) = self.fetch(mailboxes, cursor, want)?;
+            returned += items.len();
+            if let Some(last) = items.last() {
+                cursor = last.id;
+            }
+            let done = !more || returned >= total || items.is_empty();
+            if !page(items) || done {
+                return Ok(more);
+            }
+        }
+    }
+
     /// Deletes up to `max` envelopes stored before `cutoff` (Unix seconds); returns how many.
     ///
     /// # Errors

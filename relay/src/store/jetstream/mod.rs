@@ -97,6 +97,7 @@ pub struct JetStreamStore {
     ids: IdCipher,
     quota: usize,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -150,6 +151,7 @@ impl JetStreamStore {
     ) -> Result<Self, Error> {
         let names = Names::new(settings);
         let health = Arc::new(Health::default());
+        let reads = metrics.clone();
         let events = {
             let (hub, metrics, health) = (hub.clone(), metrics.clone(), health.clone());
             move |event: async_nats::Event| {
@@ -230,6 +232,7 @@ impl JetStreamStore {
             ids,
             quota: usize::try_from(quotas.mailbox).unwrap_or(usize::MAX),
             health,
+            metrics: reads,
             tasks,
         })
     }
@@ -320,7 +323,30 @@ impl JetStreamStore {
     }
 
     /// Every envelope of one mailbox, by direct gets along its subject.
-    async fn read_mailbox(&self, mailbox: MailboxId) -> Result<Vec<Stored>, Error> {
+    /// The (id, sequence, mailbox) of every envelope of `mailboxes` with an id above `after`,
+    /// in id order. Listing reads each message (direct get has no headers-only form) but
+    /// keeps none of their bytes.
+    async fn list(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+    ) -> Result<Vec<(EnvelopeId, u64, MailboxId)>, Error> {
+        let mut uniq: Vec<MailboxId> = mailboxes.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        let lists = join_all(uniq.into_iter().map(|mb| self.list_mailbox(mb))).await;
+        let mut found = Vec::new();
+        for l in lists {
+            found.extend(l?.into_iter().filter(|e| e.0 > after));
+        }
+        found.sort_unstable_by_key(|e| e.0);
+        Ok(found)
+    }
+
+    async fn list_mailbox(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(EnvelopeId, u64, MailboxId)>, Error> {
         let subject = self.names.mailbox(&mailbox);
         let mut out = Vec::new();
         let mut next = 1u64;
@@ -331,18 +357,45 @@ impl JetStreamStore {
                 .await
             {
                 Ok(m) => {
+                    self.metrics.storage_reads(1);
                     next = m.sequence.saturating_add(1);
-                    let envelope = Envelope::from_slice(&m.payload)
-                        .map_err(|_| Error::Storage("corrupt envelope message".into()))?;
-                    out.push(Stored {
-                        mailbox,
-                        id: self.ids.id(m.sequence),
-                        envelope,
-                    });
+                    out.push((self.ids.id(m.sequence), m.sequence, mailbox));
                 }
                 Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
                 Err(e) => return Err(Error::Storage(format!("direct get: {e}"))),
             }
+        }
+        Ok(out)
+    }
+
+    /// The envelopes at `listed`, in that order; one deleted since it was listed is left out.
+    async fn read_listed(
+        &self,
+        listed: &[(EnvelopeId, u64, MailboxId)],
+    ) -> Result<Vec<Stored>, Error> {
+        let reads = join_all(listed.iter().map(|&(id, seq, mailbox)| async move {
+            let subject = self.names.mailbox(&mailbox);
+            self.metrics.storage_reads(1);
+            match read_seq(&self.stream, seq).await {
+                // Sequences are never reused; the subject check is there all the same, so
+                // that no read can answer one mailbox with another's envelope.
+                Ok(Some(m)) if m.subject.as_str() == subject.as_str() => {
+                    let envelope = Envelope::from_slice(&m.payload)
+                        .map_err(|_| Error::Storage("corrupt envelope message".into()))?;
+                    Ok(Some(Stored {
+                        mailbox,
+                        id,
+                        envelope,
+                    }))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(Error::Storage(format!("direct get: {e}"))),
+            }
+        }))
+        .await;
+        let mut out = Vec::with_capacity(listed.len());
+        for r in reads {
+            out.extend(r?);
         }
         Ok(out)
     }
@@ -372,20 +425,35 @@ impl Store for JetStreamStore {
         after: EnvelopeId,
         limit: usize,
     ) -> Result<(Vec<Stored>, bool), Error> {
-        let mut uniq: Vec<MailboxId> = mailboxes.to_vec();
-        uniq.sort();
-        uniq.dedup();
-        let read = self
-            .rt
-            .block_on(join_all(uniq.into_iter().map(|mb| self.read_mailbox(mb))));
-        let mut found = Vec::new();
-        for r in read {
-            found.extend(r?.into_iter().filter(|s| s.id > after));
+        self.rt.block_on(async {
+            let mut listed = self.list(mailboxes, after).await?;
+            let more = listed.len() > limit;
+            listed.truncate(limit);
+            Ok((self.read_listed(&listed).await?, more))
+        })
+    }
+
+    /// Ids are not in sequence order, so every read must list whole mailboxes: a request
+    /// lists them once (ids only) and then reads its pages by sequence, instead of reading
+    /// every mailbox again for each page.
+    fn fetch_pages(
+        &self,
+        mailboxes: &[MailboxId],
+        after: EnvelopeId,
+        total: usize,
+        page_len: usize,
+        page: &mut dyn FnMut(Vec<Stored>) -> bool,
+    ) -> Result<bool, Error> {
+        let mut listed = self.rt.block_on(self.list(mailboxes, after))?;
+        let more = listed.len() > total;
+        listed.truncate(total);
+        for part in listed.chunks(page_len.max(1)) {
+            let items = self.rt.block_on(self.read_listed(part))?;
+            if !page(items) {
+                break;
+            }
         }
-        found.sort_unstable_by_key(|s| s.id);
-        let more = found.len() > limit;
-        found.truncate(limit);
-        Ok((found, more))
+        Ok(more)
     }
 
     fn sweep(&self, _cutoff: u64, _max: usize) -> Result<u64, Error> {
