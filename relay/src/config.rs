@@ -145,6 +145,11 @@ pub struct Limits {
     /// Stamped deposits one source may make to one drop (an invite's handshake mailbox) per
     /// window (`source_window_secs`), so that no single link holder fills a drop.
     pub drop_deposits_per_source: Positive<u32>,
+    /// The same for stamped deposits that arrive through a forwarding relay (a Deliver,
+    /// docs/PROTOCOL.md II.4.2): the source is then that relay, which carries all its
+    /// clients, so one of them must not spend the share of the others. The stamp's price,
+    /// which rises with the drop's fill, is what bounds a flood through a forwarder.
+    pub forwarded_drop_deposits_per_source: Positive<u32>,
     /// Whether loopback peers (local forwarders: a Tor onion service, a forwarding relay)
     /// are exempt from the per-source limits.
     pub loopback_exempt: bool,
@@ -171,6 +176,7 @@ impl Default for Limits {
             source_deposits_per_window: Positive(4096),
             source_window_secs: Positive(3600),
             drop_deposits_per_source: Positive(16),
+            forwarded_drop_deposits_per_source: Positive(256),
             loopback_exempt: true,
         }
     }
@@ -595,6 +601,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "drop_deposits_per_source",
     ),
     (
+        "HUSH_RELAY_LIMITS_FORWARDED_DROP_DEPOSITS_PER_SOURCE",
+        "limits",
+        "forwarded_drop_deposits_per_source",
+    ),
+    (
         "HUSH_RELAY_LIMITS_LOOPBACK_EXEMPT",
         "limits",
         "loopback_exempt",
@@ -926,6 +937,9 @@ source_window_secs = 3600
 # Stamped deposits one source may make to one invite's drop per window (its first messages
 # to a tip line, say); beyond, RateLimited until the window ends.
 drop_deposits_per_source = 16
+# The same for stamped deposits delivered by a forwarding relay (private routing): all its
+# clients share its address, so its share is larger; the stamp's rising price bounds a flood.
+forwarded_drop_deposits_per_source = 256
 # Loopback peers are local forwarders carrying many clients (a Tor onion service): exempt
 # them from the per-source limits (the global limits still apply).
 loopback_exempt = true

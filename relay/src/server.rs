@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     store: Arc<dyn Store>,
     spent_stamps: crate::drops::SpentStamps,
     drop_shares: crate::drops::DropShares,
+    /// The same for stamped deposits opened from a Deliver (the source is a forwarding relay).
+    forwarded_drop_shares: crate::drops::DropShares,
     committer: Committer,
     hub: Arc<Hub>,
     pub(crate) gate: Arc<Gate>,
@@ -303,6 +305,10 @@ impl Relay {
             spent_stamps: crate::drops::SpentStamps::new(),
             drop_shares: crate::drops::DropShares::new(
                 limits.drop_deposits_per_source.0,
+                limits.source_window_secs.0,
+            ),
+            forwarded_drop_shares: crate::drops::DropShares::new(
+                limits.forwarded_drop_deposits_per_source.0,
                 limits.source_window_secs.0,
             ),
             committer,
@@ -905,7 +911,7 @@ pub(crate) async fn handle_stream(
             let _ = send_frame(&mut send, &Response::Pong(pong)).await;
         }
         req @ (Request::Deposit { .. } | Request::DepositStamped { .. }) => {
-            match deposit_request(&shared, &state, req).await {
+            match deposit_request(&shared, &state, req, Via::Client).await {
                 Ok(resp) => {
                     let _ = send_frame(&mut send, &resp).await;
                 }
@@ -955,7 +961,8 @@ pub(crate) async fn handle_stream(
             let resp = match shared.forwarder.remembered(&inner.id, &digest) {
                 // A retry of a deposit stored before (its answer was lost on the way back).
                 Some(id) => Response::Deposited(id),
-                None => match deposit_request(&shared, &state, inner.request).await {
+                None => match deposit_request(&shared, &state, inner.request, Via::Forwarder).await
+                {
                     Ok(Response::Deposited(id)) => {
                         shared.forwarder.remember(inner.id, digest, id);
                         Response::Deposited(id)
@@ -1145,12 +1152,20 @@ fn inner_digest(req: &Request) -> [u8; 32] {
     }
 }
 
+/// Where a deposit came from: its connection's own client, or a forwarding relay (a Deliver).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Client,
+    Forwarder,
+}
+
 /// A Deposit or DepositStamped, from a client or opened from a Deliver: the answer
 /// (`Deposited`), or the error frame to send.
 async fn deposit_request(
     shared: &Shared,
     state: &ConnState,
     req: Request,
+    via: Via,
 ) -> Result<Response, ErrorFrame> {
     if shared.disk.is_low() {
         return Err(ErrorFrame::new(ErrorCode::RelayFull));
@@ -1168,7 +1183,11 @@ async fn deposit_request(
         } => {
             charge_deposit(state)?;
             let key = drop.storage_key();
-            if let Err(wait_ms) = shared.drop_shares.take_now(state.ticket.source(), key) {
+            let shares = match via {
+                Via::Client => &shared.drop_shares,
+                Via::Forwarder => &shared.forwarded_drop_shares,
+            };
+            if let Err(wait_ms) = shares.take_now(state.ticket.source(), key) {
                 // This source's share of the drop for the window is spent: one link holder
                 // cannot fill it for the others, whatever work it pays.
                 return Err(ErrorFrame {

@@ -307,6 +307,83 @@ async fn refusals_are_specific() {
     );
 }
 
+/// A forwarding relay carries many clients from one address, so the destination counts
+/// the stamped deposits it delivers to a drop against a share of their own
+/// (`forwarded_drop_deposits_per_source`), not the share of one direct source: one client
+/// of a busy relay cannot keep that relay's other clients out of a tip line for the window.
+/// Here the direct share is 2 and the forwarded one 5: a direct source gets 2, two clients
+/// of the forwarder get 5 between them, the sixth is `RateLimited`. Seen to fail with
+/// deliveries counted against the direct share: the forwarder's third deposit was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_first_messages_to_a_drop_have_a_share_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (forwarder, _) = relay_at(FORWARDER, dir.path(), &[]);
+    let (destination, _) = relay_at(
+        DESTINATION,
+        dir.path(),
+        &[
+            ("HUSH_RELAY_LIMITS_LOOPBACK_EXEMPT", "false"),
+            ("HUSH_RELAY_LIMITS_DROP_DEPOSITS_PER_SOURCE", "2"),
+            ("HUSH_RELAY_LIMITS_FORWARDED_DROP_DEPOSITS_PER_SOURCE", "5"),
+        ],
+    );
+    let dest = Destination::new(destination.addr().clone()).unwrap();
+    let owner = FetchSecret::from_bytes({
+        let mut f = [0x5a; 32];
+        f[0] = 4;
+        f
+    });
+    let drop = DropAddress::of_secret(&owner);
+    let stamped = |n: u64| {
+        let envelope = text_envelope(&format!("线人 {n} — مصدر 🗞️"), n);
+        let stamp = mint_stamp(&drop.storage_key(), &envelope, drop.bits, [n as u8; 8]);
+        Request::DepositStamped {
+            drop,
+            stamp,
+            envelope,
+        }
+    };
+    let deposit_code = |r: Result<hush_proto::EnvelopeId, Error>| match r {
+        Ok(_) => None,
+        Err(e) => Some(relay_error(&e).unwrap().code),
+    };
+
+    // A direct source (no forwarder): its share is 2.
+    let direct = client_at(&destination, 7).await;
+    let mut codes = Vec::new();
+    for n in 0..3 {
+        let Request::DepositStamped {
+            stamp, envelope, ..
+        } = stamped(n)
+        else {
+            unreachable!()
+        };
+        codes.push(deposit_code(
+            direct.deposit_stamped(drop, stamp, envelope).await,
+        ));
+    }
+    assert_eq!(codes, [None, None, Some(ErrorCode::RateLimited)]);
+
+    // Two clients of the forwarder: 5 between them, then the forwarder's share is spent.
+    let alice = client_at(&forwarder, 4).await;
+    let bob = client_at(&forwarder, 6).await;
+    let key = alice.fetch_forward_key(&dest).await.unwrap();
+    let mut codes = Vec::new();
+    for n in 10..16u64 {
+        let who = if n % 2 == 0 { &alice } else { &bob };
+        let r = who
+            .forward_deposit(&dest, &key, request_id(n as u8), stamped(n))
+            .await;
+        codes.push(deposit_code(r));
+    }
+    assert_eq!(
+        codes,
+        [None, None, None, None, None, Some(ErrorCode::RateLimited)]
+    );
+    let reader = client_at(&destination, 5).await;
+    assert_eq!(reader.fetch_all_drops(&[owner]).await.unwrap().len(), 7);
+}
+
 /// Not a test: measures a forwarded deposit against a direct one, in the same run, for
 /// docs/BENCHMARKS.md (`cargo test -p hush-relay --features test-hooks --test forward
 /// --release -- --ignored --nocapture forwarded_against_direct`). Prints figures; asserts
