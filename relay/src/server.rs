@@ -211,40 +211,54 @@ impl Relay {
         let hub = Arc::new(Hub::new(
             usize::try_from(limits.max_subscribers_per_mailbox.0).unwrap_or(usize::MAX),
         ));
-        let store: Arc<dyn Store> = match (config.storage.backend, &config.jetstream) {
-            #[cfg(feature = "jetstream")]
-            (Backend::Jetstream, Some(js)) => Arc::new(
-                crate::store::JetStreamStore::connect(
-                    js,
-                    quotas,
-                    limits.expiry_secs.0,
-                    hub.clone(),
-                    metrics.clone(),
-                )
-                .await?,
-            ),
-            #[cfg(not(feature = "jetstream"))]
-            (Backend::Jetstream, Some(_)) => {
-                return Err(Error::Config(
-                    "storage.backend = \"jetstream\": this build has no JetStream backend \
-                     (cargo feature jetstream)"
-                        .into(),
-                ));
-            }
-            (Backend::Jetstream, None) => {
-                return Err(Error::Config(
-                    "storage.backend = \"jetstream\" needs [jetstream]".into(),
-                ));
-            }
-            (Backend::Redb, _) => Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?),
-        };
-        // Chunks live beside relay.redb; the JetStream backend has no chunk store yet.
-        let chunk_store: Option<Arc<dyn crate::store::ChunkStore>> = match config.storage.backend {
-            Backend::Redb if config.chunks.enabled => Some(Arc::new(
-                crate::store::ChunkFiles::open(&config.data_dir, config.chunks.max_chunks())?,
-            )),
-            _ => None,
-        };
+        // Chunks live where the envelopes do: files beside relay.redb, or a stream of their
+        // own in the JetStream cluster.
+        type Chunks = Option<Arc<dyn crate::store::ChunkStore>>;
+        let (store, chunk_store): (Arc<dyn Store>, Chunks) =
+            match (config.storage.backend, &config.jetstream) {
+                #[cfg(feature = "jetstream")]
+                (Backend::Jetstream, Some(js)) => {
+                    let store = crate::store::JetStreamStore::connect(
+                        js,
+                        quotas,
+                        limits.expiry_secs.0,
+                        hub.clone(),
+                        metrics.clone(),
+                    )
+                    .await?;
+                    let chunks: Chunks = if config.chunks.enabled {
+                        Some(Arc::new(store.chunks(js, &config.chunks).await?))
+                    } else {
+                        None
+                    };
+                    (Arc::new(store), chunks)
+                }
+                #[cfg(not(feature = "jetstream"))]
+                (Backend::Jetstream, Some(_)) => {
+                    return Err(Error::Config(
+                        "storage.backend = \"jetstream\": this build has no JetStream backend \
+                         (cargo feature jetstream)"
+                            .into(),
+                    ));
+                }
+                (Backend::Jetstream, None) => {
+                    return Err(Error::Config(
+                        "storage.backend = \"jetstream\" needs [jetstream]".into(),
+                    ));
+                }
+                (Backend::Redb, _) => {
+                    let store = Arc::new(RedbStore::open(&config.data_dir, quotas, cache)?);
+                    let chunks: Chunks = if config.chunks.enabled {
+                        Some(Arc::new(crate::store::ChunkFiles::open(
+                            &config.data_dir,
+                            config.chunks.max_chunks(),
+                        )?))
+                    } else {
+                        None
+                    };
+                    (store, chunks)
+                }
+            };
         let chunks = crate::chunks::ChunkService::new(chunk_store, &config.chunks, clock);
         let fanout = Fanout::start(hub.clone(), metrics.clone())?;
         let (committer, writer) = Committer::start(

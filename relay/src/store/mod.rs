@@ -16,7 +16,7 @@ mod redb_store;
 pub use chunk_files::{CHUNK_DIR, ChunkFiles, ChunkPut, ChunkStats};
 
 #[cfg(feature = "jetstream")]
-pub use jetstream::JetStreamStore;
+pub use jetstream::{JetStreamChunks, JetStreamStore};
 pub use redb_store::RedbStore;
 pub(crate) use redb_store::SCRUB_CHUNK;
 
@@ -204,8 +204,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Storage of file chunks (docs/PROTOCOL.md II.4.3), apart from envelopes: its own quota and
-/// expiry, erasure on delete. The redb backend keeps them in [`ChunkFiles`]; the JetStream
-/// backend has none yet (a relay using it answers chunk requests `ChunksUnsupported`).
+/// expiry, erasure on delete. The redb backend keeps them in [`ChunkFiles`], the JetStream
+/// backend in a stream of their own (`JetStreamChunks`).
 /// Methods block; call them from a blocking context.
 pub trait ChunkStore: Send + Sync + 'static {
     /// Stores `data` (exactly `CHUNK_LEN` bytes) under `id` durably at time `now`; the same

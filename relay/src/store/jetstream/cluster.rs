@@ -19,6 +19,7 @@ use crate::config::JetStream as Settings;
 pub(super) struct Names {
     pub(super) stream: String,
     pub(super) meta_stream: String,
+    pub(super) chunk_stream: String,
     pub(super) prefix: String,
 }
 
@@ -27,6 +28,7 @@ impl Names {
         Self {
             stream: s.stream.clone(),
             meta_stream: format!("{}_META", s.stream),
+            chunk_stream: format!("{}_CHUNKS", s.stream),
             prefix: s.subject_prefix.clone(),
         }
     }
@@ -35,6 +37,13 @@ impl Names {
     }
     pub(super) fn mailboxes(&self) -> String {
         format!("{}.mb.>", self.prefix)
+    }
+    /// The subject of the chunk stored under `key` (its storage key, never its id).
+    pub(super) fn chunk(&self, key: &[u8; 32]) -> String {
+        format!("{}.ch.{}", self.prefix, hex::encode(key))
+    }
+    pub(super) fn chunks(&self) -> String {
+        format!("{}.ch.>", self.prefix)
     }
     pub(super) fn arrivals(&self) -> String {
         format!("{}.arrived.>", self.prefix)
@@ -100,6 +109,31 @@ pub(super) fn stream_config(
             destination: names.arrivals(),
             headers_only: true,
         }),
+        ..Default::default()
+    }
+}
+
+/// The chunk stream's configuration: one message per chunk (a second put of a key is
+/// refused by the cluster itself), at most `max_chunks` of them, kept `expiry_secs`.
+pub(super) fn chunk_stream_config(
+    names: &Names,
+    s: &Settings,
+    max_chunks: u64,
+    expiry_secs: u64,
+) -> stream::Config {
+    let max_age = Duration::from_secs(expiry_secs);
+    stream::Config {
+        name: names.chunk_stream.clone(),
+        subjects: vec![names.chunks()],
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(s.replicas.0),
+        max_age,
+        max_messages: i64::try_from(max_chunks).unwrap_or(i64::MAX),
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
+        discard_new_per_subject: true,
+        duplicate_window: Duration::from_secs(s.duplicate_window_secs.0).min(max_age),
+        allow_direct: true,
         ..Default::default()
     }
 }
@@ -239,6 +273,7 @@ mod tests {
         let names = Names {
             stream: "HUSH".into(),
             meta_stream: "HUSH_META".into(),
+            chunk_stream: "HUSH_CHUNKS".into(),
             prefix: "hush".into(),
         };
         let mb = MailboxId([0xab; 32]);
@@ -246,5 +281,10 @@ mod tests {
         assert_eq!(names.arrival_mailbox(&arrival), Some(mb));
         assert_eq!(names.arrival_mailbox("hush.arrived.zz"), None);
         assert_eq!(names.arrival_mailbox("other.arrived.00"), None);
+        // Chunks are on subjects of their own (JetStream refuses two streams that overlap),
+        // named after the storage key.
+        let chunk = names.chunk(&[0xcd; 32]);
+        assert_eq!(chunk, format!("hush.ch.{}", "cd".repeat(32)));
+        assert!(!chunk.starts_with("hush.mb.") && !chunk.starts_with("hush.arrived."));
     }
 }

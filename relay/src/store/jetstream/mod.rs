@@ -52,9 +52,12 @@ use crate::config::JetStream as Settings;
 use crate::metrics::Metrics;
 use crate::push::Hub;
 
+mod chunks;
 mod cluster;
 mod feed;
 mod ids;
+
+pub use chunks::JetStreamChunks;
 
 pub use cluster::check;
 use cluster::{Names, context, ensure_stream, id_key, options, stream_config};
@@ -322,7 +325,6 @@ impl JetStreamStore {
         }
     }
 
-    /// Every envelope of one mailbox, by direct gets along its subject.
     /// The (id, sequence, mailbox) of every envelope of `mailboxes` with an id above `after`,
     /// in id order. Listing reads each message (direct get has no headers-only form) but
     /// keeps none of their bytes.
@@ -343,6 +345,7 @@ impl JetStreamStore {
         Ok(found)
     }
 
+    /// Every envelope of one mailbox, by direct gets along its subject: (id, sequence).
     async fn list_mailbox(
         &self,
         mailbox: MailboxId,
