@@ -14,8 +14,10 @@
 //! Tests: `tests` (delivery, catch-up, crashes, faults), `lifecycle_tests` (links that
 //! make no new relationship, invite retirement, deleting and blocking contacts, send order)
 //! and `traffic_tests` (what an observer learns: high-risk slots and cover, pacing), with
-//! the Kolmogorov–Smirnov test of `stats`.
+//! the Kolmogorov–Smirnov test of `stats`, and `isolation_tests` (per-contact isolation in
+//! normal mode: subscriptions and catch-up per lane).
 
+mod isolation_tests;
 mod lifecycle_tests;
 mod net;
 mod relay;
