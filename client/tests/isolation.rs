@@ -68,9 +68,14 @@ fn wait_recv(home: &Home, profile: &str, contact: &str, text: &str, what: &str) 
 /// subscriptions, before and after the relay restarts, and the lanes come back with the
 /// same usernames.
 ///
-/// Seen to fail: with `Engine::isolating` ignoring the setting (high-risk mode only), the
-/// isolated `recv` opened 1 connection, not 3; with a lane's link ending when idle although
-/// it holds a subscription (the `subscribed.is_empty()` guards removed from `link.rs`), ...
+/// Measured: the isolated `recv` opened 3 connections (the current and the next epoch in
+/// one window); the holder opened 5 (its own, a fetch lane and a deposit lane per contact)
+/// and after the relay's restart 5 again, with the same usernames.
+///
+/// Seen to fail: with `Engine::isolating` ignoring the setting (high-risk mode only):
+/// `hush status` said `"isolation": false` with the setting on; with the relay's shared
+/// connection dropped while lanes hold the relationships: the isolated `recv` opened 2
+/// connections, not 3 (and nothing would report the relay down or up to catch up on).
 #[test]
 fn isolation_in_normal_mode_gives_each_contact_its_own_connections() {
     let mut relay = Relay::start();

@@ -630,4 +630,61 @@ mod tests {
         );
         assert!(profile.send(deposit(3)).is_ok(), "the profile's link stays");
     }
+
+    /// A lane's link (per-contact isolation in normal mode) that holds a subscription does
+    /// not end when idle, even while its relay cannot be reached: it keeps retrying, and
+    /// subscribes again once it connects. Once its subscription is ended (an empty set) it
+    /// ends when idle like any contact's link. Paused clock. Seen to fail with the
+    /// `subscribed.is_empty()` guard of the reconnect loop removed ("the subscribed lane
+    /// stays": its link had ended).
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_holding_a_subscription_stays_until_it_is_ended() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let relay: RelayAddress = format!("hush://{}@relay.invalid:4433", "A".repeat(43))
+            .parse()
+            .unwrap();
+        let route = Route::Socks5(hush_transport::Socks5 {
+            proxy,
+            username: "fedcba9876543210fedcba9876543210".into(),
+        });
+        let (reports, mut seen) = mpsc::channel(16);
+        let lane = Link::spawn(
+            Target {
+                connect: relay,
+                forward: None,
+                route,
+                bind: None,
+            },
+            reports,
+            false,
+        );
+        let secret = Opener::Mailbox(hush_proto::FetchSecret::from_bytes([9; 32]));
+        assert!(
+            lane.send(LinkOp::Subscribe {
+                secrets: vec![secret]
+            })
+            .is_ok()
+        );
+        tokio::time::sleep(CONTACT_LINK_IDLE * 4).await;
+        assert!(lane.send(deposit(1)).is_ok(), "the subscribed lane stays");
+        loop {
+            if let LinkEvent::Deposited { .. } = seen.recv().await.unwrap().1 {
+                break;
+            }
+        }
+        assert!(
+            lane.send(LinkOp::Subscribe {
+                secrets: Vec::new()
+            })
+            .is_ok()
+        );
+        tokio::time::sleep(CONTACT_LINK_IDLE * 4).await;
+        assert!(
+            lane.send(deposit(2)).is_err(),
+            "the lane's link ended once its subscription had"
+        );
+    }
 }
