@@ -21,7 +21,8 @@ fn write_config(home: &Home, profile: &str, text: &str) {
 /// How many windows of two epochs (hours) the current and the next epoch fall in now.
 fn windows_now() -> usize {
     let epoch = hush_testkit::unix_now() / 3600;
-    if epoch / 2 == (epoch + 1) / 2 { 1 } else { 2 }
+    // Epochs 2k and 2k + 1 share a window: an odd epoch's next is in the next window.
+    if epoch.is_multiple_of(2) { 1 } else { 2 }
 }
 
 /// The usernames of the connections the proxy was asked for since request `from`.
@@ -212,7 +213,8 @@ fn isolation_in_normal_mode_gives_each_contact_its_own_connections() {
     );
     let known: HashSet<&String> = before.iter().collect();
     assert!(
-        reconnected.iter().filter(|u| known.contains(u)).count() >= 1 + 2,
+        // The profile's own and at least one lane per contact.
+        reconnected.iter().filter(|u| known.contains(u)).count() >= 3,
         "the profile's and each contact's lanes came back: {before:?} then {reconnected:?}"
     );
     drop(holder);
