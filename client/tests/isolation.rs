@@ -65,13 +65,16 @@ fn wait_recv(home: &Home, profile: &str, contact: &str, text: &str, what: &str) 
 /// `hush recv` of anon's opens one connection (one username); with it on, one per contact and
 /// window of epochs, plus the profile's own (which holds no contact's mailbox), each with a
 /// username of its own: 3 or 5. Then anon holds the profile (`recv --wait`) with isolation
-/// on: messages in Arabic, Chinese and emoji arrive both ways, pushed on the lanes'
-/// subscriptions, before and after the relay restarts, and the lanes come back with the
-/// same usernames.
+/// on: messages in Arabic, Chinese and emoji arrive both ways while it runs (no `recv`
+/// asked of it: pushed on the lanes' subscriptions, or fetched on the lanes when the relay
+/// comes back), before and after the relay restarts, and the lanes come back with the same
+/// usernames. In high-risk mode `hush isolation off` is kept for normal mode and
+/// isolation stays on.
 ///
 /// Measured: the isolated `recv` opened 3 connections (the current and the next epoch in
 /// one window); the holder opened 5 (its own, a fetch lane and a deposit lane per contact)
-/// and after the relay's restart 5 again, with the same usernames.
+/// and after the relay's restart 5 again, with the same usernames; jo's message reached
+/// anon 0.6 s after the relay was back, ed's 1.0 s (printed, not asserted).
 ///
 /// Seen to fail: with `Engine::isolating` ignoring the setting (high-risk mode only):
 /// `hush status` said `"isolation": false` with the setting on; with the relay's shared
@@ -185,6 +188,7 @@ fn isolation_in_normal_mode_gives_each_contact_its_own_connections() {
     // The relay restarts; the lanes reconnect and subscribe again by themselves.
     relay.terminate();
     relay.run();
+    let restarted = std::time::Instant::now();
     let after_restart = proxy.requests().len();
     for (from_who, text) in [("jo", "بعد إعادة التشغيل — 重启以后 🔁"), ("ed", "e")]
     {
@@ -195,6 +199,11 @@ fn isolation_in_normal_mode_gives_each_contact_its_own_connections() {
             from_who,
             text,
             "pushed to anon after the restart",
+        );
+        // Printed, not asserted: the machine's load decides it.
+        eprintln!(
+            "{from_who}'s message reached anon {:?} after the restart",
+            restarted.elapsed()
         );
     }
     for (to, text) in [
@@ -220,4 +229,32 @@ fn isolation_in_normal_mode_gives_each_contact_its_own_connections() {
     drop(holder);
     let jo = messages(&home.hush("jo", &["recv"]).json());
     assert_eq!(jo, vec![], "nothing delivered twice");
+    let out = home.hush("anon", &["status"]).run().ok();
+    assert!(
+        out.stdout
+            .contains("isolation: on: a connection per contact"),
+        "{}",
+        out.stdout
+    );
+
+    // High-risk mode isolates whatever the setting says: "off" is kept for normal mode.
+    home.hush("ed", &["high-risk", "on"]).json();
+    let v = home.hush("ed", &["isolation", "off"]).json();
+    assert_eq!(
+        (&v["isolation"], &v["isolation_setting"]),
+        (&true.into(), &false.into()),
+        "{v}"
+    );
+    let out = home.hush("ed", &["isolation", "off"]).run().ok();
+    assert!(
+        out.stdout.contains("on while high-risk mode is"),
+        "{}",
+        out.stdout
+    );
+    let v = home.hush("ed", &["high-risk", "off"]).json();
+    assert_eq!(
+        (&v["isolation"], &v["mode"]),
+        (&false.into(), &"normal".into()),
+        "{v}"
+    );
 }
