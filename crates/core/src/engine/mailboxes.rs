@@ -1,6 +1,10 @@
 //! Which mailboxes the engine watches and fetches: every contact's receive mailboxes and
 //! every active invite's handshake mailbox, per epoch; subscriptions for the current and
-//! next epoch, and catch-up over what the relays may still hold.
+//! next epoch, and catch-up over what the relays may still hold. With per-contact isolation
+//! it also decides the lanes (see [`super::Lane`]): each relationship's subscriptions and
+//! fetches go on its own lane per window of epochs, a lane's connection opens after a
+//! random delay, and a long catch-up goes in steps; the driver only maps lanes to
+//! connections.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;

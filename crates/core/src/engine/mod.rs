@@ -219,8 +219,9 @@ pub struct LinkRequest {
     /// The relay.
     pub relay: RelayAddress,
     /// For a deposit, the contact it goes to: a driver that isolates contacts (a Tor
-    /// circuit per contact) sends it on that contact's own connection. `None` for the
-    /// profile's own requests (fetch, delete, subscribe).
+    /// circuit per contact) sends it on that contact's own connection; for a request on a
+    /// lane, the lane's contact. `None` for the profile's own requests (fetch, delete,
+    /// subscribe on the relay's shared connection).
     pub contact: Option<crate::store::ContactId>,
     /// With per-contact isolation, the connection it must take (the driver gives each lane
     /// its own, and through SOCKS5 its own proxy username); `None`: the relay's shared one.
