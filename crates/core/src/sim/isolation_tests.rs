@@ -33,6 +33,8 @@ struct Run {
     w: World,
     carol: usize,
     from: usize,
+    /// Where the checked part of the deposits' record starts.
+    deposited_from: usize,
     epochs: std::ops::Range<u64>,
     restart: usize,
     restart_at: Time,
@@ -72,6 +74,7 @@ fn run(on: bool) -> Run {
         w.settle();
     }
     let from = w.presented.len();
+    let deposited_from = w.deposited.len();
     for i in 0..10 {
         send(&mut w, 0, "bob", &format!("第{i}条 to bob 📨"));
         send(&mut w, 0, "carol", &format!("رسالة {i} إلى كارول"));
@@ -108,6 +111,7 @@ fn run(on: bool) -> Run {
         w,
         carol,
         from,
+        deposited_from,
         epochs,
         restart,
         restart_at,
@@ -117,12 +121,14 @@ fn run(on: bool) -> Run {
 
 /// With isolation on in normal mode, no connection of anyone ever presents (in a fetch, an
 /// acknowledgement or a subscription) the mailboxes of two relationships, or of more than
-/// `LANE_EPOCHS` (2) epochs of one, over five hours of messages and a 20-hour catch-up;
+/// `LANE_EPOCHS` (2) epochs of one, or deposits to two relationships' mailboxes, over five
+/// hours of messages and a 20-hour catch-up;
 /// messages are pushed both ways as without it; the catch-up is spread over steps seconds
 /// apart and the lanes' connections do not open at one moment. With isolation off the
 /// same check finds Alice's one connection presenting both relationships: it can fail.
 ///
-/// Measured (seed 67): 68 connections presented secrets, 48 of them subscriptions; within
+/// Measured (seed 67): 68 connections presented secrets, 48 of them subscriptions, 16
+/// deposited; within
 /// 5 minutes of the restart Alice opened 30 connections, at most 4 in one second, the last
 /// 51 s after the restart, and fetched in three steps (0.8-4.7 s, 25-30 s, 47-51 s).
 ///
@@ -130,13 +136,15 @@ fn run(on: bool) -> Run {
 /// subscriptions left on the shared connection): "node 0, connection 1: {(1, ..), (2, ..)}";
 /// with the catch-up's next step never scheduled (`catch_up_at` not set): 2 of Carol's 5
 /// messages within 5 minutes of the restart; with `LANE_OPEN_JITTER` at zero: "13
-/// connections opened in one second".
+/// connections opened in one second"; with normal mode's deposits given no lane: "connection
+/// 1 deposited to {(1, 1), (2, 1)}" (Bob and Carol).
 #[test]
 fn normal_mode_isolation_keeps_relationships_apart_and_messages_flowing() {
     let Run {
         mut w,
         carol,
         from,
+        deposited_from,
         epochs,
         restart,
         restart_at,
@@ -168,7 +176,22 @@ fn normal_mode_isolation_keeps_relationships_apart_and_messages_flowing() {
             .collect::<BTreeSet<_>>()
             .len();
     }
-    eprintln!("connections that presented secrets: {checked}; that subscribed: {subscribed_lanes}");
+    // Deposits: each connection deposits to one relationship's mailboxes only (whose they
+    // are, the recipients' stores say).
+    let deposit_lanes = deposits_by_connection(&w, &[0, 1, carol], deposited_from, epochs.clone());
+    for (conn, to) in &deposit_lanes {
+        assert_eq!(to.len(), 1, "connection {conn} deposited to {to:?}");
+    }
+    eprintln!(
+        "connections that presented secrets: {checked}; that subscribed: {subscribed_lanes}; \
+         that deposited: {}",
+        deposit_lanes.len()
+    );
+    assert!(
+        deposit_lanes.len() > 10,
+        "{} deposit connections",
+        deposit_lanes.len()
+    );
     assert!(checked > 30, "{checked} connections presented secrets");
     assert!(
         subscribed_lanes > 20,
@@ -220,9 +243,13 @@ fn normal_mode_isolation_keeps_relationships_apart_and_messages_flowing() {
     );
     // Without isolation: one subscription connection holds both relationships.
     let Run {
-        w, from, epochs, ..
+        w,
+        from,
+        deposited_from,
+        epochs,
+        ..
     } = run(false);
-    let widest = presented_by_connection(&w, 0, from, epochs)
+    let widest = presented_by_connection(&w, 0, from, epochs.clone())
         .into_values()
         .map(|owners| owners.iter().map(|o| o.0).collect::<BTreeSet<_>>().len())
         .max()
@@ -231,6 +258,50 @@ fn normal_mode_isolation_keeps_relationships_apart_and_messages_flowing() {
         widest, 2,
         "without isolation a connection presents both relationships"
     );
+    let widest = deposits_by_connection(&w, &[0], deposited_from, epochs)
+        .into_values()
+        .map(|to| to.len())
+        .max()
+        .unwrap();
+    assert_eq!(
+        widest, 2,
+        "without isolation one connection deposits to Bob and Carol"
+    );
+}
+
+/// For the nodes `senders`: each connection's recipients (node, contact id there) among
+/// the mailboxes it deposited to, over epochs `epochs`.
+fn deposits_by_connection(
+    w: &World,
+    senders: &[usize],
+    from: usize,
+    epochs: std::ops::Range<u64>,
+) -> BTreeMap<u64, BTreeSet<(usize, i64)>> {
+    let mut whose = BTreeMap::new();
+    for (n, node) in w.nodes.iter().enumerate() {
+        let Some(engine) = node.engine.as_ref() else {
+            continue;
+        };
+        let now = w.node_now(n).unix_secs();
+        for (id, session, _) in engine.store().db().contact_sessions().unwrap() {
+            for e in epochs.clone() {
+                for (_, secret) in session.receive_mailboxes(e, now) {
+                    whose.insert(secret.mailbox_id(), (n, id.0));
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<u64, BTreeSet<(usize, i64)>> = BTreeMap::new();
+    for (conn, mailbox) in &w.deposited[from..] {
+        if w.connection_node
+            .get(conn)
+            .is_some_and(|n| senders.contains(n))
+            && let Some(to) = whose.get(mailbox)
+        {
+            out.entry(*conn).or_default().insert(*to);
+        }
+    }
+    out
 }
 
 /// The setting is stored (a restart keeps it), high-risk mode isolates whatever it says,

@@ -137,6 +137,8 @@ pub(crate) struct World {
     pub(crate) connection_node: BTreeMap<u64, usize>,
     /// Every mailbox id whose secret a connection presented (fetch, delete, subscribe).
     pub(crate) presented: Vec<(u64, hush_proto::MailboxId)>,
+    /// Every mailbox id a connection deposited to (drops left out).
+    pub(crate) deposited: Vec<(u64, hush_proto::MailboxId)>,
 }
 
 /// One-way network latency before jitter.
@@ -179,6 +181,7 @@ impl World {
             unpumped: VecDeque::new(),
             connection_node: BTreeMap::new(),
             presented: Vec::new(),
+            deposited: Vec::new(),
         }
     }
 

@@ -270,6 +270,13 @@ impl World {
         };
         self.presented
             .extend(presented.into_iter().map(|m| (connection, m)));
+        if let LinkOp::Deposit {
+            target: hush_crypto::Target::Mailbox(id),
+            ..
+        } = &op
+        {
+            self.deposited.push((connection, *id));
+        }
         if !self.relays[r].up {
             self.fail_offline(node, &addr, connection, op);
             return;
