@@ -335,3 +335,49 @@ fn isolation_is_kept_and_high_risk_always_isolates() {
         "still there? ✓"
     );
 }
+
+/// With isolation on in normal mode, a relay that goes down and comes back (forgetting every
+/// subscription) loses nothing: what was queued meanwhile on both sides arrives once it is
+/// back, through the lanes' new subscriptions and the catch-up the relay's return starts
+/// (the profile's own connection reports it), and what is sent afterwards is pushed as
+/// before. Seen to fail with the profile's own connection left out while lanes hold the
+/// relationships: after the outage "and up again" found 0 relays up (nothing that
+/// reports the relay was open).
+#[test]
+fn normal_mode_isolation_survives_a_relay_restart() {
+    let mut w = pair(71, 1, 0);
+    send(&mut w, 0, "bob", "早上好 ☀️");
+    send(&mut w, 1, "alice", "صباح الخير");
+    w.settle();
+    for n in [0, 1] {
+        set_isolation(&mut w, n, true);
+        // A fresh run: it knows no relay yet, so only what isolation opens is open.
+        w.crash(n);
+        w.start_node(n);
+    }
+    w.settle();
+    assert_eq!(
+        status(&mut w, 0).relays_up,
+        1,
+        "the profile's own connection is up"
+    );
+    w.relay_down(0);
+    w.settle();
+    assert_eq!(status(&mut w, 1).relays_up, 0, "and reports the relay down");
+    let during: Vec<String> = (0..3)
+        .map(|i| format!("during the outage {i} — 停机"))
+        .collect();
+    for text in &during {
+        send(&mut w, 1, "alice", text);
+    }
+    send(&mut w, 0, "bob", "are you there? 🤔");
+    w.run_for(Duration::from_secs(120));
+    w.relay_up(0);
+    w.run_for(Duration::from_secs(600));
+    assert_eq!(status(&mut w, 1).relays_up, 1, "and up again");
+    assert_eq!(received(&mut w, 0, "bob")[1..], during[..]);
+    assert_eq!(received(&mut w, 1, "alice")[1..], ["are you there? 🤔"]);
+    send(&mut w, 1, "alice", "back 🔁");
+    w.settle();
+    assert_eq!(received(&mut w, 0, "bob").last().unwrap(), "back 🔁");
+}
