@@ -195,7 +195,16 @@ enum Command {
         /// "on" or "off".
         setting: String,
     },
-    /// The traffic mode and what it costs, the outbox, the relays' connection state.
+    /// Turn per-contact isolation on or off for this profile's normal mode: each contact's
+    /// fetches, subscriptions and deposits on connections of their own (one per contact and
+    /// two-hour window, each way), through SOCKS5 a Tor circuit each. High-risk mode always
+    /// isolates; "off" then only applies once it is off.
+    Isolation {
+        /// "on" or "off".
+        setting: String,
+    },
+    /// The traffic mode and what it costs, isolation, the outbox, the relays' connection
+    /// state.
     Status,
 }
 
@@ -264,6 +273,8 @@ fn traffic_json(status: &hush_core::Status) -> serde_json::Value {
     let c = &status.high_risk_cost;
     json!({
         "mode": if status.high_risk { "high-risk" } else { "normal" },
+        "isolation": status.isolation,
+        "isolation_setting": status.isolation_setting,
         "high_risk_cost": {
             "up_bytes_per_day": c.up_bytes_per_day,
             "down_bytes_per_day": c.down_bytes_per_day,
@@ -288,6 +299,21 @@ pub(crate) fn traffic_line(status: &hush_core::Status) -> String {
         format!("mode: high-risk ({cost})")
     } else {
         format!("mode: normal (high-risk would cost {cost})")
+    }
+}
+
+/// Whether contacts are kept on connections of their own, in one line.
+pub(crate) fn isolation_line(status: &hush_core::Status) -> &'static str {
+    match (status.isolation, status.high_risk, status.isolation_setting) {
+        (true, true, false) => {
+            "isolation: on while high-risk mode is (set off for normal mode): a connection per contact and two-hour window"
+        }
+        (true, _, _) => {
+            "isolation: on: a connection per contact and two-hour window, for fetches and for deposits"
+        }
+        (false, _, _) => {
+            "isolation: off: one connection per relay watches every contact's mailboxes"
+        }
     }
 }
 
@@ -1113,6 +1139,20 @@ async fn command_with_engine(
                 writeln!(io.out, "{}", traffic_line(&status))?;
             }
         }
+        Command::Isolation { setting } => {
+            let on = match setting.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(usage("isolation takes \"on\" or \"off\"")),
+            };
+            h.set_isolation(on).await?;
+            let status = h.status().await?;
+            if json {
+                writeln!(io.out, "{}", traffic_json(&status))?;
+            } else {
+                writeln!(io.out, "{}", isolation_line(&status))?;
+            }
+        }
         Command::Status => {
             let status = h.status().await?;
             if json {
@@ -1123,6 +1163,7 @@ async fn command_with_engine(
                 writeln!(io.out, "{v}")?;
             } else {
                 writeln!(io.out, "{}", traffic_line(&status))?;
+                writeln!(io.out, "{}", isolation_line(&status))?;
                 if status.outbox > 0 {
                     let why = if status.high_risk {
                         "waiting for their slots"

@@ -255,6 +255,8 @@ pub enum Effect {
     Receipts(String, bool),
     /// Turn high-risk traffic mode on (`true`) or off.
     HighRisk(bool),
+    /// Turn per-contact isolation (normal mode) on (`true`) or off.
+    Isolation(bool),
     /// Read the traffic mode and its cost, for the status bar.
     LoadTraffic,
     /// Accept a link.
@@ -367,6 +369,16 @@ pub enum Msg {
         cost: hush_core::TrafficCost,
         /// Switched by `:highrisk`.
         changed: bool,
+        /// Per-contact isolation is in effect (its setting, or high-risk mode).
+        isolation: bool,
+    },
+    /// `:isolation` was switched: whether isolation is now in effect, and whether that is
+    /// because high-risk mode is on while the setting is off.
+    IsolationSet {
+        /// In effect.
+        on: bool,
+        /// High-risk mode keeps it on although the setting is off.
+        by_high_risk: bool,
     },
     /// A file transfer moved on: its progress bar goes in the status bar.
     FileProgress {
@@ -442,6 +454,8 @@ pub struct App {
     pub status: Option<String>,
     /// The traffic mode and the cost of high-risk mode, once read (status bar).
     pub traffic: Option<(bool, hush_core::TrafficCost)>,
+    /// Per-contact isolation is in effect (status bar).
+    pub isolation: bool,
     /// Notify by terminal bell.
     pub bell: bool,
     /// The time zone times are shown in (UTC until the driver sets the system's).
@@ -487,6 +501,7 @@ impl App {
             route_waiting: None,
             status: None,
             traffic: None,
+            isolation: false,
             bell,
             tz: jiff::tz::TimeZone::UTC,
             pending_g: false,
@@ -650,12 +665,30 @@ impl App {
                 self.screen = Screen::Main;
                 vec![Effect::LoadContacts, Effect::LoadTraffic]
             }
+            Msg::IsolationSet { on, by_high_risk } => {
+                self.isolation = on;
+                self.status = Some(
+                    match (on, by_high_risk) {
+                        (true, true) => {
+                            "isolation stays on while high-risk mode is; off applies to normal mode"
+                        }
+                        (true, false) => {
+                            "isolation on: a connection per contact and two-hour window, each way"
+                        }
+                        (false, _) => "isolation off: one connection per relay for every contact",
+                    }
+                    .into(),
+                );
+                Vec::new()
+            }
             Msg::Traffic {
                 high_risk,
                 cost,
                 changed,
+                isolation,
             } => {
                 self.traffic = Some((high_risk, cost));
+                self.isolation = isolation;
                 if changed {
                     self.status = Some(if high_risk {
                         format!(
@@ -1259,6 +1292,7 @@ impl App {
             ("highrisk" | "high-risk", [on @ ("on" | "off")]) => {
                 vec![Effect::HighRisk(*on == "on")]
             }
+            ("isolation", [on @ ("on" | "off")]) => vec![Effect::Isolation(*on == "on")],
             ("receipts", [on @ ("on" | "off")]) => match current {
                 Some(n) => vec![Effect::Receipts(n, *on == "on")],
                 None => need(self),

@@ -387,6 +387,7 @@ async fn traffic(h: &Handle, changed: bool) -> Option<Msg> {
             high_risk: s.high_risk,
             cost: s.high_risk_cost,
             changed,
+            isolation: s.isolation,
         }),
         Err(e) => Some(Msg::Done(Err(e.to_string()))),
     }
@@ -414,6 +415,16 @@ async fn engine_call(h: &Handle, fx: Effect) -> Option<Msg> {
         }
         Effect::HighRisk(on) => match h.set_high_risk(on).await {
             Ok(()) => traffic(h, true).await,
+            Err(e) => done(Err(e)),
+        },
+        Effect::Isolation(on) => match h.set_isolation(on).await {
+            Ok(()) => match h.status().await {
+                Ok(s) => Some(Msg::IsolationSet {
+                    on: s.isolation,
+                    by_high_risk: s.isolation && !s.isolation_setting,
+                }),
+                Err(e) => done(Err(e)),
+            },
             Err(e) => done(Err(e)),
         },
         Effect::LoadTraffic => traffic(h, false).await,

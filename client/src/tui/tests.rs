@@ -1470,6 +1470,7 @@ fn high_risk_mode_and_its_cost_show_in_the_status_bar() {
         high_risk: true,
         cost,
         changed: true,
+        isolation: true,
     });
     let s = screen(&mut app, 80, 24);
     assert!(s.contains("high-risk: 18 MB/day up, 18 down, +30 s"), "{s}");
@@ -1490,9 +1491,47 @@ fn high_risk_mode_and_its_cost_show_in_the_status_bar() {
         high_risk: false,
         cost,
         changed: true,
+        isolation: false,
     });
     assert!(!screen(&mut app, 80, 24).contains("high-risk:"));
     assert!(command(&mut app, "highrisk maybe").is_empty());
+    assert!(app.status.as_deref().unwrap().contains("unknown command"));
+}
+
+/// `:isolation on|off` switches per-contact isolation; in normal mode the status bar says
+/// `isolated` while it is on (the privacy note gives way at 80 columns), and turning it
+/// off while high-risk mode is on says isolation stays on. Seen to fail with the bar's
+/// isolation segment left out ("isolated" not on the screen).
+#[test]
+fn isolation_shows_in_the_status_bar() {
+    let mut app = main_app();
+    assert_eq!(
+        command(&mut app, "isolation on"),
+        vec![Effect::Isolation(true)]
+    );
+    app.update(Msg::IsolationSet {
+        on: true,
+        by_high_risk: false,
+    });
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains("│ isolated │"), "{s}");
+    assert!(s.contains("help"), "{s}");
+    assert!(screen(&mut app, 160, 24).contains("privacy:"));
+    assert_eq!(
+        command(&mut app, "isolation off"),
+        vec![Effect::Isolation(false)]
+    );
+    app.update(Msg::IsolationSet {
+        on: true,
+        by_high_risk: true,
+    });
+    assert!(app.status.as_deref().unwrap().contains("stays on"));
+    app.update(Msg::IsolationSet {
+        on: false,
+        by_high_risk: false,
+    });
+    assert!(!screen(&mut app, 80, 24).contains("isolated"));
+    assert!(command(&mut app, "isolation sometimes").is_empty());
     assert!(app.status.as_deref().unwrap().contains("unknown command"));
 }
 

@@ -495,6 +495,15 @@ fn status_rows(app: &App, width: u16) -> (String, Vec<Line<'static>>) {
                 format!(" {mode} │ {relay} │ {traffic} │ {help}")
             }
         }
+        // Normal mode with per-contact isolation (high-risk mode always isolates).
+        _ if app.isolation => {
+            let full = format!(" {mode} │ {relay} │ isolated │ {privacy} │ {help}");
+            if text::width(&full) <= usize::from(width) {
+                full
+            } else {
+                format!(" {mode} │ {relay} │ isolated │ {help}")
+            }
+        }
         _ => format!(" {mode} │ {relay} │ {privacy} │ {help}"),
     };
     match app.status.as_deref().filter(|s| !s.is_empty()) {

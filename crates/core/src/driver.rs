@@ -166,8 +166,8 @@ impl Isolation {
         }
     }
 
-    /// The username of a lane's connection (per-contact isolation in high-risk mode): its
-    /// own, so that through Tor each lane is a circuit of its own.
+    /// The username of a lane's connection (per-contact isolation): its own, so that
+    /// through Tor each lane is a circuit of its own.
     fn lane_username(&self, lane: Lane) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -372,6 +372,13 @@ impl Driver {
                 },
                 None => req.op,
             };
+            // Ending the subscription of a lane whose link has ended (or never started):
+            // nothing to end, and no connection to open for it.
+            if key.2.is_some() && matches!(&op, LinkOp::Subscribe { secrets } if secrets.is_empty())
+            {
+                self.links.remove(&key);
+                continue;
+            }
             let link = Link::spawn(target, reports, contact.is_none());
             if link.send(op).is_err() {
                 tracing::warn!("a new relay link refused its first request");

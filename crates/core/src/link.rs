@@ -93,9 +93,10 @@ impl Link {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a link that ends waits for its connection's close to reach the relay.
 const CLOSE_WAIT: Duration = Duration::from_millis(800);
-/// How long a contact's link (through a proxy) stays with nothing to do before it closes its
-/// connection, and with it a Tor circuit, and ends; the next deposit starts a new one. The
-/// profile's own link stays: it holds the subscriptions.
+/// How long a contact's link (through a proxy, or a lane's with isolation) stays with
+/// nothing to do before it closes its connection, and with it a Tor circuit, and ends; the
+/// next request starts a new one. The profile's own link stays, and so does a lane's link
+/// while it holds a subscription (per-contact isolation in normal mode).
 const CONTACT_LINK_IDLE: Duration = Duration::from_secs(60);
 
 /// A connection, and for private routing the destination with its verified key.
@@ -213,7 +214,8 @@ async fn run(
                         },
                     }
                 }
-                if ends_when_idle && last_op.elapsed() >= CONTACT_LINK_IDLE {
+                if ends_when_idle && subscribed.is_empty() && last_op.elapsed() >= CONTACT_LINK_IDLE
+                {
                     // Nothing to send for a while: stop retrying; ops that raced in fail now.
                     rx.close();
                     while let Ok(op) = rx.try_recv() {
@@ -236,7 +238,7 @@ async fn run(
         tokio::pin!(idle);
         loop {
             tokio::select! {
-                () = &mut idle, if ends_when_idle && requests.is_empty() => {
+                () = &mut idle, if ends_when_idle && requests.is_empty() && subscribed.is_empty() => {
                     // Ops that raced in are served on this connection before it closes; later
                     // sends fail, and the driver starts a new link.
                     rx.close();
@@ -255,6 +257,7 @@ async fn run(
                         return;
                     }
                     Some(LinkOp::Subscribe { secrets }) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + CONTACT_LINK_IDLE);
                         subs.abort_all();
                         subscribed = secrets;
                         start_subscriptions(&mut subs, &client, &relay, &subscribed, &reports);
@@ -626,5 +629,62 @@ mod tests {
             "the idle contact's link ended"
         );
         assert!(profile.send(deposit(3)).is_ok(), "the profile's link stays");
+    }
+
+    /// A lane's link (per-contact isolation in normal mode) that holds a subscription does
+    /// not end when idle, even while its relay cannot be reached: it keeps retrying, and
+    /// subscribes again once it connects. Once its subscription is ended (an empty set) it
+    /// ends when idle like any contact's link. Paused clock. Seen to fail with the
+    /// `subscribed.is_empty()` guard of the reconnect loop removed ("the subscribed lane
+    /// stays": its link had ended).
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_holding_a_subscription_stays_until_it_is_ended() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let relay: RelayAddress = format!("hush://{}@relay.invalid:4433", "A".repeat(43))
+            .parse()
+            .unwrap();
+        let route = Route::Socks5(hush_transport::Socks5 {
+            proxy,
+            username: "fedcba9876543210fedcba9876543210".into(),
+        });
+        let (reports, mut seen) = mpsc::channel(16);
+        let lane = Link::spawn(
+            Target {
+                connect: relay,
+                forward: None,
+                route,
+                bind: None,
+            },
+            reports,
+            false,
+        );
+        let secret = Opener::Mailbox(hush_proto::FetchSecret::from_bytes([9; 32]));
+        assert!(
+            lane.send(LinkOp::Subscribe {
+                secrets: vec![secret]
+            })
+            .is_ok()
+        );
+        tokio::time::sleep(CONTACT_LINK_IDLE * 4).await;
+        assert!(lane.send(deposit(1)).is_ok(), "the subscribed lane stays");
+        loop {
+            if let LinkEvent::Deposited { .. } = seen.recv().await.unwrap().1 {
+                break;
+            }
+        }
+        assert!(
+            lane.send(LinkOp::Subscribe {
+                secrets: Vec::new()
+            })
+            .is_ok()
+        );
+        tokio::time::sleep(CONTACT_LINK_IDLE * 4).await;
+        assert!(
+            lane.send(deposit(2)).is_err(),
+            "the lane's link ended once its subscription had"
+        );
     }
 }

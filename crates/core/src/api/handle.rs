@@ -238,6 +238,11 @@ impl Handle {
     pub async fn set_high_risk(&self, on: bool) -> Result<()> {
         call!(self, Command::SetHighRisk { on }, Done => ())
     }
+    /// Turns per-contact isolation on or off for normal mode (see
+    /// [`Command::SetIsolation`]).
+    pub async fn set_isolation(&self, on: bool) -> Result<()> {
+        call!(self, Command::SetIsolation { on }, Done => ())
+    }
     /// Stops answering an invite.
     pub async fn revoke_invite(&self, id: i64) -> Result<()> {
         call!(self, Command::RevokeInvite { id }, Done => ())

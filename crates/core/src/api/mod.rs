@@ -275,6 +275,11 @@ pub struct Status {
     /// What high-risk mode costs this profile (whether it is on or not, so a front end can
     /// say so before it is turned on).
     pub high_risk_cost: crate::engine::TrafficCost,
+    /// Per-contact isolation is in effect: the profile's setting is on, or high-risk mode
+    /// is (which always isolates).
+    pub isolation: bool,
+    /// The profile's isolation setting (`Command::SetIsolation`), what normal mode follows.
+    pub isolation_setting: bool,
     /// Why deposits to another relay wait under private routing (a stable name such as
     /// `own_relay_unreachable`, `forward_key_refused`, `forwarding_disabled`), if they do.
     pub private_route: Option<String>,
@@ -292,11 +297,15 @@ impl std::fmt::Debug for Status {
             proxy_failed,
             high_risk,
             high_risk_cost,
+            isolation,
+            isolation_setting,
             private_route,
         } = self;
         f.debug_struct("Status")
             .field("high_risk", high_risk)
             .field("high_risk_cost", high_risk_cost)
+            .field("isolation", isolation)
+            .field("isolation_setting", isolation_setting)
             .field("home_relay_local", home_relay_local)
             .field("relays_up", relays_up)
             .field("relays", relays)
@@ -443,6 +452,15 @@ pub enum Command {
         /// On.
         on: bool,
     },
+    /// Turn per-contact isolation on or off for this profile's normal mode (kept across
+    /// runs); [`Response::Done`]. On, each relationship's fetches, acknowledgements and
+    /// subscriptions, and its deposits, travel on connections of their own (one per window
+    /// of two epochs). High-risk mode isolates whatever this says: turning it off then is
+    /// stored for normal mode and changes nothing until high-risk mode is off.
+    SetIsolation {
+        /// On.
+        on: bool,
+    },
     /// File transfers ([`crate::files`]); each is answered as [`FileCommand`] says.
     Files(FileCommand),
 }
@@ -560,6 +578,7 @@ impl std::fmt::Debug for Command {
             Self::Invites => "Invites",
             Self::RevokeInvite { .. } => "RevokeInvite",
             Self::SetHighRisk { .. } => "SetHighRisk",
+            Self::SetIsolation { .. } => "SetIsolation",
             Self::Files(_) => "Files",
         };
         f.write_str(name)

@@ -35,6 +35,16 @@ pub(crate) fn stored_high_risk(store: &crate::store::Store) -> Result<bool> {
     }
 }
 
+/// Whether the profile has per-contact isolation on for normal mode (the `isolation`
+/// setting; unset: off).
+pub(crate) fn stored_isolation(store: &crate::store::Store) -> Result<bool> {
+    match store.db().setting(Setting::Isolation)?.as_deref() {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(_) => Err(Error::StoreCorrupted("isolation setting")),
+    }
+}
+
 /// A relay address as a user gives it, for the profile's relay setting.
 pub(crate) fn relay_setting(addr: &str) -> Result<RelayAddress> {
     let parsed: RelayAddress = addr
@@ -120,6 +130,7 @@ impl Engine {
                 done(self.move_mailbox(&contact, relay.as_deref()))
             }
             Command::SetHighRisk { on } => done(self.set_high_risk(on)),
+            Command::SetIsolation { on } => done(self.set_isolation(on)),
             Command::Files(c) => Some(self.file_command(c)),
         }
     }
@@ -359,6 +370,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Turns per-contact isolation on or off for normal mode (stored, so it stays so). In
+    /// high-risk mode, which always isolates, only the stored setting changes. In normal
+    /// mode the subscriptions move (the shared connection's to the lanes, or back) and a
+    /// fetch catches up on what may have arrived meanwhile.
+    fn set_isolation(&mut self, on: bool) -> Result<()> {
+        self.store
+            .db()
+            .set_setting(Setting::Isolation, if on { "on" } else { "off" })?;
+        let changed = self.isolation_setting != on;
+        self.isolation_setting = on;
+        if changed && !self.schedule.high_risk() {
+            self.refresh_subscriptions()?;
+            self.catch_up(None)?;
+        }
+        Ok(())
+    }
+
     fn status(&self) -> Result<Status> {
         let configured = self.configured_relay()?;
         let home_relay_local = configured.is_none() && self.config.local_relay.is_some();
@@ -378,6 +406,8 @@ impl Engine {
             outbox: self.store.db().outbox_len(None)?,
             high_risk: self.schedule.high_risk(),
             high_risk_cost: self.high_risk_cost()?,
+            isolation: self.isolating(),
+            isolation_setting: self.isolation_setting,
         })
     }
 

@@ -1,15 +1,22 @@
 //! Which mailboxes the engine watches and fetches: every contact's receive mailboxes and
 //! every active invite's handshake mailbox, per epoch; subscriptions for the current and
-//! next epoch, and catch-up over what the relays may still hold.
+//! next epoch, and catch-up over what the relays may still hold. With per-contact isolation
+//! it also decides the lanes (see [`super::Lane`]): each relationship's subscriptions and
+//! fetches go on its own lane per window of epochs, a lane's connection opens after a
+//! random delay, and a long catch-up goes in steps; the driver only maps lanes to
+//! connections.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
 
 use hush_proto::RelayAddress;
 
 use hush_crypto::InviteKind;
 
+use super::schedule::uniform;
 use super::{
     Engine, FetchJob, FetchToken, Lane, LinkOp, Opener, Owner, Round, Route, SyncWaiter, Ticket,
+    Time,
 };
 use crate::api::{ONE_TIME_INVITE_LIFETIME_SECS, Response};
 use crate::error::Result;
@@ -21,6 +28,16 @@ pub(crate) const CATCH_UP_EPOCHS: u64 = 7 * 24;
 /// most (in windows of [`super::LANE_EPOCHS`], a connection each); the next fetch slot
 /// goes on from there.
 pub(crate) const CATCH_UP_EPOCHS_PER_SLOT: u64 = 8;
+/// With isolation in normal mode, a lane's first subscription and each catch-up fetch of a
+/// lane wait a uniform random delay up to this (the engine's generator), so that the
+/// connections of several relationships (or windows) do not open at one moment.
+pub(crate) const LANE_OPEN_JITTER: Duration = Duration::from_secs(5);
+/// With isolation in normal mode (no fetch slots), a catch-up cut short after
+/// [`CATCH_UP_EPOCHS_PER_SLOT`] old epochs, or with a fetch that failed while its relay is
+/// up, goes on after a uniform random delay between these two.
+pub(crate) const CATCH_UP_STEP_MIN: Duration = Duration::from_secs(5);
+/// See [`CATCH_UP_STEP_MIN`].
+pub(crate) const CATCH_UP_STEP_MAX: Duration = Duration::from_secs(30);
 
 /// Secrets to fetch from one relay (on one lane, with isolation), and whose mailboxes they
 /// are.
@@ -103,10 +120,14 @@ impl Engine {
     /// with none left gets an empty set, which ends its old subscriptions). In high-risk
     /// mode nothing is subscribed (a push would show each arrival as it happens): relays in
     /// use are sent the empty set once, and the mailboxes are only fetched at fetch slots.
+    /// With isolation in normal mode each relationship's mailboxes are subscribed on their
+    /// fetch lanes (one per window of epochs), and the relay's shared connection holds only
+    /// the invites' drops.
     pub(super) fn refresh_subscriptions(&mut self) -> Result<()> {
         let now_e = self.now.epoch();
         let routes = self.mailboxes(|_| vec![now_e, now_e + 1])?;
         if self.schedule.high_risk() {
+            self.set_lane_subscriptions(BTreeMap::new());
             for route in routes {
                 self.routes.insert(route.secret.mailbox_id(), route);
             }
@@ -127,8 +148,27 @@ impl Engine {
             return Ok(());
         }
         self.subscriptions_cleared = false;
+        let isolate = self.isolating();
         let mut per_relay: BTreeMap<String, (RelayAddress, Vec<Opener>)> = BTreeMap::new();
+        let mut per_lane: BTreeMap<(String, Lane), (RelayAddress, Vec<Opener>)> = BTreeMap::new();
         for route in routes {
+            if let Owner::Contact(c) = route.owner
+                && isolate
+            {
+                // The relay's shared connection stays too (holding no relationship's
+                // mailbox): it is the one that reports the relay up or down, so that a
+                // relay that came back is caught up on.
+                per_relay
+                    .entry(route.relay.to_string())
+                    .or_insert_with(|| (route.relay.clone(), Vec::new()));
+                per_lane
+                    .entry((route.relay.to_string(), Lane::of(c, route.epoch, true)))
+                    .or_insert_with(|| (route.relay.clone(), Vec::new()))
+                    .1
+                    .push(route.secret.clone());
+                self.routes.insert(route.secret.mailbox_id(), route);
+                continue;
+            }
             per_relay
                 .entry(route.relay.to_string())
                 .or_insert_with(|| (route.relay.clone(), Vec::new()))
@@ -151,7 +191,121 @@ impl Engine {
         for (_, (relay, secrets)) in per_relay {
             self.push_request(&relay, LinkOp::Subscribe { secrets });
         }
+        self.set_lane_subscriptions(per_lane);
         self.subscribed_epoch = Some(now_e);
+        Ok(())
+    }
+
+    /// Moves the lanes' subscriptions to `wanted`: a lane whose set changed is sent the new
+    /// one; a lane no longer wanted is sent the empty set (or, if its first subscription
+    /// was still held back, nothing); a new lane's first subscription waits a random delay
+    /// up to [`LANE_OPEN_JITTER`] and is followed by a fetch of the same mailboxes (what
+    /// arrived before the relay registered it).
+    fn set_lane_subscriptions(
+        &mut self,
+        wanted: BTreeMap<(String, Lane), (RelayAddress, Vec<Opener>)>,
+    ) {
+        let old = std::mem::take(&mut self.lane_subs);
+        for (key, (relay, _)) in &old {
+            if wanted.contains_key(key) {
+                continue;
+            }
+            if self.pending_subs.remove(key).is_none() {
+                self.push_request_on(
+                    relay,
+                    Some(key.1.contact),
+                    Some(key.1),
+                    LinkOp::Subscribe {
+                        secrets: Vec::new(),
+                    },
+                );
+            }
+        }
+        for (key, (relay, secrets)) in &wanted {
+            match old.get(key) {
+                Some((_, before)) if same_mailboxes(before, secrets) => {}
+                // Held back: it is sent, with what is wanted then, at its time.
+                _ if self.pending_subs.contains_key(key) => {}
+                Some(_) => self.push_request_on(
+                    relay,
+                    Some(key.1.contact),
+                    Some(key.1),
+                    LinkOp::Subscribe {
+                        secrets: secrets.clone(),
+                    },
+                ),
+                None => {
+                    let at =
+                        self.now
+                            .plus(uniform(Duration::ZERO, LANE_OPEN_JITTER, &mut self.rng));
+                    self.pending_subs.insert(key.clone(), at);
+                }
+            }
+        }
+        self.lane_subs = wanted;
+    }
+
+    /// When the next held-back subscription, request or catch-up step is due.
+    pub(super) fn next_held(&self) -> Option<Time> {
+        let subs = self.pending_subs.values().min().copied();
+        let later = self.later.keys().next().map(|(at, _)| *at);
+        [subs, later, self.catch_up_at].into_iter().flatten().min()
+    }
+
+    /// Sends what was held back until `now`: lanes' first subscriptions (each followed by a
+    /// fetch of its mailboxes), delayed requests, and the next step of a catch-up.
+    pub(super) fn release_held(&mut self, now: Time) -> Result<()> {
+        let due: Vec<(String, Lane)> = self
+            .pending_subs
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.pending_subs.remove(&key);
+            let Some((relay, secrets)) = self.lane_subs.get(&key).cloned() else {
+                continue;
+            };
+            let lane = key.1;
+            self.push_request_on(
+                &relay,
+                Some(lane.contact),
+                Some(lane),
+                LinkOp::Subscribe {
+                    secrets: secrets.clone(),
+                },
+            );
+            // Not part of a catch-up round (round 0 is never one): it only picks up what
+            // arrived before the subscription held.
+            let token = FetchToken(self.next_token);
+            self.next_token += 1;
+            self.fetches.insert(
+                token,
+                FetchJob {
+                    relay: key.0,
+                    contacts: Vec::new(),
+                    retire: Vec::new(),
+                    round: 0,
+                },
+            );
+            self.push_request_on(
+                &relay,
+                Some(lane.contact),
+                Some(lane),
+                LinkOp::Fetch { token, secrets },
+            );
+        }
+        while let Some(entry) = self.later.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let req = entry.remove();
+            self.requests.push_back(req);
+        }
+        if self.catch_up_at.is_some_and(|at| at <= now) {
+            self.catch_up_at = None;
+            self.catch_up(None)?;
+        }
         Ok(())
     }
 
@@ -167,6 +321,9 @@ impl Engine {
         // the current and next each time), so that it never opens dozens of connections at
         // once (a relay limits them per source).
         let isolate = self.isolating();
+        // In normal mode (no slots) each lane's fetch waits a random delay, so that the
+        // lanes' connections do not all open at one moment.
+        let jitter = isolate && !self.schedule.high_risk();
         let routes = self.mailboxes(|last| {
             let from = if last > now_e + 1 {
                 first
@@ -254,7 +411,7 @@ impl Engine {
                     round,
                 },
             );
-            self.push_request_on(
+            let req = self.request(
                 &relay,
                 plan.lane.map(|l| l.contact),
                 plan.lane,
@@ -263,6 +420,13 @@ impl Engine {
                     secrets: plan.secrets,
                 },
             );
+            let at = if jitter && plan.lane.is_some() {
+                self.now
+                    .plus(uniform(Duration::ZERO, LANE_OPEN_JITTER, &mut self.rng))
+            } else {
+                self.now
+            };
+            self.push_request_at(at, req);
             tokens.insert(token);
         }
         Ok(tokens)
@@ -308,6 +472,22 @@ impl Engine {
             return Ok(());
         }
         if let Some(round) = self.rounds.remove(&job.round) {
+            // With isolation in normal mode nothing else would go on with a catch-up cut
+            // short, or retry one that failed on a lane while the relay is up (a lane's
+            // connection still reconnecting after the relay came back): the next step
+            // follows after a random delay. (High-risk mode goes on at its next fetch slot;
+            // a relay that is down is caught up when it is back.)
+            let any_up = self.relays.values().any(|r| r.up);
+            if self.isolating()
+                && !self.schedule.high_risk()
+                && !round.failed_from.is_empty()
+                && any_up
+            {
+                let at =
+                    self.now
+                        .plus(uniform(CATCH_UP_STEP_MIN, CATCH_UP_STEP_MAX, &mut self.rng));
+                self.catch_up_at = Some(self.catch_up_at.map_or(at, |t| t.min(at)));
+            }
             for c in round.contacts {
                 let from = round.failed_from.get(&c).copied().unwrap_or(round.epoch);
                 match self.store.db().set_contact_epoch(c, from) {
@@ -375,4 +555,12 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Whether two sets of openers name the same mailboxes, in the same order.
+fn same_mailboxes(a: &[Opener], b: &[Opener]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.mailbox_id() == y.mailbox_id())
 }

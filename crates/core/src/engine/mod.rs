@@ -186,8 +186,9 @@ impl LinkOp {
 pub const LANE_EPOCHS: u64 = 2;
 
 /// The connection a request must travel on when contacts are kept apart (per-contact
-/// isolation, on in high-risk mode): one relationship, one direction of use (its fetches and
-/// acknowledgements, or the deposits to it) and one window of [`LANE_EPOCHS`] epochs. So no
+/// isolation: always in high-risk mode, and in normal mode when the profile's `isolation`
+/// setting is on): one relationship, one direction of use (its fetches, acknowledgements and
+/// subscriptions, or the deposits to it) and one window of [`LANE_EPOCHS`] epochs. So no
 /// connection presents the mailboxes of two relationships, nor more than [`LANE_EPOCHS`]
 /// epochs of one: a relay cannot link a relationship's pseudonyms across epochs, or a
 /// device's relationships together, by the connection they came on.
@@ -218,8 +219,9 @@ pub struct LinkRequest {
     /// The relay.
     pub relay: RelayAddress,
     /// For a deposit, the contact it goes to: a driver that isolates contacts (a Tor
-    /// circuit per contact) sends it on that contact's own connection. `None` for the
-    /// profile's own requests (fetch, delete, subscribe).
+    /// circuit per contact) sends it on that contact's own connection; for a request on a
+    /// lane, the lane's contact. `None` for the profile's own requests (fetch, delete,
+    /// subscribe on the relay's shared connection).
     pub contact: Option<crate::store::ContactId>,
     /// With per-contact isolation, the connection it must take (the driver gives each lane
     /// its own, and through SOCKS5 its own proxy username); `None`: the relay's shared one.
@@ -422,6 +424,23 @@ pub struct Engine {
     sync_at_slot: Vec<Ticket>,
     /// High-risk mode: the relays in use were told to push nothing.
     subscriptions_cleared: bool,
+    /// The profile's `isolation` setting (normal mode follows it; high-risk mode isolates
+    /// whatever it says).
+    isolation_setting: bool,
+    /// With isolation in normal mode, what each fetch lane is subscribed to (its
+    /// relationship's mailboxes of the epochs of its window), by relay and lane.
+    lane_subs: BTreeMap<(String, Lane), (RelayAddress, Vec<Opener>)>,
+    /// Lanes whose first subscription waits until this time (a random delay, so that the
+    /// connections of several relationships do not open at one moment); until then they
+    /// are in `lane_subs` but nothing was sent on them.
+    pending_subs: BTreeMap<(String, Lane), Time>,
+    /// Requests held back until their time (isolated catch-up fetches, each after a random
+    /// delay), in time order.
+    later: BTreeMap<(Time, u64), LinkRequest>,
+    later_seq: u64,
+    /// With isolation in normal mode: when a catch-up cut short (or failed part way) goes
+    /// on, after a random delay.
+    catch_up_at: Option<Time>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -444,6 +463,7 @@ impl Engine {
         let mut schedule_seed = [0u8; 32];
         rand_core::Rng::fill_bytes(&mut rng, &mut schedule_seed);
         let high_risk = commands::stored_high_risk(&store)?;
+        let isolation_setting = commands::stored_isolation(&store)?;
         let schedule = schedule::Schedule::new(config.traffic, high_risk, schedule_seed, now);
         let mut engine = Self {
             store,
@@ -467,6 +487,12 @@ impl Engine {
             schedule,
             sync_at_slot: Vec::new(),
             subscriptions_cleared: false,
+            isolation_setting,
+            lane_subs: BTreeMap::new(),
+            pending_subs: BTreeMap::new(),
+            later: BTreeMap::new(),
+            later_seq: 0,
+            catch_up_at: None,
         };
         engine.sweep_expired()?;
         engine.retire_expired_invites()?;
@@ -514,6 +540,7 @@ impl Engine {
         if retired || self.subscribed_epoch != Some(now.epoch()) {
             self.refresh_subscriptions()?;
         }
+        self.release_held(now)?;
         self.flush_due(None)?;
         if self.schedule.take_deposit_slot(now) {
             self.deposit_slot()?;
@@ -572,6 +599,9 @@ impl Engine {
         if let Some(at) = self.schedule.next_due() {
             next = next.min(at.max(self.now));
         }
+        if let Some(at) = self.next_held() {
+            next = next.min(at.max(self.now));
+        }
         Ok(next)
     }
 
@@ -591,19 +621,20 @@ impl Engine {
         self.push_request_on(relay, None, None, op);
     }
 
-    fn push_request_for(
-        &mut self,
-        relay: &RelayAddress,
-        contact: Option<crate::store::ContactId>,
-        op: LinkOp,
-    ) {
-        self.push_request_on(relay, contact, None, op);
+    /// Per-contact isolation is on: always in high-risk mode, and in normal mode when the
+    /// profile's setting says so (then each fetch lane holds its own subscription).
+    fn isolating(&self) -> bool {
+        self.schedule.high_risk() || self.isolation_setting
     }
 
-    /// Per-contact isolation is on: in high-risk mode, where nothing is subscribed (a
-    /// subscription holds many mailboxes on one connection).
-    fn isolating(&self) -> bool {
-        self.schedule.high_risk()
+    /// Sends `req` at `at` (at once if that has passed).
+    fn push_request_at(&mut self, at: Time, req: LinkRequest) {
+        if at <= self.now {
+            self.requests.push_back(req);
+            return;
+        }
+        self.later_seq += 1;
+        self.later.insert((at, self.later_seq), req);
     }
 
     fn push_request_on(
@@ -613,6 +644,18 @@ impl Engine {
         lane: Option<Lane>,
         op: LinkOp,
     ) {
+        let req = self.request(relay, contact, lane, op);
+        self.requests.push_back(req);
+    }
+
+    /// A request for `relay`, which is from now on a relay in use.
+    fn request(
+        &mut self,
+        relay: &RelayAddress,
+        contact: Option<crate::store::ContactId>,
+        lane: Option<Lane>,
+        op: LinkOp,
+    ) -> LinkRequest {
         self.relays
             .entry(relay.to_string())
             .or_insert_with(|| RelayState {
@@ -623,12 +666,12 @@ impl Engine {
                 proxy_failed: false,
                 private_route: None,
             });
-        self.requests.push_back(LinkRequest {
+        LinkRequest {
             relay: relay.clone(),
             contact,
             lane,
             op,
-        });
+        }
     }
 
     fn emit(&mut self, event: Event) {

@@ -144,9 +144,14 @@ impl Engine {
             }
             self.in_flight.insert(entry.id);
             sent.insert(entry.id);
-            self.push_request_for(
+            // With isolation, on the contact's deposit lane of the current window.
+            let lane = self
+                .isolating()
+                .then(|| Lane::of(entry.contact, self.now.epoch(), false));
+            self.push_request_on(
                 &entry.relay,
                 Some(entry.contact),
+                lane,
                 LinkOp::Deposit {
                     outbox: entry.id,
                     target: entry.target,

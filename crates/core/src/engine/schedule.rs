@@ -303,7 +303,7 @@ fn back(now: Time, d: Duration) -> Time {
 }
 
 /// A uniform duration in `min..=max`, at millisecond resolution.
-fn uniform(min: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
+pub(crate) fn uniform(min: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
     let lo = u64::try_from(min.as_millis()).unwrap_or(0);
     let hi = u64::try_from(max.as_millis()).unwrap_or(lo).max(lo);
     Duration::from_millis(lo + rng.next_u64() % (hi - lo + 1))

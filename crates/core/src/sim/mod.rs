@@ -14,8 +14,10 @@
 //! Tests: `tests` (delivery, catch-up, crashes, faults), `lifecycle_tests` (links that
 //! make no new relationship, invite retirement, deleting and blocking contacts, send order)
 //! and `traffic_tests` (what an observer learns: high-risk slots and cover, pacing), with
-//! the Kolmogorov–Smirnov test of `stats`.
+//! the Kolmogorov–Smirnov test of `stats`, and `isolation_tests` (per-contact isolation in
+//! normal mode: subscriptions and catch-up per lane).
 
+mod isolation_tests;
 mod lifecycle_tests;
 mod net;
 mod relay;
@@ -135,6 +137,8 @@ pub(crate) struct World {
     pub(crate) connection_node: BTreeMap<u64, usize>,
     /// Every mailbox id whose secret a connection presented (fetch, delete, subscribe).
     pub(crate) presented: Vec<(u64, hush_proto::MailboxId)>,
+    /// Every mailbox id a connection deposited to (drops left out).
+    pub(crate) deposited: Vec<(u64, hush_proto::MailboxId)>,
 }
 
 /// One-way network latency before jitter.
@@ -177,6 +181,7 @@ impl World {
             unpumped: VecDeque::new(),
             connection_node: BTreeMap::new(),
             presented: Vec::new(),
+            deposited: Vec::new(),
         }
     }
 

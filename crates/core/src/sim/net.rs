@@ -44,6 +44,14 @@ impl World {
             return;
         };
         let key = (addr.to_string(), lane);
+        // Ending the subscription of a lane that has no link: nothing to send (the driver
+        // opens no connection for it either).
+        if lane.is_some()
+            && !self.nodes[n].links.contains_key(&key)
+            && matches!(&op, LinkOp::Subscribe { secrets } if secrets.is_empty())
+        {
+            return;
+        }
         if !self.nodes[n].links.contains_key(&key) {
             self.nodes[n].links.insert(
                 key.clone(),
@@ -262,6 +270,13 @@ impl World {
         };
         self.presented
             .extend(presented.into_iter().map(|m| (connection, m)));
+        if let LinkOp::Deposit {
+            target: hush_crypto::Target::Mailbox(id),
+            ..
+        } = &op
+        {
+            self.deposited.push((connection, *id));
+        }
         if !self.relays[r].up {
             self.fail_offline(node, &addr, connection, op);
             return;

@@ -125,7 +125,10 @@ impl SimRelay {
     }
 
     pub(crate) fn subscribe(&mut self, node: usize, connection: u64, secrets: &[Opener]) {
-        self.subscriptions.retain(|(n, _), _| *n != node);
+        // A subscription replaces the earlier one of its connection only: with isolation a
+        // node holds one per lane, each on its own connection.
+        self.subscriptions
+            .retain(|(n, c), _| *n != node || *c != connection);
         self.subscriptions.insert(
             (node, connection),
             secrets

@@ -30,7 +30,7 @@ fn eight_fragments() -> String {
     "長い手紙 — رسالة طويلة 📨 ".repeat(290)
 }
 
-fn set_high_risk(w: &mut World, n: usize, on: bool) {
+pub(super) fn set_high_risk(w: &mut World, n: usize, on: bool) {
     ok(w.command(n, Command::SetHighRisk { on }));
 }
 
@@ -409,7 +409,7 @@ fn normal_mode_paces_fragments_and_delays_receipts() {
 
 /// For node `n`: each connection's relationships and epochs among the mailbox secrets it
 /// presented (fetches, acknowledgements, subscriptions), over epochs `epochs`.
-fn presented_by_connection(
+pub(super) fn presented_by_connection(
     w: &World,
     n: usize,
     from: usize,

@@ -13,6 +13,10 @@ pub(crate) enum Setting {
     /// High-risk traffic mode (`on`/`off`; unset: off). Kept in the encrypted store, not in
     /// `config.toml`, so that the profile's plaintext files do not say it is on.
     HighRisk,
+    /// Per-contact isolation in normal mode (`on`/`off`; unset: off): a connection per
+    /// relationship and window of epochs (see `engine::Lane`). High-risk mode isolates
+    /// whatever this says. Kept beside `HighRisk`, for the same reason.
+    Isolation,
 }
 
 impl Setting {
@@ -20,6 +24,7 @@ impl Setting {
         match self {
             Self::Relay => "relay",
             Self::HighRisk => "high_risk",
+            Self::Isolation => "isolation",
         }
     }
 }
