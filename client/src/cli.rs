@@ -97,6 +97,10 @@ enum Command {
         /// Continue the upload of this file id instead.
         #[arg(long, value_name = "ID", conflicts_with_all = ["name", "path"])]
         resume: Option<i64>,
+        /// Send a JPEG or PNG as it is: without this, its EXIF, XMP, IPTC, comments and
+        /// text chunks are removed first (losslessly, in memory).
+        #[arg(long, conflicts_with = "resume")]
+        keep_metadata: bool,
     },
     /// List file transfers (of one contact, or all), oldest first.
     Files {
@@ -967,12 +971,19 @@ async fn command_with_engine(
                 )?;
             }
         }
-        Command::SendFile { name, path, resume } => {
+        Command::SendFile {
+            name,
+            path,
+            resume,
+            keep_metadata,
+        } => {
             let target = match (resume, name, path) {
                 (Some(id), _, _) => crate::files_cli::SendTarget::Resume(id),
-                (None, Some(contact), Some(path)) => {
-                    crate::files_cli::SendTarget::New { contact, path }
-                }
+                (None, Some(contact), Some(path)) => crate::files_cli::SendTarget::New {
+                    contact,
+                    path,
+                    keep_metadata,
+                },
                 _ => return Err(usage("send-file needs CONTACT PATH, or --resume ID")),
             };
             crate::files_cli::send_file(h, target, json, io.out, io.err).await?;

@@ -287,12 +287,14 @@ pub enum Effect {
     ListInvites,
     /// Stop answering an invite or contact address.
     RevokeInvite(i64),
-    /// Send a file to a contact (`:file PATH`).
+    /// Send a file to a contact (`:file [--keep-metadata] PATH`).
     SendFile {
         /// Contact.
         to: String,
         /// The file.
         path: PathBuf,
+        /// Send a JPEG or PNG with its metadata.
+        keep_metadata: bool,
     },
     /// Save a received file (`:save [ID] [DIR]`): `id` or the contact's latest offer.
     SaveFile {
@@ -1306,24 +1308,25 @@ impl App {
                 Some(n) => vec![Effect::Block(n, b == "block")],
                 None => need(self),
             },
-            ("file", path) if !path.is_empty() => match current {
+            ("file", args) if !args.is_empty() => match current {
                 Some(to) => {
-                    let path = path.join(" ");
+                    let keep_metadata = args.first() == Some(&"--keep-metadata");
+                    let path = args[usize::from(keep_metadata)..].join(" ");
+                    if path.is_empty() {
+                        self.status = Some("usage: :file [--keep-metadata] PATH".into());
+                        return Vec::new();
+                    }
                     let path = match path.strip_prefix("~/") {
                         Some(rest) => std::env::var_os("HOME")
                             .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
                         None => PathBuf::from(path),
                     };
-                    let warn = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(hush_core::files::carries_metadata);
-                    self.status = Some(if warn {
-                        format!("sending the file; {}", hush_core::files::METADATA_WARNING)
-                    } else {
-                        "sending the file…".into()
-                    });
-                    vec![Effect::SendFile { to, path }]
+                    self.status = Some("sending the file…".into());
+                    vec![Effect::SendFile {
+                        to,
+                        path,
+                        keep_metadata,
+                    }]
                 }
                 None => need(self),
             },

@@ -2279,8 +2279,21 @@ fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
         fx,
         vec![Effect::SendFile {
             to: to.clone(),
-            path: PathBuf::from("/tmp/报告 تقرير.pdf")
+            path: PathBuf::from("/tmp/报告 تقرير.pdf"),
+            keep_metadata: false,
         }]
+    );
+    assert_eq!(
+        app.run_command("file --keep-metadata /tmp/📸 2024.jpg"),
+        vec![Effect::SendFile {
+            to: to.clone(),
+            path: PathBuf::from("/tmp/📸 2024.jpg"),
+            keep_metadata: true,
+        }]
+    );
+    assert!(
+        app.run_command("file --keep-metadata").is_empty(),
+        "a path is needed"
     );
     assert_eq!(
         app.run_command("save 7 /tmp/inbox"),

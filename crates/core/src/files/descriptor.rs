@@ -59,6 +59,12 @@ pub enum FileError {
     /// The file changed on disk while it was being sent.
     #[error("the file changed while it was being sent")]
     SourceChanged,
+    /// A JPEG or PNG whose metadata could not be removed (malformed, larger than 64 MiB, or
+    /// with metadata after its picture): refused rather than sent with it.
+    #[error(
+        "this image's metadata could not be removed: send it with --keep-metadata to send it as is"
+    )]
+    Unstrippable,
 }
 
 impl FileError {
@@ -78,6 +84,7 @@ impl FileError {
             Self::ChunkMissing => "file_chunk_missing",
             Self::RelayRefused => "file_relay_refused",
             Self::SourceChanged => "file_source_changed",
+            Self::Unstrippable => "file_unstrippable",
         }
     }
 
@@ -97,6 +104,7 @@ impl FileError {
             Self::ChunkMissing,
             Self::RelayRefused,
             Self::SourceChanged,
+            Self::Unstrippable,
         ]
         .into_iter()
         .find(|e| e.name() == name)

@@ -13,11 +13,15 @@
 pub mod descriptor;
 pub mod driver;
 pub mod name;
+pub mod offer;
+pub mod strip;
 pub mod transfer;
 
 pub use descriptor::{FileDescriptor, FileError, MAX_FILE_LEN};
 pub use driver::{Progress, download, upload};
 pub use name::safe_name;
+pub use offer::{Prepared, prepare};
+pub use strip::Removed;
 pub use transfer::Transfer;
 
 /// Chunks a transfer keeps in flight (each holds one chunk in memory on both sides; the
@@ -28,7 +32,8 @@ pub const WINDOW: usize = 4;
 pub const DEFAULT_LIMIT_BYTES: u64 = 2 << 30;
 
 /// Whether a file of this name usually carries metadata of its own (EXIF of photos, authors
-/// and history of documents), which hush sends as is: front ends warn before sending it.
+/// and history of documents). JPEG and PNG are stripped ([`strip`]) unless the user keeps
+/// their metadata; every other such kind is sent as is, and front ends warn before sending it.
 #[must_use]
 pub fn carries_metadata(name: &str) -> bool {
     const KINDS: [&str; 16] = [
@@ -40,7 +45,7 @@ pub fn carries_metadata(name: &str) -> bool {
 }
 
 /// The warning front ends show for such a file.
-pub const METADATA_WARNING: &str = "this file is sent as is: photos and documents carry their own metadata (EXIF location and camera, authors, edit history); remove it first if the recipient should not learn it";
+pub const METADATA_WARNING: &str = "this file is sent as is: photos and documents carry their own metadata (EXIF location and camera, authors, edit history); remove it first if the recipient should not learn it (hush strips it from JPEG and PNG only)";
 
 /// The text a file message shows in the conversation: its name (neutralised, so that a
 /// right-to-left override cannot disguise it there either) and its size.

@@ -1,0 +1,160 @@
+//! Preparing a file to send, the one path every front end takes: the source's path and name
+//! checked, a JPEG's or PNG's metadata removed (unless the user keeps it), the bytes that
+//! will be sent measured, and the [`FileCommand::Offer`] built.
+//!
+//! Owns: the choice between sending the file as is and sending its stripped copy, and the
+//! same choice again when an upload resumes ([`Source::open`]).
+//! Must never write a stripped copy to disk: it is made in memory (at most
+//! [`MAX_STRIP_LEN`]), and made again from the source on resume, which must then give the
+//! bytes of the descriptor's digest or the upload stops with [`FileError::SourceChanged`].
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::strip::{ImageKind, MAX_STRIP_LEN, Removed, strip};
+use super::{FileDescriptor, FileError, METADATA_WARNING, carries_metadata, descriptor};
+use crate::api::FileCommand;
+use crate::error::{Error, Result};
+
+/// A file ready to offer: the command, and what the user should be told.
+#[derive(Debug)]
+pub struct Prepared {
+    /// [`FileCommand::Offer`] for the engine.
+    pub command: FileCommand,
+    /// Size of what will be sent.
+    pub size: u64,
+    /// A JPEG or PNG stripped: what was removed.
+    pub removed: Option<Removed>,
+    /// The file is sent with its own metadata (another kind, or kept on request).
+    pub warning: Option<&'static str>,
+}
+
+/// Prepares `path` to be sent to `contact`; blocking (it reads the file once).
+/// `keep_metadata` sends a JPEG or PNG as is.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the path or name is not UTF-8, the name is longer than 255
+/// bytes or the file is not a regular file; [`FileError::Unstrippable`] for a JPEG or PNG
+/// that could not be stripped; [`Error::Io`] if it cannot be read.
+pub fn prepare(contact: String, path: &Path, keep_metadata: bool) -> Result<Prepared> {
+    let path = std::path::absolute(path)?;
+    let text = path
+        .to_str()
+        .ok_or_else(|| Error::InvalidArgument("the file's path must be UTF-8".into()))?
+        .to_owned();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::InvalidArgument("the file's name must be UTF-8".into()))?
+        .to_owned();
+    if name.len() > descriptor::MAX_NAME_LEN {
+        return Err(Error::InvalidArgument(
+            "the file's name is longer than 255 bytes".into(),
+        ));
+    }
+    let image = ImageKind::of_name(&name).filter(|_| !keep_metadata);
+    let (size, digest, mtime, removed) = match image {
+        Some(kind) => {
+            let (stripped, mtime) = read_stripped(&path, kind)?;
+            let size = stripped.bytes.len() as u64;
+            let digest = Sha256::digest(&stripped.bytes).into();
+            (size, digest, mtime, Some(stripped.removed))
+        }
+        None => {
+            let (size, digest, mtime) = super::driver::measure(&path)?;
+            (size, digest, mtime, None)
+        }
+    };
+    let warning = (removed.is_none() && carries_metadata(&name)).then_some(METADATA_WARNING);
+    Ok(Prepared {
+        command: FileCommand::Offer {
+            contact,
+            path: text,
+            name,
+            size,
+            digest,
+            mtime,
+        },
+        size,
+        removed,
+        warning,
+    })
+}
+
+fn regular(f: &File) -> Result<std::fs::Metadata> {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument("not a regular file".into()));
+    }
+    Ok(meta)
+}
+
+/// The stripped copy of `path` and the source's modification time (both from one open).
+fn read_stripped(path: &Path, kind: ImageKind) -> Result<(super::strip::Stripped, u64)> {
+    let f = File::open(path)?;
+    let meta = regular(&f)?;
+    if meta.len() > MAX_STRIP_LEN {
+        return Err(FileError::Unstrippable.into());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // One byte more than the bound: a file that grew since is refused, not cut.
+    f.take(MAX_STRIP_LEN + 1).read_to_end(&mut bytes)?;
+    Ok((strip(kind, &bytes)?, super::driver::modified_secs(&meta)))
+}
+
+/// What an upload reads its chunks from.
+pub(crate) enum Source {
+    /// The file as it is on disk.
+    File(File),
+    /// Its stripped copy, in memory.
+    Memory(Vec<u8>),
+}
+
+impl Source {
+    /// The bytes of an offered file `d`, from `path`: the file itself if it still has the
+    /// offered size, or else (a JPEG or PNG that was stripped) its stripped copy, which must
+    /// have the descriptor's digest. The source's modification time must be `mtime`.
+    ///
+    /// # Errors
+    /// [`FileError::SourceChanged`] if it is not what was offered.
+    pub(crate) fn open(path: &Path, d: &FileDescriptor, mtime: Option<u64>) -> Result<Arc<Self>> {
+        let f = File::open(path)?;
+        let meta = f.metadata()?;
+        if Some(super::driver::modified_secs(&meta)) != mtime {
+            return Err(FileError::SourceChanged.into());
+        }
+        if meta.len() == d.size {
+            return Ok(Arc::new(Self::File(f)));
+        }
+        let kind = ImageKind::of_name(&d.name).ok_or(FileError::SourceChanged)?;
+        let (stripped, _) = read_stripped(path, kind).map_err(|e| match e {
+            Error::File(FileError::Unstrippable) => FileError::SourceChanged.into(),
+            e => e,
+        })?;
+        let digest: [u8; 32] = Sha256::digest(&stripped.bytes).into();
+        if stripped.bytes.len() as u64 != d.size || digest != d.digest {
+            return Err(FileError::SourceChanged.into());
+        }
+        Ok(Arc::new(Self::Memory(stripped.bytes)))
+    }
+
+    /// Fills `buf` from `offset`.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Self::File(f) => super::driver::read_at(f, buf, offset),
+            Self::Memory(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                let part = start
+                    .checked_add(buf.len())
+                    .and_then(|end| b.get(start..end))
+                    .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+}
