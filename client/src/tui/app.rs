@@ -1197,6 +1197,10 @@ impl App {
                 self.mode = Mode::Normal;
                 Vec::new()
             }
+            KeyCode::Tab if self.mode == Mode::Command => {
+                self.complete_path();
+                Vec::new()
+            }
             _ if edit_of(&k).is_some() => {
                 if let Some(e) = edit_of(&k) {
                     self.command_cursor.apply(&mut self.command, e);
@@ -1209,6 +1213,20 @@ impl App {
                 Vec::new()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Tab in the command line: completes the path of `:file` (super::complete).
+    fn complete_path(&mut self) {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let at = self.command_cursor.pos(&self.command);
+        match super::complete::complete_file(&self.command, at, home.as_deref()) {
+            super::complete::Completion::Replace { line, cursor } => {
+                self.command_cursor.set_at(&line, cursor);
+                self.command = line;
+            }
+            super::complete::Completion::List(s) => self.status = Some(s),
+            super::complete::Completion::Nothing(why) => self.status = Some(why.into()),
         }
     }
 

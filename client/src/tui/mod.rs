@@ -10,6 +10,7 @@
 //! set, and the screen and scrollback are cleared on exit and on wipe.
 
 pub mod app;
+pub mod complete;
 pub mod keys;
 pub mod qr;
 pub mod text;
