@@ -346,7 +346,7 @@ pub async fn upload(
 }
 
 /// The partial file of a download: hidden, beside where the file will be saved.
-fn part_path(dir: &Path, safe: &str, id: i64) -> PathBuf {
+pub(crate) fn part_path(dir: &Path, safe: &str, id: i64) -> PathBuf {
     dir.join(format!(".{safe}.{id}.hushpart"))
 }
 
