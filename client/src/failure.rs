@@ -115,6 +115,7 @@ impl Kind {
             | Error::UnknownInvite
             | Error::UnknownFile => Self::NotFound,
             Error::File(e) => Self::File(*e),
+            Error::FileOverLimit { .. } => Self::File(hush_core::files::FileError::OverLimit),
             Error::InvalidProfileName | Error::InvalidArgument(_) => Self::Usage,
             Error::Crypto(
                 hush_crypto::Error::InvalidInvite(_)

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hush_core::files::{self, DEFAULT_LIMIT_BYTES, Progress, human_size, safe_name};
+use hush_core::files::{self, Progress, human_size, safe_name};
 use hush_core::store::{FileInfo, FileState};
 use hush_core::{Error, FileCommand, Handle, Response};
 use serde_json::json;
@@ -241,7 +241,7 @@ pub(crate) async fn get_file(
             FileCommand::Accept {
                 id,
                 dir: dir_text,
-                limit: max_size.unwrap_or(DEFAULT_LIMIT_BYTES),
+                limit: max_size,
             },
         )
         .await?;
@@ -260,6 +260,37 @@ pub(crate) async fn get_file(
         )?;
     } else {
         writeln!(meter.out, "saved {}", terminal_safe(&shown))?;
+    }
+    Ok(())
+}
+
+/// `hush file-limit [SIZE|default]`: shows or sets the profile's limit on received files.
+pub(crate) async fn limit(
+    h: &Handle,
+    set: Option<String>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let cmd = match set.as_deref() {
+        None => FileCommand::Limit,
+        Some("default") => FileCommand::SetLimit { bytes: None },
+        Some(text) => FileCommand::SetLimit {
+            bytes: Some(files::parse_size(text).ok_or_else(|| {
+                usage("a size is bytes or a number with B, KiB, MiB, GiB, KB, MB or GB")
+            })?),
+        },
+    };
+    let Response::Count(bytes) = h.file(cmd).await? else {
+        return Err(Error::UnexpectedResponse("Count").into());
+    };
+    if json {
+        writeln!(out, "{}", json!({"file_limit_bytes": bytes}))?;
+    } else {
+        writeln!(
+            out,
+            "limit for received files: {} ({bytes} bytes)",
+            human_size(bytes)
+        )?;
     }
     Ok(())
 }

@@ -581,3 +581,69 @@ fn unstrippable_photos_are_refused_by_name_and_a_stripped_upload_resumes_to_the_
     assert_eq!(photo::has_secrets(&saved), Vec::<String>::new());
     assert_eq!(photo::picture_data(&saved), photo::picture_data(&big));
 }
+
+/// The profile's own limit on received files (`hush file-limit`) refuses a larger file by
+/// name, naming the limit; `--max-size` overrides it for one file; `default` restores 2 GiB;
+/// sizes people write parse and others are usage errors. Seen failing: with `Accept`
+/// ignoring the stored setting (always 2 GiB), the 700 kB file was saved under a 100 KiB
+/// limit.
+#[test]
+fn the_profile_limit_refuses_larger_files_by_name_and_max_size_overrides_it() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let src = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let dir = dest.path().to_str().unwrap().to_owned();
+    let data = random_bytes(700_000, 11);
+    let path = src.path().join("مستند كبير.bin");
+    std::fs::write(&path, &data).unwrap();
+    home.hush("alice", &["send-file", "bob", path.to_str().unwrap()])
+        .run()
+        .ok();
+
+    let shown = home.hush("bob", &["file-limit"]).run().ok();
+    assert_eq!(
+        shown.stdout.trim(),
+        "limit for received files: 2.0 GiB (2147483648 bytes)"
+    );
+    let set = home.hush("bob", &["file-limit", "100KiB"]).json();
+    assert_eq!(set["file_limit_bytes"], 102_400);
+    let id = files_of(&home, "bob")[0]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let out = home
+        .hush("bob", &["get-file", &id, "--dir", &dir])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(10));
+    assert!(out.stderr.contains("(100.0 KiB)"), "{}", out.stderr);
+    let out = home
+        .hush("bob", &["--json", "get-file", &id, "--dir", &dir])
+        .run()
+        .fails();
+    assert!(
+        out.stderr.contains("\"code\":\"file_over_limit\""),
+        "{}",
+        out.stderr
+    );
+    assert!(listing(dest.path()).is_empty(), "nothing written");
+
+    for bad in ["5 parsecs", "0", "65GiB", "-1"] {
+        let out = home.hush("bob", &["file-limit", bad]).run().fails();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    home.hush(
+        "bob",
+        &["get-file", &id, "--dir", &dir, "--max-size", "1 MiB"],
+    )
+    .run()
+    .ok();
+    assert_eq!(
+        std::fs::read(dest.path().join("مستند كبير.bin")).unwrap(),
+        data
+    );
+    let back = home.hush("bob", &["file-limit", "default"]).json();
+    assert_eq!(back["file_limit_bytes"], 2_147_483_648u64);
+}

@@ -594,7 +594,7 @@ async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> M
                     h.file(FileCommand::Accept {
                         id,
                         dir,
-                        limit: files::DEFAULT_LIMIT_BYTES,
+                        limit: None,
                     })
                     .await?;
                 }

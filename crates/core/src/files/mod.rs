@@ -54,6 +54,41 @@ pub fn summary(name: &str, size: u64) -> String {
     format!("[file] {} ({})", safe_name(name), human_size(size))
 }
 
+/// A size as people write it: bytes (`1048576`), or a number with a unit: `B`, `KiB`,
+/// `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), case-insensitive,
+/// with an optional space and fraction (`1.5 GiB`). `None` if it is not one or overflows.
+#[must_use]
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || !fraction.chars().all(|c| c.is_ascii_digit()) || fraction.len() > 9 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let mut bytes = whole.checked_mul(scale)?;
+    if !fraction.is_empty() {
+        let digits: u64 = fraction.parse().ok()?;
+        let denominator = 10u64.pow(u32::try_from(fraction.len()).ok()?);
+        let part = u128::from(digits) * u128::from(scale) / u128::from(denominator);
+        bytes = bytes.checked_add(u64::try_from(part).ok()?)?;
+    }
+    Some(bytes)
+}
+
 /// A size for people: bytes, KiB, MiB or GiB with one decimal.
 #[must_use]
 pub fn human_size(size: u64) -> String {
@@ -68,5 +103,34 @@ pub fn human_size(size: u64) -> String {
         format!("{size} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_people_write_them() {
+        for (text, want) in [
+            ("1048576", Some(1 << 20)),
+            ("500MiB", Some(500 << 20)),
+            ("500 mib", Some(500 << 20)),
+            ("2GiB", Some(2 << 30)),
+            ("1.5 GiB", Some(3 << 29)),
+            ("10MB", Some(10_000_000)),
+            ("0.5k", Some(512)),
+            ("64 KiB", Some(65_536)),
+            ("", None),
+            ("MiB", None),
+            ("-5", None),
+            ("5 parsecs", None),
+            ("1.2.3", None),
+            ("٥ MiB", None),
+            ("99999999999999999999", None),
+            ("18446744073709551615 GiB", None),
+        ] {
+            assert_eq!(parse_size(text), want, "{text:?}");
+        }
     }
 }

@@ -406,7 +406,7 @@ fn file_messages_and_partial_downloads_disappear_with_the_timer() {
             Command::Files(FileCommand::Accept {
                 id: f.id,
                 dir: dir_text.clone(),
-                limit: 1 << 30,
+                limit: Some(1 << 30),
             }),
         ));
     }
@@ -444,6 +444,48 @@ fn file_messages_and_partial_downloads_disappear_with_the_timer() {
         b"mine",
         "a saved file stays"
     );
+}
+
+/// An accept without a limit of its own (the TUI's `:save`) takes the profile's: the
+/// refusal names it; a limit given with the command overrides it. Seen failing: with the
+/// stored limit ignored, the 300 kB file was accepted under a 200 kB limit.
+#[test]
+fn an_accept_without_its_own_limit_takes_the_profiles() {
+    use crate::api::FileCommand;
+    let mut w = pair(18, 1, 0);
+    offer_file(&mut w, "تقرير.pdf", 300_000);
+    w.settle();
+    sync(&mut w, 1);
+    w.settle();
+    let id = files(&mut w, 1)[0].id;
+    let set = ok(w.command(
+        1,
+        Command::Files(FileCommand::SetLimit {
+            bytes: Some(200_000),
+        }),
+    ));
+    assert!(matches!(set, Response::Count(200_000)));
+    let dir = tempfile::tempdir().unwrap();
+    let accept = |limit| {
+        Command::Files(FileCommand::Accept {
+            id,
+            dir: dir.path().to_str().unwrap().to_owned(),
+            limit,
+        })
+    };
+    match w.command(1, accept(None)) {
+        Err(e @ crate::Error::FileOverLimit { limit: 200_000 }) => {
+            assert!(e.to_string().contains("(195.3 KiB)"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.command(1, accept(Some(300_000))).is_ok());
+    assert!(matches!(
+        w.command(1, Command::Files(FileCommand::SetLimit { bytes: Some(0) })),
+        Err(crate::Error::InvalidArgument(_))
+    ));
+    let back = ok(w.command(1, Command::Files(FileCommand::SetLimit { bytes: None })));
+    assert!(matches!(back, Response::Count(n) if n == crate::files::DEFAULT_LIMIT_BYTES));
 }
 
 /// A long message travels in several fragments; a relay that reorders, duplicates and drops

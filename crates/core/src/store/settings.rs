@@ -13,6 +13,8 @@ pub(crate) enum Setting {
     /// High-risk traffic mode (`on`/`off`; unset: off). Kept in the encrypted store, not in
     /// `config.toml`, so that the profile's plaintext files do not say it is on.
     HighRisk,
+    /// The limit on a received file's size, in bytes (unset: crate::files::DEFAULT_LIMIT_BYTES).
+    FileLimit,
 }
 
 impl Setting {
@@ -20,6 +22,7 @@ impl Setting {
         match self {
             Self::Relay => "relay",
             Self::HighRisk => "high_risk",
+            Self::FileLimit => "file_limit_bytes",
         }
     }
 }
@@ -38,6 +41,13 @@ impl Db<'_> {
     }
 
     /// Sets a setting.
+    /// Unsets a setting (its default applies again).
+    pub(crate) fn delete_setting(self, setting: Setting) -> Result<()> {
+        self.0
+            .execute("DELETE FROM settings WHERE key = ?1", [setting.key()])?;
+        Ok(())
+    }
+
     pub(crate) fn set_setting(self, setting: Setting, value: &str) -> Result<()> {
         self.0.execute(
             "INSERT INTO settings(key, value) VALUES (?1, ?2)
