@@ -146,10 +146,10 @@ impl Content {
                         disappear_secs,
                         descriptor,
                     },
-                    Err(error) => Self::BadFile {
+                    Err(fault) => Self::BadFile {
                         sent_at,
                         disappear_secs,
-                        error,
+                        error: fault.into(),
                     },
                 })
             }

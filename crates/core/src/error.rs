@@ -130,3 +130,9 @@ impl From<std::io::Error> for Error {
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<crate::files::descriptor::DescriptorFault> for Error {
+    fn from(f: crate::files::descriptor::DescriptorFault) -> Self {
+        Self::File(f.into())
+    }
+}

@@ -150,7 +150,7 @@ impl Db<'_> {
     ) -> Result<i64> {
         let bytes = descriptor
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::InvalidArgument(e.name().into()))?;
         self.0.execute(
             "INSERT INTO files(contact_id, outgoing, descriptor, path, state, source_mtime, created)
              VALUES (?1, 1, ?2, ?3, 'uploading', ?4, ?5)",
@@ -175,7 +175,7 @@ impl Db<'_> {
     ) -> Result<i64> {
         let bytes = descriptor
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::InvalidArgument(e.name().into()))?;
         self.0.execute(
             "INSERT INTO files(contact_id, message_id, outgoing, descriptor, state, created)
              VALUES (?1, ?2, 0, ?3, 'offered', ?4)",
