@@ -1339,7 +1339,15 @@ impl App {
                             .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
                         None => PathBuf::from(path),
                     };
-                    self.status = Some("sending the file…".into());
+                    // Said before the upload: a kind hush does not strip is sent as is.
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let stripped = !keep_metadata
+                        && hush_core::files::strip::ImageKind::of_name(name).is_some();
+                    self.status = Some(if hush_core::files::carries_metadata(name) && !stripped {
+                        format!("sending the file; {}", hush_core::files::METADATA_WARNING)
+                    } else {
+                        "sending the file…".into()
+                    });
                     vec![Effect::SendFile {
                         to,
                         path,

@@ -2292,8 +2292,27 @@ fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
         }]
     );
     assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("sent as is")),
+        "{:?}",
+        app.status
+    );
+    assert!(
         app.run_command("file --keep-metadata").is_empty(),
         "a path is needed"
+    );
+    // A photo hush strips gets no warning before it is sent (what was removed is said when
+    // it is); a document does.
+    app.run_command("file /tmp/照片.jpg");
+    assert_eq!(app.status.as_deref(), Some("sending the file…"));
+    app.run_command("file /tmp/تقرير.docx");
+    assert!(
+        app.status
+            .as_deref()
+            .is_some_and(|s| s.contains("sent as is")),
+        "{:?}",
+        app.status
     );
     assert_eq!(
         app.run_command("save 7 /tmp/inbox"),
