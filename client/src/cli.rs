@@ -97,6 +97,10 @@ enum Command {
         /// Continue the upload of this file id instead.
         #[arg(long, value_name = "ID", conflicts_with_all = ["name", "path"])]
         resume: Option<i64>,
+        /// Send a JPEG or PNG as it is: without this, its EXIF, XMP, IPTC, comments and
+        /// text chunks are removed first (losslessly, in memory).
+        #[arg(long, conflicts_with = "resume")]
+        keep_metadata: bool,
     },
     /// List file transfers (of one contact, or all), oldest first.
     Files {
@@ -111,9 +115,16 @@ enum Command {
         /// The directory to save it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Refuse a file larger than this many bytes (default 2 GiB).
-        #[arg(long, value_name = "BYTES")]
+        /// Refuse a file larger than this (bytes, or e.g. 500MiB, 4GiB), over the profile's
+        /// limit (`hush file-limit`, default 2 GiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
         max_size: Option<u64>,
+    },
+    /// Show or set the profile's limit on received files (SIZE: bytes, or e.g. 500MiB,
+    /// 4GiB; `default`: back to 2 GiB). `get-file --max-size` overrides it for one file.
+    FileLimit {
+        /// The new limit.
+        size: Option<String>,
     },
     /// Receive: fetch what arrived, optionally wait for more, print new messages.
     Recv {
@@ -269,6 +280,12 @@ pub fn main() -> ExitCode {
 
 /// The traffic mode and its cost, as `hush status --json` and `hush high-risk --json` print
 /// them.
+/// `--max-size`: bytes, or a size with a unit (hush_core::files::parse_size).
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    hush_core::files::parse_size(text)
+        .ok_or_else(|| "a size is bytes or a number with B, KiB, MiB, GiB, KB, MB or GB".into())
+}
+
 fn traffic_json(status: &hush_core::Status) -> serde_json::Value {
     let c = &status.high_risk_cost;
     json!({
@@ -993,17 +1010,25 @@ async fn command_with_engine(
                 )?;
             }
         }
-        Command::SendFile { name, path, resume } => {
+        Command::SendFile {
+            name,
+            path,
+            resume,
+            keep_metadata,
+        } => {
             let target = match (resume, name, path) {
                 (Some(id), _, _) => crate::files_cli::SendTarget::Resume(id),
-                (None, Some(contact), Some(path)) => {
-                    crate::files_cli::SendTarget::New { contact, path }
-                }
+                (None, Some(contact), Some(path)) => crate::files_cli::SendTarget::New {
+                    contact,
+                    path,
+                    keep_metadata,
+                },
                 _ => return Err(usage("send-file needs CONTACT PATH, or --resume ID")),
             };
             crate::files_cli::send_file(h, target, json, io.out, io.err).await?;
         }
         Command::Files { name } => crate::files_cli::list(h, name, json, io.out).await?,
+        Command::FileLimit { size } => crate::files_cli::limit(h, size, json, io.out).await?,
         Command::GetFile { id, dir, max_size } => {
             crate::files_cli::get_file(h, id, &dir, max_size, json, io.out, io.err).await?;
         }

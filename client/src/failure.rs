@@ -115,6 +115,7 @@ impl Kind {
             | Error::UnknownInvite
             | Error::UnknownFile => Self::NotFound,
             Error::File(e) => Self::File(*e),
+            Error::FileOverLimit { .. } => Self::File(hush_core::files::FileError::OverLimit),
             Error::InvalidProfileName | Error::InvalidArgument(_) => Self::Usage,
             Error::Crypto(
                 hush_crypto::Error::InvalidInvite(_)
@@ -145,13 +146,15 @@ impl Kind {
 
 /// Exit codes of file failures: 9 the sender's file is unusable (a hostile or broken
 /// descriptor or chunk, a digest that does not match), 10 larger than the user's limit, 11
-/// the relay does not have or take the chunks, 12 the source changed while being sent.
+/// the relay does not have or take the chunks, 12 the source changed while being sent, 13 a
+/// photo's metadata could not be removed.
 fn file_exit_code(e: hush_core::files::FileError) -> u8 {
     use hush_core::files::FileError as F;
     match e {
         F::OverLimit => 10,
         F::ChunkMissing | F::RelayRefused => 11,
         F::SourceChanged => 12,
+        F::Unstrippable => 13,
         _ => 9,
     }
 }

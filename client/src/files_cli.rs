@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hush_core::files::{self, DEFAULT_LIMIT_BYTES, Progress, human_size, safe_name};
+use hush_core::files::{self, Progress, human_size, safe_name};
 use hush_core::store::{FileInfo, FileState};
 use hush_core::{Error, FileCommand, Handle, Response};
 use serde_json::json;
@@ -29,7 +29,17 @@ struct Meter<'a> {
     at_start: Option<u64>,
 }
 
-impl Meter<'_> {
+impl<'a> Meter<'a> {
+    fn new(json: bool, out: &'a mut (dyn Write + Send), err: &'a mut (dyn Write + Send)) -> Self {
+        Self {
+            json,
+            out,
+            err,
+            started: Instant::now(),
+            at_start: None,
+        }
+    }
+
     fn show(&mut self, p: Progress, direction: &str) {
         let base = *self.at_start.get_or_insert(p.bytes);
         let secs = self.started.elapsed().as_secs_f64();
@@ -91,61 +101,51 @@ pub(crate) async fn send_file(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
+    let resumed = matches!(target, SendTarget::Resume(_));
     let info = match target {
-        SendTarget::New { contact, path } => {
-            let path = std::path::absolute(&path)?;
-            let text = path
-                .to_str()
-                .ok_or_else(|| usage("the file's path must be UTF-8"))?
-                .to_owned();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| usage("the file's name must be UTF-8"))?
-                .to_owned();
-            if name.len() > files::descriptor::MAX_NAME_LEN {
-                return Err(usage("the file's name is longer than 255 bytes"));
+        SendTarget::New {
+            contact,
+            path,
+            keep_metadata,
+        } => {
+            let prepared =
+                tokio::task::spawn_blocking(move || files::prepare(contact, &path, keep_metadata))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("reading the file failed"))??;
+            if !json {
+                if let Some(removed) = &prepared.removed {
+                    writeln!(
+                        err,
+                        "note: removed the image's metadata: {} (--keep-metadata sends it as is)",
+                        removed.describe()
+                    )?;
+                }
+                if let Some(warning) = prepared.warning {
+                    writeln!(err, "note: {warning}")?;
+                }
             }
-            if !json && files::carries_metadata(&name) {
-                writeln!(err, "note: {}", files::METADATA_WARNING)?;
+            let removed = prepared.removed.map(|r| r.kinds);
+            let info = file(h, prepared.command).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"event": "offered", "id": info.id, "chunks": info.descriptor.chunk_count(), "bytes": info.descriptor.size, "metadata_removed": removed})
+                )?;
             }
-            let measured = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || files::driver::measure(&path)
-            })
-            .await
-            .map_err(|_| anyhow::anyhow!("reading the file failed"))??;
-            let (size, digest, mtime) = measured;
-            file(
-                h,
-                FileCommand::Offer {
-                    contact,
-                    path: text,
-                    name,
-                    size,
-                    digest,
-                    mtime,
-                },
-            )
-            .await?
+            info
         }
         SendTarget::Resume(id) => file(h, FileCommand::Get { id }).await?,
     };
     let id = info.id;
-    if json {
+    if json && resumed {
         writeln!(
             out,
             "{}",
             json!({"event": "offered", "id": id, "chunks": info.descriptor.chunk_count(), "bytes": info.descriptor.size})
         )?;
     }
-    let mut meter = Meter {
-        json,
-        out,
-        err,
-        started: Instant::now(),
-        at_start: None,
-    };
+    let mut meter = Meter::new(json, out, err);
     files::upload(h, id, &mut |p| meter.show(p, "send")).await?;
     if !json {
         writeln!(meter.err)?;
@@ -161,7 +161,12 @@ pub(crate) async fn send_file(
 
 /// What `send-file` sends.
 pub(crate) enum SendTarget {
-    New { contact: String, path: PathBuf },
+    New {
+        contact: String,
+        path: PathBuf,
+        /// Send a JPEG or PNG with its metadata.
+        keep_metadata: bool,
+    },
     Resume(i64),
 }
 
@@ -236,18 +241,12 @@ pub(crate) async fn get_file(
             FileCommand::Accept {
                 id,
                 dir: dir_text,
-                limit: max_size.unwrap_or(DEFAULT_LIMIT_BYTES),
+                limit: max_size,
             },
         )
         .await?;
     }
-    let mut meter = Meter {
-        json,
-        out,
-        err,
-        started: Instant::now(),
-        at_start: None,
-    };
+    let mut meter = Meter::new(json, out, err);
     let saved = files::download(h, id, &mut |p| meter.show(p, "get")).await?;
     if !json {
         writeln!(meter.err)?;
@@ -261,6 +260,37 @@ pub(crate) async fn get_file(
         )?;
     } else {
         writeln!(meter.out, "saved {}", terminal_safe(&shown))?;
+    }
+    Ok(())
+}
+
+/// `hush file-limit [SIZE|default]`: shows or sets the profile's limit on received files.
+pub(crate) async fn limit(
+    h: &Handle,
+    set: Option<String>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let cmd = match set.as_deref() {
+        None => FileCommand::Limit,
+        Some("default") => FileCommand::SetLimit { bytes: None },
+        Some(text) => FileCommand::SetLimit {
+            bytes: Some(files::parse_size(text).ok_or_else(|| {
+                usage("a size is bytes or a number with B, KiB, MiB, GiB, KB, MB or GB")
+            })?),
+        },
+    };
+    let Response::Count(bytes) = h.file(cmd).await? else {
+        return Err(Error::UnexpectedResponse("Count").into());
+    };
+    if json {
+        writeln!(out, "{}", json!({"file_limit_bytes": bytes}))?;
+    } else {
+        writeln!(
+            out,
+            "limit for received files: {} ({bytes} bytes)",
+            human_size(bytes)
+        )?;
     }
     Ok(())
 }

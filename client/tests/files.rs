@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_testkit::{Home, Relay, pair, poll, unix_now};
+use hush_testkit::{Home, Relay, pair, photo, poll, unix_now};
 use serde_json::Value;
 
 const CHUNK_LEN: u64 = 256 * 1024;
@@ -393,4 +393,257 @@ fn hostile_names_are_neutralised_inside_the_chosen_directory() {
     assert!(got.iter().all(|n| n.len() <= 200 && !n.starts_with('.')));
     // Nothing beside the chosen directory.
     assert_eq!(listing(parent.path()), vec!["inbox".to_string()]);
+}
+
+/// Files under `dir` whose bytes are exactly `bytes`.
+fn copies_of(dir: &Path, bytes: &[u8]) -> Vec<PathBuf> {
+    hush_testkit::files_under(dir)
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b == bytes))
+        .collect()
+}
+
+/// A JPEG and a PNG carrying a GPS position, a camera serial, an author, XMP and a comment
+/// arrive with none of it and with their picture data byte for byte; the sender is told what
+/// was removed; no stripped copy is left on disk anywhere; `--keep-metadata` sends a photo
+/// as is. Seen failing: with `prepare` never stripping, it failed at the missing note (and
+/// the renamed PDF of the next test was sent instead of refused).
+#[test]
+fn photos_arrive_without_their_metadata_and_with_their_pixels() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let src = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let dir = dest.path().to_str().unwrap().to_owned();
+    let jpeg = photo::jpeg(64, 48, 0x1234);
+    let png = photo::png();
+    let photos = [
+        ("📸 مصدر 照片.jpg", jpeg.clone()),
+        ("screenshot 截图.PNG", png.clone()),
+    ];
+    for (name, bytes) in &photos {
+        let path = src.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let sent = home
+            .hush("alice", &["send-file", "bob", path.to_str().unwrap()])
+            .run()
+            .ok();
+        let note = sent
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("note: removed the image's metadata: "))
+            .unwrap_or_else(|| panic!("{}", sent.stderr));
+        assert!(note.contains("EXIF"), "{note}");
+        assert!(sent.stderr.contains("--keep-metadata"), "{}", sent.stderr);
+    }
+    let kept = src.path().join("kept.jpg");
+    std::fs::write(&kept, &jpeg).unwrap();
+    let sent = home
+        .hush(
+            "alice",
+            &[
+                "--json",
+                "send-file",
+                "--keep-metadata",
+                "bob",
+                kept.to_str().unwrap(),
+            ],
+        )
+        .run()
+        .ok();
+    let offered = &events(&sent.stdout)[0];
+    assert_eq!(offered["metadata_removed"], Value::Null);
+
+    let offers = files_of(&home, "bob");
+    assert_eq!(offers.len(), 3, "{offers:?}");
+    for f in &offers {
+        let id = f["id"].as_i64().unwrap().to_string();
+        home.hush("bob", &["get-file", &id, "--dir", &dir])
+            .run()
+            .ok();
+    }
+    for (name, original) in &photos {
+        let got = std::fs::read(dest.path().join(name)).unwrap();
+        assert_eq!(photo::has_secrets(&got), Vec::<String>::new(), "{name}");
+        assert_eq!(photo::picture_data(&got), photo::picture_data(original));
+        assert!(got.len() < original.len());
+        // The source is untouched, and the stripped bytes exist only where bob saved them.
+        assert_eq!(&std::fs::read(src.path().join(name)).unwrap(), original);
+        assert_eq!(copies_of(&home.root(), &got), Vec::<PathBuf>::new());
+        assert_eq!(copies_of(src.path(), &got), Vec::<PathBuf>::new());
+    }
+    assert_eq!(std::fs::read(dest.path().join("kept.jpg")).unwrap(), jpeg);
+}
+
+/// A malformed `.jpg` (a PDF renamed, a truncated photo) is refused by name before anything
+/// is uploaded, and goes through as is with `--keep-metadata`. An upload of a stripped photo
+/// killed halfway resumes and sends the same bytes (the receiver checks them against the
+/// descriptor's digest); a photo edited in between stops the resume with
+/// `file_source_changed`. Seen failing: with `Source::open` reading the file as is on
+/// resume, the download failed with `file_digest_mismatch`.
+#[test]
+fn unstrippable_photos_are_refused_by_name_and_a_stripped_upload_resumes_to_the_same_bytes() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let src = tempfile::tempdir().unwrap();
+    let broken = photo::jpeg(32, 32, 0);
+    for (name, bytes) in [
+        ("renamed.jpg", b"%PDF-1.7 not a picture".to_vec()),
+        ("truncated 🖼.jpeg", broken[..broken.len() / 2].to_vec()),
+        ("bad.png", b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec()),
+    ] {
+        let path = src.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let stored = chunk_files(&relay).len();
+        let out = home
+            .hush(
+                "alice",
+                &["--json", "send-file", "bob", path.to_str().unwrap()],
+            )
+            .run()
+            .fails();
+        assert_eq!(out.status.code(), Some(13), "{name}");
+        assert!(
+            out.stderr.contains("\"code\":\"file_unstrippable\""),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(chunk_files(&relay).len(), stored, "nothing uploaded");
+        home.hush(
+            "alice",
+            &[
+                "send-file",
+                "--keep-metadata",
+                "bob",
+                path.to_str().unwrap(),
+            ],
+        )
+        .run()
+        .ok();
+    }
+    assert_eq!(files_of(&home, "alice").len(), 3);
+
+    // A photo of some 25 chunks, its upload killed after two.
+    let big = photo::jpeg(2600, 1800, 0xbeef);
+    let path = src.path().join("大 صورة.jpg");
+    std::fs::write(&path, &big).unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let before = chunk_files(&relay).len();
+    let running = home
+        .hush("alice", &["send-file", "bob", path.to_str().unwrap()])
+        .spawn();
+    poll(Duration::from_secs(120), Duration::from_millis(5), || {
+        (chunk_files(&relay).len() >= before + 2).then_some(())
+    })
+    .expect("the upload makes progress");
+    drop(running); // SIGKILL
+    let row = files_of(&home, "alice").pop().unwrap();
+    assert_eq!(row["state"], "uploading");
+    assert!(row["chunks"].as_u64().unwrap() > 4, "{row}");
+    let id = row["id"].as_i64().unwrap().to_string();
+
+    // Edited in between: the resume stops, nothing else is sent.
+    std::fs::write(&path, photo::jpeg(2600, 1800, 0xfeed)).unwrap();
+    let out = home
+        .hush("alice", &["--json", "send-file", "--resume", &id])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(12));
+    assert!(out.stderr.contains("file_source_changed"), "{}", out.stderr);
+
+    // Back as it was: the resume strips it again and sends the rest.
+    std::fs::write(&path, &big).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    home.hush("alice", &["send-file", "--resume", &id])
+        .run()
+        .ok();
+    let got = files_of(&home, "bob").pop().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    home.hush(
+        "bob",
+        &[
+            "get-file",
+            &got["id"].as_i64().unwrap().to_string(),
+            "--dir",
+            dest.path().to_str().unwrap(),
+        ],
+    )
+    .run()
+    .ok();
+    let saved = std::fs::read(dest.path().join("大 صورة.jpg")).unwrap();
+    assert_eq!(photo::has_secrets(&saved), Vec::<String>::new());
+    assert_eq!(photo::picture_data(&saved), photo::picture_data(&big));
+}
+
+/// The profile's own limit on received files (`hush file-limit`) refuses a larger file by
+/// name, naming the limit; `--max-size` overrides it for one file; `default` restores 2 GiB;
+/// sizes people write parse and others are usage errors. Seen failing: with `Accept`
+/// ignoring the stored setting (always 2 GiB), the 700 kB file was saved under a 100 KiB
+/// limit.
+#[test]
+fn the_profile_limit_refuses_larger_files_by_name_and_max_size_overrides_it() {
+    let relay = Relay::start();
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let src = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let dir = dest.path().to_str().unwrap().to_owned();
+    let data = random_bytes(700_000, 11);
+    let path = src.path().join("مستند كبير.bin");
+    std::fs::write(&path, &data).unwrap();
+    home.hush("alice", &["send-file", "bob", path.to_str().unwrap()])
+        .run()
+        .ok();
+
+    let shown = home.hush("bob", &["file-limit"]).run().ok();
+    assert_eq!(
+        shown.stdout.trim(),
+        "limit for received files: 2.0 GiB (2147483648 bytes)"
+    );
+    let set = home.hush("bob", &["file-limit", "100KiB"]).json();
+    assert_eq!(set["file_limit_bytes"], 102_400);
+    let id = files_of(&home, "bob")[0]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let out = home
+        .hush("bob", &["get-file", &id, "--dir", &dir])
+        .run()
+        .fails();
+    assert_eq!(out.status.code(), Some(10));
+    assert!(out.stderr.contains("(100.0 KiB)"), "{}", out.stderr);
+    let out = home
+        .hush("bob", &["--json", "get-file", &id, "--dir", &dir])
+        .run()
+        .fails();
+    assert!(
+        out.stderr.contains("\"code\":\"file_over_limit\""),
+        "{}",
+        out.stderr
+    );
+    assert!(listing(dest.path()).is_empty(), "nothing written");
+
+    for bad in ["5 parsecs", "0", "65GiB", "-1"] {
+        let out = home.hush("bob", &["file-limit", bad]).run().fails();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    home.hush(
+        "bob",
+        &["get-file", &id, "--dir", &dir, "--max-size", "1 MiB"],
+    )
+    .run()
+    .ok();
+    assert_eq!(
+        std::fs::read(dest.path().join("مستند كبير.bin")).unwrap(),
+        data
+    );
+    let back = home.hush("bob", &["file-limit", "default"]).json();
+    assert_eq!(back["file_limit_bytes"], 2_147_483_648u64);
 }

@@ -95,3 +95,40 @@ fn two_tuis_invite_accept_and_chat() {
         }
     }
 }
+
+/// Tab in a real TUI completes the path of `:file` from the file system (an Arabic name, a
+/// Chinese directory), and the help lists `:file` and `:save`. Seen failing: with the Tab
+/// arm removed from `on_command_key`, the command line kept `ت` and the wait timed out.
+#[test]
+fn file_paths_complete_with_tab_and_the_help_lists_file_and_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let files = dir.path().join("وثائق");
+    std::fs::create_dir_all(files.join("照片")).unwrap();
+    std::fs::write(files.join("تقرير سري.pdf"), "x").unwrap();
+    let tmux = Tmux::start(dir.path());
+    tmux.open_tui(dir.path(), &home, "alice");
+    set_up(&tmux, "alice");
+
+    tui_kit::to_normal_mode(&tmux, "alice");
+    tmux.type_text("alice", &format!(":file {}/ت", files.display()));
+    tmux.press("alice", &["Tab"]);
+    tmux.wait_text("alice", "وثائق/تقرير سري.pdf");
+    tmux.press("alice", &["C-u"]);
+    tmux.type_text("alice", &format!("file {}/照", files.display()));
+    tmux.press("alice", &["Tab"]);
+    tmux.wait_text("alice", "وثائق/照片/");
+    tmux.press("alice", &["Escape"]);
+
+    tui_kit::to_normal_mode(&tmux, "alice");
+    tmux.type_text("alice", "?");
+    let help = tmux.wait_text("alice", ":file PATH  :save [ID] [DIR]");
+    assert!(help.contains("Tab completes"), "{help}");
+    tmux.press("alice", &["Escape"]);
+    command(&tmux, "alice", "quit");
+    poll(PATIENCE, LOOK_EVERY, || {
+        exit_file(dir.path(), "alice").exists().then_some(())
+    })
+    .expect("the TUI quits");
+}

@@ -7,7 +7,7 @@
 //! wait until listening, SIGKILL, SIGTERM, restart on the same port and data, metrics,
 //! logs), isolated client data roots ([`Home`]: the `hush` CLI with a passphrase from the
 //! environment, `--json` helpers), a SOCKS5 proxy that records what it was asked
-//! ([`socks`]), bounded waits ([`poll`], [`poll_async`]) and the names
+//! ([`socks`]), photos carrying metadata ([`photo`]), bounded waits ([`poll`], [`poll_async`]) and the names
 //! of the binaries' test hooks ([`hooks`]).
 //!
 //! What it must never do: mock a component, or link hush-relay, hush-core or hush (each
@@ -22,6 +22,7 @@
 mod bins;
 mod fs;
 pub mod hooks;
+pub mod photo;
 mod profile;
 mod relay;
 pub mod socks;

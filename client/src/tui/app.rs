@@ -289,12 +289,14 @@ pub enum Effect {
     ListInvites,
     /// Stop answering an invite or contact address.
     RevokeInvite(i64),
-    /// Send a file to a contact (`:file PATH`).
+    /// Send a file to a contact (`:file [--keep-metadata] PATH`).
     SendFile {
         /// Contact.
         to: String,
         /// The file.
         path: PathBuf,
+        /// Send a JPEG or PNG with its metadata.
+        keep_metadata: bool,
     },
     /// Save a received file (`:save [ID] [DIR]`): `id` or the contact's latest offer.
     SaveFile {
@@ -1228,6 +1230,10 @@ impl App {
                 self.mode = Mode::Normal;
                 Vec::new()
             }
+            KeyCode::Tab if self.mode == Mode::Command => {
+                self.complete_path();
+                Vec::new()
+            }
             _ if edit_of(&k).is_some() => {
                 if let Some(e) = edit_of(&k) {
                     self.command_cursor.apply(&mut self.command, e);
@@ -1240,6 +1246,20 @@ impl App {
                 Vec::new()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Tab in the command line: completes the path of `:file` (super::complete).
+    fn complete_path(&mut self) {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let at = self.command_cursor.pos(&self.command);
+        match super::complete::complete_file(&self.command, at, home.as_deref()) {
+            super::complete::Completion::Replace { line, cursor } => {
+                self.command_cursor.set_at(&line, cursor);
+                self.command = line;
+            }
+            super::complete::Completion::List(s) => self.status = Some(s),
+            super::complete::Completion::Nothing(why) => self.status = Some(why.into()),
         }
     }
 
@@ -1340,24 +1360,33 @@ impl App {
                 Some(n) => vec![Effect::Block(n, b == "block")],
                 None => need(self),
             },
-            ("file", path) if !path.is_empty() => match current {
+            ("file", args) if !args.is_empty() => match current {
                 Some(to) => {
-                    let path = path.join(" ");
+                    let keep_metadata = args.first() == Some(&"--keep-metadata");
+                    let path = args[usize::from(keep_metadata)..].join(" ");
+                    if path.is_empty() {
+                        self.status = Some("usage: :file [--keep-metadata] PATH".into());
+                        return Vec::new();
+                    }
                     let path = match path.strip_prefix("~/") {
                         Some(rest) => std::env::var_os("HOME")
                             .map_or_else(|| PathBuf::from(&path), |h| PathBuf::from(h).join(rest)),
                         None => PathBuf::from(path),
                     };
-                    let warn = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(hush_core::files::carries_metadata);
-                    self.status = Some(if warn {
+                    // Said before the upload: a kind hush does not strip is sent as is.
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let stripped = !keep_metadata
+                        && hush_core::files::strip::ImageKind::of_name(name).is_some();
+                    self.status = Some(if hush_core::files::carries_metadata(name) && !stripped {
                         format!("sending the file; {}", hush_core::files::METADATA_WARNING)
                     } else {
                         "sending the file…".into()
                     });
-                    vec![Effect::SendFile { to, path }]
+                    vec![Effect::SendFile {
+                        to,
+                        path,
+                        keep_metadata,
+                    }]
                 }
                 None => need(self),
             },

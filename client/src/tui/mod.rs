@@ -10,6 +10,7 @@
 //! set, and the screen and scrollback are cleared on exit and on wipe.
 
 pub mod app;
+pub mod complete;
 pub mod keys;
 pub mod qr;
 pub mod text;
@@ -542,32 +543,26 @@ async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> M
     use hush_core::{FileCommand, Response};
     let r: anyhow::Result<String> = async {
         match fx {
-            Effect::SendFile { to, path } => {
-                let path = std::path::absolute(&path)?;
-                let text = path
-                    .to_str()
-                    .context("the file's path must be UTF-8")?
-                    .to_owned();
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .context("the file has no usable name")?
-                    .to_owned();
-                let measured =
-                    tokio::task::spawn_blocking(move || files::driver::measure(&path)).await??;
-                let (size, digest, mtime) = measured;
-                let Response::File(info) = h
-                    .file(FileCommand::Offer {
-                        contact: to,
-                        path: text,
-                        name,
-                        size,
-                        digest,
-                        mtime,
-                    })
-                    .await?
-                else {
+            Effect::SendFile {
+                to,
+                path,
+                keep_metadata,
+            } => {
+                let prepared =
+                    tokio::task::spawn_blocking(move || files::prepare(to, &path, keep_metadata))
+                        .await??;
+                let Response::File(info) = h.file(prepared.command).await? else {
                     anyhow::bail!("unexpected engine answer");
+                };
+                let size = prepared.size;
+                // Said when it ends (the progress bar holds the status bar until then).
+                let note = match (&prepared.removed, prepared.warning) {
+                    (Some(r), _) => format!(
+                        "; removed its metadata: {} (:file --keep-metadata PATH sends it as is)",
+                        r.describe()
+                    ),
+                    (None, Some(w)) => format!("; {w}"),
+                    (None, None) => String::new(),
                 };
                 let id = info.id;
                 files::upload(h, id, &mut |progress: Progress| {
@@ -577,7 +572,10 @@ async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> M
                     });
                 })
                 .await?;
-                Ok(format!("file {id} sent ({})", files::human_size(size)))
+                Ok(format!(
+                    "file {id} sent ({}){note}",
+                    files::human_size(size)
+                ))
             }
             Effect::SaveFile { from, id, dir } => {
                 let _ = h.sync().await;
@@ -607,7 +605,7 @@ async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> M
                     h.file(FileCommand::Accept {
                         id,
                         dir,
-                        limit: files::DEFAULT_LIMIT_BYTES,
+                        limit: None,
                     })
                     .await?;
                 }

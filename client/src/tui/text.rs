@@ -139,6 +139,11 @@ impl Cursor {
         self.from_end = text.len() - pos;
     }
 
+    /// Puts the cursor at byte `pos` of `text` (the text it will edit next).
+    pub fn set_at(&mut self, text: &str, pos: usize) {
+        self.set(text, pos.min(text.len()));
+    }
+
     /// Puts the cursor after the text.
     pub fn move_to_end(&mut self) {
         self.from_end = 0;

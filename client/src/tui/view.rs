@@ -560,8 +560,10 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
             "one-time invite; contact address (--file)",
         ),
         (":accept LINK [NAME]".into(), "accept an invite"),
-        (":rename NAME".into(), "rename the contact"),
-        (":verify".into(), "safety number (m marks verified)"),
+        (
+            ":rename NAME  :verify".into(),
+            "rename; safety number (m marks verified)",
+        ),
         (":disappear 1h|off".into(), "disappearing messages"),
         (
             ":receipts  :highrisk on|off".into(),
@@ -580,6 +582,10 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
         (
             ":invites  :revoke ID".into(),
             "invites still answered; stop one",
+        ),
+        (
+            ":file PATH  :save [ID] [DIR]".into(),
+            "send (Tab completes; --keep-metadata); save",
         ),
         (":wipe".into(), "panic wipe (asks first)"),
         (format!(":quit  {}", k(Action::Quit)), "quit"),

@@ -34,6 +34,7 @@ pub(crate) enum Content {
     /// A file offer whose descriptor failed its checks: shown as refused, nothing stored.
     BadFile {
         sent_at: u64,
+        disappear_secs: u32,
         error: FileError,
     },
 }
@@ -50,6 +51,18 @@ impl std::fmt::Debug for Content {
 }
 
 impl Content {
+    /// What a file offer shows in the conversation: its name and size, or the refusal of a
+    /// bad one; `None` for other content.
+    pub(crate) fn file_text(&self) -> Option<String> {
+        match self {
+            Self::File { descriptor, .. } => {
+                Some(crate::files::summary(&descriptor.name, descriptor.size))
+            }
+            Self::BadFile { error, .. } => Some(format!("[file refused: {}]", error.name())),
+            Self::Text { .. } | Self::Receipt { .. } => None,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
@@ -133,7 +146,11 @@ impl Content {
                         disappear_secs,
                         descriptor,
                     },
-                    Err(error) => Self::BadFile { sent_at, error },
+                    Err(fault) => Self::BadFile {
+                        sent_at,
+                        disappear_secs,
+                        error: fault.into(),
+                    },
                 })
             }
             _ => Err(bad("unknown kind")),

@@ -47,6 +47,13 @@ pub enum Error {
     /// A file transfer was refused or failed; the name says why (docs/PROTOCOL.md 7a).
     #[error("{0}")]
     File(#[from] crate::files::FileError),
+    /// A received file is larger than the limit the user set (or the default): nothing
+    /// was fetched. The code is [`crate::files::FileError::OverLimit`]'s.
+    #[error("the file is larger than your limit for received files ({}): raise it with --max-size or `hush file-limit`", crate::files::human_size(*limit))]
+    FileOverLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// No pending invite has that id.
     #[error("no invite with that id")]
     UnknownInvite,
@@ -123,3 +130,9 @@ impl From<std::io::Error> for Error {
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<crate::files::descriptor::DescriptorFault> for Error {
+    fn from(f: crate::files::descriptor::DescriptorFault) -> Self {
+        Self::File(f.into())
+    }
+}

@@ -32,6 +32,7 @@
 //! - [`session`]: a relationship's whole state, and its versioned serialisation.
 #![forbid(unsafe_code)]
 
+pub mod descriptor;
 pub mod envelope;
 mod error;
 pub mod file;

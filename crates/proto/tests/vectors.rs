@@ -293,7 +293,7 @@ fn replay_all_vectors() {
                     hush_proto::drop::stamp_work(&key, &envelope, &stamp)
                 )
             }
-            // Part I section 7a: hush-core replays these (crates/core/tests/file_vectors.rs).
+            // Part I section 7a: hush-crypto replays these (crates/crypto/tests/file_vectors.rs).
             "file_descriptor" | "file_chunk" => continue,
             "chunk" => {
                 let secret = hush_proto::ChunkSecret::from_bytes(

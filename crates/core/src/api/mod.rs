@@ -498,16 +498,25 @@ pub enum FileCommand {
         /// Chunks done from the start.
         prefix: u32,
     },
-    /// Accept received file `id` into `dir`, refusing it if larger than `limit` bytes;
-    /// [`Response::File`] in state `downloading`.
+    /// Accept received file `id` into `dir`, refusing it if larger than `limit` bytes
+    /// (`None`: the profile's limit, [`FileCommand::SetLimit`]); [`Response::File`] in state
+    /// `downloading`.
     Accept {
         /// File id.
         id: i64,
         /// The directory to save it in.
         dir: String,
-        /// The user's size limit.
-        limit: u64,
+        /// This command's size limit, over the profile's.
+        limit: Option<u64>,
     },
+    /// The profile's limit on received files: `Some(bytes)` sets it (1 byte to 64 GiB),
+    /// `None` goes back to the default (2 GiB); [`Response::Count`] with the limit now.
+    SetLimit {
+        /// The new limit.
+        bytes: Option<u64>,
+    },
+    /// The profile's limit on received files; [`Response::Count`].
+    Limit,
     /// A transfer ended: saved at `path`, or failed with `error`; [`Response::Done`].
     Finish {
         /// File id.
@@ -542,6 +551,8 @@ impl std::fmt::Debug for FileCommand {
             Self::Uploaded { .. } => "Uploaded",
             Self::Progress { .. } => "Progress",
             Self::Accept { .. } => "Accept",
+            Self::SetLimit { .. } => "SetLimit",
+            Self::Limit => "Limit",
             Self::Finish { .. } => "Finish",
             Self::Cleaned { .. } => "Cleaned",
             Self::Get { .. } => "Get",

@@ -11,10 +11,21 @@ use super::schedule::Pace;
 use crate::api::{FileCommand, Response};
 use crate::content::Content;
 use crate::error::{Error, Result};
-use crate::files::{FileDescriptor, FileError, MAX_FILE_LEN, summary};
+use crate::files::{DEFAULT_LIMIT_BYTES, FileDescriptor, FileError, MAX_FILE_LEN, summary};
 use crate::store::FileState;
+use crate::store::settings::Setting;
 
 impl Engine {
+    /// The profile's limit on received files (the default if unset).
+    fn file_limit(&self) -> Result<u64> {
+        match self.store.db().setting(Setting::FileLimit)? {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::StoreCorrupted("file limit setting")),
+            None => Ok(DEFAULT_LIMIT_BYTES),
+        }
+    }
+
     pub(super) fn file_command(&mut self, c: FileCommand) -> Result<Response> {
         let db = self.store.db();
         match c {
@@ -92,8 +103,12 @@ impl Engine {
                 if info.outgoing {
                     return Err(Error::InvalidArgument("that file is one you sent".into()));
                 }
+                let limit = match limit {
+                    Some(l) => l,
+                    None => self.file_limit()?,
+                };
                 if info.descriptor.size > limit {
-                    return Err(FileError::OverLimit.into());
+                    return Err(Error::FileOverLimit { limit });
                 }
                 if !Path::new(&dir).is_dir() {
                     return Err(Error::InvalidArgument("not a directory".into()));
@@ -133,6 +148,21 @@ impl Engine {
                 db.set_file_cleaned(id)?;
                 Ok(Response::Done)
             }
+            FileCommand::SetLimit { bytes } => {
+                match bytes {
+                    Some(b) if (1..=MAX_FILE_LEN).contains(&b) => {
+                        db.set_setting(Setting::FileLimit, &b.to_string())?;
+                    }
+                    Some(_) => {
+                        return Err(Error::InvalidArgument(
+                            "the limit must be between 1 byte and 64 GiB".into(),
+                        ));
+                    }
+                    None => db.delete_setting(Setting::FileLimit)?,
+                }
+                Ok(Response::Count(self.file_limit()?))
+            }
+            FileCommand::Limit => Ok(Response::Count(self.file_limit()?)),
             FileCommand::Get { id } => Ok(Response::File(Box::new(db.file(id)?))),
             FileCommand::List { contact } => {
                 let contact = contact.map(|c| db.existing_contact(&c)).transpose()?;

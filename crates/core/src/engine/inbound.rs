@@ -200,13 +200,22 @@ impl Engine {
                         done.delivered = db.mark_delivered(contact, &ids)?;
                     }
                     // A file offer is a message (its name and size) and a files row; a
-                    // refused one is a message naming the refusal, and nothing else.
-                    Ok(Content::File {
-                        sent_at,
-                        disappear_secs: _,
-                        descriptor,
-                    }) => {
-                        let body = crate::files::summary(&descriptor.name, descriptor.size);
+                    // refused one is a message naming the refusal, and nothing else. Both
+                    // follow the conversation's timer, as text does.
+                    Ok(
+                        ref c @ (Content::File {
+                            sent_at,
+                            disappear_secs,
+                            ..
+                        }
+                        | Content::BadFile {
+                            sent_at,
+                            disappear_secs,
+                            ..
+                        }),
+                    ) => {
+                        let body = c.file_text().unwrap_or_default();
+                        let timer = (disappear_secs > 0).then_some(u64::from(disappear_secs));
                         done.received = db.insert_received(
                             contact,
                             &NewReceived {
@@ -214,26 +223,14 @@ impl Engine {
                                 body: &body,
                                 sent_at,
                                 received_at: now,
-                                expires_at: None,
+                                expires_at: timer.map(|t| now.saturating_add(t)),
                             },
                         )?;
-                        if let Some(row) = done.received {
-                            db.insert_incoming_file(contact, row, &descriptor, now)?;
+                        db.set_disappear(contact, timer)?;
+                        if let (Some(row), Content::File { descriptor, .. }) = (done.received, c) {
+                            db.insert_incoming_file(contact, row, descriptor, now)?;
                             done.receipt_for = Some(frag.message_id);
                         }
-                    }
-                    Ok(Content::BadFile { sent_at, error }) => {
-                        let body = format!("[file refused: {}]", error.name());
-                        done.received = db.insert_received(
-                            contact,
-                            &NewReceived {
-                                msg_id: frag.message_id,
-                                body: &body,
-                                sent_at,
-                                received_at: now,
-                                expires_at: None,
-                            },
-                        )?;
                     }
                     Err(e) => tracing::debug!(error = %e, "content dropped"),
                 },

@@ -678,10 +678,17 @@ impl Engine {
         self.events.push_back(event);
     }
 
-    /// Deletes expired disappearing messages. secure_delete overwrites them; the checkpoint
-    /// moves that into the main database file.
+    /// Deletes expired disappearing messages, with the file transfers they offered and the
+    /// partial files of those not saved yet (a file the user saved is theirs and stays).
+    /// secure_delete overwrites them; the checkpoint moves that into the main database file.
     fn sweep_expired(&mut self) -> Result<()> {
-        if self.store.db().delete_expired(self.now.unix_secs())? > 0 {
+        let now = self.now.unix_secs();
+        for (dir, name, id) in self.store.db().delete_expired_files(now)? {
+            let part = crate::files::driver::part_path(std::path::Path::new(&dir), &name, id);
+            // Absent when nothing was fetched yet.
+            let _ = std::fs::remove_file(part);
+        }
+        if self.store.db().delete_expired(now)? > 0 {
             self.store.checkpoint()?;
         }
         Ok(())

@@ -24,6 +24,7 @@ use rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use super::offer::Source;
 use super::{FileError, Transfer, WINDOW, safe_name};
 use crate::api::{FileCommand, Handle, Response};
 use crate::error::{Error, Result};
@@ -209,7 +210,7 @@ fn progress_of(id: i64, t: &Transfer, size: u64) -> Progress {
     }
 }
 
-fn modified_secs(meta: &std::fs::Metadata) -> u64 {
+pub(super) fn modified_secs(meta: &std::fs::Metadata) -> u64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -241,7 +242,7 @@ pub fn measure(path: &Path) -> Result<(u64, [u8; 32], u64)> {
     Ok((size, h.finalize().into(), modified_secs(&meta)))
 }
 
-fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(super) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
@@ -291,11 +292,13 @@ pub async fn upload(
     }
     let d = info.descriptor.clone();
     let path = PathBuf::from(info.path.clone().unwrap_or_default());
-    let source = Arc::new(File::open(&path)?);
-    let meta = source.metadata()?;
-    if meta.len() != d.size || Some(modified_secs(&meta)) != info.source_mtime {
-        return Err(FileError::SourceChanged.into());
-    }
+    let source = {
+        let d = d.clone();
+        let mtime = info.source_mtime;
+        tokio::task::spawn_blocking(move || Source::open(&path, &d, mtime))
+            .await
+            .map_err(|_| Error::Io("reading the file failed".into()))??
+    };
     let mut transfer = Transfer::resume(d.chunk_count(), info.prefix, WINDOW);
     on_progress(progress_of(id, &transfer, d.size));
     let shared = Arc::new(d.clone());
@@ -305,7 +308,7 @@ pub async fn upload(
         async move {
             let sealed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
                 let mut plain = vec![0u8; d.chunk_plain_len(i)];
-                read_at(&source, &mut plain, u64::from(i) * CHUNK_PAYLOAD as u64)?;
+                source.read_at(&mut plain, u64::from(i) * CHUNK_PAYLOAD as u64)?;
                 let mut rng = ChaCha20Rng::from_seed(crate::driver::os_seed()?);
                 Ok(d.secret.seal_chunk(i, &plain, &mut rng)?)
             })
@@ -343,7 +346,7 @@ pub async fn upload(
 }
 
 /// The partial file of a download: hidden, beside where the file will be saved.
-fn part_path(dir: &Path, safe: &str, id: i64) -> PathBuf {
+pub(crate) fn part_path(dir: &Path, safe: &str, id: i64) -> PathBuf {
     dir.join(format!(".{safe}.{id}.hushpart"))
 }
 

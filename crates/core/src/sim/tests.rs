@@ -333,6 +333,161 @@ fn disappearing_messages_go_on_both_sides() {
     assert!(history(&mut w, 1, "alice").is_empty());
 }
 
+fn files(w: &mut World, n: usize) -> Vec<crate::store::FileInfo> {
+    match ok(w.command(
+        n,
+        Command::Files(crate::api::FileCommand::List { contact: None }),
+    )) {
+        Response::Files(f) => f,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Offers a file of `size` bytes to bob and marks it uploaded (the simulated world has no
+/// chunk store: the engine's side is what is tested); returns the sender's file id.
+fn offer_file(w: &mut World, name: &str, size: u64) -> i64 {
+    use crate::api::FileCommand;
+    let Response::File(info) = ok(w.command(
+        0,
+        Command::Files(FileCommand::Offer {
+            contact: "bob".into(),
+            path: format!("/nowhere/{name}"),
+            name: name.into(),
+            size,
+            digest: [3; 32],
+            mtime: 1,
+        }),
+    )) else {
+        panic!("no file row");
+    };
+    let id = info.id;
+    let prefix = info.descriptor.chunk_count();
+    ok(w.command(0, Command::Files(FileCommand::Progress { id, prefix })));
+    ok(w.command(0, Command::Files(FileCommand::Uploaded { id })));
+    id
+}
+
+/// File messages follow the disappearing timer: once it runs out the message rows, the
+/// transfers (with the files' keys) and a partial download are gone on both sides, while a
+/// file the user saved stays in their directory. Seen failing: without
+/// `delete_expired_files` in `sweep_expired`, the sender's 2 rows stayed; with the received
+/// file's timer ignored, bob's offers had no deadline.
+#[test]
+fn file_messages_and_partial_downloads_disappear_with_the_timer() {
+    use crate::api::FileCommand;
+    let mut w = pair(17, 1, 0);
+    ok(w.command(
+        0,
+        Command::SetDisappear {
+            contact: "bob".into(),
+            secs: Some(90),
+        },
+    ));
+    offer_file(&mut w, "وثيقة سرية.pdf", 300_000);
+    offer_file(&mut w, "照片 📸.jpg", 5);
+    w.settle();
+    sync(&mut w, 1);
+    w.settle();
+    let got = files(&mut w, 1);
+    assert_eq!(got.len(), 2);
+    assert_eq!(history(&mut w, 1, "alice").len(), 2);
+    assert!(
+        history(&mut w, 1, "alice")
+            .iter()
+            .all(|m| m.expires_at.is_some())
+    );
+    // bob accepts the first into his directory and has a partial file of it; the second
+    // he "saved" already (a file of his own there, which must stay).
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().to_str().unwrap().to_owned();
+    for f in &got {
+        ok(w.command(
+            1,
+            Command::Files(FileCommand::Accept {
+                id: f.id,
+                dir: dir_text.clone(),
+                limit: Some(1 << 30),
+            }),
+        ));
+    }
+    let partial = crate::files::driver::part_path(
+        dir.path(),
+        &crate::files::safe_name(&got[0].descriptor.name),
+        got[0].id,
+    );
+    std::fs::write(&partial, [0u8; 1000]).unwrap();
+    let saved = dir.path().join("照片 📸.jpg");
+    std::fs::write(&saved, "mine").unwrap();
+    ok(w.command(
+        1,
+        Command::Files(FileCommand::Finish {
+            id: got[1].id,
+            path: Some(saved.to_str().unwrap().to_owned()),
+            error: None,
+        }),
+    ));
+    w.run_for(Duration::from_secs(60));
+    assert_eq!(files(&mut w, 1).len(), 2, "not yet");
+    assert!(partial.exists());
+    w.run_for(Duration::from_secs(40));
+    assert_eq!(history(&mut w, 0, "bob").len(), 0);
+    assert_eq!(history(&mut w, 1, "alice").len(), 0);
+    assert_eq!(
+        files(&mut w, 0).len(),
+        0,
+        "the sender's rows (and keys) too"
+    );
+    assert_eq!(files(&mut w, 1).len(), 0);
+    assert!(!partial.exists(), "the partial download is gone");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        b"mine",
+        "a saved file stays"
+    );
+}
+
+/// An accept without a limit of its own (the TUI's `:save`) takes the profile's: the
+/// refusal names it; a limit given with the command overrides it. Seen failing: with the
+/// stored limit ignored, the 300 kB file was accepted under a 200 kB limit.
+#[test]
+fn an_accept_without_its_own_limit_takes_the_profiles() {
+    use crate::api::FileCommand;
+    let mut w = pair(18, 1, 0);
+    offer_file(&mut w, "تقرير.pdf", 300_000);
+    w.settle();
+    sync(&mut w, 1);
+    w.settle();
+    let id = files(&mut w, 1)[0].id;
+    let set = ok(w.command(
+        1,
+        Command::Files(FileCommand::SetLimit {
+            bytes: Some(200_000),
+        }),
+    ));
+    assert!(matches!(set, Response::Count(200_000)));
+    let dir = tempfile::tempdir().unwrap();
+    let accept = |limit| {
+        Command::Files(FileCommand::Accept {
+            id,
+            dir: dir.path().to_str().unwrap().to_owned(),
+            limit,
+        })
+    };
+    match w.command(1, accept(None)) {
+        Err(e @ crate::Error::FileOverLimit { limit: 200_000 }) => {
+            assert!(e.to_string().contains("(195.3 KiB)"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.command(1, accept(Some(300_000))).is_ok());
+    assert!(matches!(
+        w.command(1, Command::Files(FileCommand::SetLimit { bytes: Some(0) })),
+        Err(crate::Error::InvalidArgument(_))
+    ));
+    let back = ok(w.command(1, Command::Files(FileCommand::SetLimit { bytes: None })));
+    assert!(matches!(back, Response::Count(n) if n == crate::files::DEFAULT_LIMIT_BYTES));
+}
+
 /// A long message travels in several fragments; a relay that reorders, duplicates and drops
 /// pushes, and loses deposit acknowledgements (so deposits are repeated), still gives each
 /// message exactly once.

@@ -150,7 +150,7 @@ impl Db<'_> {
     ) -> Result<i64> {
         let bytes = descriptor
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::InvalidArgument(e.name().into()))?;
         self.0.execute(
             "INSERT INTO files(contact_id, outgoing, descriptor, path, state, source_mtime, created)
              VALUES (?1, 1, ?2, ?3, 'uploading', ?4, ?5)",
@@ -175,7 +175,7 @@ impl Db<'_> {
     ) -> Result<i64> {
         let bytes = descriptor
             .encode()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::InvalidArgument(e.name().into()))?;
         self.0.execute(
             "INSERT INTO files(contact_id, message_id, outgoing, descriptor, state, created)
              VALUES (?1, ?2, 0, ?3, 'offered', ?4)",
@@ -209,6 +209,37 @@ impl Db<'_> {
     }
 
     /// Persists progress: chunks `0..prefix` are done. Never moves backwards.
+    /// Deletes the transfers whose message has expired (a disappearing conversation) and
+    /// returns, for the received ones not saved yet, their chosen directory, neutralised name
+    /// and id: where a partial file may be. Runs before [`Db::delete_expired`], which would
+    /// otherwise unlink the message and leave the row (and the file's key) behind.
+    pub(crate) fn delete_expired_files(self, now_secs: u64) -> Result<Vec<(String, String, i64)>> {
+        const EXPIRED: &str = "SELECT f.id FROM files f JOIN messages m ON m.id = f.message_id
+             WHERE m.expires_at IS NOT NULL AND m.expires_at <= ?1";
+        let now = super::signed(now_secs, "time")?;
+        let mut partial = Vec::new();
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT f.id, f.descriptor, f.dir FROM files f WHERE f.id IN ({EXPIRED})
+             AND f.outgoing = 0 AND f.state != 'complete' AND f.dir IS NOT NULL"
+        ))?;
+        let rows = stmt.query_map([now], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, descriptor, dir) = row?;
+            let d = FileDescriptor::decode(&descriptor)
+                .map_err(|_| Error::StoreCorrupted("file descriptor"))?;
+            partial.push((dir, crate::files::safe_name(&d.name), id));
+        }
+        self.0
+            .execute(&format!("DELETE FROM files WHERE id IN ({EXPIRED})"), [now])?;
+        Ok(partial)
+    }
+
     pub(crate) fn set_file_prefix(self, id: i64, prefix: u32) -> Result<()> {
         self.0.execute(
             "UPDATE files SET prefix = max(prefix, ?2) WHERE id = ?1",

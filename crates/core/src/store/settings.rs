@@ -17,6 +17,8 @@ pub(crate) enum Setting {
     /// relationship and window of epochs (see `engine::Lane`). High-risk mode isolates
     /// whatever this says. Kept beside `HighRisk`, for the same reason.
     Isolation,
+    /// The limit on a received file's size, in bytes (unset: crate::files::DEFAULT_LIMIT_BYTES).
+    FileLimit,
 }
 
 impl Setting {
@@ -25,6 +27,7 @@ impl Setting {
             Self::Relay => "relay",
             Self::HighRisk => "high_risk",
             Self::Isolation => "isolation",
+            Self::FileLimit => "file_limit_bytes",
         }
     }
 }
@@ -43,6 +46,13 @@ impl Db<'_> {
     }
 
     /// Sets a setting.
+    /// Unsets a setting (its default applies again).
+    pub(crate) fn delete_setting(self, setting: Setting) -> Result<()> {
+        self.0
+            .execute("DELETE FROM settings WHERE key = ?1", [setting.key()])?;
+        Ok(())
+    }
+
     pub(crate) fn set_setting(self, setting: Setting, value: &str) -> Result<()> {
         self.0.execute(
             "INSERT INTO settings(key, value) VALUES (?1, ?2)

@@ -180,7 +180,7 @@ with open(os.path.join(HERE, "chunk_names.txt"), "w") as fh:
     fh.write(f"expect: chunk id={chunk_id.hex()} key={chunk_key.hex()} len={CHUNK_LEN}\n")
 
 # Files (Part I section 7a): the descriptor a file message carries, and chunk names from a
-# file secret. Replayed by hush-core (crates/core/tests/file_vectors.rs), which owns them.
+# file secret. Replayed by hush-crypto (crates/crypto/tests/file_vectors.rs), which owns them.
 import hmac
 def hkdf(salt, ikm, info, n):
     prk = hmac.new(salt or b"\0" * 32, ikm, hashlib.sha256).digest()

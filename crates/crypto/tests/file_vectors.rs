@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use hush_core::files::FileDescriptor;
+use hush_crypto::descriptor::FileDescriptor;
 use hush_crypto::file::FileSecret;
 
 #[test]
