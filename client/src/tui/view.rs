@@ -564,10 +564,13 @@ fn help_rows(keys: &KeyMap) -> Vec<(String, &'static str)> {
             ":rename NAME  :verify".into(),
             "rename; safety number (m marks verified)",
         ),
-        (":disappear 1h|off".into(), "disappearing messages"),
         (
-            ":receipts  :highrisk on|off".into(),
-            "read receipts; cover traffic (costs data)",
+            ":disappear 1h|off  :receipts".into(),
+            "disappearing messages; read receipts",
+        ),
+        (
+            ":highrisk  :isolation on|off".into(),
+            "cover traffic (data cost); a link per contact",
         ),
         (":relay ADDRESS".into(), "use this relay"),
         (":search TEXT  /TEXT".into(), "search the conversation"),
