@@ -38,7 +38,7 @@ const SIZED: u64 = 2_000;
 /// making) take at most 4.5 KB of disk each, index included.
 ///
 /// Seen to fail against the single-file layout (the previous `redb_store.rs`, bodies in redb
-/// rows): "8519 bytes on disk per envelope".
+/// rows): "8415 bytes on disk per envelope".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_envelope_takes_at_most_4_5_kb_on_disk() {
     let mut relay = TestRelay::start(&[]);
