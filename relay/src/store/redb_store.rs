@@ -39,7 +39,7 @@
 //! anything was deleted or expired, [`RedbStore::scrub`] (called by the relay every
 //! `storage.scrub_interval_secs`) rewrites the live rows of the index into a fresh file,
 //! swaps it in atomically, overwrites every byte of the old file with zeros, syncs, and
-//! unlinks it. The index is about 120 bytes per envelope, so this copies a small file. A
+//! unlinks it. The index is about 220 bytes per envelope, so this copies a small file. A
 //! crash at any step leaves `relay.redb` whole (old or new); the next open finishes the job on
 //! the leftovers (`relay.redb.old` zeroed unless it is still `relay.redb` itself, a partial
 //! `relay.redb.scrub` removed) and the first scrub after a start always rewrites.
@@ -177,11 +177,12 @@ struct SlotFile {
 
 impl SlotFile {
     fn open(path: &Path) -> Result<Self, Error> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        // Ciphertext, but also how much each slot holds: the operator's eyes only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         Ok(Self { file })
@@ -450,7 +451,7 @@ impl RedbStore {
         }
     }
 
-    /// Runs `f` on the open database; a failure marks it for reopening. With `write`, first
+    /// Runs `f` on the open database; a failure of redb marks it for reopening. With `write`, first
     /// reopens a database marked so (a read keeps what is open: reads still served from the
     /// cache are better than none while the disk is full).
     fn with_db<T>(
@@ -466,7 +467,10 @@ impl RedbStore {
             .as_ref()
             .ok_or_else(|| Error::Storage("database closed after an I/O error".into()))?;
         let r = f(db);
-        if r.is_err() {
+        // Only redb's own failures poison it; a failed write to the slot file (a full disk)
+        // aborted the transaction and leaves the database as it was, serving reads and
+        // deletes.
+        if matches!(r, Err(Error::Storage(_))) {
             self.failed.store(true, Ordering::Release);
         }
         r
@@ -550,12 +554,20 @@ impl RedbStore {
                 .map_err(what)?;
         }
         if !plan.zeros.is_empty() {
+            // Only slots inside the file: a failed round's slots past its end hold nothing
+            // there, and zeros past the end would need space that a full disk lacks (deletes
+            // must go on). Inside it, every slot lies in blocks already allocated.
+            let len = self.slots.len().map_err(what)?;
+            let zeros: Vec<u64> = plan
+                .zeros
+                .iter()
+                .copied()
+                .filter(|&s| SlotFile::offset(s) < len)
+                .collect();
             // No fetch that could still name one of these slots is reading.
             let _readers = self.readers.write().unwrap_or_else(PoisonError::into_inner);
-            for run in slots::runs(&plan.zeros) {
-                self.slots
-                    .zero(plan.zeros[run.start], run.len())
-                    .map_err(what)?;
+            for run in slots::runs(&zeros) {
+                self.slots.zero(zeros[run.start], run.len()).map_err(what)?;
             }
         }
         self.slots
