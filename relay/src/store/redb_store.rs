@@ -27,9 +27,11 @@
 //! calls free or past its end: nothing names them, the open zeroes the file's tail past the
 //! end and the few free slots a failed round can have used, and the next deposits reuse them.
 //! After an I/O error (a full disk) redb fails every later operation until the database is
-//! closed and opened again, so a failed operation closes it and the next write opens it again:
-//! writes resume once the disk has room, without a restart. A failed round's bodies are
-//! remembered and zeroed by the next round that succeeds.
+//! closed and opened again, so a failed redb operation closes it and the next write opens it
+//! again: writes resume once the disk has room, without a restart. A failed write or sync of
+//! the slot file only aborts the round's transaction (redb is untouched). A failed round's
+//! bodies are remembered and zeroed by the next round that succeeds (inside the file only:
+//! zeros past its end would need space a full disk lacks, and nothing is there).
 //!
 //! Deletion that deletes: a deleted or expired envelope's body is overwritten with zeros by
 //! the next round (the next commit, or the next [`RedbStore::scrub`] if none comes first), and
