@@ -46,7 +46,9 @@
 //! the leftovers (`relay.redb.old` zeroed unless it is still `relay.redb` itself, a partial
 //! `relay.redb.scrub` removed) and the first scrub after a start always rewrites.
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
-//! file holds no list of mailboxes that were once used.
+//! file holds no list of mailboxes that were once used; must never return from a commit
+//! before both the slot file's sync and the index commit (the committer acknowledges on
+//! return); must never zero or reuse a slot that a commit has not first released.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
