@@ -48,7 +48,7 @@
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
 //! file holds no list of mailboxes that were once used; must never return from a commit
 //! before both the slot file's sync and the index commit (the committer acknowledges on
-//! return); must never zero or reuse a slot that a commit has not first released.
+//! return); must never zero or hand out a slot that a committed index row names.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
