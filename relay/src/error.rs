@@ -27,6 +27,15 @@ pub enum Error {
     /// The storage backend failed; nothing of the failed operation was committed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The data directory holds a store of another layout (an older relay's); it is not
+    /// migrated: move it aside to start with an empty store.
+    #[error("store layout {found}, expected {expected}: the store is not migrated")]
+    StoreLayout {
+        /// The layout found.
+        found: u64,
+        /// The layout this relay writes.
+        expected: u64,
+    },
     /// The relay is shutting down and refuses new work.
     #[error("relay is shutting down")]
     ShuttingDown,

@@ -177,6 +177,12 @@ async fn a_commit_that_hit_a_full_disk_does_not_stop_later_writes() {
     }
     assert!(refused > 0, "64 deposits all fit in a full file system");
     assert!(relay.metric("hush_relay_commit_failures_total") >= 1);
+    // Fetches go on while the disk is still full, after commits failed on it.
+    let held = c
+        .fetch_all(&[secret("enospc", 1)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", relay.last_log()));
+    assert_eq!(held.len(), 2);
     let health = wait_health(&relay, "storage failing");
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
 

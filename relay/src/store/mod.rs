@@ -12,13 +12,14 @@ mod chunk_files;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
 mod redb_store;
+mod slots;
 
 pub use chunk_files::{CHUNK_DIR, ChunkFiles, ChunkPut, ChunkStats};
 
 #[cfg(feature = "jetstream")]
 pub use jetstream::{JetStreamChunks, JetStreamStore};
-pub use redb_store::RedbStore;
 pub(crate) use redb_store::SCRUB_CHUNK;
+pub use redb_store::{LAYOUT, RedbStore, SLOT_FILE, TEST_CRASH_AT_ENV};
 
 use hush_proto::{ChunkId, Envelope, EnvelopeId, MailboxId};
 
