@@ -1363,7 +1363,8 @@ impl App {
             ("file", args) if !args.is_empty() => match current {
                 Some(to) => {
                     let keep_metadata = args.first() == Some(&"--keep-metadata");
-                    let path = args[usize::from(keep_metadata)..].join(" ");
+                    // As typed: a name may hold two spaces in a row.
+                    let path = raw_rest(line, 1 + usize::from(keep_metadata)).to_string();
                     if path.is_empty() {
                         self.status = Some("usage: :file [--keep-metadata] PATH".into());
                         return Vec::new();
@@ -1448,4 +1449,15 @@ impl App {
             DeliveryState::Received => "",
         }
     }
+}
+
+/// The text of `line` after its first `words` words, as typed: the spaces inside kept, the
+/// ones around it dropped.
+fn raw_rest(line: &str, words: usize) -> &str {
+    let mut rest = line.trim_start();
+    for _ in 0..words {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    rest.trim_end()
 }

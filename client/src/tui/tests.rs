@@ -2341,6 +2341,20 @@ fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
         app.run_command("file --keep-metadata").is_empty(),
         "a path is needed"
     );
+    // The path as typed: two spaces in a row stay two (they were joined into one).
+    for (line, path, keep) in [
+        ("file /tmp/草稿  v2.txt ", "/tmp/草稿  v2.txt", false),
+        ("file   --keep-metadata   /tmp/مسودة   ٢.png", "/tmp/مسودة   ٢.png", true),
+    ] {
+        assert_eq!(
+            app.run_command(line),
+            vec![Effect::SendFile {
+                to: to.clone(),
+                path: PathBuf::from(path),
+                keep_metadata: keep,
+            }]
+        );
+    }
     // A photo hush strips gets no warning before it is sent (what was removed is said when
     // it is); a document does.
     app.run_command("file /tmp/照片.jpg");
