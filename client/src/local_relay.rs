@@ -122,7 +122,21 @@ impl LocalRelay for EmbeddedRelay {
                 d.join("key.pem"),
             );
             let id = Identity::load(&config.cert, &config.key).map_err(err)?;
-            match Relay::start(&config, &id).await {
+            let mut started = Relay::start(&config, &id).await;
+            if let Err(hush_relay::Error::StoreLayout { found, .. }) = &started {
+                // A store an older hush wrote: kept beside the new one (what it held is not
+                // lost, an older hush can still read it), and the built-in relay starts anew
+                // rather than staying offline.
+                let old = config.data_dir.join("relay.redb");
+                let aside = config.data_dir.join(format!("relay.redb.layout-{found}"));
+                tracing::warn!(
+                    "the built-in relay's store has an older layout; kept as {} and started anew",
+                    aside.display()
+                );
+                std::fs::rename(&old, &aside).map_err(err)?;
+                started = Relay::start(&config, &id).await;
+            }
+            match started {
                 Ok(relay) => Ok(Some(Box::new(Served(Some(relay))) as Box<dyn ServedRelay>)),
                 Err(e) => {
                     // Locked database or port in use: another local hush serves it.
@@ -162,5 +176,35 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root.join("embedded-relay/key.pem")), 0o600);
         assert_eq!(mode(&root), 0o700);
+    }
+
+    /// A built-in relay store an older hush wrote (layout 1: one redb file, no layout
+    /// mark) is kept aside and the relay starts anew instead of staying offline. Seen to
+    /// fail without the rename: `serve` answered `None` (taken for "served elsewhere"), and
+    /// the client showed the relay offline for good.
+    #[test]
+    fn a_store_of_an_older_layout_is_kept_aside_and_the_relay_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("根目录 جذر");
+        let relay = EmbeddedRelay::new(root.clone());
+        relay.address().unwrap();
+        let data = root.join("embedded-relay/data");
+        std::fs::create_dir_all(&data).unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let db = redb::Database::create(data.join("relay.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(meta).unwrap().insert("next_id", 7).unwrap();
+            txn.commit().unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let served = rt.block_on(relay.serve()).unwrap();
+        let served = served.expect("the built-in relay serves");
+        rt.block_on(served.stop());
+        assert!(data.join("relay.redb.layout-1").is_file());
+        assert!(data.join("relay.redb").is_file(), "a new store");
     }
 }

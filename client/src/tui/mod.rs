@@ -587,14 +587,29 @@ async fn file_call(h: &Handle, fx: Effect, tx: &mpsc::UnboundedSender<Msg>) -> M
                 else {
                     anyhow::bail!("unexpected engine answer");
                 };
+                let complete = |f: &hush_core::store::FileInfo| {
+                    f.state == hush_core::store::FileState::Complete
+                };
+                let latest_saved = list
+                    .iter()
+                    .rev()
+                    .find(|f| !f.outgoing && complete(f))
+                    .map(|f| (f.id, f.path.clone().unwrap_or_default()));
                 let file = match id {
                     Some(id) => list.into_iter().find(|f| f.id == id),
-                    None => list
-                        .into_iter()
-                        .rev()
-                        .find(|f| !f.outgoing && f.state != hush_core::store::FileState::Complete),
-                }
-                .context("no such file from this contact (see the conversation)")?;
+                    None => list.into_iter().rev().find(|f| !f.outgoing && !complete(f)),
+                };
+                let file = match (file, latest_saved) {
+                    (Some(f), _) => f,
+                    // Every offer is saved: say where the latest went, not "no such file".
+                    (None, Some((saved, path))) if id.is_none() => anyhow::bail!(
+                        "every file from this contact is saved; the latest, file {saved}, is at {}",
+                        crate::terminal_text::terminal_safe(&path)
+                    ),
+                    (None, _) => {
+                        anyhow::bail!("no such file from this contact (see the conversation)")
+                    }
+                };
                 let id = file.id;
                 if file.state != hush_core::store::FileState::Complete {
                     let dir = std::path::absolute(&dir)?;

@@ -2344,7 +2344,11 @@ fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
     // The path as typed: two spaces in a row stay two (they were joined into one).
     for (line, path, keep) in [
         ("file /tmp/草稿  v2.txt ", "/tmp/草稿  v2.txt", false),
-        ("file   --keep-metadata   /tmp/مسودة   ٢.png", "/tmp/مسودة   ٢.png", true),
+        (
+            "file   --keep-metadata   /tmp/مسودة   ٢.png",
+            "/tmp/مسودة   ٢.png",
+            true,
+        ),
     ] {
         assert_eq!(
             app.run_command(line),
