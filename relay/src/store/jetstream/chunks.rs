@@ -13,6 +13,7 @@
 //! Must never name a subject after a chunk id (only its storage key), never log a subject,
 //! and never answer a put before the cluster acknowledged it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::jetstream::{self, stream};
@@ -20,7 +21,8 @@ use bytes::Bytes;
 use hush_proto::{CHUNK_LEN, ChunkId};
 
 use super::cluster::{Names, chunk_stream_config, ensure_stream};
-use super::{JetStreamStore, START_PATIENCE};
+use super::feed::MONITOR_EVERY;
+use super::{JetStreamStore, Refusal, patiently, refusal};
 use crate::Error;
 use crate::config::{Chunks, JetStream as Settings};
 use crate::store::{ChunkPut, ChunkStats, ChunkStore};
@@ -31,8 +33,16 @@ pub struct JetStreamChunks {
     js: jetstream::Context,
     stream: stream::Stream,
     names: Names,
-    /// Chunks in the stream, as its last answer about itself said (an aggregate).
-    stored: AtomicU64,
+    /// Chunks in the stream, as its last answer about itself said (an aggregate), read
+    /// every [`MONITOR_EVERY`] by `counting`, which also sees the cluster's expiries.
+    stored: Arc<AtomicU64>,
+    counting: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JetStreamChunks {
+    fn drop(&mut self) {
+        self.counting.abort();
+    }
 }
 
 impl std::fmt::Debug for JetStreamChunks {
@@ -57,36 +67,32 @@ impl JetStreamStore {
             chunks.max_chunks(),
             chunks.expiry_secs.0,
         );
-        let started = tokio::time::Instant::now();
-        let stream = loop {
-            match ensure_stream(&self.js, want.clone()).await {
-                Ok(st) => break st,
-                Err(e) if started.elapsed() < START_PATIENCE => {
-                    tracing::info!(error = %e, "waiting for the JetStream chunk stream");
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(Error::Storage(format!("setting up the chunk stream: {e}"))),
-            }
-        };
-        let c = JetStreamChunks {
+        let stream = patiently("chunk stream", || ensure_stream(&self.js, want.clone())).await?;
+        let stored = Arc::new(AtomicU64::new(0));
+        let counting = tokio::spawn(count(stream.clone(), stored.clone()));
+        Ok(JetStreamChunks {
             rt: self.rt.clone(),
             js: self.js.clone(),
             stream,
             names: self.names.clone(),
-            stored: AtomicU64::new(0),
-        };
-        c.recount().await;
-        Ok(c)
+            stored,
+            counting,
+        })
+    }
+}
+
+/// Reads how many chunks the stream holds every [`MONITOR_EVERY`], for the gauge (off the
+/// put and delete path: they change the count, and so do other relays and expiry).
+async fn count(stream: stream::Stream, stored: Arc<AtomicU64>) {
+    loop {
+        if let Ok(Ok(info)) = tokio::time::timeout(MONITOR_EVERY, stream.get_info()).await {
+            stored.store(info.state.messages, Ordering::Relaxed);
+        }
+        tokio::time::sleep(MONITOR_EVERY).await;
     }
 }
 
 impl JetStreamChunks {
-    async fn recount(&self) {
-        if let Ok(info) = self.stream.get_info().await {
-            self.stored.store(info.state.messages, Ordering::Relaxed);
-        }
-    }
-
     /// The message holding the chunk stored under `key`, if any.
     async fn find(
         &self,
@@ -115,16 +121,16 @@ impl JetStreamChunks {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
-        let put = match acked {
-            Ok(ack) if ack.duplicate => ChunkPut::AlreadyStored,
-            Ok(_) => ChunkPut::Stored,
-            Err(e) => match refused(&e) {
-                Some(put) => put,
-                None => return Err(Error::Storage(format!("chunk not acknowledged: {e}"))),
+        match acked {
+            Ok(ack) if ack.duplicate => Ok(ChunkPut::AlreadyStored),
+            Ok(_) => Ok(ChunkPut::Stored),
+            Err(e) => match refusal(&e) {
+                // Another relay stored it between our read and our put.
+                Some(Refusal::SubjectFull) => Ok(ChunkPut::AlreadyStored),
+                Some(Refusal::StreamFull) => Ok(ChunkPut::Full),
+                None => Err(Error::Storage(format!("chunk not acknowledged: {e}"))),
             },
-        };
-        self.recount().await;
-        Ok(put)
+        }
     }
 
     async fn get(&self, id: &ChunkId, cutoff: u64) -> Result<Option<Vec<u8>>, Error> {
@@ -146,36 +152,12 @@ impl JetStreamChunks {
         let Some(m) = self.find(&id.storage_key()).await? else {
             return Ok(false);
         };
-        let erased = match self.stream.delete_message(m.sequence).await {
-            Ok(erased) => erased,
+        match self.stream.delete_message(m.sequence).await {
+            Ok(erased) => Ok(erased),
             // Expired between the read and the delete: gone as well.
-            Err(e) if super::no_message(&e) => false,
-            Err(e) => return Err(Error::Storage(format!("chunk delete: {e}"))),
-        };
-        self.recount().await;
-        Ok(erased)
-    }
-}
-
-/// What a refused chunk publish means, if it is an answer rather than a failure.
-fn refused(e: &jetstream::context::PublishError) -> Option<ChunkPut> {
-    let js_err = std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>());
-    match js_err {
-        Some(j) if j.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED => {
-            let text = j.to_string();
-            if text.contains("per subject") {
-                // Another relay stored it between our read and our put.
-                Some(ChunkPut::AlreadyStored)
-            } else if text.contains("maximum messages") || text.contains("maximum bytes") {
-                Some(ChunkPut::Full)
-            } else {
-                None
-            }
+            Err(e) if super::no_message(&e) => Ok(false),
+            Err(e) => Err(Error::Storage(format!("chunk delete: {e}"))),
         }
-        Some(j) if j.error_code() == jetstream::ErrorCode::INSUFFICIENT_RESOURCES => {
-            Some(ChunkPut::Full)
-        }
-        _ => None,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::push::Hub;
 
 /// How often the stream's state (leader, size) is read for health and the gauges.
-const MONITOR_EVERY: Duration = Duration::from_secs(2);
+pub(super) const MONITOR_EVERY: Duration = Duration::from_secs(2);
 
 /// What the background tasks share with the store.
 #[derive(Debug, Default)]

@@ -117,24 +117,62 @@ impl Drop for JetStreamStore {
         }
     }
 }
-/// What a refused publish means for the client.
-fn refused(e: &jetstream::context::PublishError) -> WriteOutcome {
+/// Why the cluster refused a publish, when it is an answer about the stream's limits rather
+/// than a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The subject holds its most messages (a full mailbox; a chunk already stored).
+    SubjectFull,
+    /// The stream holds its most messages or bytes, or the cluster has no room.
+    StreamFull,
+}
+
+fn refusal(e: &jetstream::context::PublishError) -> Option<Refusal> {
     let js_err = std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>());
     match js_err {
         Some(j) if j.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED => {
             let text = j.to_string();
             if text.contains("per subject") {
-                WriteOutcome::MailboxFull
+                Some(Refusal::SubjectFull)
             } else if text.contains("maximum messages") || text.contains("maximum bytes") {
-                WriteOutcome::RelayFull
+                Some(Refusal::StreamFull)
             } else {
-                WriteOutcome::Unavailable
+                None
             }
         }
         Some(j) if j.error_code() == jetstream::ErrorCode::INSUFFICIENT_RESOURCES => {
-            WriteOutcome::RelayFull
+            Some(Refusal::StreamFull)
         }
-        _ => WriteOutcome::Unavailable,
+        _ => None,
+    }
+}
+
+/// What a refused deposit means for the client.
+fn refused(e: &jetstream::context::PublishError) -> WriteOutcome {
+    match refusal(e) {
+        Some(Refusal::SubjectFull) => WriteOutcome::MailboxFull,
+        Some(Refusal::StreamFull) => WriteOutcome::RelayFull,
+        None => WriteOutcome::Unavailable,
+    }
+}
+
+/// Runs `attempt` until it succeeds, for at most [`START_PATIENCE`] (a cluster just started
+/// has no leaders yet); `what` names it in the log and in the final error.
+async fn patiently<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < START_PATIENCE => {
+                tracing::info!(error = %e, "waiting for the JetStream cluster ({what})");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(Error::Storage(format!("setting up the {what}: {e}"))),
+        }
     }
 }
 
@@ -186,22 +224,12 @@ impl JetStreamStore {
             .map_err(|e| Error::Storage(format!("connecting to the JetStream cluster: {e}")))?;
         let js = context(client.clone(), settings);
         let want = stream_config(&names, settings, quotas, expiry_secs);
-        let started = tokio::time::Instant::now();
-        let (stream, key) = loop {
-            let attempt = async {
-                let st = ensure_stream(&js, want.clone()).await?;
-                let key = id_key(&js, &names, settings).await?;
-                Ok::<_, String>((st, key))
-            };
-            match attempt.await {
-                Ok(v) => break v,
-                Err(e) if started.elapsed() < START_PATIENCE => {
-                    tracing::info!(error = %e, "waiting for the JetStream cluster");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(Error::Storage(format!("setting up the stream: {e}"))),
-            }
-        };
+        let (stream, key) = patiently("stream", || async {
+            let st = ensure_stream(&js, want.clone()).await?;
+            let key = id_key(&js, &names, settings).await?;
+            Ok((st, key))
+        })
+        .await?;
         health.reachable.store(true, Ordering::Relaxed);
         metrics.set_storage_reachable(true);
 
@@ -428,12 +456,12 @@ impl Store for JetStreamStore {
         after: EnvelopeId,
         limit: usize,
     ) -> Result<(Vec<Stored>, bool), Error> {
-        self.rt.block_on(async {
-            let mut listed = self.list(mailboxes, after).await?;
-            let more = listed.len() > limit;
-            listed.truncate(limit);
-            Ok((self.read_listed(&listed).await?, more))
-        })
+        let mut found = Vec::new();
+        let more = self.fetch_pages(mailboxes, after, limit, limit, &mut |items| {
+            found.extend(items);
+            true
+        })?;
+        Ok((found, more))
     }
 
     /// Ids are not in sequence order, so every read must list whole mailboxes: a request
