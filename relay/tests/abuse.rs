@@ -21,7 +21,7 @@ use common::{
 };
 use hush_proto::drop::storage_key;
 use hush_proto::{DeleteIds, ENVELOPE_LEN, EnvelopeId, ErrorCode, FRAME_LEN, SecretBatch};
-use hush_testkit::{contains, hooks, poll, poll_async};
+use hush_testkit::{SplitMix64, contains, hooks, poll, poll_async};
 
 /// Plaintexts of the world's text: Chinese, Arabic, emoji, a very short and a very long one.
 const TEXTS: [&[u8]; 5] = [
@@ -301,21 +301,6 @@ async fn idle_connections_cannot_hold_every_slot() {
     eprintln!("idle slots: 12 idle connections, a newcomer admitted by evicting {failed}");
 }
 
-/// A deterministic generator for hostile bytes (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_malformed_frames_mixed_with_good_traffic_cost_nothing_acknowledged() {
     let relay = TestRelay::start(&[]);
@@ -336,21 +321,21 @@ async fn random_malformed_frames_mixed_with_good_traffic_cost_nothing_acknowledg
     let mut tasks = Vec::new();
     for (k, c) in hostile.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x5eed_0000 + k as u64);
+            let mut rng = SplitMix64(0x5eed_0000 + k as u64);
             let mut errors = 0u32;
             for _ in 0..200 {
-                let len = match rng.next() % 6 {
+                let len = match rng.next_u64() % 6 {
                     0 => 0,
-                    1 => (rng.next() % 64) as usize,
+                    1 => (rng.next_u64() % 64) as usize,
                     2 => FRAME_LEN - 1,
-                    3 => FRAME_LEN + 1 + (rng.next() % 4096) as usize,
+                    3 => FRAME_LEN + 1 + (rng.next_u64() % 4096) as usize,
                     _ => FRAME_LEN,
                 };
                 let mut frame = rng.bytes(len);
                 // Half the full frames carry a valid version so that decoding goes deeper.
-                if len == FRAME_LEN && rng.next().is_multiple_of(2) {
+                if len == FRAME_LEN && rng.next_u64().is_multiple_of(2) {
                     frame[0] = 1;
-                    frame[1] = (rng.next() % 6) as u8;
+                    frame[1] = (rng.next_u64() % 6) as u8;
                 }
                 let resps = c.raw_request(&frame).await.unwrap();
                 assert!(!resps.is_empty(), "every request gets an answer");

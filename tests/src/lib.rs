@@ -7,7 +7,7 @@
 //! wait until listening, SIGKILL, SIGTERM, restart on the same port and data, metrics,
 //! logs), isolated client data roots ([`Home`]: the `hush` CLI with a passphrase from the
 //! environment, `--json` helpers), a SOCKS5 proxy that records what it was asked
-//! ([`socks`]), photos carrying metadata ([`photo`]), bounded waits ([`poll`], [`poll_async`]) and the names
+//! ([`socks`]), photos carrying metadata ([`photo`]), bounded waits ([`poll`], [`poll_async`]), a seeded generator ([`SplitMix64`]) and the names
 //! of the binaries' test hooks ([`hooks`]).
 //!
 //! What it must never do: mock a component, or link hush-relay, hush-core or hush (each
@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod photo;
 mod profile;
 mod relay;
+mod rng;
 pub mod socks;
 mod wait;
 
@@ -32,4 +33,5 @@ pub use bins::{bin_dir, hush_bin, relay_bin};
 pub use fs::{contains, files_under, snapshot, unix_now};
 pub use profile::{Home, Hush, Out, Running, history_rows, messages, pair};
 pub use relay::{Relay, free_udp_port, udp_port_bound};
+pub use rng::SplitMix64;
 pub use wait::{HANG_GUARD, output_guarded, poll, poll_async};

@@ -190,6 +190,7 @@ pub(crate) fn runs(slots: &[u64]) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hush_testkit::SplitMix64;
     use std::collections::{BTreeMap, HashMap};
     use std::convert::Infallible;
 
@@ -239,21 +240,6 @@ mod tests {
         }
     }
 
-    /// splitmix64: a seeded generator, so a failing case is replayed by its seed.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// How a round ends.
     #[derive(Clone, Copy, Debug)]
     enum End {
@@ -295,7 +281,7 @@ mod tests {
         }
 
         /// One round: `deposits` new envelopes, deletes of the live ids `dels`, ending as `end`.
-        fn round(&mut self, rng: &mut Rng, deposits: usize, dels: &[u64], end: End) {
+        fn round(&mut self, rng: &mut SplitMix64, deposits: usize, dels: &[u64], end: End) {
             let mut txn = self.ledger.clone();
             let mut index = self.index.clone();
             let round = self.book.begin(&mut txn).unwrap();
@@ -326,7 +312,7 @@ mod tests {
                     }
                 }
             };
-            let partial = |rng: &mut Rng, ops: &[(u64, u64)]| -> Vec<(u64, u64)> {
+            let partial = |rng: &mut SplitMix64, ops: &[(u64, u64)]| -> Vec<(u64, u64)> {
                 ops.iter().copied().filter(|_| rng.below(2) == 0).collect()
             };
             let commit = |w: &mut World, txn: Model, index: BTreeMap<u64, u64>| {
@@ -462,7 +448,7 @@ mod tests {
     #[test]
     fn the_slot_state_machine_keeps_bodies_and_leaves_no_deleted_one() {
         for seed in 0..400u64 {
-            let mut rng = Rng(seed);
+            let mut rng = SplitMix64(seed);
             let mut w = World {
                 index: BTreeMap::new(),
                 ledger: Model::default(),
