@@ -57,8 +57,20 @@ struct Seen {
 }
 
 fn seen(record: &Path, from: usize, ips: &[&str]) -> Seen {
-    let text = std::fs::read(record).unwrap();
-    let text = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
+    read_record(record, from, ips).0
+}
+
+/// What the record says after byte `from` about `ips`, up to its last whole line (the relay
+/// may be writing the next one), and the byte where that line ends: a caller that polls reads
+/// on from there instead of reading the whole record again.
+fn read_record(record: &Path, from: usize, ips: &[&str]) -> (Seen, usize) {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(record).unwrap();
+    file.seek(std::io::SeekFrom::Start(from as u64)).unwrap();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).unwrap();
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&bytes[..whole]);
     let mut out = Seen::default();
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -72,7 +84,7 @@ fn seen(record: &Path, from: usize, ips: &[&str]) -> Seen {
             _ => {}
         }
     }
-    out
+    (out, from + whole)
 }
 
 fn record_len(record: &Path) -> usize {
@@ -177,14 +189,15 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relay() {
 
     let active_ips = ACTIVE.map(|(_, ip)| ip);
     let idle_ips = IDLE.map(|(_, ip)| ip);
-    let deposits = |from: usize| {
-        seen(&record, from, &active_ips)
-            .requests
-            .iter()
-            .filter(|r| r.1 == 0x02)
-            .count()
-    };
     let from = record_len(&record);
+    // The active pair's deposits so far, read on from where the last poll stopped.
+    let (mut read_to, mut deposits) = (from, 0);
+    let mut deposits_now = || {
+        let (new, end) = read_record(&record, read_to, &active_ips);
+        read_to = end;
+        deposits += new.requests.iter().filter(|r| r.1 == 0x02).count();
+        deposits
+    };
     let mut sent = Vec::new();
     for i in 0..ROUNDS {
         // The active pair talks: a long message one way, a short answer the other (each
@@ -197,7 +210,7 @@ fn an_active_and_an_idle_pair_in_high_risk_mode_look_alike_at_their_relay() {
         sent.push((text, answer));
         let target = (i + 1) * DEPOSITS_PER_ROUND;
         let reached = poll(Duration::from_secs(120), Duration::from_millis(200), || {
-            (deposits(from) >= target).then_some(())
+            (deposits_now() >= target).then_some(())
         });
         assert!(
             reached.is_some(),
