@@ -1276,20 +1276,20 @@ impl App {
         match (cmd, args.as_slice()) {
             ("invite" | "address", args) => {
                 let one_time = cmd == "invite";
-                let mut file = None;
-                let mut name = Vec::new();
-                let mut args = args.iter();
-                while let Some(a) = args.next() {
-                    if *a == "--file" {
-                        file = args.next().map(PathBuf::from);
-                        if file.is_none() {
+                // `--file` takes the rest of the line, as typed, so that a path may hold spaces:
+                // `:invite [NAME] [--file PATH]`.
+                let at = args.iter().position(|a| *a == "--file");
+                let name = &args[..at.unwrap_or(args.len())];
+                let file = match at {
+                    None => None,
+                    Some(i) => match raw_rest(line, i + 2) {
+                        "" => {
                             self.status = Some(format!(":{cmd} --file PATH: which file?"));
                             return Vec::new();
                         }
-                    } else {
-                        name.push(*a);
-                    }
-                }
+                        path => Some(PathBuf::from(path)),
+                    },
+                };
                 if !one_time && !name.is_empty() {
                     self.status =
                         Some("a contact address is for many people: :address takes no name".into());

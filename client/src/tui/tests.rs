@@ -2008,19 +2008,23 @@ fn copy_and_write_an_invite() {
     );
     app.update(key(KeyCode::Esc));
     assert_eq!(
-        command(&mut app, "invite --file /tmp/for-amina.txt Amina K"),
+        command(
+            &mut app,
+            "invite أمينة  K --file /tmp/links  for/أمينة 鲍.txt "
+        ),
         vec![Effect::Invite {
             one_time: true,
-            name: Some("Amina K".into()),
-            file: Some("/tmp/for-amina.txt".into())
-        }]
+            name: Some("أمينة K".into()),
+            file: Some("/tmp/links  for/أمينة 鲍.txt".into())
+        }],
+        "the path is the rest of the line as typed, its inner spaces kept"
     );
     assert_eq!(
-        command(&mut app, "address --file tip.txt"),
+        command(&mut app, "address --file 举报 线索.txt"),
         vec![Effect::Invite {
             one_time: false,
             name: None,
-            file: Some("tip.txt".into())
+            file: Some("举报 线索.txt".into())
         }]
     );
     assert!(command(&mut app, "invite --file").is_empty());
