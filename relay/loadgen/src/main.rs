@@ -11,7 +11,8 @@
 //! together with the command line that produced them.
 //!
 //! Phases, for each system: `max` (closed loop, N connections x W requests in flight, after a
-//! 1 s warm-up) and `half` (open loop at half of that system's own `max` throughput). The
+//! 1 s warm-up), `half` (open loop at half of that system's own `max` throughput) and, with
+//! `--rates`, open loops at fixed rates (the CPU per message at low load). The
 //! open loop is fair: each connection follows a schedule fixed in advance ([`schedule`]:
 //! spread across the period, or Poisson), and every latency is measured from the *intended*
 //! send time, so a sender held up by a slow system is charged for the delay (no coordinated
@@ -74,6 +75,10 @@ struct Args {
     /// How the open-loop (`half`) phase spaces each connection's sends.
     #[arg(long, value_enum, default_value_t = Arrivals::Spread)]
     arrivals: Arrivals,
+    /// Extra open-loop phases at these total rates (messages per second), each with its
+    /// server CPU per message: e.g. `--rates 2000` for the CPU at low load.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
     /// Seed of the Poisson schedules.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -202,6 +207,8 @@ struct PhaseResult {
     offered: Option<f64>,
     per_sec: f64,
     acked: u64,
+    /// Acknowledged sends of the whole phase (warm-up and drain included).
+    all_acked: u64,
     errors: u64,
     /// Open loop: sends inside the window that began more than [`LATE_NS`] after their
     /// intended time (the connection had 64 in flight, or the generator fell behind); each
@@ -235,6 +242,9 @@ const LATE_NS: u64 = 2_000_000;
 #[derive(Default)]
 struct Tally {
     acked: AtomicU64,
+    /// Every acknowledged send of the phase, warm-up and drain included: what the server's
+    /// CPU over the whole phase is divided by.
+    all_acked: AtomicU64,
     errors: AtomicU64,
     late: AtomicU64,
     seq: AtomicU64,
@@ -247,8 +257,11 @@ async fn send_one(conns: &[Conn], i: usize, dest: usize, ts: u64, rec: &Recorder
         Ok(()) if rec.in_window(ts) => {
             rec.record_ack(ts);
             tally.acked.fetch_add(1, Ordering::Relaxed);
+            tally.all_acked.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(()) => {}
+        Ok(()) => {
+            tally.all_acked.fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) => {
             if tally.errors.fetch_add(1, Ordering::Relaxed) == 0 {
                 eprintln!("first failed send of the phase: {e:#}");
@@ -347,6 +360,7 @@ async fn phase(conns: &Arc<Vec<Conn>>, rec: &Arc<Recorder>, load: Load, secs: f6
         },
         per_sec: acked as f64 / secs,
         acked,
+        all_acked: tally.all_acked.load(Ordering::Relaxed),
         errors: tally.errors.load(Ordering::Relaxed),
         late: tally.late.load(Ordering::Relaxed),
         received: push.len(),
@@ -786,8 +800,10 @@ fn report(row: &Row) {
     );
 }
 
-/// `max`, then `half` at half of the `max` rate, of one system whose server processes are
-/// `pids`; each row is printed as it is measured and added to `rows`.
+/// `max`, then `half` at half of the `max` rate, then one open-loop phase per `--rates`
+/// entry, of one system whose server processes are `pids`; each row is printed as it is
+/// measured and added to `rows`. CPU per message is the servers' user+system time over the
+/// whole phase (warm-up and drain included) divided by every message acknowledged in it.
 async fn measure(
     name: &str,
     conns: &Arc<Vec<Conn>>,
@@ -797,47 +813,59 @@ async fn measure(
     rows: &mut Vec<Row>,
 ) {
     let cpu = || pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
+    let closed = Load::Closed {
+        window: args.window,
+    };
+    let max_rate = timed(name, "max", conns, rec, args, closed, &cpu, pids, rows).await;
+    let open = |rate| Load::Open {
+        rate,
+        arrivals: args.arrivals,
+        seed: args.seed,
+    };
+    timed(
+        name,
+        "half",
+        conns,
+        rec,
+        args,
+        open(max_rate / 2.0),
+        &cpu,
+        pids,
+        rows,
+    )
+    .await;
+    for &rate in &args.rates {
+        timed(name, "rate", conns, rec, args, open(rate), &cpu, pids, rows).await;
+    }
+}
+
+/// One phase of [`measure`]: runs it, prints and keeps its row, returns its durable rate.
+#[allow(clippy::too_many_arguments)]
+async fn timed(
+    name: &str,
+    phase_name: &'static str,
+    conns: &Arc<Vec<Conn>>,
+    rec: &Arc<Recorder>,
+    args: &Args,
+    load: Load,
+    cpu: &impl Fn() -> f64,
+    pids: &[u32],
+    rows: &mut Vec<Row>,
+) -> f64 {
     let cpu0 = cpu();
-    let max = phase(
-        conns,
-        rec,
-        Load::Closed {
-            window: args.window,
-        },
-        args.seconds,
-    )
-    .await;
-    let cpu_us = (cpu() - cpu0) / max.acked.max(1) as f64 * 1e6;
+    let r = phase(conns, rec, load, args.seconds).await;
+    let cpu_us = (cpu() - cpu0) / r.all_acked.max(1) as f64 * 1e6;
     let row = Row {
         system: name.to_owned(),
-        phase: "max",
+        phase: phase_name,
         cpu_us: (!pids.is_empty()).then_some(cpu_us),
-        r: max,
+        r,
         load: load_average(),
     };
     report(&row);
-    let rate = row.r.per_sec / 2.0;
+    let rate = row.r.per_sec;
     rows.push(row);
-    let half = phase(
-        conns,
-        rec,
-        Load::Open {
-            rate,
-            arrivals: args.arrivals,
-            seed: args.seed,
-        },
-        args.seconds,
-    )
-    .await;
-    let row = Row {
-        system: name.to_owned(),
-        phase: "half",
-        r: half,
-        cpu_us: None,
-        load: load_average(),
-    };
-    report(&row);
-    rows.push(row);
+    rate
 }
 
 fn rate_of(rows: &[Row], system: &str) -> Option<f64> {
