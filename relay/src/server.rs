@@ -856,9 +856,7 @@ pub(crate) async fn handle_stream(
     // its chunk (docs/PROTOCOL.md II.4.3), read only once the request is decoded and admitted.
     let read = async {
         let head = recv.read_frame().await?;
-        let trailer = head
-            .get(1)
-            .map_or(0, |&k| hush_proto::chunk::request_trailer_len(k));
+        let trailer = hush_proto::chunk::request_trailer_len(&head);
         if head.len() == FRAME_LEN && trailer == 0 {
             recv.read_trailer(0).await?;
         }
