@@ -22,6 +22,7 @@ use hush_proto::forward::{
     Destination, ForwardSecret, KeyStatement, RequestId, SealedAnswer, SealedRequest,
     statement_message,
 };
+use hush_proto::forward_chunk::{OpenedChunk, SealedChunkAnswer, SealedChunkRequest};
 use hush_proto::{EnvelopeId, ErrorCode, ErrorFrame, SpkiPin};
 use hush_transport::RelayClient;
 use sha2::{Digest, Sha256};
@@ -183,7 +184,7 @@ impl Forwarder {
     }
 
     /// Why this relay will not forward to `destination`, if it will not.
-    fn refusal(&self, destination: &Destination) -> Option<ErrorFrame> {
+    pub(crate) fn refusal(&self, destination: &Destination) -> Option<ErrorFrame> {
         if !self.enabled {
             return Some(ErrorFrame::new(ErrorCode::ForwardingDisabled));
         }
@@ -297,6 +298,32 @@ impl Forwarder {
     ) -> Result<SealedAnswer, ErrorFrame> {
         self.on_destination(destination, |c| async move { c.deliver(sealed).await })
             .await
+    }
+
+    /// `ForwardChunk`: passes the sealed chunk request (and a put's sealed chunk) on as
+    /// `DeliverChunk`; the sealed answer and a get's sealed chunk.
+    pub(crate) async fn forward_chunk(
+        &self,
+        destination: &Destination,
+        sealed: SealedChunkRequest,
+        trailer: Option<Vec<u8>>,
+    ) -> Result<(SealedChunkAnswer, Option<Vec<u8>>), ErrorFrame> {
+        self.on_destination(destination, |c| async move {
+            c.deliver_chunk(sealed, trailer.as_deref()).await
+        })
+        .await
+    }
+
+    /// `DeliverChunk`, first step: opens the sealed chunk request; refuses a replayed
+    /// ephemeral key (the same memory as `Deliver`'s).
+    pub(crate) fn open_chunk(&self, sealed: &SealedChunkRequest) -> Result<OpenedChunk, ErrorFrame> {
+        let opened =
+            hush_proto::forward_chunk::open_chunk_request(&self.secret, &self.pin, sealed)
+                .map_err(|_| ErrorFrame::new(ErrorCode::ForwardUnsealable))?;
+        if !self.lock_memory().first_use(sealed.ephemeral) {
+            return Err(ErrorFrame::new(ErrorCode::ForwardReplay));
+        }
+        Ok(opened)
     }
 
     /// `Deliver`, first step: opens the sealed request; refuses a replayed ephemeral key.
