@@ -266,6 +266,14 @@ fn classify(e: &hush_transport::Error, private: bool) -> Attempt {
         if forwarding || matches!(e, hush_transport::Error::ForwardAnswerUnsealable) {
             return Attempt::Fatal(private_error(e));
         }
+        // A relay on the path from before forwarded chunks (docs/PROTOCOL.md II.4.4) does
+        // not know the kind (`UnknownKind`), or reads one frame and finds a chunk after it
+        // (`Oversized`).
+        if relay_error(e).is_some_and(|f| {
+            matches!(f.code, ErrorCode::UnknownKind | ErrorCode::Oversized)
+        }) {
+            return Attempt::Fatal(Error::PrivateRoute("forward_chunks_unsupported"));
+        }
     }
     match relay_error(e).map(|f| (f.code, f.arg)) {
         Some((ErrorCode::ChunkBusy | ErrorCode::RateLimited, ms)) => {
