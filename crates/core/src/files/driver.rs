@@ -106,12 +106,11 @@ impl Plan {
     /// (always in high-risk mode) unless `relay` is the own relay (by pin).
     async fn for_relay(h: &Handle, relay: &RelayAddress) -> Result<Self> {
         let status = h.status().await?;
-        let private = status.high_risk || h.routing() == Routing::Private;
         let own = status
             .home_relay
             .as_deref()
             .and_then(|a| a.parse::<RelayAddress>().ok());
-        let via = own.filter(|own| private && own.pin != relay.pin);
+        let via = via(status.high_risk, h.routing(), own, relay);
         // The built-in relay is this machine's loopback: nothing a proxy could reach.
         let route = if via.is_some() && status.home_relay_local {
             Route::Quic
@@ -150,6 +149,20 @@ impl Plan {
             Error::RelayUnreachable
         }
     }
+}
+
+/// The relay a transfer's chunk requests go through, if any: the own relay, under private
+/// routing (always in high-risk mode), when the chunks are on another relay (another pin:
+/// one relay under two names is one relay). Without an own relay there is nothing to go
+/// through.
+fn via(
+    high_risk: bool,
+    routing: Routing,
+    own: Option<RelayAddress>,
+    chunks: &RelayAddress,
+) -> Option<RelayAddress> {
+    let private = high_risk || routing == Routing::Private;
+    own.filter(|own| private && own.pin != chunks.pin)
 }
 
 /// A transfer's connection: to the chunks' relay, or to the own relay with the chunks'
@@ -735,4 +748,43 @@ async fn delete_chunks(h: &Handle, d: &super::FileDescriptor) -> Result<()> {
     }
     link.client.close();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests
+
+    use super::*;
+
+    fn relay(pin: u8, host: &str) -> RelayAddress {
+        let mut a: RelayAddress = format!("hush://{}@{host}:4433", "A".repeat(43))
+            .parse()
+            .unwrap();
+        a.pin.0 = [pin; 32];
+        a
+    }
+
+    /// Seen to fail with high-risk mode left out of the choice (a direct profile in
+    /// high-risk mode fetched chunks straight from the other relay).
+    #[test]
+    fn chunks_go_through_the_own_relay_unless_direct_outside_high_risk_or_already_there() {
+        let own = relay(1, "own.example");
+        let other = relay(2, "other.example");
+        let same_under_another_name = relay(1, "127.0.0.9");
+        for (high_risk, routing, chunks, through) in [
+            (false, Routing::Private, &other, true),
+            (false, Routing::Direct, &other, false),
+            (true, Routing::Direct, &other, true),
+            (true, Routing::Private, &other, true),
+            (false, Routing::Private, &own, false),
+            (true, Routing::Private, &same_under_another_name, false),
+        ] {
+            assert_eq!(
+                via(high_risk, routing, Some(own.clone()), chunks).is_some(),
+                through,
+                "{high_risk} {routing:?}"
+            );
+        }
+        assert!(via(true, Routing::Private, None, &other).is_none());
+    }
 }
