@@ -263,7 +263,13 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     let got = home
         .hush(
             "bob",
-            &["--json", "get-file", &id, "--dir", out.path().to_str().unwrap()],
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
         )
         .run()
         .ok();
@@ -279,13 +285,25 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
 
     // The path goes down: get-file waits with the reason and sends nothing directly.
     let second = "第二份 الثانية 📎.txt";
-    let id = send_file(&home, "alice", "bob", second, "两个 اثنان".repeat(40_000).as_bytes());
+    let id = send_file(
+        &home,
+        "alice",
+        "bob",
+        second,
+        "两个 اثنان".repeat(40_000).as_bytes(),
+    );
     r2.terminate();
     r2.run_with(&[("HUSH_RELAY_FORWARDING_ENABLED", "false")]);
     let failed = home
         .hush(
             "bob",
-            &["--json", "get-file", &id, "--dir", out.path().to_str().unwrap()],
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
         )
         .run()
         .fails();
@@ -296,18 +314,32 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
             .any(|e| e["event"] == "progress" && e["waiting"] == "forwarding_disabled"),
         "{ev:?}"
     );
-    assert!(failed.stderr.contains("private_route_waiting"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("private_route_waiting"),
+        "{}",
+        failed.stderr
+    );
     assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
     r2.terminate();
     r2.run();
     let got = home
         .hush(
             "bob",
-            &["--json", "get-file", &id, "--dir", out.path().to_str().unwrap()],
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
         )
         .run()
         .ok();
-    let saved = PathBuf::from(events(&got.stdout).last().unwrap()["path"].as_str().unwrap());
+    let saved = PathBuf::from(
+        events(&got.stdout).last().unwrap()["path"]
+            .as_str()
+            .unwrap(),
+    );
     assert_eq!(
         std::fs::read(&saved).unwrap(),
         "两个 اثنان".repeat(40_000).as_bytes()

@@ -73,10 +73,7 @@ impl ChunkService {
     /// Takes a slot for one ForwardChunk of a connection (docs/PROTOCOL.md II.4.4): it
     /// holds a chunk in memory on its way like any chunk request, and counts against the
     /// same limits, but needs no chunk storage here.
-    pub(crate) fn admit_forwarding(
-        &self,
-        connection: &Arc<Semaphore>,
-    ) -> Result<Slot, ErrorFrame> {
+    pub(crate) fn admit_forwarding(&self, connection: &Arc<Semaphore>) -> Result<Slot, ErrorFrame> {
         self.admit_in_flight(connection)
     }
 

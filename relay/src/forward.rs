@@ -316,10 +316,12 @@ impl Forwarder {
 
     /// `DeliverChunk`, first step: opens the sealed chunk request; refuses a replayed
     /// ephemeral key (the same memory as `Deliver`'s).
-    pub(crate) fn open_chunk(&self, sealed: &SealedChunkRequest) -> Result<OpenedChunk, ErrorFrame> {
-        let opened =
-            hush_proto::forward_chunk::open_chunk_request(&self.secret, &self.pin, sealed)
-                .map_err(|_| ErrorFrame::new(ErrorCode::ForwardUnsealable))?;
+    pub(crate) fn open_chunk(
+        &self,
+        sealed: &SealedChunkRequest,
+    ) -> Result<OpenedChunk, ErrorFrame> {
+        let opened = hush_proto::forward_chunk::open_chunk_request(&self.secret, &self.pin, sealed)
+            .map_err(|_| ErrorFrame::new(ErrorCode::ForwardUnsealable))?;
         if !self.lock_memory().first_use(sealed.ephemeral) {
             return Err(ErrorFrame::new(ErrorCode::ForwardReplay));
         }

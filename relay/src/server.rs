@@ -1411,8 +1411,7 @@ async fn deliver_chunk(
         metrics.error(e.code);
         ChunkAnswer::Error(e)
     });
-    let (sealed_answer, trailer) =
-        opened.seal_answer(crate::forward::Forwarder::nonce(), answer);
+    let (sealed_answer, trailer) = opened.seal_answer(crate::forward::Forwarder::nonce(), answer);
     if send_chunk_forwarded(&mut send, sealed_answer, trailer.as_deref()).await
         && let Some(data) = &trailer
     {

@@ -123,8 +123,7 @@ async fn key_via(c: &RelayClient, holder: &TestRelay) -> (Destination, VerifiedK
 /// 1's record), and with the answer trailer left unsealed at relay 1 (the chunk's text in
 /// what relay 2 carried: the client refused it as `ForwardAnswerUnsealable` first).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_the_downloader()
-{
+async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_the_downloader() {
     let dir = tempfile::tempdir().unwrap();
     let (own, own_record) = relay_at(OWN, dir.path(), &[]);
     let (holder, holder_record) = relay_at(HOLDER, dir.path(), &[]);
@@ -204,10 +203,16 @@ async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_t
         assert!(!carried.contains(&hex(secret("file", i).id().as_bytes())));
     }
     assert!(!carried.contains(&hex(secret("up", 9).id().as_bytes())));
-    assert!(held.contains(&hex(secret("file", 0).id().as_bytes())), "the record is real");
+    assert!(
+        held.contains(&hex(secret("file", 0).id().as_bytes())),
+        "the record is real"
+    );
     assert_eq!(chunk_files(&own), 0);
     for name in names {
-        assert!(!raw_contains(&own.dir(), name.as_bytes()), "{name} in relay 2's files");
+        assert!(
+            !raw_contains(&own.dir(), name.as_bytes()),
+            "{name} in relay 2's files"
+        );
     }
     assert!(!raw_contains(&own.dir(), "上传".as_bytes()));
     // Metrics stay aggregate: counts of the two new commands, nothing per peer.
@@ -281,7 +286,11 @@ async fn hostile_deliveries_are_refused_specifically_and_store_nothing() {
         .unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::ForwardReplay));
     let e = owner.get_chunk(secret("replay", 1)).await.unwrap_err();
-    assert_eq!(code(&e), Some(ErrorCode::ChunkNotFound), "the replay stored nothing");
+    assert_eq!(
+        code(&e),
+        Some(ErrorCode::ChunkNotFound),
+        "the replay stored nothing"
+    );
     assert_eq!(chunk_files(&holder), 0);
 
     // One bit of the chunk flipped on the way: the trailer's tag, inside the sealed
@@ -294,7 +303,10 @@ async fn hostile_deliveries_are_refused_specifically_and_store_nothing() {
         forward_chunk::seal_chunk_request(&key, [0x32; 32], &put, Some(&data)).unwrap();
     let mut bent = trailer.unwrap();
     bent[CHUNK_LEN / 3] ^= 0x10;
-    let e = hostile.deliver_chunk(sealed, Some(&bent)).await.unwrap_err();
+    let e = hostile
+        .deliver_chunk(sealed, Some(&bent))
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::ForwardUnsealable));
     let e = owner.get_chunk(secret("flip", 2)).await.unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::ChunkNotFound));
@@ -435,17 +447,21 @@ async fn forwarded_chunk_requests_count_against_the_chunk_limits() {
     // another connection, and a direct chunk request, are told ChunkBusy.
     let (mut send, mut recv) = stalled_forward(&first, &dest, &key, 1).await;
     let second = client_at(&own, HOSTILE).await;
-    assert_eq!(busy(&second).await.expect("ChunkBusy at the forwarder").arg, 200);
+    assert_eq!(
+        busy(&second).await.expect("ChunkBusy at the forwarder").arg,
+        200
+    );
     let e = second.get_chunk(secret("busy", 1)).await.unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::ChunkBusy));
     drop(send.reset(0u32.into()));
     let _ = recv.stop(0u32.into());
     // The slot is free again once the stalled request ends.
-    poll_async(HANG_GUARD, Duration::from_millis(20), async || {
-        match second.forward_get_chunk(&dest, &key, secret("busy", 0)).await {
-            Err(e) if code(&e) == Some(ErrorCode::ChunkNotFound) => Some(()),
-            _ => None,
-        }
+    poll_async(HANG_GUARD, Duration::from_millis(20), async || match second
+        .forward_get_chunk(&dest, &key, secret("busy", 0))
+        .await
+    {
+        Err(e) if code(&e) == Some(ErrorCode::ChunkNotFound) => Some(()),
+        _ => None,
     })
     .await
     .expect("forwarding works again");
@@ -457,13 +473,9 @@ async fn forwarded_chunk_requests_count_against_the_chunk_limits() {
     let put = Request::PutChunk {
         id: secret("stall", 7).id(),
     };
-    let (sealed, trailer, _) = forward_chunk::seal_chunk_request(
-        &key,
-        [0x47; 32],
-        &put,
-        Some(&chunk("卡住 عالق ⏳", 7)),
-    )
-    .unwrap();
+    let (sealed, trailer, _) =
+        forward_chunk::seal_chunk_request(&key, [0x47; 32], &put, Some(&chunk("卡住 عالق ⏳", 7)))
+            .unwrap();
     let conn = raw.quic_connection().unwrap().clone();
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     send.write_all(&Request::DeliverChunk { sealed }.encode()[..])

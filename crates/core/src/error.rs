@@ -89,7 +89,9 @@ pub enum Error {
     /// docs/PROTOCOL.md II.4.2, II.4.4) failed; nothing was sent directly instead. The name
     /// says why (`own_relay_unreachable`, `forward_key_refused`, `forward_unreachable`,
     /// ...); what was under way is kept and resumes when asked again.
-    #[error("private routing through your own relay failed ({0}); nothing was sent directly, and it resumes when you retry")]
+    #[error(
+        "private routing through your own relay failed ({0}); nothing was sent directly, and it resumes when you retry"
+    )]
     PrivateRoute(&'static str),
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]

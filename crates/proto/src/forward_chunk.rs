@@ -530,7 +530,11 @@ mod tests {
             seal_chunk_request(&key, [3; 32], &Request::PutChunk { id }, Some(&data)).unwrap();
         assert!(sealed.trailer);
         let trailer = trailer.unwrap();
-        assert_eq!(trailer.len(), CHUNK_LEN, "the trailer keeps the one chunk size");
+        assert_eq!(
+            trailer.len(),
+            CHUNK_LEN,
+            "the trailer keeps the one chunk size"
+        );
         assert!(!trailer.windows(12).any(|w| w == &data[..12]));
         assert!(!sealed.sealed.windows(32).any(|w| w == id.0));
         let opened = open_chunk_request(&secret, &pin, &sealed).unwrap();
@@ -588,8 +592,10 @@ mod tests {
             ChunkAnswer::Chunk(data)
         );
         // Not found: no trailer, a sealed error.
-        let (answer, none) =
-            opened.seal_answer([8; 12], ChunkAnswer::Error(ErrorFrame::new(ErrorCode::ChunkNotFound)));
+        let (answer, none) = opened.seal_answer(
+            [8; 12],
+            ChunkAnswer::Error(ErrorFrame::new(ErrorCode::ChunkNotFound)),
+        );
         assert!(none.is_none());
         assert_eq!(
             pending.open_answer(&answer, None).unwrap(),
@@ -612,7 +618,9 @@ mod tests {
             seal_chunk_request(
                 &key,
                 [1; 32],
-                &Request::PutChunk { id: ChunkId([1; 32]) },
+                &Request::PutChunk {
+                    id: ChunkId([1; 32])
+                },
                 None
             )
             .is_err()

@@ -112,7 +112,10 @@ pub(crate) const CHUNK_KIND: u8 = kind::CHUNK;
 /// The kind bytes of `ForwardChunk` and `DeliverChunk`, and the offset of their trailer flag
 /// in the frame: a sealed chunk follows them when the flag is 1.
 pub(crate) const FORWARD_CHUNK_KINDS: [(u8, usize); 2] = [
-    (kind::FORWARD_CHUNK, HEADER_LEN + DESTINATION_LEN + X25519_LEN),
+    (
+        kind::FORWARD_CHUNK,
+        HEADER_LEN + DESTINATION_LEN + X25519_LEN,
+    ),
     (kind::DELIVER_CHUNK, HEADER_LEN + X25519_LEN),
 ];
 /// The kind byte of `ChunkForwarded`, whose trailer flag is the first byte of its body.

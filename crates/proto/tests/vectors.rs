@@ -302,13 +302,9 @@ fn forward_chunk_vector(
     let request = opened.request().clone();
     let eph: [u8; 32] = bytes("ephemeral_secret").try_into().unwrap();
     let is_put = matches!(request, Request::PutChunk { .. });
-    let (mine, trailer, pending) = forward_chunk::seal_chunk_request(
-        &verified,
-        eph,
-        &request,
-        is_put.then_some(&chunk[..]),
-    )
-    .unwrap();
+    let (mine, trailer, pending) =
+        forward_chunk::seal_chunk_request(&verified, eph, &request, is_put.then_some(&chunk[..]))
+            .unwrap();
     assert!(mine == sealed, "sealing gives the vector's bytes");
     if let Some(mut trailer) = trailer {
         assert_eq!(h(&Sha256::digest(&trailer)), field("sealed_trailer_sha256"));
@@ -331,12 +327,13 @@ fn forward_chunk_vector(
     };
     let nonce: [u8; 12] = bytes("answer_nonce").try_into().unwrap();
     let (sealed_answer, back) = opened.seal_answer(nonce, answer.clone());
-    assert_eq!(h(&sealed_answer.sealed), field("answer"), "the sealed answer");
+    assert_eq!(
+        h(&sealed_answer.sealed),
+        field("answer"),
+        "the sealed answer"
+    );
     if let Some(t) = &back {
-        assert_eq!(
-            h(&Sha256::digest(t)),
-            field("sealed_answer_trailer_sha256")
-        );
+        assert_eq!(h(&Sha256::digest(t)), field("sealed_answer_trailer_sha256"));
     }
     let got = pending
         .open_answer(

@@ -577,7 +577,11 @@ impl RelayClient {
     }
 
     /// Opens a stream and sends the frame of `req`, then `trailer` (a chunk), then FIN.
-    async fn open_with_trailer(&self, req: &Request, trailer: Option<&[u8]>) -> Result<Reply, Error> {
+    async fn open_with_trailer(
+        &self,
+        req: &Request,
+        trailer: Option<&[u8]>,
+    ) -> Result<Reply, Error> {
         let Some(data) = trailer else {
             return self.open(req).await;
         };
@@ -595,7 +599,8 @@ impl RelayClient {
                 Reply::Quic { _send: send, recv }
             }
             Conn::Tcp(t) => {
-                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(frame.len() + data.len()));
+                let mut bytes =
+                    zeroize::Zeroizing::new(Vec::with_capacity(frame.len() + data.len()));
                 bytes.extend_from_slice(&frame[..]);
                 bytes.extend_from_slice(data);
                 Reply::Tcp(t.request(&bytes)?)

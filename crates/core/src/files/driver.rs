@@ -187,8 +187,8 @@ impl ChunkLink {
             Err(Error::ProxyFailed) => return Err(Error::ProxyFailed),
             Err(_) => return Err(Error::PrivateRoute("own_relay_unreachable")),
         };
-        let dest = Destination::new(relay.clone())
-            .map_err(|_| Error::PrivateRoute("bad_destination"))?;
+        let dest =
+            Destination::new(relay.clone()).map_err(|_| Error::PrivateRoute("bad_destination"))?;
         let key =
             tokio::time::timeout(Duration::from_secs(20), client.fetch_forward_key(&dest)).await;
         match key {
@@ -217,14 +217,21 @@ impl ChunkLink {
             .is_some_and(|c| c.close_reason().is_some())
     }
 
-    async fn put(&self, id: ChunkId, data: &[u8]) -> std::result::Result<bool, hush_transport::Error> {
+    async fn put(
+        &self,
+        id: ChunkId,
+        data: &[u8],
+    ) -> std::result::Result<bool, hush_transport::Error> {
         match &self.forward {
             Some(f) => self.client.forward_put_chunk(&f.0, &f.1, id, data).await,
             None => self.client.put_chunk(id, data).await,
         }
     }
 
-    async fn get(&self, secret: ChunkSecret) -> std::result::Result<Vec<u8>, hush_transport::Error> {
+    async fn get(
+        &self,
+        secret: ChunkSecret,
+    ) -> std::result::Result<Vec<u8>, hush_transport::Error> {
         match &self.forward {
             Some(f) => self.client.forward_get_chunk(&f.0, &f.1, secret).await,
             None => self.client.get_chunk(secret).await,
@@ -275,16 +282,17 @@ fn classify(e: &hush_transport::Error, private: bool) -> Attempt {
     if private {
         // The own relay's refusals, and the destination's plain ones about the sealing:
         // the path is broken for now; wait with the reason, never go direct.
-        let forwarding = relay_error(e).is_some_and(|f| (0x0500..0x0600).contains(&f.code.to_u16()));
+        let forwarding =
+            relay_error(e).is_some_and(|f| (0x0500..0x0600).contains(&f.code.to_u16()));
         if forwarding || matches!(e, hush_transport::Error::ForwardAnswerUnsealable) {
             return Attempt::Fatal(private_error(e));
         }
         // A relay on the path from before forwarded chunks (docs/PROTOCOL.md II.4.4) does
         // not know the kind (`UnknownKind`), or reads one frame and finds a chunk after it
         // (`Oversized`).
-        if relay_error(e).is_some_and(|f| {
-            matches!(f.code, ErrorCode::UnknownKind | ErrorCode::Oversized)
-        }) {
+        if relay_error(e)
+            .is_some_and(|f| matches!(f.code, ErrorCode::UnknownKind | ErrorCode::Oversized))
+        {
             return Attempt::Fatal(Error::PrivateRoute("forward_chunks_unsupported"));
         }
     }
