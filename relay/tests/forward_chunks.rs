@@ -181,6 +181,30 @@ async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_t
         "a second put of the same id stores nothing new"
     );
     assert!(a.get_chunk(secret("up", 9)).await.unwrap() == up);
+    // The same over TLS on TCP (the Tor path): the sealed chunk is split into cells like
+    // any stream data, and the forwarding relay keeps the whole of it.
+    let b_tcp = RelayClient::connect_via_from(
+        own.addr(),
+        &hush_transport::Route::Tcp,
+        Some(lo(DOWNLOADER)),
+    )
+    .await
+    .unwrap();
+    let (_, tcp_key) = key_via(&b_tcp, &holder).await;
+    let over_tcp = chunk("经由 TCP عبر 🧅", 8);
+    assert!(
+        b_tcp
+            .forward_put_chunk(&dest, &tcp_key, secret("tcp", 8).id(), &over_tcp)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b_tcp
+            .forward_get_chunk(&dest, &tcp_key, secret("tcp", 8))
+            .await
+            .unwrap()
+            == over_tcp
+    );
 
     let held = record(&holder_record);
     let carried = record(&own_record);
@@ -218,11 +242,11 @@ async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_t
     // Metrics stay aggregate: counts of the two new commands, nothing per peer.
     let metrics = own.http_get("/metrics");
     assert!(
-        metrics.contains("hush_relay_requests_total{command=\"forward_chunk\"} 10"),
+        metrics.contains("hush_relay_requests_total{command=\"forward_chunk\"} 12"),
         "{metrics}"
     );
     let metrics = holder.http_get("/metrics");
-    assert!(metrics.contains("hush_relay_requests_total{command=\"deliver_chunk\"} 10"));
+    assert!(metrics.contains("hush_relay_requests_total{command=\"deliver_chunk\"} 12"));
 }
 
 /// Writes a DeliverChunk (or any frame) and `trailer` on a raw stream of `c`; the answer.
