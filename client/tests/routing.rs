@@ -347,3 +347,53 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
     assert_eq!(chunk_files(&r1), 0);
 }
+
+/// In high-risk mode chunk requests are always privately routed, even for a profile set to
+/// `routing = "direct"`: bob's gets and deletes reach the first relay only as DeliverChunk
+/// from his relay. Prints how long the paced download of three chunks took (six requests,
+/// each after a gap of mean 2 s). Seen to fail with high-risk mode left out of the choice
+/// of route (bob's GetChunk and DeleteChunk, 0x11 and 0x12, from 127.0.0.5 at the first
+/// relay).
+#[test]
+fn in_high_risk_mode_chunks_go_through_the_own_relay_whatever_routing_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (r2, rec2) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, None);
+    user(&home, "bob", &r2, BOB_IP, Some("direct"));
+    pair_across(&home);
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    let id = send_file(&home, "alice", "bob", "高风险 خطر 🛡️.bin", &data);
+    home.hush("bob", &["high-risk", "on"]).run().ok();
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let got = home
+        .hush(
+            "bob",
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
+        )
+        .env(hooks::CLIENT_FETCH_MEAN_MS, 200)
+        .env(hooks::CLIENT_DEPOSIT_MEAN_MS, 200)
+        .run()
+        .ok();
+    eprintln!(
+        "paced download and deletion of 3 chunks: {:?}",
+        started.elapsed()
+    );
+    let saved = PathBuf::from(
+        events(&got.stdout).last().unwrap()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(std::fs::read(&saved).unwrap() == data, "bit-identical");
+    assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
+    assert_eq!(chunk_requests_from(&rec2, BOB_IP), vec![0x13]);
+    assert_eq!(chunk_files(&r1), 0);
+}
