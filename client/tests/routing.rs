@@ -243,8 +243,8 @@ fn send_file(home: &Home, from: &str, to: &str, name: &str, bytes: &[u8]) -> Str
 /// and the file is bit-identical. With his relay's forwarding off, `get-file` stops with
 /// the reason in a `waiting` progress event and exit code 5, sends nothing directly, and
 /// resumes to completion once the path is back. Seen to fail with the chunk path built
-/// without the private route (bob's GetChunk frames, 0x11, in the first relay's record from
-/// 127.0.0.5).
+/// without the private route (bob's GetChunk and DeleteChunk frames, 0x11 and 0x12, in the
+/// first relay's record from 127.0.0.5).
 #[test]
 fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     let dir = tempfile::tempdir().unwrap();

@@ -119,9 +119,9 @@ async fn key_via(c: &RelayClient, holder: &TestRelay) -> (Destination, VerifiedK
 /// through relay 2, bit for bit; relay 1 sees only relay 2's address for those gets and
 /// deletes, never B's; relay 2 sees neither chunk secrets nor chunk bytes and stores
 /// nothing. A put through relay 2 (a client uploading to a relay not its own) lands too.
-/// Seen to fail with the downloader's gets sent directly to relay 1 (127.0.0.5 in relay
-/// 1's record), and with the answer trailer left unsealed at relay 1 (the chunk's text in
-/// what relay 2 carried: the client refused it as `ForwardAnswerUnsealable` first).
+/// Seen to fail with the answer's chunk left unsealed at relay 1 (the client refused it,
+/// `ForwardAnswerUnsealable`), and, over TCP, with relay 2's stream layer keeping nothing
+/// after a ForwardChunk frame (the forwarded put was `Truncated`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_downloads_through_the_own_relay_which_learns_nothing_and_hides_the_downloader() {
     let dir = tempfile::tempdir().unwrap();
