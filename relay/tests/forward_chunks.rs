@@ -530,3 +530,53 @@ fn rand_ephemeral() -> [u8; 32] {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut e).unwrap();
     e
 }
+
+/// Not a test: measures forwarded chunk gets and puts against direct ones, in the same run,
+/// for docs/BENCHMARKS.md (`cargo test -p hush-relay --features cli,test-hooks --test
+/// forward_chunks --release -- --ignored --nocapture forwarded_chunks_against_direct`).
+/// Prints figures; asserts nothing about speed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn forwarded_chunks_against_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (own, _) = relay_at(OWN, dir.path(), &[]);
+    let (holder, _) = relay_at(HOLDER, dir.path(), &[]);
+    let direct = client_at(&holder, UPLOADER).await;
+    let via = client_at(&own, DOWNLOADER).await;
+    let (dest, key) = key_via(&via, &holder).await;
+    let n = 64u8;
+    let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..n {
+        let data = chunk("测量 قياس 📏", i);
+        let t = std::time::Instant::now();
+        direct
+            .put_chunk(secret("direct", i).id(), &data)
+            .await
+            .unwrap();
+        times[0].push(t.elapsed());
+        let t = std::time::Instant::now();
+        via.forward_put_chunk(&dest, &key, secret("via", i).id(), &data)
+            .await
+            .unwrap();
+        times[1].push(t.elapsed());
+        let t = std::time::Instant::now();
+        direct.get_chunk(secret("direct", i)).await.unwrap();
+        times[2].push(t.elapsed());
+        let t = std::time::Instant::now();
+        via.forward_get_chunk(&dest, &key, secret("via", i))
+            .await
+            .unwrap();
+        times[3].push(t.elapsed());
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    let median = |t: &Vec<Duration>| t[t.len() / 2];
+    println!(
+        "{n} chunks, one at a time: put direct median {:?}, forwarded {:?}; get direct median {:?}, forwarded {:?}",
+        median(&times[0]),
+        median(&times[1]),
+        median(&times[2]),
+        median(&times[3]),
+    );
+}
