@@ -1,4 +1,6 @@
-//! File chunk requests: PutChunk, GetChunk, DeleteChunk (docs/PROTOCOL.md II.4.3).
+//! File chunk requests: PutChunk, GetChunk, DeleteChunk (docs/PROTOCOL.md II.4.3), also
+//! when they arrive sealed in a DeliverChunk or pass through in a ForwardChunk (II.4.4):
+//! both hold a chunk in memory and take a slot of the same limits.
 //!
 //! Owns: the relay's answers to the chunk commands, the in-flight limits that bound the
 //! memory chunks take (per connection and over all connections; each request in flight

@@ -1,12 +1,13 @@
-//! Private routing on the relay (docs/PROTOCOL.md II.4.2): the forwarding key, forwarding
-//! clients' sealed deposits to other relays, and opening the ones sealed to this relay.
+//! Private routing on the relay (docs/PROTOCOL.md II.4.2, II.4.4): the forwarding key,
+//! forwarding clients' sealed deposits and chunk requests to other relays, and opening the
+//! ones sealed to this relay.
 //!
 //! Owns: the static X25519 forwarding key (a file beside the TLS key, made on first start)
 //! and the statement binding it to this relay's pin (signed once at start with the
 //! certificate key); the pool of outgoing connections, one per destination relay shared by
 //! every client, each verifying the destination's pin; and, as a destination, the bounded
-//! memory of ephemeral keys (a replay is refused) and of answers by request id (a retried
-//! deposit is stored once).
+//! memory of ephemeral keys, Deliver's and DeliverChunk's alike (a replay is refused), and of
+//! answers by request id (a retried deposit is stored once).
 //!
 //! Must never learn or keep more than it must: a forwarding relay handles a destination
 //! address and opaque sealed bytes only; a destination sees the forwarding relay's
