@@ -55,6 +55,9 @@ pub enum Kind {
     ProfileTooOld,
     /// A file transfer was refused or failed (docs/PROTOCOL.md 7a): its name is the code.
     File(hush_core::files::FileError),
+    /// Private routing through the own relay failed; nothing went directly (the message
+    /// names the reason).
+    PrivateRoute,
 }
 
 impl Kind {
@@ -78,6 +81,7 @@ impl Kind {
             Self::StoreDamaged => "store_damaged",
             Self::ProfileTooOld => "profile_too_old",
             Self::File(e) => e.name(),
+            Self::PrivateRoute => "private_route_waiting",
         }
     }
 
@@ -94,7 +98,7 @@ impl Kind {
             Self::Usage | Self::InvalidLink => 2,
             Self::WrongPassphrase => 3,
             Self::NotFound => 4,
-            Self::RelayUnreachable | Self::RelayVersionMismatch => 5,
+            Self::RelayUnreachable | Self::RelayVersionMismatch | Self::PrivateRoute => 5,
             Self::CertificateMismatch => 6,
             Self::ProfileBusy => 7,
             Self::ProxyFailed => 8,
@@ -128,6 +132,7 @@ impl Kind {
             Error::CertificateMismatch => Self::CertificateMismatch,
             Error::RelayVersionMismatch => Self::RelayVersionMismatch,
             Error::ProxyFailed => Self::ProxyFailed,
+            Error::PrivateRoute(_) => Self::PrivateRoute,
             _ => Self::Other,
         }
     }

@@ -58,6 +58,7 @@ impl<'a> Meter<'a> {
                     "event": "progress", "direction": direction, "id": p.id,
                     "chunks_done": p.done, "chunks": p.total,
                     "bytes_done": p.bytes, "bytes": p.size, "eta_secs": eta,
+                    "waiting": p.waiting,
                 })
             );
         } else {
@@ -81,6 +82,9 @@ impl<'a> Meter<'a> {
                 human_size(p.bytes),
                 human_size(p.size),
             );
+            if let Some(why) = p.waiting {
+                let _ = write!(self.err, " waiting: {why}");
+            }
             let _ = self.err.flush();
         }
     }

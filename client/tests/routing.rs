@@ -197,3 +197,203 @@ fn direct_routing_goes_straight_to_the_destination() {
     assert!(deposited_from(&rec1, BOB_IP));
     assert!(!kinds_from(&rec2, BOB_IP).contains(&0x0c));
 }
+
+/// JSON lines of a `--json` file command.
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Chunk requests of any kind: PutChunk, GetChunk, DeleteChunk, ForwardChunk, DeliverChunk.
+const CHUNK_KINDS: [u8; 5] = [0x10, 0x11, 0x12, 0x13, 0x14];
+
+fn chunk_requests_from(record: &Path, peer: &str) -> Vec<u8> {
+    kinds_from(record, peer)
+        .into_iter()
+        .filter(|k| CHUNK_KINDS.contains(k))
+        .collect()
+}
+
+fn chunk_files(relay: &Relay) -> usize {
+    std::fs::read_dir(relay.dir().join("data").join("chunks")).map_or(0, Iterator::count)
+}
+
+/// Sends `bytes` as a file named `name` from `from` to `to`; the receiver's file id.
+fn send_file(home: &Home, from: &str, to: &str, name: &str, bytes: &[u8]) -> String {
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    home.hush(from, &["--json", "send-file", to, path.to_str().unwrap()])
+        .run()
+        .ok();
+    let listed = home.hush(to, &["--json", "files"]).run().ok();
+    let offer = events(&listed.stdout)
+        .into_iter()
+        .rfind(|f| f["name"] == name)
+        .expect("the offer arrived");
+    offer["id"].as_i64().unwrap().to_string()
+}
+
+/// A file from alice (chunks on her relay, the first) reaches bob (on the second) with
+/// private routing, the default: bob's gets and deletes reach the first relay only
+/// through his own relay, sealed (DeliverChunk from 127.0.0.3), never from his address,
+/// and the file is bit-identical. With his relay's forwarding off, `get-file` stops with
+/// the reason in a `waiting` progress event and exit code 5, sends nothing directly, and
+/// resumes to completion once the path is back. Seen to fail with the chunk path built
+/// without the private route (bob's GetChunk and DeleteChunk frames, 0x11 and 0x12, in the
+/// first relay's record from 127.0.0.5).
+#[test]
+fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (mut r2, rec2) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, None);
+    user(&home, "bob", &r2, BOB_IP, None);
+    pair_across(&home);
+
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let name = "线人的文件 ملف المصدر 🗂️.bin";
+    let id = send_file(&home, "alice", "bob", name, &data);
+    assert_eq!(chunk_files(&r1), 3, "alice's chunks are on her own relay");
+    let out = tempfile::tempdir().unwrap();
+    let got = home
+        .hush(
+            "bob",
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
+        )
+        .run()
+        .ok();
+    let ev = events(&got.stdout);
+    let saved = PathBuf::from(ev.last().unwrap()["path"].as_str().unwrap());
+    assert!(std::fs::read(&saved).unwrap() == data, "bit-identical");
+    assert!(ev.iter().all(|e| e["waiting"].is_null()), "{ev:?}");
+    assert_eq!(chunk_files(&r1), 0, "deleted through bob's relay");
+    assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
+    assert!(chunk_requests_from(&rec1, "127.0.0.3").contains(&0x14));
+    assert_eq!(chunk_requests_from(&rec2, BOB_IP), vec![0x13]);
+    assert_eq!(chunk_files(&r2), 0, "bob's relay stores none of it");
+
+    // The path goes down: get-file waits with the reason and sends nothing directly.
+    let second = "第二份 الثانية 📎.txt";
+    let id = send_file(
+        &home,
+        "alice",
+        "bob",
+        second,
+        "两个 اثنان".repeat(40_000).as_bytes(),
+    );
+    r2.terminate();
+    r2.run_with(&[("HUSH_RELAY_FORWARDING_ENABLED", "false")]);
+    let failed = home
+        .hush(
+            "bob",
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
+        )
+        .run()
+        .fails();
+    assert_eq!(failed.status.code(), Some(5), "{}", failed.stderr);
+    let ev = events(&failed.stdout);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "progress" && e["waiting"] == "forwarding_disabled"),
+        "{ev:?}"
+    );
+    assert!(
+        failed.stderr.contains("private_route_waiting"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
+    r2.terminate();
+    r2.run();
+    let got = home
+        .hush(
+            "bob",
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
+        )
+        .run()
+        .ok();
+    let saved = PathBuf::from(
+        events(&got.stdout).last().unwrap()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        "两个 اثنان".repeat(40_000).as_bytes()
+    );
+    assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
+    assert_eq!(chunk_files(&r1), 0);
+}
+
+/// In high-risk mode chunk requests are always privately routed, even for a profile set to
+/// `routing = "direct"`: bob's gets and deletes reach the first relay only as DeliverChunk
+/// from his relay. Prints how long the paced download of three chunks took (six requests,
+/// each after a gap of mean 2 s). Seen to fail with high-risk mode left out of the choice
+/// of route (bob's GetChunk and DeleteChunk, 0x11 and 0x12, from 127.0.0.5 at the first
+/// relay).
+#[test]
+fn in_high_risk_mode_chunks_go_through_the_own_relay_whatever_routing_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r1, rec1) = relay_at("127.0.0.2", dir.path());
+    let (r2, rec2) = relay_at("127.0.0.3", dir.path());
+    let home = Home::new();
+    user(&home, "alice", &r1, ALICE_IP, None);
+    user(&home, "bob", &r2, BOB_IP, Some("direct"));
+    pair_across(&home);
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    let id = send_file(&home, "alice", "bob", "高风险 خطر 🛡️.bin", &data);
+    home.hush("bob", &["high-risk", "on"]).run().ok();
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let got = home
+        .hush(
+            "bob",
+            &[
+                "--json",
+                "get-file",
+                &id,
+                "--dir",
+                out.path().to_str().unwrap(),
+            ],
+        )
+        .env(hooks::CLIENT_FETCH_MEAN_MS, 200)
+        .env(hooks::CLIENT_DEPOSIT_MEAN_MS, 200)
+        .run()
+        .ok();
+    eprintln!(
+        "paced download and deletion of 3 chunks: {:?}",
+        started.elapsed()
+    );
+    let saved = PathBuf::from(
+        events(&got.stdout).last().unwrap()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(std::fs::read(&saved).unwrap() == data, "bit-identical");
+    assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
+    assert_eq!(chunk_requests_from(&rec2, BOB_IP), vec![0x13]);
+    assert_eq!(chunk_files(&r1), 0);
+}

@@ -1,4 +1,6 @@
-//! File chunk requests: PutChunk, GetChunk, DeleteChunk (docs/PROTOCOL.md II.4.3).
+//! File chunk requests: PutChunk, GetChunk, DeleteChunk (docs/PROTOCOL.md II.4.3), also
+//! when they arrive sealed in a DeliverChunk or pass through in a ForwardChunk (II.4.4):
+//! both hold a chunk in memory and take a slot of the same limits.
 //!
 //! Owns: the relay's answers to the chunk commands, the in-flight limits that bound the
 //! memory chunks take (per connection and over all connections; each request in flight
@@ -67,6 +69,17 @@ impl ChunkService {
         if self.store.is_none() {
             return Err(ErrorFrame::new(ErrorCode::ChunksUnsupported));
         }
+        self.admit_in_flight(connection)
+    }
+
+    /// Takes a slot for one ForwardChunk of a connection (docs/PROTOCOL.md II.4.4): it
+    /// holds a chunk in memory on its way like any chunk request, and counts against the
+    /// same limits, but needs no chunk storage here.
+    pub(crate) fn admit_forwarding(&self, connection: &Arc<Semaphore>) -> Result<Slot, ErrorFrame> {
+        self.admit_in_flight(connection)
+    }
+
+    fn admit_in_flight(&self, connection: &Arc<Semaphore>) -> Result<Slot, ErrorFrame> {
         let busy = ErrorFrame {
             code: ErrorCode::ChunkBusy,
             arg: BUSY_RETRY_MS,
@@ -124,6 +137,24 @@ impl ChunkService {
     }
 }
 
+/// Reads the chunk (exactly [`CHUNK_LEN`] bytes, then the end of the stream) that follows a
+/// request frame, within the request timeout: `Truncated` if it ends early or the time
+/// passes, `Oversized` if more follows.
+pub(crate) async fn read_chunk(recv: &mut impl RequestRecv) -> Result<Vec<u8>, ErrorFrame> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_trailer(CHUNK_LEN)).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(hush_transport::Error::Protocol(e))) => {
+            recv.stop();
+            Err(ErrorFrame::new(e.code().unwrap_or(ErrorCode::Truncated)))
+        }
+        Ok(Err(_)) => Err(ErrorFrame::new(ErrorCode::Truncated)),
+        Err(_) => {
+            recv.stop();
+            Err(ErrorFrame::new(ErrorCode::Truncated))
+        }
+    }
+}
+
 /// PutChunk: reads the chunk that follows the frame, stores it, answers `ChunkStored`.
 /// Returns the answer to send; the caller has the slot.
 pub(crate) async fn put(
@@ -131,19 +162,19 @@ pub(crate) async fn put(
     id: ChunkId,
     recv: &mut impl RequestRecv,
 ) -> Result<Response, ErrorFrame> {
+    svc.store()?;
+    let data = read_chunk(recv).await?;
+    store(svc, id, data).await
+}
+
+/// Stores a chunk that was read (a PutChunk's, or a forwarded put's once opened) durably;
+/// answers `ChunkStored`.
+pub(crate) async fn store(
+    svc: &ChunkService,
+    id: ChunkId,
+    data: Vec<u8>,
+) -> Result<Response, ErrorFrame> {
     let store = svc.store()?;
-    let data = match tokio::time::timeout(REQUEST_TIMEOUT, recv.read_trailer(CHUNK_LEN)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(hush_transport::Error::Protocol(e))) => {
-            recv.stop();
-            return Err(ErrorFrame::new(e.code().unwrap_or(ErrorCode::Truncated)));
-        }
-        Ok(Err(_)) => return Err(ErrorFrame::new(ErrorCode::Truncated)),
-        Err(_) => {
-            recv.stop();
-            return Err(ErrorFrame::new(ErrorCode::Truncated));
-        }
-    };
     let now = svc.clock.now();
     let r = tokio::task::spawn_blocking(move || store.put_chunk(&id, &data, now)).await;
     match r {

@@ -1,12 +1,13 @@
-//! Private routing on the relay (docs/PROTOCOL.md II.4.2): the forwarding key, forwarding
-//! clients' sealed deposits to other relays, and opening the ones sealed to this relay.
+//! Private routing on the relay (docs/PROTOCOL.md II.4.2, II.4.4): the forwarding key,
+//! forwarding clients' sealed deposits and chunk requests to other relays, and opening the
+//! ones sealed to this relay.
 //!
 //! Owns: the static X25519 forwarding key (a file beside the TLS key, made on first start)
 //! and the statement binding it to this relay's pin (signed once at start with the
 //! certificate key); the pool of outgoing connections, one per destination relay shared by
 //! every client, each verifying the destination's pin; and, as a destination, the bounded
-//! memory of ephemeral keys (a replay is refused) and of answers by request id (a retried
-//! deposit is stored once).
+//! memory of ephemeral keys, Deliver's and DeliverChunk's alike (a replay is refused), and of
+//! answers by request id (a retried deposit is stored once).
 //!
 //! Must never learn or keep more than it must: a forwarding relay handles a destination
 //! address and opaque sealed bytes only; a destination sees the forwarding relay's
@@ -22,6 +23,7 @@ use hush_proto::forward::{
     Destination, ForwardSecret, KeyStatement, RequestId, SealedAnswer, SealedRequest,
     statement_message,
 };
+use hush_proto::forward_chunk::{OpenedChunk, SealedChunkAnswer, SealedChunkRequest};
 use hush_proto::{EnvelopeId, ErrorCode, ErrorFrame, SpkiPin};
 use hush_transport::RelayClient;
 use sha2::{Digest, Sha256};
@@ -183,7 +185,7 @@ impl Forwarder {
     }
 
     /// Why this relay will not forward to `destination`, if it will not.
-    fn refusal(&self, destination: &Destination) -> Option<ErrorFrame> {
+    pub(crate) fn refusal(&self, destination: &Destination) -> Option<ErrorFrame> {
         if !self.enabled {
             return Some(ErrorFrame::new(ErrorCode::ForwardingDisabled));
         }
@@ -297,6 +299,34 @@ impl Forwarder {
     ) -> Result<SealedAnswer, ErrorFrame> {
         self.on_destination(destination, |c| async move { c.deliver(sealed).await })
             .await
+    }
+
+    /// `ForwardChunk`: passes the sealed chunk request (and a put's sealed chunk) on as
+    /// `DeliverChunk`; the sealed answer and a get's sealed chunk.
+    pub(crate) async fn forward_chunk(
+        &self,
+        destination: &Destination,
+        sealed: SealedChunkRequest,
+        trailer: Option<Vec<u8>>,
+    ) -> Result<(SealedChunkAnswer, Option<Vec<u8>>), ErrorFrame> {
+        self.on_destination(destination, |c| async move {
+            c.deliver_chunk(sealed, trailer.as_deref()).await
+        })
+        .await
+    }
+
+    /// `DeliverChunk`, first step: opens the sealed chunk request; refuses a replayed
+    /// ephemeral key (the same memory as `Deliver`'s).
+    pub(crate) fn open_chunk(
+        &self,
+        sealed: &SealedChunkRequest,
+    ) -> Result<OpenedChunk, ErrorFrame> {
+        let opened = hush_proto::forward_chunk::open_chunk_request(&self.secret, &self.pin, sealed)
+            .map_err(|_| ErrorFrame::new(ErrorCode::ForwardUnsealable))?;
+        if !self.lock_memory().first_use(sealed.ephemeral) {
+            return Err(ErrorFrame::new(ErrorCode::ForwardReplay));
+        }
+        Ok(opened)
     }
 
     /// `Deliver`, first step: opens the sealed request; refuses a replayed ephemeral key.

@@ -17,7 +17,7 @@
 //! [`store`] (trait; redb and JetStream backends), [`disk`] (free space under the data
 //! directory), [`commit`] (group commit), [`push`] (subscriptions), [`server`] (endpoint,
 //! requests, shutdown), `tcp` (TLS over TCP carrying hush-proto's cells), [`metrics`] (health and Prometheus), [`clock`] (wall clock for expiry), [`forward`] (private
-//! routing: the forwarding key, forwarding to other relays, opening forwarded deposits), `chunks` (file chunk requests and their limits). The client side, and the frame I/O on streams both sides share,
+//! routing: the forwarding key, forwarding to other relays, opening forwarded deposits and chunk requests), `chunks` (file chunk requests and their limits). The client side, and the frame I/O on streams both sides share,
 //! are hush-transport's.
 #![forbid(unsafe_code)]
 

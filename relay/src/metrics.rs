@@ -65,7 +65,7 @@ pub struct Metrics {
 /// Upper bounds (milliseconds) of the commit duration histogram; one more bucket is +Inf.
 const COMMIT_BUCKETS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0];
 
-const REQUEST_NAMES: [&str; 8] = [
+const REQUEST_NAMES: [&str; 10] = [
     "ping",
     "deposit",
     "fetch",
@@ -74,6 +74,8 @@ const REQUEST_NAMES: [&str; 8] = [
     "put_chunk",
     "get_chunk",
     "delete_chunk",
+    "forward_chunk",
+    "deliver_chunk",
 ];
 
 /// How a delete request ended (`hush_relay_deletes_total{outcome}`). Finding nothing to

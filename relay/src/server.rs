@@ -856,9 +856,7 @@ pub(crate) async fn handle_stream(
     // its chunk (docs/PROTOCOL.md II.4.3), read only once the request is decoded and admitted.
     let read = async {
         let head = recv.read_frame().await?;
-        let trailer = head
-            .get(1)
-            .map_or(0, |&k| hush_proto::chunk::request_trailer_len(k));
+        let trailer = hush_proto::chunk::request_trailer_len(&head);
         if head.len() == FRAME_LEN && trailer == 0 {
             recv.read_trailer(0).await?;
         }
@@ -914,6 +912,13 @@ pub(crate) async fn handle_stream(
     match req {
         Request::PutChunk { .. } | Request::GetChunk { .. } | Request::DeleteChunk { .. } => {
             return chunk_request(req, send, recv, &shared, &state).await;
+        }
+        Request::ForwardChunk {
+            destination,
+            sealed,
+        } => return forward_chunk(destination, sealed, send, recv, &shared, &state).await,
+        Request::DeliverChunk { sealed } => {
+            return deliver_chunk(sealed, send, recv, &shared, &state).await;
         }
         Request::Ping => {
             let pong = Pong {
@@ -1278,6 +1283,141 @@ async fn chunk_request(
         }
         Err(e) => send_error(&mut send, metrics, e).await,
     }
+}
+
+/// Sends a `ChunkForwarded` frame and the sealed chunk after it, if there is one.
+async fn send_chunk_forwarded(
+    send: &mut impl ResponseSend,
+    answer: hush_proto::forward_chunk::SealedChunkAnswer,
+    trailer: Option<&[u8]>,
+) -> bool {
+    send_frame(send, &Response::ChunkForwarded(answer)).await
+        && match trailer {
+            Some(data) => send.write_raw(data).await,
+            None => true,
+        }
+}
+
+/// ForwardChunk (docs/PROTOCOL.md II.4.4): passes a sealed chunk request, and a put's sealed
+/// chunk, on to the destination as DeliverChunk and its sealed answer back. Each holds a
+/// chunk in memory here, so it counts against the chunk limits; this relay needs no chunk
+/// storage of its own for it.
+async fn forward_chunk(
+    destination: hush_proto::forward::Destination,
+    sealed: hush_proto::forward_chunk::SealedChunkRequest,
+    mut send: impl ResponseSend,
+    mut recv: impl RequestRecv,
+    shared: &Shared,
+    state: &ConnState,
+) {
+    let metrics = &shared.metrics;
+    if let Some(e) = shared.forwarder.refusal(&destination) {
+        recv.stop();
+        return send_error(&mut send, metrics, e).await;
+    }
+    let _slot = match shared.chunks.admit_forwarding(&state.chunk_slots) {
+        Ok(s) => s,
+        Err(e) => {
+            recv.stop();
+            return send_error(&mut send, metrics, e).await;
+        }
+    };
+    let trailer = if sealed.trailer {
+        match crate::chunks::read_chunk(&mut recv).await {
+            Ok(d) => Some(d),
+            Err(e) => return send_error(&mut send, metrics, e).await,
+        }
+    } else {
+        None
+    };
+    match shared
+        .forwarder
+        .forward_chunk(&destination, sealed, trailer)
+        .await
+    {
+        Ok((answer, data)) => {
+            let _ = send_chunk_forwarded(&mut send, answer, data.as_deref()).await;
+            finish(&mut send).await;
+        }
+        Err(e) => send_error(&mut send, metrics, e).await,
+    }
+}
+
+/// DeliverChunk (docs/PROTOCOL.md II.4.4): opens a chunk request sealed to this relay,
+/// refuses a replay, performs it as if it had come directly (same limits, storage and
+/// answers) and answers it sealed, a get's chunk sealed after the answer.
+async fn deliver_chunk(
+    sealed: hush_proto::forward_chunk::SealedChunkRequest,
+    mut send: impl ResponseSend,
+    mut recv: impl RequestRecv,
+    shared: &Shared,
+    state: &ConnState,
+) {
+    use hush_proto::forward_chunk::ChunkAnswer;
+    let metrics = &shared.metrics;
+    let svc = &shared.chunks;
+    let _slot = match svc.admit(&state.chunk_slots) {
+        Ok(s) => s,
+        Err(e) => {
+            recv.stop();
+            return send_error(&mut send, metrics, e).await;
+        }
+    };
+    let opened = match shared.forwarder.open_chunk(&sealed) {
+        Ok(o) => o,
+        Err(e) => {
+            recv.stop();
+            return send_error(&mut send, metrics, e).await;
+        }
+    };
+    let outcome = match opened.request() {
+        Request::PutChunk { id } => {
+            let id = *id;
+            if shared.disk.is_low() {
+                recv.stop();
+                Err(ErrorFrame::new(ErrorCode::ChunkStoreFull))
+            } else {
+                let data = match crate::chunks::read_chunk(&mut recv).await {
+                    Ok(d) => d,
+                    Err(e) => return send_error(&mut send, metrics, e).await,
+                };
+                // A chunk changed on the way does not open: nothing is stored, and the
+                // answer is plain (the request opened, so its key is used up: retries
+                // seal anew).
+                let Ok(data) = opened.open_trailer(data) else {
+                    let e = ErrorFrame::new(ErrorCode::ForwardUnsealable);
+                    return send_error(&mut send, metrics, e).await;
+                };
+                crate::chunks::store(svc, id, data).await.map(|r| {
+                    if matches!(r, Response::ChunkStored { fresh: true }) {
+                        metrics.chunk_bytes_received(hush_proto::CHUNK_LEN);
+                    }
+                    match r {
+                        Response::ChunkStored { fresh } => ChunkAnswer::Stored { fresh },
+                        _ => ChunkAnswer::Error(ErrorFrame::new(ErrorCode::Internal)),
+                    }
+                })
+            }
+        }
+        Request::GetChunk { secret } => crate::chunks::get(svc, secret.id())
+            .await
+            .map(ChunkAnswer::Chunk),
+        Request::DeleteChunk { secret } => crate::chunks::delete(svc, secret.id())
+            .await
+            .map(|_| ChunkAnswer::Deleted),
+        _ => Err(ErrorFrame::new(ErrorCode::Internal)),
+    };
+    let answer = outcome.unwrap_or_else(|e| {
+        metrics.error(e.code);
+        ChunkAnswer::Error(e)
+    });
+    let (sealed_answer, trailer) = opened.seal_answer(crate::forward::Forwarder::nonce(), answer);
+    if send_chunk_forwarded(&mut send, sealed_answer, trailer.as_deref()).await
+        && let Some(data) = &trailer
+    {
+        metrics.chunk_bytes_sent(data.len());
+    }
+    finish(&mut send).await;
 }
 
 fn charge_deposit(state: &ConnState) -> Result<(), ErrorFrame> {

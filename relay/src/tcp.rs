@@ -236,12 +236,13 @@ struct StreamEnds {
 
 impl StreamEnds {
     fn deliver(&mut self, bytes: &[u8], fin: bool) {
-        // A PutChunk stream carries its chunk after the frame (docs/PROTOCOL.md II.4.3):
+        // A PutChunk stream carries its chunk after the frame (docs/PROTOCOL.md II.4.3), and
+        // so may a ForwardChunk or DeliverChunk (II.4.4):
         // the kind, byte 1 of the stream, decides how much of it is kept.
         if self.received < 2
             && let Some(&kind) = bytes.get(1 - self.received)
         {
-            self.limit = STREAM_READ_LIMIT + hush_proto::chunk::request_trailer_len(kind);
+            self.limit = STREAM_READ_LIMIT + hush_proto::chunk::request_max_trailer_len(kind);
         }
         let limit = self.limit;
         let room = limit.saturating_sub(self.received);

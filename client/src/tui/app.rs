@@ -91,8 +91,14 @@ pub fn file_bar(direction: &str, p: hush_core::files::Progress) -> String {
             / usize::try_from(p.total).unwrap_or(1).max(1)
     };
     let pct = (p.bytes * 100).checked_div(p.size).unwrap_or(100);
+    // A transfer stopped on its private route says why, as a waiting deposit does; it
+    // resumes from there when asked again.
+    let waiting = p
+        .waiting
+        .map(|why| format!(" (waiting: {why}; :save again resumes)"))
+        .unwrap_or_default();
     format!(
-        "{direction} file {}: [{}{}] {pct}% {} / {}",
+        "{direction} file {}: [{}{}] {pct}% {} / {}{waiting}",
         p.id,
         "█".repeat(filled.min(width)),
         "░".repeat(width - filled.min(width)),

@@ -2398,6 +2398,7 @@ fn file_and_save_commands_name_the_selected_contact_and_show_a_progress_bar() {
         total: 20,
         bytes: 2_621_040,
         size: 5_000_000,
+        waiting: None,
     };
     app.update(Msg::FileProgress {
         direction: "save",

@@ -258,6 +258,7 @@ pub async fn start(store: Store, opts: Options) -> Result<(Handle, mpsc::Receive
         Handle {
             tx,
             network: opts_network,
+            routing: opts.routing,
             bind: opts.bind,
         },
         events,

@@ -85,6 +85,14 @@ pub enum Error {
         "this profile was made by an older hush (protocol version 1); its contacts and invites cannot be used by this version: make a new profile, or open this one with the older hush"
     )]
     ProfileFromProtocol1,
+    /// A request to another relay through the profile's own relay (private routing,
+    /// docs/PROTOCOL.md II.4.2, II.4.4) failed; nothing was sent directly instead. The name
+    /// says why (`own_relay_unreachable`, `forward_key_refused`, `forward_unreachable`,
+    /// ...); what was under way is kept and resumes when asked again.
+    #[error(
+        "private routing through your own relay failed ({0}); nothing was sent directly, and it resumes when you retry"
+    )]
+    PrivateRoute(&'static str),
     /// The argument is not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -156,20 +156,23 @@ async fn connect(target: &Target) -> Result<Connected, DepositFailure> {
 
 /// The reason a private-routing step failed, by name.
 fn route_failure(e: &hush_transport::Error) -> DepositFailure {
+    match private_route_reason(e) {
+        Some(why) => DepositFailure::PrivateRoute(why),
+        None => DepositFailure::CertificateMismatch,
+    }
+}
+
+/// The name of the reason a request through the own relay failed (deposits here, a file's
+/// chunk requests in `crate::files`), or `None` when it is the destination's certificate
+/// not matching its pin, as the forwarding relay found: the same finding as a direct
+/// connection's, reported as that.
+pub(crate) fn private_route_reason(e: &hush_transport::Error) -> Option<&'static str> {
     match e {
-        hush_transport::Error::ForwardKeyRefused(_) => {
-            DepositFailure::PrivateRoute("forward_key_refused")
-        }
-        hush_transport::Error::ForwardAnswerUnsealable => {
-            DepositFailure::PrivateRoute("forward_answer_unsealable")
-        }
-        // The destination's certificate does not match its pin, as the forwarding relay
-        // found: the same finding as a direct connection's, and reported as that.
-        hush_transport::Error::Relay(f) if f.code == ErrorCode::ForwardPinMismatch => {
-            DepositFailure::CertificateMismatch
-        }
-        hush_transport::Error::Relay(f) => DepositFailure::PrivateRoute(f.code.name()),
-        _ => DepositFailure::PrivateRoute("own_relay_unreachable"),
+        hush_transport::Error::ForwardKeyRefused(_) => Some("forward_key_refused"),
+        hush_transport::Error::ForwardAnswerUnsealable => Some("forward_answer_unsealable"),
+        hush_transport::Error::Relay(f) if f.code == ErrorCode::ForwardPinMismatch => None,
+        hush_transport::Error::Relay(f) => Some(f.code.name()),
+        _ => Some("own_relay_unreachable"),
     }
 }
 

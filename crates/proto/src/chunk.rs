@@ -3,7 +3,7 @@
 //! Owns: the chunk size [`CHUNK_LEN`], the chunk names ([`ChunkSecret`], [`ChunkId`] and the
 //! relay's storage key for an id) and the rule of which request or response kinds carry a
 //! chunk's bytes after their frame on the same stream ([`request_trailer_len`],
-//! [`response_trailer_len`]). Sans-IO like the rest of the crate.
+//! [`request_max_trailer_len`], [`response_trailer_len`]). Sans-IO like the rest of the crate.
 //! Must never know how a chunk's content is encrypted or how chunk secrets are derived from a
 //! file (that is the client's business, docs/PROTOCOL.md II.4.3): to a relay, and to this
 //! crate, a chunk is `CHUNK_LEN` opaque bytes named by an id.
@@ -99,26 +99,58 @@ impl fmt::Debug for ChunkSecret {
     }
 }
 
-/// How many bytes follow a request frame of kind `kind` on its stream: [`CHUNK_LEN`] for
-/// `PutChunk`, 0 for every other kind (and for unknown kinds, which decoding rejects). A
-/// reader looks at byte 1 of the frame to know how much more to read.
+/// The most bytes that may follow a request frame of kind `kind` on its stream:
+/// [`CHUNK_LEN`] for `PutChunk`, `ForwardChunk` and `DeliverChunk` (the two forwarded kinds
+/// carry one when their trailer flag says so, [`request_trailer_len`]), 0 for every other
+/// kind (and for unknown kinds, which decoding rejects). A reader that has only byte 1 of
+/// the stream bounds what it keeps with this.
 #[must_use]
-pub fn request_trailer_len(kind: u8) -> usize {
-    if kind == crate::frame::PUT_CHUNK_KIND {
+pub fn request_max_trailer_len(kind: u8) -> usize {
+    if kind == crate::frame::PUT_CHUNK_KIND
+        || crate::frame::FORWARD_CHUNK_KINDS
+            .iter()
+            .any(|&(k, _)| k == kind)
+    {
         CHUNK_LEN
     } else {
         0
     }
 }
 
-/// How many bytes follow a response frame of kind `kind` on its stream: [`CHUNK_LEN`] for
-/// `Chunk`, 0 for every other kind.
+/// How many bytes follow the request frame `frame` (its first bytes at least) on its
+/// stream: [`CHUNK_LEN`] for `PutChunk`, and for `ForwardChunk` and `DeliverChunk` whose
+/// trailer flag is 1; 0 otherwise (a flag other than 0 or 1 is refused by decoding, and
+/// counts as 0 here, so a reader does not wait for bytes that may never come).
 #[must_use]
-pub fn response_trailer_len(kind: u8) -> usize {
-    if kind == crate::frame::CHUNK_KIND {
-        CHUNK_LEN
-    } else {
-        0
+pub fn request_trailer_len(frame: &[u8]) -> usize {
+    let Some(&kind) = frame.get(1) else {
+        return 0;
+    };
+    if kind == crate::frame::PUT_CHUNK_KIND {
+        return CHUNK_LEN;
+    }
+    match crate::frame::FORWARD_CHUNK_KINDS
+        .iter()
+        .find(|&&(k, _)| k == kind)
+    {
+        Some(&(_, at)) if frame.get(at) == Some(&1) => CHUNK_LEN,
+        _ => 0,
+    }
+}
+
+/// How many bytes follow a response frame on its stream: [`CHUNK_LEN`] for `Chunk`, and for
+/// `ChunkForwarded` whose trailer flag (the first byte of its body) is 1; 0 otherwise.
+#[must_use]
+pub fn response_trailer_len(frame: &[u8]) -> usize {
+    match frame.get(1) {
+        Some(&k) if k == crate::frame::CHUNK_KIND => CHUNK_LEN,
+        Some(&k)
+            if k == crate::frame::CHUNK_FORWARDED_KIND
+                && frame.get(crate::HEADER_LEN) == Some(&1) =>
+        {
+            CHUNK_LEN
+        }
+        _ => 0,
     }
 }
 
@@ -148,12 +180,33 @@ mod tests {
     #[test]
     fn only_chunk_kinds_carry_a_trailer() {
         for k in 0..=255u8 {
-            let req = request_trailer_len(k);
-            let resp = response_trailer_len(k);
+            let mut frame = vec![0u8; crate::FRAME_LEN];
+            frame[1] = k;
+            let req = request_trailer_len(&frame);
+            let resp = response_trailer_len(&frame);
             assert_eq!(req == CHUNK_LEN, k == 0x10, "request kind {k:#x}");
             assert_eq!(resp == CHUNK_LEN, k == 0x91, "response kind {k:#x}");
-            assert!(req == 0 || req == CHUNK_LEN);
+            assert_eq!(
+                request_max_trailer_len(k) == CHUNK_LEN,
+                matches!(k, 0x10 | 0x13 | 0x14),
+                "request kind {k:#x}"
+            );
         }
+        // The forwarded kinds carry one when their flag says so.
+        let mut forward = vec![0u8; crate::FRAME_LEN];
+        forward[1] = 0x13;
+        forward[4 + 288 + 32] = 1;
+        let mut deliver = vec![0u8; crate::FRAME_LEN];
+        deliver[1] = 0x14;
+        deliver[4 + 32] = 1;
+        let mut answer = vec![0u8; crate::FRAME_LEN];
+        answer[1] = 0x93;
+        answer[4] = 1;
+        assert_eq!(request_trailer_len(&forward), CHUNK_LEN);
+        assert_eq!(request_trailer_len(&deliver), CHUNK_LEN);
+        assert_eq!(response_trailer_len(&answer), CHUNK_LEN);
+        deliver[4 + 32] = 2;
+        assert_eq!(request_trailer_len(&deliver), 0);
     }
 
     #[test]

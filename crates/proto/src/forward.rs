@@ -268,7 +268,7 @@ fn derive(
     CommandKeys { request, answer }
 }
 
-fn aead(key: &[u8; 32]) -> LessSafeKey {
+pub(crate) fn aead(key: &[u8; 32]) -> LessSafeKey {
     match UnboundKey::new(&CHACHA20_POLY1305, key) {
         Ok(k) => LessSafeKey::new(k),
         // ring refuses only a key of the wrong length; this one is 32 bytes by construction.

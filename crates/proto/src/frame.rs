@@ -16,6 +16,9 @@ use crate::forward::{
     DESTINATION_LEN, Destination, KeyStatement, MAX_SIGNATURE_LEN, MAX_SPKI_LEN,
     SEALED_REQUEST_LEN, SealedAnswer, SealedRequest, X25519_LEN,
 };
+use crate::forward_chunk::{
+    SEALED_CHUNK_ANSWER_LEN, SEALED_CHUNK_REQUEST_LEN, SealedChunkAnswer, SealedChunkRequest,
+};
 use crate::types::{
     DeleteIds, Delivery, ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, SecretBatch,
 };
@@ -38,6 +41,10 @@ mod kind {
     pub const PUT_CHUNK: u8 = 0x10;
     pub const GET_CHUNK: u8 = 0x11;
     pub const DELETE_CHUNK: u8 = 0x12;
+    // Forwarded chunk requests (docs/PROTOCOL.md II.4.4).
+    pub const FORWARD_CHUNK: u8 = 0x13;
+    pub const DELIVER_CHUNK: u8 = 0x14;
+    pub const CHUNK_FORWARDED: u8 = 0x93;
     pub const CHUNK_STORED: u8 = 0x90;
     pub const CHUNK: u8 = 0x91;
     pub const CHUNK_DELETED: u8 = 0x92;
@@ -75,10 +82,13 @@ mod kind {
         ) || is_chunk_request(k)
     }
     pub fn is_chunk_request(k: u8) -> bool {
-        matches!(k, PUT_CHUNK | GET_CHUNK | DELETE_CHUNK)
+        matches!(
+            k,
+            PUT_CHUNK | GET_CHUNK | DELETE_CHUNK | FORWARD_CHUNK | DELIVER_CHUNK
+        )
     }
     pub fn is_chunk_response(k: u8) -> bool {
-        matches!(k, CHUNK_STORED | CHUNK | CHUNK_DELETED)
+        matches!(k, CHUNK_STORED | CHUNK | CHUNK_DELETED | CHUNK_FORWARDED)
     }
     pub fn is_response(k: u8) -> bool {
         matches!(
@@ -99,6 +109,17 @@ mod kind {
 pub(crate) const PUT_CHUNK_KIND: u8 = kind::PUT_CHUNK;
 /// The kind byte of `Chunk`, whose frame is followed by a chunk on its stream.
 pub(crate) const CHUNK_KIND: u8 = kind::CHUNK;
+/// The kind bytes of `ForwardChunk` and `DeliverChunk`, and the offset of their trailer flag
+/// in the frame: a sealed chunk follows them when the flag is 1.
+pub(crate) const FORWARD_CHUNK_KINDS: [(u8, usize); 2] = [
+    (
+        kind::FORWARD_CHUNK,
+        HEADER_LEN + DESTINATION_LEN + X25519_LEN,
+    ),
+    (kind::DELIVER_CHUNK, HEADER_LEN + X25519_LEN),
+];
+/// The kind byte of `ChunkForwarded`, whose trailer flag is the first byte of its body.
+pub(crate) const CHUNK_FORWARDED_KIND: u8 = kind::CHUNK_FORWARDED;
 
 /// A request from a client to a relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +228,21 @@ pub enum Request {
         /// The sealed inner request.
         sealed: SealedRequest,
     },
+    /// Pass a sealed chunk request (and, for a put, the sealed chunk after this frame) on
+    /// to `destination` as a [`Request::DeliverChunk`]; answered by
+    /// [`Response::ChunkForwarded`] (and, for a get, the sealed chunk after it).
+    ForwardChunk {
+        /// The destination relay.
+        destination: Destination,
+        /// The sealed inner chunk request.
+        sealed: SealedChunkRequest,
+    },
+    /// A forwarded chunk request, sealed to this relay's forwarding key; answered by
+    /// [`Response::ChunkForwarded`].
+    DeliverChunk {
+        /// The sealed inner chunk request.
+        sealed: SealedChunkRequest,
+    },
 }
 
 /// Relay parameters, carried by [`Response::Pong`].
@@ -269,6 +305,9 @@ pub enum Response {
     Chunk,
     /// Answer to [`Request::DeleteChunk`]: the chunk is deleted.
     ChunkDeleted,
+    /// The destination's sealed answer to a forwarded chunk request; a sealed chunk follows
+    /// the frame when its `trailer` flag is set.
+    ChunkForwarded(SealedChunkAnswer),
 }
 
 /// An error answer: a code and a code-specific argument.
@@ -496,6 +535,22 @@ impl<'a> Reader<'a> {
         self.pos += n;
         out
     }
+    fn flag(&mut self, name: &'static str) -> Result<bool, Error> {
+        match self.u8() {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::BadField(name)),
+        }
+    }
+    fn sealed_chunk_request(&mut self) -> Result<SealedChunkRequest, Error> {
+        let ephemeral = self.take();
+        let trailer = self.flag("trailer")?;
+        Ok(SealedChunkRequest {
+            ephemeral,
+            trailer,
+            sealed: self.take::<SEALED_CHUNK_REQUEST_LEN>(),
+        })
+    }
     fn sealed_request(&mut self) -> SealedRequest {
         SealedRequest {
             ephemeral: self.take(),
@@ -632,6 +687,16 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, Error> {
         kind::DELIVER => Request::Deliver {
             sealed: r.sealed_request(),
         },
+        kind::FORWARD_CHUNK => {
+            let destination = Destination::decode(&r.take::<DESTINATION_LEN>())?;
+            Request::ForwardChunk {
+                destination,
+                sealed: r.sealed_chunk_request()?,
+            }
+        }
+        kind::DELIVER_CHUNK => Request::DeliverChunk {
+            sealed: r.sealed_chunk_request()?,
+        },
         other => return Err(Error::UnknownKind(other)),
     };
     r.finish()?;
@@ -708,6 +773,13 @@ pub fn decode_response(buf: &[u8]) -> Result<Response, Error> {
         },
         kind::CHUNK => Response::Chunk,
         kind::CHUNK_DELETED => Response::ChunkDeleted,
+        kind::CHUNK_FORWARDED => {
+            let trailer = r.flag("trailer")?;
+            Response::ChunkForwarded(SealedChunkAnswer {
+                trailer,
+                sealed: r.take::<SEALED_CHUNK_ANSWER_LEN>(),
+            })
+        }
         other => return Err(Error::UnknownKind(other)),
     };
     r.finish()?;
@@ -800,6 +872,21 @@ impl Request {
                 w.put(&sealed.sealed[..]);
                 w.finish()
             }
+            Self::ForwardChunk {
+                destination,
+                sealed,
+            } => {
+                let mut w = Writer::new(kind::FORWARD_CHUNK);
+                w.put(destination.binary());
+                w.pos = HEADER_LEN + DESTINATION_LEN;
+                put_sealed_chunk(&mut w, sealed);
+                w.finish()
+            }
+            Self::DeliverChunk { sealed } => {
+                let mut w = Writer::new(kind::DELIVER_CHUNK);
+                put_sealed_chunk(&mut w, sealed);
+                w.finish()
+            }
         }
     }
 
@@ -823,8 +910,17 @@ impl Request {
             Self::FetchForwardKey { .. } => "fetch_forward_key",
             Self::Forward { .. } => "forward",
             Self::Deliver { .. } => "deliver",
+            Self::ForwardChunk { .. } => "forward_chunk",
+            Self::DeliverChunk { .. } => "deliver_chunk",
         }
     }
+}
+
+/// ForwardChunk and DeliverChunk: ephemeral key, trailer flag, sealed chunk request.
+fn put_sealed_chunk(w: &mut Writer, sealed: &SealedChunkRequest) {
+    w.put(&sealed.ephemeral);
+    w.put(&[u8::from(sealed.trailer)]);
+    w.put(&sealed.sealed);
 }
 
 /// Fetch and FetchDrops: cursor, count, reserved, secrets.
@@ -927,6 +1023,12 @@ impl Response {
             }
             Self::Chunk => Writer::new(kind::CHUNK).finish(),
             Self::ChunkDeleted => Writer::new(kind::CHUNK_DELETED).finish(),
+            Self::ChunkForwarded(a) => {
+                let mut w = Writer::new(kind::CHUNK_FORWARDED);
+                w.put(&[u8::from(a.trailer)]);
+                w.put(&a.sealed);
+                w.finish()
+            }
         }
     }
 }
@@ -995,6 +1097,26 @@ mod tests {
             Request::ForwardKey,
             Request::FetchForwardKey { destination },
             Request::Deliver { sealed },
+            Request::ForwardChunk {
+                destination: crate::forward::Destination::new(
+                    format!("hush://{}@relay.example:4433", "E".repeat(43))
+                        .parse()
+                        .unwrap(),
+                )
+                .unwrap(),
+                sealed: SealedChunkRequest {
+                    ephemeral: [0x1e; 32],
+                    trailer: true,
+                    sealed: [0xc4; SEALED_CHUNK_REQUEST_LEN],
+                },
+            },
+            Request::DeliverChunk {
+                sealed: SealedChunkRequest {
+                    ephemeral: [0x2e; 32],
+                    trailer: false,
+                    sealed: [0xc5; SEALED_CHUNK_REQUEST_LEN],
+                },
+            },
         ]
     }
 
@@ -1031,6 +1153,14 @@ mod tests {
                 [0xa1; crate::forward::SEALED_ANSWER_LEN],
             )),
             Response::Error(ErrorFrame::unsupported_version()),
+            Response::ChunkForwarded(SealedChunkAnswer {
+                trailer: true,
+                sealed: [0xa2; SEALED_CHUNK_ANSWER_LEN],
+            }),
+            Response::ChunkForwarded(SealedChunkAnswer {
+                trailer: false,
+                sealed: [0xa3; SEALED_CHUNK_ANSWER_LEN],
+            }),
             Response::Error(ErrorFrame {
                 code: ErrorCode::Unrecognized(0x7777),
                 arg: 5,
@@ -1210,7 +1340,7 @@ mod tests {
         }
 
         #[test]
-        fn decoding_mutated_frames_never_panics_and_is_canonical(idx in 0..FRAME_LEN, val in any::<u8>(), which in 0usize..6) {
+        fn decoding_mutated_frames_never_panics_and_is_canonical(idx in 0..FRAME_LEN, val in any::<u8>(), which in 0usize..13) {
             let mut f = all_requests()[which].encode();
             f[idx] = val;
             if let Ok(req) = decode_request(&f[..]) {

@@ -25,6 +25,7 @@ pub mod chunk;
 pub mod drop;
 mod error;
 pub mod forward;
+pub mod forward_chunk;
 mod frame;
 pub mod mux;
 mod types;

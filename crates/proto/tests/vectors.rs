@@ -88,6 +88,22 @@ fn describe_request(r: &Request) -> String {
             h(&sealed.ephemeral),
             h(&Sha256::digest(&sealed.sealed[..]))
         ),
+        Request::ForwardChunk {
+            destination,
+            sealed,
+        } => format!(
+            "forward_chunk destination={} ephemeral={} trailer={} sealed_sha256={}",
+            destination.address(),
+            h(&sealed.ephemeral),
+            u8::from(sealed.trailer),
+            h(&Sha256::digest(sealed.sealed))
+        ),
+        Request::DeliverChunk { sealed } => format!(
+            "deliver_chunk ephemeral={} trailer={} sealed_sha256={}",
+            h(&sealed.ephemeral),
+            u8::from(sealed.trailer),
+            h(&Sha256::digest(sealed.sealed))
+        ),
         other => panic!("unknown request {other:?}"),
     }
 }
@@ -125,6 +141,11 @@ fn describe_response(r: &Response) -> String {
             h(&st.signature)
         ),
         Response::Forwarded(a) => format!("forwarded answer={}", h(&a.0)),
+        Response::ChunkForwarded(a) => format!(
+            "chunk_forwarded trailer={} answer={}",
+            u8::from(a.trailer),
+            h(&a.sealed)
+        ),
         other => panic!("unknown response {other:?}"),
     }
 }
@@ -229,6 +250,120 @@ fn forward_vector(
         InnerResponse::Error(e) => format!("error code=0x{:04x} arg={}", e.code.to_u16(), e.arg),
     };
     format!("forward inner={inner_text} answer={answer_text}")
+}
+
+/// A `forward_chunk` vector (PROTOCOL.md II.4.4): the destination's secret opens `sealed`;
+/// sealing the same request with `ephemeral_secret` gives exactly `sealed` and, for a put,
+/// a sealed chunk of SHA-256 `sealed_trailer_sha256` that opens to the chunk (the 32-byte
+/// `chunk_pattern` repeated to CHUNK_LEN), unless `flip_trailer_byte` names a byte whose bit
+/// 0 is flipped first; sealing `answer_inner`'s answer under `answer_nonce` gives exactly
+/// `answer` (and for a get the sealed chunk of SHA-256 `sealed_answer_trailer_sha256`), and
+/// the client opens it.
+fn forward_chunk_vector(
+    field: &dyn Fn(&str) -> String,
+    optional: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    use hush_proto::CHUNK_LEN;
+    use hush_proto::forward::{ForwardSecret, KeyStatement};
+    use hush_proto::forward_chunk::{
+        self, ChunkAnswer, SEALED_CHUNK_REQUEST_LEN, SealedChunkAnswer, SealedChunkRequest,
+    };
+    let bytes = |k: &str| hex::decode(field(k)).unwrap();
+    let pin = hush_proto::SpkiPin(bytes("pin").try_into().unwrap());
+    let verified = KeyStatement {
+        spki: bytes("spki"),
+        key: bytes("key").try_into().unwrap(),
+        signature: bytes("signature"),
+    }
+    .verify(&pin)
+    .unwrap();
+    let chunk: Vec<u8> = bytes("chunk_pattern")
+        .iter()
+        .copied()
+        .cycle()
+        .take(CHUNK_LEN)
+        .collect();
+    let raw = bytes("sealed");
+    assert_eq!(raw.len(), 33 + SEALED_CHUNK_REQUEST_LEN);
+    let flag = match raw[32] {
+        0 => false,
+        1 => true,
+        other => panic!("flag {other}"),
+    };
+    let sealed = SealedChunkRequest {
+        ephemeral: raw[..32].try_into().unwrap(),
+        trailer: flag,
+        sealed: raw[33..].try_into().unwrap(),
+    };
+    let secret = ForwardSecret::from_bytes(bytes("forward_secret").try_into().unwrap());
+    let Ok(opened) = forward_chunk::open_chunk_request(&secret, &pin, &sealed) else {
+        return "error unsealable".into();
+    };
+    let request = opened.request().clone();
+    let eph: [u8; 32] = bytes("ephemeral_secret").try_into().unwrap();
+    let is_put = matches!(request, Request::PutChunk { .. });
+    let (mine, trailer, pending) =
+        forward_chunk::seal_chunk_request(&verified, eph, &request, is_put.then_some(&chunk[..]))
+            .unwrap();
+    assert!(mine == sealed, "sealing gives the vector's bytes");
+    if let Some(mut trailer) = trailer {
+        assert_eq!(h(&Sha256::digest(&trailer)), field("sealed_trailer_sha256"));
+        if let Some(at) = optional("flip_trailer_byte") {
+            trailer[at.parse::<usize>().unwrap()] ^= 1;
+        }
+        match opened.open_trailer(trailer) {
+            Ok(plain) => assert!(plain == chunk, "the chunk opens"),
+            Err(_) => return "error unsealable".into(),
+        }
+    }
+    let plain = bytes("answer_inner");
+    let answer = match plain[0] {
+        0x90 => ChunkAnswer::Stored {
+            fresh: plain[4] == 1,
+        },
+        0x91 => ChunkAnswer::Chunk(chunk.clone()),
+        0x92 => ChunkAnswer::Deleted,
+        k => panic!("answer kind {k:#x}"),
+    };
+    let nonce: [u8; 12] = bytes("answer_nonce").try_into().unwrap();
+    let (sealed_answer, back) = opened.seal_answer(nonce, answer.clone());
+    assert_eq!(
+        h(&sealed_answer.sealed),
+        field("answer"),
+        "the sealed answer"
+    );
+    if let Some(t) = &back {
+        assert_eq!(h(&Sha256::digest(t)), field("sealed_answer_trailer_sha256"));
+    }
+    let got = pending
+        .open_answer(
+            &SealedChunkAnswer {
+                trailer: back.is_some(),
+                sealed: sealed_answer.sealed,
+            },
+            back,
+        )
+        .unwrap();
+    assert!(got == answer, "the client opens the answer");
+    let inner = match &request {
+        Request::PutChunk { id } => format!(
+            "put_chunk id={} chunk_sha256={}",
+            h(id.as_bytes()),
+            h(&Sha256::digest(&chunk))
+        ),
+        Request::GetChunk { secret } => format!("get_chunk secret={}", h(secret.as_bytes())),
+        Request::DeleteChunk { secret } => {
+            format!("delete_chunk secret={}", h(secret.as_bytes()))
+        }
+        other => panic!("inner {other:?}"),
+    };
+    let answer = match got {
+        ChunkAnswer::Stored { fresh } => format!("chunk_stored fresh={fresh}"),
+        ChunkAnswer::Chunk(c) => format!("chunk chunk_sha256={}", h(&Sha256::digest(&c))),
+        ChunkAnswer::Deleted => "chunk_deleted".into(),
+        ChunkAnswer::Error(e) => format!("error code=0x{:04x} arg={}", e.code.to_u16(), e.arg),
+    };
+    format!("forward_chunk inner={inner} answer={answer}")
 }
 
 #[test]
@@ -351,6 +486,7 @@ fn replay_all_vectors() {
                 }
             }
             "forward" => forward_vector(&|k| field(k), &|k| optional(k)),
+            "forward_chunk" => forward_chunk_vector(&|k| field(k), &|k| optional(k)),
             other => panic!("{name}: bad direction {other}"),
         };
         assert_eq!(got, expect, "vector {name}");

@@ -14,6 +14,7 @@ use hush_proto::forward::{
     self, Destination, InnerRequest, InnerResponse, KeyStatement, RequestId, SealedAnswer,
     SealedRequest, VerifiedKey,
 };
+use hush_proto::forward_chunk::{self, ChunkAnswer, SealedChunkAnswer, SealedChunkRequest};
 use hush_proto::{
     ALPN, CHUNK_LEN, ChunkId, ChunkSecret, DeleteIds, Delivery, Envelope, EnvelopeId, ErrorFrame,
     FetchSecret, Host, MAX_SECRETS, MailboxId, Pong, RelayAddress, Request, Response, SecretBatch,
@@ -565,8 +566,27 @@ impl RelayClient {
                 "chunk length",
             )));
         }
-        let frame = Request::PutChunk { id }.encode();
-        let mut reply = match &self.conn {
+        let mut reply = self
+            .open_with_trailer(&Request::PutChunk { id }, Some(data))
+            .await?;
+        match reply.next().await? {
+            Some(Response::ChunkStored { fresh }) => Ok(fresh),
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            _ => Err(Error::UnexpectedResponse("expected ChunkStored")),
+        }
+    }
+
+    /// Opens a stream and sends the frame of `req`, then `trailer` (a chunk), then FIN.
+    async fn open_with_trailer(
+        &self,
+        req: &Request,
+        trailer: Option<&[u8]>,
+    ) -> Result<Reply, Error> {
+        let Some(data) = trailer else {
+            return self.open(req).await;
+        };
+        let mut frame = req.encode();
+        let reply = match &self.conn {
             Conn::Quic { conn, .. } => {
                 let (mut send, recv) = conn.open_bi().await?;
                 // The relay may refuse the request from its frame and stop reading (ChunkBusy,
@@ -579,17 +599,15 @@ impl RelayClient {
                 Reply::Quic { _send: send, recv }
             }
             Conn::Tcp(t) => {
-                let mut bytes = Vec::with_capacity(frame.len() + data.len());
+                let mut bytes =
+                    zeroize::Zeroizing::new(Vec::with_capacity(frame.len() + data.len()));
                 bytes.extend_from_slice(&frame[..]);
                 bytes.extend_from_slice(data);
                 Reply::Tcp(t.request(&bytes)?)
             }
         };
-        match reply.next().await? {
-            Some(Response::ChunkStored { fresh }) => Ok(fresh),
-            Some(Response::Error(e)) => Err(Error::Relay(e)),
-            _ => Err(Error::UnexpectedResponse("expected ChunkStored")),
-        }
+        frame.zeroize();
+        Ok(reply)
     }
 
     /// Downloads the chunk `secret` opens: its [`CHUNK_LEN`] bytes.
@@ -740,6 +758,162 @@ impl RelayClient {
             Ok(InnerResponse::Deposited(e)) => Ok(e),
             Ok(InnerResponse::Error(f)) => Err(Error::Relay(f)),
             Err(_) => Err(Error::ForwardAnswerUnsealable),
+        }
+    }
+}
+
+/// Private routing of file chunks (docs/PROTOCOL.md II.4.4).
+impl RelayClient {
+    /// Sends `req` (a ForwardChunk or DeliverChunk) with its sealed chunk `trailer`, and
+    /// reads the sealed answer and, when its flag says so, the sealed chunk after it.
+    async fn chunk_exchange(
+        &self,
+        req: &Request,
+        trailer: Option<&[u8]>,
+    ) -> Result<(SealedChunkAnswer, Option<Vec<u8>>), Error> {
+        let mut reply = self.open_with_trailer(req, trailer).await?;
+        match reply.next().await? {
+            Some(Response::ChunkForwarded(a)) => {
+                let data = if a.trailer {
+                    let mut data = vec![0u8; CHUNK_LEN];
+                    reply.read_raw(&mut data).await?;
+                    Some(data)
+                } else {
+                    None
+                };
+                Ok((a, data))
+            }
+            Some(Response::Error(e)) => Err(Error::Relay(e)),
+            _ => Err(Error::UnexpectedResponse("expected ChunkForwarded")),
+        }
+    }
+
+    /// Asks this relay to pass a sealed chunk request (and a put's sealed chunk) on to
+    /// `destination`; the destination's sealed answer and a get's sealed chunk.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with this relay's or the destination's plain refusal
+    /// (`ForwardUnreachable`, `ForwardReplay`, `ChunkBusy`, ...), or a transport error.
+    pub async fn forward_chunk(
+        &self,
+        destination: &Destination,
+        sealed: SealedChunkRequest,
+        trailer: Option<&[u8]>,
+    ) -> Result<(SealedChunkAnswer, Option<Vec<u8>>), Error> {
+        let req = Request::ForwardChunk {
+            destination: destination.clone(),
+            sealed,
+        };
+        self.chunk_exchange(&req, trailer).await
+    }
+
+    /// Hands a sealed chunk request to this relay, its destination (what a forwarding relay
+    /// does).
+    ///
+    /// # Errors
+    /// As [`RelayClient::forward_chunk`].
+    pub async fn deliver_chunk(
+        &self,
+        sealed: SealedChunkRequest,
+        trailer: Option<&[u8]>,
+    ) -> Result<(SealedChunkAnswer, Option<Vec<u8>>), Error> {
+        self.chunk_exchange(&Request::DeliverChunk { sealed }, trailer)
+            .await
+    }
+
+    /// Runs the chunk request `request` (PutChunk with its `chunk`, GetChunk, DeleteChunk)
+    /// at `destination` through this relay, sealed with a fresh ephemeral key to `key`.
+    ///
+    /// # Errors
+    /// [`Error::Relay`] with the destination's refusal (sealed or plain) or a relay's on the
+    /// way; [`Error::ForwardAnswerUnsealable`] if the answer or its chunk does not open; a
+    /// transport error.
+    pub async fn forward_chunk_request(
+        &self,
+        destination: &Destination,
+        key: &VerifiedKey,
+        request: &Request,
+        chunk: Option<&[u8]>,
+    ) -> Result<ChunkAnswer, Error> {
+        let mut ephemeral = zeroize::Zeroizing::new([0u8; 32]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), ephemeral.as_mut())
+            .map_err(|_| Error::Tls("no randomness for an ephemeral key".into()))?;
+        let (sealed, trailer, pending) =
+            forward_chunk::seal_chunk_request(key, *ephemeral, request, chunk)
+                .map_err(Error::InvalidArgument)?;
+        let (answer, data) = self
+            .forward_chunk(destination, sealed, trailer.as_deref())
+            .await?;
+        match pending.open_answer(&answer, data) {
+            Ok(ChunkAnswer::Error(f)) => Err(Error::Relay(f)),
+            Ok(a) => Ok(a),
+            Err(_) => Err(Error::ForwardAnswerUnsealable),
+        }
+    }
+
+    /// [`RelayClient::put_chunk`] at `destination` through this relay.
+    ///
+    /// # Errors
+    /// As [`RelayClient::forward_chunk_request`].
+    pub async fn forward_put_chunk(
+        &self,
+        destination: &Destination,
+        key: &VerifiedKey,
+        id: ChunkId,
+        data: &[u8],
+    ) -> Result<bool, Error> {
+        if data.len() != CHUNK_LEN {
+            return Err(Error::InvalidArgument(hush_proto::Error::BadField(
+                "chunk length",
+            )));
+        }
+        let req = Request::PutChunk { id };
+        match self
+            .forward_chunk_request(destination, key, &req, Some(data))
+            .await?
+        {
+            ChunkAnswer::Stored { fresh } => Ok(fresh),
+            _ => Err(Error::ForwardAnswerUnsealable),
+        }
+    }
+
+    /// [`RelayClient::get_chunk`] at `destination` through this relay.
+    ///
+    /// # Errors
+    /// As [`RelayClient::forward_chunk_request`].
+    pub async fn forward_get_chunk(
+        &self,
+        destination: &Destination,
+        key: &VerifiedKey,
+        secret: ChunkSecret,
+    ) -> Result<Vec<u8>, Error> {
+        let req = Request::GetChunk { secret };
+        match self
+            .forward_chunk_request(destination, key, &req, None)
+            .await?
+        {
+            ChunkAnswer::Chunk(data) => Ok(data),
+            _ => Err(Error::ForwardAnswerUnsealable),
+        }
+    }
+
+    /// [`RelayClient::delete_chunk`] at `destination` through this relay.
+    ///
+    /// # Errors
+    /// As [`RelayClient::forward_chunk_request`].
+    pub async fn forward_delete_chunk(
+        &self,
+        destination: &Destination,
+        key: &VerifiedKey,
+        secret: ChunkSecret,
+    ) -> Result<(), Error> {
+        let req = Request::DeleteChunk { secret };
+        match self
+            .forward_chunk_request(destination, key, &req, None)
+            .await?
+        {
+            ChunkAnswer::Deleted => Ok(()),
+            _ => Err(Error::ForwardAnswerUnsealable),
         }
     }
 }

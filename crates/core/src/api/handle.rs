@@ -18,6 +18,7 @@ pub(crate) enum Request {
 pub struct Handle {
     pub(crate) tx: mpsc::Sender<Request>,
     pub(crate) network: crate::profile::Network,
+    pub(crate) routing: crate::profile::Routing,
     pub(crate) bind: Option<std::net::IpAddr>,
 }
 
@@ -60,6 +61,12 @@ impl Handle {
     /// How this engine reaches relays (for a front end's own relay check).
     pub fn network(&self) -> crate::profile::Network {
         self.network
+    }
+
+    /// How requests to relays other than the profile's own travel (deposits, and a file's
+    /// chunk requests).
+    pub fn routing(&self) -> crate::profile::Routing {
+        self.routing
     }
 
     /// The local address this engine's connections leave from, if the profile sets one.

@@ -33,6 +33,7 @@ mod inbound;
 mod mailboxes;
 mod outbox;
 mod schedule;
+pub(crate) use schedule::exponential;
 pub use schedule::{TrafficConfig, TrafficCost};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

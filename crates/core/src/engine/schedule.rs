@@ -121,6 +121,16 @@ impl TrafficConfig {
     }
 }
 
+/// An exponential draw with mean `mean`: `-mean * ln(U)`, U uniform in (0, 1] at 53 bits,
+/// capped at [`MAX_MEANS`] means. The slots here and the paced chunk requests of high-risk
+/// mode (`crate::files`) draw their gaps with it.
+pub(crate) fn exponential(rng: &mut ChaCha20Rng, mean: Duration) -> Duration {
+    // 53 random bits, as an f64 in [0, 1); 1 - that is in (0, 1], so ln is finite.
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let factor = (-(1.0 - u).ln()).min(MAX_MEANS);
+    mean.mul_f64(factor)
+}
+
 /// The schedule's state. See the module documentation.
 pub(crate) struct Schedule {
     config: TrafficConfig,
@@ -176,13 +186,8 @@ impl Schedule {
         self.high_risk = on;
     }
 
-    /// An exponential draw with mean `mean`: `-mean * ln(U)`, U uniform in (0, 1] at 53 bits,
-    /// capped at [`MAX_MEANS`] means.
     fn draw(&mut self, mean: Duration) -> Duration {
-        // 53 random bits, as an f64 in [0, 1); 1 - that is in (0, 1], so ln is finite.
-        let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let factor = (-(1.0 - u).ln()).min(MAX_MEANS);
-        mean.mul_f64(factor)
+        exponential(&mut self.rng, mean)
     }
 
     /// A uniform index below `n` (`n > 0`) for the slot's contact.

@@ -170,8 +170,8 @@ write("fail_chunk_padding", "response", frame(0x91, b"\x00" * 100 + b"\x01"), "e
       "a Chunk frame's body is all zero (the chunk is not inside the frame)")
 write("fail_put_chunk_padding", "request", frame(0x10, chunk_id + b"\x01"), "error padding_not_zero",
       "PutChunk with a byte after the id")
-write("fail_chunk_kind_0x13", "request", frame(0x13, chunk_id), "error unknown_kind",
-      "0x13 is in the chunk range but not assigned")
+write("fail_chunk_kind_0x15", "request", frame(0x15, chunk_id), "error unknown_kind",
+      "0x15 is in the chunk range but not assigned")
 write("fail_chunk_as_request", "request", frame(0x91), "error unexpected_kind", "Chunk sent to a relay")
 with open(os.path.join(HERE, "chunk_names.txt"), "w") as fh:
     fh.write("# a chunk's id and the relay's storage key for it, from its secret\n")
@@ -506,3 +506,109 @@ write_forward("fail_forward_sealed_tampered", base + [("forward_secret", fwd_sec
               "error unsealable", "one ciphertext bit flipped: the relay cannot open it")
 write_forward("fail_forward_sealed_wrong_relay", base + [("forward_secret", bytes([0x01]) * 32), ("sealed", eph + sealed)],
               "error unsealable", "a relay with another forwarding key cannot open it")
+
+# Forwarded chunk requests (PROTOCOL.md II.4.4): ForwardChunk 0x13, DeliverChunk 0x14,
+# ChunkForwarded 0x93; the inner chunk request and answer sealed under four keys from one
+# exchange, the chunk after a put (or a get's answer) sealed with its tag inside the frame.
+def chacha(key, nonce, data):
+    out = ChaCha20Poly1305(key).encrypt(nonce, data, None)
+    return out[:-16], out[-16:]
+
+chunk_pattern = "分块 ملف 📦 chunk!".encode()[:32].ljust(32, b"~")
+assert len(chunk_pattern) == 32
+pattern_chunk = chunk_pattern * (CHUNK_LEN // 32)
+assert len(pattern_chunk) == CHUNK_LEN
+
+def chunk_keys(eph_s):
+    e_pub = x_public(eph_s)
+    dh = X25519PrivateKey.from_private_bytes(eph_s).exchange(X25519PublicKey.from_public_bytes(fwd_key))
+    okm = HKDF(algorithm=hashes.SHA256(), length=128, salt=None, info=b"hush/v2/forward-chunk").derive(dh + e_pub + fwd_key + relay_pin)
+    return e_pub, okm[:32], okm[32:64], okm[64:96], okm[96:]
+
+def seal_chunk_request(eph_s, kind, name, chunk=None):
+    e_pub, k_req, k_tr, k_ans, k_atr = chunk_keys(eph_s)
+    trailer, ttag = (None, b"\0" * 16)
+    if chunk is not None:
+        trailer, ttag = chacha(k_tr, b"\0" * 12, chunk)
+    inner = bytes([kind, 0, 0, 0]) + name + ttag
+    assert len(inner) == 52
+    ct, tag = chacha(k_req, b"\0" * 12, inner)
+    flag = b"\x01" if chunk is not None else b"\x00"
+    return e_pub + flag + ct + tag, inner, trailer, (k_ans, k_atr)
+
+def seal_chunk_answer(keys, nonce, kind, body8=b"\0" * 8, chunk=None):
+    k_ans, k_atr = keys
+    trailer, ttag = (None, b"\0" * 16)
+    if chunk is not None:
+        trailer, ttag = chacha(k_atr, nonce, chunk)
+    plain = bytes([kind, 0, 0, 0]) + body8 + ttag
+    assert len(plain) == 28
+    ct, tag = chacha(k_ans, nonce, plain)
+    return nonce + ct + tag, plain, trailer
+
+put_eph = bytes((i * 11 + 5) % 256 for i in range(32))
+get_eph = bytes((i * 13 + 9) % 256 for i in range(32))
+put_sealed, put_inner, put_trailer, put_keys = seal_chunk_request(put_eph, 0x10, chunk_id, pattern_chunk)
+get_sealed, get_inner, _, get_keys = seal_chunk_request(get_eph, 0x11, chunk_secret)
+chunk_nonce = bytes(range(0xb0, 0xbc))
+put_answer, put_answer_plain, _ = seal_chunk_answer(put_keys, chunk_nonce, 0x90, b"\x01" + b"\0" * 7)
+get_answer, get_answer_plain, get_answer_trailer = seal_chunk_answer(get_keys, chunk_nonce, 0x91, chunk=pattern_chunk)
+assert len(put_sealed) == 32 + 1 + 68 and len(put_answer) == 56
+
+write("request_forward_chunk", "request", frame(0x13, dest + put_sealed),
+      f"forward_chunk destination={dest_text} ephemeral={put_sealed[:32].hex()} trailer=1 sealed_sha256={sha(put_sealed[33:])}",
+      "ForwardChunk of a put: destination (288), ephemeral key (32), trailer flag 1, sealed chunk request (68); CHUNK_LEN bytes of sealed chunk follow the frame")
+write("request_forward_chunk_get", "request", frame(0x13, dest + get_sealed),
+      f"forward_chunk destination={dest_text} ephemeral={get_sealed[:32].hex()} trailer=0 sealed_sha256={sha(get_sealed[33:])}",
+      "ForwardChunk of a get: trailer flag 0, nothing follows the frame")
+write("request_deliver_chunk", "request", frame(0x14, put_sealed),
+      f"deliver_chunk ephemeral={put_sealed[:32].hex()} trailer=1 sealed_sha256={sha(put_sealed[33:])}",
+      "DeliverChunk: ephemeral key, trailer flag, sealed chunk request")
+write("response_chunk_forwarded", "response", frame(0x93, b"\x01" + get_answer),
+      f"chunk_forwarded trailer=1 answer={get_answer.hex()}",
+      "ChunkForwarded of a get that found its chunk: trailer flag 1, sealed answer (56); CHUNK_LEN bytes of sealed chunk follow")
+write("response_chunk_forwarded_no_trailer", "response", frame(0x93, b"\x00" + put_answer),
+      f"chunk_forwarded trailer=0 answer={put_answer.hex()}",
+      "ChunkForwarded of a put: trailer flag 0")
+write("fail_forward_chunk_trailer_flag_2", "request", frame(0x13, dest + put_sealed[:32] + b"\x02" + put_sealed[33:]),
+      "error bad_field", "a trailer flag other than 0 or 1")
+write("fail_deliver_chunk_padding", "request", frame(0x14, put_sealed + b"\x01"),
+      "error padding_not_zero", "a byte after the sealed chunk request")
+write("fail_chunk_forwarded_trailer_flag_2", "response", frame(0x93, b"\x02" + put_answer),
+      "error bad_field", "a trailer flag other than 0 or 1")
+write("fail_forward_chunk_destination_port_zero", "request", frame(0x13, destination_field(dest_host, 0) + put_sealed),
+      "error bad_field", "a destination address the binary form rejects (port 0)")
+
+def write_forward_chunk(name, fields, expect, note):
+    with open(os.path.join(HERE, name + ".txt"), "w") as fh:
+        fh.write(f"# {note}\n")
+        fh.write("direction: forward_chunk\n")
+        for k, v in fields:
+            fh.write(f"{k}: {v if isinstance(v, str) else v.hex()}\n")
+        fh.write(f"expect: {expect}\n")
+
+cbase = base + [("forward_secret", fwd_secret), ("chunk_pattern", chunk_pattern)]
+write_forward_chunk("forward_chunk_seal_put", cbase + [
+    ("ephemeral_secret", put_eph), ("inner", put_inner), ("sealed", put_sealed),
+    ("sealed_trailer_sha256", sha(put_trailer)), ("answer_nonce", chunk_nonce),
+    ("answer_inner", put_answer_plain), ("answer", put_answer)],
+    f"forward_chunk inner=put_chunk id={chunk_id.hex()} chunk_sha256={sha(pattern_chunk)} answer=chunk_stored fresh=true",
+    "a PutChunk and its chunk sealed to a verified forwarding key, opened by the destination, and its sealed answer")
+write_forward_chunk("forward_chunk_seal_get", cbase + [
+    ("ephemeral_secret", get_eph), ("inner", get_inner), ("sealed", get_sealed),
+    ("answer_nonce", chunk_nonce), ("answer_inner", get_answer_plain), ("answer", get_answer),
+    ("sealed_answer_trailer_sha256", sha(get_answer_trailer))],
+    f"forward_chunk inner=get_chunk secret={chunk_secret.hex()} answer=chunk chunk_sha256={sha(pattern_chunk)}",
+    "a GetChunk sealed, and the answer with the chunk (chunk_pattern repeated to CHUNK_LEN) sealed after it")
+write_forward_chunk("fail_forward_chunk_trailer_flipped", cbase + [
+    ("ephemeral_secret", put_eph), ("sealed", put_sealed),
+    ("sealed_trailer_sha256", sha(put_trailer)), ("flip_trailer_byte", "131072")],
+    "error unsealable", "the put's sealed chunk with bit 0 of byte 131072 flipped on the way: its tag, inside the sealed request, does not match")
+bent = bytearray(put_sealed)
+bent[40] ^= 0x01
+write_forward_chunk("fail_forward_chunk_sealed_tampered", cbase + [("sealed", bytes(bent))],
+    "error unsealable", "one bit of the sealed chunk request flipped")
+write_forward_chunk("fail_forward_chunk_flag_mismatch", cbase + [("sealed", put_sealed[:32] + b"\x00" + put_sealed[33:])],
+    "error unsealable", "a put whose trailer flag says no chunk follows")
+write_forward_chunk("fail_forward_chunk_wrong_relay", base + [("forward_secret", bytes([0x01]) * 32), ("chunk_pattern", chunk_pattern), ("sealed", put_sealed)],
+    "error unsealable", "a relay with another forwarding key cannot open it")
