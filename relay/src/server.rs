@@ -1231,8 +1231,6 @@ async fn deposit_request(
     }
 }
 
-/// Charges one deposit to the connection's source; the error to send if its budget for the
-/// window is spent (fairness without accounts: no one source fills the relay for everyone).
 /// Serves PutChunk, GetChunk and DeleteChunk (docs/PROTOCOL.md II.4.3).
 async fn chunk_request(
     req: Request,
@@ -1420,6 +1418,8 @@ async fn deliver_chunk(
     finish(&mut send).await;
 }
 
+/// Charges one deposit to the connection's source; the error to send if its budget for the
+/// window is spent (fairness without accounts: no one source fills the relay for everyone).
 fn charge_deposit(state: &ConnState) -> Result<(), ErrorFrame> {
     state.ticket.charge_deposit().map_err(|wait_ms| ErrorFrame {
         code: ErrorCode::RateLimited,
