@@ -492,20 +492,31 @@ async fn forwarded_chunk_requests_count_against_the_chunk_limits() {
 
     // At the destination: the forwarder's one connection has one chunk slot there. A
     // stalled DeliverChunk from a raw client holds its own connection's slot; its next
-    // one is ChunkBusy.
+    // one is ChunkBusy. A probe can reach the relay before the stall does and take the
+    // slot for a moment, and the stall is then refused ChunkBusy itself: such a stall
+    // has an answer on its stream, and is made again.
     let raw = client_at(&holder, UPLOADER).await;
-    let put = Request::PutChunk {
-        id: secret("stall", 7).id(),
-    };
-    let (sealed, trailer, _) =
-        forward_chunk::seal_chunk_request(&key, [0x47; 32], &put, Some(&chunk("卡住 عالق ⏳", 7)))
-            .unwrap();
     let conn = raw.quic_connection().unwrap().clone();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&Request::DeliverChunk { sealed }.encode()[..])
-        .await
+    let stall = async || {
+        let put = Request::PutChunk {
+            id: secret("stall", 7).id(),
+        };
+        let (sealed, trailer, _) = forward_chunk::seal_chunk_request(
+            &key,
+            rand_ephemeral(),
+            &put,
+            Some(&chunk("卡住 عالق ⏳", 7)),
+        )
         .unwrap();
-    send.write_all(&trailer.unwrap()[..1000]).await.unwrap();
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&Request::DeliverChunk { sealed }.encode()[..])
+            .await
+            .unwrap();
+        send.write_all(&trailer.unwrap()[..1000]).await.unwrap();
+        (send, recv)
+    };
+    let mut stalled = Some(stall().await);
+    let mut answered = [0u8; 1];
     let got = poll_async(HANG_GUARD, Duration::from_millis(20), async || {
         let (sealed, _, _) = forward_chunk::seal_chunk_request(
             &key,
@@ -516,10 +527,23 @@ async fn forwarded_chunk_requests_count_against_the_chunk_limits() {
             None,
         )
         .unwrap();
-        match raw.deliver_chunk(sealed, None).await {
-            Err(e) if code(&e) == Some(ErrorCode::ChunkBusy) => Some(()),
-            _ => None,
+        if let Err(e) = raw.deliver_chunk(sealed, None).await
+            && code(&e) == Some(ErrorCode::ChunkBusy)
+        {
+            return Some(());
         }
+        let lost = match &mut stalled {
+            Some((_, recv)) => {
+                tokio::time::timeout(Duration::from_millis(1), recv.read(&mut answered))
+                    .await
+                    .is_ok()
+            }
+            None => true,
+        };
+        if lost {
+            stalled = Some(stall().await);
+        }
+        None
     })
     .await;
     assert!(got.is_some(), "ChunkBusy at the destination");
