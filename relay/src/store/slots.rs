@@ -88,11 +88,6 @@ impl Book {
     pub(crate) fn failed(&mut self, plan: &Plan) {
         self.stale.extend(plan.writes.iter().copied());
     }
-
-    #[cfg(test)]
-    pub(crate) fn stale(&self) -> &BTreeSet<u64> {
-        &self.stale
-    }
 }
 
 /// Marks `slot`, at or past `end`, as used: the slots between become free.
