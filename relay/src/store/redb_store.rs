@@ -1,54 +1,79 @@
 //! The redb backend: in the data directory, `relay.redb` (the index) and `envelopes.slots`
-//! (the envelope bodies).
+//! (a journal ring, then the envelope bodies).
 //!
-//! Owns: the layout of both files and their invariants. `envelopes.slots` is an array of
-//! 4096-byte slots, slot n at byte n × 4096, each holding one envelope's ciphertext or zeros:
-//! one disk page per envelope, where a redb row of 4104 bytes took two. Tables of
+//! Owns: the layout of both files and their invariants. `envelopes.slots` starts with the
+//! journal ring (`journal::RING_BYTES`, records of commits, `journal.rs`), then an array of
+//! 4096-byte slots, slot n at byte ring + n × 4096, each holding one envelope's ciphertext or
+//! zeros: one disk page per envelope, where a redb row of 4104 bytes took two. Tables of
 //! `relay.redb`:
 //! - `envelopes`: key `mailbox_id (32) || id (u64 BE)`, value `stored_at (u64 BE) || slot
 //!   (u64 BE)`.
 //! - `by_id`: key `id`, value `mailbox_id || stored_at`: expiry order (ids grow with time).
 //! - `counts`: key `mailbox_id`, value envelopes held (quota accounting).
-//! - `free_slots`, `zero_slots`: slots no envelope uses, and slots whose envelope a commit
-//!   deleted and whose bytes are not yet known to be zeros (the rules are in `slots.rs`).
-//! - `meta`: `layout` (2), `next_id`, `total`, `horizon` (ids below it that are missing have
-//!   expired), `slot_end` (one past the highest slot used).
+//! - `free_slots`: slots no envelope uses (the rules are in `slots.rs`).
+//! - `meta`: `layout` (3), `next_id`, `total`, `horizon` (ids below it that are missing have
+//!   expired), `slot_end` (one past the highest slot used), `journal_seq` (the last journal
+//!   record the index holds), `journal_at` (the ring sector of the next record).
 //!
 //! A store of another layout (the single-file layout 1 of earlier builds, which kept bodies
-//! in redb rows) is refused at open with [`Error::StoreLayout`]; it is not migrated.
+//! in redb rows; layout 2, the slot file without a journal, whose index commits were
+//! durable) is refused at open with [`Error::StoreLayout`]; it is not migrated.
 //!
-//! One commit (a group of deposits and deletes, or an expiry sweep) is one round: inside one
-//! redb write transaction it allocates a slot per deposit (lowest free first, else the end),
-//! moves the slots of deleted envelopes to `zero_slots`, and moves the slots that earlier
-//! commits put there to `free_slots`. Before that transaction commits, the round writes the
-//! bodies (one `pwrite` per run of consecutive slots), overwrites those earlier slots with
-//! zeros, and `fdatasync`s the slot file; then redb commits with immediate durability (fsync
-//! before `commit` returns). A crash between the two leaves bodies in slots the index still
-//! calls free or past its end: nothing names them, the open zeroes the file's tail past the
-//! end and the few free slots a failed round can have used, and the next deposits reuse them.
+//! One commit (a group of deposits and deletes, or an expiry sweep) is one round, or several
+//! if its journal record would exceed half the ring: inside one redb write transaction it
+//! allocates a slot per deposit (lowest free first, else the end) and frees the slots of the
+//! envelopes it deletes (after its allocations). Then, in this order: the bodies are written
+//! (one `pwrite` per run of consecutive slots), the round's record (each deposit's slot, id,
+//! mailbox and body digest; each deleted envelope's slot and id; the next id and horizon)
+//! into the ring after the previous record, and the slot file is `fdatasync`ed once: the
+//! commit is durable. redb then commits without durability (`Durability::None`: no fsync; a
+//! crash loses it and the open rebuilds it from the record), the deleted slots are
+//! overwritten with zeros (synced by the next round's sync), and the commit returns, so the
+//! committer acknowledges. One sync per commit on this path. A *checkpoint* commits redb with
+//! immediate durability and quick repair (after syncing the slot file if zeros are pending):
+//! before a round once half the ring was written since the last one, after an expiry sweep
+//! if the last one is older than a second, at a scrub, and when the store is dropped (clean
+//! shutdown).
+//!
+//! At open, redb stands at its last checkpoint (quick repair: it loads the allocator state,
+//! never walks the file). The records after it are applied (`journal::replay`: in sequence,
+//! whole by checksum, the last one only if its bodies match their digests, since its sync may
+//! not have returned); the slots those records deleted that are still free, the free slots a
+//! torn or failed round may have written (`slots::recovery_scan`) and the file past the slot
+//! end are overwritten with zeros (the file is cut there) and synced; then redb commits
+//! durably and the ring is overwritten with zeros. It reads the ring (64 KiB), the first free
+//! slots and the last record's bodies, never the whole file.
 //! After an I/O error (a full disk) redb fails every later operation until the database is
 //! closed and opened again, so a failed redb operation closes it and the next write opens it
-//! again: writes resume once the disk has room, without a restart. A failed write or sync of
-//! the slot file only aborts the round's transaction (redb is untouched). A failed round's
-//! bodies are remembered and zeroed by the next round that succeeds (inside the file only:
-//! zeros past its end would need space a full disk lacks, and nothing is there).
+//! again, with the same recovery (the failed round's record may be synced: it is applied, as a
+//! commit that reported failure but landed): writes resume once the disk has room, without a
+//! restart. A failed write or sync of the slot file only aborts the round's transaction
+//! (redb is untouched; the next record overwrites the failed one). A failed round's bodies
+//! are remembered and zeroed by the next round that succeeds (inside the file only: zeros
+//! past its end would need space a full disk lacks, and nothing is there).
 //!
 //! Deletion that deletes: a deleted or expired envelope's body is overwritten with zeros by
-//! the next round (the next commit, or the next [`RedbStore::scrub`] if none comes first), and
-//! at open if the process died before. Readers that began before a delete finish before its
-//! zeros are written (a lock), so a fetch never returns a zeroed body. redb is copy-on-write,
-//! so a deleted index row (mailbox id, storage time) stays whole in freed pages: after
-//! anything was deleted or expired, [`RedbStore::scrub`] (called by the relay every
-//! `storage.scrub_interval_secs`) rewrites the live rows of the index into a fresh file,
-//! swaps it in atomically, overwrites every byte of the old file with zeros, syncs, and
-//! unlinks it. The index is about 220 bytes per envelope, so this copies a small file. A
-//! crash at any step leaves `relay.redb` whole (old or new); the next open finishes the job on
-//! the leftovers (`relay.redb.old` zeroed unless it is still `relay.redb` itself, a partial
-//! `relay.redb.scrub` removed) and the first scrub after a start always rewrites.
+//! the commit that deletes it, before that commit returns, and again at open if the process
+//! died before those zeros reached the disk. Readers that began before a delete finish before
+//! its zeros are written (a lock), so a fetch never returns a zeroed body. The journal's
+//! records (mailbox ids, storage times and digests of envelopes since deleted) stay in the
+//! ring until it laps them or the next scrub clears it. redb is copy-on-write, so a deleted
+//! index row (mailbox id, storage time) stays whole in freed pages: after anything was deleted
+//! or expired, [`RedbStore::scrub`] (called by the relay every
+//! `storage.scrub_interval_secs`) takes a checkpoint and overwrites the ring with zeros, then
+//! rewrites the live rows of the index into a fresh file, swaps it in atomically, overwrites
+//! every byte of the old file with zeros, syncs, and unlinks it. The index is about 220 bytes
+//! per envelope, so this copies a small file. The copy sees the commits made without
+//! durability; the fresh file is committed durably with all of them, so after a crash it
+//! needs none of the records before its swap. A crash at any step leaves `relay.redb` whole
+//! (old or new); the next open finishes the job on the leftovers (`relay.redb.old` zeroed
+//! unless it is still `relay.redb` itself, a partial `relay.redb.scrub` removed) and the
+//! first scrub after a start always rewrites.
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
 //! file holds no list of mailboxes that were once used; must never return from a commit
-//! before both the slot file's sync and the index commit (the committer acknowledges on
-//! return); must never zero or hand out a slot that a committed index row names.
+//! before the sync of its record and bodies (the committer acknowledges on return); must
+//! never write a record over one after the last checkpoint; must never zero or hand out a
+//! slot that a committed index row names.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
