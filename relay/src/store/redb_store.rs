@@ -271,11 +271,14 @@ impl SlotFile {
         Ok(ring)
     }
 
-    /// Overwrites the ring with zeros.
-    fn zero_ring(&self) -> std::io::Result<()> {
-        for at in (0..journal::RING_BYTES).step_by(ZERO_CHUNK) {
-            let n = ZERO_CHUNK.min(journal::RING_BYTES - at);
-            write_all_at(&self.file, &ZEROS[..n], at as u64)?;
+    /// Overwrites the pages of the ring that are not all zeros with zeros (`ring` is what it
+    /// holds: [`Self::read_ring`]). Pages never written stay holes: a full disk could not
+    /// allocate them.
+    fn zero_ring(&self, ring: &[u8]) -> std::io::Result<()> {
+        for (n, page) in ring.chunks(SLOT).enumerate() {
+            if page.iter().any(|&b| b != 0) {
+                write_all_at(&self.file, &ZEROS[..page.len()], (n * SLOT) as u64)?;
+            }
         }
         Ok(())
     }
@@ -776,7 +779,8 @@ impl RedbStore {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.checkpoint(db, &mut writer)?;
         let io = |e| Error::io(format!("clearing the journal of {SLOT_FILE}"), e);
-        self.slots.zero_ring().map_err(io)?;
+        let ring = self.slots.read_ring().map_err(io)?;
+        self.slots.zero_ring(&ring).map_err(io)?;
         self.slots.file.sync_data().map_err(io)
     }
 }
@@ -879,7 +883,7 @@ fn recover(db: &Database, slots: &SlotFile) -> Result<Option<u64>, Error> {
         }
     }
     txn.commit().map_err(Error::storage)?;
-    slots.zero_ring().map_err(io)?;
+    slots.zero_ring(&ring).map_err(io)?;
     slots.file.sync_data().map_err(io)?;
     Ok(applied)
 }
