@@ -109,6 +109,11 @@ pub const LAYOUT: u64 = 3;
 const RECORD_LAYOUT: u32 = 3;
 /// The layout of a store with no `layout` row: bodies in redb rows.
 const LAYOUT_SINGLE_FILE: u64 = 1;
+/// At a clean shutdown, an index file at most this long is compacted. Between checkpoints
+/// redb keeps the pages its commits without durability replaced (they are reused after the
+/// next checkpoint), so a small index holds up to about one more copy of the pages rewritten
+/// since; compacting a file this small takes milliseconds.
+const COMPACT_AT_STOP: u64 = 16 << 20;
 /// Seconds after a checkpoint after which an expiry sweep makes another.
 const CHECKPOINT_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -1037,13 +1042,27 @@ fn begin_write(db: &Database) -> Result<redb::WriteTransaction, Error> {
 }
 
 impl Drop for RedbStore {
-    /// A clean shutdown ends with a checkpoint, so the next open replays nothing.
+    /// A clean shutdown ends with a checkpoint, so the next open replays nothing; a small
+    /// index is then compacted (see [`COMPACT_AT_STOP`]).
     fn drop(&mut self) {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        if let (Some(db), false) = (guard.as_ref(), self.failed.load(Ordering::Acquire)) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(db) = guard.as_ref() else { return };
             let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
             if let Err(e) = self.checkpoint(db, &mut writer) {
                 tracing::warn!(error = %e, "no checkpoint at shutdown; the next open replays");
+                return;
+            }
+        }
+        let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = db.as_mut() else { return };
+        let len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
+        if len <= COMPACT_AT_STOP {
+            if let Err(e) = db.compact() {
+                tracing::warn!(error = %e, "compacting the index at shutdown failed");
             }
         }
     }
