@@ -49,6 +49,9 @@ pub(crate) const RECORD_ROOM: usize = MAX_RECORD_BYTES - HEADER_LEN - CHECKSUM_L
 pub(crate) const MAX_PUTS: usize = RECORD_ROOM / PUT_LEN;
 /// The most envelopes one record (one commit) can delete.
 pub(crate) const MAX_DELETES: usize = RECORD_ROOM / DELETE_LEN;
+// The open's scan for torn bodies (`slots::recovery_scan`) is sound only while no round
+// stores more deposits than it scans zero slots.
+const _: () = assert!(MAX_PUTS <= super::slots::RECOVERY_ZERO_RUN);
 
 /// A digest of an envelope body: SHA-256, first 16 bytes (it detects a torn write; nothing
 /// relies on it against an adversary, who could write the file anyway).
@@ -366,8 +369,6 @@ mod tests {
         assert!(fits(MAX_PUTS, 0) && !fits(MAX_PUTS + 1, 0));
         assert!(fits(0, MAX_DELETES) && !fits(0, MAX_DELETES + 1));
         assert_eq!(rec(1, MAX_PUTS, 0).encode(3).len(), MAX_RECORD_BYTES);
-        // The open's scan for torn bodies assumes no commit stores more deposits than this.
-        assert!(MAX_PUTS <= super::super::slots::RECOVERY_ZERO_RUN);
     }
 
     fn write(ring: &mut [u8], at: u64, bytes: &[u8]) -> u64 {
@@ -847,10 +848,10 @@ mod tests {
                     .filter(|&s| s >= index.tables.end)
                     .collect();
                 for w in &disk.pending {
-                    if let Write::Slot(s, _) = w {
-                        if *s >= index.tables.end {
-                            tail.insert(*s);
-                        }
+                    if let Write::Slot(s, _) = w
+                        && *s >= index.tables.end
+                    {
+                        tail.insert(*s);
                     }
                 }
                 for s in zero.into_iter().chain(tail) {

@@ -1060,10 +1060,10 @@ impl Drop for RedbStore {
         let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner);
         let Some(db) = db.as_mut() else { return };
         let len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
-        if len <= COMPACT_AT_STOP {
-            if let Err(e) = db.compact() {
-                tracing::warn!(error = %e, "compacting the index at shutdown failed");
-            }
+        if len <= COMPACT_AT_STOP
+            && let Err(e) = db.compact()
+        {
+            tracing::warn!(error = %e, "compacting the index at shutdown failed");
         }
     }
 }
