@@ -126,13 +126,21 @@ impl LocalRelay for EmbeddedRelay {
             if let Err(hush_relay::Error::StoreLayout { found, .. }) = &started {
                 // A store an older hush wrote: kept beside the new one (what it held is not
                 // lost, an older hush can still read it), and the built-in relay starts anew
-                // rather than staying offline.
+                // rather than staying offline. Layout 2 has its bodies in the slot file, which
+                // goes aside with it (a new store would otherwise empty it).
                 let old = config.data_dir.join("relay.redb");
                 let aside = config.data_dir.join(format!("relay.redb.layout-{found}"));
                 tracing::warn!(
                     "the built-in relay's store has an older layout; kept as {} and started anew",
                     aside.display()
                 );
+                let slots = config.data_dir.join(hush_relay::store::SLOT_FILE);
+                if slots.exists() {
+                    let slots_aside = config
+                        .data_dir
+                        .join(format!("{}.layout-{found}", hush_relay::store::SLOT_FILE));
+                    std::fs::rename(&slots, &slots_aside).map_err(err)?;
+                }
                 std::fs::rename(&old, &aside).map_err(err)?;
                 started = Relay::start(&config, &id).await;
             }
@@ -179,32 +187,55 @@ mod tests {
     }
 
     /// A built-in relay store an older hush wrote (layout 1: one redb file, no layout
-    /// mark) is kept aside and the relay starts anew instead of staying offline. Seen to
-    /// fail without the rename: `serve` answered `None` (taken for "served elsewhere"), and
-    /// the client showed the relay offline for good.
+    /// mark; layout 2: a layout mark and the bodies in `envelopes.slots`) is kept aside, its
+    /// slot file with it, and the relay starts anew instead of staying offline. Seen to fail
+    /// without the rename: `serve` answered `None` (taken for "served elsewhere"), and the
+    /// client showed the relay offline for good; without moving the slot file of layout 2:
+    /// no `envelopes.slots.layout-2` (NotFound), and the new store had emptied the old
+    /// bodies.
     #[test]
     fn a_store_of_an_older_layout_is_kept_aside_and_the_relay_starts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("根目录 جذر");
-        let relay = EmbeddedRelay::new(root.clone());
-        relay.address().unwrap();
-        let data = root.join("embedded-relay/data");
-        std::fs::create_dir_all(&data).unwrap();
-        {
-            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
-            let db = redb::Database::create(data.join("relay.redb")).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(meta).unwrap().insert("next_id", 7).unwrap();
-            txn.commit().unwrap();
+        for layout in [None, Some(2u64)] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("根目录 جذر");
+            let relay = EmbeddedRelay::new(root.clone());
+            relay.address().unwrap();
+            let data = root.join("embedded-relay/data");
+            std::fs::create_dir_all(&data).unwrap();
+            {
+                let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+                let db = redb::Database::create(data.join("relay.redb")).unwrap();
+                let txn = db.begin_write().unwrap();
+                {
+                    let mut t = txn.open_table(meta).unwrap();
+                    t.insert("next_id", 7).unwrap();
+                    if let Some(l) = layout {
+                        t.insert("layout", l).unwrap();
+                    }
+                }
+                txn.commit().unwrap();
+            }
+            let bodies = [0x5au8; 4096];
+            if layout.is_some() {
+                std::fs::write(data.join("envelopes.slots"), bodies).unwrap();
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let served = rt.block_on(relay.serve()).unwrap();
+            let served = served.expect("the built-in relay serves");
+            rt.block_on(served.stop());
+            let found = layout.unwrap_or(1);
+            assert!(data.join(format!("relay.redb.layout-{found}")).is_file());
+            assert!(data.join("relay.redb").is_file(), "a new store");
+            if layout.is_some() {
+                assert_eq!(
+                    std::fs::read(data.join("envelopes.slots.layout-2")).unwrap(),
+                    bodies,
+                    "the old bodies are kept"
+                );
+            }
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let served = rt.block_on(relay.serve()).unwrap();
-        let served = served.expect("the built-in relay serves");
-        rt.block_on(served.stop());
-        assert!(data.join("relay.redb.layout-1").is_file());
-        assert!(data.join("relay.redb").is_file(), "a new store");
     }
 }

@@ -1,7 +1,8 @@
 //! Restart after a crash: a relay killed with SIGKILL in the middle of deposits into a large
-//! store opens it again without reading the whole file (redb's quick repair: every commit
-//! records the allocator state, so the open loads it instead of walking every page), and
-//! loses nothing it acknowledged.
+//! store opens it again without reading the whole file (redb's quick repair: every durable
+//! commit, a journal checkpoint, records the allocator state, so the open loads it instead of
+//! walking every page, then applies the journal records written since), and loses nothing it
+//! acknowledged.
 //!
 //! Nothing is timed: what the restarted process read before its first answered ping is
 //! taken from the kernel's count (`/proc/<pid>/io`, `rchar`: bytes asked of `read`/`pread`,

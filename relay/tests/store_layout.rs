@@ -1,6 +1,7 @@
 //! The redb backend's two-file layout (`relay.redb`, the index; `envelopes.slots`, one
-//! 4096-byte slot per envelope) seen from outside a real `hush-relay` process: what a stored
-//! envelope costs on disk, and what a crash between the two files' commits leaves behind.
+//! journal ring, then one 4096-byte slot per envelope) seen from outside a real `hush-relay`
+//! process: what a stored envelope costs on disk, and what a crash inside a commit leaves
+//! behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -58,8 +59,16 @@ async fn a_stored_envelope_takes_at_most_4_5_kb_on_disk() {
     let bytes = store_bytes_on_disk(&relay.dir().join("data"));
     let per = bytes / SIZED;
     // The figure for docs/BENCHMARKS.md.
+    let file = |name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(relay.dir().join("data").join(name)).map_or(0, |m| m.blocks() * 512)
+    };
     eprintln!(
-        "{per} bytes on disk per envelope ({bytes} bytes for {SIZED} envelopes of {ENVELOPE_LEN})"
+        "{per} bytes on disk per envelope ({bytes} bytes for {SIZED} envelopes of {ENVELOPE_LEN}: \
+         relay.redb {}, {} {})",
+        file("relay.redb"),
+        hush_relay::store::SLOT_FILE,
+        file(hush_relay::store::SLOT_FILE)
     );
     assert!(per <= 4_500, "{per} bytes on disk per envelope");
 }
@@ -130,20 +139,23 @@ fn await_crash(relay: &mut TestRelay) {
     relay.kill9();
 }
 
-/// A crash between the slot file's sync and the index commit, and one between an index
-/// commit that deleted envelopes and the zeroing of their slots (test-hooks crash points,
-/// `abort()` at that point): after the restart nothing acknowledged is lost, every fetched
-/// envelope is exactly what was deposited (no zeroed or foreign body), and neither the
-/// deleted bodies nor the body of the deposit that was never committed are anywhere in the
-/// data directory. Before each restart the test checks that those bodies are on disk (no
-/// scrub runs: its interval is an hour).
+/// Crashes inside a commit (test-hooks crash points, `abort()` at that point): after a
+/// deposit's body was written and before its journal record (the deposit is not durable);
+/// after a deposit's body and record were synced and before the index commit (durable, never
+/// acknowledged); after a commit that deleted envelopes became durable and before their slots
+/// were erased. After the restart nothing acknowledged is lost, the durable deposit is there
+/// whole, every fetched envelope is exactly what was deposited (no zeroed or foreign body),
+/// and neither the deleted bodies nor the body of the deposit that was never recorded are
+/// anywhere in the data directory. Before each restart the test checks that those bodies
+/// are on disk (no scrub runs: its interval is an hour).
 ///
 /// Seen to fail with the open not zeroing the file past the index's slot end: "the body of
-/// the deposit that was never committed survived the restart". Not seen to fail with the
-/// open not zeroing the to-zero slots: the relay's expiry sweep at start is a round, which
-/// zeroes them too; the store's own test `an_open_zeroes_what_a_crash_left` covers that.
+/// the deposit that was never committed survived the restart"; with the open not applying
+/// the journal: "exactly the live envelopes, each once" (the durable deposit missing, the
+/// deleted ones back); with the open not erasing the replayed deletes' slots: "deleted bodies
+/// survived the restart".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashes_between_the_two_files_lose_nothing_and_leave_no_deleted_body() {
+async fn crashes_inside_a_commit_lose_nothing_and_leave_no_deleted_body() {
     let mut relay = TestRelay::start(&[("HUSH_RELAY_STORAGE_SCRUB_INTERVAL_SECS", "3600")]);
     let c = relay.client().await;
     let mut ids: HashMap<u64, EnvelopeId> = HashMap::new();
@@ -157,9 +169,9 @@ async fn crashes_between_the_two_files_lose_nothing_and_leave_no_deleted_body() 
     drop(c);
     assert!(relay.terminate().success());
 
-    // A deposit whose body is synced when the process dies, before the index commit: no slot
-    // is free, so it went past the index's slot end.
-    relay.run_with(&[(TEST_CRASH_AT_ENV, "after-slot-sync")]);
+    // A deposit whose body is written when the process dies, before its record: no slot is
+    // free, so it went past the index's slot end.
+    relay.run_with(&[(TEST_CRASH_AT_ENV, "before-record")]);
     let lost = 500u64;
     let c = std::sync::Arc::new(relay.client().await);
     let pending = {
@@ -173,6 +185,27 @@ async fn crashes_between_the_two_files_lose_nothing_and_leave_no_deleted_body() 
     c.close();
     assert!(pending.await.unwrap().is_err(), "never acknowledged");
     assert!(any_in(&data_files(&relay), &[lost]), "the slot was written");
+
+    // A deposit whose body and record are synced when the process dies: durable, though the
+    // process never answered. Its id is the next one.
+    relay.run_with(&[(TEST_CRASH_AT_ENV, "after-sync")]);
+    let durable = 501u64;
+    let c = std::sync::Arc::new(relay.client().await);
+    let pending = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.deposit(
+                mailbox("crash", durable % MAILBOXES),
+                sealed(text(durable), durable),
+            )
+            .await
+        })
+    };
+    await_crash(&mut relay);
+    c.close();
+    assert!(pending.await.unwrap().is_err(), "never acknowledged");
+    let next = ids.values().map(|id| id.0).max().unwrap() + 1;
+    ids.insert(durable, EnvelopeId(next));
 
     // A delete whose index commit is durable when the process dies, before any zeroing: one
     // request (one mailbox), as the process dies after its commit.
@@ -206,6 +239,7 @@ async fn crashes_between_the_two_files_lose_nothing_and_leave_no_deleted_body() 
         fetched.extend(c.fetch_all(&[secret("crash", mb)]).await.unwrap());
     }
     let mut want: Vec<(EnvelopeId, u64)> = (0..30)
+        .chain([durable])
         .filter(|n| !second.contains(n))
         .map(|n| (ids[&n], n))
         .collect();

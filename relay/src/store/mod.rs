@@ -11,6 +11,7 @@
 mod chunk_files;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
+mod journal;
 mod redb_store;
 mod slots;
 

@@ -1,54 +1,79 @@
 //! The redb backend: in the data directory, `relay.redb` (the index) and `envelopes.slots`
-//! (the envelope bodies).
+//! (a journal ring, then the envelope bodies).
 //!
-//! Owns: the layout of both files and their invariants. `envelopes.slots` is an array of
-//! 4096-byte slots, slot n at byte n × 4096, each holding one envelope's ciphertext or zeros:
-//! one disk page per envelope, where a redb row of 4104 bytes took two. Tables of
+//! Owns: the layout of both files and their invariants. `envelopes.slots` starts with the
+//! journal ring (`journal::RING_BYTES`, records of commits, `journal.rs`), then an array of
+//! 4096-byte slots, slot n at byte ring + n × 4096, each holding one envelope's ciphertext or
+//! zeros: one disk page per envelope, where a redb row of 4104 bytes took two. Tables of
 //! `relay.redb`:
 //! - `envelopes`: key `mailbox_id (32) || id (u64 BE)`, value `stored_at (u64 BE) || slot
 //!   (u64 BE)`.
 //! - `by_id`: key `id`, value `mailbox_id || stored_at`: expiry order (ids grow with time).
 //! - `counts`: key `mailbox_id`, value envelopes held (quota accounting).
-//! - `free_slots`, `zero_slots`: slots no envelope uses, and slots whose envelope a commit
-//!   deleted and whose bytes are not yet known to be zeros (the rules are in `slots.rs`).
-//! - `meta`: `layout` (2), `next_id`, `total`, `horizon` (ids below it that are missing have
-//!   expired), `slot_end` (one past the highest slot used).
+//! - `free_slots`: slots no envelope uses (the rules are in `slots.rs`).
+//! - `meta`: `layout` (3), `next_id`, `total`, `horizon` (ids below it that are missing have
+//!   expired), `slot_end` (one past the highest slot used), `journal_seq` (the last journal
+//!   record the index holds), `journal_at` (the ring sector of the next record).
 //!
 //! A store of another layout (the single-file layout 1 of earlier builds, which kept bodies
-//! in redb rows) is refused at open with [`Error::StoreLayout`]; it is not migrated.
+//! in redb rows; layout 2, the slot file without a journal, whose index commits were
+//! durable) is refused at open with [`Error::StoreLayout`]; it is not migrated.
 //!
-//! One commit (a group of deposits and deletes, or an expiry sweep) is one round: inside one
-//! redb write transaction it allocates a slot per deposit (lowest free first, else the end),
-//! moves the slots of deleted envelopes to `zero_slots`, and moves the slots that earlier
-//! commits put there to `free_slots`. Before that transaction commits, the round writes the
-//! bodies (one `pwrite` per run of consecutive slots), overwrites those earlier slots with
-//! zeros, and `fdatasync`s the slot file; then redb commits with immediate durability (fsync
-//! before `commit` returns). A crash between the two leaves bodies in slots the index still
-//! calls free or past its end: nothing names them, the open zeroes the file's tail past the
-//! end and the few free slots a failed round can have used, and the next deposits reuse them.
+//! One commit (a group of deposits and deletes, or an expiry sweep) is one round, or several
+//! if its journal record would exceed half the ring: inside one redb write transaction it
+//! allocates a slot per deposit (lowest free first, else the end) and frees the slots of the
+//! envelopes it deletes (after its allocations). Then, in this order: the bodies are written
+//! (one `pwrite` per run of consecutive slots), the round's record (each deposit's slot, id,
+//! mailbox and body digest; each deleted envelope's slot and id; the next id and horizon)
+//! into the ring after the previous record, and the slot file is `fdatasync`ed once: the
+//! commit is durable. redb then commits without durability (`Durability::None`: no fsync; a
+//! crash loses it and the open rebuilds it from the record), the deleted slots are
+//! overwritten with zeros (synced by the next round's sync), and the commit returns, so the
+//! committer acknowledges. One sync per commit on this path. A *checkpoint* commits redb with
+//! immediate durability and quick repair (after syncing the slot file if zeros are pending):
+//! before a round once half the ring was written since the last one, after an expiry sweep
+//! if the last one is older than a second, at a scrub, and when the store is dropped (clean
+//! shutdown).
+//!
+//! At open, redb stands at its last checkpoint (quick repair: it loads the allocator state,
+//! never walks the file). The records after it are applied (`journal::replay`: in sequence,
+//! whole by checksum, the last one only if its bodies match their digests, since its sync may
+//! not have returned); the slots those records deleted that are still free, the free slots a
+//! torn or failed round may have written (`slots::recovery_scan`) and the file past the slot
+//! end are overwritten with zeros (the file is cut there) and synced; then redb commits
+//! durably and the ring is overwritten with zeros. It reads the ring (64 KiB), the first free
+//! slots and the last record's bodies, never the whole file.
 //! After an I/O error (a full disk) redb fails every later operation until the database is
 //! closed and opened again, so a failed redb operation closes it and the next write opens it
-//! again: writes resume once the disk has room, without a restart. A failed write or sync of
-//! the slot file only aborts the round's transaction (redb is untouched). A failed round's
-//! bodies are remembered and zeroed by the next round that succeeds (inside the file only:
-//! zeros past its end would need space a full disk lacks, and nothing is there).
+//! again, with the same recovery (the failed round's record may be synced: it is applied, as a
+//! commit that reported failure but landed): writes resume once the disk has room, without a
+//! restart. A failed write or sync of the slot file only aborts the round's transaction
+//! (redb is untouched; the next record overwrites the failed one). A failed round's bodies
+//! are remembered and zeroed by the next round that succeeds (inside the file only: zeros
+//! past its end would need space a full disk lacks, and nothing is there).
 //!
 //! Deletion that deletes: a deleted or expired envelope's body is overwritten with zeros by
-//! the next round (the next commit, or the next [`RedbStore::scrub`] if none comes first), and
-//! at open if the process died before. Readers that began before a delete finish before its
-//! zeros are written (a lock), so a fetch never returns a zeroed body. redb is copy-on-write,
-//! so a deleted index row (mailbox id, storage time) stays whole in freed pages: after
-//! anything was deleted or expired, [`RedbStore::scrub`] (called by the relay every
-//! `storage.scrub_interval_secs`) rewrites the live rows of the index into a fresh file,
-//! swaps it in atomically, overwrites every byte of the old file with zeros, syncs, and
-//! unlinks it. The index is about 220 bytes per envelope, so this copies a small file. A
-//! crash at any step leaves `relay.redb` whole (old or new); the next open finishes the job on
-//! the leftovers (`relay.redb.old` zeroed unless it is still `relay.redb` itself, a partial
-//! `relay.redb.scrub` removed) and the first scrub after a start always rewrites.
+//! the commit that deletes it, before that commit returns, and again at open if the process
+//! died before those zeros reached the disk. Readers that began before a delete finish before
+//! its zeros are written (a lock), so a fetch never returns a zeroed body. The journal's
+//! records (mailbox ids, storage times and digests of envelopes since deleted) stay in the
+//! ring until it laps them or the next scrub clears it. redb is copy-on-write, so a deleted
+//! index row (mailbox id, storage time) stays whole in freed pages: after anything was deleted
+//! or expired, [`RedbStore::scrub`] (called by the relay every
+//! `storage.scrub_interval_secs`) takes a checkpoint and overwrites the ring with zeros, then
+//! rewrites the live rows of the index into a fresh file, swaps it in atomically, overwrites
+//! every byte of the old file with zeros, syncs, and unlinks it. The index is about 220 bytes
+//! per envelope, so this copies a small file. The copy sees the commits made without
+//! durability; the fresh file is committed durably with all of them, so after a crash it
+//! needs none of the records before its swap. A crash at any step leaves `relay.redb` whole
+//! (old or new); the next open finishes the job on the leftovers (`relay.redb.old` zeroed
+//! unless it is still `relay.redb` itself, a partial `relay.redb.scrub` removed) and the
+//! first scrub after a start always rewrites.
 //! Must never keep a row for an empty mailbox (`counts` rows are removed at zero), so the
 //! file holds no list of mailboxes that were once used; must never return from a commit
-//! before both the slot file's sync and the index commit (the committer acknowledges on
-//! return); must never zero or hand out a slot that a committed index row names.
+//! before the sync of its record and bodies (the committer acknowledges on return); must
+//! never write a record over one after the last checkpoint; must never zero or hand out a
+//! slot that a committed index row names.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,6 +83,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId, MailboxId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::journal::{self, Record};
 use super::slots::{self, Book, Ledger, Plan, Round};
 use super::{Quotas, Store, StoreStats, Stored, WriteOp, WriteOutcome};
 use crate::Error;
@@ -67,7 +93,6 @@ const BY_ID: TableDefinition<u64, &[u8]> = TableDefinition::new("by_id");
 const COUNTS: TableDefinition<&[u8], u32> = TableDefinition::new("counts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const FREE_SLOTS: TableDefinition<u64, ()> = TableDefinition::new("free_slots");
-const ZERO_SLOTS: TableDefinition<u64, ()> = TableDefinition::new("zero_slots");
 
 /// The fresh file a scrub writes, beside `relay.redb`.
 const SCRUB_NEW: &str = "relay.redb.scrub";
@@ -78,16 +103,29 @@ pub const SLOT_FILE: &str = "envelopes.slots";
 /// Rows copied per transaction of a scrub (bounds its write buffer).
 pub(crate) const SCRUB_CHUNK: usize = 4096;
 
-/// This layout: index in redb, bodies in [`SLOT_FILE`].
-pub const LAYOUT: u64 = 2;
+/// This layout: index in redb, a journal ring and the bodies in [`SLOT_FILE`].
+pub const LAYOUT: u64 = 3;
+/// [`LAYOUT`] as the journal records carry it.
+const RECORD_LAYOUT: u32 = 3;
 /// The layout of a store with no `layout` row: bodies in redb rows.
 const LAYOUT_SINGLE_FILE: u64 = 1;
+/// At a clean shutdown, an index file at most this long is compacted. Between checkpoints
+/// redb keeps the pages its commits without durability replaced (they are reused after the
+/// next checkpoint), so a small index holds up to about one more copy of the pages rewritten
+/// since; compacting a file this small takes milliseconds.
+const COMPACT_AT_STOP: u64 = 16 << 20;
+/// Seconds after a checkpoint after which an expiry sweep makes another.
+const CHECKPOINT_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 const NEXT_ID: &str = "next_id";
 const TOTAL: &str = "total";
 const HORIZON: &str = "horizon";
 const LAYOUT_KEY: &str = "layout";
 const SLOT_END: &str = "slot_end";
+/// The sequence number of the last journal record the index holds.
+const JOURNAL_SEQ: &str = "journal_seq";
+/// The ring sector where the next journal record goes.
+const JOURNAL_AT: &str = "journal_at";
 
 /// Bytes per slot: one envelope.
 const SLOT: usize = ENVELOPE_LEN;
@@ -96,14 +134,17 @@ const ZERO_CHUNK: usize = 64 * SLOT;
 static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
 
 /// Test hooks only (cargo feature `test-hooks`): names a point of the commit path where the
-/// process aborts, as a power loss would stop it there: `after-slot-sync` (bodies synced,
-/// index not committed), `after-delete-commit` (an index commit that deleted envelopes, before
-/// anything else). Without the feature the variable is not read.
+/// process aborts, as a crash would stop it there: `before-record` (a commit's bodies written,
+/// its journal record not), `after-sync` (bodies and record synced, index not committed: the
+/// commit is durable but unacknowledged), `after-delete-commit` (a commit that deleted
+/// envelopes is durable, its slots not yet erased). Without the feature the variable is not
+/// read.
 pub const TEST_CRASH_AT_ENV: &str = "HUSH_RELAY_TEST_CRASH_AT";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CrashPoint {
-    AfterSlotSync,
+    BeforeRecord,
+    AfterSync,
     AfterDeleteCommit,
 }
 
@@ -113,8 +154,9 @@ pub struct RedbStore {
     db: RwLock<Option<Database>>,
     path: PathBuf,
     slots: SlotFile,
-    /// The slot allocator's in-memory part; held for a whole round (rounds are serial).
-    book: Mutex<Book>,
+    /// The slot allocator's and the journal's in-memory part; held for a whole round (rounds
+    /// are serial) and for a checkpoint.
+    writer: Mutex<Writer>,
     /// Fetches hold it shared from before their index snapshot until their bodies are read;
     /// a round holds it exclusively while it overwrites slots with zeros.
     readers: RwLock<()>,
@@ -132,6 +174,27 @@ pub struct RedbStore {
     /// Bumped at every reopen: a scrub whose snapshot came from another open gives up.
     generation: AtomicU64,
     crash_at: Option<CrashPoint>,
+}
+
+/// What the writer keeps between rounds.
+struct Writer {
+    book: Book,
+    /// Ring sectors written since the last checkpoint.
+    used: u64,
+    /// Slots were erased since the slot file's last sync.
+    erased_unsynced: bool,
+    last_checkpoint: std::time::Instant,
+}
+
+impl Writer {
+    fn new() -> Self {
+        Self {
+            book: Book::default(),
+            used: 0,
+            erased_unsynced: false,
+            last_checkpoint: std::time::Instant::now(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -168,7 +231,8 @@ fn crash_point_from_env() -> Option<CrashPoint> {
         return None;
     }
     match std::env::var(TEST_CRASH_AT_ENV).ok()?.as_str() {
-        "after-slot-sync" => Some(CrashPoint::AfterSlotSync),
+        "before-record" => Some(CrashPoint::BeforeRecord),
+        "after-sync" => Some(CrashPoint::AfterSync),
         "after-delete-commit" => Some(CrashPoint::AfterDeleteCommit),
         _ => None,
     }
@@ -192,8 +256,36 @@ impl SlotFile {
         Ok(Self { file })
     }
 
+    /// Where `slot` starts: after the journal ring.
     fn offset(slot: u64) -> u64 {
         slot.saturating_mul(SLOT as u64)
+            .saturating_add(journal::RING_BYTES as u64)
+    }
+
+    /// Writes `bytes` at byte `at` of the ring.
+    fn write_ring(&self, bytes: &[u8], at: usize) -> std::io::Result<()> {
+        write_all_at(&self.file, bytes, at as u64)
+    }
+
+    /// The whole ring (zeros where the file is shorter).
+    fn read_ring(&self) -> std::io::Result<Vec<u8>> {
+        let mut ring = vec![0u8; journal::RING_BYTES];
+        let len = usize::try_from(self.len()?).unwrap_or(usize::MAX);
+        let have = len.min(journal::RING_BYTES);
+        read_exact_at(&self.file, &mut ring[..have], 0)?;
+        Ok(ring)
+    }
+
+    /// Overwrites the pages of the ring that are not all zeros with zeros (`ring` is what it
+    /// holds: [`Self::read_ring`]). Pages never written stay holes: a full disk could not
+    /// allocate them.
+    fn zero_ring(&self, ring: &[u8]) -> std::io::Result<()> {
+        for (n, page) in ring.chunks(SLOT).enumerate() {
+            if page.iter().any(|&b| b != 0) {
+                write_all_at(&self.file, &ZEROS[..page.len()], (n * SLOT) as u64)?;
+            }
+        }
+        Ok(())
     }
 
     fn write_at(&self, bytes: &[u8], slot: u64) -> std::io::Result<()> {
@@ -267,7 +359,6 @@ fn read_exact_at(f: &std::fs::File, mut buf: &mut [u8], mut at: u64) -> std::io:
 /// The allocator tables of one open write transaction.
 struct TxnLedger<'t> {
     free: redb::Table<'t, u64, ()>,
-    zero: redb::Table<'t, u64, ()>,
     end: u64,
 }
 
@@ -287,17 +378,9 @@ impl Ledger for TxnLedger<'_> {
         self.free.insert(slot, ()).map_err(Error::storage)?;
         Ok(())
     }
-    fn add_to_zero(&mut self, slot: u64) -> Result<(), Error> {
-        self.zero.insert(slot, ()).map_err(Error::storage)?;
+    fn remove_free(&mut self, slot: u64) -> Result<(), Error> {
+        self.free.remove(slot).map_err(Error::storage)?;
         Ok(())
-    }
-    fn take_to_zero(&mut self) -> Result<Vec<u64>, Error> {
-        let mut taken = Vec::new();
-        for item in self.zero.iter().map_err(Error::storage)? {
-            taken.push(item.map_err(Error::storage)?.0.value());
-        }
-        self.zero.retain(|_, ()| false).map_err(Error::storage)?;
-        Ok(taken)
     }
     fn end(&mut self) -> Result<u64, Error> {
         Ok(self.end)
@@ -318,6 +401,8 @@ struct Tx<'t> {
     round: Round,
     /// The stored deposits' bodies, in allocation order.
     bodies: Vec<u8>,
+    /// What the round's journal record names.
+    record: Record,
     /// Index rows removed (for a scrub in progress).
     removed_rows: Vec<(MailboxId, u64)>,
 }
@@ -326,12 +411,11 @@ impl<'t> Tx<'t> {
     fn open(txn: &'t redb::WriteTransaction, book: &Book) -> Result<Self, Error> {
         let mut meta = txn.open_table(META).map_err(Error::storage)?;
         let end = meta_get(&meta, SLOT_END)?;
-        let mut ledger = TxnLedger {
+        let ledger = TxnLedger {
             free: txn.open_table(FREE_SLOTS).map_err(Error::storage)?,
-            zero: txn.open_table(ZERO_SLOTS).map_err(Error::storage)?,
             end,
         };
-        let round = book.begin(&mut ledger)?;
+        let round = book.begin();
         // Written back at the end of the round (the slot end may grow).
         meta.insert(SLOT_END, end).map_err(Error::storage)?;
         Ok(Self {
@@ -342,6 +426,7 @@ impl<'t> Tx<'t> {
             ledger,
             round,
             bodies: Vec::new(),
+            record: Record::default(),
             removed_rows: Vec::new(),
         })
     }
@@ -387,6 +472,12 @@ impl<'t> Tx<'t> {
         idx[32..].copy_from_slice(&now.to_be_bytes());
         self.by_id.insert(id, &idx[..]).map_err(Error::storage)?;
         self.bodies.extend_from_slice(envelope.as_bytes());
+        self.record.puts.push(journal::Put {
+            slot,
+            id,
+            mailbox: *mailbox.as_bytes(),
+            digest: journal::body_digest(envelope.as_bytes()),
+        });
         Ok(())
     }
 
@@ -402,7 +493,8 @@ impl<'t> Tx<'t> {
             None => return Ok(false),
         };
         self.by_id.remove(id).map_err(Error::storage)?;
-        self.round.release(&mut self.ledger, slot)?;
+        self.round.release(slot);
+        self.record.deletes.push(journal::Delete { slot, id });
         self.removed_rows.push((*mailbox, id));
         Ok(true)
     }
@@ -427,14 +519,22 @@ impl RedbStore {
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join("relay.redb");
         finish_scrub(dir)?;
+        let fresh = std::fs::symlink_metadata(&path).is_err();
         let (db, total) = open_db(&path, cache_bytes)?;
         let slots = SlotFile::open(&dir.join(SLOT_FILE))?;
-        recover_slots(&db, &slots)?;
+        if fresh {
+            // A new index owns nothing in a slot file left beside it: its ring's records
+            // would otherwise be replayed into the new index.
+            let io = |e| Error::io(format!("emptying {SLOT_FILE}"), e);
+            slots.file.set_len(0).map_err(io)?;
+            slots.file.sync_all().map_err(io)?;
+        }
+        let total = recover(&db, &slots).map(|t| t.unwrap_or(total))?;
         Ok(Self {
             db: RwLock::new(Some(db)),
             path,
             slots,
-            book: Mutex::new(Book::default()),
+            writer: Mutex::new(Writer::new()),
             readers: RwLock::new(()),
             cache_bytes,
             failed: AtomicBool::new(false),
@@ -489,6 +589,15 @@ impl RedbStore {
         // and marked, and the next write tries again.
         *guard = None;
         let (db, total) = open_db(&self.path, self.cache_bytes)?;
+        // A round whose index commit failed may have synced its record: applied now, as an
+        // open after a crash would. No round runs meanwhile (they hold the database shared).
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = recover(&db, &self.slots)?.unwrap_or(total);
+        *writer = Writer {
+            book: std::mem::take(&mut writer.book),
+            ..Writer::new()
+        };
+        drop(writer);
         *guard = Some(db);
         self.total.store(total, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -497,55 +606,115 @@ impl RedbStore {
         Ok(())
     }
 
-    /// One round (see the module doc): `body` stores and removes rows through the [`Tx`];
-    /// then the slot file is written and synced, then the index commits.
+    /// One round (see the module doc): `body` stores and removes rows through the [`Tx`]
+    /// (at most [`journal::MAX_PUTS`] deposits and [`journal::MAX_DELETES`] deletions); then
+    /// the bodies and the journal record are written and synced, the index commits without
+    /// durability, and the deleted slots are erased.
     fn round<T>(
         &self,
         db: &Database,
+        now: u64,
         body: impl FnOnce(&mut Tx<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
-        let txn = begin_write(db)?;
-        let (out, plan, bodies, removed_rows) = {
-            let mut tx = Tx::open(&txn, &book)?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if writer.used >= journal::RING_SECTORS / 2 {
+            // The next record could overwrite one the durable index does not hold yet.
+            self.checkpoint(db, &mut writer)?;
+        }
+        let mut txn = begin_write(db)?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(Error::storage)?;
+        let (out, plan, bodies, encoded, at, removed_rows) = {
+            let mut tx = Tx::open(&txn, &writer.book)?;
             let out = body(&mut tx)?;
             let Tx {
                 mut meta,
                 mut ledger,
                 round,
                 bodies,
+                mut record,
                 removed_rows,
                 ..
             } = tx;
-            let plan = round.finish(&mut ledger, &book)?;
+            let plan = round.finish(&mut ledger, &writer.book)?;
             meta.insert(SLOT_END, ledger.end).map_err(Error::storage)?;
-            (out, plan, bodies, removed_rows)
+            let at = meta_get(&meta, JOURNAL_AT)?;
+            let mut encoded = Vec::new();
+            if !record.is_empty() {
+                record.seq = meta_get(&meta, JOURNAL_SEQ)? + 1;
+                record.stored_at = now;
+                record.next_id = meta_get(&meta, NEXT_ID)?;
+                record.horizon = meta_get(&meta, HORIZON)?;
+                encoded = record.encode(RECORD_LAYOUT);
+                meta.insert(JOURNAL_SEQ, record.seq)
+                    .map_err(Error::storage)?;
+                meta.insert(JOURNAL_AT, journal::advance(at, encoded.len()))
+                    .map_err(Error::storage)?;
+            }
+            (out, plan, bodies, encoded, at, removed_rows)
         };
-        if let Err(e) = self.write_slots(&plan, &bodies) {
-            book.failed(&plan);
+        if let Err(e) = self.write_and_sync(&plan, &bodies, &encoded, at) {
+            writer.book.failed(&plan);
             return Err(e);
         }
-        if !plan.writes.is_empty() {
-            self.crash_if(CrashPoint::AfterSlotSync);
+        if !encoded.is_empty() {
+            self.crash_if(CrashPoint::AfterSync);
         }
         if let Err(e) = txn.commit() {
-            book.failed(&plan);
+            // The record may be durable: the reopen that follows applies it (`recover`).
+            writer.book.failed(&plan);
             return Err(Error::storage(e));
         }
-        book.committed();
-        drop(book);
+        writer.book.committed();
+        writer.used += (encoded.len() / journal::SECTOR) as u64;
         if !removed_rows.is_empty() {
             self.crash_if(CrashPoint::AfterDeleteCommit);
             self.dirty.store(true, Ordering::Release);
         }
+        if !plan.erase.is_empty() {
+            // The commit is durable (its record): the deleted bodies go now. These zeros are
+            // synced by the next round's sync or checkpoint; a crash before that erases them
+            // again at open (the record names them).
+            if let Err(e) = self.erase(&plan.erase) {
+                tracing::error!(error = %e, "erasing deleted slots failed; retried at open");
+            } else {
+                writer.erased_unsynced = true;
+            }
+        }
+        drop(writer);
         self.track(removed_rows);
         Ok(out)
     }
 
-    /// Writes `plan` to the slot file (`bodies` holds one body per written slot, in order)
-    /// and syncs it.
-    fn write_slots(&self, plan: &Plan, bodies: &[u8]) -> Result<(), Error> {
-        if plan.writes.is_empty() && plan.zeros.is_empty() {
+    /// Overwrites `slots` (ascending) with zeros, once no fetch that could name one is
+    /// reading. Slots past the file's end hold nothing.
+    fn erase(&self, slots: &[u64]) -> Result<(), Error> {
+        let what = |e| Error::io(format!("erasing in {SLOT_FILE}"), e);
+        let len = self.slots.len().map_err(what)?;
+        let inside: Vec<u64> = slots
+            .iter()
+            .copied()
+            .filter(|&s| SlotFile::offset(s) < len)
+            .collect();
+        let _readers = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+        for run in slots::runs(&inside) {
+            self.slots
+                .zero(inside[run.start], run.len())
+                .map_err(what)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `plan`'s bodies (`bodies` holds one per written slot, in order) and zeros, and
+    /// the journal record `encoded` at ring sector `at`, then syncs the slot file once.
+    fn write_and_sync(
+        &self,
+        plan: &Plan,
+        bodies: &[u8],
+        encoded: &[u8],
+        at: u64,
+    ) -> Result<(), Error> {
+        if plan.writes.is_empty() && plan.zeros.is_empty() && encoded.is_empty() {
             return Ok(());
         }
         let what = |e| Error::io(format!("writing {SLOT_FILE}"), e);
@@ -560,7 +729,8 @@ impl RedbStore {
         if !plan.zeros.is_empty() {
             // Only slots inside the file: a failed round's slots past its end hold nothing
             // there, and zeros past the end would need space that a full disk lacks (deletes
-            // must go on). Inside it, every slot lies in blocks already allocated.
+            // must go on). Inside it, every slot lies in blocks already allocated. These are
+            // free slots: no fetch reads them.
             let len = self.slots.len().map_err(what)?;
             let zeros: Vec<u64> = plan
                 .zeros
@@ -568,10 +738,14 @@ impl RedbStore {
                 .copied()
                 .filter(|&s| SlotFile::offset(s) < len)
                 .collect();
-            // No fetch that could still name one of these slots is reading.
-            let _readers = self.readers.write().unwrap_or_else(PoisonError::into_inner);
             for run in slots::runs(&zeros) {
                 self.slots.zero(zeros[run.start], run.len()).map_err(what)?;
+            }
+        }
+        if !encoded.is_empty() {
+            self.crash_if(CrashPoint::BeforeRecord);
+            for (off, range) in journal::placement(at, encoded.len()) {
+                self.slots.write_ring(&encoded[range], off).map_err(what)?;
             }
         }
         self.slots
@@ -579,62 +753,214 @@ impl RedbStore {
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {SLOT_FILE}"), e))
     }
+
+    /// Makes the index durable up to the last record (a checkpoint): the slot file's erasures
+    /// are synced first (the records naming them are no longer read after this), then redb
+    /// commits with immediate durability.
+    fn checkpoint(&self, db: &Database, writer: &mut Writer) -> Result<(), Error> {
+        if writer.erased_unsynced {
+            self.slots
+                .file
+                .sync_data()
+                .map_err(|e| Error::io(format!("syncing {SLOT_FILE}"), e))?;
+            writer.erased_unsynced = false;
+        }
+        let txn = begin_write(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(Error::storage)?;
+            // Any write: a transaction that changes nothing may commit nothing.
+            let seq = meta_get(&meta, JOURNAL_SEQ)?;
+            meta.insert(JOURNAL_SEQ, seq).map_err(Error::storage)?;
+        }
+        txn.commit().map_err(Error::storage)?;
+        writer.used = 0;
+        writer.last_checkpoint = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// A checkpoint, then the ring overwritten with zeros and synced: the records (mailbox ids,
+    /// storage times, digests of envelopes since deleted) leave the file.
+    fn clear_journal(&self, db: &Database) -> Result<(), Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.checkpoint(db, &mut writer)?;
+        let io = |e| Error::io(format!("clearing the journal of {SLOT_FILE}"), e);
+        let ring = self.slots.read_ring().map_err(io)?;
+        self.slots.zero_ring(&ring).map_err(io)?;
+        self.slots.file.sync_data().map_err(io)
+    }
 }
 
-/// At open: overwrites with zeros the slots of envelopes deleted by commits whose round did
-/// not follow, the free slots a failed round may have written (`slots::recovery_scan`), and
-/// the file past the index's slot end (then cut there), and syncs. Reads the to-zero and free
-/// tables' first rows and a few slots, never the whole file.
-fn recover_slots(db: &Database, slots: &SlotFile) -> Result<(), Error> {
+/// At open (and at a reopen after a failed operation): applies the journal records the index
+/// lacks ([`journal::replay`]), overwrites with zeros the slots those records deleted that are
+/// still free, the free slots a torn or failed round may have written
+/// ([`slots::recovery_scan`]) and the file past the index's slot end (then cut there), syncs,
+/// commits the index durably, and clears the ring. Reads the ring, the first free slots and
+/// the bodies of the last record, never the whole file. Returns the new total if records
+/// were applied.
+fn recover(db: &Database, slots: &SlotFile) -> Result<Option<u64>, Error> {
     let io = |e| Error::io(format!("recovering {SLOT_FILE}"), e);
-    let txn = db.begin_read().map_err(Error::storage)?;
-    let end = txn
-        .open_table(META)
-        .map_err(Error::storage)?
-        .get(SLOT_END)
-        .map_err(Error::storage)?
-        .map_or(0, |g| g.value());
-    let mut zero = Vec::new();
-    for item in txn
-        .open_table(ZERO_SLOTS)
-        .map_err(Error::storage)?
-        .iter()
-        .map_err(Error::storage)?
+    let ring = slots.read_ring().map_err(io)?;
+    let txn = begin_write(db)?;
+    let applied;
     {
-        zero.push(item.map_err(Error::storage)?.0.value());
-    }
-    let free = txn.open_table(FREE_SLOTS).map_err(Error::storage)?;
-    let free_iter = free
-        .iter()
-        .map_err(Error::storage)?
-        .map(|item| item.map(|(k, _)| k.value()).map_err(Error::storage));
-    let dirty = slots::recovery_scan(free_iter, |s| {
-        Ok(slots
-            .read(s)
-            .map_err(io)?
-            .is_none_or(|b| b.iter().all(|&x| x == 0)))
-    })?;
-    zero.extend(dirty);
-    zero.sort_unstable();
-    zero.dedup();
-    for run in slots::runs(&zero) {
-        slots.zero(zero[run.start], run.len()).map_err(io)?;
-    }
-    let len = slots.len().map_err(io)?;
-    let end_bytes = SlotFile::offset(end);
-    let tail = len.saturating_sub(end_bytes);
-    if tail > 0 {
-        let count = usize::try_from(tail.div_ceil(SLOT as u64)).unwrap_or(usize::MAX);
-        slots.zero(end, count).map_err(io)?;
+        let mut meta = txn.open_table(META).map_err(Error::storage)?;
+        let seq = meta_get(&meta, JOURNAL_SEQ)?;
+        let at = meta_get(&meta, JOURNAL_AT)?;
+        let replay = journal::replay(&ring, RECORD_LAYOUT, seq, at, |put| {
+            Ok::<_, Error>(
+                slots
+                    .read(put.slot)
+                    .map_err(io)?
+                    .is_some_and(|b| journal::body_digest(&b[..]) == put.digest),
+            )
+        })?;
+        let mut ledger = TxnLedger {
+            free: txn.open_table(FREE_SLOTS).map_err(Error::storage)?,
+            end: meta_get(&meta, SLOT_END)?,
+        };
+        let mut envelopes = txn.open_table(ENVELOPES).map_err(Error::storage)?;
+        let mut by_id = txn.open_table(BY_ID).map_err(Error::storage)?;
+        let mut counts = txn.open_table(COUNTS).map_err(Error::storage)?;
+        let mut total = meta_get(&meta, TOTAL)?;
+        let mut deleted = Vec::new();
+        for r in &replay.records {
+            apply(
+                r,
+                &mut ledger,
+                &mut envelopes,
+                &mut by_id,
+                &mut counts,
+                &mut total,
+            )?;
+            deleted.extend(r.deletes.iter().map(|d| d.slot));
+            meta.insert(NEXT_ID, r.next_id).map_err(Error::storage)?;
+            meta.insert(HORIZON, r.horizon).map_err(Error::storage)?;
+            meta.insert(JOURNAL_SEQ, r.seq).map_err(Error::storage)?;
+        }
+        meta.insert(JOURNAL_AT, replay.next_at)
+            .map_err(Error::storage)?;
+        meta.insert(TOTAL, total).map_err(Error::storage)?;
+        meta.insert(SLOT_END, ledger.end).map_err(Error::storage)?;
+        applied = (!replay.records.is_empty()).then_some(total);
+        // What to zero: the replayed deletes' slots still free, then what a torn round left.
+        let mut zero = Vec::new();
+        for s in deleted {
+            if ledger.is_free(s)? {
+                zero.push(s);
+            }
+        }
+        let free_iter = ledger
+            .free
+            .iter()
+            .map_err(Error::storage)?
+            .map(|item| item.map(|(k, _)| k.value()).map_err(Error::storage));
+        let dirty = slots::recovery_scan(free_iter, |s| {
+            Ok(slots
+                .read(s)
+                .map_err(io)?
+                .is_none_or(|b| b.iter().all(|&x| x == 0)))
+        })?;
+        zero.extend(dirty);
+        zero.sort_unstable();
+        zero.dedup();
+        for run in slots::runs(&zero) {
+            slots.zero(zero[run.start], run.len()).map_err(io)?;
+        }
+        let len = slots.len().map_err(io)?;
+        let end_bytes = SlotFile::offset(ledger.end);
+        let tail = len.saturating_sub(end_bytes);
+        if tail > 0 {
+            let count = usize::try_from(tail.div_ceil(SLOT as u64)).unwrap_or(usize::MAX);
+            slots.zero(ledger.end, count).map_err(io)?;
+        }
+        // The ring always exists, so that slot offsets are past it.
         slots.file.set_len(end_bytes).map_err(io)?;
-    }
-    if !zero.is_empty() || tail > 0 {
+        // Zeros before the index commit: an index that no longer names the records must
+        // not meet the bodies they deleted.
         slots.file.sync_data().map_err(io)?;
-        tracing::info!(
-            slots = zero.len(),
-            tail_bytes = tail,
-            "slots of deleted or unacknowledged envelopes overwritten at open"
-        );
+        if !zero.is_empty() || tail > 0 || !replay.records.is_empty() {
+            tracing::info!(
+                records = replay.records.len(),
+                slots = zero.len(),
+                tail_bytes = tail,
+                "journal applied; slots of deleted or unacknowledged envelopes overwritten at open"
+            );
+        }
+    }
+    txn.commit().map_err(Error::storage)?;
+    slots.zero_ring(&ring).map_err(io)?;
+    slots.file.sync_data().map_err(io)?;
+    Ok(applied)
+}
+
+/// Applies one journal record to the index tables (the counterpart of a round's `Tx`).
+fn apply(
+    r: &Record,
+    ledger: &mut TxnLedger<'_>,
+    envelopes: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    by_id: &mut redb::Table<'_, u64, &'static [u8]>,
+    counts: &mut redb::Table<'_, &'static [u8], u32>,
+    total: &mut u64,
+) -> Result<(), Error> {
+    let mismatch = || Error::Storage("a journal record does not match the index".into());
+    let mut adjust = |mb: &[u8], up: bool| -> Result<(), Error> {
+        let n = counts
+            .get(mb)
+            .map_err(Error::storage)?
+            .map_or(0, |g| g.value());
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        if n == 0 {
+            counts.remove(mb).map_err(Error::storage)?;
+        } else {
+            counts.insert(mb, n).map_err(Error::storage)?;
+        }
+        Ok(())
+    };
+    for p in &r.puts {
+        let mailbox = MailboxId(p.mailbox);
+        if p.slot >= ledger.end {
+            slots::extend_to(ledger, p.slot)?;
+        } else if ledger.is_free(p.slot)? {
+            ledger.remove_free(p.slot)?;
+        } else {
+            return Err(mismatch());
+        }
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&r.stored_at.to_be_bytes());
+        value[8..].copy_from_slice(&p.slot.to_be_bytes());
+        let key = env_key(&mailbox, p.id);
+        if envelopes
+            .insert(&key[..], &value[..])
+            .map_err(Error::storage)?
+            .is_some()
+        {
+            return Err(mismatch());
+        }
+        let mut idx = [0u8; 40];
+        idx[..32].copy_from_slice(&p.mailbox);
+        idx[32..].copy_from_slice(&r.stored_at.to_be_bytes());
+        by_id.insert(p.id, &idx[..]).map_err(Error::storage)?;
+        adjust(&p.mailbox, true)?;
+        *total += 1;
+    }
+    for d in &r.deletes {
+        let mailbox = match by_id.remove(d.id).map_err(Error::storage)? {
+            Some(v) => mailbox_of(v.value()),
+            None => return Err(mismatch()),
+        };
+        let slot = match envelopes
+            .remove(&env_key(&mailbox, d.id)[..])
+            .map_err(Error::storage)?
+        {
+            Some(v) => split_u64(v.value(), 8),
+            None => return Err(mismatch()),
+        };
+        if slot != d.slot {
+            return Err(mismatch());
+        }
+        ledger.add_free(slot)?;
+        adjust(mailbox.as_bytes(), false)?;
+        *total = total.saturating_sub(1);
     }
     Ok(())
 }
@@ -680,6 +1006,8 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
                 meta.insert(TOTAL, 0).map_err(Error::storage)?;
                 meta.insert(HORIZON, 0).map_err(Error::storage)?;
                 meta.insert(SLOT_END, 0).map_err(Error::storage)?;
+                meta.insert(JOURNAL_SEQ, 0).map_err(Error::storage)?;
+                meta.insert(JOURNAL_AT, 0).map_err(Error::storage)?;
                 meta.insert(LAYOUT_KEY, LAYOUT).map_err(Error::storage)?;
             }
             (Some(_), Some(LAYOUT)) => {}
@@ -699,7 +1027,6 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
         txn.open_table(BY_ID).map_err(Error::storage)?;
         txn.open_table(COUNTS).map_err(Error::storage)?;
         txn.open_table(FREE_SLOTS).map_err(Error::storage)?;
-        txn.open_table(ZERO_SLOTS).map_err(Error::storage)?;
     }
     txn.commit().map_err(Error::storage)?;
     Ok((db, total))
@@ -712,6 +1039,33 @@ fn begin_write(db: &Database) -> Result<redb::WriteTransaction, Error> {
     let mut txn = db.begin_write().map_err(Error::storage)?;
     txn.set_quick_repair(true);
     Ok(txn)
+}
+
+impl Drop for RedbStore {
+    /// A clean shutdown ends with a checkpoint, so the next open replays nothing; a small
+    /// index is then compacted (see [`COMPACT_AT_STOP`]).
+    fn drop(&mut self) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(db) = guard.as_ref() else { return };
+            let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = self.checkpoint(db, &mut writer) {
+                tracing::warn!(error = %e, "no checkpoint at shutdown; the next open replays");
+                return;
+            }
+        }
+        let db = self.db.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = db.as_mut() else { return };
+        let len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
+        if len <= COMPACT_AT_STOP
+            && let Err(e) = db.compact()
+        {
+            tracing::warn!(error = %e, "compacting the index at shutdown failed");
+        }
+    }
 }
 
 impl Store for RedbStore {
@@ -750,20 +1104,14 @@ impl Store for RedbStore {
     }
 
     fn scrub(&self) -> Result<bool, Error> {
-        // First the bodies: a round with no writes zeroes what deletes left to zero.
-        let pending = self.with_db(false, |db| {
-            let txn = db.begin_read().map_err(Error::storage)?;
-            let zero = txn.open_table(ZERO_SLOTS).map_err(Error::storage)?;
-            Ok(zero.first().map_err(Error::storage)?.is_some())
-        })?;
-        if pending {
-            self.with_db(true, |db| self.round(db, |_| Ok(())))?;
-        }
-        // Then the index rows, in freed pages of relay.redb.
+        // The bodies were erased by the commits that deleted them; the journal's records and
+        // the index rows (in freed pages of relay.redb) remain.
         if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(pending);
+            return Ok(false);
         }
-        let r = self.rewrite();
+        let r = self
+            .with_db(true, |db| self.clear_journal(db))
+            .and_then(|()| self.rewrite());
         if r.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
@@ -772,13 +1120,52 @@ impl Store for RedbStore {
 }
 
 impl RedbStore {
+    /// Commits `ops` in as few rounds as their journal records allow (one, unless the ops
+    /// store more than [`journal::MAX_PUTS`] deposits or may delete more than
+    /// [`journal::MAX_DELETES`] envelopes). If a later round fails, the ops of the rounds that
+    /// committed keep their outcomes and the others are [`WriteOutcome::Unavailable`].
     fn commit_in(
         &self,
         db: &Database,
         ops: &[WriteOp],
         now: u64,
     ) -> Result<Vec<WriteOutcome>, Error> {
-        let (outcomes, new_total) = self.round(db, |tx| {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut rest = ops;
+        while !rest.is_empty() {
+            let (mut puts, mut dels, mut n) = (0usize, 0usize, 0usize);
+            for op in rest {
+                match op {
+                    WriteOp::Deposit { .. } => puts += 1,
+                    WriteOp::Delete { ids, .. } => dels += ids.len(),
+                }
+                if n > 0 && !journal::fits(puts, dels) {
+                    break;
+                }
+                n += 1;
+            }
+            let (group, later) = rest.split_at(n);
+            match self.commit_round(db, group, now) {
+                Ok(o) => outcomes.extend(o),
+                Err(e) if outcomes.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "a commit's later round failed");
+                    outcomes.resize(ops.len(), WriteOutcome::Unavailable);
+                    return Ok(outcomes);
+                }
+            }
+            rest = later;
+        }
+        Ok(outcomes)
+    }
+
+    fn commit_round(
+        &self,
+        db: &Database,
+        ops: &[WriteOp],
+        now: u64,
+    ) -> Result<Vec<WriteOutcome>, Error> {
+        let (outcomes, new_total) = self.round(db, now, |tx| {
             let mut outcomes = Vec::with_capacity(ops.len());
             let mut next_id = meta_get(&tx.meta, NEXT_ID)?;
             let mut total = meta_get(&tx.meta, TOTAL)?;
@@ -880,8 +1267,30 @@ impl RedbStore {
         Ok((out, more))
     }
 
+    /// Expires up to `max` envelopes in rounds of at most [`journal::MAX_DELETES`]; then, as
+    /// the relay's timer for it, a checkpoint if the last one is older than
+    /// [`CHECKPOINT_AGE`] and records were written since.
     fn sweep_in(&self, db: &Database, cutoff: u64, max: usize) -> Result<u64, Error> {
-        let (swept, new_total) = self.round(db, |tx| {
+        let mut swept = 0u64;
+        let mut left = max;
+        while left > 0 {
+            let chunk = left.min(journal::MAX_DELETES);
+            let n = self.sweep_round(db, cutoff, chunk)?;
+            swept += n;
+            left -= chunk;
+            if n < chunk as u64 {
+                break;
+            }
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if writer.used > 0 && writer.last_checkpoint.elapsed() >= CHECKPOINT_AGE {
+            self.checkpoint(db, &mut writer)?;
+        }
+        Ok(swept)
+    }
+
+    fn sweep_round(&self, db: &Database, cutoff: u64, max: usize) -> Result<u64, Error> {
+        let (swept, new_total) = self.round(db, 0, |tx| {
             let mut victims: Vec<(u64, MailboxId)> = Vec::new();
             for item in tx.by_id.range(0..).map_err(Error::storage)?.take(max) {
                 let (k, v) = item.map_err(Error::storage)?;
@@ -1073,11 +1482,9 @@ fn catch_up(
             let (k, v) = item.map_err(Error::storage)?;
             meta.insert(k.value(), v.value()).map_err(Error::storage)?;
         }
-        for def in [FREE_SLOTS, ZERO_SLOTS] {
-            let from = read.open_table(def).map_err(Error::storage)?;
-            let mut to = txn.open_table(def).map_err(Error::storage)?;
-            sync_slot_set(&from, &mut to)?;
-        }
+        let from = read.open_table(FREE_SLOTS).map_err(Error::storage)?;
+        let mut to = txn.open_table(FREE_SLOTS).map_err(Error::storage)?;
+        sync_slot_set(&from, &mut to)?;
     }
     txn.commit().map_err(Error::storage)?;
     Ok(())
@@ -1171,13 +1578,6 @@ fn copy_snapshot(
     );
     copy!(
         FREE_SLOTS,
-        std::convert::identity,
-        |()| (),
-        copied,
-        |(): &()| ()
-    );
-    copy!(
-        ZERO_SLOTS,
         std::convert::identity,
         |()| (),
         copied,
@@ -1455,8 +1855,11 @@ mod tests {
         assert!(has(&before, &[0xa1; 64]), "the deposit is in the file");
         s.commit(&[WriteOp::Delete { mailbox: gone, ids }], t_kept)
             .unwrap();
-        // Copy-on-write: the deleted bytes are still in the file until the scrub.
-        assert!(has(&raw_files(dir.path()), &[0xa1; 64]));
+        // The bodies are erased by the delete's commit; the index rows (copy-on-write) and
+        // the journal records still hold the mailbox id until the scrub.
+        let raw = raw_files(dir.path());
+        assert!(!has(&raw, &[0xa1; 64]) && !has(&raw, &[0xa2; 64]));
+        assert!(has(&raw, gone.as_bytes()));
         assert!(s.scrub().unwrap());
         let after = raw_files(dir.path());
         for needle in [
@@ -1606,14 +2009,29 @@ mod tests {
             .collect()
     }
 
-    /// What a crash leaves in the slot file is zeroed by the open, before any round: the
-    /// slots of a committed delete, a body in a free slot (a failed round's), and bytes past
-    /// the index's slot end (cut off). The live bodies stay whole.
+    /// The journal's state in the index at `dir` (the store closed): the last applied
+    /// record's sequence number, the next record's ring sector, the next id.
+    fn journal_meta(dir: &Path) -> (u64, u64, u64) {
+        let db = Database::open(dir.join("relay.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let get = |k| meta.get(k).unwrap().unwrap().value();
+        (get(JOURNAL_SEQ), get(JOURNAL_AT), get(NEXT_ID))
+    }
+
+    /// What a crash leaves in the slot file is zeroed by the open, and a record the index
+    /// lacks is applied: a deleted body is gone when its commit returns; a body in a free slot
+    /// (a failed round's) and bytes past the index's slot end are zeroed at open (the file cut
+    /// there); a whole journal record after the checkpoint (here written by hand, as a crash
+    /// after its sync leaves it) stores its deposit and deletes its envelope, erasing its
+    /// body; a record after it whose body is torn is not applied and its body is zeroed.
     ///
-    /// Seen to fail with the open skipping each of the three: "deleted body still there at
-    /// open", "a body in a free slot survived the open", "bytes past the end survived".
+    /// Seen to fail with the open skipping the free-slot scan ("a body in a free slot
+    /// survived the open"), with `apply` not erasing the replayed delete's slot ("the
+    /// replayed delete's body survived"), and with the digest check skipped (the torn
+    /// deposit was then fetched: "a torn record was applied").
     #[test]
-    fn an_open_zeroes_what_a_crash_left() {
+    fn an_open_zeroes_what_a_crash_left_and_applies_the_journal() {
         let dir = tempfile::tempdir().unwrap();
         let quotas = Quotas {
             mailbox: 100,
@@ -1633,26 +2051,20 @@ mod tests {
             2,
         )
         .unwrap();
-        // The process stops here: the delete is committed, its slot not yet zeroed.
-        drop(s);
         let slot_file = dir.path().join(SLOT_FILE);
-        assert!(has(&std::fs::read(&slot_file).unwrap(), &[0xe1; 64]));
-        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
         assert!(
             !has(&std::fs::read(&slot_file).unwrap(), &[0xe1; 64]),
-            "deleted body still there at open"
+            "the deleted body is erased by its commit"
         );
-        // A round frees slot 0; then a failed round's body lands in it, and another past
-        // the end.
-        assert!(s.scrub().unwrap());
         drop(s);
+        let offset = SlotFile::offset;
         {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&slot_file)
                 .unwrap();
-            write_all_at(&f, &[0xf1; SLOT], 0).unwrap();
-            write_all_at(&f, &[0xf2; SLOT], 3 * SLOT as u64).unwrap();
+            write_all_at(&f, &[0xf1; SLOT], offset(0)).unwrap();
+            write_all_at(&f, &[0xf2; SLOT], offset(3)).unwrap();
         }
         let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
         let raw = std::fs::read(&slot_file).unwrap();
@@ -1661,59 +2073,137 @@ mod tests {
             "a body in a free slot survived the open"
         );
         assert!(!has(&raw, &[0xf2; 64]), "bytes past the end survived");
-        assert_eq!(raw.len(), 3 * SLOT, "the file is cut at the slot end");
+        assert_eq!(
+            raw.len() as u64,
+            offset(3),
+            "the file is cut at the slot end"
+        );
+        drop(s);
+
+        // A crash after a commit's sync: its record is in the ring, the index lacks it.
+        let (seq, at, next_id) = journal_meta(dir.path());
+        let body = [0xe5u8; SLOT];
+        let applied = Record {
+            seq: seq + 1,
+            stored_at: 3,
+            next_id: next_id + 1,
+            horizon: 0,
+            puts: vec![journal::Put {
+                slot: 0,
+                id: next_id,
+                mailbox: *mb.as_bytes(),
+                digest: journal::body_digest(&body),
+            }],
+            deletes: vec![journal::Delete {
+                slot: 1,
+                id: ids[1].0,
+            }],
+        };
+        let torn = Record {
+            seq: seq + 2,
+            stored_at: 4,
+            next_id: next_id + 2,
+            horizon: 0,
+            puts: vec![journal::Put {
+                slot: 3,
+                id: next_id + 1,
+                mailbox: *mb.as_bytes(),
+                digest: journal::body_digest(&[0xe6; SLOT]),
+            }],
+            deletes: Vec::new(),
+        };
+        {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&slot_file)
+                .unwrap();
+            write_all_at(&f, &body, offset(0)).unwrap();
+            let mut half = [0xe6u8; SLOT];
+            half[SLOT / 2..].fill(0);
+            write_all_at(&f, &half, offset(3)).unwrap();
+            let one = applied.encode(RECORD_LAYOUT);
+            let next = journal::advance(at, one.len());
+            for (rec, at) in [(one, at), (torn.encode(RECORD_LAYOUT), next)] {
+                for (off, range) in journal::placement(at, rec.len()) {
+                    write_all_at(&f, &rec[range], off as u64).unwrap();
+                }
+            }
+        }
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
         let (got, _) = s.fetch(&[mb], EnvelopeId(0), 10).unwrap();
         assert_eq!(
-            got.iter().map(|x| x.envelope.clone()).collect::<Vec<_>>(),
-            vec![env(0xe2), env(0xe3)]
+            got.iter()
+                .map(|x| (x.id.0, x.envelope.clone()))
+                .collect::<Vec<_>>(),
+            vec![(ids[2].0, env(0xe3)), (next_id, env(0xe5))],
+            "a torn record was applied, or the whole one was not"
         );
-        // The freed slot is reused first.
-        s.commit(&[dep(mb, 0xe4)], 3).unwrap();
+        assert_eq!(s.stats().envelopes, 2);
+        let raw = std::fs::read(&slot_file).unwrap();
+        assert!(
+            !has(&raw, &[0xe2; 64]),
+            "the replayed delete's body survived"
+        );
+        assert!(!has(&raw, &[0xe6; 64]), "the torn body survived");
+        assert!(
+            !has(&raw[..journal::RING_BYTES], mb.as_bytes()),
+            "the ring is cleared once applied"
+        );
+        // The next deposit takes the lowest free slot (the replayed delete's) and the next id.
+        let out = s.commit(&[dep(mb, 0xe7)], 5).unwrap();
+        assert_eq!(out[0], WriteOutcome::Stored(EnvelopeId(next_id + 1)));
         assert_eq!(
-            &std::fs::read(&slot_file).unwrap()[..SLOT],
-            &[0xe4; SLOT][..]
+            &std::fs::read(&slot_file).unwrap()[offset(1) as usize..offset(2) as usize],
+            &[0xe7; SLOT][..]
         );
+        drop(s);
+        let s = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap();
+        assert_eq!(s.fetch(&[mb], EnvelopeId(0), 10).unwrap().0.len(), 3);
     }
 
-    /// A store written by the single-file layout (a `meta` table without `layout`) is refused
-    /// with the named error, before anything is added beside it.
+    /// A store written by an older layout (the single-file layout 1, a `meta` table without
+    /// `layout`; layout 2, the slot file without a journal) is refused with the named error,
+    /// before anything is added beside it.
     ///
     /// Seen to fail with the layout check removed (the open then succeeds).
     #[test]
-    fn a_store_of_the_old_layout_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relay.redb");
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META).unwrap().insert(NEXT_ID, 7).unwrap();
-            txn.commit().unwrap();
-        }
-        let quotas = Quotas {
-            mailbox: 1,
-            total: 1,
-        };
-        let e = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::StoreLayout {
-                    found: 1,
-                    expected: 2
+    fn a_store_of_an_old_layout_is_refused() {
+        for (found, mark) in [(1u64, None), (2, Some(2u64))] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("relay.redb");
+            {
+                let db = Database::create(&path).unwrap();
+                let txn = db.begin_write().unwrap();
+                {
+                    let mut meta = txn.open_table(META).unwrap();
+                    meta.insert(NEXT_ID, 7).unwrap();
+                    if let Some(l) = mark {
+                        meta.insert(LAYOUT_KEY, l).unwrap();
+                    }
                 }
-            ),
-            "{e:?}"
-        );
-        assert!(
-            e.to_string().starts_with("store layout 1, expected 2"),
-            "{e}"
-        );
-        assert!(!dir.path().join(SLOT_FILE).exists());
-        // And it stays refused.
-        assert!(matches!(
-            RedbStore::open(dir.path(), quotas, 1 << 20),
-            Err(Error::StoreLayout { .. })
-        ));
+                txn.commit().unwrap();
+            }
+            let quotas = Quotas {
+                mailbox: 1,
+                total: 1,
+            };
+            let e = RedbStore::open(dir.path(), quotas, 1 << 20).unwrap_err();
+            assert!(
+                matches!(e, Error::StoreLayout { found: f, expected: 3 } if f == found),
+                "{e:?}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("store layout {found}, expected 3")),
+                "{e}"
+            );
+            assert!(!dir.path().join(SLOT_FILE).exists());
+            // And it stays refused.
+            assert!(matches!(
+                RedbStore::open(dir.path(), quotas, 1 << 20),
+                Err(Error::StoreLayout { .. })
+            ));
+        }
     }
 
     /// The cost of a scrub against copying the same file (not a test: run with --ignored
