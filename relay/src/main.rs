@@ -15,6 +15,9 @@ use hush_relay::server::Relay;
 use hush_relay::tls::Identity;
 use tokio::signal::unix::{SignalKind, signal};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hush-relay", version, about = "hush relay server")]
 struct Cli {
