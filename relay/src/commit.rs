@@ -8,6 +8,13 @@
 //! queued write before the thread exits (graceful shutdown loses nothing it acknowledged),
 //! and must never do work per subscriber: a commit's deposits go to the fan-out thread in one
 //! non-blocking hand-off, so however many subscribers a mailbox has, commits cost the same.
+//!
+//! At low load a commit would hold one write, and every commit costs a sync and its CPU (on a
+//! virtual machine most of that is the kernel's: the disk's flush, the thread's wake-up). So
+//! a lone write may wait a short, bounded time (`storage.commit_linger_us`) for company
+//! ([`Linger`]): only while lingering has been gathering writes, so a single client with one
+//! request in flight, which no wait can batch, is not slowed (after a linger that gathered
+//! nothing the next [`LINGER_BACKOFF`] lone writes commit at once).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,6 +56,7 @@ impl Committer {
         metrics: Arc<Metrics>,
         clock: Clock,
         max_batch: usize,
+        linger: std::time::Duration,
     ) -> Result<(Self, JoinHandle<()>), Error> {
         let (tx, mut rx) = mpsc::channel::<Job>(max_batch.saturating_mul(4).max(64));
         let announced = store.announces_arrivals();
@@ -56,13 +64,22 @@ impl Committer {
             .name("hush-committer".into())
             .spawn(move || {
                 let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+                let mut policy = Linger::new(linger);
                 while let Some(first) = rx.blocking_recv() {
                     jobs.push(first);
-                    while jobs.len() < max_batch {
-                        match rx.try_recv() {
-                            Ok(j) => jobs.push(j),
-                            Err(_) => break,
+                    drain(&mut rx, &mut jobs, max_batch);
+                    if let Some(wait) = policy.wait_for(jobs.len()) {
+                        let deadline = std::time::Instant::now() + wait;
+                        let before = jobs.len();
+                        while jobs.len() < max_batch {
+                            let now = std::time::Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            std::thread::sleep((deadline - now).min(LINGER_STEP));
+                            drain(&mut rx, &mut jobs, max_batch);
                         }
+                        policy.gathered(jobs.len() - before);
                     }
                     let (ops, replies): (Vec<WriteOp>, Vec<_>) =
                         jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
@@ -121,5 +138,83 @@ impl Committer {
             Ok(Err(())) => Err(Error::Storage("commit failed".into())),
             Err(_) => Err(Error::ShuttingDown),
         }
+    }
+}
+
+/// Moves queued jobs into `jobs`, up to `max_batch`.
+fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
+    while jobs.len() < max_batch {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+}
+
+/// How often a lingering committer looks for more writes.
+const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Lone writes that commit at once after a linger that gathered nothing.
+pub const LINGER_BACKOFF: u32 = 64;
+
+/// When a commit waits for more writes (sans-IO: the committer asks, then reports).
+#[derive(Debug)]
+pub struct Linger {
+    max: std::time::Duration,
+    /// Lone writes still to commit without waiting.
+    skip: u32,
+}
+
+impl Linger {
+    /// A policy that waits at most `max` (zero: never).
+    #[must_use]
+    pub fn new(max: std::time::Duration) -> Self {
+        Self { max, skip: 0 }
+    }
+
+    /// How long a commit of `batch` writes (all that were queued) waits for more: only a
+    /// lone write, and not during a backoff.
+    pub fn wait_for(&mut self, batch: usize) -> Option<std::time::Duration> {
+        if batch != 1 || self.max.is_zero() {
+            return None;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        Some(self.max)
+    }
+
+    /// What the last wait gathered: nothing starts a backoff.
+    pub fn gathered(&mut self, more: usize) {
+        if more == 0 {
+            self.skip = LINGER_BACKOFF;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Seen to fail with the backoff left out (a lone writer waited on every commit) and with
+    /// batches of several writes lingering too.
+    #[test]
+    fn only_lone_writes_linger_and_a_fruitless_linger_backs_off() {
+        let ms = Duration::from_millis(1);
+        let mut l = Linger::new(ms);
+        assert_eq!(l.wait_for(2), None, "a batch already shares its sync");
+        assert_eq!(l.wait_for(1), Some(ms));
+        l.gathered(2);
+        assert_eq!(l.wait_for(1), Some(ms), "lingering gathered writes: go on");
+        l.gathered(0);
+        let waits = (0..LINGER_BACKOFF)
+            .filter(|_| l.wait_for(1).is_some())
+            .count();
+        assert_eq!(waits, 0, "one client, one request in flight: no waits");
+        assert_eq!(l.wait_for(1), Some(ms), "tried again after the backoff");
+        let mut off = Linger::new(Duration::ZERO);
+        assert_eq!(off.wait_for(1), None);
     }
 }

@@ -182,6 +182,10 @@ impl Default for Limits {
     }
 }
 
+/// The longest `storage.commit_linger_us` accepted: a wait beyond it would cost more latency
+/// than any batching saves.
+pub const MAX_COMMIT_LINGER_US: u64 = 10_000;
+
 /// Storage backend and tuning.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +194,9 @@ pub struct Storage {
     pub backend: Backend,
     /// Most operations grouped into one durable commit.
     pub max_commit_batch: Positive<u32>,
+    /// Most microseconds a lone write waits for others to share its commit (0: never; at
+    /// most [`MAX_COMMIT_LINGER_US`]).
+    pub commit_linger_us: u64,
     /// Seconds between expiry sweeps.
     pub sweep_interval_secs: Positive<u64>,
     /// Memory for the database page cache, in MiB.
@@ -204,6 +211,7 @@ impl Default for Storage {
         Self {
             backend: Backend::Redb,
             max_commit_batch: Positive(1024),
+            commit_linger_us: 1000,
             sweep_interval_secs: Positive(60),
             cache_mib: Positive(64),
             scrub_interval_secs: Positive(600),
@@ -621,6 +629,11 @@ pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
         "max_commit_batch",
     ),
     (
+        "HUSH_RELAY_STORAGE_COMMIT_LINGER_US",
+        "storage",
+        "commit_linger_us",
+    ),
+    (
         "HUSH_RELAY_STORAGE_SWEEP_INTERVAL_SECS",
         "storage",
         "sweep_interval_secs",
@@ -744,6 +757,11 @@ impl Config {
     pub fn parse(text: &str, origin: &str, env: &[(String, String)]) -> Result<Self, Error> {
         let cfg = Self::parse_unchecked(text, origin, env)?;
         cfg.chunks.validate(origin)?;
+        if cfg.storage.commit_linger_us > MAX_COMMIT_LINGER_US {
+            return Err(Error::Config(format!(
+                "{origin}: storage.commit_linger_us must be at most {MAX_COMMIT_LINGER_US} (microseconds)"
+            )));
+        }
         crate::admission::connection_slots(&cfg)
             .map_err(|m| Error::Config(format!("{origin}: {m}")))?;
         match (cfg.storage.backend, &cfg.jetstream) {
@@ -947,6 +965,9 @@ loopback_exempt = true
 [storage]
 # Most deposits/deletes grouped into one durable commit.
 max_commit_batch = 1024
+# Most microseconds a lone deposit or delete waits for others to share its commit (0: never,
+# at most 10000). Only while such waits gather writes: a lone client is not slowed.
+commit_linger_us = 1000
 # Seconds between expiry sweeps.
 sweep_interval_secs = 60
 # Memory for the database page cache, in MiB.
@@ -1027,6 +1048,16 @@ mod tests {
         assert_eq!(c.limits.mailbox_quota.0, Limits::default().mailbox_quota.0);
         assert_eq!(c.limits.expiry_secs.0, 604_800);
         assert_eq!(c.storage.max_commit_batch.0, 1024);
+        assert_eq!(c.storage.commit_linger_us, 1000);
+        let long = Config::parse(
+            &tpl().replace("commit_linger_us = 1000", "commit_linger_us = 10001"),
+            "relay.toml",
+            &[],
+        );
+        assert!(
+            matches!(&long, Err(Error::Config(m)) if m.contains("commit_linger_us must be at most 10000")),
+            "{long:?}"
+        );
         assert_eq!(c.log.level, LogLevel::Info);
         assert_eq!(c.forwarding, Forwarding::default());
     }

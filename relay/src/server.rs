@@ -267,6 +267,7 @@ impl Relay {
             metrics.clone(),
             clock,
             usize::try_from(config.storage.max_commit_batch.0).unwrap_or(1024),
+            std::time::Duration::from_micros(config.storage.commit_linger_us),
         )?;
 
         let tls = identity.server_config()?;
