@@ -152,8 +152,8 @@ fn await_crash(relay: &mut TestRelay) {
 /// Seen to fail with the open not zeroing the file past the index's slot end: "the body of
 /// the deposit that was never committed survived the restart"; with the open not applying
 /// the journal: "deleted bodies survived the restart" (the deletes it records were not
-/// redone, so their bodies stayed; checked before the envelopes are counted); with the open not erasing the replayed deletes' slots: "deleted bodies
-/// survived the restart".
+/// redone, so their bodies stayed; checked before the envelopes are counted); with the open
+/// not erasing the replayed deletes' slots: "deleted bodies survived the restart".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_inside_a_commit_lose_nothing_and_leave_no_deleted_body() {
     let mut relay = TestRelay::start(&[("HUSH_RELAY_STORAGE_SCRUB_INTERVAL_SECS", "3600")]);
