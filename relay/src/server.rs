@@ -832,6 +832,18 @@ async fn send_error(send: &mut impl ResponseSend, metrics: &Metrics, e: ErrorFra
     answer_error(send, e).await;
 }
 
+/// Refuses a request without reading the rest of its stream (a chunk that may follow): stops
+/// the stream, then counts and sends `e`.
+async fn refuse(
+    send: &mut impl ResponseSend,
+    recv: &mut impl RequestRecv,
+    metrics: &Metrics,
+    e: ErrorFrame,
+) {
+    recv.stop();
+    send_error(send, metrics, e).await;
+}
+
 /// Answers `e` without counting it as an error (the caller counts the outcome).
 async fn answer_error(send: &mut impl ResponseSend, e: ErrorFrame) {
     let _ = send_frame(send, &Response::Error(e)).await;
@@ -866,15 +878,14 @@ pub(crate) async fn handle_stream(
     let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(hush_transport::Error::Protocol(e))) => {
-            recv.stop();
             let code = e.code().unwrap_or(ErrorCode::Oversized);
-            return send_error(&mut send, metrics, ErrorFrame::new(code)).await;
+            return refuse(&mut send, &mut recv, metrics, ErrorFrame::new(code)).await;
         }
         // The client reset the stream or the connection died: nobody to answer.
         Ok(Err(_)) => return,
         Err(_) => {
-            recv.stop();
-            return send_error(&mut send, metrics, ErrorFrame::new(ErrorCode::Truncated)).await;
+            let e = ErrorFrame::new(ErrorCode::Truncated);
+            return refuse(&mut send, &mut recv, metrics, e).await;
         }
     };
     state.ticket.touch();
@@ -1244,19 +1255,11 @@ async fn chunk_request(
     let svc = &shared.chunks;
     let _slot = match svc.admit(&state.chunk_slots) {
         Ok(s) => s,
-        Err(e) => {
-            recv.stop();
-            return send_error(&mut send, metrics, e).await;
-        }
+        Err(e) => return refuse(&mut send, &mut recv, metrics, e).await,
     };
     if matches!(req, Request::PutChunk { .. }) && shared.disk.is_low() {
-        recv.stop();
-        return send_error(
-            &mut send,
-            metrics,
-            ErrorFrame::new(ErrorCode::ChunkStoreFull),
-        )
-        .await;
+        let e = ErrorFrame::new(ErrorCode::ChunkStoreFull);
+        return refuse(&mut send, &mut recv, metrics, e).await;
     }
     let answer = match req {
         Request::PutChunk { id } => crate::chunks::put(svc, id, &mut recv).await,
@@ -1311,15 +1314,11 @@ async fn forward_chunk(
 ) {
     let metrics = &shared.metrics;
     if let Some(e) = shared.forwarder.refusal(&destination) {
-        recv.stop();
-        return send_error(&mut send, metrics, e).await;
+        return refuse(&mut send, &mut recv, metrics, e).await;
     }
     let _slot = match shared.chunks.admit_forwarding(&state.chunk_slots) {
         Ok(s) => s,
-        Err(e) => {
-            recv.stop();
-            return send_error(&mut send, metrics, e).await;
-        }
+        Err(e) => return refuse(&mut send, &mut recv, metrics, e).await,
     };
     let trailer = if sealed.trailer {
         match crate::chunks::read_chunk(&mut recv).await {
@@ -1357,17 +1356,11 @@ async fn deliver_chunk(
     let svc = &shared.chunks;
     let _slot = match svc.admit(&state.chunk_slots) {
         Ok(s) => s,
-        Err(e) => {
-            recv.stop();
-            return send_error(&mut send, metrics, e).await;
-        }
+        Err(e) => return refuse(&mut send, &mut recv, metrics, e).await,
     };
     let opened = match shared.forwarder.open_chunk(&sealed) {
         Ok(o) => o,
-        Err(e) => {
-            recv.stop();
-            return send_error(&mut send, metrics, e).await;
-        }
+        Err(e) => return refuse(&mut send, &mut recv, metrics, e).await,
     };
     let outcome = match opened.request() {
         Request::PutChunk { id } => {
