@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Error, RelayClient, TestRelay, lo, relay_error, sealed};
+use common::{Error, RelayClient, client_at, lo, peers, record, relay_at, relay_error, sealed};
 use hush_proto::drop::mint_stamp;
 use hush_proto::forward::{self, Destination, InnerRequest, RequestId};
 use hush_proto::{DropAddress, ErrorCode, FetchSecret, Request};
@@ -17,34 +15,6 @@ use hush_testkit::hooks;
 
 const FORWARDER: &str = "127.0.0.2";
 const DESTINATION: &str = "127.0.0.3";
-
-/// A relay at `ip` writing its record to a file in `dir`.
-fn relay_at(ip: &str, dir: &Path, extra: &[(&str, &str)]) -> (TestRelay, PathBuf) {
-    let record = dir.join(format!("record-{ip}.txt"));
-    let path = record.to_str().unwrap().to_owned();
-    let mut env = vec![(hooks::RELAY_TEST_RECORD, path.as_str())];
-    env.extend_from_slice(extra);
-    (TestRelay::start_at(ip, &env), record)
-}
-
-async fn client_at(relay: &TestRelay, last: u8) -> RelayClient {
-    RelayClient::connect_from(relay.addr(), Some(lo(last)))
-        .await
-        .unwrap()
-}
-
-fn record(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// The peers a relay's record names (connections and frames).
-fn peers(record: &str) -> std::collections::BTreeSet<String> {
-    record
-        .lines()
-        .filter_map(|l| l.split(' ').nth(1))
-        .map(str::to_owned)
-        .collect()
-}
 
 fn text_envelope(text: &str, n: u64) -> hush_proto::Envelope {
     sealed(text.as_bytes(), n)

@@ -8,14 +8,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Error, RelayClient, TestRelay, lo, relay_error};
+use common::{Error, RelayClient, TestRelay, client_at, lo, peers, record, relay_at, relay_error};
 use hush_proto::forward::{Destination, VerifiedKey};
 use hush_proto::forward_chunk::{self, ChunkAnswer, SealedChunkRequest};
 use hush_proto::{CHUNK_LEN, ChunkSecret, ErrorCode, FRAME_LEN, Request, decode_response};
-use hush_testkit::{HANG_GUARD, hooks, poll_async};
+use hush_testkit::{HANG_GUARD, poll_async};
 use sha2::{Digest, Sha256};
 
 const OWN: &str = "127.0.0.2";
@@ -23,24 +23,6 @@ const HOLDER: &str = "127.0.0.3";
 const UPLOADER: u8 = 4;
 const DOWNLOADER: u8 = 5;
 const HOSTILE: u8 = 6;
-
-fn relay_at(ip: &str, dir: &Path, extra: &[(&str, &str)]) -> (TestRelay, PathBuf) {
-    let record = dir.join(format!("record-{ip}.txt"));
-    let path = record.to_str().unwrap().to_owned();
-    let mut env = vec![(hooks::RELAY_TEST_RECORD, path.as_str())];
-    env.extend_from_slice(extra);
-    (TestRelay::start_at(ip, &env), record)
-}
-
-async fn client_at(relay: &TestRelay, last: u8) -> RelayClient {
-    RelayClient::connect_from(relay.addr(), Some(lo(last)))
-        .await
-        .unwrap()
-}
-
-fn record(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
 
 /// (peer, kind) of every request frame a relay's record holds.
 fn requests(record: &str) -> BTreeSet<(String, String)> {
@@ -51,15 +33,6 @@ fn requests(record: &str) -> BTreeSet<(String, String)> {
             let f: Vec<&str> = l.split(' ').collect();
             (f[0].to_owned(), f[2].to_owned())
         })
-        .collect()
-}
-
-/// The peers a relay's record names.
-fn peers(record: &str) -> BTreeSet<String> {
-    record
-        .lines()
-        .filter_map(|l| l.split(' ').nth(1))
-        .map(str::to_owned)
         .collect()
 }
 

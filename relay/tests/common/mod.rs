@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use hush_proto::{ENVELOPE_LEN, Envelope, EnvelopeId, FetchSecret, MailboxId, RelayAddress};
-use hush_testkit::Relay;
+use hush_testkit::{Relay, hooks};
 pub use hush_transport::{Error, RelayClient, client_endpoint, relay_error};
 use sha2::{Digest, Sha256};
 
@@ -259,4 +259,34 @@ pub async fn clients_from(relay: &TestRelay, ip: IpAddr, n: usize) -> Vec<Arc<Re
         ));
     }
     out
+}
+
+/// A relay at `ip` writing its test-hooks record (which peer sent what) to a file in `dir`.
+pub fn relay_at(ip: &str, dir: &Path, extra: &[(&str, &str)]) -> (TestRelay, PathBuf) {
+    let record = dir.join(format!("record-{ip}.txt"));
+    let path = record.to_str().unwrap().to_owned();
+    let mut env = vec![(hooks::RELAY_TEST_RECORD, path.as_str())];
+    env.extend_from_slice(extra);
+    (TestRelay::start_at(ip, &env), record)
+}
+
+/// A client of `relay` leaving from the loopback address `127.0.0.<last>`.
+pub async fn client_at(relay: &TestRelay, last: u8) -> RelayClient {
+    RelayClient::connect_from(relay.addr(), Some(lo(last)))
+        .await
+        .unwrap()
+}
+
+/// A relay's record so far (empty before its first line).
+pub fn record(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The peers a relay's record names (connections and frames).
+pub fn peers(record: &str) -> std::collections::BTreeSet<String> {
+    record
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(str::to_owned)
+        .collect()
 }
