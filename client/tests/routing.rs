@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hush_testkit::{Home, Relay, hooks};
+use hush_testkit::{Home, Hush, Relay, hooks};
 
 const ALICE_IP: &str = "127.0.0.4";
 const BOB_IP: &str = "127.0.0.5";
@@ -221,6 +221,14 @@ fn chunk_files(relay: &Relay) -> usize {
     std::fs::read_dir(relay.dir().join("data").join("chunks")).map_or(0, Iterator::count)
 }
 
+/// `hush --json get-file ID --dir DIR` as `profile`, to be run.
+fn get_file<'a>(home: &'a Home, profile: &str, id: &str, dir: &Path) -> Hush<'a> {
+    home.hush(
+        profile,
+        &["--json", "get-file", id, "--dir", dir.to_str().unwrap()],
+    )
+}
+
 /// Sends `bytes` as a file named `name` from `from` to `to`; the receiver's file id.
 fn send_file(home: &Home, from: &str, to: &str, name: &str, bytes: &[u8]) -> String {
     let src = tempfile::tempdir().unwrap();
@@ -260,19 +268,7 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     let id = send_file(&home, "alice", "bob", name, &data);
     assert_eq!(chunk_files(&r1), 3, "alice's chunks are on her own relay");
     let out = tempfile::tempdir().unwrap();
-    let got = home
-        .hush(
-            "bob",
-            &[
-                "--json",
-                "get-file",
-                &id,
-                "--dir",
-                out.path().to_str().unwrap(),
-            ],
-        )
-        .run()
-        .ok();
+    let got = get_file(&home, "bob", &id, out.path()).run().ok();
     let ev = events(&got.stdout);
     let saved = PathBuf::from(ev.last().unwrap()["path"].as_str().unwrap());
     assert!(std::fs::read(&saved).unwrap() == data, "bit-identical");
@@ -294,19 +290,7 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     );
     r2.terminate();
     r2.run_with(&[("HUSH_RELAY_FORWARDING_ENABLED", "false")]);
-    let failed = home
-        .hush(
-            "bob",
-            &[
-                "--json",
-                "get-file",
-                &id,
-                "--dir",
-                out.path().to_str().unwrap(),
-            ],
-        )
-        .run()
-        .fails();
+    let failed = get_file(&home, "bob", &id, out.path()).run().fails();
     assert_eq!(failed.status.code(), Some(5), "{}", failed.stderr);
     let ev = events(&failed.stdout);
     assert!(
@@ -322,19 +306,7 @@ fn a_file_from_another_relay_is_fetched_only_through_the_own_relay() {
     assert_eq!(chunk_requests_from(&rec1, BOB_IP), Vec::<u8>::new());
     r2.terminate();
     r2.run();
-    let got = home
-        .hush(
-            "bob",
-            &[
-                "--json",
-                "get-file",
-                &id,
-                "--dir",
-                out.path().to_str().unwrap(),
-            ],
-        )
-        .run()
-        .ok();
+    let got = get_file(&home, "bob", &id, out.path()).run().ok();
     let saved = PathBuf::from(
         events(&got.stdout).last().unwrap()["path"]
             .as_str()
@@ -368,17 +340,7 @@ fn in_high_risk_mode_chunks_go_through_the_own_relay_whatever_routing_says() {
     home.hush("bob", &["high-risk", "on"]).run().ok();
     let out = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let got = home
-        .hush(
-            "bob",
-            &[
-                "--json",
-                "get-file",
-                &id,
-                "--dir",
-                out.path().to_str().unwrap(),
-            ],
-        )
+    let got = get_file(&home, "bob", &id, out.path())
         .env(hooks::CLIENT_FETCH_MEAN_MS, 200)
         .env(hooks::CLIENT_DEPOSIT_MEAN_MS, 200)
         .run()
