@@ -1380,14 +1380,14 @@ async fn deliver_chunk(
                     let e = ErrorFrame::new(ErrorCode::ForwardUnsealable);
                     return send_error(&mut send, metrics, e).await;
                 };
-                crate::chunks::store(svc, id, data).await.map(|r| {
-                    if matches!(r, Response::ChunkStored { fresh: true }) {
-                        metrics.chunk_bytes_received(hush_proto::CHUNK_LEN);
+                crate::chunks::store(svc, id, data).await.map(|r| match r {
+                    Response::ChunkStored { fresh } => {
+                        if fresh {
+                            metrics.chunk_bytes_received(hush_proto::CHUNK_LEN);
+                        }
+                        ChunkAnswer::Stored { fresh }
                     }
-                    match r {
-                        Response::ChunkStored { fresh } => ChunkAnswer::Stored { fresh },
-                        _ => ChunkAnswer::Error(ErrorFrame::new(ErrorCode::Internal)),
-                    }
+                    _ => ChunkAnswer::Error(ErrorFrame::new(ErrorCode::Internal)),
                 })
             }
         }
