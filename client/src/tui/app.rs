@@ -822,11 +822,18 @@ impl App {
                 }
                 fx
             }
-            Event::DeliveryChanged { id, state, .. } => {
+            Event::DeliveryChanged { contact, id, state } => {
                 if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
                     m.state = state;
                 }
-                Vec::new()
+                // A receipt is the contact's first word back if it was still pending: the
+                // list loses its "waiting for reply" mark.
+                let pending = self.contacts.iter().any(|c| c.name == contact && c.pending);
+                if state == DeliveryState::Delivered && pending {
+                    vec![Effect::LoadContacts]
+                } else {
+                    Vec::new()
+                }
             }
             Event::ContactAdded { name } => {
                 self.status = Some(format!("new contact: {name}"));

@@ -1436,6 +1436,66 @@ fn delivery_changes_update_the_marks() {
     assert_eq!(app.messages[4].state, DeliveryState::OnRelay);
 }
 
+/// A receipt from a contact still shown pending (we accepted its invite, it had not
+/// answered) reloads the list, which then drops the pending mark; one from a contact past
+/// its handshake costs nothing. (Seen to fail before the reload: the end-to-end test's
+/// screen showed "alice …" after her receipt had arrived.)
+#[test]
+fn a_receipt_from_a_pending_contact_reloads_the_list() {
+    let mut app = main_app();
+    for (contact, state, want) in [
+        ("dave", DeliveryState::Delivered, vec![Effect::LoadContacts]),
+        ("dave", DeliveryState::OnRelay, vec![]),
+        ("bob", DeliveryState::Delivered, vec![]),
+    ] {
+        let fx = app.update(Msg::Engine(Event::DeliveryChanged {
+            contact: contact.into(),
+            id: 1,
+            state,
+        }));
+        assert_eq!(fx, want, "{contact} {state:?}");
+    }
+}
+
+/// The delivery mark of a message whose last row fills the pane is shown on a row of its
+/// own, at every width and for Chinese, Arabic and emoji text. (Seen to fail with the mark
+/// appended to the last row: at 50 columns the Chinese reply showed no mark at all, as the
+/// end-to-end test's screen at 80 columns once did.)
+#[test]
+fn a_full_last_row_keeps_its_delivery_mark() {
+    let bodies = [
+        "好的，我会准时到。文件已经准备好了，硬盘也加密了。如果我迟到超过十五分钟，你就先离开，我们再约时间。",
+        "سأرسل لك الوثائق غدا صباحا، تأكد من أن لا أحد يراقبك عندما تفتحها، ثم احذفها فورا من جهازك",
+        "🗞️📁🔐🕒👋🏽🗞️📁🔐🕒👋🏽🗞️📁🔐🕒👋🏽🗞️📁🔐🕒👋🏽🗞️📁🔐🕒👋🏽🗞️📁🔐🕒👋🏽",
+    ];
+    let mut seen_full = 0;
+    for body in bodies {
+        for width in 40..=100u16 {
+            for (state, mark) in [
+                (DeliveryState::Queued, "…"),
+                (DeliveryState::OnRelay, "✓"),
+                (DeliveryState::Delivered, "✓✓"),
+            ] {
+                let mut app = main_app();
+                app.contacts = vec![contact("bob")];
+                app.messages = vec![message(1, true, body, at(DAY2, 9, 0), state)];
+                let text = screen(&mut app, width, 24);
+                let rows: Vec<&str> = text
+                    .lines()
+                    .filter_map(|l| l.split_once("││").map(|(_, r)| r.trim_end_matches('│')))
+                    .collect();
+                let marks = rows.iter().map(|r| r.matches(mark).count()).sum::<usize>();
+                assert_eq!(marks, 1, "{width} columns, {state:?}:\n{text}");
+                let last = rows.iter().rposition(|r| r.contains(mark)).unwrap();
+                if rows[last].trim() == mark {
+                    seen_full += 1;
+                }
+            }
+        }
+    }
+    assert!(seen_full > 0, "some width fills the last row");
+}
+
 #[test]
 fn relay_up_and_down_show_in_the_status_bar() {
     let mut app = main_app();

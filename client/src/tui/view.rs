@@ -373,6 +373,7 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
             let chunks = text::wrap(text_line, room, width.saturating_sub(6).max(8));
             let n = chunks.len();
             for (j, chunk) in chunks.into_iter().enumerate() {
+                let used = if first { lead } else { 6 } + text::width(&chunk);
                 let mut spans = if first {
                     prefix.clone()
                 } else {
@@ -381,7 +382,16 @@ fn draw_conversation(f: &mut Frame<'_>, app: &App, area: Rect) -> usize {
                 first = false;
                 spans.push(Span::raw(chunk));
                 if j + 1 == n && i + 1 == m.body.split('\n').count() {
-                    spans.push(Span::raw(format!("{timer}{mark}")).dim());
+                    // The marks go on a row of their own when the text's last row leaves
+                    // no room for them: cut off at the edge, a message would look sent
+                    // with no state at all.
+                    let marks = Span::raw(format!("{timer}{mark}")).dim();
+                    if used + text::width(&marks.content) > width {
+                        lines.push(Line::from(spans));
+                        spans = vec![Span::raw("     "), marks];
+                    } else {
+                        spans.push(marks);
+                    }
                 }
                 lines.push(Line::from(spans));
             }

@@ -15,8 +15,8 @@ use hush_crypto::InviteKind;
 
 use super::schedule::uniform;
 use super::{
-    Engine, FetchJob, FetchToken, Lane, LinkOp, Opener, Owner, Round, Route, SyncWaiter, Ticket,
-    Time,
+    EPOCH_SECONDS, Engine, FetchJob, FetchToken, Lane, LinkOp, Opener, Owner, Round, Route,
+    SyncWaiter, Ticket, Time,
 };
 use crate::api::{ONE_TIME_INVITE_LIFETIME_SECS, Response};
 use crate::error::Result;
@@ -38,6 +38,10 @@ pub(crate) const LANE_OPEN_JITTER: Duration = Duration::from_secs(5);
 pub(crate) const CATCH_UP_STEP_MIN: Duration = Duration::from_secs(5);
 /// See [`CATCH_UP_STEP_MIN`].
 pub(crate) const CATCH_UP_STEP_MAX: Duration = Duration::from_secs(30);
+/// Normal mode keeps watching the previous epoch's mailboxes this long into an epoch: a
+/// sender's clock may be behind the recipient's, and a deposit that left just before the
+/// hour may reach the relay after it.
+pub(crate) const PREVIOUS_EPOCH_GRACE: Duration = Duration::from_secs(600);
 
 /// Secrets to fetch from one relay (on one lane, with isolation), and whose mailboxes they
 /// are.
@@ -116,6 +120,20 @@ impl Engine {
         Ok(())
     }
 
+    /// The epochs whose mailboxes normal mode subscribes to: the current and the next one
+    /// and, in the first [`PREVIOUS_EPOCH_GRACE`] of an epoch, the previous one, which a
+    /// sender whose clock is behind (or whose deposit left just before the hour) still
+    /// deposits to.
+    pub(super) fn watched_epochs(&self) -> Vec<u64> {
+        let now_e = self.now.epoch();
+        let into = self.now.unix_secs() - now_e * EPOCH_SECONDS;
+        if now_e > 0 && into < PREVIOUS_EPOCH_GRACE.as_secs() {
+            vec![now_e - 1, now_e, now_e + 1]
+        } else {
+            vec![now_e, now_e + 1]
+        }
+    }
+
     /// Subscribes to the current and next epoch's mailboxes on every relay in use (a relay
     /// with none left gets an empty set, which ends its old subscriptions). In high-risk
     /// mode nothing is subscribed (a push would show each arrival as it happens): relays in
@@ -124,8 +142,8 @@ impl Engine {
     /// fetch lanes (one per window of epochs), and the relay's shared connection holds only
     /// the invites' drops.
     pub(super) fn refresh_subscriptions(&mut self) -> Result<()> {
-        let now_e = self.now.epoch();
-        let routes = self.mailboxes(|_| vec![now_e, now_e + 1])?;
+        let watched = self.watched_epochs();
+        let routes = self.mailboxes(|_| watched.clone())?;
         if self.schedule.high_risk() {
             self.set_lane_subscriptions(BTreeMap::new());
             for route in routes {
@@ -144,7 +162,7 @@ impl Engine {
                 }
                 self.subscriptions_cleared = true;
             }
-            self.subscribed_epoch = Some(now_e);
+            self.subscribed = Some(watched);
             return Ok(());
         }
         self.subscriptions_cleared = false;
@@ -192,7 +210,7 @@ impl Engine {
             self.push_request(&relay, LinkOp::Subscribe { secrets });
         }
         self.set_lane_subscriptions(per_lane);
-        self.subscribed_epoch = Some(now_e);
+        self.subscribed = Some(watched);
         Ok(())
     }
 

@@ -46,6 +46,7 @@ use rand_core::SeedableRng;
 use crate::api::{Command, Event, Response};
 use crate::error::Result;
 use crate::store::{ContactId, InviteId, OutboxId, Store};
+use mailboxes::PREVIOUS_EPOCH_GRACE;
 
 pub use hush_crypto::Target;
 pub use hush_crypto::mailbox::EPOCH_SECONDS;
@@ -411,7 +412,8 @@ pub struct Engine {
     next_token: u64,
     sync_waiters: Vec<SyncWaiter>,
     flush_waiters: Vec<FlushWaiter>,
-    subscribed_epoch: Option<u64>,
+    /// The epochs the subscriptions were last set for (see [`Engine::watched_epochs`]).
+    subscribed: Option<Vec<u64>>,
     /// Used one-time invites whose contact was heard from on its own mailboxes (see
     /// `mailboxes`); not stored: after a restart the next message marks them again.
     used_invites: HashSet<InviteId>,
@@ -479,7 +481,7 @@ impl Engine {
             next_token: 1,
             sync_waiters: Vec::new(),
             flush_waiters: Vec::new(),
-            subscribed_epoch: None,
+            subscribed: None,
             used_invites: HashSet::new(),
             acks_in_flight: 0,
             requests: VecDeque::new(),
@@ -538,7 +540,7 @@ impl Engine {
         self.now = now;
         self.sweep_expired()?;
         let retired = self.retire_expired_invites()?;
-        if retired || self.subscribed_epoch != Some(now.epoch()) {
+        if retired || self.subscribed.as_ref() != Some(&self.watched_epochs()) {
             self.refresh_subscriptions()?;
         }
         self.release_held(now)?;
@@ -582,8 +584,12 @@ impl Engine {
     /// When [`Engine::handle_timeout`] must be called next: the next epoch, the next
     /// deposit retry or the next disappearing deadline, whichever is first.
     pub fn poll_timeout(&self) -> Result<Time> {
-        let next_epoch = Time::from_unix_secs((self.now.epoch() + 1) * EPOCH_SECONDS);
-        let mut next = next_epoch;
+        let epoch_start = self.now.epoch() * EPOCH_SECONDS;
+        let grace_end = Time::from_unix_secs(epoch_start + PREVIOUS_EPOCH_GRACE.as_secs());
+        let mut next = Time::from_unix_secs(epoch_start + EPOCH_SECONDS);
+        if self.now < grace_end {
+            next = grace_end;
+        }
         // In high-risk mode the outbox waits for slots; in normal mode an entry waits for its
         // paced release too.
         if !self.schedule.high_risk() {

@@ -17,7 +17,7 @@ use crate::api::{DeliveryState, Event, Response};
 use crate::backoff::Backoff;
 use crate::content::Content;
 use crate::error::Result;
-use crate::store::{ContactId, NewOutgoing, OutboxId};
+use crate::store::{ContactId, NewOutgoing, OutboxEntry, OutboxId};
 
 impl Engine {
     /// Encrypts content for a contact into the outbox, in one transaction with the session
@@ -135,11 +135,16 @@ impl Engine {
         if self.schedule.high_risk() {
             return Ok(sent);
         }
+        let now = self.now.unix_secs();
         for entry in self.store.db().due_outbox(due_by)? {
-            if self.in_flight.contains(&entry.id) || only.is_some_and(|o| *o != entry.relay) {
+            if self.in_flight.contains(&entry.id) {
                 continue;
             }
-            if !self.schedule.released(entry.id, self.now, &mut self.rng) {
+            let session = self.store.db().session(entry.contact)?;
+            let (relay, target) = leaving_route(&entry, Some(session.deposit_target(now)));
+            if only.is_some_and(|o| *o != relay)
+                || !self.schedule.released(entry.id, self.now, &mut self.rng)
+            {
                 continue;
             }
             self.in_flight.insert(entry.id);
@@ -149,12 +154,12 @@ impl Engine {
                 .isolating()
                 .then(|| Lane::of(entry.contact, self.now.epoch(), false));
             self.push_request_on(
-                &entry.relay,
+                &relay,
                 Some(entry.contact),
                 lane,
                 LinkOp::Deposit {
                     outbox: entry.id,
-                    target: entry.target,
+                    target,
                     envelope: entry.envelope,
                 },
             );
@@ -247,17 +252,9 @@ impl Engine {
                 (relay.clone(), target)
             });
         if let Some(entry) = waiting.into_iter().find(|e| e.contact == pick) {
-            // An envelope that waited into a later epoch goes to that epoch's mailbox, where
-            // cover goes and the recipient looks: its epoch's mailbox may be fetched no more,
-            // and a deposit to an old epoch's mailbox would mark it as real to the relay. (A
-            // session envelope does not depend on the mailbox it travels in; one for a drop
-            // stays for that drop.)
-            let (relay, target) = match (&entry.target, &current) {
-                (Target::Mailbox(_), Some((relay, target @ Target::Mailbox(_)))) => {
-                    (relay.clone(), *target)
-                }
-                _ => (entry.relay.clone(), entry.target),
-            };
+            // In high-risk mode an old epoch's mailbox getting a deposit would also mark it
+            // as real to the relay: cover goes to the current one.
+            let (relay, target) = leaving_route(&entry, current.as_ref().map(|(r, t)| (r, *t)));
             self.in_flight.insert(entry.id);
             let lane = Lane::of(entry.contact, self.now.epoch(), false);
             self.push_request_on(
@@ -326,5 +323,20 @@ impl Engine {
             state,
         });
         Ok(())
+    }
+}
+
+/// Where an outbox entry goes when it leaves, given where its contact's deposits go now:
+/// an envelope for a mailbox that waited (pacing, backoff, a slot) into a later epoch goes
+/// to the current epoch's mailbox, where its recipient looks (the old one may be watched no
+/// more); a session envelope does not depend on the mailbox it travels in. One for a drop
+/// stays for that drop.
+fn leaving_route(
+    entry: &OutboxEntry,
+    current: Option<(&RelayAddress, Target)>,
+) -> (RelayAddress, Target) {
+    match (&entry.target, current) {
+        (Target::Mailbox(_), Some((relay, target @ Target::Mailbox(_)))) => (relay.clone(), target),
+        _ => (entry.relay.clone(), entry.target),
     }
 }
