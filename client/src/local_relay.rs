@@ -146,11 +146,25 @@ impl LocalRelay for EmbeddedRelay {
             }
             match started {
                 Ok(relay) => Ok(Some(Box::new(Served(Some(relay))) as Box<dyn ServedRelay>)),
-                Err(e) => {
-                    // Locked database or port in use: another local hush serves it.
+                // Its store is open in another process, or its port is taken (a hush that
+                // is shutting down may hold the port a moment after the store): another
+                // local hush serves it, or soon will not, and the link finds out.
+                Err(e @ hush_relay::Error::StoreInUse) => {
                     tracing::debug!(error = %e, "embedded relay already served elsewhere");
                     Ok(None)
                 }
+                Err(hush_relay::Error::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tracing::debug!("embedded relay's port in use; served elsewhere?");
+                    Ok(None)
+                }
+                // Anything else (a damaged store, a full disk, a permission) is the user's
+                // to know: the relay would otherwise be shown offline with no reason.
+                Err(e) => Err(err(format!(
+                    "{e} (its data: {})",
+                    config.data_dir.display()
+                ))),
             }
         })
     }
@@ -184,6 +198,37 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root.join("embedded-relay/key.pem")), 0o600);
         assert_eq!(mode(&root), 0o700);
+    }
+
+    /// The built-in relay served twice from one data root: the second is told it is served
+    /// elsewhere; a store it cannot open (here a directory where its file goes) is an error
+    /// naming its directory, not "served elsewhere". (Seen to fail before the distinction: the
+    /// damaged store answered `None`, and the client showed the relay offline with no
+    /// reason.)
+    #[test]
+    fn a_second_server_defers_and_a_damaged_store_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let relay = EmbeddedRelay::new(dir.path().join("ملف 档案"));
+        let first = rt.block_on(relay.serve()).unwrap().expect("served");
+        assert!(
+            rt.block_on(relay.serve()).unwrap().is_none(),
+            "served elsewhere"
+        );
+        rt.block_on(first.stop());
+
+        let broken = EmbeddedRelay::new(dir.path().join("损坏"));
+        broken.address().unwrap();
+        std::fs::create_dir_all(broken.dir().join("data/relay.redb/not a store")).unwrap();
+        let e = rt
+            .block_on(broken.serve())
+            .err()
+            .expect("a damaged store is an error");
+        let data = broken.dir().join("data");
+        assert!(e.to_string().contains(&data.display().to_string()), "{e}");
     }
 
     /// A built-in relay store an older hush wrote (layout 1: one redb file, no layout

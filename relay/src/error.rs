@@ -36,6 +36,10 @@ pub enum Error {
         /// The layout this relay writes.
         expected: u64,
     },
+    /// Another process has the store open (another relay, or another hush serving its
+    /// built-in relay, on this data directory).
+    #[error("the store is open in another process")]
+    StoreInUse,
     /// The relay is shutting down and refuses new work.
     #[error("relay is shutting down")]
     ShuttingDown,

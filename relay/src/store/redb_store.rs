@@ -986,7 +986,10 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, u64), Error> {
             }
         })
         .create(path)
-        .map_err(Error::storage)?;
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::StoreInUse,
+            e => Error::storage(e),
+        })?;
     let txn = begin_write(&db)?;
     let total;
     {
