@@ -154,8 +154,13 @@ fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
 /// How often a lingering committer looks for more writes.
 const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// Lone writes that commit at once after a linger that gathered nothing.
+/// Lone writes that commit at once after a linger that gathered nothing; each further
+/// fruitless linger doubles it, up to [`LINGER_BACKOFF_MAX`].
 pub const LINGER_BACKOFF: u32 = 64;
+
+/// The longest backoff: a lone writer that never has company (one client, one request in
+/// flight) sees one wait in this many commits, well under 1% (so not in its p99).
+pub const LINGER_BACKOFF_MAX: u32 = 4096;
 
 /// When a commit waits for more writes (sans-IO: the committer asks, then reports).
 #[derive(Debug)]
@@ -163,13 +168,19 @@ pub struct Linger {
     max: std::time::Duration,
     /// Lone writes still to commit without waiting.
     skip: u32,
+    /// The backoff the next fruitless wait starts.
+    backoff: u32,
 }
 
 impl Linger {
     /// A policy that waits at most `max` (zero: never).
     #[must_use]
     pub fn new(max: std::time::Duration) -> Self {
-        Self { max, skip: 0 }
+        Self {
+            max,
+            skip: 0,
+            backoff: LINGER_BACKOFF,
+        }
     }
 
     /// How long a commit of `batch` writes (all that were queued) waits for more: only a
@@ -185,10 +196,14 @@ impl Linger {
         Some(self.max)
     }
 
-    /// What the last wait gathered: nothing starts a backoff.
+    /// What the last wait gathered: nothing starts a backoff (each in a row twice the
+    /// last); something ends the doubling.
     pub fn gathered(&mut self, more: usize) {
         if more == 0 {
-            self.skip = LINGER_BACKOFF;
+            self.skip = self.backoff;
+            self.backoff = self.backoff.saturating_mul(2).min(LINGER_BACKOFF_MAX);
+        } else {
+            self.backoff = LINGER_BACKOFF;
         }
     }
 }
@@ -198,8 +213,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Seen to fail with the backoff left out (a lone writer waited on every commit) and with
-    /// batches of several writes lingering too.
+    /// Seen to fail with the backoff left out (a lone writer waited on every commit), with
+    /// batches of several writes lingering too, and with a fixed backoff (309 waits in
+    /// 20,000 commits: 1.6%, inside a p99).
     #[test]
     fn only_lone_writes_linger_and_a_fruitless_linger_backs_off() {
         let ms = Duration::from_millis(1);
@@ -214,6 +230,24 @@ mod tests {
             .count();
         assert_eq!(waits, 0, "one client, one request in flight: no waits");
         assert_eq!(l.wait_for(1), Some(ms), "tried again after the backoff");
+        // Fruitless again and again: the backoff doubles to its cap, so a lone writer
+        // waits on well under 1% of its commits.
+        let mut waits = 1;
+        let commits = 20_000;
+        for _ in 0..commits {
+            if l.wait_for(1).is_some() {
+                waits += 1;
+                l.gathered(0);
+            }
+        }
+        assert!(waits * 200 < commits, "{waits} waits in {commits} commits");
+        // Company again ends the doubling: the next fruitless wait backs off the least.
+        while l.wait_for(1).is_none() {}
+        l.gathered(3);
+        assert_eq!(l.wait_for(1), Some(ms));
+        l.gathered(0);
+        let skipped = (0..).take_while(|_| l.wait_for(1).is_none()).count();
+        assert_eq!(skipped, LINGER_BACKOFF as usize);
         let mut off = Linger::new(Duration::ZERO);
         assert_eq!(off.wait_for(1), None);
     }
