@@ -14,7 +14,8 @@
 //! a lone write may wait a short, bounded time (`storage.commit_linger_us`) for company
 //! ([`Linger`]): only while lingering has been gathering writes, so a single client with one
 //! request in flight, which no wait can batch, is not slowed (after a linger that gathered
-//! nothing the next [`LINGER_BACKOFF`] lone writes commit at once).
+//! nothing the next [`LINGER_BACKOFF`] lone writes commit at once, twice as many after each
+//! further one, up to [`LINGER_BACKOFF_MAX`]).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,16 +70,12 @@ impl Committer {
                     jobs.push(first);
                     drain(&mut rx, &mut jobs, max_batch);
                     if let Some(wait) = policy.wait_for(jobs.len()) {
-                        let deadline = std::time::Instant::now() + wait;
+                        // One sleep, then whatever came: a lone write lingers only at low
+                        // load, where nothing could fill a batch sooner, and each wake-up
+                        // costs what lingering is there to save.
                         let before = jobs.len();
-                        while jobs.len() < max_batch {
-                            let now = std::time::Instant::now();
-                            if now >= deadline {
-                                break;
-                            }
-                            std::thread::sleep((deadline - now).min(LINGER_STEP));
-                            drain(&mut rx, &mut jobs, max_batch);
-                        }
+                        std::thread::sleep(wait);
+                        drain(&mut rx, &mut jobs, max_batch);
                         policy.gathered(jobs.len() - before);
                     }
                     let (ops, replies): (Vec<WriteOp>, Vec<_>) =
@@ -150,9 +147,6 @@ fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
         }
     }
 }
-
-/// How often a lingering committer looks for more writes.
-const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Lone writes that commit at once after a linger that gathered nothing; each further
 /// fruitless linger doubles it, up to [`LINGER_BACKOFF_MAX`].
