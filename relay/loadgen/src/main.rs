@@ -99,6 +99,10 @@ struct Recorder {
     to_ns: AtomicU64,
     push_us: Mutex<Vec<u32>>,
     ack_us: Mutex<Vec<u32>>,
+    /// Subscriptions the relay ended with `Lagged` this phase (each subscribed again at
+    /// once, as a client would after fetching what it missed: the pushes in between are
+    /// not counted).
+    lagged: AtomicU64,
 }
 
 impl Recorder {
@@ -163,7 +167,7 @@ fn secret(i: usize) -> FetchSecret {
 }
 
 enum Conn {
-    Hush(RelayClient),
+    Hush(Arc<RelayClient>),
     Nats(async_nats::jetstream::Context),
 }
 
@@ -215,6 +219,8 @@ struct PhaseResult {
     /// is charged its delay all the same.
     late: u64,
     received: usize,
+    /// Subscriptions ended with `Lagged` (and made again) in the phase.
+    lagged: u64,
     push_p50_us: u32,
     push_p99_us: u32,
     push_max_us: u32,
@@ -284,6 +290,7 @@ async fn phase(conns: &Arc<Vec<Conn>>, rec: &Arc<Recorder>, load: Load, secs: f6
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
+    rec.lagged.store(0, Ordering::Relaxed);
     rec.from_ns.store(from, Ordering::Relaxed);
     rec.to_ns.store(to, Ordering::Relaxed);
     let tally = Arc::new(Tally::default());
@@ -364,6 +371,7 @@ async fn phase(conns: &Arc<Vec<Conn>>, rec: &Arc<Recorder>, load: Load, secs: f6
         errors: tally.errors.load(Ordering::Relaxed),
         late: tally.late.load(Ordering::Relaxed),
         received: push.len(),
+        lagged: rec.lagged.swap(0, Ordering::Relaxed),
         push_p50_us: percentile(&push, 0.50),
         push_p99_us: percentile(&push, 0.99),
         push_max_us: push.last().copied().unwrap_or(0),
@@ -508,14 +516,35 @@ async fn hush_conns(
         .collect::<anyhow::Result<_>>()?;
     let mut conns = Vec::new();
     for i in 0..n {
-        let c = RelayClient::connect_with(&endpoints[i % endpoints.len()], &addrs[i % addrs.len()])
-            .await?;
+        let c = Arc::new(
+            RelayClient::connect_with(&endpoints[i % endpoints.len()], &addrs[i % addrs.len()])
+                .await?,
+        );
         if subscribe {
             let mut sub = c.subscribe(SecretBatch::new(vec![secret(i)])?).await?;
-            let rec = rec.clone();
+            let (rec, c) = (rec.clone(), c.clone());
             tokio::spawn(async move {
-                while let Ok(d) = sub.next().await {
-                    rec.record_push(d.envelope.as_bytes());
+                // A subscription the relay ended with `Lagged` (this connection's push queue
+                // was full) is made again, or the connection would count no push after it,
+                // in this phase or any later one.
+                loop {
+                    match sub.next().await {
+                        Ok(d) => rec.record_push(d.envelope.as_bytes()),
+                        Err(e)
+                            if hush_transport::relay_error(&e)
+                                .is_some_and(|f| f.code == hush_proto::ErrorCode::Lagged) =>
+                        {
+                            rec.lagged.fetch_add(1, Ordering::Relaxed);
+                            let Ok(batch) = SecretBatch::new(vec![secret(i)]) else {
+                                break;
+                            };
+                            match c.subscribe(batch).await {
+                                Ok(s) => sub = s,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(_) => break,
+                    }
                 }
             });
         }
@@ -780,7 +809,7 @@ struct Row {
 fn report(row: &Row) {
     let r = &row.r;
     println!(
-        "{:28} {:5} {:>8.0} msg/s  acked {:>7}  err {:>4}  late {:>6}  pushes {:>7}  push p50 {:>7} p99 {:>8} max {:>8} ms  ack p50 {:>7} p99 {:>8} ms{}  load {}",
+        "{:28} {:5} {:>8.0} msg/s  acked {:>7}  err {:>4}  late {:>6}  pushes {:>7}  lagged {:>4}  push p50 {:>7} p99 {:>8} max {:>8} ms  ack p50 {:>7} p99 {:>8} ms{}  load {}",
         row.system,
         row.phase,
         r.per_sec,
@@ -788,6 +817,7 @@ fn report(row: &Row) {
         r.errors,
         r.late,
         r.received,
+        r.lagged,
         ms(r.push_p50_us),
         ms(r.push_p99_us),
         ms(r.push_max_us),
@@ -895,6 +925,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         to_ns: AtomicU64::new(0),
         push_us: Mutex::new(Vec::new()),
         ack_us: Mutex::new(Vec::new()),
+        lagged: AtomicU64::new(0),
     });
     println!(
         "connections {}  window {}  seconds {}  arrivals {:?} (seed {})  message {} bytes  load average {}",
