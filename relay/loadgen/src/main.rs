@@ -168,7 +168,7 @@ fn secret(i: usize) -> FetchSecret {
 
 enum Conn {
     Hush(Arc<RelayClient>),
-    Nats(async_nats::jetstream::Context),
+    Nats(Box<async_nats::jetstream::Context>),
 }
 
 impl Conn {
@@ -709,7 +709,7 @@ async fn nats_conns(
                 rec.record_push(&m.payload);
             }
         });
-        conns.push(Conn::Nats(js));
+        conns.push(Conn::Nats(Box::new(js)));
     }
     Ok(Arc::new(conns))
 }
