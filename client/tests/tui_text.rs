@@ -1,7 +1,9 @@
 //! Text as people write it, end to end through two real TUIs at 80x24 in tmux: an invite
 //! link got out of one TUI by `:invite --file` and by copying it off the screen, accepted
 //! in the other from a paste that brings line breaks; a Chinese conversation both ways,
-//! every character found on both screens; then a panic wipe, which must leave nothing on
+//! every character found on both screens, with the reply's delivery mark (seen to fail,
+//! no mark ever shown, when a mark that did not fit on a full last row was cut off at the
+//! pane's edge); then a panic wipe, which must leave nothing on
 //! the terminal, not even a line saying it happened.
 //!
 //! Both profiles share one data root: bob's TUI uses the relay alice's serves on loopback.
@@ -104,6 +106,13 @@ fn chinese_conversation_at_80x24_and_a_silent_wipe() {
     tmux.wait_for("bob", "alice's reply whole on bob's screen", |s| {
         conversation(s).contains(&want)
     });
+    // Her reply fills its last row at 80 columns exactly: its mark goes on a row of its
+    // own, and turns to delivered when bob's receipt comes.
+    tmux.wait_for(
+        "alice",
+        "her reply's delivered mark on alice's screen",
+        |s| conversation(s).contains(&format!("{want}✓✓")),
+    );
 
     // The panic wipe: a plain exit, nothing about it on the terminal.
     command(&tmux, "alice", "wipe");

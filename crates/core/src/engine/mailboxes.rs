@@ -134,8 +134,9 @@ impl Engine {
         }
     }
 
-    /// Subscribes to the current and next epoch's mailboxes on every relay in use (a relay
-    /// with none left gets an empty set, which ends its old subscriptions). In high-risk
+    /// Subscribes to the mailboxes of the watched epochs ([`Engine::watched_epochs`]) on
+    /// every relay in use (a relay with none left gets an empty set, which ends its old
+    /// subscriptions). In high-risk
     /// mode nothing is subscribed (a push would show each arrival as it happens): relays in
     /// use are sent the empty set once, and the mailboxes are only fetched at fetch slots.
     /// With isolation in normal mode each relationship's mailboxes are subscribed on their

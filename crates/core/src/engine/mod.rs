@@ -581,8 +581,9 @@ impl Engine {
         self.replies.pop_front()
     }
 
-    /// When [`Engine::handle_timeout`] must be called next: the next epoch, the next
-    /// deposit retry or the next disappearing deadline, whichever is first.
+    /// When [`Engine::handle_timeout`] must be called next: the next epoch (or, early in
+    /// one, the end of its grace for the previous one), the next deposit retry or the next
+    /// disappearing deadline, whichever is first.
     pub fn poll_timeout(&self) -> Result<Time> {
         let epoch_start = self.now.epoch() * EPOCH_SECONDS;
         let grace_end = Time::from_unix_secs(epoch_start + PREVIOUS_EPOCH_GRACE.as_secs());
