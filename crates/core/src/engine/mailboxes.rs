@@ -343,11 +343,15 @@ impl Engine {
         // In normal mode (no slots) each lane's fetch waits a random delay, so that the
         // lanes' connections do not all open at one moment.
         let jitter = isolate && !self.schedule.high_risk();
+        // Early in an epoch the previous one is fetched again, whatever was fetched of it:
+        // a sender whose clock is behind still deposits there (in high-risk mode, where
+        // nothing is subscribed, this is what [`PREVIOUS_EPOCH_GRACE`] means).
+        let oldest_watched = self.watched_epochs().first().copied().unwrap_or(now_e);
         let routes = self.mailboxes(|last| {
             let from = if last > now_e + 1 {
                 first
             } else {
-                last.max(first)
+                last.max(first).min(oldest_watched)
             };
             let end = from.saturating_add(CATCH_UP_EPOCHS_PER_SLOT);
             if isolate && end < now_e {

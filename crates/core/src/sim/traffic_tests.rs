@@ -331,6 +331,37 @@ fn high_risk_a_message_waits_for_its_slot() {
     assert_eq!(w.relays[0].stored(), 0);
 }
 
+/// High-risk mode, a sender whose clock is 5 minutes behind writes 2 minutes after the
+/// hour (its slot deposits to the last epoch's mailbox, the current one on its clock); the
+/// recipient's fetch slots in the first 600 s of the epoch fetch the previous epoch too, so
+/// the message arrives within them, for every seed. (Seen to fail, nothing arrived within
+/// the 8 minutes for 5 of the 6 seeds, with a fetch slot fetching only from the last epoch
+/// fetched completely: a slot after the hour had already fetched the old epoch.)
+#[test]
+fn high_risk_a_sender_whose_clock_is_behind_reaches_the_recipient() {
+    for seed in 60..66 {
+        let mut w = pair(seed, 1, 0);
+        w.crash(0);
+        w.nodes[0].skew_secs = -300;
+        w.start_node(0);
+        set_high_risk(&mut w, 0, true);
+        set_high_risk(&mut w, 1, true);
+        let hour = (w.now.epoch() + 1) * crate::engine::EPOCH_SECONDS;
+        let at = Time::from_unix_secs(hour + 120);
+        w.run_for(Duration::from_millis(
+            at.unix_millis() - w.now.unix_millis(),
+        ));
+        assert_ne!(w.node_now(0).epoch(), w.node_now(1).epoch());
+        send(&mut w, 0, "bob", "ساعتي متأخرة خمس دقائق ⏰");
+        w.run_for(Duration::from_secs(480));
+        assert_eq!(
+            received(&mut w, 1, "alice"),
+            vec!["ساعتي متأخرة خمس دقائق ⏰"],
+            "seed {seed}"
+        );
+    }
+}
+
 /// Cover envelopes cost their recipient nothing: after an hour of cover, Bob's session
 /// state is the same bytes as before, and he has no message, fragment or outbox entry more.
 /// Seen to fail with an empty receipt answered to each envelope no key opens (the session
