@@ -399,6 +399,53 @@ fn recipient_clock_put_back_still_catches_up() {
     assert_eq!(home.recv("bob"), pairs(&[("alice", "next one")]));
 }
 
+/// Bob listens (`recv --wait`), his clock 30 s past an hour; Alice's clock is 90 s behind
+/// his, still in the hour before, and she writes once Bob's process has subscribed and
+/// done its catch-up fetch. Her deposit goes to the previous epoch's mailbox, which Bob
+/// watches for the first 600 s of his epoch: it is pushed to him at once. (Seen to fail,
+/// Bob's listening run printed nothing, with subscriptions to the current and next epoch
+/// only.)
+#[test]
+fn a_listening_recipient_hears_a_sender_whose_clock_is_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.txt");
+    let relay = Relay::start_with(&[(hooks::RELAY_TEST_RECORD, record.to_str().unwrap())]);
+    let home = Home::new();
+    pair(&home, Some(&relay), "alice", "bob");
+    let to_hour = 3600 - unix_now() % 3600;
+    let bob_clock = i64::try_from(to_hour).unwrap() + 30;
+    let alice_clock = bob_clock - 90;
+    // What the relay was asked so far: a subscription (kind 05) and a fetch answer later in
+    // the record are Bob's listening process.
+    let seen = || std::fs::read_to_string(&record).unwrap_or_default();
+    let before = seen().len();
+    let listening = home
+        .hush("bob", &["--json", "recv", "--wait", "12"])
+        .clock(bob_clock)
+        .spawn();
+    let ready = poll(Duration::from_secs(15), Duration::from_millis(50), || {
+        let text = seen();
+        let new = text.get(before..).unwrap_or_default();
+        let subscribed = new
+            .lines()
+            .any(|l| l.starts_with("at ") && l.ends_with(" 05"));
+        let fetched = new.lines().any(|l| l.starts_with("fetched "));
+        (subscribed && fetched).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "Bob's listening run never subscribed and fetched"
+    );
+    let text = "ساعتي متأخرة — 我的钟慢了";
+    let v = home
+        .hush("alice", &["send", "bob", text])
+        .clock(alice_clock)
+        .json();
+    assert!(v["state"] == "on-relay" || v["state"] == "delivered", "{v}");
+    let out = listening.finish().ok();
+    assert_eq!(messages(&out.json()), pairs(&[("alice", text)]));
+}
+
 #[test]
 fn relay_restart_mid_conversation() {
     let mut relay = Relay::start();
