@@ -306,7 +306,12 @@ impl World {
     /// Runs until nothing is on the network and no timeout is due within `d`, or `d` has
     /// passed.
     pub(crate) fn run_for(&mut self, d: Duration) {
-        let deadline = self.now.plus(d);
+        self.run_until(self.now.plus(d));
+    }
+
+    /// Runs every step due by `deadline`, then sets the clock to it (a deadline already
+    /// passed only runs what is due now).
+    pub(crate) fn run_until(&mut self, deadline: Time) {
         while self.step_until(deadline) {}
         self.now = self.now.max(deadline);
     }

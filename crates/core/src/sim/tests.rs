@@ -193,7 +193,7 @@ fn catch_up_after_the_clock_was_put_back() {
 }
 
 /// The world's clock `before` the start of the epoch after the current one.
-fn before_the_hour(w: &World, before: Duration) -> Time {
+pub(super) fn before_the_hour(w: &World, before: Duration) -> Time {
     let next = (w.now.epoch() + 1) * EPOCH_SECONDS;
     Time::from_unix_millis(next * 1000 - u64::try_from(before.as_millis()).unwrap())
 }
@@ -209,10 +209,7 @@ fn a_message_paced_across_the_hour_arrives_at_once() {
     let text: String = "记者与消息来源之间的对话。".repeat(120);
     for seed in 0..4 {
         let mut w = pair(40 + seed, 1, 0);
-        let at = before_the_hour(&w, Duration::from_secs(1));
-        w.run_for(Duration::from_millis(
-            at.unix_millis() - w.now.unix_millis(),
-        ));
+        w.run_until(before_the_hour(&w, Duration::from_secs(1)));
         send(&mut w, 0, "bob", &text);
         w.run_for(Duration::from_secs(60));
         assert_eq!(
@@ -230,10 +227,7 @@ fn a_message_paced_across_the_hour_arrives_at_once() {
 #[test]
 fn a_message_that_waited_offline_goes_to_the_current_epoch() {
     let mut w = pair(45, 1, 0);
-    let at = before_the_hour(&w, Duration::from_secs(2));
-    w.run_for(Duration::from_millis(
-        at.unix_millis() - w.now.unix_millis(),
-    ));
+    w.run_until(before_the_hour(&w, Duration::from_secs(2)));
     send(&mut w, 0, "bob", "离线写的 — written offline 📝");
     w.crash(0);
     w.run_for(Duration::from_secs(1800));
@@ -256,10 +250,7 @@ fn a_sender_whose_clock_is_behind_reaches_a_running_recipient() {
     w.nodes[0].skew_secs = -90;
     w.start_node(0);
     w.settle();
-    let at = before_the_hour(&w, Duration::ZERO).plus(Duration::from_secs(30));
-    w.run_for(Duration::from_millis(
-        at.unix_millis() - w.now.unix_millis(),
-    ));
+    w.run_until(before_the_hour(&w, Duration::ZERO).plus(Duration::from_secs(30)));
     assert_ne!(w.node_now(0).epoch(), w.node_now(1).epoch());
     send(&mut w, 0, "bob", "ساعتي متأخرة — my clock is late");
     w.run_for(Duration::from_secs(60));

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use super::stats::ks_test;
-use super::tests::{ok, pair, received, send, state_of};
+use super::tests::{before_the_hour, ok, pair, received, send, state_of};
 use super::{Direction, World};
 use crate::api::{Command, DeliveryState, Response};
 use crate::engine::Time;
@@ -115,18 +115,14 @@ fn hour(seed: u64, high_risk: bool, active: bool) -> (World, usize, Time, Vec<(u
     if active {
         for (at, who, text) in script(77) {
             let when = t0.plus(Duration::from_secs(at));
-            w.run_for(Duration::from_millis(
-                when.unix_millis().saturating_sub(w.now.unix_millis()),
-            ));
+            w.run_until(when);
             let to = if who == 0 { "bob" } else { "alice" };
             send(&mut w, who, to, &text);
             sent.push((who, text));
         }
     }
     let end = t0.plus(WINDOW);
-    w.run_for(Duration::from_millis(
-        end.unix_millis().saturating_sub(w.now.unix_millis()),
-    ));
+    w.run_until(end);
     (w, from, t0, sent)
 }
 
@@ -346,11 +342,7 @@ fn high_risk_a_sender_whose_clock_is_behind_reaches_the_recipient() {
         w.start_node(0);
         set_high_risk(&mut w, 0, true);
         set_high_risk(&mut w, 1, true);
-        let hour = (w.now.epoch() + 1) * crate::engine::EPOCH_SECONDS;
-        let at = Time::from_unix_secs(hour + 120);
-        w.run_for(Duration::from_millis(
-            at.unix_millis() - w.now.unix_millis(),
-        ));
+        w.run_until(before_the_hour(&w, Duration::ZERO).plus(Duration::from_secs(120)));
         assert_ne!(w.node_now(0).epoch(), w.node_now(1).epoch());
         send(&mut w, 0, "bob", "ساعتي متأخرة خمس دقائق ⏰");
         w.run_for(Duration::from_secs(480));
