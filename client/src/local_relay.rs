@@ -146,17 +146,8 @@ impl LocalRelay for EmbeddedRelay {
             }
             match started {
                 Ok(relay) => Ok(Some(Box::new(Served(Some(relay))) as Box<dyn ServedRelay>)),
-                // Its store is open in another process, or its port is taken (a hush that
-                // is shutting down may hold the port a moment after the store): another
-                // local hush serves it, or soon will not, and the link finds out.
-                Err(e @ hush_relay::Error::StoreInUse) => {
+                Err(e) if served_elsewhere(&e) => {
                     tracing::debug!(error = %e, "embedded relay already served elsewhere");
-                    Ok(None)
-                }
-                Err(hush_relay::Error::Io { ref source, .. })
-                    if source.kind() == std::io::ErrorKind::AddrInUse =>
-                {
-                    tracing::debug!("embedded relay's port in use; served elsewhere?");
                     Ok(None)
                 }
                 // Anything else (a damaged store, a full disk, a permission) is the user's
@@ -167,6 +158,17 @@ impl LocalRelay for EmbeddedRelay {
                 ))),
             }
         })
+    }
+}
+
+/// Whether a failed start means another process serves the relay: its store is open
+/// there, or its port is taken (a hush that is shutting down may hold the port a moment
+/// after the store). Another local hush serves it, or soon will not, and the link finds out.
+fn served_elsewhere(e: &hush_relay::Error) -> bool {
+    match e {
+        hush_relay::Error::StoreInUse => true,
+        hush_relay::Error::Io { source, .. } => source.kind() == std::io::ErrorKind::AddrInUse,
+        _ => false,
     }
 }
 

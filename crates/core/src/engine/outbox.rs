@@ -4,7 +4,7 @@
 //! mode, at a deposit slot in high-risk mode, where a slot with nothing waiting carries a
 //! cover envelope.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use hush_crypto::Target;
 use hush_crypto::{Session, payload};
@@ -136,12 +136,22 @@ impl Engine {
             return Ok(sent);
         }
         let now = self.now.unix_secs();
+        // Where each contact's deposits go now: one session read per contact and flush, and
+        // none for entries pacing still holds.
+        let mut current: HashMap<ContactId, (RelayAddress, Target)> = HashMap::new();
         for entry in self.store.db().due_outbox(due_by)? {
-            if self.in_flight.contains(&entry.id) {
+            if self.in_flight.contains(&entry.id) || self.schedule.release_of(entry.id) > self.now {
                 continue;
             }
-            let session = self.store.db().session(entry.contact)?;
-            let (relay, target) = leaving_route(&entry, Some(session.deposit_target(now)));
+            let here = match current.entry(entry.contact) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let session = self.store.db().session(entry.contact)?;
+                    let (relay, target) = session.deposit_target(now);
+                    v.insert((relay.clone(), target))
+                }
+            };
+            let (relay, target) = leaving_route(&entry, Some((&here.0, here.1)));
             if only.is_some_and(|o| *o != relay)
                 || !self.schedule.released(entry.id, self.now, &mut self.rng)
             {
